@@ -1,0 +1,52 @@
+"""Session fixtures shared by every test suite: real PostgreSQL, HAProxy and nginx."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from tests.services.haproxy import HaproxyServer  # noqa: E402
+from tests.services.nginx import NginxServer  # noqa: E402
+from tests.services.postgres import PostgresServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def haproxy_factory():
+    started: list[HaproxyServer] = []
+
+    def make(config_body: str) -> HaproxyServer:
+        server = HaproxyServer(config_body)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.destroy()
+
+
+@pytest.fixture
+def nginx_factory():
+    started: list[NginxServer] = []
+
+    def make(http_body: str) -> NginxServer:
+        server = NginxServer(http_body)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.destroy()

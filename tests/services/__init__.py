@@ -1,0 +1,1 @@
+"""Real local services for tests: PostgreSQL, HAProxy and nginx from Debian's packages."""

@@ -1,0 +1,136 @@
+"""A throw-away PostgreSQL 15 server (Debian's postgresql-15) on a free loopback port.
+
+Run as a library (pytest fixture ``postgres``) or from the shell::
+
+    python tests/services/postgres.py start DIR [PORT]   # prints "host port"
+    python tests/services/postgres.py stop DIR
+
+The server runs as an unprivileged user when started by root, keeps its data and
+socket in DIR, accepts password (scram-sha-256) logins on 127.0.0.1 and trusted
+logins on its private UNIX socket.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tests.services._apt import ensure_binary  # noqa: E402
+from tests.services.ports import free_port  # noqa: E402
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+SUPERUSER = "postgres"
+SUPERUSER_PASSWORD = "postgres"
+
+
+def _run_as() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    return ["runuser", "-u", "postgres", "--"]
+
+
+class PostgresServer:
+    def __init__(self, base_dir: str | None = None, port: int | None = None):
+        ensure_binary(os.path.join(PG_BIN, "postgres"), "postgresql-15")
+        self.base_dir = base_dir or tempfile.mkdtemp(prefix="kongops-pg-")
+        self.data_dir = os.path.join(self.base_dir, "data")
+        self.socket_dir = self.base_dir
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.superuser = SUPERUSER
+        self.superuser_password = SUPERUSER_PASSWORD
+        self._as = _run_as()
+
+    def _chown(self, path: str) -> None:
+        if self._as:
+            shutil.chown(path, "postgres", "postgres")
+
+    def start(self) -> "PostgresServer":
+        os.makedirs(self.base_dir, exist_ok=True)
+        os.chmod(self.base_dir, 0o755)
+        self._chown(self.base_dir)
+        if not os.path.exists(os.path.join(self.data_dir, "PG_VERSION")):
+            pwfile = os.path.join(self.base_dir, ".pw")
+            with open(pwfile, "w") as fh:
+                fh.write(SUPERUSER_PASSWORD + "\n")
+            self._chown(pwfile)
+            subprocess.run(self._as + [os.path.join(PG_BIN, "initdb"), "-D", self.data_dir, "-U", SUPERUSER,
+                                       "--pwfile", pwfile, "-A", "scram-sha-256", "--auth-local", "trust",
+                                       "-E", "UTF8", "--locale", "C.UTF-8"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            os.unlink(pwfile)
+            with open(os.path.join(self.data_dir, "postgresql.auto.conf"), "a") as fh:
+                fh.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                         "max_connections = 200\nshared_buffers = 64MB\n")
+        with open(os.path.join(self.base_dir, "port"), "w") as fh:
+            fh.write(str(self.port))
+        opts = f"-h {self.host} -p {self.port} -k {self.socket_dir}"
+        subprocess.run(self._as + [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data_dir, "-l",
+                                   os.path.join(self.base_dir, "server.log"), "-o", opts, "-w", "-t", "60", "start"],
+                       check=True, stdout=subprocess.DEVNULL)
+        return self
+
+    def stop(self) -> None:
+        subprocess.run(self._as + [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data_dir, "-m", "fast", "-w", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def psql(self, sql: str, database: str = "postgres", check: bool = True) -> str:
+        """Run SQL as the superuser over the private socket; tuples only, '|' separated."""
+        proc = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", self.socket_dir,
+                               "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql],
+                              capture_output=True, text=True, check=False)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"psql failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc.stdout.strip()
+
+    def create_database(self, name: str, owner: str = "kong", password: str = "kong") -> dict:
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        exists = self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{owner}'")
+        if not exists:
+            self.psql(f"CREATE ROLE \"{owner}\" LOGIN PASSWORD '{password}'")
+        else:
+            self.psql(f"ALTER ROLE \"{owner}\" LOGIN PASSWORD '{password}'")
+        self.psql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+        return dict(host=self.host, port=self.port, user=owner, password=password, database=name)
+
+    def dsn(self, database: str, user: str | None = None, password: str | None = None) -> str:
+        user = user or SUPERUSER
+        password = password if password is not None else (SUPERUSER_PASSWORD if user == SUPERUSER else "")
+        return f"host={self.host} port={self.port} dbname={database} user={user} password={password}"
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] not in ("start", "stop"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    base = os.path.abspath(argv[1])
+    if argv[0] == "start":
+        port = int(argv[2]) if len(argv) > 2 else None
+        if port is None and os.path.exists(os.path.join(base, "port")):
+            with open(os.path.join(base, "port")) as fh:
+                port = int(fh.read())
+        server = PostgresServer(base, port).start()
+        print(server.host, server.port)
+    else:
+        with open(os.path.join(base, "port")) as fh:
+            PostgresServer(base, int(fh.read())).stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

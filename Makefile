@@ -1,6 +1,7 @@
 # kongops.upgrade — developer entry points. `make demo` and `make test` are all a fresh
 # machine needs; everything else is reachable from them.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
 PYTHON ?= python3.11
 VENV := $(CURDIR)/.venv

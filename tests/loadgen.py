@@ -1,0 +1,297 @@
+"""A steady HTTP load at a fixed request rate that records which Kong version served each request.
+
+In a test or a driver::
+
+    gen = LoadGenerator("http://127.0.0.1:18000/echo", rate=300, headers={"apikey": "demo-key"})
+    gen.start()              # its own thread and event loop
+    ...                      # run the upgrade
+    summary = gen.stop()     # stops sending, waits for the requests in flight, returns summary()
+
+From the shell::
+
+    python -m tests.loadgen URL --rate 300 --duration 60 --header apikey:demo-key --out load.json
+
+Requests are sent on a fixed schedule (an open model: a slow answer does not delay the next
+request). Every request is recorded with its send time, status or error, latency and the Kong
+version that served it, read from ``Via`` (``kong/3.7.1`` up to 3.7, ``1.1 kong/3.8.1`` from 3.8,
+appended to the upstream's ``Via``) or, on responses Kong generated itself (key-auth 401),
+from ``Server: kong/<version>``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+
+import aiohttp
+
+_KONG_TOKEN = re.compile(r"kong/(\d+(?:\.\d+){1,3})")
+
+
+def kong_version(via: str | None, server: str | None = None) -> str | None:
+    """The Kong version named by a response's ``Via`` (last Kong hop) or ``Server`` header."""
+    if via:
+        found = _KONG_TOKEN.findall(via)
+        if found:
+            return found[-1]
+    if server and server.startswith("kong/"):
+        found = _KONG_TOKEN.findall(server)
+        if found:
+            return found[0]
+    return None
+
+
+@dataclass
+class Record:
+    t: float            # seconds since the load started, when the request was due
+    wall: float         # epoch seconds when the request was sent
+    status: int | None  # HTTP status, None on a connection/timeout error
+    error: str | None
+    version: str | None
+    latency_ms: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def _percentile(sorted_values: list[float], pct: float) -> float | None:
+    if not sorted_values:
+        return None
+    idx = min(len(sorted_values) - 1, max(0, round(pct / 100.0 * len(sorted_values) + 0.5) - 1))
+    return round(sorted_values[idx], 2)
+
+
+def summarize(records: list[Record], rate: float | None = None, started_at: float | None = None) -> dict:
+    """Totals, failures, per-version counts and the per-second share of each version."""
+    records = sorted(records, key=lambda r: r.t)
+    failures = [r for r in records if not r.ok]
+    versions = Counter(r.version or "unknown" for r in records if r.ok)
+    latencies = sorted(r.latency_ms for r in records if r.status is not None)
+    per_second: dict[int, dict] = defaultdict(lambda: {"total": 0, "failed": 0, "versions": Counter()})
+    for r in records:
+        bucket = per_second[int(r.t)]
+        bucket["total"] += 1
+        if r.ok:
+            bucket["versions"][r.version or "unknown"] += 1
+        else:
+            bucket["failed"] += 1
+    seconds = []
+    for sec in sorted(per_second):
+        bucket = per_second[sec]
+        served = sum(bucket["versions"].values())
+        seconds.append({
+            "second": sec,
+            "wall": round(started_at + sec, 3) if started_at is not None else None,
+            "total": bucket["total"],
+            "failed": bucket["failed"],
+            "versions": dict(bucket["versions"]),
+            "share": {v: round(100.0 * n / served, 1) for v, n in bucket["versions"].items()} if served else {},
+        })
+    duration = (records[-1].t - records[0].t) if len(records) > 1 else 0.0
+    return {
+        "started_at": started_at,
+        "target_rate": rate,
+        "duration_s": round(duration, 3),
+        "achieved_rate": round(len(records) / duration, 1) if duration > 0 else None,
+        "total": len(records),
+        "ok": len(records) - len(failures),
+        "failed": len(failures),
+        "failures_by_reason": dict(Counter(r.error or f"HTTP {r.status}" for r in failures)),
+        "first_failure_wall": min((r.wall for r in failures), default=None),
+        "last_failure_wall": max((r.wall for r in failures), default=None),
+        "versions": dict(versions),
+        "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95),
+                       "p99": _percentile(latencies, 99), "max": latencies[-1] if latencies else None},
+        "per_second": seconds,
+    }
+
+
+def share_between(summary: dict, start_wall: float, end_wall: float, version: str) -> float | None:
+    """Percent of the successful requests sent in [start_wall, end_wall) that ``version`` served."""
+    served = hit = 0
+    for sec in summary["per_second"]:
+        if sec["wall"] is None or not start_wall <= sec["wall"] < end_wall:
+            continue
+        n = sum(sec["versions"].values())
+        served += n
+        hit += sec["versions"].get(version, 0)
+    return round(100.0 * hit / served, 1) if served else None
+
+
+class LoadGenerator:
+    def __init__(self, url: str, rate: float = 300.0, headers: dict | None = None, duration: float | None = None,
+                 timeout: float = 10.0, method: str = "GET", max_in_flight: int = 1000):
+        if rate <= 0:
+            raise ValueError("rate must be > 0 requests per second")
+        self.url = url
+        self.rate = float(rate)
+        self.headers = dict(headers or {})
+        self.duration = duration
+        self.timeout = timeout
+        self.method = method
+        self.max_in_flight = max_in_flight
+        self.records: list[Record] = []
+        self.started_at: float | None = None
+        self.skipped = 0
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    async def _one(self, session: aiohttp.ClientSession, due: float, sem: asyncio.Semaphore) -> None:
+        wall = time.time()
+        begin = time.perf_counter()
+        status = version = error = None
+        try:
+            async with session.request(self.method, self.url, headers=self.headers) as resp:
+                await resp.read()
+                status = resp.status
+                version = kong_version(resp.headers.get("Via"), resp.headers.get("Server"))
+        except TimeoutError:
+            error = "timeout"
+        except aiohttp.ClientError as exc:
+            error = type(exc).__name__
+        except OSError as exc:
+            error = type(exc).__name__
+        finally:
+            sem.release()
+        self.records.append(Record(round(due, 4), round(wall, 4), status, error, version,
+                                   round((time.perf_counter() - begin) * 1000.0, 2)))
+
+    async def run_async(self) -> dict:
+        self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        connector = aiohttp.TCPConnector(limit=self.max_in_flight, force_close=False, enable_cleanup_closed=True)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        sem = asyncio.Semaphore(self.max_in_flight)
+        tasks: set[asyncio.Task] = set()
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
+            self._ready.set()
+            start = time.perf_counter()
+            self.started_at = time.time()
+            interval = 1.0 / self.rate
+            sent = 0
+            while not self._stop.is_set():
+                due = sent * interval
+                if self.duration is not None and due >= self.duration:
+                    break
+                delay = start + due - time.perf_counter()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                        break
+                    except TimeoutError:
+                        pass
+                sent += 1
+                if sem.locked():
+                    self.skipped += 1
+                    self.records.append(Record(round(due, 4), round(time.time(), 4), None, "in_flight_limit", None, 0.0))
+                    continue
+                await sem.acquire()
+                task = asyncio.create_task(self._one(session, due, sem))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.wait(list(tasks), timeout=self.timeout + 5)
+        return self.summary()
+
+    def run(self) -> dict:
+        """Blocking run (needs ``duration`` or a stop() from another thread)."""
+        return asyncio.run(self.run_async())
+
+    def start(self) -> LoadGenerator:
+        def target():
+            try:
+                asyncio.run(self.run_async())
+            except BaseException as exc:  # noqa: BLE001 - reported by stop()/wait()
+                self._error = exc
+                self._ready.set()
+
+        self._thread = threading.Thread(target=target, name="loadgen", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("load generator did not start")
+        if self._error:
+            raise RuntimeError(f"load generator failed: {self._error}") from self._error
+        return self
+
+    def wait(self, timeout: float | None = None) -> dict:
+        """Wait until a bounded run (``duration``) ends."""
+        if self._thread:
+            self._thread.join(timeout)
+        if self._error:
+            raise RuntimeError(f"load generator failed: {self._error}") from self._error
+        return self.summary()
+
+    def stop(self) -> dict:
+        if self._loop and self._stop and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        return self.wait(self.timeout + 15)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    def summary(self) -> dict:
+        result = summarize(list(self.records), self.rate, self.started_at)
+        result["url"] = self.url
+        result["skipped_over_limit"] = self.skipped
+        return result
+
+    def dump(self, path: str) -> None:
+        with open(path, "w") as fh:
+            json.dump({"summary": self.summary(), "records": [asdict(r) for r in self.records]}, fh)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"--header expects NAME:VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.loadgen",
+                                     description="Steady HTTP load at a fixed rate; counts what each Kong version served.")
+    parser.add_argument("url")
+    parser.add_argument("--rate", type=float, default=300.0, help="requests per second (default 300)")
+    parser.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C or SIGTERM)")
+    parser.add_argument("--header", type=_header, action="append", default=[], help="NAME:VALUE, repeatable")
+    parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds")
+    parser.add_argument("--out", help="write the summary and every request record here (JSON)")
+    parser.add_argument("--per-second", action="store_true", help="print the per-second table too")
+    args = parser.parse_args(argv)
+    if args.rate <= 0:
+        parser.error("--rate must be > 0")
+    gen = LoadGenerator(args.url, rate=args.rate, headers=dict(args.header), duration=args.duration,
+                        timeout=args.timeout)
+
+    gen.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while gen.running and not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    summary = gen.stop()
+    if args.out:
+        gen.dump(args.out)
+    shown = dict(summary)
+    if not args.per_second:
+        shown.pop("per_second")
+    print(json.dumps(shown, indent=2))
+    return 0 if summary["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

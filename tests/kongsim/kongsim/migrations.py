@@ -1006,8 +1006,7 @@ def cluster_mutex(conn, key: str, ttl: float, callback, *, no_wait: bool = False
         callback()
     except Exception as exc:  # noqa: BLE001 - any failure is reported the way Kong reports it
         remove_lock(conn, key, owner)
-        text = exc.message if isinstance(exc, PgError) else str(exc)
-        return None, "cluster_mutex callback threw an error: " + text
+        return None, "cluster_mutex callback threw an error: " + str(exc)
     if not no_cleanup:
         remove_lock(conn, key, owner)
     return True, None

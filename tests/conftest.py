@@ -9,6 +9,10 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+# `ansible_collections.kongops.upgrade` resolves through the venv's collection symlink (make venv).
+COLLECTIONS = os.path.join(REPO, ".venv", "collections")
+if os.path.isdir(COLLECTIONS) and COLLECTIONS not in sys.path:
+    sys.path.append(COLLECTIONS)
 
 from tests.services.haproxy import HaproxyServer  # noqa: E402
 from tests.services.nginx import NginxServer  # noqa: E402

@@ -32,21 +32,22 @@ PLUGIN_PRIORITY = {
     "loggly": 6, "syslog": 4, "grpc-web": 3, "request-termination": 2, "post-function": -1000,
 }
 
-# Error page strings that FACTS does not list (UNCONFIRMED: Kong's default error messages
-# for nginx-generated statuses, kong/tools/http.lua / kong/error_handlers.lua).
+# Default messages of kong.response.error() (UNCONFIRMED: not in FACTS; HTTP_MESSAGES of
+# kong/tools/http.lua as remembered).
 DEFAULT_STATUS_MESSAGES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    413: "Request size limit exceeded",
-    429: "API rate limit exceeded",
-    500: "An unexpected error occurred",
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+    405: "Method not allowed", 406: "Not acceptable", 408: "Request timeout", 409: "Conflict",
+    413: "Payload too large", 414: "URI too long", 415: "Unsupported media type",
+    426: "Upgrade required", 429: "Too many requests",
+    500: "An unexpected error occurred", 501: "Not implemented",
     502: "An invalid response was received from the upstream server",
     503: "The upstream server is currently unavailable",
     504: "The upstream server is timing out",
 }
+
+
+def default_message(status: int) -> str:
+    return DEFAULT_STATUS_MESSAGES.get(status, f"The upstream server responded with {status}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,124 @@
+"""State of one running simulated node: configuration, entities, logs, counters."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+
+from . import conf as confmod
+from . import declarative
+from . import entities as E
+from . import versions
+from .model import EMPTY_HASH, Config
+
+LEVELS = {"debug": 0, "info": 1, "notice": 2, "warn": 3, "error": 4, "crit": 5, "alert": 6, "emerg": 7}
+
+
+class Node:
+    def __init__(self, conf: dict, version: str):
+        self.conf = conf
+        self.version = version
+        self.info = versions.get(version)
+        self.prefix = conf["prefix"]
+        self.dbless = conf["database"] == "off"
+        self.role = conf["role"]
+        self.hostname = socket.gethostname()
+        self.node_id = self._node_id()
+        self.config = Config()
+        self.config_loaded = False     # False: hash not initialized (ready reason)
+        self.store = None
+        self.started = time.time()
+        self.draining = False
+        self.exiting = False
+        self.requests_total = 0
+        self.connections_accepted = 0
+        self.inflight = 0
+        self.router = None
+        self.metrics = {}
+        self.on_config_change = []
+        self._log_level = LEVELS.get(str(conf.get("log_level", "notice")), 2)
+        logs = os.path.join(self.prefix, "logs")
+        os.makedirs(logs, exist_ok=True)
+        self._error_log = open(os.path.join(logs, "error.log"), "a", buffering=1, encoding="utf-8")
+        self._access_log = open(os.path.join(logs, "access.log"), "a", buffering=1 << 16, encoding="utf-8")
+        self._admin_log = open(os.path.join(logs, "admin_access.log"), "a", buffering=1 << 14,
+                               encoding="utf-8")
+        self.plugins_enabled = self._enabled_plugins()
+
+    def _node_id(self) -> str:
+        path = os.path.join(self.prefix, "kong.id")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.read().strip()
+            if E.UUID_RE.match(value):
+                return value
+        except OSError:
+            pass
+        value = str(uuid.uuid4())
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(value)
+        return value
+
+    def _enabled_plugins(self) -> tuple:
+        names = []
+        for part in str(self.conf.get("plugins") or "bundled").split(","):
+            part = part.strip()
+            if part == "bundled":
+                names.extend(self.info.bundled_plugins)
+            elif part and part != "off":
+                names.append(part)
+        return tuple(dict.fromkeys(names))
+
+    # logging -----------------------------------------------------------------------------
+    def log(self, level: str, msg: str) -> None:
+        if LEVELS.get(level, 2) < self._log_level:
+            return
+        ts = time.strftime("%Y/%m/%d %H:%M:%S")
+        self._error_log.write(f"{ts} [{level}] {os.getpid()}#0: {msg}\n")
+
+    def access(self, line: str, admin: bool = False) -> None:
+        (self._admin_log if admin else self._access_log).write(line + "\n")
+
+    def flush_logs(self) -> None:
+        for fh in (self._error_log, self._access_log, self._admin_log):
+            try:
+                fh.flush()
+            except (OSError, ValueError):
+                pass
+
+    # configuration -----------------------------------------------------------------------
+    def set_config(self, cfg: Config, loaded: bool = True) -> None:
+        from . import router as routermod
+
+        self.router = routermod.Router(cfg, self.version)
+        self.config = cfg
+        self.config_loaded = loaded
+        for cb in self.on_config_change:
+            cb()
+
+    @property
+    def config_hash(self) -> str:
+        if not self.config_loaded:
+            return EMPTY_HASH
+        return self.config.hash
+
+    def load_declarative_file(self) -> None:
+        path = self.conf.get("declarative_config")
+        if not path:
+            self.set_config(Config(), loaded=False)
+            return
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        cfg = declarative.load_text(raw, self.version, filename=path,
+                                    enabled_plugins=self.plugins_enabled)
+        self.set_config(cfg)
+
+    def pg_params(self) -> dict:
+        return confmod.pg_params(self.conf)
+
+
+def die(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+    sys.exit(1)

@@ -1,0 +1,364 @@
+"""The node process `kong start` daemonizes: Admin, Status, proxy and cluster listeners.
+
+    python -m kongsim.server --prefix PREFIX [--ready-fd N]     (version from KONGSIM_VERSION)
+
+Signals as nginx: SIGQUIT graceful shutdown, SIGTERM/SIGINT immediate, SIGHUP reload.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+
+from aiohttp import web
+
+from . import conf as confmod
+from . import declarative
+from .admin import AdminAPI
+from .hybrid import ControlPlane, DataPlane
+from .listeners import Listener, bind
+from .model import Config
+from .node import Node
+from .proxy import Proxy
+
+
+class StartError(Exception):
+    pass
+
+
+class App:
+    def __init__(self, node: Node):
+        self.node = node
+        self.proxy = Proxy(node)
+        self.admin = AdminAPI(node, self.proxy, self)
+        self.listeners = []
+        self.servers = []
+        self.cp = ControlPlane(node) if node.role == "control_plane" else None
+        self.dp = DataPlane(node) if node.role == "data_plane" else None
+        self.store = None
+        self.stop_event = asyncio.Event()
+        self.exit_code = 0
+        self._tasks = []
+        self._last_event = None
+        node.db_reachable = True
+        if self.cp is not None:
+            node.on_config_change.append(self._schedule_push)
+
+    # ------------------------------------------------------------------ helpers used by admin
+    def connection_count(self) -> int:
+        return sum(len(s.connections) for s in self.servers)
+
+    def data_planes(self) -> list:
+        return self.cp.rows_view() if self.cp else []
+
+    def _schedule_push(self):
+        if self.cp is not None:
+            asyncio.get_running_loop().create_task(self.cp.push_all())
+
+    async def write(self, op: str, entity: str, obj: dict) -> dict:
+        """Database-mode write: PostgreSQL first, then the local cache and a cluster event."""
+        from . import entities as E
+
+        loop = asyncio.get_running_loop()
+        try:
+            if op == "insert":
+                result = await loop.run_in_executor(None, self.store.insert, entity, obj)
+            elif op == "update":
+                result = await loop.run_in_executor(None, self.store.update, entity, obj["id"], obj)
+            else:
+                result = await loop.run_in_executor(None, self.store.delete, entity, obj["id"])
+        except Exception as exc:  # noqa: BLE001
+            status, body = _db_error(exc, entity, obj)
+            raise E.EntityError(status, body)
+        cfg = self.node.config.copy()
+        if op == "delete":
+            cfg.remove(entity, obj["id"])
+            stored = obj
+        else:
+            stored = result if isinstance(result, dict) and result.get("id") else obj
+            cfg.put(entity, stored)
+        self.node.set_config(cfg)
+        await loop.run_in_executor(None, self._insert_event, f"{entity}:{obj['id']}")
+        return stored
+
+    # ------------------------------------------------------------------ database mode
+    def _pg(self):
+        from . import pgdb
+        return pgdb.connect(self.node.conf, application_name="kong")
+
+    def _insert_event(self, data: str):
+        # cluster_events as Kong's core 000_base creates it; other nodes poll it every
+        # db_update_frequency seconds and reload their cache.
+        try:
+            conn = self._pg()
+        except Exception:  # noqa: BLE001
+            return
+        try:
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO cluster_events (id, node_id, at, nbf, expire_at, channel, data) "
+                            "VALUES (%s, %s, CURRENT_TIMESTAMP, NULL, CURRENT_TIMESTAMP + interval '1 hour', "
+                            "'invalidations', %s)", (str(uuid.uuid4()), self.node.node_id, data))
+        except Exception as exc:  # noqa: BLE001
+            self.node.log("warn", f"[kong] could not write cluster event: {exc}")
+        finally:
+            conn.close()
+
+    def _poll_events(self):
+        conn = self._pg()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT max(at) FROM cluster_events WHERE node_id <> %s", (self.node.node_id,))
+                row = cur.fetchone()
+            return row[0] if row else None
+        finally:
+            conn.close()
+
+    def _load_db(self) -> Config:
+        data = self.store.load_all()
+        cfg = Config(data)
+        cfg.hash = declarative.table_hash(declarative.export_doc(cfg, self.node.version)) \
+            if not cfg.is_empty() else cfg.hash
+        return cfg
+
+    async def _db_loop(self):
+        loop = asyncio.get_running_loop()
+        freq = max(0.2, float(self.node.conf.get("db_update_frequency") or 5))
+        while True:
+            await asyncio.sleep(freq)
+            try:
+                latest = await loop.run_in_executor(None, self._poll_events)
+                self.node.db_reachable = True
+            except Exception:  # noqa: BLE001
+                self.node.db_reachable = False
+                continue
+            if latest is not None and latest != self._last_event:
+                self._last_event = latest
+                try:
+                    cfg = await loop.run_in_executor(None, self._load_db)
+                    self.node.set_config(cfg)
+                    self.node.log("info", "[kong] cache invalidated by cluster event, configuration reloaded")
+                except Exception as exc:  # noqa: BLE001
+                    self.node.log("error", f"[kong] reloading entities failed: {exc}")
+
+    # ------------------------------------------------------------------ lifecycle
+    def _bind_all(self):
+        listens = self.node.conf["_listeners"]
+        plan = []
+        if self.node.role != "control_plane":
+            plan += [("proxy", e) for e in listens.get("proxy_listen", []) if not e["ssl"]]
+        plan += [("admin", e) for e in listens.get("admin_listen", []) if not e["ssl"]]
+        plan += [("status", e) for e in listens.get("status_listen", []) if not e["ssl"]]
+        if self.node.role == "control_plane":
+            plan += [("cluster", e) for e in listens.get("cluster_listen", [])[:1]]
+        socks = []
+        try:
+            for name, entry in plan:
+                socks.append((name, bind(entry["ip"], entry["port"], entry.get("reuseport", False))))
+        except OSError as exc:
+            for _n, s in socks:
+                s.close()
+            raise StartError(f"nginx: [emerg] {exc.strerror}")
+        return socks
+
+    async def start(self):
+        node = self.node
+        socks = self._bind_all()
+        await self.proxy.start()
+        loop = asyncio.get_running_loop()
+        if node.dbless:
+            if self.dp is not None:
+                self.dp.load_cache() or node.set_config(Config(), loaded=False)
+            else:
+                try:
+                    node.load_declarative_file()
+                except declarative.DeclarativeError as exc:
+                    raise StartError(f"error parsing declarative config file "
+                                     f"{node.conf['declarative_config']}:\n{exc.message}")
+                except OSError as exc:
+                    raise StartError(f"error parsing declarative config file "
+                                     f"{node.conf['declarative_config']}:\n{exc.strerror}")
+        else:
+            try:
+                from .store_pg import PgStore
+            except ImportError as exc:
+                raise StartError(f"database mode is not available: {exc}")
+            self.store = PgStore(node.conf)
+            try:
+                cfg = await loop.run_in_executor(None, self._load_db)
+                self._last_event = await loop.run_in_executor(None, self._poll_events)
+            except Exception as exc:  # noqa: BLE001
+                raise StartError(str(exc))
+            node.set_config(cfg)
+            pending = getattr(node, "pending_migrations_text", None)
+            if pending:
+                node.log("warn", "[kong] init.lua: database has pending migrations:\n" + pending)
+        handlers = {"proxy": self.proxy.handle, "admin": self.admin.handle_admin,
+                    "status": self.admin.handle_status}
+        if self.cp is not None:
+            handlers["cluster"] = self.cp.handle
+        for name, sock in socks:
+            server = web.Server(handlers[name], access_log=None, keepalive_timeout=75,
+                                max_line_size=16384, max_field_size=16384)
+            self.servers.append(server)
+            self.listeners.append(Listener(name, sock, server, on_accept=self._accepted))
+        if not node.dbless:
+            self._tasks.append(loop.create_task(self._db_loop()))
+        if self.dp is not None:
+            self.dp.start()
+        self._tasks.append(loop.create_task(self._flush_loop()))
+        node.log("notice", f"[kong] init.lua: kong {node.version} started, node_id {node.node_id}")
+
+    def _accepted(self):
+        self.node.connections_accepted += 1
+
+    async def _flush_loop(self):
+        while True:
+            await asyncio.sleep(0.5)
+            self.node.flush_logs()
+
+    async def graceful(self):
+        node = self.node
+        if node.exiting:
+            return
+        node.exiting = True
+        timeout = float(node.conf.get("_shutdown_timeout") or 10)
+        node.log("notice", "signal 3 (SIGQUIT) received from the CLI, gracefully shutting down")
+        await asyncio.gather(*(lst.close_gracefully() for lst in self.listeners))
+        deadline = time.monotonic() + timeout
+        # Idle keep-alive connections get a short grace: a request that arrives on one is still
+        # served (with Connection: close) instead of racing the close.
+        linger_end = time.monotonic() + min(1.0, timeout / 2)
+        while time.monotonic() < linger_end and self.connection_count():
+            await asyncio.sleep(0.02)
+        for server in self.servers:
+            for conn in list(server.connections):
+                conn.close()
+        while time.monotonic() < deadline and (node.inflight > 0 or self.connection_count()):
+            await asyncio.sleep(0.02)
+        if node.inflight > 0:
+            node.log("warn", f"gracefully shutting down timed out with {node.inflight} requests in flight")
+        node.log("notice", "exit")
+        self.stop_event.set()
+
+    def immediate(self, signame: str):
+        self.node.log("notice", f"signal {signame} received, exiting")
+        for lst in self.listeners:
+            lst.close_now()
+        self.stop_event.set()
+
+    async def reload(self):
+        node = self.node
+        node.log("notice", "signal 1 (SIGHUP) received from the CLI, reconfiguring")
+        try:
+            new_conf = confmod.load_from_prefix(node.prefix, node.version)
+        except confmod.ConfError as exc:
+            node.log("error", f"reload failed: {exc}")
+            return
+        node.conf.update(new_conf)
+        if node.dbless and self.dp is None:
+            try:
+                node.load_declarative_file()
+            except (declarative.DeclarativeError, OSError) as exc:
+                node.log("error", f"reload failed: {exc}")
+        elif self.store is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                node.set_config(await loop.run_in_executor(None, self._load_db))
+            except Exception as exc:  # noqa: BLE001
+                node.log("error", f"reload failed: {exc}")
+
+    async def shutdown(self):
+        for t in self._tasks:
+            t.cancel()
+        if self.dp is not None:
+            await self.dp.stop()
+        await self.proxy.close()
+        self.node.flush_logs()
+
+
+def _db_error(exc, entity, obj):
+    name = type(exc).__name__
+    text = str(exc)
+    if "UniqueViolation" in name or "unique" in text.lower() and "violat" in text.lower():
+        return 409, {"code": 5, "name": "unique constraint violation",
+                     "message": f"UNIQUE violation detected on '{{id=\"{obj.get('id')}\"}}'",
+                     "fields": {"id": obj.get("id")}}
+    if "ForeignKeyViolation" in name:
+        return 400, {"code": 4, "name": "foreign key violation", "message": text.splitlines()[0],
+                     "fields": {}}
+    status = getattr(exc, "status", None)
+    body = getattr(exc, "body", None)
+    if isinstance(status, int) and isinstance(body, dict):
+        return status, body
+    return 500, {"message": "An unexpected error occurred"}
+
+
+async def amain(prefix: str, version: str, ready_fd: int | None) -> int:
+    def report(msg: str):
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, (msg + "\n").encode())
+                os.close(ready_fd)
+            except OSError:
+                pass
+
+    try:
+        conf = confmod.load_from_prefix(prefix, version)
+    except confmod.ConfError as exc:
+        report("ERR " + str(exc))
+        return 1
+    node = Node(conf, version)
+    node.pending_migrations_text = os.environ.get("KONGSIM_PENDING_MIGRATIONS") or None
+    app = App(node)
+    try:
+        await app.start()
+    except StartError as exc:
+        node.log("emerg", str(exc))
+        node.flush_logs()
+        report("ERR " + str(exc))
+        return 1
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGQUIT, lambda: loop.create_task(app.graceful()))
+    loop.add_signal_handler(signal.SIGTERM, app.immediate, "15 (SIGTERM)")
+    loop.add_signal_handler(signal.SIGINT, app.immediate, "2 (SIGINT)")
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(app.reload()))
+    pids = os.path.join(prefix, "pids")
+    os.makedirs(pids, exist_ok=True)
+    pid_path = os.path.join(pids, "nginx.pid")
+    with open(pid_path, "w", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()}\n")
+    report("OK")
+    try:
+        await app.stop_event.wait()
+    finally:
+        try:
+            os.unlink(pid_path)
+        except OSError:
+            pass
+        await app.shutdown()
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="kongsim.server")
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--ready-fd", type=int)
+    args = parser.parse_args(argv)
+    version = os.environ.get("KONGSIM_VERSION")
+    if not version:
+        sys.stderr.write("KONGSIM_VERSION is not set\n")
+        return 2
+    try:
+        import uvloop  # type: ignore
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(amain(os.path.abspath(args.prefix), version, args.ready_fd))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,454 @@
+# Copyright: kongops.upgrade contributors
+# Apache License 2.0 (see LICENSE)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: kong_migrations
+short_description: Bring a Kong database to a migrations state with C(kong migrations)
+version_added: 0.1.0
+description:
+  - Runs on a Kong node and drives C(kong migrations) with the node's C(kong.conf), so Kong itself
+    decides which migrations exist for the installed version.
+  - Reads the state from C(kong migrations list) (exit code and the executed, pending and new names per
+    subsystem); on Kong 3.0 and later also from C(kong migrations status) (JSON) as a cross-check; and,
+    when O(schema_meta_check) is on, from the C(schema_meta) table read with psycopg2. Views that disagree
+    are re-read (another node may be migrating) and then reported as an error naming both.
+  - Runs only what the requested O(state) needs, so every state is idempotent, and reports C(changed)
+    only when migrations ran.
+  - Kong's two phases are kept apart. C(up) runs the new migrations and leaves those with a teardown
+    pending; old nodes keep working. C(finish) runs the teardowns, after which older nodes can no longer
+    use the database, so it is gated by O(finish_gate_nodes).
+  - "When another node holds Kong's migration lock, Kong prints C(aborted: another node is performing
+    database changes). The module then waits (up to O(lock_timeout) seconds) until the other node's work
+    shows in the state, and reports RV(lock_aborted) and the final state without claiming a change."
+author:
+  - kongops.upgrade contributors (@kongops)
+extends_documentation_fragment:
+  - kongops.upgrade.kong_cli
+  - kongops.upgrade.kong_pg
+  - kongops.upgrade.kong_admin
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - Runs only the read-only C(kong migrations list)/C(status) and the finish gate, and returns the
+        commands that would run with the names of the migrations each would process in RV(plan).
+      - Names are not known before running for C(bootstrap) (every migration the binary knows), nor which
+        C(up) migrations stay pending (that depends on each migration having a teardown), so RV(after)
+        is null for O(state=bootstrapped) and O(state=up) when something would run.
+  diff_mode:
+    support: partial
+    details:
+      - The diff shows the pending and new migrations before and after; in check mode only where
+        RV(after) can be predicted.
+  action_group:
+    membership: [kongops.upgrade.kong]
+  platform:
+    platforms: posix
+options:
+  state:
+    description:
+      - V(bootstrapped) runs C(kong migrations bootstrap) on a database that needs it, and nothing otherwise.
+      - V(up) runs C(kong migrations up) when new migrations exist. Migrations left pending are fine
+        (old and new nodes can share the database). When the database also holds pending migrations from
+        an earlier upgrade Kong refuses C(up); the module fails with guidance unless O(force=true).
+      - V(finished) runs C(kong migrations finish) when migrations are pending. New migrations that were
+        never C(up)ed are reported with a warning, not run.
+      - V(current) runs whatever is needed (C(finish) of earlier pending ones, C(up), C(finish)) until
+        nothing is pending or new.
+      - V(list) only reads and reports the state.
+      - States other than V(bootstrapped) and V(list) fail on a database that needs bootstrapping, so that a
+        C(kong.conf) pointing at the wrong database is not silently initialised.
+    type: str
+    required: true
+    choices: [bootstrapped, up, finished, current, list]
+  force:
+    description:
+      - Add C(-f) to the C(up) and C(finish) commands the module runs, and allow C(up) while pending
+        migrations of an earlier upgrade exist. With C(-f) Kong also re-runs migrations already recorded as
+        executed. The module never runs a command the state does not need, also with O(force=true).
+    type: bool
+    default: false
+  db_timeout:
+    description:
+      - Passed as C(--db-timeout) (seconds). Kong 2.8 to 3.6 default to 60; from 3.7 Kong uses C(pg_timeout)
+        from C(kong.conf) unless this is set.
+    type: int
+  lock_timeout:
+    description:
+      - Passed as C(--lock-timeout) (seconds); how long C(up) waits for another node's lock. Also bounds how
+        long the module waits for another node's migrations to show in the state. Kong's default is 60.
+    type: int
+  finish_gate_nodes:
+    description:
+      - Admin API URLs of every node that uses this database. Before any C(finish), C(GET /) of each must
+        report a version not older than O(finish_gate_version); otherwise the module refuses and lists the
+        offenders, having changed nothing.
+      - O(admin_token), O(validate_certs), O(ca_path) and O(timeout) apply to these requests.
+    type: list
+    elements: str
+    default: []
+  finish_gate_version:
+    description:
+      - The lowest version the O(finish_gate_nodes) may run. Defaults to the version of the local
+        C(kong) binary (C(kong version)), the version being migrated to.
+    type: str
+  finish_gate_unreachable:
+    description:
+      - How a node of O(finish_gate_nodes) that does not answer at all (connection refused, timeout) counts.
+      - V(fail) counts it as an offender. V(absent) counts it as gone, which suits in-place upgrades where
+        the old nodes are stopped before C(finish); a node that answers with an HTTP error always counts as
+        an offender.
+    type: str
+    choices: [fail, absent]
+    default: fail
+  schema_meta_check:
+    description:
+      - Cross-check the state with the C(schema_meta) table read through the O(pg_host), O(pg_port),
+        O(pg_user), O(pg_password), O(pg_database) and O(pg_schema) options, and watch Kong's migration lock
+        (table C(locks)) to wait for another node instead of guessing.
+      - Defaults to V(true) when O(pg_password) is set, V(false) otherwise.
+    type: bool
+  admin_url:
+    description:
+      - Not used by this module (the gate uses O(finish_gate_nodes)); accepted so that C(module_defaults)
+        for C(group/kongops.upgrade.kong) apply to it.
+    type: str
+    default: http://127.0.0.1:8001
+notes:
+  - The database password reaches C(kong) only through the environment (O(kong_env), for example
+    C(KONG_PG_PASSWORD)), never on the command line.
+  - Run it once per database (C(run_once), or a single host). Two nodes running it at the same time are
+    safe, because Kong's lock lets one of them migrate and the other reports the result.
+  - Kong's Helm chart runs C(finish) as soon as new pods are ready; here C(finish) waits for the gate.
+seealso:
+  - module: kongops.upgrade.kong_node_info
+  - name: Kong upgrade guide
+    description: Kong's two-phase migrations (up, then finish) and the supported upgrade paths.
+    link: https://developer.konghq.com/gateway/upgrade/
+requirements:
+  - the C(kong) CLI on the host that runs the module
+  - requests (when O(finish_gate_nodes) is set)
+"""
+
+EXAMPLES = r"""
+- name: Run the new migrations of the installed Kong (old nodes keep working)
+  kongops.upgrade.kong_migrations:
+    state: up
+    kong_conf: /etc/kong/kong.conf
+    kong_env:
+      KONG_PG_PASSWORD: "{{ kong_pg_password }}"
+    pg_host: db.internal
+    pg_password: "{{ kong_pg_password }}"
+  run_once: true
+  register: migrations_up
+
+- name: Show what is still pending
+  ansible.builtin.debug:
+    var: migrations_up.after.pending
+
+- name: Finish once no node older than the target version answers
+  kongops.upgrade.kong_migrations:
+    state: finished
+    kong_conf: /etc/kong/kong.conf
+    kong_env:
+      KONG_PG_PASSWORD: "{{ kong_pg_password }}"
+    finish_gate_nodes: "{{ groups['kong_x'] | map('extract', hostvars, 'kong_admin_url') | list }}"
+    finish_gate_unreachable: absent
+    lock_timeout: 120
+  run_once: true
+
+- name: Read the state only
+  kongops.upgrade.kong_migrations:
+    state: list
+    kong_conf: /etc/kong/kong.conf
+  register: migrations
+  check_mode: false
+
+- name: Fail early when the database is not fully migrated
+  ansible.builtin.assert:
+    that: migrations.status == 'current'
+"""
+
+RETURN = r"""
+state:
+  description: The requested state.
+  returned: always
+  type: str
+  sample: up
+status:
+  description:
+    - The database's migrations status after the run (the prediction in check mode, when known).
+    - One of V(needs_bootstrap), V(current), V(pending), V(new), V(pending_and_new).
+  returned: success
+  type: str
+  sample: pending
+before:
+  description: The state before the run, as the local C(kong) binary sees the database.
+  returned: success
+  type: dict
+  contains:
+    status:
+      description: V(needs_bootstrap), V(current), V(pending), V(new) or V(pending_and_new).
+      type: str
+      returned: success
+      sample: new
+    needs_bootstrap:
+      description: Whether C(schema_meta) is missing.
+      type: bool
+      returned: success
+      sample: false
+    executed:
+      description: Executed migration names per subsystem, in Kong's order.
+      type: dict
+      returned: success
+      sample: {"core": ["000_base", "003_100_to_110"]}
+    pending:
+      description: Migrations that ran C(up) and wait for C(finish), per subsystem.
+      type: dict
+      returned: success
+      sample: {"core": ["016_280_to_300"]}
+    new:
+      description: Migrations that have not run at all, per subsystem.
+      type: dict
+      returned: success
+      sample: {"acme": ["001_280_to_300"]}
+    counts:
+      description: Number of executed, pending and new migrations.
+      type: dict
+      returned: success
+      sample: {"executed": 40, "pending": 0, "new": 15}
+after:
+  description:
+    - The state after the run, re-read from Kong, in the shape of RV(before).
+    - In check mode the prediction, or null where it cannot be known before running.
+  returned: success
+  type: dict
+  sample: {"status": "pending", "pending": {"core": ["016_280_to_300"]}, "new": {}}
+plan:
+  description:
+    - The commands the run needed from the state before, with the migrations each would process
+      (null where Kong decides while running). In check mode, what would run.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"command": "up", "migrations": {"core": ["016_280_to_300", "017_300_to_310"]}}]
+ran:
+  description: The C(kong migrations) sub-commands that ran and did their work (not the aborted ones).
+  returned: success
+  type: list
+  elements: str
+  sample: [up]
+migrated:
+  description: What the commands reported per subsystem (C(<subsystem> migrated up to <name> (<state>))).
+  returned: success
+  type: dict
+  sample: {"core": [{"name": "016_280_to_300", "state": "pending"}]}
+commands:
+  description: Every C(kong) command the module ran, in order, with its exit code and output.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"cmd": ["kong", "migrations", "list", "-c", "/etc/kong/kong.conf"], "rc": 5,
+            "stdout": "Executed migrations:\n...", "stderr": ""}]
+lock_aborted:
+  description: "Kong printed C(aborted: another node is performing database changes) at least once."
+  returned: success
+  type: bool
+  sample: false
+concurrent:
+  description: Another node ran migrations during this run (lock abort, or Kong refusing C(up) because the
+    other node's C(up) had just recorded pending migrations).
+  returned: success
+  type: bool
+  sample: false
+kong_version:
+  description: Version of the local C(kong) binary.
+  returned: success
+  type: str
+  sample: 3.4.2
+finish_gate:
+  description: The finish gate's verdict per node; null when no C(finish) was needed or no nodes were given.
+  returned: success
+  type: dict
+  sample: {"version": "3.4.2", "passed": true,
+           "nodes": [{"url": "http://kong1:8001", "version": "3.4.2", "verdict": "ok", "reason": null}]}
+schema_meta_checked:
+  description: Whether C(schema_meta) was read and agreed with C(kong migrations list).
+  returned: success
+  type: bool
+  sample: true
+status_checked:
+  description: Whether C(kong migrations status) (Kong 3.0+) was read and agreed with C(kong migrations list).
+  returned: success
+  type: bool
+  sample: true
+msg:
+  description: What happened, in one sentence.
+  returned: always
+  type: str
+  sample: ran up; the database is now 'pending'
+"""
+
+import copy
+import functools
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
+    HAS_REQUESTS,
+    KONG_ADMIN_ARG_SPEC,
+    REQUESTS_IMPORT_ERROR,
+    KongAdminClient,
+)
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import (
+    KONG_CLI_ARG_SPEC,
+    KongCli,
+)
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import (
+    HAS_PSYCOPG2,
+    KONG_PG_ARG_SPEC,
+    PSYCOPG2_IMPORT_ERROR,
+    KongDb,
+)
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_migrations import (
+    DESIRED_STATES,
+    KongMigrations,
+    KongMigrationsError,
+    check_finish_gate,
+    summary,
+)
+from ansible_collections.kongops.upgrade.plugins.module_utils._versions import (
+    KongVersionError,
+    parse_version,
+)
+
+
+def argument_spec() -> dict:
+    spec = copy.deepcopy(KONG_CLI_ARG_SPEC)
+    spec.update(copy.deepcopy(KONG_PG_ARG_SPEC))
+    spec.update(copy.deepcopy(KONG_ADMIN_ARG_SPEC))
+    spec.update(
+        state={"type": "str", "required": True, "choices": list(DESIRED_STATES)},
+        force={"type": "bool", "default": False},
+        db_timeout={"type": "int"},
+        lock_timeout={"type": "int"},
+        finish_gate_nodes={"type": "list", "elements": "str", "default": []},
+        finish_gate_version={"type": "str"},
+        finish_gate_unreachable={"type": "str", "choices": ["fail", "absent"], "default": "fail"},
+        schema_meta_check={"type": "bool"},
+    )
+    return spec
+
+
+def find_kong(module, kong_bin: str) -> str | None:
+    if os.sep in kong_bin:
+        return kong_bin if os.path.isfile(kong_bin) and os.access(kong_bin, os.X_OK) else None
+    return module.get_bin_path(kong_bin)
+
+
+def check_params(module) -> None:
+    p = module.params
+    for name in ("db_timeout", "lock_timeout"):
+        if p[name] is not None and p[name] <= 0:
+            module.fail_json(msg=f"{name} must be a positive number of seconds, got {p[name]}")
+    if p["kong_conf"] and not os.path.isfile(p["kong_conf"]):
+        module.fail_json(msg=f"kong_conf: {p['kong_conf']} does not exist on this host; set kong_conf to the "
+                             "node's kong.conf")
+    if p["finish_gate_version"]:
+        try:
+            parse_version(p["finish_gate_version"])
+        except KongVersionError as exc:
+            module.fail_json(msg=f"finish_gate_version: {exc}")
+    for url in p["finish_gate_nodes"]:
+        if not url.startswith(("http://", "https://")):
+            module.fail_json(msg=f"finish_gate_nodes: '{url}' is not an Admin API URL (http:// or https://)")
+
+
+def state_dict(state):
+    return state.as_dict() if state is not None else None
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    check_params(module)
+    use_db = p["schema_meta_check"] if p["schema_meta_check"] is not None else bool(p["pg_password"])
+    if use_db and not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2") + " (needed by schema_meta_check)",
+                         exception=PSYCOPG2_IMPORT_ERROR)
+    if p["finish_gate_nodes"] and not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests") + " (needed by finish_gate_nodes)",
+                         exception=REQUESTS_IMPORT_ERROR)
+    kong_path = find_kong(module, p["kong_bin"])
+    if kong_path is None:
+        module.fail_json(msg=f"kong_bin: '{p['kong_bin']}' was not found on this host (not in PATH or not "
+                             "executable); set kong_bin to the path of the kong executable")
+
+    run_command = functools.partial(module.run_command, handle_exceptions=False)
+    cli = KongCli(run_command, kong_path, p["kong_conf"], p["kong_prefix"], p["kong_env"])
+    db = KongDb.from_params(p) if use_db else None
+    runner = KongMigrations(cli, db=db, db_timeout=p["db_timeout"], lock_timeout=p["lock_timeout"], force=p["force"])
+    gate_result = {}
+
+    def gate():
+        target = p["finish_gate_version"] or runner.version()
+
+        def client(url):
+            return KongAdminClient(admin_url=url, admin_token=p["admin_token"], validate_certs=p["validate_certs"],
+                                   ca_path=p["ca_path"], timeout=p["timeout"])
+
+        gate_result["value"] = check_finish_gate(p["finish_gate_nodes"], target, p["finish_gate_unreachable"], client)
+
+    result = {"changed": False, "state": p["state"], "commands": runner.commands}
+    try:
+        runner.version()
+        report = runner.converge(p["state"], gate=gate if p["finish_gate_nodes"] else None,
+                                 check_mode=module.check_mode)
+    except KongMigrationsError as exc:
+        context = exc.context()
+        context.pop("commands", None)
+        module.fail_json(msg=str(exc), state=p["state"], commands=runner.commands, kong_version=runner.kong_version,
+                         **context)
+    finally:
+        if db is not None:
+            db.close()
+
+    report["check_mode"] = module.check_mode
+    after = report["after"]
+    result.update(
+        changed=report["changed"],
+        status=after.status if after is not None else None,
+        before=state_dict(report["before"]),
+        after=state_dict(after),
+        plan=report["plan"],
+        ran=report["ran"],
+        migrated=report["migrated"],
+        lock_aborted=report["lock_aborted"],
+        concurrent=report["concurrent"],
+        kong_version=runner.kong_version,
+        finish_gate=gate_result.get("value"),
+        schema_meta_checked=runner.schema_meta_checked,
+        status_checked=runner.status_checked,
+        msg=summary(p["state"], report),
+    )
+    for text in runner.warnings:
+        module.warn(text)
+    final = after if after is not None else report["before"]
+    if p["state"] == "finished" and final.new:
+        module.warn(f"state=finished: {sum(len(v) for v in final.new.values())} new migration(s) have not run "
+                    "'up' yet; use state=up or state=current")
+    if module._diff and after is not None:
+        result["diff"] = {
+            "before": {"status": report["before"].status, "pending": report["before"].pending,
+                    "new": report["before"].new},
+            "after": {"status": after.status, "pending": after.pending, "new": after.new},
+        }
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+# Copyright: kongops.upgrade contributors
+# Apache License 2.0 (see LICENSE)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: kong_node_info
+short_description: Facts about one Kong node from its Admin API and status listener
+version_added: 0.1.0
+description:
+  - Reads C(GET /) and C(GET /status) on the node's Admin API and, when O(status_url) is set,
+    C(GET /status/ready) on its status listener; on a hybrid control plane also
+    C(GET /clustering/data-planes).
+  - Returns version, edition, node id, hostname, mode, database reachability, configuration hash,
+    readiness with its reason, server connection counts and plugins; on a control plane every
+    data plane it knows with version, sync status, config hash and last seen time.
+  - "Read-only. Usable as a gate with C(until: result.ready); when the Admin API does not answer the
+    module fails with RV(ready=false), so C(until) keeps retrying."
+author:
+  - kongops.upgrade contributors (@kongops)
+extends_documentation_fragment:
+  - kongops.upgrade.kong_admin
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+  action_group:
+    membership: [kongops.upgrade.kong]
+  platform:
+    platforms: posix
+options:
+  status_url:
+    description:
+      - Base URL of the node's status listener (C(status_listen)), for example C(http://127.0.0.1:8007)
+        (Kong's default from 3.6; it is off by default before).
+      - Readiness comes from its C(GET /status/ready) (Kong 3.3+). Without it, or on older nodes where that
+        path answers 404, readiness is derived from C(GET /status) and RV(ready_source) says so.
+      - If not set, the environment variable E(KONG_STATUS_URL) is used.
+    type: str
+  data_planes:
+    description:
+      - On a control plane, list the data planes from C(GET /clustering/data-planes).
+    type: bool
+    default: true
+notes:
+  - O(admin_token), O(validate_certs), O(ca_path) and O(timeout) also apply to O(status_url).
+seealso:
+  - module: kongops.upgrade.kong_migrations
+requirements:
+  - requests
+"""
+
+EXAMPLES = r"""
+- name: Wait until the new node is ready to take traffic
+  kongops.upgrade.kong_node_info:
+    admin_url: http://127.0.0.1:8001
+    status_url: http://127.0.0.1:8007
+  register: node
+  until: node.ready
+  retries: 30
+  delay: 2
+
+- name: Check that every data plane of the control plane is in sync
+  kongops.upgrade.kong_node_info:
+    admin_url: https://cp.internal:8444
+    admin_token: "{{ kong_admin_token }}"
+  register: cp
+  failed_when: cp.data_planes | rejectattr('sync_status', 'eq', 'normal') | list | length > 0
+
+- name: Show the mode and version
+  ansible.builtin.debug:
+    msg: "{{ node.hostname }} runs Kong {{ node.version }} as {{ node.mode }}"
+"""
+
+RETURN = r"""
+version:
+  description: Kong version from C(GET /).
+  returned: success
+  type: str
+  sample: 3.4.2
+edition:
+  description: C(community) or C(enterprise); null before Kong 3.6, which does not report it.
+  returned: success
+  type: str
+  sample: community
+node_id:
+  description: The node's id (UUID).
+  returned: success
+  type: str
+  sample: 6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1
+hostname:
+  description: The node's host name as Kong reports it.
+  returned: success
+  type: str
+  sample: kong-node-1
+mode:
+  description:
+    - V(dbless) (C(database=off)), V(traditional) (PostgreSQL), V(hybrid_cp) (C(role=control_plane)) or
+      V(hybrid_dp) (C(role=data_plane)), from C(configuration.database) and C(configuration.role).
+  returned: success
+  type: str
+  sample: traditional
+role:
+  description: C(configuration.role) (C(traditional) when Kong does not report one).
+  returned: success
+  type: str
+  sample: traditional
+database:
+  description: C(configuration.database), C(postgres) or C(off).
+  returned: success
+  type: str
+  sample: postgres
+database_reachable:
+  description: From C(GET /status) C(database.reachable) on database nodes; null on DB-less nodes and data planes.
+  returned: success
+  type: bool
+  sample: true
+configuration_hash:
+  description:
+    - C(configuration_hash) from C(GET /status) (32 hex digits, all zeros while no configuration is loaded);
+      null in database mode, where Kong does not report one.
+  returned: success
+  type: str
+  sample: 595214af5fb356cc569313184c64d9b7
+ready:
+  description: Whether the node is ready for traffic (see RV(ready_source)). Also returned when the module fails.
+  returned: always
+  type: bool
+  sample: true
+ready_reason:
+  description: Kong's message from C(/status/ready) (C(ready) or the reason it is not), or how readiness was derived.
+  returned: success
+  type: str
+  sample: "no configuration available (empty configuration present)"
+ready_source:
+  description:
+    - V(status_ready) when C(GET /status/ready) on O(status_url) answered (200 or 503), V(status) when it was
+      derived from C(GET /status) (no O(status_url), or Kong before 3.3).
+  returned: success
+  type: str
+  sample: status_ready
+ready_http_status:
+  description: HTTP status of C(GET /status/ready) when RV(ready_source=status_ready) and it answered.
+  returned: success
+  type: int
+  sample: 200
+connections:
+  description: The C(server) block of C(GET /status).
+  returned: success
+  type: dict
+  sample: {"connections_accepted": 10, "connections_active": 2, "connections_handled": 10,
+           "connections_reading": 0, "connections_writing": 1, "connections_waiting": 1, "total_requests": 42}
+plugins_enabled:
+  description: C(plugins.enabled_in_cluster) from C(GET /), sorted.
+  returned: success
+  type: list
+  elements: str
+  sample: [key-auth, rate-limiting]
+plugins_available:
+  description: Names of C(plugins.available_on_server) from C(GET /), sorted.
+  returned: success
+  type: list
+  elements: str
+  sample: [acl, acme, key-auth]
+data_planes:
+  description: On a control plane, the data planes from C(GET /clustering/data-planes); empty otherwise.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The data plane's node id.
+      type: str
+      returned: success
+    hostname:
+      description: The data plane's host name.
+      type: str
+      returned: success
+    ip:
+      description: The address the data plane connected from.
+      type: str
+      returned: success
+    version:
+      description: The data plane's Kong version.
+      type: str
+      returned: success
+    sync_status:
+      description: C(normal), C(unknown), C(kong_version_incompatible), C(plugin_set_incompatible), ...
+      type: str
+      returned: success
+    config_hash:
+      description: Hash of the configuration the data plane runs (equal to its C(/status) C(configuration_hash)).
+      type: str
+      returned: success
+    last_seen:
+      description: Epoch seconds of the data plane's last ping.
+      type: int
+      returned: success
+    updated_at:
+      description: Epoch seconds of the row's last update (Kong 3.3+; null before).
+      type: int
+      returned: success
+    ttl:
+      description: Seconds until the control plane forgets the data plane.
+      type: int
+      returned: success
+    labels:
+      description: The data plane's labels (Kong 3.5+; null before).
+      type: dict
+      returned: success
+  sample: [{"id": "10424658-f139-476c-b74f-e0a6e6ec9402", "hostname": "kongDP1", "ip": "172.24.0.10",
+            "version": "3.4.2", "sync_status": "normal", "config_hash": "595214af5fb356cc569313184c64d9b7",
+            "last_seen": 1689266492, "updated_at": 1689266492, "ttl": 1209593, "labels": null}]
+"""
+
+import copy
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
+    HAS_REQUESTS,
+    KONG_ADMIN_ARG_SPEC,
+    REQUESTS_IMPORT_ERROR,
+    KongAdminClient,
+    KongAdminError,
+)
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_node import (
+    KongNodeInfo,
+)
+
+
+def argument_spec() -> dict:
+    spec = copy.deepcopy(KONG_ADMIN_ARG_SPEC)
+    spec.update(
+        status_url={"type": "str", "fallback": (env_fallback, ["KONG_STATUS_URL"])},
+        data_planes={"type": "bool", "default": True},
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR, ready=False)
+    for name in ("admin_url", "status_url"):
+        if p[name] and not p[name].startswith(("http://", "https://")):
+            module.fail_json(msg=f"{name}: '{p[name]}' is not a URL (expected http:// or https://)", ready=False)
+    admin = KongAdminClient.from_params(p)
+    status = KongAdminClient.from_params(p, url_key="status_url") if p["status_url"] else None
+    try:
+        facts = KongNodeInfo(admin, status).gather(include_data_planes=p["data_planes"])
+    except KongAdminError as exc:
+        module.fail_json(msg=f"cannot read the node's Admin API: {exc}", ready=False, url=exc.url,
+                         status_code=exc.status, body=exc.body)
+    module.exit_json(changed=False, **facts)
+
+
+if __name__ == "__main__":
+    main()

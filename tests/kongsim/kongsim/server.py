@@ -64,13 +64,26 @@ class App:
         from . import entities as E
 
         loop = asyncio.get_running_loop()
-        try:
+
+        def call(data):
             if op == "insert":
-                result = await loop.run_in_executor(None, self.store.insert, entity, obj)
-            elif op == "update":
-                result = await loop.run_in_executor(None, self.store.update, entity, obj["id"], obj)
-            else:
-                result = await loop.run_in_executor(None, self.store.delete, entity, obj["id"])
+                return self.store.insert(entity, data)
+            if op == "update":
+                return self.store.update(entity, data["id"], data)
+            return self.store.delete(entity, data["id"])
+
+        try:
+            try:
+                result = await loop.run_in_executor(None, call, obj)
+            except Exception as exc:  # noqa: BLE001
+                fields = getattr(exc, "fields", None) or {}
+                # A database migrated by another version may lack a column this version knows.
+                if getattr(exc, "kind", None) == "invalid" and fields and \
+                        all(v == "unknown field" for v in fields.values()):
+                    trimmed = {k: v for k, v in obj.items() if k not in fields}
+                    result = await loop.run_in_executor(None, call, trimmed)
+                else:
+                    raise
         except Exception as exc:  # noqa: BLE001
             status, body = _db_error(exc, entity, obj)
             raise E.EntityError(status, body)
@@ -281,19 +294,29 @@ class App:
 
 
 def _db_error(exc, entity, obj):
-    name = type(exc).__name__
-    text = str(exc)
-    if "UniqueViolation" in name or "unique" in text.lower() and "violat" in text.lower():
-        return 409, {"code": 5, "name": "unique constraint violation",
-                     "message": f"UNIQUE violation detected on '{{id=\"{obj.get('id')}\"}}'",
-                     "fields": {"id": obj.get("id")}}
-    if "ForeignKeyViolation" in name:
-        return 400, {"code": 4, "name": "foreign key violation", "message": text.splitlines()[0],
-                     "fields": {}}
-    status = getattr(exc, "status", None)
-    body = getattr(exc, "body", None)
-    if isinstance(status, int) and isinstance(body, dict):
-        return status, body
+    """PgStoreError kinds -> Kong's Admin API error bodies (kong/db/errors.lua codes)."""
+    from . import entities as E
+
+    kind = getattr(exc, "kind", None)
+    fields = getattr(exc, "fields", None) or {}
+    if kind == "unique":
+        name, value = next(iter(fields.items())) if fields else ("id", obj.get("id"))
+        return 409, E.unique_violation(name, value).body
+    if kind == "foreign_key":
+        name, value = next(iter(fields.items())) if fields else ("id", None)
+        ref = E.foreign_fields(entity).get(name, name)
+        ref_id = value.get("id") if isinstance(value, dict) else value
+        return 400, E.fk_violation(name, ref, ref_id).body
+    if kind == "referenced":
+        ref = getattr(exc, "referenced_by", None) or "entities"
+        return 400, {"code": E.FOREIGN_KEY_VIOLATION, "name": "foreign key violation",
+                     "message": f"an existing '{ref}' entity references this '{entity}' entity",
+                     "fields": {"@referenced_by": ref}}
+    if kind in ("not_null", "invalid"):
+        errs = {k: (v if isinstance(v, str) else "required field missing") for k, v in fields.items()}
+        return 400, E.schema_violation(errs or {"@entity": [str(exc)]}).body
+    if kind == "not_found":
+        return 404, {"message": "Not found"}
     return 500, {"message": "An unexpected error occurred"}
 
 

@@ -1,0 +1,1 @@
+"""Kong node simulator (see tests/kongsim/README.md)."""

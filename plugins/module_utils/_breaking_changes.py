@@ -1,0 +1,282 @@
+# Copyright: kongops.upgrade contributors
+# Apache License 2.0 (see LICENSE)
+# PRIVATE to the collection: not a public API.
+"""Kong release facts and breaking-change rules, as data.
+
+Every entry names its source: a section of the project's reference FACTS.md (which cites
+Kong's own source, tests and docs) or a Kong document. The engine that applies them is
+``_upgrade_rules.py``; nothing here executes.
+
+Rule keys:
+  id            stable identifier, reported with every finding
+  introduced    the Kong version that brings the change; a hop X -> Y reports the rule when
+                X < introduced <= Y. ``None`` = checked on every hop.
+  severity      high (the config or the node fails on Y), medium (behaviour that clients,
+                monitoring or tooling can notice), low, info
+  match         what the engine looks for (``kind`` plus its arguments, see _upgrade_rules.py)
+  message       what changes and what to do; ``{target}`` is the hop's target version
+  source        where the fact comes from
+"""
+from __future__ import annotations
+
+# Release series the planner knows, oldest first (FACTS.md sections 5.1 and 8: the simulator
+# chain 2.8.5, 3.4.2 ... 3.9.3; 3.0 to 3.3 are the releases between them).
+KNOWN_SERIES = ("2.8", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9")
+
+# Long-term-support jumps Kong guarantees besides "next minor" (FACTS.md 5.1, docs
+# upgrade/lts-upgrade.md). 3.4 -> 3.10 exists for Enterprise only and 3.10 is not an OSS release.
+LTS_JUMPS = (("2.8", "3.4"),)
+
+# Cassandra is rejected from this version on (FACTS.md 5.1, 8.1 row `database = cassandra`).
+CASSANDRA_REMOVED_IN = "3.4.0"
+
+# Hybrid special case (FACTS.md 5.1): these Enterprise versions go to 3.1.1.2 first.
+HYBRID_WIRE_PROTOCOL_STEP = {"from": ("3.1.0.0", "3.1.1.1"), "via": "3.1.1.2"}
+
+# `_format_version` values each series accepts (FACTS.md 3.4 and 8.1 row `_format_version accepted`).
+# A series not listed inherits the nearest older entry.
+ACCEPTED_FORMAT_VERSIONS = {
+    "2.8": ("1.1", "2.1"),
+    "3.0": ("1.1", "2.1", "3.0"),
+}
+
+# Plugins bundled with each series (FACTS.md 8.1 row `bundled plugins`: 36 at 2.8.5, 37 at 3.4.2,
+# 43 at 3.6.1, 44 at 3.8.1, 45 at 3.9.3; names of the 36 from `kong@2.8.5:kong/constants.lua`).
+# opentelemetry is bundled from 3.0 (Kong breaking-changes page, 3.0.0 "new plugins"); 3.0 to 3.3
+# are assumed equal to 3.4.2 (UNCONFIRMED: FACTS did not read those tags). A series not listed
+# inherits the nearest older entry. OSS removed no bundled plugin between 2.8.5 and 3.9.3.
+_BUNDLED_28 = (
+    "jwt", "acl", "correlation-id", "cors", "oauth2", "tcp-log", "udp-log", "file-log",
+    "http-log", "key-auth", "hmac-auth", "basic-auth", "ip-restriction", "request-transformer",
+    "response-transformer", "request-size-limiting", "rate-limiting", "response-ratelimiting",
+    "syslog", "loggly", "datadog", "ldap-auth", "statsd", "bot-detection", "aws-lambda",
+    "request-termination", "prometheus", "proxy-cache", "session", "acme", "grpc-gateway",
+    "grpc-web", "pre-function", "post-function", "azure-functions", "zipkin",
+)
+_AI_36 = ("ai-proxy", "ai-prompt-decorator", "ai-prompt-guard", "ai-prompt-template",
+          "ai-request-transformer", "ai-response-transformer")
+BUNDLED_PLUGINS = {
+    "2.8": _BUNDLED_28,
+    "3.0": _BUNDLED_28 + ("opentelemetry",),
+    "3.6": _BUNDLED_28 + ("opentelemetry",) + _AI_36,
+    "3.8": _BUNDLED_28 + ("opentelemetry",) + _AI_36 + ("standard-webhooks",),
+    "3.9": _BUNDLED_28 + ("opentelemetry",) + _AI_36 + ("standard-webhooks", "redirect"),
+}
+
+_FACTS = "reference/kong/FACTS.md"
+_BREAKING = "Kong Gateway breaking changes, https://developer.konghq.com/gateway/breaking-changes/"
+
+RULES = [
+    {
+        "id": "format-version-rejected",
+        "introduced": None,
+        "severity": "high",
+        "match": {"kind": "format_version_rejected"},
+        "message": "Kong {target} rejects this declarative file: `_format_version` {value} is not one of "
+                   "{accepted}. `kong config parse`, `db_import` and `POST /config` fail with it.",
+        "source": _FACTS + " 3.4 (accepted `_format_version`) and 8.1 row `_format_version accepted`",
+    },
+    {
+        "id": "format-version-legacy",
+        "introduced": "3.0.0",
+        "severity": "medium",
+        "match": {"kind": "format_version_legacy", "values": ["1.1", "2.1"]},
+        "message": "`_format_version` {value} is accepted by Kong {target} but converted to '3.0' on load "
+                   "(regex route paths get the `~` prefix). Exports from {target} (`kong config db_export`, "
+                   "GET /config) are '3.0' files: re-export after the upgrade and do not sync this 2.x file "
+                   "into a 3.x node again.",
+        "source": _FACTS + " 3.4, 4.1 and 8.1 rows `kong config db_export` / `_format_version accepted`; "
+                  + _BREAKING + " 3.0.0 'Declarative and DB-less'",
+    },
+    {
+        "id": "route-regex-path-tilde",
+        "introduced": "3.0.0",
+        "severity": "high",
+        "match": {"kind": "route_regex_path", "format_versions": ["1.1", "2.1"]},
+        "message": "From 3.0 a route path is a regular expression only when it starts with `~`; every other "
+                   "path is a plain prefix. Kong rewrites these regex-looking paths to `~<path>` (database: "
+                   "`kong migrations up` to 3.0; declarative 1.1/2.1 files: on load), but any file or tool "
+                   "that re-applies them without `~` after the upgrade silently turns them into prefix "
+                   "paths. Write them as `~<path>` in every source of truth.",
+        "source": _FACTS + " 3.4 (3.x rewrites regex-looking paths of 1.1/2.1 files); Kong "
+                  "`kong/db/migrations/migrate_path_280_300.lua` (a path is a regex unless it only holds "
+                  "[a-zA-Z0-9.-_~/%]); " + _BREAKING + " 3.0.0 'New router'",
+    },
+    {
+        "id": "route-regex-lookaround",
+        "introduced": "3.0.0",
+        "severity": "high",
+        "match": {"kind": "route_regex_lookaround"},
+        "message": "3.x routes with `router_flavor = traditional_compatible` (the default) compile path "
+                   "regexes with the ATC router, which has no look-around and no back-references: Kong "
+                   "refuses these routes. Rewrite the regex or set `router_flavor = traditional`.",
+        "source": _FACTS + " 8.1 row `other new kong.conf defaults` (router_flavor = traditional_compatible "
+                  "from 3.x, absent at 2.8.5); Kong CHANGELOG 3.0.0 'new router' (introduction version "
+                  "UNCONFIRMED in FACTS, which read 2.8.5 and 3.4.2)",
+    },
+    {
+        "id": "plugin-not-bundled",
+        "introduced": None,
+        "severity": "high",
+        "match": {"kind": "plugin_not_bundled"},
+        "message": "Kong {target} does not bundle this plugin. A node whose database or declarative config "
+                   "uses a plugin it does not load refuses to start ('<name> plugin is in use but not "
+                   "enabled') or to load the config; a hybrid data plane without it is marked "
+                   "`plugin_set_incompatible`. Install the plugin on every {target} node and list it in "
+                   "`plugins`, or remove it from the configuration before the upgrade.",
+        "source": _FACTS + " 8.1 row `bundled plugins`, 5.2 (plugin_set_incompatible); "
+                  "https://developer.konghq.com/support/on-a-new-kong-node-kong-fails-to-start-with-an/",
+    },
+    {
+        "id": "plugin-allowlist-fields-removed",
+        "introduced": "3.0.0",
+        "severity": "high",
+        "match": {"kind": "plugin_field", "plugins": ["acl", "bot-detection", "ip-restriction"],
+                  "fields": ["whitelist", "blacklist"]},
+        "message": "3.0 removed the deprecated `whitelist`/`blacklist` fields of this plugin: {target} rejects "
+                   "the entity. Use `allow`/`deny`.",
+        "source": _BREAKING + " 3.0.0 'Deprecations and changed parameters' (ACL, Bot Detection, IP Restriction)",
+    },
+    {
+        "id": "serverless-functions-field-removed",
+        "introduced": "3.0.0",
+        "severity": "high",
+        "match": {"kind": "plugin_field", "plugins": ["pre-function", "post-function"], "fields": ["functions"]},
+        "message": "3.0 removed `config.functions` from pre-function/post-function: {target} rejects the "
+                   "entity. Move the code to `config.access` (or the phase it belongs to).",
+        "source": _BREAKING + " 3.0.0 'Pre-function and Post-function plugins'",
+    },
+    {
+        "id": "aws-lambda-proxy-scheme-removed",
+        "introduced": "3.0.0",
+        "severity": "high",
+        "match": {"kind": "plugin_field", "plugins": ["aws-lambda"], "fields": ["proxy_scheme"]},
+        "message": "`config.proxy_scheme` of aws-lambda was deprecated in 2.8 for removal in 3.0: {target} "
+                   "rejects it. Remove it; 3.0 also requires `aws_region` (or the region environment "
+                   "variables) and always signs with SigV4.",
+        "source": "Kong CHANGELOG 2.8.0 (AWS-Lambda: proxy_scheme deprecated for removal in 3.0); "
+                  + _BREAKING + " 3.0.0 'AWS Lambda'",
+    },
+    {
+        "id": "http-log-headers-single-value",
+        "introduced": "3.0.0",
+        "severity": "high",
+        "match": {"kind": "plugin_field", "plugins": ["http-log"], "fields": ["headers"], "value_type": "list"},
+        "message": "From 3.0 http-log `config.headers` takes one string per header name; arrays of values "
+                   "are rejected by {target}.",
+        "source": _BREAKING + " 3.0.0 'HTTP Log'",
+    },
+    {
+        "id": "prometheus-metric-names",
+        "introduced": "3.0.0",
+        "severity": "medium",
+        "match": {"kind": "plugin_in_use", "plugins": ["prometheus"]},
+        "message": "3.0 renamed Prometheus metrics (`kong_http_status` -> `kong_http_requests_total`, "
+                   "`kong_latency` -> `kong_request_latency_ms`/`kong_upstream_latency_ms`/`kong_kong_latency_ms`, "
+                   "`kong_bandwidth` -> `kong_bandwidth_bytes`, ...) and no longer exports status, latency, "
+                   "bandwidth and upstream-health metrics unless enabled in the plugin config. Update "
+                   "dashboards and alerts before traffic reaches {target} nodes.",
+        "source": _BREAKING + " 3.0.0 'Prometheus'",
+    },
+    {
+        "id": "statsd-metric-names",
+        "introduced": "3.0.0",
+        "severity": "medium",
+        "match": {"kind": "plugin_in_use", "plugins": ["statsd"]},
+        "message": "3.0 prefixes service metrics with `service.` and renames the status metrics of statsd "
+                   "(`kong.<service>.request.status.<status>` -> `kong.service.<service>.status.<status>`). "
+                   "Update dashboards and alerts.",
+        "source": _BREAKING + " 3.0.0 'StatsD'",
+    },
+    {
+        "id": "session-library-v4",
+        "introduced": "3.2.0",
+        "severity": "medium",
+        "match": {"kind": "plugin_in_use", "plugins": ["session"]},
+        "message": "3.2 rewrote the session library: every existing session is invalidated, sessions only work "
+                   "when all nodes run >= 3.2 (keep mixed versions short), `cookie_lifetime` became "
+                   "`rolling_timeout`, `cookie_idletime` `idling_timeout`, `cookie_renew` is gone, and "
+                   "sessions now expire after 900 s idle / 86400 s absolute by default.",
+        "source": _BREAKING + " 3.2.0 'Session library upgrade'; Kong CHANGELOG 3.2.0 'Session'",
+    },
+    {
+        "id": "jwt-conflicting-tokens",
+        "introduced": "3.2.0",
+        "severity": "low",
+        "match": {"kind": "plugin_in_use", "plugins": ["jwt"]},
+        "message": "From 3.2 the jwt plugin denies a request that carries different tokens in its search "
+                   "locations (header, query, cookie).",
+        "source": _BREAKING + " 3.2.0 'JWT plugin'; Kong CHANGELOG 3.2.0",
+    },
+    {
+        "id": "status-database-key-removed",
+        "introduced": "3.4.0",
+        "severity": "medium",
+        "match": {"kind": "mode", "modes": ["dbless", "hybrid_dp", "hybrid"]},
+        "message": "On DB-less nodes and data planes GET /status no longer has the `database` key from 3.4.0 "
+                   "(only `configuration_hash`, `memory`, `server`). Health checks or monitoring that read "
+                   "`database.reachable` there break on {target}.",
+        "source": _FACTS + " 3.2 (commit 1ab321a902, #10995) and 8.1 row `/status on DB-less / data plane`",
+    },
+    {
+        "id": "request-id-header",
+        "introduced": "3.5.0",
+        "severity": "low",
+        "match": {"kind": "has_routes"},
+        "message": "From 3.5 Kong adds `X-Kong-Request-Id` to responses and upstream requests, and Kong-generated "
+                   "JSON error bodies gain a `request_id` key (`{\"message\": ..., \"request_id\": ...}`). "
+                   "Clients comparing whole error bodies must compare `message` only.",
+        "source": _FACTS + " 4.4, 4.5 and 8.1 rows `X-Kong-Request-Id` / `request_id in Kong error bodies`",
+    },
+    {
+        "id": "status-listen-default",
+        "introduced": "3.6.0",
+        "severity": "low",
+        "match": {"kind": "always"},
+        "message": "From 3.6 `status_listen` defaults to `127.0.0.1:8007` (it was `off`): {target} nodes bind "
+                   "that port unless kong.conf says otherwise (check for port clashes), and serve "
+                   "`/status/ready` there for load-balancer readiness checks.",
+        "source": _FACTS + " 3 (default listeners) and 8.1 row `default status_listen`",
+    },
+    {
+        "id": "key-auth-invalid-key-message",
+        "introduced": "3.6.0",
+        "severity": "medium",
+        "match": {"kind": "plugin_in_use", "plugins": ["key-auth"]},
+        "message": "From 3.6 a wrong API key is answered 401 `Unauthorized` instead of `Invalid authentication "
+                   "credentials` (the no-key message is unchanged). Clients or tests that parse the 401 "
+                   "message must accept both while X and {target} nodes serve side by side.",
+        "source": _FACTS + " 4.5 (key-auth 401 table) and 8.1 row `key-auth, invalid key`",
+    },
+    {
+        "id": "key-auth-www-authenticate",
+        "introduced": "3.7.0",
+        "severity": "medium",
+        "match": {"kind": "plugin_in_use", "plugins": ["key-auth"]},
+        "message": "From 3.7 every key-auth 401 carries `WWW-Authenticate: Key` (`Key realm=\"<realm>\"` when the "
+                   "new `config.realm` is set); before, only the no-key 401 had `Key realm=\"kong\"`. Clients "
+                   "that parse WWW-Authenticate (browsers prompting, SDKs retrying) see a different value.",
+        "source": _FACTS + " 4.5 and 8.1 row `key-auth WWW-Authenticate`; Kong CHANGELOG 3.7.0",
+    },
+    {
+        "id": "migrations-db-timeout-default",
+        "introduced": "3.7.0",
+        "severity": "low",
+        "match": {"kind": "mode", "modes": ["traditional", "hybrid_cp", "hybrid"]},
+        "message": "From 3.7 `kong migrations --db-timeout` has no default: without it the kong.conf "
+                   "`pg_timeout` (default 5000 ms) applies instead of 60 s. Pass `--db-timeout` for long "
+                   "migrations on {target}.",
+        "source": _FACTS + " 8.1 row `kong migrations --db-timeout`",
+    },
+    {
+        "id": "via-header-format",
+        "introduced": "3.8.0",
+        "severity": "low",
+        "match": {"kind": "has_routes"},
+        "message": "From 3.8 proxied responses carry `Via: 1.1 kong/<version>` appended to the upstream's Via "
+                   "(before: `Via: kong/<version>` replacing it), upstreams receive a Via header too, and "
+                   "`Server: kong/<version>` is set when the upstream sends none. Clients or upstreams that "
+                   "parse Via or Server see new values.",
+        "source": _FACTS + " 4.4 and 8.1 rows `Via on a proxied response` / `Via sent to the upstream` / `Server`",
+    },
+]

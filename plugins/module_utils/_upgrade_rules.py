@@ -1,0 +1,526 @@
+# Copyright: kongops.upgrade contributors
+# Apache License 2.0 (see LICENSE)
+# PRIVATE to the collection: not a public API.
+"""Kong upgrade planning: supported paths, hybrid compatibility, strategy, breaking-change scan.
+
+Pure functions over plain data; the rules themselves live in ``_breaking_changes.py``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+
+from ansible_collections.kongops.upgrade.plugins.module_utils import (
+    _breaking_changes as data,
+)
+from ansible_collections.kongops.upgrade.plugins.module_utils._versions import (
+    KongVersion,
+    KongVersionError,
+)
+
+try:
+    import yaml
+except ImportError:
+    HAS_YAML = False
+else:
+    HAS_YAML = True
+
+MODES = ("dbless", "traditional", "hybrid", "hybrid_cp", "hybrid_dp")
+SEVERITIES = ("high", "medium", "low", "info")
+_ANY_PATCH = 999
+
+# Kong's own test for "this 2.x path is a regex" (kong/db/migrations/migrate_path_280_300.lua,
+# `is_not_regex`): anything outside these characters makes it a regex.
+_PLAIN_PATH_RE = re.compile(r"[a-zA-Z0-9.\-_~/%]*")
+_LOOKAROUND_RE = re.compile(r"\(\?<?[=!]|\\[1-9]")
+
+
+class UpgradeRulesError(ValueError):
+    """Bad input to the planner; ``param`` names the option at fault."""
+
+    def __init__(self, msg: str, param: str | None = None):
+        super().__init__(msg)
+        self.param = param
+
+
+def version(text, param: str) -> KongVersion:
+    try:
+        return KongVersion(str(text))
+    except KongVersionError as exc:
+        raise UpgradeRulesError(f"{param}: {exc}", param=param) from exc
+
+
+def series_of(ver: KongVersion) -> str:
+    return f"{ver.major}.{ver.minor}"
+
+
+def _series_key(series: str) -> tuple:
+    major, minor = series.split(".")
+    return int(major), int(minor)
+
+
+def _point_series(text: str) -> str:
+    return ".".join(text.split(".")[:2])
+
+
+def _point_key(text: str) -> tuple:
+    """Ordering key of a path point: `3.5.x` sorts after every 3.5 patch release."""
+    parts = text.split(".")
+    nums = [(_ANY_PATCH if p == "x" else int(p)) for p in parts]
+    return tuple(nums + [0] * (4 - len(nums)))
+
+
+def _inherited(table: dict, series: str):
+    """The entry for `series` or, failing that, for the nearest older listed series."""
+    best = None
+    for key in sorted(table, key=_series_key):
+        if _series_key(key) <= _series_key(series):
+            best = key
+    return table[best] if best is not None else None
+
+
+def accepted_format_versions(series: str) -> tuple:
+    return tuple(_inherited(data.ACCEPTED_FORMAT_VERSIONS, series) or ())
+
+
+def bundled_plugins(series: str, table: dict | None = None) -> frozenset:
+    return frozenset(_inherited(table or data.BUNDLED_PLUGINS, series) or ())
+
+
+def _series_graph() -> dict:
+    chain = list(data.KNOWN_SERIES)
+    graph = {s: [] for s in chain}
+    for i in range(len(chain) - 1):
+        graph[chain[i]].append(chain[i + 1])
+    for older, newer in data.LTS_JUMPS:
+        graph[older].append(newer)
+    return graph
+
+
+def _series_route(start: str, goal: str) -> list | None:
+    """Shortest chain of guaranteed hops from one series to another (breadth first)."""
+    graph = _series_graph()
+    prev = {start: None}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        if node == goal:
+            route = []
+            while node is not None:
+                route.append(node)
+                node = prev[node]
+            return route[::-1]
+        for nxt in sorted(graph[node], key=_series_key, reverse=True):
+            if nxt not in prev:
+                prev[nxt] = node
+                queue.append(nxt)
+    return None
+
+
+def _hop_kind(src: str, dst: str) -> str:
+    if src == dst:
+        return "patch"
+    if (src, dst) in data.LTS_JUMPS:
+        return "lts"
+    return "major" if src.split(".")[0] != dst.split(".")[0] else "minor"
+
+
+def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditional",
+              database: str | None = None) -> dict:
+    """Judge current -> target against Kong's guaranteed upgrade paths (FACTS.md 5.1).
+
+    `supported` is true only when the direct jump is guaranteed; `reachable` when a chain of
+    guaranteed hops exists, named in `path`/`hops`.
+    """
+    reasons: list = []
+    result = {"current": str(current), "target": str(target), "supported": False, "reachable": False,
+                  "path": [], "hops": [], "reasons": reasons}
+    src, dst = series_of(current), series_of(target)
+    known = data.KNOWN_SERIES
+    if target < current:
+        reasons.append(f"{current} -> {target} is a downgrade: Kong migrations are not reversible, so a "
+                       "downgrade is not an upgrade path; roll back by restoring the backup taken before "
+                       "the upgrade (FACTS.md 5.1).")
+        return result
+    if database == "cassandra" and target >= KongVersion(data.CASSANDRA_REMOVED_IN):
+        reasons.append(f"Kong {target} does not support Cassandra (removed in {data.CASSANDRA_REMOVED_IN}: "
+                       "'Cassandra as a datastore for Kong is not supported in versions 3.4 and above. Please "
+                       "use Postgres.'); migrate the data to PostgreSQL first (FACTS.md 5.1, 8.1).")
+        return result
+    for ver, name, param in ((current, src, "current"), (target, dst, "target")):
+        if name not in known:
+            where = ("older than" if _series_key(name) < _series_key(known[0]) else "newer than")
+            hint = (" Upgrade to 2.8.x first with Kong's 2.x guides (1.x goes to 2.1.0 first)."
+                    if where == "older than" else "")
+            reasons.append(f"The {param} version {ver} is {where} the release series this planner knows "
+                           f"({known[0]} to {known[-1]}, FACTS.md 5.1 and 8).{hint}")
+            return result
+    if current == target:
+        result.update(supported=True, reachable=True, path=[str(current)])
+        reasons.append(f"Already at {target}: nothing to upgrade.")
+        return result
+
+    route = _series_route(src, dst)
+    if route is None:
+        reasons.append(f"No guaranteed path from {src}.x to {dst}.x.")
+        return result
+    points = [str(current)] + [f"{s}.x" for s in route[1:-1]] + [str(target)]
+    step = data.HYBRID_WIRE_PROTOCOL_STEP
+    if (mode in ("hybrid", "hybrid_cp", "hybrid_dp") and str(current) in step["from"]
+            and target > KongVersion(step["via"])):
+        points.insert(1, step["via"])
+        reasons.append(f"Hybrid mode on {current}: go to {step['via']} first (wire-protocol change, "
+                       "FACTS.md 5.1).")
+    hops = [{"from": points[i], "to": points[i + 1],
+             "kind": _hop_kind(_point_series(points[i]), _point_series(points[i + 1]))}
+            for i in range(len(points) - 1)]
+    result.update(path=points, hops=hops, reachable=True, supported=len(hops) == 1)
+    if len(hops) == 1:
+        why = {
+            "patch": "patch to patch within one minor",
+            "minor": "one minor to the next minor",
+            "major": "the next release after 2.8 (3.0 migrates from >= 2.1.x)",
+            "lts": "LTS to the next LTS (2.8 -> 3.4, Kong's LTS upgrade guide)",
+        }[hops[0]["kind"]]
+        reasons.append(f"{current} -> {target} is a guaranteed upgrade path: {why} (FACTS.md 5.1).")
+    else:
+        reasons.append(f"{current} -> {target} skips releases: Kong only guarantees patch -> patch, minor -> "
+                       f"next minor and 2.8 -> 3.4, so go {' -> '.join(points)} ({len(hops)} hops, each one "
+                       "migrated and verified before the next; FACTS.md 5.1).")
+    return result
+
+
+def _dp_vs_cp(dp: KongVersion, cp: KongVersion) -> str | None:
+    """Kong's CP check of a DP version (FACTS.md 5.2): only major and minor count."""
+    if dp.major != cp.major:
+        return (f"data plane version {dp} is incompatible with control plane version {cp} "
+                f"({cp.major}.x.y are accepted)")
+    if dp.minor > cp.minor:
+        return f"data plane version {dp} is incompatible with older control plane version {cp}"
+    return None
+
+
+def hybrid_check(mode: str, target: KongVersion, cp: KongVersion | None, dps: list) -> dict:
+    """CP-before-DP ordering and DP/CP version compatibility now, during and after the upgrade."""
+    blocking: list = []
+    notes: list = []
+    for dp in dps:
+        if cp is not None:
+            err = _dp_vs_cp(dp, cp)
+            if err:
+                blocking.append(f"Already broken before the upgrade: {err} (FACTS.md 5.2).")
+    if mode == "hybrid_dp":
+        err = _dp_vs_cp(target, cp)
+        if err:
+            blocking.append(f"Upgrading the data planes to {target} while the control plane runs {cp}: {err}. "
+                            f"Upgrade the control planes to {target} first (CP before DP, FACTS.md 5.2).")
+        else:
+            notes.append(f"Control plane {cp} accepts data planes on {target} (same major, minor not newer).")
+    else:
+        for dp in sorted(set(dps)):
+            err = _dp_vs_cp(dp, target)
+            if err and dp.major != target.major:
+                notes.append(f"Data planes on {dp} are rejected by a {target} control plane "
+                             f"(sync_status kong_version_incompatible: '{err}') until they are upgraded: "
+                             "upgrade them right after the control plane (FACTS.md 5.2).")
+            elif err:
+                blocking.append(f"A control plane on {target} would reject data planes on {dp}: {err} "
+                                "(FACTS.md 5.2).")
+        notes.append("Upgrade the control planes first (in place), then the data planes (rolling); a newer "
+                     "CP may serve older DPs of the same major for a while, but do not run mixed versions "
+                     "long-term (FACTS.md 5.2).")
+    return {
+        "order": ["control_plane", "data_planes"],
+        "cp_version": str(cp) if cp is not None else None,
+        "dp_versions": sorted({str(d) for d in dps}),
+        "compatible": not blocking,
+        "blocking": blocking,
+        "notes": notes,
+    }
+
+
+_STRATEGY_SOURCE = "FACTS.md 5.3 (docs gateway/upgrade-flow)"
+
+
+def recommend_strategy(mode: str, spare_capacity: bool = False) -> dict:
+    if mode in ("dbless", "hybrid_dp"):
+        what = "DB-less nodes" if mode == "dbless" else "hybrid data planes"
+        return {"name": "rolling", "steps": [{"component": "nodes", "strategy": "rolling"}],
+                    "reason": f"{what} hold no database: add Y nodes beside X, move traffic through the load "
+                           "balancer in steps, drain and retire X.", "source": _STRATEGY_SOURCE}
+    if mode == "traditional":
+        if spare_capacity:
+            return {"name": "dual_cluster", "steps": [{"component": "cluster", "strategy": "dual_cluster"}],
+                        "reason": "Spare capacity for a second cluster: build Y with its own database restored "
+                               "from the backup and shift traffic, no downtime (DB-stored counters diverge "
+                               "meanwhile).", "source": _STRATEGY_SOURCE}
+        return {"name": "in_place", "steps": [{"component": "cluster", "strategy": "in_place"}],
+                    "reason": "No spare capacity declared: stop X, keep the database, install Y, "
+                           "`kong migrations up` then `finish`, start Y; downtime is expected.",
+                    "source": _STRATEGY_SOURCE}
+    if mode == "hybrid_cp":
+        return {"name": "in_place", "steps": [{"component": "control_plane", "strategy": "in_place"}],
+                    "reason": "Control planes own the database: upgrade them in place, before any data plane.",
+                    "source": _STRATEGY_SOURCE}
+    return {"name": "hybrid",
+                "steps": [{"component": "control_plane", "strategy": "in_place"},
+                       {"component": "data_planes", "strategy": "rolling"}],
+                "reason": "Hybrid: control planes first with a traditional (in-place) upgrade, then the data "
+                       "planes rolling.", "source": _STRATEGY_SOURCE}
+
+
+def parse_config_text(text: str, param: str = "config") -> dict:
+    """A declarative configuration from YAML or JSON text."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        if not HAS_YAML:
+            raise UpgradeRulesError(f"{param}: not JSON, and PyYAML is not installed to read YAML", param=param)
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UpgradeRulesError(f"{param}: neither JSON nor YAML: {exc}", param=param) from exc
+    if not isinstance(parsed, dict):
+        raise UpgradeRulesError(f"{param}: a declarative configuration is a mapping with `_format_version` "
+                                f"and entity lists, got {type(parsed).__name__}", param=param)
+    return parsed
+
+
+def _label(kind: str, entity: dict) -> str:
+    for key in ("name", "username", "custom_id", "id"):
+        if entity.get(key):
+            return f"{kind} '{entity[key]}'"
+    return kind
+
+
+def _collect(config: dict) -> tuple:
+    """Routes and plugins of a declarative config, flat (db_export) or nested (decK style)."""
+    routes, plugins = [], []
+
+    def add_plugins(owner: dict, where: str, owner_label: str):
+        for k, plugin in enumerate(owner.get("plugins") or []):
+            if isinstance(plugin, dict):
+                plugins.append((plugin, f"{where}.plugins[{k}]", owner_label))
+
+    def add_routes(owner: dict, where: str):
+        for j, route in enumerate(owner.get("routes") or []):
+            if isinstance(route, dict):
+                here = f"{where}routes[{j}]"
+                routes.append((route, here))
+                add_plugins(route, here, _label("route", route))
+
+    add_routes(config, "")
+    for i, service in enumerate(config.get("services") or []):
+        if isinstance(service, dict):
+            here = f"services[{i}]"
+            add_routes(service, here + ".")
+            add_plugins(service, here, _label("service", service))
+    for i, consumer in enumerate(config.get("consumers") or []):
+        if isinstance(consumer, dict):
+            add_plugins(consumer, f"consumers[{i}]", _label("consumer", consumer))
+    for k, plugin in enumerate(config.get("plugins") or []):
+        if isinstance(plugin, dict):
+            scope = next((f"{key} {plugin[key] if not isinstance(plugin[key], dict) else plugin[key].get('id')}"
+                          for key in ("route", "service", "consumer") if plugin.get(key)), "global")
+            plugins.append((plugin, f"plugins[{k}]", scope))
+    return routes, plugins
+
+
+def is_regex_path(path: str) -> bool:
+    return not path.startswith("~") and _PLAIN_PATH_RE.fullmatch(path) is None
+
+
+def _rule_applies(rule: dict, hop: dict) -> bool:
+    intro = rule.get("introduced")
+    if intro is None:
+        return True
+    return _point_key(hop["from"]) < _point_key(intro) <= _point_key(hop["to"])
+
+
+def _plugin_where(plugin: dict, where: str, owner: str) -> str:
+    return f"{where} plugin '{plugin.get('name')}' on {owner}"
+
+
+def _match(rule: dict, hop: dict, config: dict | None, mode: str, collected: tuple, bundled: dict | None,
+           custom_plugins: frozenset) -> list:
+    """Places in the config (or the deployment) that `rule` hits on `hop`; [] = no hit."""
+    match = rule["match"]
+    kind = match["kind"]
+    to_series, from_series = _point_series(hop["to"]), _point_series(hop["from"])
+    if kind == "always":
+        return ["every node"]
+    if kind == "mode":
+        return [f"mode {mode}"] if mode in match["modes"] else []
+    if config is None:
+        return []
+    routes, plugins = collected
+    fmt = config.get("_format_version")
+    fmt = None if fmt is None else str(fmt)
+    if kind == "format_version_rejected":
+        accepted = accepted_format_versions(to_series)
+        return [] if fmt in accepted else [f"_format_version: {fmt if fmt is not None else '(missing)'}"]
+    if kind == "format_version_legacy":
+        return [f"_format_version: {fmt}"] if fmt in match["values"] else []
+    if kind in ("route_regex_path", "route_regex_lookaround"):
+        if kind == "route_regex_path" and fmt not in match["format_versions"]:
+            return []
+        hits = []
+        for route, where in routes:
+            for n, path in enumerate(route.get("paths") or []):
+                if not isinstance(path, str):
+                    continue
+                regex = path.startswith("~") or is_regex_path(path)
+                if kind == "route_regex_path" and is_regex_path(path):
+                    hits.append(f"{where}.paths[{n}] = '{path}' ({_label('route', route)}) -> '~{path}'")
+                elif kind == "route_regex_lookaround" and regex and _LOOKAROUND_RE.search(path):
+                    hits.append(f"{where}.paths[{n}] = '{path}' ({_label('route', route)})")
+        return hits
+    if kind == "has_routes":
+        return [f"{len(routes)} route(s)"] if routes else []
+    if kind == "plugin_not_bundled":
+        now, before = bundled_plugins(to_series, bundled), bundled_plugins(from_series, bundled)
+        hits = []
+        for plugin, where, owner in plugins:
+            name = plugin.get("name")
+            if not name or name in now or name in custom_plugins:
+                continue
+            how = f"removed in {to_series} (bundled in {from_series})" if name in before else "not bundled"
+            hits.append(f"{_plugin_where(plugin, where, owner)}: {how}")
+        return hits
+    names = set(match.get("plugins") or [])
+    hits = []
+    for plugin, where, owner in plugins:
+        if plugin.get("name") not in names:
+            continue
+        if kind == "plugin_in_use":
+            hits.append(_plugin_where(plugin, where, owner))
+        elif kind == "plugin_field":
+            conf = plugin.get("config") or {}
+            for field in match["fields"]:
+                if field not in conf or conf[field] is None:
+                    continue
+                value = conf[field]
+                if match.get("value_type") == "list":
+                    if isinstance(value, dict) and any(isinstance(v, list) for v in value.values()):
+                        hits.append(f"{_plugin_where(plugin, where, owner)}: config.{field} has array values")
+                else:
+                    hits.append(f"{_plugin_where(plugin, where, owner)}: config.{field}")
+    return hits
+
+
+def _fill(text: str, values: dict) -> str:
+    """`{target}`, `{value}` and `{accepted}` placeholders; other braces (JSON in messages) stay."""
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", str(value))
+    return text
+
+
+def scan(hops: list, config: dict | None, mode: str, rules: list | None = None, bundled: dict | None = None,
+         custom_plugins=()) -> list:
+    """Findings of the breaking-change rules on each hop; a rule that fires on several hops for the same
+    places (e.g. a missing `_format_version`) is reported once, on its first hop."""
+    rules = data.RULES if rules is None else rules
+    collected = _collect(config) if config is not None else ([], [])
+    custom = frozenset(custom_plugins or ())
+    findings = []
+    seen: set = set()
+    for hop in hops:
+        for rule in rules:
+            if not _rule_applies(rule, hop):
+                continue
+            hits = [h for h in _match(rule, hop, config, mode, collected, bundled, custom)
+                    if (rule["id"], h) not in seen]
+            if not hits:
+                continue
+            seen.update((rule["id"], h) for h in hits)
+            values = {"target": hop["to"], "value": (config or {}).get("_format_version", "(missing)")}
+            values["accepted"] = ", ".join(accepted_format_versions(_point_series(hop["to"])))
+            findings.append({
+                "id": rule["id"],
+                "severity": rule["severity"],
+                "hop": f"{hop['from']} -> {hop['to']}",
+                "introduced": rule.get("introduced"),
+                "message": _fill(rule["message"], values),
+                "where": hits,
+                "source": rule["source"],
+            })
+    return findings
+
+
+def severity_at_least(severity: str, threshold: str) -> bool:
+    return SEVERITIES.index(severity) <= SEVERITIES.index(threshold)
+
+
+def _versions_from(items, param: str) -> list:
+    out = []
+    for item in items or []:
+        text = item.get("version") if isinstance(item, dict) else item
+        if text is None:
+            raise UpgradeRulesError(f"{param}: each element is a version string or a dict with a `version` "
+                                    f"key (as kong_node_info returns), got {item!r}", param=param)
+        out.append(version(text, param))
+    return out
+
+
+def evaluate(current_versions=None, target_version=None, mode="traditional", cp_version=None, dp_versions=None,
+             database=None, spare_capacity=False, config=None, custom_plugins=()) -> dict:
+    """The whole check: path, hybrid compatibility, strategy and breaking-change findings."""
+    if mode not in MODES:
+        raise UpgradeRulesError(f"mode: '{mode}' is not one of {', '.join(MODES)}", param="mode")
+    target = version(target_version, "target_version")
+    currents = _versions_from(current_versions, "current_versions")
+    dps = _versions_from(dp_versions, "dp_versions")
+    cp = version(cp_version, "cp_version") if cp_version else None
+    if mode in ("hybrid", "hybrid_cp") and cp is not None:
+        currents = currents or [cp]
+    if mode == "hybrid_dp":
+        if cp is None:
+            raise UpgradeRulesError("cp_version: required with mode=hybrid_dp (the control plane version the "
+                                    "data planes must stay compatible with)", param="cp_version")
+        currents = currents or dps
+    if mode == "hybrid" and not (cp and dps):
+        raise UpgradeRulesError("cp_version and dp_versions: both required with mode=hybrid", param="cp_version")
+    if not currents:
+        raise UpgradeRulesError("current_versions: give the versions the nodes run now (or cp_version / "
+                                "dp_versions in hybrid modes)", param="current_versions")
+    if database is None:
+        database = "off" if mode in ("dbless", "hybrid_dp") else "postgres"
+
+    warnings = []
+    distinct = sorted(set(currents))
+    if len({series_of(v) for v in distinct}) > 1:
+        warnings.append(f"The nodes run different release series ({', '.join(str(v) for v in distinct)}): "
+                        f"planning from the oldest, {distinct[0]}. Finish or roll back the interrupted "
+                        "upgrade first.")
+    newer = [v for v in distinct if v > target]
+    start = distinct[0]
+    plan = plan_path(newer[0] if newer else start, target, mode, database)
+    reasons = list(plan["reasons"])
+    hybrid = None
+    if mode.startswith("hybrid"):
+        hybrid = hybrid_check(mode, target, cp, dps)
+        reasons.extend(hybrid["blocking"])
+        if mode == "hybrid":
+            hybrid["dp_paths"] = [
+                {k: p[k] for k in ("current", "target", "supported", "reachable", "path", "reasons")}
+                for p in (plan_path(v, target, "hybrid_dp", "off") for v in sorted(set(dps)))
+            ]
+    ok = hybrid is None or hybrid["compatible"]
+    findings = scan(plan["hops"], config, mode, custom_plugins=custom_plugins) if plan["reachable"] else []
+    return {
+        "supported": bool(plan["supported"] and ok),
+        "reachable": bool(plan["reachable"] and ok),
+        "current_version": str(start),
+        "target_version": str(target),
+        "path": plan["path"],
+        "path_text": " -> ".join(plan["path"]),
+        "hops": plan["hops"],
+        "reasons": reasons,
+        "hybrid": hybrid,
+        "strategy": recommend_strategy(mode, spare_capacity),
+        "findings": findings,
+        "findings_by_severity": {s: sum(1 for f in findings if f["severity"] == s) for s in SEVERITIES},
+        "scanned": config is not None,
+        "warnings": warnings,
+    }

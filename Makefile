@@ -13,7 +13,6 @@ export PATH := $(VENV)/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 # ansible-core 2.19's ansible-test pins pip 24.2 for the venvs it creates.
 PIP_VERSION := 24.2
-SANITY_DIR := $(CURDIR)/.cache/sanity/ansible_collections/kongops/upgrade
 MODE ?= dbless
 KONG_X ?= 3.8.1
 KONG_Y ?= 3.9.3
@@ -57,12 +56,7 @@ $(HOME)/.ansible/test/cache/.seeded: tests/tools/get_pip_offline.py | $(VENV)/.s
 	touch $@
 
 sanity: venv $(HOME)/.ansible/test/cache/.seeded
-	rm -rf $(SANITY_DIR) && mkdir -p $(SANITY_DIR)
-	git ls-files -co --exclude-standard -z | grep -zv '^molecule/.*/tests/\|^\.ci/' | \
-	  xargs -0 -I{} cp --parents {} $(SANITY_DIR)/ 2>/dev/null || true
-	cd $(SANITY_DIR) && git init -q && git add -A >/dev/null && \
-	  ansible-test sanity --local --python 3.11 --requirements --color no 2>&1 | \
-	  grep -v '^Requirement already\|^Collecting\|^Using cached\|^Installing\|^Successfully\|^Looking in\|^\s*$$'
+	tests/tools/sanity.sh
 
 lint: venv
 	ruff check plugins tests bench

@@ -280,7 +280,7 @@ class HaproxyBackend(LbBackend):
 
     def stats(self) -> dict:
         wanted = {"total_sessions": "stot", "http_5xx": "hrsp_5xx", "connection_errors": "econ",
-                  "response_errors": "eresp", "check_failures": "chkfail"}
+                  "response_errors": "eresp", "check_failures": "chkfail", "response_time_ms": "rtime"}
         return {name: {k: _int(row.get(col)) for k, col in wanted.items()} for name, row in self._stats.items()}
 
     def _admin(self, name: str) -> int:

@@ -315,6 +315,9 @@ stats:
     check_failures:
       description: Failed health checks (C(chkfail)).
       type: int
+    response_time_ms:
+      description: Average response time of the last 1024 requests in milliseconds (C(rtime)).
+      type: int
 drained:
   description: Whether the drain wait ended with nothing open.
   returned: when O(wait_drained) is set and not in check mode
@@ -400,7 +403,11 @@ def resolve_nginx(module, lb) -> None:
     lb.nginx_bin = found
 
 
-def check_numbers(p: dict) -> None:
+def check_params(p: dict) -> None:
+    if p["backend"] == "haproxy" and not p["haproxy_backend"]:
+        raise LbParamError("haproxy_backend: name the HAProxy backend whose servers to manage", "haproxy_backend")
+    if p["backend"] == "nginx" and not p["upstream_file"]:
+        raise LbParamError("upstream_file: name the nginx upstream include file to manage", "upstream_file")
     if p["drain_timeout"] < 0:
         raise LbParamError(f"drain_timeout: must be 0 or more seconds, got {p['drain_timeout']}", "drain_timeout")
     if p["poll_interval"] <= 0:
@@ -493,7 +500,7 @@ def main():
     result = {"changed": False, "backend": p["backend"]}
     lb = None
     try:
-        check_numbers(p)
+        check_params(p)
         lb = make_backend(module)
         run(module, lb, result)
     except LbParamError as exc:

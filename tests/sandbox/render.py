@@ -1,0 +1,188 @@
+"""Texts the sandbox writes: HAProxy config, the demo declarative config, the inventory, the start playbook."""
+from __future__ import annotations
+
+import yaml
+
+LB_POOL = "kong_proxy"
+DEMO_KEY = "demo-key"
+DEMO_PATH = "/echo"
+
+
+def vtuple(version: str) -> tuple:
+    return tuple(int(p) for p in version.split(".")[:3])
+
+
+def haproxy_config(state: dict) -> str:
+    hp = state["haproxy"]
+    # /status/ready exists from 3.3 on the status listener; before, /status is the liveness endpoint there.
+    check_path = "/status/ready" if vtuple(state["kong_x"]) >= (3, 3, 0) else "/status"
+    lines = [
+        "global",
+        "    master-worker",
+        "    log stdout format raw local0 err",
+        f"    pidfile {hp['pidfile']}",
+        f"    stats socket {hp['socket']} mode 600 level admin expose-fd listeners",
+        f"    stats socket ipv4@127.0.0.1:{hp['runtime_port']} level admin",
+        "    stats timeout 30s",
+        f"    server-state-file {hp['state_file']}",
+        "    maxconn 4096",
+        "",
+        "defaults",
+        "    mode http",
+        "    log global",
+        "    option http-keep-alive",
+        "    option redispatch",
+        "    retries 3",
+        "    retry-on conn-failure empty-response response-timeout",
+        "    timeout connect 2s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        "    timeout queue 10s",
+        "    timeout http-keep-alive 10s",
+        "    load-server-state-from-file global",
+        "",
+        "frontend kong_front",
+        f"    bind 127.0.0.1:{state['lb_port']}",
+        f"    default_backend {LB_POOL}",
+        "",
+        f"backend {LB_POOL}",
+        "    balance roundrobin",
+        f"    option httpchk GET {check_path}",
+        "    http-check expect status 200",
+        "    default-server inter 1s fastinter 500ms downinter 1s rise 2 fall 2",
+    ]
+    for name, node in state["nodes"].items():
+        if node["group"] == "kong_x":
+            lines.append(f"    server {name} 127.0.0.1:{node['proxy_port']} weight 100 check port {node['status_port']}")
+    for name, node in state["nodes"].items():
+        if node["group"] in ("kong_y", "lb_only"):
+            lines.append(f"    server {name} 127.0.0.1:{node['proxy_port']} weight 0 disabled check port {node['status_port']}")
+    return "\n".join(lines) + "\n"
+
+
+def demo_config(kong_x: str, echo_port: int) -> dict:
+    """Service ``echo`` -> the echo upstream, route ``/echo`` with key-auth, consumer ``demo``, prometheus."""
+    prometheus = {"name": "prometheus"}
+    if vtuple(kong_x) >= (3, 0, 0):
+        prometheus["config"] = {"status_code_metrics": True}
+    return {
+        "_format_version": "3.0" if vtuple(kong_x) >= (3, 0, 0) else "2.1",
+        "_transform": True,
+        "services": [{
+            "name": "echo",
+            "url": f"http://127.0.0.1:{echo_port}",
+            "routes": [{"name": "echo", "paths": [DEMO_PATH], "plugins": [{"name": "key-auth"}]}],
+        }],
+        "consumers": [{"username": "demo", "keyauth_credentials": [{"key": DEMO_KEY}]}],
+        "plugins": [prometheus],
+    }
+
+
+def dump_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def _node_vars(node: dict) -> dict:
+    out = {
+        "kong_node_prefix": node["prefix"],
+        "kong_node_conf_path": node["conf"],
+        "kong_node_proxy_listen": f"127.0.0.1:{node['proxy_port']}",
+        "kong_node_admin_listen": f"127.0.0.1:{node['admin_port']}",
+        "kong_node_status_listen": f"127.0.0.1:{node['status_port']}",
+        "kong_admin_url": f"http://127.0.0.1:{node['admin_port']}",
+        "kong_status_url": f"http://127.0.0.1:{node['status_port']}",
+        "kong_proxy_url": f"http://127.0.0.1:{node['proxy_port']}",
+    }
+    if node.get("declarative"):
+        out["kong_node_declarative_config"] = node["declarative"]
+    if node.get("cluster_port"):
+        out["kong_node_cluster_listen"] = f"127.0.0.1:{node['cluster_port']}"
+    return out
+
+
+def inventory(state: dict, repo: str, python: str) -> dict:
+    mode = state["mode"]
+    local = {"ansible_connection": "local", "ansible_python_interpreter": python}
+    kong_mode = {"dbless": "dbless", "traditional": "traditional", "hybrid": "hybrid_dp"}[mode]
+    all_vars = {
+        "kong_mode": kong_mode,
+        "kong_version_current": state["kong_x"],
+        "kong_cluster_name": "sandbox",
+        "kong_work_dir": state["work_dir"],
+        "kong_upgrade_confirm": True,
+        "kong_smoke_path": DEMO_PATH,
+        "kong_smoke_key": DEMO_KEY,
+        "kong_smoke_key_header": "apikey",
+        "kong_gate_soak_seconds": 3,
+        "kong_post_upgrade_watch": 3,
+        "kong_drain_timeout": 30,
+        "kong_lb_backend": "haproxy",
+        "kong_lb_socket": state["haproxy"]["socket"],
+        "kong_lb_pool": LB_POOL,
+        "kong_lb_proxy_url": f"http://127.0.0.1:{state['lb_port']}",
+        "kong_node_install_method": "prefix",
+        "kong_node_install_root": state["install_root"],
+        "kong_node_install_command": f"{repo}/tests/kongsim/install.sh {{version}} {{dest}}",
+        "kong_node_quit_timeout": 10,
+        "kong_node_ready_timeout": 30,
+    }
+    if state.get("postgres"):
+        pg = state["postgres"]
+        all_vars.update({
+            "kong_node_pg_host": "127.0.0.1", "kong_node_pg_port": pg["port"], "kong_node_pg_user": pg["user"],
+            "kong_node_pg_password": pg["password"], "kong_node_pg_database": pg["database"],
+        })
+    if state.get("cluster_cert"):
+        all_vars.update({"kong_node_cluster_cert": state["cluster_cert"],
+                         "kong_node_cluster_cert_key": state["cluster_cert_key"]})
+    cp = state["nodes"].get("cp")
+    if cp:
+        all_vars["kong_node_cluster_control_plane"] = f"127.0.0.1:{cp['cluster_port']}"
+
+    groups: dict[str, dict] = {g: {"hosts": {}} for g in ("kong_x", "kong_y", "kong_cp", "kong_db", "kong_lb")}
+    for name, node in state["nodes"].items():
+        if node["group"] not in groups:
+            continue
+        host = dict(local, **_node_vars(node))
+        if node["group"] == "kong_cp":
+            host.update(kong_mode="hybrid_cp", kong_node_mode="hybrid_cp")
+        groups[node["group"]]["hosts"][name] = host
+    groups["kong_x"]["vars"] = {"kong_node_version": "{{ kong_version_current }}"}
+    groups["kong_cp"]["vars"] = {"kong_node_version": "{{ kong_version_current }}"}
+    if mode == "dbless":
+        groups["kong_x"]["vars"]["kong_node_declarative_config_src"] = state["demo_config"]
+    groups["kong_lb"]["hosts"]["lb"] = dict(local)
+    if state.get("postgres"):
+        pg = state["postgres"]
+        groups["kong_db"]["hosts"]["db"] = dict(local, kong_pg_host="127.0.0.1", kong_pg_port=pg["port"],
+                                                kong_pg_user=pg["user"], kong_pg_password=pg["password"],
+                                                kong_pg_database=pg["database"])
+    for group in groups.values():
+        if not group["hosts"]:
+            group.pop("hosts")
+    return {"all": {"vars": all_vars, "children": groups}}
+
+
+def inventory_text(state: dict, repo: str, python: str) -> str:
+    header = (f"# Generated by `python -m tests.sandbox up` ({state['mode']}, Kong {state['kong_x']}); "
+              "do not edit. Runtime state: " + state["state_dir"] + "\n")
+    return header + dump_yaml(inventory(state, repo, python))
+
+
+START_PLAYBOOK = """---
+- name: Start the hybrid control plane
+  hosts: kong_cp
+  gather_facts: false
+  tasks:
+    - name: Kong control plane on {{ kong_version_current }}
+      ansible.builtin.include_role:
+        name: kongops.upgrade.kong_node
+
+- name: Start the Kong X nodes
+  hosts: kong_x
+  gather_facts: false
+  tasks:
+    - name: Kong node on {{ kong_version_current }}
+      ansible.builtin.include_role:
+        name: kongops.upgrade.kong_node
+"""

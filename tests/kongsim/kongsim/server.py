@@ -250,7 +250,13 @@ class App:
         for server in self.servers:
             for conn in list(server.connections):
                 conn.close()
-        while time.monotonic() < deadline and (node.inflight > 0 or self.connection_count()):
+        # Connections without a request in flight are closed above; only requests being served
+        # hold the process (a connection whose client never sends anything does not).
+        while time.monotonic() < deadline:
+            if node.inflight == 0:
+                await asyncio.sleep(0.05)
+                if node.inflight == 0:
+                    break
             await asyncio.sleep(0.02)
         if node.inflight > 0:
             node.log("warn", f"gracefully shutting down timed out with {node.inflight} requests in flight")

@@ -1,0 +1,179 @@
+"""Graceful quit under load, immediate stop, drain (FACTS 4.3, 3.3; issue 4 item 3)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import aiohttp
+import pytest
+import requests
+
+from kongsim_testlib import simple_config, wait_until
+
+
+class Load:
+    """A fixed-rate load in its own thread; every 10th request takes 300 ms at the upstream."""
+
+    def __init__(self, url: str, rate: int, keepalive: bool):
+        self.url = url
+        self.rate = rate
+        self.keepalive = keepalive
+        self.results = []       # (status or None, error class name or None)
+        self.sent = []          # monotonic send times
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self):
+        conn = aiohttp.TCPConnector(limit=0, force_close=not self.keepalive)
+        timeout = aiohttp.ClientTimeout(total=20)
+        async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+            tasks = []
+            start = time.perf_counter()
+            i = 0
+            while not self._stop.is_set():
+                due = start + i / self.rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                url = self.url + ("?sleep=0.3" if i % 10 == 0 else "")
+                self.sent.append(time.monotonic())
+                tasks.append(asyncio.ensure_future(self._one(session, url)))
+                i += 1
+            await asyncio.gather(*tasks)
+
+    async def _one(self, session, url):
+        try:
+            async with session.get(url, headers={"apikey": "demo-key"}) as resp:
+                await resp.read()
+                self.results.append((resp.status, None))
+        except aiohttp.ClientConnectorError as exc:
+            self.results.append((None, "refused" if isinstance(exc.os_error, ConnectionRefusedError)
+                                 else type(exc).__name__))
+        except Exception as exc:  # noqa: BLE001
+            self.results.append((None, type(exc).__name__))
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(30)
+
+    def rate_between(self, t1, t2):
+        return sum(1 for t in self.sent if t1 <= t < t2) / (t2 - t1)
+
+    def summary(self):
+        ok = sum(1 for s, _e in self.results if s == 200)
+        refused = sum(1 for _s, e in self.results if e == "refused")
+        failed = [(s, e) for s, e in self.results if s != 200 and e != "refused"]
+        return ok, refused, failed
+
+
+@pytest.mark.parametrize("version,keepalive", [("3.9.3", True), ("2.8.5", False)])
+def test_quit_under_load_drops_nothing(kong_node_factory, echo_upstream, version, keepalive):
+    fmt = "2.1" if version == "2.8.5" else "3.0"
+    node = kong_node_factory(version, declarative=simple_config(echo_upstream.url, fmt=fmt))
+    pid = node.pid()
+    load = Load(node.proxy_url + "/echo/load", rate=320, keepalive=keepalive).start()
+    try:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        res = node.quit("-w", "5", "-t", "10")
+        took = time.monotonic() - t0
+        time.sleep(1.0)
+    finally:
+        load.stop()
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "Kong stopped (gracefully)\n"
+    assert 5 <= took < 5 + 10, took
+    ok, refused, failed = load.summary()
+    assert failed == [], f"{len(failed)} accepted requests failed: {failed[:5]}"
+    assert load.rate_between(t0 - 1, t0 + 5) >= 300
+    assert ok >= 300 * 5, ok
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not os.path.exists(os.path.join(node.prefix, "pids", "nginx.pid"))
+    assert "gracefully shutting down" in node.error_log()
+
+
+def test_quit_waits_for_inflight_then_times_out(kong_node_factory, echo_upstream):
+    node = kong_node_factory("3.7.1", declarative=simple_config(echo_upstream.url),
+                             nginx_main_worker_shutdown_timeout="30s")
+    out = {}
+
+    def slow(seconds=1.5):
+        try:
+            out["r"] = requests.get(node.proxy_url + f"/echo/slow?sleep={seconds}", headers={"apikey": "demo-key"})
+        except requests.RequestException as exc:
+            out["e"] = exc
+
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.3)
+    res = node.quit("-t", "10")
+    th.join()
+    assert res.stdout == "Kong stopped (gracefully)\n"
+    assert out["r"].status_code == 200
+    out.clear()
+    th = threading.Thread(target=slow, args=(6,))
+    node.start()
+    th.start()
+    time.sleep(0.3)
+    res = node.quit("-t", "1")
+    th.join()
+    assert res.returncode == 0
+    assert res.stdout == "Timeout, Kong stopped forcefully\n"
+    assert "e" in out
+
+
+def test_stop_is_immediate(kong_node_factory, echo_upstream):
+    node = kong_node_factory("3.9.3", declarative=simple_config(echo_upstream.url))
+    out = {}
+
+    def slow():
+        try:
+            out["r"] = requests.get(node.proxy_url + "/echo/slow?sleep=3", headers={"apikey": "demo-key"})
+        except requests.RequestException as exc:
+            out["e"] = exc
+
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    res = node.cli("stop", "-p", node.prefix)
+    assert time.monotonic() - t0 < 2.5
+    th.join()
+    assert res.stdout == "Kong stopped\n" and res.returncode == 0
+    assert "e" in out and "r" not in out
+    res = node.cli("stop", "-p", node.prefix)
+    assert res.returncode == 1
+    assert res.stderr == (f"Error: nginx not running in prefix: {node.prefix}\n\n"
+                          "  Run with --v (verbose) or --vv (debug) for more details\n")
+
+
+def test_drain_3_9(kong_node_factory, echo_upstream):
+    node = kong_node_factory("3.9.3", declarative=simple_config(echo_upstream.url))
+    assert requests.get(node.status_url + "/status/ready").status_code == 200
+    res = node.cli("drain", "-c", node.conf_path)
+    assert res.returncode == 0 and res.stdout == "Kong's status successfully changed to 'draining'\n"
+    r = requests.get(node.status_url + "/status/ready")
+    assert r.status_code == 503 and r.json() == {"message": "draining"}
+    assert requests.get(node.proxy_url + "/echo/x", headers={"apikey": "demo-key"}).status_code == 200
+    r = requests.post(node.status_url + "/status/ready", json={"status": "nope"})
+    assert r.status_code == 400
+    node.stop()
+    res = node.cli("drain", "-c", node.conf_path)
+    assert res.returncode == 0 and res.stdout.startswith(
+        f"Failed to send request to http://127.0.0.1:{node.status_port}/status/ready: ")
+
+
+@pytest.mark.parametrize("version", ["2.8.5", "3.8.1"])
+def test_drain_absent_before_3_9(kong_node_factory, version):
+    node = kong_node_factory(version, start=False)
+    res = node.cli("drain")
+    assert res.returncode == 1
+    assert res.stderr.startswith("No such command: drain\n\nUsage: kong COMMAND [OPTIONS]\n")
+    wait_until(lambda: True)

@@ -773,7 +773,6 @@ def public_url(url: str) -> str:
     return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", url or "")
 
 
-
 # --- backup parts ---------------------------------------------------------------------------
 # Each part first gathers what it will write without writing (prepare: enough for check mode
 # and for the free-space estimate), then writes into the staged run directory and verifies.
@@ -953,7 +952,7 @@ def wait_for_hash(admin, want: str, attempts: int = 20, interval: float = 0.5, s
     """Workers pick up a new configuration shortly after POST /config answers; poll /status."""
     sleep = sleep or time.sleep
     current = None
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         current = admin.status().get("configuration_hash")
         if current == want:
             return current

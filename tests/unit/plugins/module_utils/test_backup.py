@@ -97,7 +97,9 @@ def test_good_run_id():
 # --- free space -------------------------------------------------------------------------------
 
 def test_free_space_refused_with_numbers(tmp_path):
-    fake = lambda path: SimpleNamespace(f_bavail=10, f_frsize=1024)
+    def fake(path):
+        return SimpleNamespace(f_bavail=10, f_frsize=1024)
+
     assert bk.ensure_free_space(str(tmp_path), 10 * 1024, statvfs=fake) == 10 * 1024
     with pytest.raises(bk.BackupError, match="not enough free space") as exc:
         bk.ensure_free_space(str(tmp_path / "not" / "yet"), 1 << 20, statvfs=fake)

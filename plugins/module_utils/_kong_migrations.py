@@ -2,6 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """`kong migrations` on a node: output parsers, cross-checks and the migrations state machine."""
+
 from __future__ import annotations
 
 import json
@@ -27,12 +28,20 @@ DESIRED_STATES = ("bootstrapped", "up", "finished", "current", "list")
 
 # `kong migrations list` exit codes (Kong's docs: 0 up-to-date, 1 failed inspecting,
 # 3 needs bootstrapping, 4 pending, 5 new). 4 is also used when pending AND new exist.
-LIST_RC_CURRENT, LIST_RC_ERROR, LIST_RC_BOOTSTRAP, LIST_RC_PENDING, LIST_RC_NEW = 0, 1, 3, 4, 5
+LIST_RC_CURRENT, LIST_RC_ERROR, LIST_RC_BOOTSTRAP, LIST_RC_PENDING, LIST_RC_NEW = (
+    0,
+    1,
+    3,
+    4,
+    5,
+)
 LIST_OK_RCS = (LIST_RC_CURRENT, LIST_RC_BOOTSTRAP, LIST_RC_PENDING, LIST_RC_NEW)
 
 NEEDS_BOOTSTRAP_MARK = "Database needs bootstrapping or is older than Kong 1.0."
 LOCK_ABORTED_MARK = "aborted: another node is performing database changes"
-UP_REFUSED_PENDING_MARK = "Database has pending migrations; run 'kong migrations finish'"
+UP_REFUSED_PENDING_MARK = (
+    "Database has pending migrations; run 'kong migrations finish'"
+)
 
 _HEADERS = {
     "Executed migrations:": "executed",
@@ -51,16 +60,35 @@ _RUN_MIGRATED = re.compile(r"^(\S+) migrated up to: (\S+) \((executed|pending)\)
 _RUN_PROCESSED = re.compile(r"^(\d+) migrations? processed$")
 
 _DB_HINTS = (
-    ("password authentication failed", ("wrong database credentials: pass the password as kong_env.KONG_PG_PASSWORD "
-                                       "(or set pg_password in kong.conf) and check pg_user")),
-    ("no pg_hba.conf entry", "PostgreSQL refuses this node's address or user (pg_hba.conf)"),
+    (
+        "password authentication failed",
+        (
+            "wrong database credentials: pass the password as kong_env.KONG_PG_PASSWORD "
+            "(or set pg_password in kong.conf) and check pg_user"
+        ),
+    ),
+    (
+        "no pg_hba.conf entry",
+        "PostgreSQL refuses this node's address or user (pg_hba.conf)",
+    ),
     ("does not exist", "the database or role named in kong.conf does not exist"),
-    ("connection refused", ("the database is unreachable from this node: check pg_host/pg_port in kong.conf "
-                           "and that PostgreSQL is running")),
-    ("timeout", "the database did not answer in time: check the network, or raise db_timeout"),
+    (
+        "connection refused",
+        (
+            "the database is unreachable from this node: check pg_host/pg_port in kong.conf "
+            "and that PostgreSQL is running"
+        ),
+    ),
+    (
+        "timeout",
+        "the database did not answer in time: check the network, or raise db_timeout",
+    ),
     ("no route to host", "the database host is unreachable from this node"),
     ("could not resolve", "the database host name does not resolve on this node"),
-    ("failed to retrieve PostgreSQL server_version_num", "the database is unreachable from this node"),
+    (
+        "failed to retrieve PostgreSQL server_version_num",
+        "the database is unreachable from this node",
+    ),
 )
 
 
@@ -73,8 +101,16 @@ class KongMigrationsError(Exception):
         self.extra = extra
 
     def context(self) -> dict:
-        ctx = {k: v for k, v in {"cmd": self.cmd, "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}.items()
-               if v is not None}
+        ctx = {
+            k: v
+            for k, v in {
+                "cmd": self.cmd,
+                "rc": self.rc,
+                "stdout": self.stdout,
+                "stderr": self.stderr,
+            }.items()
+            if v is not None
+        }
         ctx.update(self.extra)
         return ctx
 
@@ -86,8 +122,13 @@ class MigrationsParseError(KongMigrationsError):
 class MigrationsState:
     """Executed, pending and new migration names per subsystem, as one `kong` binary sees the database."""
 
-    def __init__(self, needs_bootstrap: bool = False, executed: dict | None = None, pending: dict | None = None,
-                 new: dict | None = None):
+    def __init__(
+        self,
+        needs_bootstrap: bool = False,
+        executed: dict | None = None,
+        pending: dict | None = None,
+        new: dict | None = None,
+    ):
         self.needs_bootstrap = needs_bootstrap
         self.executed = _clean(executed)
         self.pending = _clean(pending)
@@ -112,11 +153,20 @@ class MigrationsState:
             "executed": self.executed,
             "pending": self.pending,
             "new": self.new,
-            "counts": {"executed": _count(self.executed), "pending": _count(self.pending), "new": _count(self.new)},
+            "counts": {
+                "executed": _count(self.executed),
+                "pending": _count(self.pending),
+                "new": _count(self.new),
+            },
         }
 
     def key(self):
-        return (self.needs_bootstrap, _frozen(self.executed), _frozen(self.pending), _frozen(self.new))
+        return (
+            self.needs_bootstrap,
+            _frozen(self.executed),
+            _frozen(self.pending),
+            _frozen(self.new),
+        )
 
     def __eq__(self, other):
         return isinstance(other, MigrationsState) and self.key() == other.key()
@@ -143,17 +193,31 @@ def _frozen(blocks: dict):
 def parse_list(rc: int, stdout: str, stderr: str = "") -> MigrationsState:
     """Parse `kong migrations list`; the exit code and the text must tell the same story."""
     if rc not in LIST_OK_RCS:
-        raise MigrationsParseError(f"kong migrations list exited {rc}, which Kong does not use for a state "
-                                   f"(expected 0, 3, 4 or 5)", rc=rc, stdout=stdout, stderr=stderr)
+        raise MigrationsParseError(
+            f"kong migrations list exited {rc}, which Kong does not use for a state "
+            f"(expected 0, 3, 4 or 5)",
+            rc=rc,
+            stdout=stdout,
+            stderr=stderr,
+        )
     text = stdout or ""
     if rc == LIST_RC_BOOTSTRAP:
         if NEEDS_BOOTSTRAP_MARK not in text:
-            raise MigrationsParseError("kong migrations list exited 3 (needs bootstrap) without Kong's "
-                                       "'Database needs bootstrapping' text", rc=rc, stdout=stdout, stderr=stderr)
+            raise MigrationsParseError(
+                "kong migrations list exited 3 (needs bootstrap) without Kong's "
+                "'Database needs bootstrapping' text",
+                rc=rc,
+                stdout=stdout,
+                stderr=stderr,
+            )
         return MigrationsState(needs_bootstrap=True)
     if NEEDS_BOOTSTRAP_MARK in text:
-        raise MigrationsParseError(f"kong migrations list printed the needs-bootstrap text but exited {rc}",
-                                   rc=rc, stdout=stdout, stderr=stderr)
+        raise MigrationsParseError(
+            f"kong migrations list printed the needs-bootstrap text but exited {rc}",
+            rc=rc,
+            stdout=stdout,
+            stderr=stderr,
+        )
     blocks: dict = {}
     section = None
     for line in text.splitlines():
@@ -161,8 +225,12 @@ def parse_list(rc: int, stdout: str, stderr: str = "") -> MigrationsState:
         if stripped in _HEADERS:
             section = _HEADERS[stripped]
             if section in blocks:
-                raise MigrationsParseError(f"kong migrations list printed '{stripped}' twice",
-                                           rc=rc, stdout=stdout, stderr=stderr)
+                raise MigrationsParseError(
+                    f"kong migrations list printed '{stripped}' twice",
+                    rc=rc,
+                    stdout=stdout,
+                    stderr=stderr,
+                )
             blocks[section] = {}
             continue
         if not stripped:
@@ -171,46 +239,81 @@ def parse_list(rc: int, stdout: str, stderr: str = "") -> MigrationsState:
         if section is None:
             if stripped.startswith(_TRAILERS):
                 continue
-            raise MigrationsParseError(f"unexpected line in kong migrations list output: {stripped!r}",
-                                       rc=rc, stdout=stdout, stderr=stderr)
+            raise MigrationsParseError(
+                f"unexpected line in kong migrations list output: {stripped!r}",
+                rc=rc,
+                stdout=stdout,
+                stderr=stderr,
+            )
         match = _BLOCK_LINE.match(line)
         if not match:
-            raise MigrationsParseError(f"cannot parse migrations line {stripped!r} (expected 'subsystem: a, b')",
-                                       rc=rc, stdout=stdout, stderr=stderr)
+            raise MigrationsParseError(
+                f"cannot parse migrations line {stripped!r} (expected 'subsystem: a, b')",
+                rc=rc,
+                stdout=stdout,
+                stderr=stderr,
+            )
         names = [n.strip() for n in (match.group(2) or "").split(",") if n.strip()]
         blocks[section][match.group(1)] = names
-    state = MigrationsState(executed=blocks.get("executed"), pending=blocks.get("pending"), new=blocks.get("new"))
-    expected = {LIST_RC_CURRENT: ("current",), LIST_RC_PENDING: ("pending", "pending_and_new"),
-                LIST_RC_NEW: ("new",)}[rc]
+    state = MigrationsState(
+        executed=blocks.get("executed"),
+        pending=blocks.get("pending"),
+        new=blocks.get("new"),
+    )
+    expected = {
+        LIST_RC_CURRENT: ("current",),
+        LIST_RC_PENDING: ("pending", "pending_and_new"),
+        LIST_RC_NEW: ("new",),
+    }[rc]
     if state.status not in expected:
-        raise MigrationsParseError(f"kong migrations list exited {rc} but its text says '{state.status}'",
-                                   rc=rc, stdout=stdout, stderr=stderr)
+        raise MigrationsParseError(
+            f"kong migrations list exited {rc} but its text says '{state.status}'",
+            rc=rc,
+            stdout=stdout,
+            stderr=stderr,
+        )
     return state
 
 
 def parse_status_json(stdout: str) -> MigrationsState:
     """Parse `kong migrations status` (3.0+): one line of JSON; keys only present when non-empty."""
-    line = next((ln for ln in (stdout or "").splitlines() if ln.strip().startswith("{")), None)
+    line = next(
+        (ln for ln in (stdout or "").splitlines() if ln.strip().startswith("{")), None
+    )
     if line is None:
-        raise MigrationsParseError("kong migrations status printed no JSON", stdout=stdout)
+        raise MigrationsParseError(
+            "kong migrations status printed no JSON", stdout=stdout
+        )
     try:
         data = json.loads(line)
     except ValueError as exc:
-        raise MigrationsParseError(f"kong migrations status printed invalid JSON: {exc}", stdout=stdout) from exc
+        raise MigrationsParseError(
+            f"kong migrations status printed invalid JSON: {exc}", stdout=stdout
+        ) from exc
     if not isinstance(data, dict):
-        raise MigrationsParseError("kong migrations status JSON is not an object", stdout=stdout)
+        raise MigrationsParseError(
+            "kong migrations status JSON is not an object", stdout=stdout
+        )
 
     def blocks(key):
         out = {}
         for entry in data.get(key) or []:
             if not isinstance(entry, dict) or "subsystem" not in entry:
-                raise MigrationsParseError(f"kong migrations status: unexpected entry in {key}", stdout=stdout)
-            out[entry["subsystem"]] = [m if isinstance(m, str) else str(m.get("name")) for m in
-                                       entry.get("migrations") or []]
+                raise MigrationsParseError(
+                    f"kong migrations status: unexpected entry in {key}", stdout=stdout
+                )
+            out[entry["subsystem"]] = [
+                m if isinstance(m, str) else str(m.get("name"))
+                for m in entry.get("migrations") or []
+            ]
         return out
 
-    return MigrationsState(needs_bootstrap=bool(data.get("needs_bootstrap")), executed=blocks("executed_migrations"),
-                           pending=blocks("pending_migrations"), new=blocks("new_migrations"))
+    return MigrationsState(
+        needs_bootstrap=bool(data.get("needs_bootstrap")),
+        executed=blocks("executed_migrations"),
+        pending=blocks("pending_migrations"),
+        new=blocks("new_migrations"),
+    )
 
 
 def state_differences(listed: MigrationsState, other: MigrationsState) -> list:
@@ -222,7 +325,9 @@ def state_differences(listed: MigrationsState, other: MigrationsState) -> list:
         mine, theirs = getattr(listed, kind), getattr(other, kind)
         for sub in sorted(set(mine) | set(theirs)):
             if list(mine.get(sub, [])) != list(theirs.get(sub, [])):
-                diffs.append(f"{kind} {sub}: {mine.get(sub, [])} vs {theirs.get(sub, [])}")
+                diffs.append(
+                    f"{kind} {sub}: {mine.get(sub, [])} vs {theirs.get(sub, [])}"
+                )
     return diffs
 
 
@@ -233,28 +338,46 @@ def schema_meta_differences(listed: MigrationsState, rows: dict | None) -> list:
     loaded plugins, so the check is one-way: every name the binary reports must sit in the right array.
     """
     if rows is None:
-        return [] if listed.needs_bootstrap else [("schema_meta does not exist (database needs bootstrap), "
-                                                  "but kong migrations list reports a bootstrapped database")]
+        return (
+            []
+            if listed.needs_bootstrap
+            else [
+                (
+                    "schema_meta does not exist (database needs bootstrap), "
+                    "but kong migrations list reports a bootstrapped database"
+                )
+            ]
+        )
     if listed.needs_bootstrap:
-        return [(f"kong migrations list reports that the database needs bootstrapping, but schema_meta "
-                f"exists with {len(rows)} subsystem row(s)")]
+        return [
+            (
+                f"kong migrations list reports that the database needs bootstrapping, but schema_meta "
+                f"exists with {len(rows)} subsystem row(s)"
+            )
+        ]
     diffs = []
     for sub, names in listed.executed.items():
         have = set((rows.get(sub) or {}).get("executed") or [])
         missing = [n for n in names if n not in have]
         if missing:
-            diffs.append(f"{sub}: listed as executed but not in schema_meta.executed: {', '.join(missing)}")
+            diffs.append(
+                f"{sub}: listed as executed but not in schema_meta.executed: {', '.join(missing)}"
+            )
     for sub, names in listed.pending.items():
         have = set((rows.get(sub) or {}).get("pending") or [])
         missing = [n for n in names if n not in have]
         if missing:
-            diffs.append(f"{sub}: listed as pending but not in schema_meta.pending: {', '.join(missing)}")
+            diffs.append(
+                f"{sub}: listed as pending but not in schema_meta.pending: {', '.join(missing)}"
+            )
     for sub, names in listed.new.items():
         row = rows.get(sub) or {}
         recorded = set(row.get("executed") or []) | set(row.get("pending") or [])
         found = [n for n in names if n in recorded]
         if found:
-            diffs.append(f"{sub}: listed as new but recorded in schema_meta: {', '.join(found)}")
+            diffs.append(
+                f"{sub}: listed as new but recorded in schema_meta: {', '.join(found)}"
+            )
     return diffs
 
 
@@ -266,7 +389,9 @@ def parse_run_output(stdout: str, stderr: str = "") -> dict:
         stripped = line.strip()
         match = _RUN_MIGRATED.match(stripped)
         if match:
-            migrated.setdefault(match.group(1), []).append({"name": match.group(2), "state": match.group(3)})
+            migrated.setdefault(match.group(1), []).append(
+                {"name": match.group(2), "state": match.group(3)}
+            )
             continue
         match = _RUN_PROCESSED.match(stripped)
         if match:
@@ -289,21 +414,28 @@ def db_error_hint(line: str) -> str | None:
     return None
 
 
-def next_command(desired: str, state: MigrationsState, force: bool = False) -> str | None:
+def next_command(
+    desired: str, state: MigrationsState, force: bool = False
+) -> str | None:
     """The `kong migrations` sub-command that moves `state` toward `desired`, None when it is there.
 
     Raises KongMigrationsError when the state cannot be reached without the operator's decision.
     """
     if desired not in DESIRED_STATES:
-        raise KongMigrationsError(f"state must be one of {', '.join(DESIRED_STATES)}, got '{desired}'")
+        raise KongMigrationsError(
+            f"state must be one of {', '.join(DESIRED_STATES)}, got '{desired}'"
+        )
     if desired == "list":
         return None
     if state.needs_bootstrap:
         if desired == "bootstrapped":
             return "bootstrap"
-        raise KongMigrationsError(f"the database needs bootstrapping, so state={desired} cannot run; "
-                                  "use state=bootstrapped first (new installation), or check that kong.conf "
-                                  "points at the existing Kong database", status=state.status)
+        raise KongMigrationsError(
+            f"the database needs bootstrapping, so state={desired} cannot run; "
+            "use state=bootstrapped first (new installation), or check that kong.conf "
+            "points at the existing Kong database",
+            status=state.status,
+        )
     if desired == "bootstrapped":
         return None
     if desired == "up":
@@ -314,7 +446,9 @@ def next_command(desired: str, state: MigrationsState, force: bool = False) -> s
                 "the database has pending migrations from a previous upgrade "
                 f"({_names(state.pending)}) and new ones ({_names(state.new)}); Kong refuses 'up' until the "
                 "pending ones are finished: run state=finished first (once no node of the older version "
-                "remains), or set force=true to run 'up -f'", status=state.status)
+                "remains), or set force=true to run 'up -f'",
+                status=state.status,
+            )
         return "up"
     if desired == "finished":
         return "finish" if state.pending else None
@@ -345,11 +479,23 @@ def plan(desired: str, state: MigrationsState, force: bool = False) -> list:
         steps.append({"command": "finish", "migrations": state.pending})
         if desired == "current" and state.new:
             steps.append({"command": "up", "migrations": state.new})
-            steps.append({"command": "finish", "migrations": None, "condition": "only if 'up' leaves migrations pending"})
+            steps.append(
+                {
+                    "command": "finish",
+                    "migrations": None,
+                    "condition": "only if 'up' leaves migrations pending",
+                }
+            )
         return steps
     steps.append({"command": "up", "migrations": state.new})
     if desired == "current":
-        steps.append({"command": "finish", "migrations": None, "condition": "only if 'up' leaves migrations pending"})
+        steps.append(
+            {
+                "command": "finish",
+                "migrations": None,
+                "condition": "only if 'up' leaves migrations pending",
+            }
+        )
     return steps
 
 
@@ -361,7 +507,9 @@ def predict_after(desired: str, state: MigrationsState) -> MigrationsState | Non
         executed = _merge(state.executed, state.pending)
         return MigrationsState(executed=executed, new=state.new)
     if desired == "current":
-        return MigrationsState(executed=_merge(_merge(state.executed, state.pending), state.new))
+        return MigrationsState(
+            executed=_merge(_merge(state.executed, state.pending), state.new)
+        )
     return None
 
 
@@ -399,8 +547,16 @@ class KongMigrations:
     MAX_STEPS = 6
     READ_ATTEMPTS = 3
 
-    def __init__(self, cli, db=None, db_timeout: int | None = None, lock_timeout: int | None = None,
-                 force: bool = False, sleep=time.sleep, clock=time.monotonic):
+    def __init__(
+        self,
+        cli,
+        db=None,
+        db_timeout: int | None = None,
+        lock_timeout: int | None = None,
+        force: bool = False,
+        sleep=time.sleep,
+        clock=time.monotonic,
+    ):
         self.cli, self.db = cli, db
         self.db_timeout, self.lock_timeout, self.force = db_timeout, lock_timeout, force
         self.sleep, self.clock = sleep, clock
@@ -434,8 +590,14 @@ class KongMigrations:
             line = kong_error_line(result.stderr) or (result.stdout or "").strip()
             hint = db_error_hint(line)
             msg = f"'{' '.join(result.cmd)}' failed (rc={result.rc}): {line}"
-            raise KongMigrationsError(msg + (f" ({hint})" if hint else ""), cmd=result.cmd, rc=result.rc,
-                                      stdout=result.stdout, stderr=result.stderr, kong_error=line)
+            raise KongMigrationsError(
+                msg + (f" ({hint})" if hint else ""),
+                cmd=result.cmd,
+                rc=result.rc,
+                stdout=result.stdout,
+                stderr=result.stderr,
+                kong_error=line,
+            )
         return result
 
     def version(self) -> str:
@@ -443,7 +605,9 @@ class KongMigrations:
             try:
                 self.kong_version = self.cli.version()
             except KongCliError as exc:
-                raise KongMigrationsError(f"cannot tell the kong binary's version: {exc}", **exc.context()) from exc
+                raise KongMigrationsError(
+                    f"cannot tell the kong binary's version: {exc}", **exc.context()
+                ) from exc
         return self.kong_version
 
     def _has_status_command(self) -> bool:
@@ -462,16 +626,26 @@ class KongMigrations:
                 try:
                     other = parse_status_json(status.stdout)
                 except MigrationsParseError as exc:
-                    self._warn_once(f"kong migrations status could not be used as a cross-check: {exc}")
+                    self._warn_once(
+                        f"kong migrations status could not be used as a cross-check: {exc}"
+                    )
                 else:
                     self.status_checked = True
-                    diffs += [f"kong migrations status: {d}" for d in state_differences(listed, other)]
+                    diffs += [
+                        f"kong migrations status: {d}"
+                        for d in state_differences(listed, other)
+                    ]
             else:
-                self._warn_once(f"kong migrations status failed (rc={status.rc}), so only 'list' was used: {kong_error_line(status.stderr)}")
+                self._warn_once(
+                    f"kong migrations status failed (rc={status.rc}), so only 'list' was used: {kong_error_line(status.stderr)}"
+                )
         if self.db is not None:
             rows = self._schema_meta()
             self.schema_meta_checked = True
-            diffs += [f"schema_meta in {self.db.describe()}: {d}" for d in schema_meta_differences(listed, rows)]
+            diffs += [
+                f"schema_meta in {self.db.describe()}: {d}"
+                for d in schema_meta_differences(listed, rows)
+            ]
         return listed, diffs
 
     def _warn_once(self, text: str) -> None:
@@ -482,7 +656,9 @@ class KongMigrations:
         try:
             return self.db.schema_meta()
         except KongDbError as exc:
-            raise KongMigrationsError(f"cannot read schema_meta: {exc}", query=exc.query) from exc
+            raise KongMigrationsError(
+                f"cannot read schema_meta: {exc}", query=exc.query
+            ) from exc
 
     def lock_held(self) -> bool | None:
         """Whether another process holds Kong's migration lock (None when the database is not reachable here)."""
@@ -491,9 +667,13 @@ class KongMigrations:
         try:
             if not self.db.table_exists("locks"):
                 return False
-            rows = self.db.query("SELECT count(*) FROM locks WHERE key = 'migrations' AND ttl >= now()")
+            rows = self.db.query(
+                "SELECT count(*) FROM locks WHERE key = 'migrations' AND ttl >= now()"
+            )
         except KongDbError as exc:
-            raise KongMigrationsError(f"cannot read Kong's migration lock: {exc}", query=exc.query) from exc
+            raise KongMigrationsError(
+                f"cannot read Kong's migration lock: {exc}", query=exc.query
+            ) from exc
         return bool(rows and rows[0][0])
 
     def read(self) -> MigrationsState:
@@ -516,8 +696,10 @@ class KongMigrations:
         raise KongMigrationsError(
             "the views of the migrations state disagree: kong migrations list (through the node's kong.conf) vs "
             + "; ".join(diffs)
-            + ". Check that pg_* point at the same database as kong.conf", differences=diffs,
-            listed=listed.as_dict() if listed else None)
+            + ". Check that pg_* point at the same database as kong.conf",
+            differences=diffs,
+            listed=listed.as_dict() if listed else None,
+        )
 
     def wait_for_lock(self) -> MigrationsState | None:
         """When the lock is visible and held, wait (bounded by lock_timeout) until it is released."""
@@ -526,8 +708,10 @@ class KongMigrations:
         deadline = self.clock() + (self.lock_timeout or 60)
         while self.lock_held():
             if self.clock() >= deadline:
-                raise KongMigrationsError(f"another node held Kong's migration lock for more than "
-                                          f"{self.lock_timeout or 60} s (table 'locks', key 'migrations')")
+                raise KongMigrationsError(
+                    f"another node held Kong's migration lock for more than "
+                    f"{self.lock_timeout or 60} s (table 'locks', key 'migrations')"
+                )
             self.sleep(self.POLL_INTERVAL)
         return self.read()
 
@@ -570,11 +754,24 @@ class KongMigrations:
         waited = self.wait_for_lock()
         if waited is not None:
             before = waited
-        if before.status == "pending_and_new" and desired == "up" and not self.force and self.db is None:
+        if (
+            before.status == "pending_and_new"
+            and desired == "up"
+            and not self.force
+            and self.db is None
+        ):
             before = self.settle(before)
         steps = plan(desired, before, self.force)
-        report = {"before": before, "after": before, "plan": steps, "ran": [], "migrated": {}, "lock_aborted": False,
-                      "concurrent": False, "changed": False}
+        report = {
+            "before": before,
+            "after": before,
+            "plan": steps,
+            "ran": [],
+            "migrated": {},
+            "lock_aborted": False,
+            "concurrent": False,
+            "changed": False,
+        }
         gate_passed = False
         if gate is not None and any(step["command"] == "finish" for step in steps):
             gate()
@@ -584,7 +781,7 @@ class KongMigrations:
             report["changed"] = bool(steps)
             return report
         state = before
-        for _ in range(self.MAX_STEPS):
+        for _step in range(self.MAX_STEPS):
             cmd = next_command(desired, state, self.force)
             if cmd is None:
                 break
@@ -600,7 +797,12 @@ class KongMigrations:
                 report["concurrent"] = True
                 state = self.wait_for_other_node(desired, cmd)
                 continue
-            if result.rc != 0 and cmd == "up" and UP_REFUSED_PENDING_MARK in error and not state.pending:
+            if (
+                result.rc != 0
+                and cmd == "up"
+                and UP_REFUSED_PENDING_MARK in error
+                and not state.pending
+            ):
                 # Another node's `up` recorded pending migrations after our read: it is doing the work.
                 report["concurrent"] = True
                 state = self.wait_for_other_node(desired, cmd)
@@ -609,8 +811,15 @@ class KongMigrations:
                 hint = db_error_hint(error)
                 raise KongMigrationsError(
                     f"'{' '.join(result.cmd)}' failed (rc={result.rc}): {error or result.stdout.strip()}"
-                    + (f" ({hint})" if hint else ""), cmd=result.cmd, rc=result.rc, stdout=result.stdout,
-                    stderr=result.stderr, kong_error=error, ran=report["ran"], migrated=report["migrated"])
+                    + (f" ({hint})" if hint else ""),
+                    cmd=result.cmd,
+                    rc=result.rc,
+                    stdout=result.stdout,
+                    stderr=result.stderr,
+                    kong_error=error,
+                    ran=report["ran"],
+                    migrated=report["migrated"],
+                )
             report["ran"].append(cmd)
             for sub, entries in outcome["migrated"].items():
                 report["migrated"].setdefault(sub, []).extend(entries)
@@ -618,18 +827,26 @@ class KongMigrations:
                 report["changed"] = True
             state = self.read()
         else:
-            raise KongMigrationsError(f"state={desired} not reached after {self.MAX_STEPS} commands; "
-                                      f"last state: {state.status}", ran=report["ran"])
+            raise KongMigrationsError(
+                f"state={desired} not reached after {self.MAX_STEPS} commands; "
+                f"last state: {state.status}",
+                ran=report["ran"],
+            )
         report["after"] = state
         if not satisfied(desired, state):
             raise KongMigrationsError(
                 f"state={desired} was not reached: the database is '{state.status}' after "
-                f"{', '.join(report['ran']) or 'waiting for another node'}", after=state.as_dict(),
-                ran=report["ran"], lock_aborted=report["lock_aborted"])
+                f"{', '.join(report['ran']) or 'waiting for another node'}",
+                after=state.as_dict(),
+                ran=report["ran"],
+                lock_aborted=report["lock_aborted"],
+            )
         return report
 
 
-def check_finish_gate(nodes: list, target: str, unreachable: str, client_factory) -> dict:
+def check_finish_gate(
+    nodes: list, target: str, unreachable: str, client_factory
+) -> dict:
     """Refuse `finish` while a listed node (Admin API URL) runs a version older than `target`.
 
     `client_factory(url)` returns a KongAdminClient. A node that cannot be reached counts as gone
@@ -643,18 +860,28 @@ def check_finish_gate(nodes: list, target: str, unreachable: str, client_factory
             info = client_factory(url).node()
         except KongAdminError as exc:
             if exc.status is None and unreachable == "absent":
-                entry.update(verdict="absent", reason=f"unreachable, counted as absent: {exc}")
+                entry.update(
+                    verdict="absent", reason=f"unreachable, counted as absent: {exc}"
+                )
             else:
-                entry.update(verdict="unreachable" if exc.status is None else "error", reason=str(exc))
+                entry.update(
+                    verdict="unreachable" if exc.status is None else "error",
+                    reason=str(exc),
+                )
         else:
             entry["version"] = info.get("version")
             try:
                 running = parse_version(str(info.get("version")))
             except KongVersionError:
-                entry.update(verdict="unknown_version", reason=f"GET / reported version {info.get('version')!r}")
+                entry.update(
+                    verdict="unknown_version",
+                    reason=f"GET / reported version {info.get('version')!r}",
+                )
             else:
                 if running < wanted:
-                    entry.update(verdict="older", reason=f"runs {running}, older than {wanted}")
+                    entry.update(
+                        verdict="older", reason=f"runs {running}, older than {wanted}"
+                    )
         checked.append(entry)
         if entry["verdict"] not in ("ok", "absent"):
             offenders.append(entry)
@@ -665,7 +892,9 @@ def check_finish_gate(nodes: list, target: str, unreachable: str, client_factory
             f"than {wanted}, or could not be checked: "
             + "; ".join(f"{o['url']} ({o['reason']})" for o in offenders)
             + ". Upgrade or stop them first (set finish_gate_unreachable=absent if stopped nodes "
-            "cannot answer)", finish_gate=result)
+            "cannot answer)",
+            finish_gate=result,
+        )
     return result
 
 
@@ -673,10 +902,14 @@ def summary(desired: str, report: dict) -> str:
     """One sentence for `msg`."""
     after = report.get("after")
     before = report["before"]
-    if report.get("lock_aborted") or (report.get("concurrent") and not report.get("changed")):
+    if report.get("lock_aborted") or (
+        report.get("concurrent") and not report.get("changed")
+    ):
         state = after.status if after is not None else "unknown"
-        return (f"another node held Kong's migration lock and ran the migrations; the database is now "
-                f"'{state}'")
+        return (
+            f"another node held Kong's migration lock and ran the migrations; the database is now "
+            f"'{state}'"
+        )
     if desired == "list":
         return f"the database is '{before.status}'"
     if report.get("plan") and report.get("check_mode"):
@@ -685,9 +918,13 @@ def summary(desired: str, report: dict) -> str:
     if report.get("ran"):
         return f"ran {', '.join(report['ran'])}; the database is now '{after.status}'"
     if desired == "up" and before.pending:
-        return (f"already up: no new migrations; {_count(before.pending)} migration(s) wait for "
-                f"'finish' ({_names(before.pending)}): use state=finished once no older node uses the database")
+        return (
+            f"already up: no new migrations; {_count(before.pending)} migration(s) wait for "
+            f"'finish' ({_names(before.pending)}): use state=finished once no older node uses the database"
+        )
     if desired == "finished" and before.new:
-        return (f"nothing to finish, but {_count(before.new)} new migration(s) wait for 'up' "
-                f"({_names(before.new)})")
+        return (
+            f"nothing to finish, but {_count(before.new)} new migration(s) wait for 'up' "
+            f"({_names(before.new)})"
+        )
     return f"the database is already '{before.status}' (state={desired})"

@@ -2,6 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Facts about one Kong node from its Admin API and status listener."""
+
 from __future__ import annotations
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
@@ -12,11 +13,26 @@ MODES = ("dbless", "traditional", "hybrid_cp", "hybrid_dp")
 EMPTY_CONFIG_HASH = "0" * 32
 DB_MODES = ("traditional", "hybrid_cp")
 CONNECTION_KEYS = (
-    "connections_accepted", "connections_active", "connections_handled", "connections_reading",
-    "connections_writing", "connections_waiting", "total_requests",
+    "connections_accepted",
+    "connections_active",
+    "connections_handled",
+    "connections_reading",
+    "connections_writing",
+    "connections_waiting",
+    "total_requests",
 )
-DATA_PLANE_KEYS = ("id", "hostname", "ip", "version", "sync_status", "config_hash", "last_seen", "updated_at",
-                   "ttl", "labels")
+DATA_PLANE_KEYS = (
+    "id",
+    "hostname",
+    "ip",
+    "version",
+    "sync_status",
+    "config_hash",
+    "last_seen",
+    "updated_at",
+    "ttl",
+    "labels",
+)
 
 
 def detect_mode(node: dict) -> str:
@@ -47,13 +63,25 @@ def ready_from_status(mode: str, status: dict) -> tuple:
         reachable = (status.get("database") or {}).get("reachable")
         if reachable:
             return True, "database reachable (derived from GET /status)"
-        return False, "failed to connect to database (derived from GET /status: database.reachable is false)"
+        return (
+            False,
+            "failed to connect to database (derived from GET /status: database.reachable is false)",
+        )
     conf_hash = status.get("configuration_hash")
     if not conf_hash:
-        return False, "no configuration available (derived from GET /status: no configuration_hash)"
+        return (
+            False,
+            "no configuration available (derived from GET /status: no configuration_hash)",
+        )
     if conf_hash == EMPTY_CONFIG_HASH:
-        return False, "no configuration available (derived from GET /status: configuration_hash is all zeros)"
-    return True, "configuration loaded (derived from GET /status: configuration_hash is set)"
+        return (
+            False,
+            "no configuration available (derived from GET /status: configuration_hash is all zeros)",
+        )
+    return (
+        True,
+        "configuration loaded (derived from GET /status: configuration_hash is set)",
+    )
 
 
 class KongNodeInfo:
@@ -69,11 +97,19 @@ class KongNodeInfo:
             try:
                 resp = self.status_api.raw("GET", "/status/ready")
             except KongAdminError as exc:
-                return {"ready": False, "ready_reason": f"status listener unreachable: {exc}", "ready_source": "status_ready",
-                            "ready_http_status": None}
+                return {
+                    "ready": False,
+                    "ready_reason": f"status listener unreachable: {exc}",
+                    "ready_source": "status_ready",
+                    "ready_http_status": None,
+                }
             if resp.status_code in (200, 503):
-                return {"ready": resp.status_code == 200, "ready_reason": _message(resp), "ready_source": "status_ready",
-                            "ready_http_status": resp.status_code}
+                return {
+                    "ready": resp.status_code == 200,
+                    "ready_reason": _message(resp),
+                    "ready_source": "status_ready",
+                    "ready_http_status": resp.status_code,
+                }
             # Kong before 3.3 has no /status/ready: the status listener answers 404 there.
             note = f"GET {resp.url} answered HTTP {resp.status_code} (no /status/ready before Kong 3.3)"
         ready, reason = ready_from_status(mode, status)
@@ -81,13 +117,21 @@ class KongNodeInfo:
             reason = f"{reason}; {note}"
         elif self.status_api is None:
             reason = f"{reason}; status_url not set, so /status/ready was not asked"
-        return {"ready": ready, "ready_reason": reason, "ready_source": "status", "ready_http_status": None}
+        return {
+            "ready": ready,
+            "ready_reason": reason,
+            "ready_source": "status",
+            "ready_http_status": None,
+        }
 
     def data_planes(self) -> list:
         planes = []
         for entry in self.admin.paged("/clustering/data-planes"):
             planes.append({key: entry.get(key) for key in DATA_PLANE_KEYS})
-        return sorted(planes, key=lambda dp: (str(dp.get("hostname") or ""), str(dp.get("id") or "")))
+        return sorted(
+            planes,
+            key=lambda dp: (str(dp.get("hostname") or ""), str(dp.get("id") or "")),
+        )
 
     def gather(self, include_data_planes: bool = True) -> dict:
         node = self.admin.node()
@@ -104,9 +148,15 @@ class KongNodeInfo:
             "mode": mode,
             "role": conf.get("role") or "traditional",
             "database": conf.get("database"),
-            "database_reachable": ((status.get("database") or {}).get("reachable") if mode in DB_MODES else None),
+            "database_reachable": (
+                (status.get("database") or {}).get("reachable")
+                if mode in DB_MODES
+                else None
+            ),
             "configuration_hash": status.get("configuration_hash"),
-            "connections": {key: server.get(key) for key in CONNECTION_KEYS if key in server},
+            "connections": {
+                key: server.get(key) for key in CONNECTION_KEYS if key in server
+            },
             "plugins_enabled": sorted(plugins.get("enabled_in_cluster") or []),
             "plugins_available": sorted(plugins.get("available_on_server") or {}),
             "data_planes": [],

@@ -286,6 +286,13 @@ status_checked:
   returned: success
   type: bool
   sample: true
+entity_counts:
+  description:
+    - Rows per Kong entity table (services, routes, plugins, consumers, ...) after the run, read through the
+      C(pg_*) options (only tables that exist); null when O(schema_meta_check) is off.
+  returned: success
+  type: dict
+  sample: {"services": 3, "routes": 5, "plugins": 2, "consumers": 1}
 msg:
   description: What happened, in one sentence.
   returned: always
@@ -313,6 +320,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import (
     KONG_PG_ARG_SPEC,
     PSYCOPG2_IMPORT_ERROR,
     KongDb,
+    KongDbError,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_migrations import (
     DESIRED_STATES,
@@ -338,7 +346,11 @@ def argument_spec() -> dict:
         lock_timeout={"type": "int"},
         finish_gate_nodes={"type": "list", "elements": "str", "default": []},
         finish_gate_version={"type": "str"},
-        finish_gate_unreachable={"type": "str", "choices": ["fail", "absent"], "default": "fail"},
+        finish_gate_unreachable={
+            "type": "str",
+            "choices": ["fail", "absent"],
+            "default": "fail",
+        },
         schema_meta_check={"type": "bool"},
     )
     return spec
@@ -346,7 +358,11 @@ def argument_spec() -> dict:
 
 def find_kong(module, kong_bin: str) -> str | None:
     if os.sep in kong_bin:
-        return kong_bin if os.path.isfile(kong_bin) and os.access(kong_bin, os.X_OK) else None
+        return (
+            kong_bin
+            if os.path.isfile(kong_bin) and os.access(kong_bin, os.X_OK)
+            else None
+        )
     return module.get_bin_path(kong_bin)
 
 
@@ -354,10 +370,14 @@ def check_params(module) -> None:
     p = module.params
     for name in ("db_timeout", "lock_timeout"):
         if p[name] is not None and p[name] <= 0:
-            module.fail_json(msg=f"{name} must be a positive number of seconds, got {p[name]}")
+            module.fail_json(
+                msg=f"{name} must be a positive number of seconds, got {p[name]}"
+            )
     if p["kong_conf"] and not os.path.isfile(p["kong_conf"]):
-        module.fail_json(msg=f"kong_conf: {p['kong_conf']} does not exist on this host; set kong_conf to the "
-                             "node's kong.conf")
+        module.fail_json(
+            msg=f"kong_conf: {p['kong_conf']} does not exist on this host; set kong_conf to the "
+            "node's kong.conf"
+        )
     if p["finish_gate_version"]:
         try:
             parse_version(p["finish_gate_version"])
@@ -365,7 +385,9 @@ def check_params(module) -> None:
             module.fail_json(msg=f"finish_gate_version: {exc}")
     for url in p["finish_gate_nodes"]:
         if not url.startswith(("http://", "https://")):
-            module.fail_json(msg=f"finish_gate_nodes: '{url}' is not an Admin API URL (http:// or https://)")
+            module.fail_json(
+                msg=f"finish_gate_nodes: '{url}' is not an Admin API URL (http:// or https://)"
+            )
 
 
 def state_dict(state):
@@ -376,43 +398,86 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     check_params(module)
-    use_db = p["schema_meta_check"] if p["schema_meta_check"] is not None else bool(p["pg_password"])
+    use_db = (
+        p["schema_meta_check"]
+        if p["schema_meta_check"] is not None
+        else bool(p["pg_password"])
+    )
     if use_db and not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2") + " (needed by schema_meta_check)",
-                         exception=PSYCOPG2_IMPORT_ERROR)
+        module.fail_json(
+            msg=missing_required_lib("psycopg2") + " (needed by schema_meta_check)",
+            exception=PSYCOPG2_IMPORT_ERROR,
+        )
     if p["finish_gate_nodes"] and not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests") + " (needed by finish_gate_nodes)",
-                         exception=REQUESTS_IMPORT_ERROR)
+        module.fail_json(
+            msg=missing_required_lib("requests") + " (needed by finish_gate_nodes)",
+            exception=REQUESTS_IMPORT_ERROR,
+        )
     kong_path = find_kong(module, p["kong_bin"])
     if kong_path is None:
-        module.fail_json(msg=f"kong_bin: '{p['kong_bin']}' was not found on this host (not in PATH or not "
-                             "executable); set kong_bin to the path of the kong executable")
+        module.fail_json(
+            msg=f"kong_bin: '{p['kong_bin']}' was not found on this host (not in PATH or not "
+            "executable); set kong_bin to the path of the kong executable"
+        )
 
     run_command = functools.partial(module.run_command, handle_exceptions=False)
-    cli = KongCli(run_command, kong_path, p["kong_conf"], p["kong_prefix"], p["kong_env"])
+    cli = KongCli(
+        run_command, kong_path, p["kong_conf"], p["kong_prefix"], p["kong_env"]
+    )
     db = KongDb.from_params(p) if use_db else None
-    runner = KongMigrations(cli, db=db, db_timeout=p["db_timeout"], lock_timeout=p["lock_timeout"], force=p["force"])
+    runner = KongMigrations(
+        cli,
+        db=db,
+        db_timeout=p["db_timeout"],
+        lock_timeout=p["lock_timeout"],
+        force=p["force"],
+    )
     gate_result = {}
 
     def gate():
         target = p["finish_gate_version"] or runner.version()
 
         def client(url):
-            return KongAdminClient(admin_url=url, admin_token=p["admin_token"], validate_certs=p["validate_certs"],
-                                   ca_path=p["ca_path"], timeout=p["timeout"])
+            return KongAdminClient(
+                admin_url=url,
+                admin_token=p["admin_token"],
+                validate_certs=p["validate_certs"],
+                ca_path=p["ca_path"],
+                timeout=p["timeout"],
+            )
 
-        gate_result["value"] = check_finish_gate(p["finish_gate_nodes"], target, p["finish_gate_unreachable"], client)
+        gate_result["value"] = check_finish_gate(
+            p["finish_gate_nodes"], target, p["finish_gate_unreachable"], client
+        )
 
     result = {"changed": False, "state": p["state"], "commands": runner.commands}
+    entity_counts = None
     try:
         runner.version()
-        report = runner.converge(p["state"], gate=gate if p["finish_gate_nodes"] else None,
-                                 check_mode=module.check_mode)
+        report = runner.converge(
+            p["state"],
+            gate=gate if p["finish_gate_nodes"] else None,
+            check_mode=module.check_mode,
+        )
+        if db is not None:
+            entity_counts = db.entity_counts()
+    except KongDbError as exc:
+        module.fail_json(
+            msg=f"cannot count entities: {exc}",
+            query=exc.query,
+            state=p["state"],
+            commands=runner.commands,
+        )
     except KongMigrationsError as exc:
         context = exc.context()
         context.pop("commands", None)
-        module.fail_json(msg=str(exc), state=p["state"], commands=runner.commands, kong_version=runner.kong_version,
-                         **context)
+        module.fail_json(
+            msg=str(exc),
+            state=p["state"],
+            commands=runner.commands,
+            kong_version=runner.kong_version,
+            **context,
+        )
     finally:
         if db is not None:
             db.close()
@@ -433,19 +498,29 @@ def main():
         finish_gate=gate_result.get("value"),
         schema_meta_checked=runner.schema_meta_checked,
         status_checked=runner.status_checked,
+        entity_counts=entity_counts,
         msg=summary(p["state"], report),
     )
     for text in runner.warnings:
         module.warn(text)
     final = after if after is not None else report["before"]
     if p["state"] == "finished" and final.new:
-        module.warn(f"state=finished: {sum(len(v) for v in final.new.values())} new migration(s) have not run "
-                    "'up' yet; use state=up or state=current")
+        module.warn(
+            f"state=finished: {sum(len(v) for v in final.new.values())} new migration(s) have not run "
+            "'up' yet; use state=up or state=current"
+        )
     if module._diff and after is not None:
         result["diff"] = {
-            "before": {"status": report["before"].status, "pending": report["before"].pending,
-                    "new": report["before"].new},
-            "after": {"status": after.status, "pending": after.pending, "new": after.new},
+            "before": {
+                "status": report["before"].status,
+                "pending": report["before"].pending,
+                "new": report["before"].new,
+            },
+            "after": {
+                "status": after.status,
+                "pending": after.pending,
+                "new": after.new,
+            },
         }
     module.exit_json(**result)
 

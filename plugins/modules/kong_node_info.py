@@ -245,17 +245,33 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR, ready=False)
+        module.fail_json(
+            msg=missing_required_lib("requests"),
+            exception=REQUESTS_IMPORT_ERROR,
+            ready=False,
+        )
     for name in ("admin_url", "status_url"):
         if p[name] and not p[name].startswith(("http://", "https://")):
-            module.fail_json(msg=f"{name}: '{p[name]}' is not a URL (expected http:// or https://)", ready=False)
+            module.fail_json(
+                msg=f"{name}: '{p[name]}' is not a URL (expected http:// or https://)",
+                ready=False,
+            )
     admin = KongAdminClient.from_params(p)
-    status = KongAdminClient.from_params(p, url_key="status_url") if p["status_url"] else None
+    status = (
+        KongAdminClient.from_params(p, url_key="status_url")
+        if p["status_url"]
+        else None
+    )
     try:
         facts = KongNodeInfo(admin, status).gather(include_data_planes=p["data_planes"])
     except KongAdminError as exc:
-        module.fail_json(msg=f"cannot read the node's Admin API: {exc}", ready=False, url=exc.url,
-                         status_code=exc.status, body=exc.body)
+        module.fail_json(
+            msg=f"cannot read the node's Admin API: {exc}",
+            ready=False,
+            url=exc.url,
+            status_code=exc.status,
+            body=exc.body,
+        )
     module.exit_json(changed=False, **facts)
 
 

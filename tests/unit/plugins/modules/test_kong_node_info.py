@@ -1,4 +1,5 @@
 """kong_node_info main() against a fake requests.Session answering with FACTS.md section 3 bodies."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,37 @@ from ansible_collections.kongops.upgrade.plugins.modules import kong_node_info
 ADMIN = "http://127.0.0.1:8001"
 STATUS = "http://127.0.0.1:8007"
 TOKEN = "admin-token-value"
-SERVER = {"connections_accepted": 7, "connections_active": 2, "connections_handled": 7, "connections_reading": 0,
-          "connections_writing": 1, "connections_waiting": 1, "total_requests": 40}
+SERVER = {
+    "connections_accepted": 7,
+    "connections_active": 2,
+    "connections_handled": 7,
+    "connections_reading": 0,
+    "connections_writing": 1,
+    "connections_waiting": 1,
+    "total_requests": 40,
+}
 
 
-def root(version, database="postgres", role="traditional", edition=True, enabled=("key-auth",), v28=False):
+def root(
+    version,
+    database="postgres",
+    role="traditional",
+    edition=True,
+    enabled=("key-auth",),
+    v28=False,
+):
     body = {
-        "tagline": "Welcome to kong", "version": version, "hostname": f"kong-{role}", "node_id":
-            "6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1",
-        "plugins": {"available_on_server": {"key-auth": True if v28 else {"version": version, "priority": 1250},
-                                            "acl": True if v28 else {"version": version, "priority": 950}},
-                    "enabled_in_cluster": list(enabled)},
+        "tagline": "Welcome to kong",
+        "version": version,
+        "hostname": f"kong-{role}",
+        "node_id": "6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1",
+        "plugins": {
+            "available_on_server": {
+                "key-auth": True if v28 else {"version": version, "priority": 1250},
+                "acl": True if v28 else {"version": version, "priority": 950},
+            },
+            "enabled_in_cluster": list(enabled),
+        },
         "configuration": {"database": database, "role": role, "pg_password": "******"},
     }
     if edition:
@@ -60,11 +81,15 @@ class FakeHttp:
 @pytest.fixture
 def http(monkeypatch):
     fake = FakeHttp({})
-    monkeypatch.setattr(requests.Session, "request", lambda self, method, url, **kw: fake(self, method, url, **kw))
+
+    def request(session, method, url, **kwargs):
+        return fake(session, method, url, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", request)
     return fake
 
 
-def run(capsys, args):
+def run_raw(capsys, args):
     base = {"admin_url": ADMIN}
     base.update(args)
     with patch_module_args(base), pytest.raises(SystemExit) as exc:
@@ -73,116 +98,217 @@ def run(capsys, args):
     return exc.value.code, json.loads(out), out
 
 
+def run(capsys, args):
+    rc, result, _out = run_raw(capsys, args)
+    return rc, result
+
+
 def test_traditional_393_ready_from_status_listener(http, capsys):
-    http.routes = {ADMIN + "/": (200, root("3.9.3")), ADMIN + "/status": (200, status_db()),
-                   STATUS + "/status/ready": (200, {"message": "ready"})}
-    rc, r, _ = run(capsys, {"status_url": STATUS})
+    http.routes = {
+        ADMIN + "/": (200, root("3.9.3")),
+        ADMIN + "/status": (200, status_db()),
+        STATUS + "/status/ready": (200, {"message": "ready"}),
+    }
+    rc, r = run(capsys, {"status_url": STATUS})
     assert rc == 0 and r["changed"] is False
     assert (r["version"], r["edition"], r["mode"], r["role"], r["database"]) == (
-        "3.9.3", "community", "traditional", "traditional", "postgres")
+        "3.9.3",
+        "community",
+        "traditional",
+        "traditional",
+        "postgres",
+    )
     assert r["database_reachable"] is True and r["configuration_hash"] is None
-    assert (r["ready"], r["ready_reason"], r["ready_source"], r["ready_http_status"]) == (
-        True, "ready", "status_ready", 200)
+    assert (
+        r["ready"],
+        r["ready_reason"],
+        r["ready_source"],
+        r["ready_http_status"],
+    ) == (True, "ready", "status_ready", 200)
     assert r["connections"] == SERVER and r["plugins_enabled"] == ["key-auth"]
     assert r["plugins_available"] == ["acl", "key-auth"] and r["data_planes"] == []
-    assert r["node_id"] == "6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1" and r["hostname"] == "kong-traditional"
+    assert (
+        r["node_id"] == "6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1"
+        and r["hostname"] == "kong-traditional"
+    )
 
 
 def test_dbless_285_has_no_ready_endpoint_and_derives_readiness(http, capsys):
-    http.routes = {ADMIN + "/": (200, root("2.8.5", database="off", edition=False, enabled=(), v28=True)),
-                   ADMIN + "/status": (200, status_off("595214af5fb356cc569313184c64d9b7", with_database=True)),
-                   STATUS + "/status/ready": (404, {"message": "Not found"})}
-    rc, r, _ = run(capsys, {"status_url": STATUS})
+    http.routes = {
+        ADMIN + "/": (
+            200,
+            root("2.8.5", database="off", edition=False, enabled=(), v28=True),
+        ),
+        ADMIN + "/status": (
+            200,
+            status_off("595214af5fb356cc569313184c64d9b7", with_database=True),
+        ),
+        STATUS + "/status/ready": (404, {"message": "Not found"}),
+    }
+    rc, r = run(capsys, {"status_url": STATUS})
     assert rc == 0 and r["mode"] == "dbless" and r["edition"] is None
     assert r["database_reachable"] is None
     assert r["configuration_hash"] == "595214af5fb356cc569313184c64d9b7"
     assert r["ready"] is True and r["ready_source"] == "status"
-    assert "no /status/ready before Kong 3.3" in r["ready_reason"] and "configuration_hash" in r["ready_reason"]
+    assert (
+        "no /status/ready before Kong 3.3" in r["ready_reason"]
+        and "configuration_hash" in r["ready_reason"]
+    )
     assert r["plugins_available"] == ["acl", "key-auth"] and r["plugins_enabled"] == []
 
 
 def test_dbless_empty_config_is_not_ready_with_kongs_reason(http, capsys):
-    http.routes = {ADMIN + "/": (200, root("3.9.3", database="off")),
-                   ADMIN + "/status": (200, status_off("0" * 32)),
-                   STATUS + "/status/ready": (503, {"message": "no configuration available (empty configuration present)"})}
-    rc, r, _ = run(capsys, {"status_url": STATUS})
+    http.routes = {
+        ADMIN + "/": (200, root("3.9.3", database="off")),
+        ADMIN + "/status": (200, status_off("0" * 32)),
+        STATUS + "/status/ready": (
+            503,
+            {"message": "no configuration available (empty configuration present)"},
+        ),
+    }
+    rc, r = run(capsys, {"status_url": STATUS})
     assert rc == 0 and r["ready"] is False and r["ready_http_status"] == 503
-    assert r["ready_reason"] == "no configuration available (empty configuration present)"
+    assert (
+        r["ready_reason"] == "no configuration available (empty configuration present)"
+    )
 
 
 def test_without_status_url_readiness_comes_from_admin_status(http, capsys):
-    http.routes = {ADMIN + "/": (200, root("3.4.2", database="off")), ADMIN + "/status": (200, status_off("0" * 32))}
-    rc, r, _ = run(capsys, {})
+    http.routes = {
+        ADMIN + "/": (200, root("3.4.2", database="off")),
+        ADMIN + "/status": (200, status_off("0" * 32)),
+    }
+    rc, r = run(capsys, {})
     assert rc == 0 and r["ready"] is False and r["ready_source"] == "status"
-    assert "all zeros" in r["ready_reason"] and "status_url not set" in r["ready_reason"]
+    assert (
+        "all zeros" in r["ready_reason"] and "status_url not set" in r["ready_reason"]
+    )
 
 
 def test_traditional_with_unreachable_database(http, capsys):
-    http.routes = {ADMIN + "/": (200, root("3.4.2")), ADMIN + "/status": (200, status_db(reachable=False))}
-    rc, r, _ = run(capsys, {})
+    http.routes = {
+        ADMIN + "/": (200, root("3.4.2")),
+        ADMIN + "/status": (200, status_db(reachable=False)),
+    }
+    rc, r = run(capsys, {})
     assert rc == 0 and r["database_reachable"] is False and r["ready"] is False
     assert "failed to connect to database" in r["ready_reason"]
 
 
 def test_data_plane(http, capsys):
-    http.routes = {ADMIN + "/": (200, root("3.4.2", database="off", role="data_plane")),
-                   ADMIN + "/status": (200, status_off("a" * 32)),
-                   STATUS + "/status/ready": (200, {"message": "ready"})}
-    rc, r, _ = run(capsys, {"status_url": STATUS})
-    assert rc == 0 and r["mode"] == "hybrid_dp" and r["role"] == "data_plane" and r["ready"] is True
+    http.routes = {
+        ADMIN + "/": (200, root("3.4.2", database="off", role="data_plane")),
+        ADMIN + "/status": (200, status_off("a" * 32)),
+        STATUS + "/status/ready": (200, {"message": "ready"}),
+    }
+    rc, r = run(capsys, {"status_url": STATUS})
+    assert (
+        rc == 0
+        and r["mode"] == "hybrid_dp"
+        and r["role"] == "data_plane"
+        and r["ready"] is True
+    )
     assert r["data_planes"] == []
 
 
 def test_control_plane_lists_data_planes_across_pages(http, capsys):
-    dp = {"ip": "172.24.0.10", "updated_at": 1689266492, "config_hash": "595214af5fb356cc569313184c64d9b7",
-          "sync_status": "normal", "version": "3.7.1", "id": "10424658-f139-476c-b74f-e0a6e6ec9402",
-          "hostname": "kongDP2", "ttl": 1209593, "last_seen": 1689266492, "labels": {"region": "eu"},
-          "cert_details": {"expiry_timestamp": 1897136778}}
-    old = dict(dp, id="20424658-f139-476c-b74f-e0a6e6ec9402", hostname="kongDP1", version="3.6.1",
-               sync_status="unknown", config_hash="0" * 32)
-    http.routes = {ADMIN + "/": (200, root("3.7.1", role="control_plane")), ADMIN + "/status": (200, status_db()),
-                   ADMIN + "/clustering/data-planes?size=1000": (200, {"data": [dp], "next": "/clustering/data-planes?offset=x"}),
-                   ADMIN + "/clustering/data-planes?offset=x": (200, {"data": [old], "next": None})}
-    rc, r, _ = run(capsys, {})
+    dp = {
+        "ip": "172.24.0.10",
+        "updated_at": 1689266492,
+        "config_hash": "595214af5fb356cc569313184c64d9b7",
+        "sync_status": "normal",
+        "version": "3.7.1",
+        "id": "10424658-f139-476c-b74f-e0a6e6ec9402",
+        "hostname": "kongDP2",
+        "ttl": 1209593,
+        "last_seen": 1689266492,
+        "labels": {"region": "eu"},
+        "cert_details": {"expiry_timestamp": 1897136778},
+    }
+    old = dict(
+        dp,
+        id="20424658-f139-476c-b74f-e0a6e6ec9402",
+        hostname="kongDP1",
+        version="3.6.1",
+        sync_status="unknown",
+        config_hash="0" * 32,
+    )
+    http.routes = {
+        ADMIN + "/": (200, root("3.7.1", role="control_plane")),
+        ADMIN + "/status": (200, status_db()),
+        ADMIN + "/clustering/data-planes?size=1000": (
+            200,
+            {"data": [dp], "next": "/clustering/data-planes?offset=x"},
+        ),
+        ADMIN + "/clustering/data-planes?offset=x": (
+            200,
+            {"data": [old], "next": None},
+        ),
+    }
+    rc, r = run(capsys, {})
     assert rc == 0 and r["mode"] == "hybrid_cp" and r["ready"] is True
-    assert [(d["hostname"], d["version"], d["sync_status"]) for d in r["data_planes"]] == [
-        ("kongDP1", "3.6.1", "unknown"), ("kongDP2", "3.7.1", "normal")]
+    assert [
+        (d["hostname"], d["version"], d["sync_status"]) for d in r["data_planes"]
+    ] == [("kongDP1", "3.6.1", "unknown"), ("kongDP2", "3.7.1", "normal")]
     assert r["data_planes"][1]["config_hash"] == "595214af5fb356cc569313184c64d9b7"
-    assert r["data_planes"][1]["last_seen"] == 1689266492 and "cert_details" not in r["data_planes"][1]
-    rc, r, _ = run(capsys, {"data_planes": False})
+    assert (
+        r["data_planes"][1]["last_seen"] == 1689266492
+        and "cert_details" not in r["data_planes"][1]
+    )
+    rc, r = run(capsys, {"data_planes": False})
     assert r["data_planes"] == []
 
 
 def test_admin_api_unreachable_fails_with_ready_false(http, capsys):
-    rc, r, _ = run(capsys, {})
+    rc, r = run(capsys, {})
     assert rc == 1 and r["failed"] is True and r["ready"] is False
-    assert "cannot read the node's Admin API" in r["msg"] and "127.0.0.1:8001" in r["msg"]
+    assert (
+        "cannot read the node's Admin API" in r["msg"] and "127.0.0.1:8001" in r["msg"]
+    )
 
 
 def test_admin_api_401_names_the_fix_and_hides_the_token(http, capsys):
     http.routes = {ADMIN + "/": (401, {"message": "Unauthorized"})}
-    rc, r, out = run(capsys, {"admin_token": TOKEN})
-    assert rc == 1 and "HTTP 401" in r["msg"] and "admin_token" in r["msg"] and r["status_code"] == 401
+    rc, r, out = run_raw(capsys, {"admin_token": TOKEN})
+    assert (
+        rc == 1
+        and "HTTP 401" in r["msg"]
+        and "admin_token" in r["msg"]
+        and r["status_code"] == 401
+    )
     assert http.headers_seen[0]["Kong-Admin-Token"] == TOKEN
     assert TOKEN not in out
 
 
 def test_status_listener_unreachable_is_not_ready(http, capsys):
-    http.routes = {ADMIN + "/": (200, root("3.9.3")), ADMIN + "/status": (200, status_db())}
-    rc, r, _ = run(capsys, {"status_url": STATUS})
-    assert rc == 0 and r["ready"] is False and r["ready_reason"].startswith("status listener unreachable")
+    http.routes = {
+        ADMIN + "/": (200, root("3.9.3")),
+        ADMIN + "/status": (200, status_db()),
+    }
+    rc, r = run(capsys, {"status_url": STATUS})
+    assert (
+        rc == 0
+        and r["ready"] is False
+        and r["ready_reason"].startswith("status listener unreachable")
+    )
 
 
-@pytest.mark.parametrize("args,needle", [
-    ({"admin_url": "127.0.0.1:8001"}, "admin_url: '127.0.0.1:8001' is not a URL"),
-    ({"status_url": "localhost:8007"}, "status_url: 'localhost:8007' is not a URL"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        ({"admin_url": "127.0.0.1:8001"}, "admin_url: '127.0.0.1:8001' is not a URL"),
+        ({"status_url": "localhost:8007"}, "status_url: 'localhost:8007' is not a URL"),
+    ],
+)
 def test_bad_urls_name_the_parameter(http, capsys, args, needle):
-    rc, r, _ = run(capsys, args)
+    rc, r = run(capsys, args)
     assert rc == 1 and needle in r["msg"] and http.headers_seen == []
 
 
 def test_check_mode_reads_the_same(http, capsys):
-    http.routes = {ADMIN + "/": (200, root("3.9.3")), ADMIN + "/status": (200, status_db())}
-    rc, r, _ = run(capsys, {"_ansible_check_mode": True})
+    http.routes = {
+        ADMIN + "/": (200, root("3.9.3")),
+        ADMIN + "/status": (200, status_db()),
+    }
+    rc, r = run(capsys, {"_ansible_check_mode": True})
     assert rc == 0 and r["changed"] is False and r["version"] == "3.9.3"

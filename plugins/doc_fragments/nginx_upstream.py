@@ -17,6 +17,8 @@ options:
         the line C(server 10.0.0.7:8000 weight=10;) followed by the comment C(y1) names server C(y1).
       - nginx has no weight 0 and no drain state, so both are written as C(down) and the line's comment records
         what nginx cannot express (C(weight=0), C(state=drain)) and the initial weight (C(initial=N)).
+      - A C(down) without C(weight=0) in the comment is read as state C(maint). To template a server that starts
+        out of rotation but ready for a later O(share), write C(down) and the comment C(NAME weight=0).
       - Required when O(backend=nginx).
     type: path
   upstream_name:

@@ -277,7 +277,8 @@ def share_warnings(current: dict, desired: dict, groups: dict) -> list:
         warnings.append(f"servers outside every group still take traffic and distort the share: {', '.join(strays)}")
     idle = sorted(n for n in grouped if n in desired and desired[n]["weight"] > 0 and desired[n]["state"] != "ready")
     if idle:
-        warnings.append(f"servers with a share are not in state ready and take no traffic: {', '.join(idle)}")
+        warnings.append(f"servers with a share are not in state ready and take no traffic (set state ready): "
+                        f"{', '.join(idle)}")
     return warnings
 
 

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="sandbox up (DB-less), rolling upgrade X -> Y under load, report")
     demo.add_argument("--kong-x", default="3.8.1")
     demo.add_argument("--kong-y", default="3.9.3")
-    demo.add_argument("--rate", type=float, default=250.0, help="requests per second through the LB (default 250)")
+    demo.add_argument("--rate", type=float, default=200.0, help="requests per second through the LB (default 200)")
     args = parser.parse_args(argv)
 
     sandbox = Sandbox()

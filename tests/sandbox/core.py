@@ -32,6 +32,7 @@ INSTALL_SH = os.path.join(REPO, "tests", "kongsim", "install.sh")
 HAPROXY = "/usr/sbin/haproxy"
 MODES = ("dbless", "hybrid", "traditional")
 PLAYBOOKS = {"rolling": "rolling_upgrade.yml", "in_place": "in_place_upgrade.yml", "hybrid": "hybrid_upgrade.yml"}
+STRATEGY_MODES = {"rolling": ("dbless", "hybrid"), "in_place": ("traditional", "hybrid"), "hybrid": ("hybrid",)}
 # Runtime state removed by `down`; the installed versions (kong/) and the work dir (backups,
 # journals, reports) stay.
 RUNTIME_ENTRIES = ("nodes", "haproxy", "postgres", "bootstrap", "demo", "cluster", "playbooks", "logs",
@@ -536,6 +537,10 @@ class Sandbox:
         self.load()
         if self.state.get("status") != "up":
             raise SandboxError(f"no sandbox is up in {self.state_dir}; start one with `make sandbox-up`")
+        if self.state["mode"] not in STRATEGY_MODES[strategy]:
+            fits = ", ".join(f"MODE={m}" for m in STRATEGY_MODES[strategy])
+            raise SandboxError(f"the {strategy} strategy does not fit this {self.state['mode']} sandbox; start one with "
+                               f"`make sandbox-down sandbox-up {fits.split(', ')[0]}` ({fits})")
         playbook = os.path.join(REPO, "playbooks", PLAYBOOKS[strategy])
         if not os.path.exists(playbook):
             raise SandboxError(f"{playbook} does not exist (yet); the {strategy} strategy cannot run")

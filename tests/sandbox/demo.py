@@ -131,7 +131,7 @@ def build_report(summary: dict, found: dict, kong_x: str, kong_y: str, rc: int |
     return "\n".join(lines)
 
 
-def run_demo(kong_x: str, kong_y: str, rate: float = 250.0, sandbox: Sandbox | None = None,
+def run_demo(kong_x: str, kong_y: str, rate: float = 200.0, sandbox: Sandbox | None = None,
              settle: float = 3.0, extra_args: list[str] | None = None) -> int:
     sb = sandbox or Sandbox()
     if sb.load():

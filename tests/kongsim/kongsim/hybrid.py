@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from . import declarative, versions
+from . import entities as E
 from .model import EMPTY_HASH, Config
 
 PING_INTERVAL = 30          # Kong's DP ping interval (seconds)
@@ -46,10 +47,17 @@ class ControlPlane:
         self.clients = {}
         self._conn_seq = 0
 
-    def payload(self) -> dict:
+    def payload(self, dp_version: str | None = None) -> dict:
+        """Full configuration; fields the DP's version does not know are removed (Kong's compat
+        layer does the same), the hash is the CP's, identical for every DP."""
         cfg = self.node.config
         doc = declarative.export_doc(cfg, self.node.version)
         h = EMPTY_HASH if cfg.is_empty() else declarative.table_hash(doc)
+        if dp_version and dp_version in versions.VERSIONS and dp_version != self.node.version:
+            doc = dict(doc)
+            for entity in E.ORDER:
+                if entity in doc:
+                    doc[entity] = [E.strip_for_version(entity, row, dp_version) for row in doc[entity]]
         return {"type": "reconfigure", "config": doc, "config_hash": h}
 
     def rows_view(self) -> list:
@@ -64,11 +72,10 @@ class ControlPlane:
         return out
 
     async def push_all(self):
-        msg = json.dumps(self.payload())
         for dp_id, ws in list(self.clients.items()):
             if not ws.closed:
                 try:
-                    await ws.send_str(msg)
+                    await ws.send_str(json.dumps(self.payload(self.rows.get(dp_id, {}).get("version"))))
                 except (ConnectionError, RuntimeError):
                     pass
 
@@ -129,7 +136,7 @@ class ControlPlane:
             self.rows[dp_id] = row
             self.clients[dp_id] = ws
             node.log("notice", prefix + "data plane connected" + suffix + tail)
-            await ws.send_str(json.dumps(self.payload()))
+            await ws.send_str(json.dumps(self.payload(ver)))
         try:
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:

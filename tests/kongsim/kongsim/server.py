@@ -92,7 +92,8 @@ class App:
             cfg.remove(entity, obj["id"])
             stored = obj
         else:
-            stored = result if isinstance(result, dict) and result.get("id") else obj
+            stored = E.strip_for_version(entity, result, self.node.version) \
+                if isinstance(result, dict) and result.get("id") else obj
             cfg.put(entity, stored)
         self.node.set_config(cfg)
         await loop.run_in_executor(None, self._insert_event, f"{entity}:{obj['id']}")
@@ -131,7 +132,12 @@ class App:
             conn.close()
 
     def _load_db(self) -> Config:
+        from . import entities as E
+
         data = self.store.load_all()
+        version = self.node.version
+        data = {name: [E.strip_for_version(name, row, version) for row in rows]
+                for name, rows in data.items() if name in E.SCHEMAS}
         cfg = Config(data)
         cfg.hash = declarative.table_hash(declarative.export_doc(cfg, self.node.version)) \
             if not cfg.is_empty() else cfg.hash

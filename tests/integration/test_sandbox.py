@@ -26,7 +26,7 @@ KONG_X = "3.8.1"
 def _lb_base_port() -> int:
     """A base port with 30 free ports above it, below the ephemeral range."""
     rng = random.Random()
-    for _ in range(50):
+    for _attempt in range(50):
         base = rng.randrange(20000, 30000, 50)
         if all(procs.port_is_free(p) for p in range(base, base + 30)):
             return base

@@ -391,7 +391,7 @@ class Sandbox:
         url = f"http://127.0.0.1:{self.lb_port}{render.DEMO_PATH}"
         deadline = time.monotonic() + 15
         while True:
-            status, headers, _ = _http_get(url, {"apikey": render.DEMO_KEY})
+            status, headers, _body = _http_get(url, {"apikey": render.DEMO_KEY})
             if status == 200:
                 return f"GET {render.DEMO_PATH} -> 200 via {headers.get('via', '?')}"
             if time.monotonic() > deadline:
@@ -511,7 +511,7 @@ class Sandbox:
             proc = self._node_pid(node)
             version = "-"
             if proc:
-                code, _, body = _http_get(f"http://127.0.0.1:{node['admin_port']}/", timeout=2)
+                code, _headers, body = _http_get(f"http://127.0.0.1:{node['admin_port']}/", timeout=2)
                 if code == 200:
                     try:
                         version = json.loads(body).get("version", "?")
@@ -538,9 +538,9 @@ class Sandbox:
         if self.state.get("status") != "up":
             raise SandboxError(f"no sandbox is up in {self.state_dir}; start one with `make sandbox-up`")
         if self.state["mode"] not in STRATEGY_MODES[strategy]:
-            fits = ", ".join(f"MODE={m}" for m in STRATEGY_MODES[strategy])
-            raise SandboxError(f"the {strategy} strategy does not fit this {self.state['mode']} sandbox; start one with "
-                               f"`make sandbox-down sandbox-up {fits.split(', ')[0]}` ({fits})")
+            modes = STRATEGY_MODES[strategy]
+            raise SandboxError(f"the {strategy} strategy does not fit this {self.state['mode']} sandbox (it needs "
+                               f"MODE={' or '.join(modes)}); start one with `make sandbox-down sandbox-up MODE={modes[0]}`")
         playbook = os.path.join(REPO, "playbooks", PLAYBOOKS[strategy])
         if not os.path.exists(playbook):
             raise SandboxError(f"{playbook} does not exist (yet); the {strategy} strategy cannot run")

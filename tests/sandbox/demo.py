@@ -165,4 +165,3 @@ def run_demo(kong_x: str, kong_y: str, rate: float = 200.0, sandbox: Sandbox | N
     if rc:
         return rc
     return 1 if summary["failed"] else 0
-

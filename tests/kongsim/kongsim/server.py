@@ -352,6 +352,7 @@ async def amain(prefix: str, version: str, ready_fd: int | None) -> int:
     try:
         await app.start()
     except StartError as exc:
+        await app.shutdown()
         node.log("emerg", str(exc))
         node.flush_logs()
         report("ERR " + str(exc))

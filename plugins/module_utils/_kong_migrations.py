@@ -564,6 +564,7 @@ class KongMigrations:
         self.kong_version: str | None = None
         self.warnings: list = []
         self.status_checked = False
+        self.status_available: bool | None = None
         self.schema_meta_checked = False
 
     def _options(self, with_force: bool = False) -> list:
@@ -610,35 +611,37 @@ class KongMigrations:
                 ) from exc
         return self.kong_version
 
-    def _has_status_command(self) -> bool:
-        try:
-            return parse_version(self.version()) >= parse_version("3.0.0")
-        except KongVersionError:
-            return False
-
-    def _read_once(self) -> tuple:
-        result = self._run("list", *self._options(), ok_rcs=LIST_OK_RCS)
-        listed = parse_list(result.rc, result.stdout, result.stderr)
-        diffs: list = []
-        if self._has_status_command():
-            status = self._run("status", *self._options(), ok_rcs=None)
-            if status.rc == 0:
-                try:
-                    other = parse_status_json(status.stdout)
-                except MigrationsParseError as exc:
-                    self._warn_once(
-                        f"kong migrations status could not be used as a cross-check: {exc}"
-                    )
-                else:
-                    self.status_checked = True
-                    diffs += [
-                        f"kong migrations status: {d}"
-                        for d in state_differences(listed, other)
-                    ]
+    def _status_cross_check(self, listed: MigrationsState) -> list:
+        """Differences between `list` and `status` (3.0+); 2.8 has no `status` sub-command."""
+        if self.status_available is False:
+            return []
+        status = self._run("status", *self._options(), ok_rcs=None)
+        if status.rc != 0:
+            if "No such command for migrations: status" in (status.stderr or ""):
+                self.status_available = False
             else:
                 self._warn_once(
-                    f"kong migrations status failed (rc={status.rc}), so only 'list' was used: {kong_error_line(status.stderr)}"
+                    f"kong migrations status failed (rc={status.rc}), so only 'list' was used: "
+                    f"{kong_error_line(status.stderr)}"
                 )
+            return []
+        self.status_available = True
+        try:
+            other = parse_status_json(status.stdout)
+        except MigrationsParseError as exc:
+            self._warn_once(
+                f"kong migrations status could not be used as a cross-check: {exc}"
+            )
+            return []
+        self.status_checked = True
+        return [
+            f"kong migrations status: {d}" for d in state_differences(listed, other)
+        ]
+
+    def _read_once(self, with_status: bool = False) -> tuple:
+        result = self._run("list", *self._options(), ok_rcs=LIST_OK_RCS)
+        listed = parse_list(result.rc, result.stdout, result.stderr)
+        diffs: list = self._status_cross_check(listed) if with_status else []
         if self.db is not None:
             rows = self._schema_meta()
             self.schema_meta_checked = True
@@ -676,14 +679,16 @@ class KongMigrations:
             ) from exc
         return bool(rows and rows[0][0])
 
-    def read(self) -> MigrationsState:
-        """The state, re-read while the views disagree (another node may be migrating right now)."""
+    def read(self, with_status: bool = False) -> MigrationsState:
+        """The state, re-read while the views disagree (another node may be migrating right now).
+
+        `with_status` adds the `kong migrations status` cross-check (one more CLI call)."""
         diffs: list = []
         listed = None
         attempts = 0
         deadline = self.clock() + (self.lock_timeout or 60)
         while True:
-            listed, diffs = self._read_once()
+            listed, diffs = self._read_once(with_status)
             if not diffs:
                 return listed
             if self.lock_held() and self.clock() < deadline:
@@ -750,7 +755,7 @@ class KongMigrations:
         `gate` is called (and may raise) before the first `finish`, or before anything runs when the
         plan may need a `finish`, so that a refusal changes nothing.
         """
-        before = self.read()
+        before = self.read(with_status=True)
         waited = self.wait_for_lock()
         if waited is not None:
             before = waited

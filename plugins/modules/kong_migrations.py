@@ -11,7 +11,8 @@ description:
   - Runs on a Kong node and drives C(kong migrations) with the node's C(kong.conf), so Kong itself
     decides which migrations exist for the installed version.
   - Reads the state from C(kong migrations list) (exit code and the executed, pending and new names per
-    subsystem); on Kong 3.0 and later also from C(kong migrations status) (JSON) as a cross-check; and,
+    subsystem); before deciding, on Kong 3.0 and later, also from C(kong migrations status) (JSON) as a
+    cross-check; and,
     when O(schema_meta_check) is on, from the C(schema_meta) table read with psycopg2. Views that disagree
     are re-read (another node may be migrating) and then reported as an error naming both.
   - Runs only what the requested O(state) needs, so every state is idempotent, and reports C(changed)
@@ -266,7 +267,9 @@ concurrent:
   type: bool
   sample: false
 kong_version:
-  description: Version of the local C(kong) binary.
+  description:
+    - Version of the local C(kong) binary (C(kong version)), when the finish gate needed it as its default
+      O(finish_gate_version); null otherwise, to spare a C(kong) call.
   returned: success
   type: str
   sample: 3.4.2
@@ -453,7 +456,6 @@ def main():
     result = {"changed": False, "state": p["state"], "commands": runner.commands}
     entity_counts = None
     try:
-        runner.version()
         report = runner.converge(
             p["state"],
             gate=gate if p["finish_gate_nodes"] else None,

@@ -83,7 +83,7 @@ molecule-if-docker:
 	else echo "molecule: SKIPPED - no Docker Engine answers (docker info failed)"; fi
 
 sandbox-up: venv
-	$(PY) -m tests.sandbox up --mode $(MODE) --kong-x $(KONG_X)
+	$(PY) -m tests.sandbox up --mode $(MODE) --kong-x $(KONG_X) $(if $(KONG_CP),--kong-cp $(KONG_CP))
 
 sandbox-down: venv
 	$(PY) -m tests.sandbox down

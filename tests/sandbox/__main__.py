@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the sandbox and write tests/sandbox/inventory.yml")
     up.add_argument("--mode", choices=MODES, default="dbless")
     up.add_argument("--kong-x", default="3.8.1", help="Kong version X the nodes run (default 3.8.1)")
+    up.add_argument("--kong-cp", help="hybrid: the control plane's version (default: X), e.g. Y to roll the DPs only")
     sub.add_parser("down", help="stop everything the sandbox started and remove its runtime state")
     sub.add_parser("status", help="show what runs where")
     upgrade = sub.add_parser("upgrade", help="run an upgrade playbook against the sandbox inventory")
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox()
     try:
         if args.command == "up":
-            sandbox.up(args.mode, args.kong_x)
+            sandbox.up(args.mode, args.kong_x, args.kong_cp)
         elif args.command == "down":
             sandbox.down()
         elif args.command == "status":

@@ -135,6 +135,11 @@ class Sandbox:
     def _path(self, *parts: str) -> str:
         return os.path.join(self.state_dir, *parts)
 
+    @property
+    def db_version(self) -> str:
+        """The version that owns the database schema: the control plane's in hybrid mode."""
+        return self.state.get("kong_cp") or self.state["kong_x"]
+
     def kong_bin(self, version: str) -> str:
         return os.path.join(self.install_root, version, "bin", "kong")
 
@@ -153,11 +158,16 @@ class Sandbox:
         return found
 
     # ------------------------------------------------------------------ up
-    def up(self, mode: str = "dbless", kong_x: str = "3.8.1") -> dict:
+    def up(self, mode: str = "dbless", kong_x: str = "3.8.1", kong_cp: str | None = None) -> dict:
+        """Start the sandbox; ``kong_cp`` (hybrid only) runs the control plane on another version than the DPs."""
         if mode not in MODES:
             raise SandboxError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
         if not re.fullmatch(r"\d+\.\d+\.\d+", kong_x or ""):
             raise SandboxError(f"--kong-x must be a Kong version X.Y.Z such as 3.8.1 (got {kong_x!r})")
+        if kong_cp and mode != "hybrid":
+            raise SandboxError("--kong-cp only applies to --mode hybrid")
+        if kong_cp and not re.fullmatch(r"\d+\.\d+\.\d+", kong_cp):
+            raise SandboxError(f"--kong-cp must be a Kong version X.Y.Z such as 3.9.3 (got {kong_cp!r})")
         if not os.path.exists(INSTALL_SH):
             raise SandboxError(f"{INSTALL_SH} is missing: the Kong simulator installer is needed to install Kong {kong_x}")
         self.load()
@@ -176,7 +186,8 @@ class Sandbox:
         self._archive_work_dir()
         ports = procs.PortAllocator(self.lb_port + 1)
         self.state = {
-            "mode": mode, "kong_x": kong_x, "status": "starting", "state_dir": self.state_dir,
+            "mode": mode, "kong_x": kong_x, "kong_cp": (kong_cp or kong_x) if mode == "hybrid" else None,
+            "status": "starting", "state_dir": self.state_dir,
             "inventory": self.inventory, "lb_port": self.lb_port, "install_root": self.install_root,
             "work_dir": self.work_dir, "created_at": time.time(), "nodes": {},
         }
@@ -191,11 +202,14 @@ class Sandbox:
         if mode != "dbless":
             self.state["pg_port"] = ports.take()
         self.save()
-        self.out(f"sandbox: {mode}, Kong {kong_x}, state in {self.state_dir}")
+        self.out(f"sandbox: {mode}, Kong {kong_x}{', control plane ' + kong_cp if kong_cp else ''}, "
+                 f"state in {self.state_dir}")
         self._step("echo upstream", self._start_echo)
         if mode in ("traditional", "hybrid"):
             self._step("PostgreSQL", self._start_postgres)
         self._step(f"Kong {kong_x} installed", lambda: self.install(kong_x))
+        if self.state["kong_cp"] and self.state["kong_cp"] != kong_x:
+            self._step(f"Kong {kong_cp} installed for the control plane", lambda: self.install(kong_cp))
         if mode == "hybrid":
             self._step("cluster certificate", self._cluster_cert)
         self._step("demo configuration", self._demo_config)
@@ -300,11 +314,11 @@ class Sandbox:
         os.makedirs(self._path("demo"), exist_ok=True)
         path = self._path("demo", "kong.yml")
         with open(path, "w") as fh:
-            fh.write(render.dump_yaml(render.demo_config(self.state["kong_x"], self.state["echo"]["port"])))
+            fh.write(render.dump_yaml(render.demo_config(self.db_version, self.state["echo"]["port"])))
         self.state["demo_config"] = path
         if self.state["mode"] == "dbless":
             return f"{path} (declarative_config of every node)"
-        kong = self.kong_bin(self.state["kong_x"])
+        kong = self.kong_bin(self.db_version)
         pg = self.state["postgres"]
         os.makedirs(self._path("bootstrap"), exist_ok=True)
         conf = self._path("bootstrap", "kong.conf")
@@ -320,7 +334,7 @@ class Sandbox:
             if proc.returncode != 0:
                 raise SandboxError(f"`{' '.join(argv[1:3])}` failed (rc {proc.returncode}): "
                                    f"{(proc.stderr or proc.stdout).strip()[-1500:]}")
-        return f"{path}, bootstrapped with `kong migrations bootstrap` and `kong config db_import` of {self.state['kong_x']}"
+        return f"{path}, bootstrapped with `kong migrations bootstrap` and `kong config db_import` of {self.db_version}"
 
     def _write_inventory(self) -> None:
         os.makedirs(os.path.dirname(self.inventory), exist_ok=True)
@@ -489,7 +503,8 @@ class Sandbox:
             self.out(f"sandbox: not up (no {self.state_path})")
             return {}
         st = self.state
-        self.out(f"sandbox: {st['mode']}, Kong X {st['kong_x']}, status {st.get('status')}, state {self.state_dir}")
+        cp_text = f", control plane {st['kong_cp']}" if st.get("kong_cp") else ""
+        self.out(f"sandbox: {st['mode']}, Kong X {st['kong_x']}{cp_text}, status {st.get('status')}, state {self.state_dir}")
         self.out(f"  inventory  {st['inventory']}")
         self.out(f"  work dir   {st['work_dir']}")
         echo = st.get("echo", {})

@@ -146,9 +146,12 @@ def inventory(state: dict, repo: str, python: str) -> dict:
         host = dict(local, **_node_vars(node))
         if node["group"] == "kong_cp":
             host.update(kong_mode="hybrid_cp", kong_node_mode="hybrid_cp")
+            if state.get("kong_cp") and state["kong_cp"] != state["kong_x"]:
+                host["kong_version_current"] = state["kong_cp"]
         groups[node["group"]]["hosts"][name] = host
     groups["kong_x"]["vars"] = {"kong_node_version": "{{ kong_version_current }}"}
-    groups["kong_cp"]["vars"] = {"kong_node_version": "{{ kong_version_current }}"}
+    if state.get("kong_cp"):
+        groups["kong_cp"]["vars"] = {"kong_node_version": state["kong_cp"]}
     if mode == "dbless":
         groups["kong_x"]["vars"]["kong_node_declarative_config_src"] = state["demo_config"]
     groups["kong_lb"]["hosts"]["lb"] = dict(local)
@@ -174,7 +177,7 @@ START_PLAYBOOK = """---
   hosts: kong_cp
   gather_facts: false
   tasks:
-    - name: Kong control plane on {{ kong_version_current }}
+    - name: Kong control plane on {{ kong_node_version }}
       ansible.builtin.include_role:
         name: kongops.upgrade.kong_node
 

@@ -6,6 +6,7 @@ a developer keeps running is never touched.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import random
@@ -16,9 +17,10 @@ import pytest
 import requests
 import yaml
 
-from tests.loadgen import LoadGenerator, kong_version
+from tests.loadgen import LoadGenerator, Record, kong_version, summarize
 from tests.sandbox import Sandbox, SandboxError, haproxy_servers, procs
 from tests.sandbox.core import VENV_BIN
+from tests.sandbox.demo import build_report, read_journal
 
 KONG_X = "3.8.1"
 
@@ -188,3 +190,37 @@ def test_down_leaves_no_process_behind(sandbox):
     assert not os.path.exists(sandbox.inventory)
     assert os.path.exists(sandbox.kong_bin(KONG_X))
     assert sandbox.down() == []
+
+
+def test_demo_report_measures_each_journal_step_from_the_load(tmp_path):
+    t0 = 1_800_000_000.0
+    records = []
+    # 100 requests a second for 30 s: Y serves 0 % for 10 s, then 25 % for 10 s, then 100 %
+    for i in range(3000):
+        t = i / 100.0
+        share = 0 if t < 10 else (25 if t < 20 else 100)
+        version = "3.9.3" if (i % 100) < share else "3.8.1"
+        records.append(Record(t, t0 + t, 200, None, version, 5.0))
+    records.append(Record(29.995, t0 + 29.995, None, "ServerDisconnectedError", None, 1.0))
+    summary = summarize(records, rate=100, started_at=t0)
+    iso = datetime.datetime.fromtimestamp
+    journal = {"run_id": "r1", "status": "done", "steps": [
+        {"share": 25, "started_at": iso(t0 + 10, datetime.UTC).isoformat() + "Z",
+         "ended_at": iso(t0 + 20, datetime.UTC).isoformat() + "Z",
+         "gate": {"failed": False, "requests": 250, "errors": 0}},
+        {"share": 100, "started_at": iso(t0 + 20, datetime.UTC).replace(tzinfo=None).isoformat(),
+         "ended_at": iso(t0 + 30, datetime.UTC).replace(tzinfo=None).isoformat(),
+         "gate": {"failed": True, "reasons": ["y1 is DOWN while in rotation"]}}]}
+    (tmp_path / "sandbox").mkdir()
+    (tmp_path / "sandbox" / "journal.json").write_text(json.dumps(journal))
+    found = read_journal(str(tmp_path))
+    assert found["journal"]["run_id"] == "r1"
+
+    report = build_report(summary, found, "3.8.1", "3.9.3", rc=0)
+    step_lines = [ln for ln in report.splitlines() if "%" in ln and ("passed" in ln or "FAILED" in ln)]
+    assert len(step_lines) == 2
+    assert "25 %" in step_lines[0] and "25.0 %" in step_lines[0] and "250 requests" in step_lines[0]
+    assert "100.0 %" in step_lines[1] and "FAILED: y1 is DOWN while in rotation" in step_lines[1]
+    assert "Kong 3.8.1" in report and "Kong 3.9.3" in report
+    assert "1 x ServerDisconnectedError" in report
+    assert report.rstrip().endswith("FAILED REQUESTS: 1")

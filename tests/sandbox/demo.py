@@ -77,6 +77,20 @@ def _segments(summary: dict, version: str) -> list[dict]:
     return segments
 
 
+def _gate_text(gate) -> str:
+    """The gate verdict kept in a journal step (the gate_eval filter's dict)."""
+    if not isinstance(gate, dict) or not gate:
+        return "-"
+    if gate.get("failed"):
+        return "FAILED: " + ("; ".join(str(r) for r in gate.get("reasons") or []) or "see the journal")
+    parts = ["passed"]
+    if gate.get("requests") is not None:
+        parts.append(f"{gate['requests']} requests at the LB")
+    if gate.get("errors") is not None:
+        parts.append(f"{gate['errors']} errors")
+    return ", ".join(parts)
+
+
 def build_report(summary: dict, found: dict, kong_x: str, kong_y: str, rc: int | None = None,
                  playbook_window: tuple[float, float] | None = None) -> str:
     t0 = summary.get("started_at")
@@ -104,11 +118,10 @@ def build_report(summary: dict, found: dict, kong_x: str, kong_y: str, rc: int |
         lines.append(f"  {'started':<22} {'ended':<22} {'target':>6} {'measured':>9}  gate")
         for step in steps:
             start, end = _epoch(step.get("started_at")), _epoch(step.get("ended_at"))
-            measured = share_between(summary, start + 1, end) if start and end and end - start > 1 else None
-            gate = step.get("gate") or {}
-            gate_text = gate.get("result") or gate.get("status") or ("ok" if gate.get("ok", True) else "FAILED")
+            measured = share_between(summary, start + 1, end, kong_y) if start and end and end - start > 1 else None
+            lines_gate = _gate_text(step.get("gate"))
             lines.append(f"  {_clock(start, t0):<22} {_clock(end, t0):<22} {str(step.get('share', '?')) + ' %':>6} "
-                         f"{(str(measured) + ' %') if measured is not None else '-':>9}  {gate_text}")
+                         f"{(str(measured) + ' %') if measured is not None else '-':>9}  {lines_gate}")
     else:
         lines.append("no traffic steps in a run journal; share of Y per second from the load data instead")
     lines.append(f"share of Kong {kong_y} over time (client side, per-second buckets grouped):")

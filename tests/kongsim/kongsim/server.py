@@ -393,6 +393,14 @@ def main(argv=None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    profile = os.environ.get("KONGSIM_PROFILE")
+    if profile:
+        import cProfile
+        prof = cProfile.Profile()
+        try:
+            return prof.runcall(asyncio.run, amain(os.path.abspath(args.prefix), version, args.ready_fd))
+        finally:
+            prof.dump_stats(profile)
     return asyncio.run(amain(os.path.abspath(args.prefix), version, args.ready_fd))
 
 

@@ -413,13 +413,9 @@ def test_db_import_errors(conf, tmp_path):
 # through the installed binary
 # --------------------------------------------------------------------------------------------
 
-def test_binary_db_export_and_import(pg, conf, store, second_db, tmp_path):
-    install = os.path.join(HERE, "install.sh")
-    if not os.path.exists(install):
-        pytest.skip("tests/kongsim/install.sh not present")
+def test_binary_db_export_and_import(pg, conf, store, second_db, tmp_path, kong_install):
     populate(store)
-    subprocess.run(["bash", install, V, str(tmp_path / "kong")], check=True, capture_output=True)
-    kong = str(tmp_path / "kong" / "bin" / "kong")
+    kong = kong_install(V)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONG_") and k != "PYTHONDONTWRITEBYTECODE"}
 
     def kong_conf(c, name):

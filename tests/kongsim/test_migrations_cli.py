@@ -801,23 +801,10 @@ def test_dbless_every_command_succeeds(conf):
 # through the installed `kong` binary
 # --------------------------------------------------------------------------------------------
 
-INSTALL = os.path.join(HERE, "install.sh")
-
-
-@pytest.fixture(scope="module")
-def kong_bin(tmp_path_factory):
-    if not os.path.exists(INSTALL):
-        pytest.skip("tests/kongsim/install.sh not present")
-    root = tmp_path_factory.mktemp("kong-install")
-    paths = {}
-
-    def get(version):
-        if version not in paths:
-            dest = root / version
-            subprocess.run(["bash", INSTALL, version, str(dest)], check=True, capture_output=True)
-            paths[version] = str(dest / "bin" / "kong")
-        return paths[version]
-    return get
+@pytest.fixture
+def kong_bin(kong_install):
+    """kong_bin(version) -> `bin/kong` installed by tests/kongsim/install.sh (cached per session)."""
+    return kong_install
 
 
 @pytest.fixture

@@ -93,7 +93,8 @@ options:
     type: dict
   groups:
     description:
-      - Server groups for O(share), a dict of group name to a list of server names, for example the servers of C(kong_x) and C(kong_y).
+      - Server groups for O(share), a dict of group name to a list of server names, for example the servers of
+        C(kong_x) and C(kong_y).
         A server belongs to one group at most.
       - Servers outside every group keep their weight (a warning says when they distort the split).
     type: dict
@@ -149,8 +150,8 @@ options:
     default: 1.0
   restore:
     description:
-      - The RV(before) of an earlier run, a dict of server name to a dict with C(weight) and C(state). Every server named gets
-        exactly that weight and state; other keys are ignored.
+      - The RV(before) of an earlier run, a dict of server name to a dict with C(weight) and C(state). Every server
+        named gets exactly that weight and state; other keys are ignored.
       - Cannot be combined with O(weights), O(share) or O(state).
     type: dict
 notes:

@@ -785,6 +785,23 @@ def test_bootstrap_force_resets_first(conf, pg):
     assert schema_meta(pg)["core"][0] == CORE_393
 
 
+def test_pg_schema_setting(conf, pg):
+    """FACTS 2.1: tables live in `pg_schema`; bootstrap creates it, reset recreates it."""
+    custom = dict(conf, pg_schema="kong_custom")
+    sql(pg, "DROP SCHEMA IF EXISTS kong_custom CASCADE")
+    assert kong(custom, "3.9.3", "list").rc == 3
+    assert kong(custom, "3.9.3", "bootstrap").rc == 0
+    assert psql(pg, "SELECT table_schema FROM information_schema.tables WHERE table_name = 'schema_meta'") == \
+        "kong_custom"
+    assert psql(pg, "SELECT count(*) FROM kong_custom.services") == "0"
+    assert kong(conf, "3.9.3", "list").rc == 3
+    assert kong(custom, "3.9.3", "list").rc == 0
+    res = kong(custom, "3.9.3", "reset", "-y")
+    assert res.rc == 0
+    assert psql(pg, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'kong_custom'") == "0"
+    assert psql(pg, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'kong_custom'") == "1"
+
+
 def test_dbless_every_command_succeeds(conf):
     from tests.services.ports import free_port
 

@@ -1,0 +1,192 @@
+"""The rolling upgrade end to end on the local sandbox: real HAProxy, simulated Kong nodes,
+the collection's playbook, and a steady load whose every response is checked."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.loadgen import LoadGenerator, share_between
+from tests.sandbox.core import Sandbox, haproxy_servers
+from tests.services.ports import free_port
+
+X, Y = "3.8.1", "3.9.3"
+RATE = 200.0
+
+
+def _journal(box: Sandbox) -> dict:
+    path = os.path.join(box.work_dir, "sandbox", "journal.json")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _epoch(text: str) -> float:
+    import datetime
+
+    return datetime.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=datetime.UTC).timestamp()
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    boxes = []
+
+    def make(mode: str = "dbless", kong_x: str = X) -> Sandbox:
+        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=free_port(), out=lambda msg: None)
+        boxes.append(box)
+        box.up(mode=mode, kong_x=kong_x)
+        return box
+
+    yield make
+    for box in boxes:
+        box.down()
+
+
+def _load(box: Sandbox) -> LoadGenerator:
+    return LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"}).start()
+
+
+def _upgrade(box: Sandbox, *extra: str, log=None) -> int:
+    return box.upgrade("rolling", Y, extra_args=list(extra), log_path=log, stream=lambda line: None)
+
+
+def _node_running(box: Sandbox, name: str) -> bool:
+    prefix = box.state["nodes"][name]["prefix"] if "nodes" in box.state else None
+    pidfile = os.path.join(prefix, "pids", "nginx.pid") if prefix else None
+    if not pidfile or not os.path.exists(pidfile):
+        return False
+    with open(pidfile) as fh:
+        pid = int(fh.read().strip() or 0)
+    return pid > 0 and os.path.exists(f"/proc/{pid}")
+
+
+def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
+    box = sandbox()
+    load = _load(box)
+    rc = _upgrade(box)
+    time.sleep(2)
+    summary = load.stop()
+    assert rc == 0, f"the rolling upgrade failed, see {box.state['upgrades'][-1]['log']}"
+
+    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed: {summary.get('errors')}"
+    assert summary["total"] >= RATE * 10
+
+    journal = _journal(box)
+    assert journal["status"] == "done"
+    assert [s["share"] for s in journal["steps"]] == [10, 25, 50, 100]
+    for step in journal["steps"]:
+        # the load's own measurement of Y's share while the step soaked
+        measured = share_between(summary, _epoch(step["started_at"]) + 0.5, _epoch(step["ended_at"]), Y)
+        assert measured is not None, f"no request was answered during the {step['share']} % step"
+        assert abs(measured - step["share"]) <= 3.0, f"step {step['share']} %: Y served {measured} %"
+        assert step["gate"]["failed"] is False and step["gate"]["requests"] > 0
+
+    last = [s for s in summary["per_second"] if s["versions"]][-2:]
+    assert all(set(s["versions"]) == {Y} for s in last), f"traffic at the end: {last}"
+    servers = haproxy_servers(box.state["haproxy"]["socket"])
+    assert {name: s["weight"] > 0 for name, s in servers.items()} == {
+        "x1": False, "x2": False, "x3": False, "y1": True, "y2": True, "y3": True}
+    box.load()
+    assert not any(_node_running(box, name) for name in ("x1", "x2", "x3"))
+    assert set(journal["nodes"].items()) >= {("x1", "decommissioned"), ("x2", "decommissioned"),
+                                              ("x3", "decommissioned"), ("y1", "verified"), ("y2", "verified"),
+                                              ("y3", "verified")}
+
+
+def test_failed_gate_puts_every_request_back_on_x(sandbox):
+    box = sandbox()
+    y2_pid = {}
+
+    def break_y2_after_first_step():
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            try:
+                if len(_journal(box).get("steps", [])) >= 1:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        box.load()
+        with open(os.path.join(box.state["nodes"]["y2"]["prefix"], "pids", "nginx.pid")) as fh:
+            y2_pid["pid"] = int(fh.read())
+        os.kill(y2_pid["pid"], signal.SIGKILL)
+        y2_pid["at"] = time.time()
+
+    killer = threading.Thread(target=break_y2_after_first_step, daemon=True)
+    killer.start()
+    load = _load(box)
+    rc = _upgrade(box, "-e", "kong_gate_soak_seconds=6")
+    time.sleep(2)
+    summary = load.stop()
+    killer.join(5)
+
+    assert rc != 0
+    journal = _journal(box)
+    assert journal["status"] in ("rolled_back", "failed")
+    assert "y2" in journal["failure"]["reason"] and journal["failure"]["phase"] == "shift"
+    assert [s["share"] for s in journal["steps"]] == [10]
+    servers = haproxy_servers(box.state["haproxy"]["socket"])
+    assert all(servers[x]["weight"] == 100 for x in ("x1", "x2", "x3"))
+    assert all(servers[y]["weight"] == 0 or "MAINT" in servers[y]["status"] for y in ("y1", "y2", "y3"))
+    detected = _epoch(journal["failure"]["at"])
+    after = [r for r in load.records if r.wall > detected + 1]
+    assert after and all(r.ok for r in after), "requests failed after the rollback"
+    tail = [s for s in summary["per_second"] if s["wall"] and s["wall"] > detected + 2]
+    assert tail and all(set(s["versions"]) <= {X} for s in tail), "traffic still reaches Y after the rollback"
+    assert journal.get("thawed") is True
+
+
+def test_interrupted_run_resumes_without_touching_finished_nodes(sandbox):
+    box = sandbox()
+    playbook = os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "rolling_upgrade.yml")
+    box.install(Y)
+    proc = subprocess.Popen([os.path.join(".venv", "bin", "ansible-playbook"), playbook, "-i", box.inventory,
+                             "-e", f"kong_version_target={Y}"], env=box.ansible_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 900
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            nodes = _journal(box).get("nodes", {})
+            if sum(1 for x in ("x1", "x2", "x3") if nodes.get(x) == "decommissioned") >= 2:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    nodes = _journal(box)["nodes"]
+    finished = {x for x in ("x1", "x2", "x3") if nodes.get(x) == "decommissioned"}
+    assert len(finished) >= 2 and _journal(box)["status"] == "running"
+
+    from tests.integration.ansible_run import run_playbook
+
+    result = run_playbook(playbook, inventory=box.inventory, extra_vars={"kong_version_target": Y},
+                          env=box.ansible_env())
+    assert result.rc == 0, result.stdout[-3000:]
+    journal = _journal(box)
+    assert journal["status"] == "done"
+    assert all(journal["nodes"][x] == "decommissioned" for x in ("x1", "x2", "x3"))
+    drains = result.results("Drain and retire - {{ inventory_hostname }}") or []
+    touched = {h for task in result.data["plays"] for t in task["tasks"] for h, r in t["hosts"].items()
+               if h in finished and not r.get("skipped") and r.get("changed")}
+    assert not touched, f"the resumed run changed finished nodes: {touched} ({len(drains)})"
+
+
+def test_unsupported_path_is_refused_before_anything_changes(sandbox):
+    box = sandbox(kong_x="3.4.2")
+    before = haproxy_servers(box.state["haproxy"]["socket"])
+    rc = box.upgrade("rolling", "3.9.3", log_path=os.path.join(box.state_dir, "refused.log"), stream=lambda line: None)
+    with open(os.path.join(box.state_dir, "refused.log")) as fh:
+        log = fh.read()
+    assert rc != 0
+    assert "is not a supported upgrade" in log
+    for hop in ("3.5", "3.6", "3.7", "3.8"):
+        assert hop in log.split("is not a supported upgrade", 1)[1], f"the refusal does not name {hop}"
+    after = haproxy_servers(box.state["haproxy"]["socket"])
+    assert {k: (v["weight"], v["status"]) for k, v in after.items()} == {k: (v["weight"], v["status"]) for k, v in before.items()}
+    assert not os.path.exists(os.path.join(box.work_dir, "sandbox", "freeze.lock.json"))
+    assert not os.path.exists(os.path.join(box.work_dir, "sandbox", "backups"))

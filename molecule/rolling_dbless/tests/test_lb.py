@@ -1,0 +1,60 @@
+"""HAProxy sends every request to Y, and the load that ran during the upgrade never failed."""
+import json
+import os
+
+import testinfra.utils.ansible_runner
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+testinfra_hosts = RUNNER.get_hosts("kong_lb")
+X = RUNNER.get_hosts("kong_x")
+Y = RUNNER.get_hosts("kong_y")
+CURRENT, TARGET = "3.8.1", "3.9.3"
+LOAD_OUT = "/var/tmp/kongops-load.json"
+
+
+def _servers(host):
+    """Rows of `show servers state kong_proxy` by server name."""
+    out = host.check_output("echo 'show servers state kong_proxy' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock")
+    lines = [ln for ln in out.splitlines() if ln and not ln.startswith("#")]
+    header = out.splitlines()[1].lstrip("# ").split()
+    rows = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split()))
+        rows[row["srv_name"]] = row
+    return rows
+
+
+def test_haproxy_runs(host):
+    assert host.file("/run/haproxy.pid").exists
+    assert host.socket("tcp://0.0.0.0:8000").is_listening
+    assert host.file("/run/haproxy/admin.sock").is_socket
+
+
+def test_weights_all_on_y(host):
+    rows = _servers(host)
+    for name in Y:
+        assert int(rows[name]["srv_uweight"]) > 0, rows[name]
+        assert rows[name]["srv_admin_state"] == "0", rows[name]
+    for name in X:
+        # out of rotation: weight 0 or maintenance (admin state bit 0x01)
+        assert int(rows[name]["srv_uweight"]) == 0 or int(rows[name]["srv_admin_state"]) & 1, rows[name]
+
+
+def test_requests_through_the_lb_reach_y(host):
+    seen = set()
+    for _ in range(20):
+        out = host.check_output("curl -s -o /dev/null -D - -H 'apikey: demo-key' http://127.0.0.1:8000/echo")
+        assert out.startswith("HTTP/1.1 200"), out
+        via = [ln for ln in out.splitlines() if ln.lower().startswith("via:")]
+        seen.add(via[-1].split("kong/")[-1].strip() if via else None)
+    assert seen == {TARGET}
+
+
+def test_load_during_the_upgrade_had_zero_failures(host):
+    summary = json.loads(host.file(LOAD_OUT).content_string)["summary"]
+    assert summary["total"] > 100, summary["total"]
+    assert summary["failed"] == 0, summary["failures_by_reason"]
+    assert summary["versions"].get(CURRENT, 0) > 0
+    assert summary["versions"].get(TARGET, 0) > 0
+    last = summary["per_second"][-3:]
+    assert all(sec["versions"] and set(sec["versions"]) == {TARGET} for sec in last), last

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `make molecule`: build what is missing (base/host images, kong .debs, apt repository), run the
+# molecule scenarios with `molecule test`, and remove every container and network they created,
+# also on failure or interruption.
+#   tests/molecule/run.sh [SCENARIO ...]      default: every molecule/*/molecule.yml
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+VENV="$REPO_ROOT/.venv"
+export PATH="$VENV/bin:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="${ANSIBLE_COLLECTIONS_PATH:-$VENV/collections}"
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="${ANSIBLE_COLLECTIONS_SCAN_SYS_PATH:-true}"
+export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-false}"
+export PY_COLORS="${PY_COLORS:-0}"
+export PYTHONDONTWRITEBYTECODE=1
+
+cleanup() {
+  local ids nets
+  ids="$(docker ps -aq --filter label=kongops.molecule 2>/dev/null)"
+  [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
+  nets="$(docker network ls -q --filter name='^kongops-mol-' 2>/dev/null)"
+  [ -n "$nets" ] && docker network rm $nets >/dev/null 2>&1
+  return 0
+}
+
+ensure_host_tools() {
+  local missing="" pair
+  for pair in /usr/sbin/debootstrap:debootstrap /usr/bin/dpkg-scanpackages:dpkg-dev /usr/bin/dpkg-deb:dpkg; do
+    [ -e "${pair%%:*}" ] || missing="$missing ${pair##*:}"
+  done
+  [ -z "$missing" ] && return 0
+  [ "$(id -u)" = 0 ] || die "missing host tools:$missing (apt-get install$missing)"
+  log "installing:$missing"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null 2>&1 || {
+    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null; } \
+    || die "could not install$missing"
+}
+
+main() {
+  local started=$SECONDS scenarios=("$@") s rc=0 failed=() passed=() t0 out
+  docker info >/dev/null 2>&1 || die "no Docker Engine answers (docker info failed)"
+  [ -x "$VENV/bin/molecule" ] || die "$VENV/bin/molecule is missing: run 'make venv' first"
+  [ -e "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kongops/upgrade" ] || \
+    die "the collection is not linked under $ANSIBLE_COLLECTIONS_PATH: run 'make venv' first"
+  if [ ${#scenarios[@]} -eq 0 ]; then
+    for s in molecule/*/molecule.yml; do scenarios+=("$(basename "$(dirname "$s")")"); done
+  fi
+  ensure_host_tools
+
+  trap 'cleanup; exit 130' INT TERM
+  trap cleanup EXIT
+  cleanup
+
+  out="$("$MOLECULE_TOOLS_DIR/build_images.sh")" || die "building the images failed"
+  while IFS='=' read -r key value; do export "$key=$value"; done <<<"$out"
+  out="$("$MOLECULE_TOOLS_DIR/build_debs.sh")" || die "building the kong packages failed"
+  while IFS='=' read -r key value; do export "$key=$value"; done <<<"$out"
+  log "images and packages ready after $((SECONDS - started)) s"
+
+  for s in "${scenarios[@]}"; do
+    [ -f "molecule/$s/molecule.yml" ] || die "no scenario molecule/$s"
+    t0=$SECONDS
+    log "molecule test -s $s"
+    if molecule test -s "$s"; then
+      passed+=("$s ($((SECONDS - t0)) s)")
+    else
+      rc=1
+      failed+=("$s ($((SECONDS - t0)) s)")
+    fi
+    cleanup
+  done
+
+  log "passed: ${passed[*]:-none}"
+  [ ${#failed[@]} -eq 0 ] || log "FAILED: ${failed[*]}"
+  log "total $((SECONDS - started)) s"
+  return $rc
+}
+
+main "$@"

@@ -33,6 +33,8 @@ except ImportError:
     HAS_YAML, YAML_IMPORT_ERROR = False, traceback.format_exc()
 else:
     HAS_YAML, YAML_IMPORT_ERROR = True, None
+    _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 try:
     from psycopg2 import sql
@@ -358,7 +360,7 @@ def require_yaml() -> None:
 def parse_declarative(text: str, origin: str = "declarative configuration") -> dict:
     require_yaml()
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_YAML_LOADER)  # nosec - a safe loader (libyaml's when present)
     except yaml.YAMLError as exc:
         raise BackupError(f"{origin} does not parse as YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(doc, dict) or "_format_version" not in doc:
@@ -379,7 +381,8 @@ def canonical_doc(doc: dict) -> dict:
 
 def canonical_yaml(doc: dict) -> str:
     require_yaml()
-    return yaml.safe_dump(canonical_doc(doc), sort_keys=True, default_flow_style=False, allow_unicode=True,
+    return yaml.dump(canonical_doc(doc), Dumper=_YAML_DUMPER, sort_keys=True, default_flow_style=False,
+                     allow_unicode=True,
                           width=1 << 20)
 
 
@@ -466,16 +469,20 @@ def compare_counts(expected: dict, actual: dict, types=None) -> list:
 
 
 def entity_index(doc: dict) -> dict | None:
-    """{type: {id: entity without timestamps}} of a flat configuration; None when an entity has no id."""
+    """{type: {primary key: entity without timestamps}} of a flat configuration (the key is `id`, or
+    `key` for parameters); None when an entity has neither, as in hand-written nested files."""
     index = {}
-    for key, value in doc.items():
-        if key.startswith("_") or not isinstance(value, list):
+    for name, value in doc.items():
+        if name.startswith("_") or not isinstance(value, list):
             continue
-        bucket = index.setdefault(key, {})
+        bucket = index.setdefault(name, {})
         for item in value:
-            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            pk = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(pk, str):
+                pk = item.get("key") if isinstance(item, dict) and name == "parameters" else None
+            if not isinstance(pk, str):
                 return None
-            bucket[item["id"]] = {k: v for k, v in item.items() if k not in _TIMESTAMPS}
+            bucket[pk] = {k: v for k, v in item.items() if k not in _TIMESTAMPS}
     return index
 
 
@@ -784,7 +791,7 @@ class DeclarativeBackup:
                  loaded_file: str | None = None):
         self.method, self.admin, self.cli = method, admin, cli
         self.node, self.kong_version, self.loaded_file = node or {}, kong_version, loaded_file
-        self.text, self.section, self.warnings = None, {}, []
+        self.text, self.doc, self.section, self.warnings = None, None, {}, []
         self.estimate = 0
 
     def _source_counts(self) -> dict | None:
@@ -805,27 +812,32 @@ class DeclarativeBackup:
                     candidates.append(("declarative_config", fh.read().decode("utf-8")))
             except (OSError, UnicodeDecodeError) as exc:
                 self.warnings.append(f"cannot read the node's declarative_config {self.loaded_file}: {exc}")
-        canonical = canonical_yaml(parse_declarative(exported, "GET /config"))
-        candidates += [("config", exported), ("config_canonical", canonical)]
+        candidates.append(("config", exported))
+        self.doc = parse_declarative(exported, "GET /config")
         chosen = next(((origin, text) for origin, text in candidates if kong_text_hash(text) == hash_before), None)
-        if self.loaded_file and (chosen is None or chosen[0] != "declarative_config"):
+        if chosen is None:
+            chosen = ("config_canonical", canonical_yaml(self.doc))
+        exact = kong_text_hash(chosen[1]) == hash_before
+        origin, text = chosen
+        if self.loaded_file and origin != "declarative_config":
             self.warnings.append(f"{self.loaded_file} is not the configuration the node runs (its md5 is not the "
                                  "node's configuration_hash); GET /config was backed up instead")
-        origin, text = chosen or ("config_canonical", canonical)
+        if origin == "declarative_config":
+            self.doc = None
         counts = self._source_counts()
         if self.admin.status().get("configuration_hash") != hash_before:
             raise BackupError("the node's configuration changed while it was being backed up (configuration_hash "
                               "moved); freeze the configuration (kong_config_freeze) and retry")
         self.text = text
-        self.section.update(text_origin=origin, configuration_hash=hash_before, hash_exact=chosen is not None,
+        self.section.update(text_origin=origin, configuration_hash=hash_before, hash_exact=exact,
                             source_counts=counts)
 
     def prepare(self) -> None:
         if self.method == "config":
             self._config_text()
         elif self.method == "admin_api":
-            doc, counts, skipped = export_via_admin(self.admin, self.kong_version)
-            self.text = canonical_yaml(doc)
+            self.doc, counts, skipped = export_via_admin(self.admin, self.kong_version)
+            self.text = canonical_yaml(self.doc)
             self.section.update(text_origin="admin_api", source_counts=counts, skipped_types=skipped)
         self.estimate = len(self.text.encode("utf-8")) if self.text is not None else 0
 
@@ -833,7 +845,7 @@ class DeclarativeBackup:
         path = run.path(FILE_NAMES[self.kind])
         if self.method == "db_export":
             self._db_export(run)
-        doc = parse_declarative(self.text, "the declarative backup")
+        doc = self.doc if self.doc is not None else parse_declarative(self.text, "the declarative backup")
         counts = entity_counts(doc)
         source = self.section.get("source_counts")
         if source is not None:
@@ -862,7 +874,8 @@ class DeclarativeBackup:
                 exported = fh.read().decode("utf-8")
         finally:
             discard(raw)
-        self.text = canonical_yaml(parse_declarative(exported, "kong config db_export output"))
+        self.doc = parse_declarative(exported, "kong config db_export output")
+        self.text = canonical_yaml(self.doc)
         self.section.update(text_origin="db_export", source_counts=self._source_counts())
 
 

@@ -268,6 +268,8 @@ def test_compare_entities_ignores_timestamps_and_reports_extras():
     changed = bk.entity_index({"services": [{"id": "a", "name": "renamed"}]})
     assert bk.compare_entities(backup, changed) == (["services/a"], [])
     assert bk.entity_index({"services": [{"name": "no id"}]}) is None
+    assert bk.entity_index({"parameters": [{"key": "cluster_id", "value": "x"}]}) == \
+        {"parameters": {"cluster_id": {"key": "cluster_id", "value": "x"}}}
 
 
 # --- kong.conf ------------------------------------------------------------------------------

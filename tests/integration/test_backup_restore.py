@@ -1,0 +1,385 @@
+"""kong_backup / kong_restore end to end: simulated Kong nodes (tests/kongsim) on real PostgreSQL,
+the modules run through ansible-playbook, every outcome read back independently (psql as the
+superuser, the node's Admin and Status API, the files on disk)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import uuid
+
+import pytest
+import requests
+import yaml
+
+from tests.integration.ansible_run import run_playbook
+from tests.kongsim.kongsim_testlib import KongNode, install_kong, wait_until
+
+VERSION = "3.9.3"
+# Distinctive secrets, so that finding them anywhere in the output is meaningful.
+PG_PASSWORD = "pgpw-Zq81xTv"
+DBA_PASSWORD = "dbapw-Lm55tQe"
+ADMIN_TOKEN = "admintok-Hk27vRw"
+SECRETS = (PG_PASSWORD, DBA_PASSWORD, ADMIN_TOKEN)
+KONG_TABLES = ("services", "routes", "consumers", "keyauth_credentials", "plugins", "upstreams", "targets")
+
+BACKUP = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: backup
+      kongops.upgrade.kong_backup:
+        admin_url: "{{ admin_url }}"
+        admin_token: "{{ admin_token }}"
+        dest: "{{ dest }}"
+        run_id: "{{ run_id }}"
+        kinds: "{{ kinds }}"
+        declarative_method: "{{ method | default('auto') }}"
+        files: "{{ files | default([]) }}"
+        kong_bin: "{{ kong_bin }}"
+        kong_conf: "{{ kong_conf }}"
+        pg_host: "{{ pg_host | default(omit) }}"
+        pg_port: "{{ pg_port | default(omit) }}"
+        pg_user: "{{ pg_user | default(omit) }}"
+        pg_password: "{{ pg_password | default(omit) }}"
+        pg_database: "{{ pg_database | default(omit) }}"
+"""
+
+RESTORE = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: restore
+      kongops.upgrade.kong_restore:
+        src: "{{ src }}"
+        kinds: "{{ kinds }}"
+        admin_url: "{{ admin_url }}"
+        admin_token: "{{ admin_token }}"
+        kong_nodes: "{{ kong_nodes | default([]) }}"
+        kong_bin: "{{ kong_bin }}"
+        kong_conf: "{{ kong_conf }}"
+        files_root: "{{ files_root | default(omit) }}"
+        pg_host: "{{ pg_host | default(omit) }}"
+        pg_port: "{{ pg_port | default(omit) }}"
+        pg_user: "{{ pg_user | default(omit) }}"
+        pg_password: "{{ pg_password | default(omit) }}"
+        pg_database: "{{ pg_database | default(omit) }}"
+        pg_admin_user: "{{ pg_admin_user | default(omit) }}"
+        pg_admin_password: "{{ pg_admin_password | default(omit) }}"
+"""
+
+
+@pytest.fixture(scope="module")
+def kong_bin(tmp_path_factory):
+    return install_kong(VERSION, str(tmp_path_factory.mktemp("kong-install")))
+
+
+def assert_no_secret(*texts):
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def generated_config(services: int, consumers: int, upstreams: int) -> tuple:
+    """A flat declarative file with services+routes(+key-auth), consumers+keys, upstreams+targets."""
+    doc = {"_format_version": "3.0", "services": [], "routes": [], "plugins": [], "consumers": [],
+           "keyauth_credentials": [], "upstreams": [], "targets": []}
+    for i in range(services):
+        sid = str(uuid.uuid4())
+        doc["services"].append({"id": sid, "name": f"svc-{i}", "url": f"http://127.0.0.1:{9000 + i % 50}/p{i}"})
+        doc["routes"].append({"id": str(uuid.uuid4()), "name": f"route-{i}", "paths": [f"/r{i}"],
+                              "service": {"id": sid}})
+        if i % 2 == 0:
+            doc["plugins"].append({"id": str(uuid.uuid4()), "name": "key-auth", "service": {"id": sid}})
+    for i in range(consumers):
+        cid = str(uuid.uuid4())
+        doc["consumers"].append({"id": cid, "username": f"user-{i}"})
+        doc["keyauth_credentials"].append({"id": str(uuid.uuid4()), "key": f"key-{i}", "consumer": {"id": cid}})
+    for i in range(upstreams):
+        uid = str(uuid.uuid4())
+        doc["upstreams"].append({"id": uid, "name": f"up-{i}"})
+        for j in range(2):
+            doc["targets"].append({"id": str(uuid.uuid4()), "target": f"10.0.{i}.{j + 1}:80", "upstream": {"id": uid}})
+    return yaml.safe_dump(doc), sum(len(v) for v in doc.values() if isinstance(v, list))
+
+
+class DbCluster:
+    """A database owned by its own role, a DBA role that may create databases, one Kong node."""
+
+    def __init__(self, postgres, kong_bin, base):
+        suffix = uuid.uuid4().hex[:8]
+        self.postgres, self.base = postgres, str(base)
+        self.owner, self.dba = f"kong_bk_{suffix}", f"kongops_dba_{suffix}"
+        self.db = postgres.create_database(f"kong_bk_{suffix}", owner=self.owner, password=PG_PASSWORD)
+        postgres.psql(f"CREATE ROLE {self.dba} LOGIN CREATEDB PASSWORD '{DBA_PASSWORD}' IN ROLE {self.owner}")
+        self.node = KongNode(kong_bin, self.base, name="db1", database="postgres", pg_host=self.db["host"],
+                             pg_port=self.db["port"], pg_user=self.owner, pg_password=PG_PASSWORD,
+                             pg_database=self.db["database"])
+        self.kong_bin = kong_bin
+
+    @property
+    def name(self) -> str:
+        return self.db["database"]
+
+    def cli(self, *args):
+        res = self.node.cli(*args, "-c", self.node.conf_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res
+
+    def seed(self, services, consumers, upstreams) -> int:
+        self.cli("migrations", "bootstrap")
+        text, total = generated_config(services, consumers, upstreams)
+        path = os.path.join(self.base, "seed.yml")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        self.cli("config", "db_import", path)
+        return total
+
+    def admin(self, method, path, **kwargs):
+        return requests.request(method, self.node.admin_url + path, timeout=10, **kwargs)
+
+    def vars(self, **extra) -> dict:
+        base = {"admin_url": self.node.admin_url, "admin_token": ADMIN_TOKEN, "kong_bin": self.kong_bin,
+                "kong_conf": self.node.conf_path, "pg_host": self.db["host"], "pg_port": self.db["port"],
+                "pg_user": self.owner, "pg_password": PG_PASSWORD, "pg_database": self.name}
+        base.update(extra)
+        return base
+
+    def probe(self, database: str | None = None) -> dict:
+        """Counts, schema_meta, sample rows and a digest of every Kong table, read with psql."""
+        db = database or self.name
+        out = {"counts": {}, "samples": {}, "digests": {}}
+        for table in KONG_TABLES:
+            out["counts"][table] = int(self.postgres.psql(f"SELECT count(*) FROM {table}", database=db))
+            out["samples"][table] = self.postgres.psql(f"SELECT t::text FROM {table} t ORDER BY id LIMIT 15",
+                                                       database=db)
+            out["digests"][table] = self.postgres.psql(
+                f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM {table} t", database=db)
+        out["schema_meta"] = self.postgres.psql(
+            "SELECT subsystem, last_executed, executed, pending FROM schema_meta ORDER BY subsystem", database=db)
+        return out
+
+    def databases(self) -> list:
+        return self.postgres.psql("SELECT datname FROM pg_database ORDER BY 1").split()
+
+    def destroy(self):
+        self.node.stop()
+        for name in self.databases():
+            if name.startswith(self.name):
+                self.postgres.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.postgres.psql(f"DROP ROLE IF EXISTS {self.dba}")
+
+
+@pytest.fixture
+def cluster(postgres, kong_bin, tmp_path):
+    made = DbCluster(postgres, kong_bin, tmp_path / "cluster")
+    os.makedirs(made.base, exist_ok=True)
+    yield made
+    made.destroy()
+
+
+def backup(vars_: dict, verbosity: int = 0):
+    res = run_playbook(BACKUP, extra_vars=vars_, verbosity=verbosity)
+    return res, res.result("backup")
+
+
+def restore(vars_: dict, verbosity: int = 0, callback: str = "json"):
+    res = run_playbook(RESTORE, extra_vars=vars_, verbosity=verbosity, callback=callback)
+    return res, (res.result("restore") if callback == "json" else None)
+
+
+def test_database_with_1000_entities_dropped_and_restored_identically(cluster, tmp_path):
+    total = cluster.seed(services=250, consumers=200, upstreams=40)
+    cluster.node.start()
+    created = cluster.admin("POST", "/services", json={"name": "via-admin-api", "url": "http://127.0.0.1:9999"})
+    assert created.status_code == 201, created.text
+    cluster.admin("POST", f"/services/{created.json()['id']}/routes", json={"name": "via-admin", "paths": ["/va"]})
+    before = cluster.probe()
+    assert sum(before["counts"].values()) >= 1000 and total >= 1000
+    assert before["counts"]["services"] == 251 and before["counts"]["targets"] == 80
+
+    dest = tmp_path / "backups"
+    res, result = backup(cluster.vars(dest=str(dest), run_id="before-upgrade", kinds=["database", "declarative"]),
+                         verbosity=3)
+    assert res.rc == 0 and result["changed"] is True, res.stdout[-3000:]
+    manifest_text = (dest / "before-upgrade" / "manifest.json").read_text()
+    assert_no_secret(res.stdout, res.stderr, manifest_text)
+    manifest = json.loads(manifest_text)
+    assert {t: manifest["database"]["entity_counts"][t] for t in KONG_TABLES} == before["counts"]
+    assert {t: manifest["declarative"]["entity_counts"][t] for t in KONG_TABLES} == before["counts"]
+    assert manifest["declarative"]["method"] == "db_export" and manifest["source"]["kong_version"] == VERSION
+    assert set(manifest["database"]["schema_meta"]) >= {"core", "key-auth"}
+    for name in os.listdir(dest / "before-upgrade"):
+        assert stat.S_IMODE(os.stat(dest / "before-upgrade" / name).st_mode) == 0o600
+    for entry in manifest["files"]:
+        data = (dest / "before-upgrade" / entry["name"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["size"]
+
+    restore_vars = cluster.vars(src=str(dest / "before-upgrade"), kinds=["database"],
+                                kong_nodes=[cluster.node.admin_url], pg_admin_user=cluster.dba,
+                                pg_admin_password=DBA_PASSWORD)
+    res, result = restore(restore_vars)
+    assert res.rc != 0 and "Kong nodes still answer" in result["msg"]
+    assert cluster.probe() == before
+
+    cluster.node.stop()
+    cluster.postgres.psql(f'DROP DATABASE "{cluster.name}" WITH (FORCE)')
+    assert cluster.name not in cluster.databases()
+
+    res = run_playbook(RESTORE, extra_vars=restore_vars, verbosity=3, callback="default")
+    assert res.rc == 0 and "changed=1" in res.stdout, res.stdout[-3000:]
+    assert_no_secret(res.stdout, res.stderr)
+    assert cluster.probe() == before
+    assert [d for d in cluster.databases() if "kongops_restore" in d] == []
+
+    res, result = restore(restore_vars)
+    assert res.rc == 0 and result["changed"] is False and result["database"]["changed"] is False
+
+    cluster.node.start()
+    sample = cluster.admin("GET", f"/services/{created.json()['id']}")
+    assert sample.status_code == 200 and sample.json()["name"] == "via-admin-api"
+
+
+def test_damaged_dump_is_refused_before_anything_is_touched(cluster, tmp_path):
+    cluster.seed(services=20, consumers=10, upstreams=2)
+    cluster.node.start()
+    dest = tmp_path / "backups"
+    res, result = backup(cluster.vars(dest=str(dest), run_id="r1", kinds=["database"]))
+    assert res.rc == 0, res.stdout[-3000:]
+    added = cluster.admin("POST", "/consumers", json={"username": "added-after-the-backup"})
+    assert added.status_code == 201
+    cluster.node.stop()
+    before = cluster.probe()
+
+    for damage in ("truncate", "flip"):
+        copy = tmp_path / damage
+        shutil.copytree(dest / "r1", copy)
+        dump = copy / "database.dump"
+        data = bytearray(dump.read_bytes())
+        if damage == "truncate":
+            data = data[: len(data) // 2]
+        else:
+            data[len(data) // 2] ^= 0x20
+        os.chmod(dump, 0o600)
+        dump.write_bytes(bytes(data))
+        res, result = restore(cluster.vars(src=str(copy), kinds=["database"], kong_nodes=[cluster.node.admin_url],
+                                           pg_admin_user=cluster.dba, pg_admin_password=DBA_PASSWORD))
+        assert res.rc != 0
+        assert ("truncated" if damage == "truncate" else "fails its sha256 check") in result["msg"]
+        assert cluster.probe() == before
+        assert [d for d in cluster.databases() if "kongops_restore" in d] == []
+
+    res, result = restore(cluster.vars(src=str(dest / "r1"), kinds=["database"], kong_nodes=[cluster.node.admin_url],
+                                       pg_admin_user=cluster.dba, pg_admin_password=DBA_PASSWORD))
+    assert res.rc == 0 and result["changed"] is True
+    after = cluster.probe()
+    assert after["counts"]["consumers"] == before["counts"]["consumers"] - 1
+    assert "added-after-the-backup" not in cluster.postgres.psql("SELECT username FROM consumers",
+                                                                 database=cluster.name)
+
+
+def test_declarative_backup_of_a_database_node_and_db_import_restore(cluster, tmp_path):
+    cluster.seed(services=30, consumers=20, upstreams=3)
+    cluster.node.start()
+    before = cluster.probe()
+    dest = tmp_path / "backups"
+    res, exported = backup(cluster.vars(dest=str(dest), run_id="export", kinds=["declarative"],
+                                        method="db_export"))
+    assert res.rc == 0, res.stdout[-3000:]
+    res, paged = backup(cluster.vars(dest=str(dest), run_id="paged", kinds=["declarative"], method="admin_api"))
+    assert res.rc == 0, res.stdout[-3000:]
+    exported_counts = exported["manifest"]["declarative"]["entity_counts"]
+    paged_counts = paged["manifest"]["declarative"]["entity_counts"]
+    assert {t: paged_counts[t] for t in KONG_TABLES} == {t: exported_counts[t] for t in KONG_TABLES} == \
+        before["counts"]
+
+    routes = cluster.admin("GET", "/routes?size=5").json()["data"]
+    for route in routes:
+        assert cluster.admin("DELETE", f"/routes/{route['id']}").status_code == 204
+    extra = cluster.admin("POST", "/consumers", json={"username": "newer-than-the-backup"}).json()
+    assert cluster.probe()["counts"]["routes"] == before["counts"]["routes"] - 5
+
+    vars_ = cluster.vars(src=str(dest / "export"), kinds=["declarative"])
+    res, result = restore(vars_)
+    assert res.rc == 0 and result["changed"] is True, res.stdout[-3000:]
+    decl = result["declarative"]
+    assert decl["method"] == "db_import" and decl["reload_required"] is True
+    assert decl["extra_entities"] == [f"consumers/{extra['id']}"]
+    after = cluster.probe()
+    assert after["counts"]["routes"] == before["counts"]["routes"]
+    assert after["counts"]["consumers"] == before["counts"]["consumers"] + 1
+    for route in routes:
+        row = cluster.postgres.psql(f"SELECT name FROM routes WHERE id = '{route['id']}'", database=cluster.name)
+        assert row == route["name"]
+
+    res, result = restore(vars_)
+    assert res.rc == 0 and result["changed"] is False and result["declarative"]["differing_entities"] == 0
+
+
+DBLESS = """_format_version: "3.0"
+# hand-written, loaded at start: its md5 is the node's configuration_hash
+services:
+- name: echo
+  url: http://127.0.0.1:9000
+  routes:
+  - name: echo-route
+    paths: [/echo]
+  plugins:
+  - name: key-auth
+consumers:
+- username: demo
+  keyauth_credentials:
+  - key: demo-key
+"""
+
+
+def test_dbless_backup_change_restore_gives_the_original_hash_back(kong_bin, tmp_path):
+    node = KongNode(kong_bin, str(tmp_path / "dbless"), name="dl1", declarative=DBLESS)
+    node.start()
+    try:
+        def status():
+            return requests.get(node.admin_url + "/status", timeout=5).json()
+
+        original = status()["configuration_hash"]
+        assert original == hashlib.md5(DBLESS.encode()).hexdigest()
+        yml = os.path.join(str(tmp_path / "dbless"), "dl1.yml")
+        vars_ = {"admin_url": node.admin_url, "admin_token": ADMIN_TOKEN, "kong_bin": kong_bin,
+                 "kong_conf": node.conf_path}
+        dest = tmp_path / "backups"
+        res, result = backup(dict(vars_, dest=str(dest), run_id="r1", kinds=["declarative", "files"],
+                                  files=[node.conf_path, yml]), verbosity=3)
+        assert res.rc == 0, res.stdout[-3000:]
+        assert_no_secret(res.stdout, res.stderr)
+        decl = result["manifest"]["declarative"]
+        assert decl["hash_exact"] is True and decl["text_origin"] == "declarative_config"
+        assert decl["entity_counts"] == {"services": 1, "routes": 1, "plugins": 1, "consumers": 1,
+                                         "keyauth_credentials": 1}
+
+        changed = DBLESS.replace("/echo]", "/moved]").replace("demo-key", "other-key")
+        posted = requests.post(node.admin_url + "/config", data=changed, timeout=10,
+                               headers={"Content-Type": "application/yaml"})
+        assert posted.status_code == 201
+        assert status()["configuration_hash"] != original
+
+        restore_vars = dict(vars_, src=str(dest / "r1"), kinds=["declarative"])
+        res, result = restore(dict(restore_vars))
+        assert res.rc == 0 and result["changed"] is True and result["declarative"]["status"] == 201
+        wait_until(lambda: status()["configuration_hash"] == original, timeout=10, message="original hash")
+        routes = requests.get(node.admin_url + "/routes", timeout=5).json()["data"]
+        assert [r["paths"] for r in routes] == [["/echo"]]
+        keys = requests.get(node.admin_url + "/key-auths", timeout=5).json()["data"]
+        assert [k["key"] for k in keys] == ["demo-key"]
+
+        res, result = restore(restore_vars)
+        assert res.rc == 0 and result["changed"] is False and result["declarative"]["status"] == 304
+
+        root = tmp_path / "files-restored"
+        res, result = restore(dict(vars_, src=str(dest / "r1"), kinds=["files"], files_root=str(root)))
+        assert res.rc == 0 and result["changed"] is True
+        for path in (node.conf_path, yml):
+            with open(path, "rb") as fh:
+                assert (root / path.lstrip("/")).read_bytes() == fh.read()
+    finally:
+        node.stop()

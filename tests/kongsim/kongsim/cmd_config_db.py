@@ -11,10 +11,9 @@ import sys
 
 import yaml
 
-from . import declarative
+from . import declarative, versions
 from . import entities as E
 from . import migrations as M
-from . import versions
 from .pgdb import PgError
 from .store_pg import PgStore, PgStoreError
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import ClassVar
 
 from . import migrations as M
 from . import pgdb
@@ -181,7 +182,7 @@ class Log:
     """kong/cmd/utils/log.lua: info on stdout, warn/error on stderr with a timestamp prefix."""
 
     VERBOSE, INFO, WARN, ERROR = 1, 2, 3, 4
-    NAMES = {1: "verbose", 2: "info", 3: "warn", 4: "error"}
+    NAMES: ClassVar[dict] = {1: "verbose", 2: "info", 3: "warn", 4: "error"}
 
     def __init__(self, out, err):
         self.out = out
@@ -204,7 +205,7 @@ class Log:
     def verbose(self, msg: str) -> None:
         self._emit(self.VERBOSE, msg)
 
-    def warn(self, msg: str) -> None:
+    def warning(self, msg: str) -> None:
         self._emit(self.WARN, msg)
 
     def error(self, msg: str) -> None:
@@ -377,7 +378,7 @@ class _Runner:
         if st.pending and st.new:
             if r:
                 log("")
-            log.warn("Database has pending migrations from a previous upgrade, and new migrations "
+            log.warning("Database has pending migrations from a previous upgrade, and new migrations "
                      f"from this upgrade (version {self.version})")
             log("\nRun 'kong migrations finish' when ready to complete pending migrations "
                 "(postgres database will be incompatible with the previous Kong version)")

@@ -72,7 +72,7 @@ def known_versions() -> tuple:
     return tuple(_raw()["versions"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def catalog(version: str) -> tuple:
     """Every subsystem the `bundled` plugins of `version` ship, core first, in Kong's order."""
     versions = _raw()["versions"]
@@ -640,7 +640,7 @@ UPDATE plugins SET config = jsonb_set(config, '{queue,max_batch_size}', '200'::j
 for _fn in ("pre-function", "post-function"):
     _m(_fn, "001_280_to_300", "", _rename_config_keys(_fn, {"functions": "access"}))
 
-_METRICS = f"""
+_METRICS = """
   identifier   TEXT,
   period       TEXT,
   period_date  TIMESTAMP WITH TIME ZONE,
@@ -951,11 +951,14 @@ def schema_state(conf: dict, version: str) -> State:
 # Cluster mutex (kong/db/init.lua DB:cluster_mutex, FACTS 1.4)
 # --------------------------------------------------------------------------------------------
 
+_LOCK_INSERT = ("INSERT INTO locks (key, owner, ttl) "
+                "VALUES (%s, %s, CURRENT_TIMESTAMP + make_interval(secs => %s)) ON CONFLICT DO NOTHING")
+
+
 def insert_lock(conn, key: str, ttl: float, owner: str) -> bool:
     counts = pgdb.transaction(conn, [
         ("DELETE FROM locks WHERE ttl < CURRENT_TIMESTAMP", None),
-        ("INSERT INTO locks (key, owner, ttl) VALUES (%s, %s, CURRENT_TIMESTAMP + make_interval(secs => %s)) "
-         "ON CONFLICT DO NOTHING", (key, owner, float(ttl))),
+        (_LOCK_INSERT, (key, owner, float(ttl))),
     ])
     return counts[1] == 1
 

@@ -224,7 +224,7 @@ class PgStore:
                 out[api] = {"id": str(value)} if value is not None else None
             elif column == "ttl" and d.ttl:
                 if value is not None:
-                    remaining = value - datetime.datetime.now(datetime.timezone.utc)
+                    remaining = value - datetime.datetime.now(datetime.UTC)
                     out["ttl"] = max(0, int(remaining.total_seconds()))
                 else:
                     out["ttl"] = None
@@ -378,7 +378,7 @@ class PgStore:
         full = dict(data)
         if not full.get("id"):
             full["id"] = str(uuid.uuid4())
-        now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+        now = datetime.datetime.now(datetime.UTC).timestamp()
         stamp = round(now, 3) if d.ms_timestamps else int(now)
         if "created_at" in cols and full.get("created_at") is None:
             full["created_at"] = stamp
@@ -424,7 +424,7 @@ class PgStore:
             cols = self._columns_of(cur, entity)
             changes = {k: v for k, v in data.items() if k != "id"}
             if "updated_at" in cols and "updated_at" not in changes:
-                now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+                now = datetime.datetime.now(datetime.UTC).timestamp()
                 changes["updated_at"] = round(now, 3) if ENTITIES[entity].ms_timestamps else int(now)
             merged = dict(current)
             merged.update(changes)
@@ -508,7 +508,7 @@ class PgStore:
                                        entity=entity)
                 for item in items:
                     item = dict(item)
-                    for _col, (api, ref) in ENTITIES[entity].foreign.items():
+                    for api, ref in ENTITIES[entity].foreign.values():
                         value = _id_of(item.get(api))
                         if value is not None and not _is_uuid(value):
                             found = names.get((ref, str(value))) or (self._get(cur, ref, value) or {}).get("id")
@@ -589,7 +589,7 @@ def flatten(doc: dict) -> dict:
         if parent is not None:
             field_name, pid = parent
             item[field_name] = {"id": pid}
-        for _col, (api, _ref) in ENTITIES[entity].foreign.items():
+        for api, _ref in ENTITIES[entity].foreign.values():
             if isinstance(item.get(api), str):
                 item[api] = {"id": item[api]}
         if not item.get("id"):

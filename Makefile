@@ -10,7 +10,6 @@ COLL_ROOT := $(VENV)/collections
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 export PATH := $(VENV)/bin:$(PATH)
-export PYTHONDONTWRITEBYTECODE := 1
 # ansible-core 2.19's ansible-test pins pip 24.2 for the venvs it creates.
 PIP_VERSION := 24.2
 MODE ?= dbless

@@ -46,6 +46,9 @@ rm -rf "${lib}.tmp"
 mkdir -p "${lib}.tmp"
 cp -R "${here}/kongsim" "${lib}.tmp/kongsim"
 find "${lib}.tmp" -name '__pycache__' -type d -prune -exec rm -rf {} +
+# byte-compile once, like a package install: every `kong` call would otherwise recompile the
+# package (PYTHONDONTWRITEBYTECODE is common in CI environments)
+"${python}" -m compileall -q "${lib}.tmp" >/dev/null 2>&1 || true
 rm -rf "${lib}"
 mv "${lib}.tmp" "${lib}"
 

@@ -85,8 +85,8 @@ RULES = [
                    "(regex route paths get the `~` prefix). Exports from {target} (`kong config db_export`, "
                    "GET /config) are '3.0' files: re-export after the upgrade and do not sync this 2.x file "
                    "into a 3.x node again.",
-        "source": _FACTS + " 3.4, 4.1 and 8.1 rows `kong config db_export` / `_format_version accepted`; "
-                  + _BREAKING + " 3.0.0 'Declarative and DB-less'",
+        "source": (_FACTS + " 3.4, 4.1 and 8.1 rows `kong config db_export` / `_format_version accepted`; "
+                   + _BREAKING + " 3.0.0 'Declarative and DB-less'"),
     },
     {
         "id": "route-regex-path-tilde",
@@ -98,9 +98,9 @@ RULES = [
                    "`kong migrations up` to 3.0; declarative 1.1/2.1 files: on load), but any file or tool "
                    "that re-applies them without `~` after the upgrade silently turns them into prefix "
                    "paths. Write them as `~<path>` in every source of truth.",
-        "source": _FACTS + " 3.4 (3.x rewrites regex-looking paths of 1.1/2.1 files); Kong "
-                  "`kong/db/migrations/migrate_path_280_300.lua` (a path is a regex unless it only holds "
-                  "[a-zA-Z0-9.-_~/%]); " + _BREAKING + " 3.0.0 'New router'",
+        "source": (_FACTS + " 3.4 (3.x rewrites regex-looking paths of 1.1/2.1 files); Kong "
+                   "`kong/db/migrations/migrate_path_280_300.lua` (a path is a regex unless it only holds "
+                   "[a-zA-Z0-9.-_~/%]); " + _BREAKING + " 3.0.0 'New router'"),
     },
     {
         "id": "route-regex-lookaround",
@@ -110,9 +110,9 @@ RULES = [
         "message": "3.x routes with `router_flavor = traditional_compatible` (the default) compile path "
                    "regexes with the ATC router, which has no look-around and no back-references: Kong "
                    "refuses these routes. Rewrite the regex or set `router_flavor = traditional`.",
-        "source": _FACTS + " 8.1 row `other new kong.conf defaults` (router_flavor = traditional_compatible "
-                  "from 3.x, absent at 2.8.5); Kong CHANGELOG 3.0.0 'new router' (introduction version "
-                  "UNCONFIRMED in FACTS, which read 2.8.5 and 3.4.2)",
+        "source": (_FACTS + " 8.1 row `other new kong.conf defaults` (router_flavor = traditional_compatible "
+                   "from 3.x, absent at 2.8.5); Kong CHANGELOG 3.0.0 'new router' (introduction version "
+                   "UNCONFIRMED in FACTS, which read 2.8.5 and 3.4.2)"),
     },
     {
         "id": "plugin-not-bundled",
@@ -124,8 +124,8 @@ RULES = [
                    "enabled') or to load the config; a hybrid data plane without it is marked "
                    "`plugin_set_incompatible`. Install the plugin on every {target} node and list it in "
                    "`plugins`, or remove it from the configuration before the upgrade.",
-        "source": _FACTS + " 8.1 row `bundled plugins`, 5.2 (plugin_set_incompatible); "
-                  "https://developer.konghq.com/support/on-a-new-kong-node-kong-fails-to-start-with-an/",
+        "source": (_FACTS + " 8.1 row `bundled plugins`, 5.2 (plugin_set_incompatible); "
+                   "https://developer.konghq.com/support/on-a-new-kong-node-kong-fails-to-start-with-an/"),
     },
     {
         "id": "plugin-allowlist-fields-removed",
@@ -154,8 +154,8 @@ RULES = [
         "message": "`config.proxy_scheme` of aws-lambda was deprecated in 2.8 for removal in 3.0: {target} "
                    "rejects it. Remove it; 3.0 also requires `aws_region` (or the region environment "
                    "variables) and always signs with SigV4.",
-        "source": "Kong CHANGELOG 2.8.0 (AWS-Lambda: proxy_scheme deprecated for removal in 3.0); "
-                  + _BREAKING + " 3.0.0 'AWS Lambda'",
+        "source": ("Kong CHANGELOG 2.8.0 (AWS-Lambda: proxy_scheme deprecated for removal in 3.0); "
+                   + _BREAKING + " 3.0.0 'AWS Lambda'"),
     },
     {
         "id": "http-log-headers-single-value",

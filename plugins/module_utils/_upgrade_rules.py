@@ -135,7 +135,7 @@ def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditiona
     """
     reasons: list = []
     result = {"current": str(current), "target": str(target), "supported": False, "reachable": False,
-                  "path": [], "hops": [], "reasons": reasons}
+              "path": [], "hops": [], "reasons": reasons}
     src, dst = series_of(current), series_of(target)
     known = data.KNOWN_SERIES
     if target < current:
@@ -243,31 +243,31 @@ def hybrid_check(mode: str, target: KongVersion, cp: KongVersion | None, dps: li
 _STRATEGY_SOURCE = "FACTS.md 5.3 (docs gateway/upgrade-flow)"
 
 
+def _strategy(name: str, steps: list, reason: str) -> dict:
+    return {"name": name, "steps": [{"component": c, "strategy": st} for c, st in steps], "reason": reason,
+            "source": _STRATEGY_SOURCE}
+
+
 def recommend_strategy(mode: str, spare_capacity: bool = False) -> dict:
     if mode in ("dbless", "hybrid_dp"):
         what = "DB-less nodes" if mode == "dbless" else "hybrid data planes"
-        return {"name": "rolling", "steps": [{"component": "nodes", "strategy": "rolling"}],
-                    "reason": f"{what} hold no database: add Y nodes beside X, move traffic through the load "
-                           "balancer in steps, drain and retire X.", "source": _STRATEGY_SOURCE}
+        return _strategy("rolling", [("nodes", "rolling")],
+                         f"{what} hold no database: add Y nodes beside X, move traffic through the load "
+                         "balancer in steps, drain and retire X.")
+    if mode == "traditional" and spare_capacity:
+        return _strategy("dual_cluster", [("cluster", "dual_cluster")],
+                         "Spare capacity for a second cluster: build Y with its own database restored from "
+                         "the backup and shift traffic, no downtime (DB-stored counters diverge meanwhile).")
     if mode == "traditional":
-        if spare_capacity:
-            return {"name": "dual_cluster", "steps": [{"component": "cluster", "strategy": "dual_cluster"}],
-                        "reason": "Spare capacity for a second cluster: build Y with its own database restored "
-                               "from the backup and shift traffic, no downtime (DB-stored counters diverge "
-                               "meanwhile).", "source": _STRATEGY_SOURCE}
-        return {"name": "in_place", "steps": [{"component": "cluster", "strategy": "in_place"}],
-                    "reason": "No spare capacity declared: stop X, keep the database, install Y, "
-                           "`kong migrations up` then `finish`, start Y; downtime is expected.",
-                    "source": _STRATEGY_SOURCE}
+        return _strategy("in_place", [("cluster", "in_place")],
+                         "No spare capacity declared: stop X, keep the database, install Y, `kong migrations "
+                         "up` then `finish`, start Y; downtime is expected.")
     if mode == "hybrid_cp":
-        return {"name": "in_place", "steps": [{"component": "control_plane", "strategy": "in_place"}],
-                    "reason": "Control planes own the database: upgrade them in place, before any data plane.",
-                    "source": _STRATEGY_SOURCE}
-    return {"name": "hybrid",
-                "steps": [{"component": "control_plane", "strategy": "in_place"},
-                       {"component": "data_planes", "strategy": "rolling"}],
-                "reason": "Hybrid: control planes first with a traditional (in-place) upgrade, then the data "
-                       "planes rolling.", "source": _STRATEGY_SOURCE}
+        return _strategy("in_place", [("control_plane", "in_place")],
+                         "Control planes own the database: upgrade them in place, before any data plane.")
+    return _strategy("hybrid", [("control_plane", "in_place"), ("data_planes", "rolling")],
+                     "Hybrid: control planes first with a traditional (in-place) upgrade, then the data "
+                     "planes rolling.")
 
 
 def parse_config_text(text: str, param: str = "config") -> dict:

@@ -352,6 +352,7 @@ stale_lock:
 
 import copy
 import getpass
+import os
 import socket
 import traceback
 
@@ -662,7 +663,7 @@ def main():
         nginx_prefix={"type": "path"},
         haproxy_socket={"type": "str"},
         haproxy_map={"type": "path"},
-        haproxy_map_key={"type": "str"},
+        haproxy_map_key={"type": "str", "no_log": False},
         haproxy_persist={"type": "bool", "default": True},
         enforce_probe_url={"type": "str"},
         enforce_probe_timeout={"type": "int", "default": 15},
@@ -684,7 +685,11 @@ def main():
     if p["enforce_probe_timeout"] < 0:
         module.fail_json(msg="enforce_probe_timeout must be 0 or more seconds")
     if not p["holder"]:
-        p["holder"] = f"{getpass.getuser()}@{socket.gethostname()}"
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        p["holder"] = f"{user}@{socket.gethostname()}"
 
     task = Freeze(module)
     try:

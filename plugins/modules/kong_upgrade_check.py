@@ -343,8 +343,8 @@ def main():
         argument_spec={
             "current_versions": {"type": "list", "elements": "raw"},
             "target_version": {"type": "str", "required": True},
-            "mode": {"type": "str", "required": True, "choices": ["dbless", "traditional", "hybrid", "hybrid_cp",
-                                                          "hybrid_dp"]},
+            "mode": {"type": "str", "required": True,
+                     "choices": ["dbless", "traditional", "hybrid", "hybrid_cp", "hybrid_dp"]},
             "cp_version": {"type": "str"},
             "dp_versions": {"type": "list", "elements": "raw"},
             "database": {"type": "str", "choices": ["postgres", "cassandra", "off"]},

@@ -63,7 +63,7 @@ def playbook(steps: list, check: bool = False, diff: bool = False):
     play = [{"name": "freeze", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
     run = run_playbook(yaml.safe_dump(play, sort_keys=False), check=check, diff=diff)
     assert run.data, run.stdout[-3000:] + run.stderr[-3000:]
-    return run, {name: run.result(name) for name, _ in steps}
+    return run, {step[0]: run.result(step[0]) for step in steps}
 
 
 def freeze(tmp_path, name: str, check: bool = False, diff: bool = False, **args):
@@ -154,10 +154,12 @@ def test_haproxy_enforced_freeze_catches_a_write_that_bypassed_the_front(db_node
     freeze_map.write_text("")
     admin = db_node.admin_url
     node_port = admin.rsplit(":", 1)[1]
+    rule = (f'http-request return status 423 content-type application/json lf-string "%[str(prod),map({freeze_map})]" '
+            f'if {{ method POST PUT PATCH DELETE }} {{ str(prod),map({freeze_map}) -m found }}')
     lb = haproxy_factory(f"""
 frontend kong_admin
     bind 127.0.0.1:{{port:admin}}
-    http-request return status 423 content-type application/json lf-string "%[str(prod),map({freeze_map})]" if {{ method POST PUT PATCH DELETE }} {{ str(prod),map({freeze_map}) -m found }}
+    {rule}
     default_backend kong_admin_nodes
 backend kong_admin_nodes
     server kong1 127.0.0.1:{node_port}

@@ -96,7 +96,7 @@ class FakeRuntime:
 
     def __call__(self, cmd):
         self.commands.append(cmd)
-        verb, _, rest = cmd.partition(" map ")
+        verb, _sep, rest = cmd.partition(" map ")
         if not self.known:
             return "Unknown map identifier. Please use #<id> or <file>.\n"
         parts = rest.split(" ", 2)

@@ -108,7 +108,11 @@ def kong(monkeypatch):
     up = fake.add("upstreams", name="users-up")
     fake.targets[up["id"]] = [{"id": str(uuid.uuid4()), "target": "10.0.0.1:8080", "weight": 100,
                                "upstream": {"id": up["id"]}}]
-    monkeypatch.setattr(requests.Session, "request", lambda self, method, url, **kw: fake(self, method, url, **kw))
+
+    def request(session, method, url, **kwargs):
+        return fake(session, method, url, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", request)
     return fake
 
 
@@ -163,7 +167,7 @@ def test_frozen_records_lock_with_fingerprint_of_every_page(kong, lock, capsys):
 def test_frozen_again_with_same_run_id_changes_nothing(kong, lock, capsys):
     run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
     before = text(lock)
-    rc, r, _ = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})[:2]
     assert rc == 0 and r["changed"] is False and text(lock) == before
     assert r["drift"]["drifted"] is False
 
@@ -172,7 +176,7 @@ def test_lock_of_another_run_is_reported_loudly_and_refused(kong, lock, capsys):
     run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "holder": "ops@bastion",
                  "reason": "night upgrade"})
     before = text(lock)
-    rc, r, _ = run(capsys, {"state": "frozen", "run_id": "run-2", "lock_path": lock})
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run-2", "lock_path": lock})[:2]
     assert rc == 1 and r["failed"] is True
     assert "already frozen" in r["msg"] and "ops@bastion" in r["msg"] and "run_id run-1" in r["msg"]
     assert "night upgrade" in r["msg"] and " ago" in r["msg"]
@@ -186,15 +190,15 @@ def test_force_takes_over_a_stale_lock_with_a_warning(kong, lock, capsys):
     record["time"], record["expiry"] = "2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z"
     with open(lock, "w") as fh:
         json.dump(record, fh)
-    rc, r, _ = run(capsys, {"state": "frozen", "run_id": "run-2", "lock_path": lock, "force": True})
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run-2", "lock_path": lock, "force": True})[:2]
     assert rc == 0 and r["changed"] is True and read_lock(lock)["run_id"] == "run-2"
     assert r["stale_lock"]["expired"] is True
     assert any("Taking over" in w and "ops@bastion" in w and "most likely died" in w for w in warnings(r))
 
 
 def test_check_mode_predicts_without_writing(kong, lock, capsys):
-    rc, r, _ = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "marker": True,
-                            "_ansible_check_mode": True, "_ansible_diff": True})
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "marker": True,
+                         "_ansible_check_mode": True, "_ansible_diff": True})[:2]
     assert rc == 0 and r["changed"] is True and not os.path.exists(lock)
     assert kong.writes() == []
     assert r["lock"]["run_id"] == "run-1" and r["fingerprint"]["entity_count"] == 8
@@ -204,7 +208,7 @@ def test_check_mode_predicts_without_writing(kong, lock, capsys):
 
 def test_verified_passes_when_nothing_changed(kong, lock, capsys):
     run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
-    rc, r, _ = run(capsys, {"state": "verified", "run_id": "run-1", "lock_path": lock})
+    rc, r = run(capsys, {"state": "verified", "run_id": "run-1", "lock_path": lock})[:2]
     assert rc == 0 and r["changed"] is False and r["drift"]["drifted"] is False
 
 
@@ -213,7 +217,7 @@ def test_verified_names_added_removed_and_changed_entities(kong, lock, capsys):
     sneaky = kong.add("services", name="sneaky", host="evil.internal")
     gone = kong.data["routes"].pop(1)
     kong.data["plugins"][0]["config"] = {"key_names": ["x-api-key"]}
-    rc, r, _ = run(capsys, {"state": "verified", "run_id": "run-1", "lock_path": lock})
+    rc, r = run(capsys, {"state": "verified", "run_id": "run-1", "lock_path": lock})[:2]
     assert rc == 1 and "drifted while frozen by run run-1" in r["msg"]
     assert f"added service 'sneaky' (id {sneaky['id']})" in r["msg"]
     assert f"removed route 'orders-route' (id {gone['id']})" in r["msg"]
@@ -225,70 +229,70 @@ def test_verified_names_added_removed_and_changed_entities(kong, lock, capsys):
 
 
 def test_verified_without_lock_or_with_another_run(kong, lock, capsys):
-    rc, r, _ = run(capsys, {"state": "verified", "lock_path": lock})
+    rc, r = run(capsys, {"state": "verified", "lock_path": lock})[:2]
     assert rc == 1 and "is not frozen: no lock at" in r["msg"]
     run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
-    rc, r, _ = run(capsys, {"state": "verified", "run_id": "run-9", "lock_path": lock})
+    rc, r = run(capsys, {"state": "verified", "run_id": "run-9", "lock_path": lock})[:2]
     assert rc == 1 and "belongs to another run" in r["msg"] and "run_id run-1" in r["msg"]
 
 
 def test_thawed_refuses_on_drift_then_force_releases(kong, lock, capsys):
     run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
     kong.add("consumers", username="mallory")
-    rc, r, _ = run(capsys, {"state": "thawed", "run_id": "run-1", "lock_path": lock})
+    rc, r = run(capsys, {"state": "thawed", "run_id": "run-1", "lock_path": lock})[:2]
     assert rc == 1 and "Not thawing" in r["msg"] and "added consumer 'mallory'" in r["msg"]
     assert os.path.exists(lock)
-    rc, r, _ = run(capsys, {"state": "thawed", "run_id": "run-1", "lock_path": lock, "force": True})
+    rc, r = run(capsys, {"state": "thawed", "run_id": "run-1", "lock_path": lock, "force": True})[:2]
     assert rc == 0 and r["changed"] is True and not os.path.exists(lock)
     assert r["verification"] == "skipped (force=true)"
 
 
 def test_thawed_is_idempotent(kong, lock, capsys):
     run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
-    rc, r, _ = run(capsys, {"state": "thawed", "run_id": "run-1", "lock_path": lock, "_ansible_diff": True})
+    rc, r = run(capsys, {"state": "thawed", "run_id": "run-1", "lock_path": lock, "_ansible_diff": True})[:2]
     assert rc == 0 and r["changed"] is True and not os.path.exists(lock)
     assert r["diff"]["before"]["frozen"] is True and r["diff"]["after"]["frozen"] is False
-    rc, r, _ = run(capsys, {"state": "thawed", "run_id": "run-1", "lock_path": lock})
+    rc, r = run(capsys, {"state": "thawed", "run_id": "run-1", "lock_path": lock})[:2]
     assert rc == 0 and r["changed"] is False
 
 
 def test_thaw_in_check_mode_keeps_the_lock(kong, lock, capsys):
     run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
-    rc, r, _ = run(capsys, {"state": "thawed", "lock_path": lock, "_ansible_check_mode": True})
+    rc, r = run(capsys, {"state": "thawed", "lock_path": lock, "_ansible_check_mode": True})[:2]
     assert rc == 0 and r["changed"] is True and os.path.exists(lock)
 
 
 def test_marker_is_written_excluded_from_fingerprint_and_removed(kong, lock, capsys):
-    rc, r, _ = run(capsys, {"state": "frozen", "run_id": "run/42", "lock_path": lock, "marker": True,
-                            "reason": "upgrade"})
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run/42", "lock_path": lock, "marker": True,
+                         "reason": "upgrade"})[:2]
     assert rc == 0
     marker = next(c for c in kong.data["consumers"] if c["username"] == "kongops-freeze-prod")
     assert marker["tags"] == ["kongops-freeze", "kongops-run-run_42"]
     assert json.loads(marker["custom_id"])["run_id"] == "run/42"
     assert r["marker"]["username"] == "kongops-freeze-prod"
     assert not any(marker["id"] in key for key in read_lock(lock)["fingerprint"]["entities"])
-    rc, r, _ = run(capsys, {"state": "verified", "lock_path": lock})
+    rc, r = run(capsys, {"state": "verified", "lock_path": lock})[:2]
     assert rc == 0 and r["drift"]["drifted"] is False
-    rc, r, _ = run(capsys, {"state": "thawed", "lock_path": lock})
+    rc, r = run(capsys, {"state": "thawed", "lock_path": lock})[:2]
     assert rc == 0 and not any(c["username"] == "kongops-freeze-prod" for c in kong.data["consumers"])
 
 
 def test_marker_restored_when_missing_on_refreeze(kong, lock, capsys):
     run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "marker": True})
     kong.data["consumers"] = [c for c in kong.data["consumers"] if c["username"] != "kongops-freeze-prod"]
-    rc, r, _ = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "marker": True})
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "marker": True})[:2]
     assert rc == 0 and r["changed"] is True and r["restored"] == ["marker"]
     assert any(c["username"] == "kongops-freeze-prod" for c in kong.data["consumers"])
 
 
 def test_dbless_uses_configuration_hash_and_skips_marker(kong, lock, capsys):
     kong.dbless = True
-    rc, r, _ = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "marker": True})
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "marker": True})[:2]
     assert rc == 0 and r["fingerprint"]["kind"] == "configuration_hash"
     assert r["fingerprint"]["value"] == kong.config_hash and kong.writes() == []
     assert any("marker=true skipped" in w and "405" in w for w in warnings(r))
     kong.config_hash = "0" * 31 + "1"
-    rc, r, _ = run(capsys, {"state": "verified", "lock_path": lock})
+    rc, r = run(capsys, {"state": "verified", "lock_path": lock})[:2]
     assert rc == 1 and "configuration_hash changed" in r["msg"] and "no entity differs" in r["msg"]
 
 
@@ -306,7 +310,7 @@ def test_admin_api_error_fails_with_status_and_nothing_written(kong, lock, capsy
     ({"state": "frozen", "run_id": "r", "lock_ttl": 0}, "lock_ttl must be a positive"),
 ])
 def test_bad_input_fails_before_anything_happens(kong, lock, capsys, args, needle):
-    rc, r, _ = run(capsys, dict(args, lock_path=lock))
+    rc, r = run(capsys, dict(args, lock_path=lock))[:2]
     assert rc == 1 and needle in r["msg"] and not os.path.exists(lock) and kong.calls == []
 
 
@@ -314,5 +318,5 @@ def test_unreadable_lock_file_is_reported(kong, lock, capsys):
     os.makedirs(os.path.dirname(lock))
     with open(lock, "w") as fh:
         fh.write("{not json")
-    rc, r, _ = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})[:2]
     assert rc == 1 and "cannot read the lock file" in r["msg"]

@@ -68,6 +68,7 @@ RESTORE = """
         pg_database: "{{ pg_database | default(omit) }}"
         pg_admin_user: "{{ pg_admin_user | default(omit) }}"
         pg_admin_password: "{{ pg_admin_password | default(omit) }}"
+        database_mode: "{{ database_mode | default('recreate') }}"
 """
 
 
@@ -185,8 +186,8 @@ def backup(vars_: dict, verbosity: int = 0):
     return res, res.result("backup")
 
 
-def restore(vars_: dict, verbosity: int = 0, callback: str = "json"):
-    res = run_playbook(RESTORE, extra_vars=vars_, verbosity=verbosity, callback=callback)
+def restore(vars_: dict, verbosity: int = 0, callback: str = "json", check: bool = False):
+    res = run_playbook(RESTORE, extra_vars=vars_, verbosity=verbosity, callback=callback, check=check)
     return res, (res.result("restore") if callback == "json" else None)
 
 
@@ -271,13 +272,28 @@ def test_damaged_dump_is_refused_before_anything_is_touched(cluster, tmp_path):
         assert cluster.probe() == before
         assert [d for d in cluster.databases() if "kongops_restore" in d] == []
 
-    res, result = restore(cluster.vars(src=str(dest / "r1"), kinds=["database"], kong_nodes=[cluster.node.admin_url],
-                                       pg_admin_user=cluster.dba, pg_admin_password=DBA_PASSWORD))
-    assert res.rc == 0 and result["changed"] is True
+    intact = cluster.vars(src=str(dest / "r1"), kinds=["database"], kong_nodes=[cluster.node.admin_url],
+                          database_mode="clean")
+    res, result = restore(intact, check=True)
+    assert res.rc == 0 and result["changed"] is True and cluster.probe() == before
+
+    res, result = restore(intact)
+    assert res.rc == 0 and result["changed"] is True and result["database"]["mode"] == "clean", res.stdout[-3000:]
+    assert result["database"]["verified"] is True and result["database"]["extra_tables"] == []
     after = cluster.probe()
     assert after["counts"]["consumers"] == before["counts"]["consumers"] - 1
     assert "added-after-the-backup" not in cluster.postgres.psql("SELECT username FROM consumers",
                                                                  database=cluster.name)
+
+
+def test_wrong_database_password_fails_clearly_and_writes_nothing(cluster, tmp_path):
+    cluster.cli("migrations", "bootstrap")
+    dest = tmp_path / "backups"
+    res, result = backup(cluster.vars(dest=str(dest), run_id="r1", kinds=["database"],
+                                      pg_password="not-the-password", admin_url="http://127.0.0.1:1"))
+    assert res.rc != 0
+    assert "password authentication failed" in result["msg"] and cluster.name in result["msg"]
+    assert not (dest / "r1").exists() and [p for p in os.listdir(dest) if p.startswith(".")] == []
 
 
 def test_declarative_backup_of_a_database_node_and_db_import_restore(cluster, tmp_path):

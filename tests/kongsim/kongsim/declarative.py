@@ -156,7 +156,6 @@ def load(doc, version: str, *, enabled_plugins=(), raw_text: bytes | str | None 
                                                                    for k, v in top_err.items()]}])
     rewrite = info.major >= 3 and str(fmt) in ("1.1", "2.1")
     w = _Walker(version, enabled_plugins)
-    out: dict = {name: [] for name in E.ORDER}
     by_name: dict = {name: {} for name in E.ORDER}
 
     def walk(entity, items, path, parent=None):

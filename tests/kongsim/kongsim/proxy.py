@@ -1,17 +1,16 @@
 """Proxy data path: routing, plugins (key-auth, request-termination, prometheus), forwarding."""
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from urllib.parse import parse_qsl, urlencode
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from . import versions
 from .router import join_upstream_path
+from .upstream import Pool, UpstreamError
 
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"))
@@ -87,19 +86,15 @@ class Proxy:
         self.server_value = f"kong/{node.version}"
         self.via_value = (f"1.1 kong/{node.version}" if self.info.via_http_version
                           else f"kong/{node.version}")
-        self.session = None
+        self.pool = None
         self.counters = {}
 
     async def start(self):
-        conn = aiohttp.TCPConnector(limit=0, ttl_dns_cache=10, force_close=False,
-                                    keepalive_timeout=float(self.node.conf.get("upstream_keepalive_idle_timeout") or 60))
-        self.session = aiohttp.ClientSession(connector=conn, auto_decompress=False,
-                                             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-                                             cookie_jar=aiohttp.DummyCookieJar())
+        self.pool = Pool(int(self.node.conf.get("upstream_keepalive_pool_size") or 512))
 
     async def close(self):
-        if self.session is not None:
-            await self.session.close()
+        if self.pool is not None:
+            self.pool.close()
 
     # ------------------------------------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -164,7 +159,8 @@ class Proxy:
         service_id = service["id"] if service else None
         if router.has_prometheus:
             ctx["prom"] = router.plugin_for("prometheus", route_id, service_id)
-        query = parse_qsl(request.query_string, keep_blank_values=True)
+        raw_query = request.raw_path.partition("?")[2]
+        query = parse_qsl(raw_query, keep_blank_values=True)
         headers = CIMultiDict(request.headers)
         ka = router.plugin_for("key-auth", route_id, service_id)
         if ka is not None:
@@ -187,8 +183,7 @@ class Proxy:
             if not remainder.startswith("/"):
                 remainder = "/" + remainder
         upstream_path = join_upstream_path(service.get("path"), remainder, compiled.path_handling)
-        qs = urlencode(query) if query != parse_qsl(request.query_string, keep_blank_values=True) \
-            else request.query_string
+        qs = urlencode(query) if query != parse_qsl(raw_query, keep_blank_values=True) else raw_query
         if qs:
             upstream_path += "?" + qs
         return await self._forward(request, headers, service, compiled, upstream_path, host_header,
@@ -289,15 +284,12 @@ class Proxy:
         if self.info.via_http_version:
             client_via = headers.get("Via")
             proto = f"{request.version.major}.{request.version.minor}"
-            if proto == "1.0":
-                proto = "1.0"
             mine = f"{proto} kong/{node.version}"
             out["Via"] = f"{client_via}, {mine}" if client_via else mine
         balancer = router.balancers.get(service["host"])
         retries = service.get("retries", 5) or 0
-        timeout = aiohttp.ClientTimeout(total=None,
-                                        sock_connect=(service.get("connect_timeout") or 60000) / 1000,
-                                        sock_read=(service.get("read_timeout") or 60000) / 1000)
+        connect_timeout = (service.get("connect_timeout") or 60000) / 1000
+        read_timeout = (service.get("read_timeout") or 60000) / 1000
         attempt = 0
         t_up = time.monotonic()
         while True:
@@ -312,39 +304,36 @@ class Proxy:
                 out["Host"] = host_header
             else:
                 out["Host"] = host if port in (80, 443) else f"{host}:{port}"
-            url = f"http://{host if ':' not in host else '[' + host + ']'}:{port}{upstream_path}"
             t_up = time.monotonic()
             try:
-                async with self.session.request(request.method, url, headers=out, data=body or None,
-                                                allow_redirects=False, timeout=timeout) as up:
-                    payload = await up.read()
-                    return self._proxied_response(up, payload, request_id, ctx, t0, t_up)
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
-                    aiohttp.ClientOSError) as exc:
-                attempt += 1
-                if attempt <= retries and not isinstance(exc, aiohttp.ServerDisconnectedError):
-                    continue
-                if isinstance(exc, aiohttp.ClientConnectorError) and "Name or service not known" in str(exc):
+                up = await self.pool.request(host, port, request.method, upstream_path, out.items(), body,
+                                             connect_timeout, read_timeout)
+                return self._proxied_response(up, request_id, ctx, t0, t_up)
+            except UpstreamError as exc:
+                if exc.kind == "dns":
                     raise Exit(503, "name resolution failed", source="error")
-                node.log("error", f"connect() failed while connecting to upstream: {exc}, "
-                                  f"upstream: \"{url}\"")
-                raise Exit(502, None, source="error")
-            except asyncio.TimeoutError:
-                node.log("error", f"upstream timed out while reading response header from upstream, "
-                                  f"upstream: \"{url}\"")
-                raise Exit(504, None, source="error")
-            except aiohttp.ClientResponseError:
+                if exc.kind == "timeout":
+                    node.log("error", f"upstream timed out (110: Connection timed out) while reading "
+                                      f"response header from upstream, upstream: \"http://{host}:{port}"
+                                      f"{upstream_path}\"")
+                    raise Exit(504, None, source="error")
+                attempt += 1
+                if exc.kind == "connect" and attempt <= retries:
+                    continue
+                node.log("error", f"{exc} while connecting to upstream, upstream: "
+                                  f"\"http://{host}:{port}{upstream_path}\"")
                 raise Exit(502, None, source="error")
 
-    def _proxied_response(self, up, payload, request_id, ctx, t0, t_up):
+    def _proxied_response(self, up, request_id, ctx, t0, t_up):
         ctx["source"] = "service"
         headers = CIMultiDict()
-        for k, v in up.headers.items():
+        for k, v in up.headers:
             if k.lower() not in _SKIP_RESPONSE:
                 headers.add(k, v)
+        payload = up.body
         now = time.monotonic()
         if self.server_tokens:
-            upstream_via = up.headers.get("Via")
+            upstream_via = headers.get("Via")
             if self.info.via_http_version and upstream_via:
                 headers["Via"] = f"{upstream_via}, {self.via_value}"
             else:
@@ -360,7 +349,7 @@ class Proxy:
             headers["X-Kong-Proxy-Latency"] = str(max(0, int((t_up - t0) * 1000)))
         if request_id and self.request_id_header:
             headers["X-Kong-Request-Id"] = request_id
-        return web.Response(status=up.status, body=payload, headers=headers)
+        return web.Response(status=up.status, reason=up.reason or None, body=payload, headers=headers)
 
     # metrics ----------------------------------------------------------------------------
     def _count(self, ctx, status):

@@ -128,7 +128,7 @@ def share_between(summary: dict, start_wall: float, end_wall: float, version: st
 
 class LoadGenerator:
     def __init__(self, url: str, rate: float = 300.0, headers: dict | None = None, duration: float | None = None,
-                 timeout: float = 10.0, method: str = "GET", max_in_flight: int = 1000):
+                 timeout: float = 10.0, method: str = "GET", max_in_flight: int | None = None):
         if rate <= 0:
             raise ValueError("rate must be > 0 requests per second")
         self.url = url
@@ -137,7 +137,9 @@ class LoadGenerator:
         self.duration = duration
         self.timeout = timeout
         self.method = method
-        self.max_in_flight = max_in_flight
+        # by default high enough that only the per-request timeout ends a slow request: every request
+        # due is sent, and a stalled server shows up as timeouts rather than as requests not sent
+        self.max_in_flight = max_in_flight or int(self.rate * (timeout + 1)) + 100
         self.records: list[Record] = []
         self.started_at: float | None = None
         self.skipped = 0

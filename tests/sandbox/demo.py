@@ -59,14 +59,16 @@ def _clock(epoch: float | None, t0: float | None) -> str:
 
 
 def _segments(summary: dict, version: str) -> list[dict]:
-    """Consecutive seconds grouped by the measured share of ``version`` (rounded to 5 points)."""
+    """Consecutive seconds grouped by the measured share of ``version`` (rounded to 5 points); seconds
+    in which nothing succeeded stay in the running group and count as failed there."""
     segments: list[dict] = []
     for sec in summary["per_second"]:
         served = sum(sec["versions"].values())
-        share = 100.0 * sec["versions"].get(version, 0) / served if served else None
-        level = None if share is None else int(round(share / 5.0) * 5)
-        if segments and segments[-1]["level"] == level:
+        level = int(round(100.0 * sec["versions"].get(version, 0) / served / 5.0) * 5) if served else None
+        if segments and (level is None or segments[-1]["level"] in (None, level)):
             seg = segments[-1]
+            if seg["level"] is None:
+                seg["level"] = level
         else:
             seg = {"level": level, "from": sec["second"], "requests": 0, "hits": 0, "failed": 0}
             segments.append(seg)

@@ -135,8 +135,7 @@ def share_targets(groups: dict, share: dict) -> dict:
     """Validate `groups` and `share` and return the target percentage of every group. Groups
     left out of `share` split the remainder equally."""
     if not groups:
-        raise LbParamError("groups: give at least one group of servers, e.g. {kong_x: [x1], kong_y: [y1]}",
-                           "groups")
+        raise LbParamError("groups: give at least one group, a name with a list of servers", "groups")
     owner = {}
     for group, members in groups.items():
         if not isinstance(members, list) or not members:

@@ -249,8 +249,8 @@ def plan(current: dict, weights=None, groups=None, share=None, state=None, serve
         computed, expected = compute_share_weights(groups or {}, share)
         for name, weight in computed.items():
             desired[name]["weight"] = weight
+    _check_known(servers or [], current, "servers")
     if state:
-        _check_known(servers or [], current, "servers")
         for name in servers or []:
             desired[name]["state"] = state
     return desired, computed, expected

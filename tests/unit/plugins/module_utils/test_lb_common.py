@@ -131,6 +131,7 @@ def test_plan_restore_is_exact_and_ignores_extra_keys():
 @pytest.mark.parametrize("kwargs,param,message", [
     ({"weights": {"zz": 1}}, "weights", "weights: no such server in the load balancer: zz .known servers: x1, x2, y1"),
     ({"state": "drain", "servers": ["x1", "nope"]}, "servers", "servers: no such server"),
+    ({"servers": ["nope"]}, "servers", "servers: no such server"),
     ({"groups": {"x": ["x1", "q"]}, "share": {"x": 100}}, "groups", r"groups.x: no such server .*: q"),
     ({"restore": {"zz": {"weight": 1, "state": "ready"}}}, "restore", "restore: no such server"),
     ({"restore": {"x1": {"weight": 1}}}, "restore", "restore.x1: expected a dict with weight and state"),

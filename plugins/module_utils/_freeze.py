@@ -233,28 +233,48 @@ def _frozen_marker(entity: dict) -> bool:
 
 
 def node_kind(client: KongAdminClient) -> dict:
-    """Database mode and role of the node behind the Admin API (GET /, FACTS.md 3.1)."""
+    """Version, identity, database mode and role of the node behind the Admin API (GET /, FACTS.md 3.1)."""
     node = client.node()
     conf = node.get("configuration") or {}
     return {
         "version": node.get("version"),
+        "node_id": node.get("node_id"),
         "database": conf.get("database"),
         "role": conf.get("role", "traditional"),
         "dbless": conf.get("database") == "off" or conf.get("role") == "data_plane",
     }
 
 
-def compute_fingerprint(client: KongAdminClient, kind: dict | None = None) -> dict:
-    """Fingerprint of the whole configuration behind `client`.
+# Set by Kong itself: on a write that changes nothing, and on every DB-less load of a file
+# without them, so they say nothing about the configuration.
+_AUTO_FIELDS = ("created_at", "updated_at")
 
-    `value` is Kong's `configuration_hash` where the node reports one (DB-less node or data
-    plane, FACTS.md 3.2), else a sha256 over the canonical JSON of every entity of every page.
-    Per-entity digests are kept in both cases so that drift can be named. Entities tagged
-    `kongops-freeze` (the marker) are left out.
-    """
-    kind = kind or node_kind(client)
-    entities: dict = {}
-    skipped = []
+
+def _leaves(entity: dict) -> dict:
+    """{json path: canonical value} of every leaf (lists and scalars are leaves, dicts are walked)."""
+    out = {}
+
+    def walk(value, path):
+        if isinstance(value, dict) and value:
+            for key, sub in value.items():
+                walk(sub, path + [key])
+        else:
+            out[json.dumps(path)] = _canonical(value)
+
+    walk({k: v for k, v in entity.items() if k not in _AUTO_FIELDS}, [])
+    return out
+
+
+def _shape_key(etype: str, entity: dict) -> str:
+    return f"plugins:{entity.get('name')}" if etype == "plugins" else etype
+
+
+def _digest(leaves: dict) -> str:
+    return hashlib.sha256(_canonical(sorted(leaves.items())).encode("utf-8")).hexdigest()
+
+
+def _entities(client: KongAdminClient, skipped: list):
+    """(entity type, entity, label fields) for every entity of every page, the marker left out."""
     upstream_ids = []
     for path, etype, fields in CORE_COLLECTIONS + OPTIONAL_COLLECTIONS:
         try:
@@ -265,20 +285,47 @@ def compute_fingerprint(client: KongAdminClient, kind: dict | None = None) -> di
                 continue
             raise
         for item in items:
-            if _frozen_marker(item):
-                continue
-            key = f"{etype}/{item.get('id')}"
-            entities[key] = [hashlib.sha256(_canonical(item).encode("utf-8")).hexdigest(),
-                             _label(etype, item, fields)]
-            if etype == "upstreams":
-                upstream_ids.append(item.get("id"))
+            if not _frozen_marker(item):
+                yield etype, item, fields
+                if etype == "upstreams":
+                    upstream_ids.append(item.get("id"))
     for up in upstream_ids:
         for item in client.paged(f"/upstreams/{up}/targets"):
-            entities[f"targets/{item.get('id')}"] = [
-                hashlib.sha256(_canonical(item).encode("utf-8")).hexdigest(), _label("targets", item, _TARGET_LABEL)]
+            yield "targets", item, _TARGET_LABEL
+
+
+def compute_fingerprint(client: KongAdminClient, kind: dict | None = None, shapes: dict | None = None) -> dict:
+    """Fingerprint of the whole configuration behind `client`.
+
+    `value` is Kong's `configuration_hash` where the node reports one (DB-less node or data
+    plane, FACTS.md 3.2), else a sha256 over every entity of every page. Per-entity digests
+    (over the entity's fields, Kong's own timestamps left out) are kept in both cases so that
+    drift can be named, with the field paths each entity type had (`shapes`). Given the
+    `shapes` of an earlier fingerprint, fields outside them are left out of the digests and
+    listed in `new_fields`: a newer Kong version shows new fields with their defaults. Entities
+    tagged `kongops-freeze` (the marker) are left out.
+    """
+    kind = kind or node_kind(client)
+    entities: dict = {}
+    seen_shapes: dict = {}
+    new_fields: dict = {}
+    skipped: list = []
+    for etype, item, fields in _entities(client, skipped):
+        leaves = _leaves(item)
+        shape = _shape_key(etype, item)
+        seen_shapes.setdefault(shape, set()).update(leaves)
+        if shapes is not None and shape in shapes:
+            known = set(shapes[shape])
+            extra = set(leaves) - known
+            if extra:
+                new_fields.setdefault(shape, set()).update(extra)
+                leaves = {k: v for k, v in leaves.items() if k in known}
+        entities[f"{etype}/{item.get('id')}"] = [_digest(leaves), _label(etype, item, fields)]
     canonical = hashlib.sha256("".join(f"{k} {v[0]}\n" for k, v in sorted(entities.items())).encode()).hexdigest()
     fp = {"kind": "entities_sha256", "value": canonical, "entities_sha256": canonical, "entities": entities,
-          "skipped": skipped, "node": kind}
+          "shapes": {k: sorted(v) for k, v in seen_shapes.items()}, "skipped": skipped, "node": kind,
+          "new_fields": {k: sorted(".".join(str(x) for x in json.loads(p)) for p in v)
+                         for k, v in new_fields.items()}}
     if kind["dbless"]:
         config_hash = client.status().get("configuration_hash")
         if config_hash:
@@ -291,12 +338,26 @@ def summary(fp: dict) -> dict:
     for key in fp.get("entities", {}):
         etype = key.split("/", 1)[0]
         by_type[etype] = by_type.get(etype, 0) + 1
+    node = fp.get("node") or {}
     return {"kind": fp.get("kind"), "value": fp.get("value"), "entities_sha256": fp.get("entities_sha256"),
-            "entity_count": len(fp.get("entities", {})), "by_type": by_type}
+            "entity_count": len(fp.get("entities", {})), "by_type": by_type, "node_id": node.get("node_id"),
+            "version": node.get("version")}
+
+
+def same_node(before: dict, after: dict) -> bool:
+    """Whether two fingerprints come from the same node on the same Kong version."""
+    b, a = before.get("node") or {}, after.get("node") or {}
+    return b.get("node_id") == a.get("node_id") and b.get("version") == a.get("version")
 
 
 def compare(before: dict, after: dict) -> dict:
-    """Drift between two fingerprints, naming every entity added, removed or changed."""
+    """Drift between two fingerprints, naming every entity added, removed or changed.
+
+    Kong's `configuration_hash` is the md5 of the text a node loaded (FACTS.md 3.2): another node
+    fed an export of the same configuration, or the same node on a newer version, reports another
+    hash for the same entities. So the hash decides only between fingerprints of the same node on
+    the same version; otherwise the entities decide and the hashes are reported.
+    """
     old, new = before.get("entities") or {}, after.get("entities") or {}
 
     def item(key, change, entry):
@@ -306,12 +367,18 @@ def compare(before: dict, after: dict) -> dict:
     added = [item(k, "added", new[k]) for k in sorted(set(new) - set(old))]
     removed = [item(k, "removed", old[k]) for k in sorted(set(old) - set(new))]
     changed = [item(k, "changed", new[k]) for k in sorted(set(old) & set(new)) if old[k][0] != new[k][0]]
-    value_changed = before.get("value") != after.get("value")
+    value_compared = before.get("kind") == after.get("kind") and (
+        before.get("kind") != "configuration_hash" or same_node(before, after))
+    value_changed = value_compared and before.get("value") != after.get("value")
     return {
         "drifted": bool(value_changed or added or removed or changed),
         "kind": before.get("kind"),
         "value_before": before.get("value"),
         "value_after": after.get("value"),
+        "value_compared": value_compared,
+        "version_before": (before.get("node") or {}).get("version"),
+        "version_after": (after.get("node") or {}).get("version"),
+        "new_fields": after.get("new_fields") or {},
         "added": added,
         "removed": removed,
         "changed": changed,
@@ -319,7 +386,7 @@ def compare(before: dict, after: dict) -> dict:
 
 
 def _singular(etype: str) -> str:
-    return etype.removesuffix("s")
+    return re.sub(r"s$", "", etype)
 
 
 def describe_drift(drift: dict, limit: int = 20) -> str:

@@ -22,7 +22,13 @@ description:
     of every page of the Admin API. Per-entity digests are kept in the lock file in both cases, so
     that drift names the entities.
   - O(state=verified) recomputes the fingerprint and fails, naming every entity added, removed or
-    changed (type, name and id), if anything drifted.
+    changed (type, name and id), if anything drifted. Kong's own C(created_at)/C(updated_at) are
+    left out of the entity digests (a write that changes no field is not drift). The
+    C(configuration_hash) decides only on the node and Kong version that took the fingerprint, as it is
+    the md5 of the text the node loaded, so another node fed an export, or the node after an
+    upgrade, reports another hash for the same entities; the entities decide there. When the Kong
+    version changed since the freeze, fields the new version shows that the frozen entities did not
+    have (new fields with their defaults) are left out and listed in RV(drift.new_fields).
   - O(state=thawed) verifies (unless O(force)), then removes the enforcement, the marker and the
     lock. It is idempotent.
   - A lock left by another run (another O(run_id)) is reported loudly with its holder and age;
@@ -328,6 +334,27 @@ drift:
       description: Current fingerprint value.
       type: str
       sample: 1a7e...
+    value_compared:
+      description: Whether the values were compared (a C(configuration_hash) only on the same node and version).
+      type: bool
+      sample: true
+    version_before:
+      description: Kong version of the node that took the fingerprint.
+      type: str
+      sample: 3.8.1
+    version_after:
+      description: Kong version of the node compared now.
+      type: str
+      sample: 3.9.3
+    new_fields:
+      description: Per entity type (C(plugins:<name>) for plugins), fields a newer Kong version added, left out.
+      type: dict
+      sample: {"plugins:key-auth": ["config.realm"]}
+compared:
+  description: Set when only the entities were compared, with the reason.
+  returned: when the fingerprint value could not be compared
+  type: str
+  sample: "entities only: the configuration_hash of another node or another Kong version is not comparable"
 enforcement:
   description: State of the enforcement after the task.
   returned: when enforcement is configured or recorded
@@ -455,10 +482,16 @@ class Freeze:
                 "enforcement_active": enforcement_active, "marker_present": marker_present}
 
     def verify(self, record):
-        current = compute_fingerprint(self.client)
+        frozen = record.get("fingerprint") or {}
+        kind = node_kind(self.client)
+        upgraded = (frozen.get("node") or {}).get("version") != kind["version"]
+        current = compute_fingerprint(self.client, kind, shapes=frozen.get("shapes") if upgraded else None)
         self.result["fingerprint"] = summary(current)
-        drift = compare(record.get("fingerprint") or {}, current)
+        drift = compare(frozen, current)
         self.result["drift"] = drift
+        if not drift["value_compared"]:
+            self.result["compared"] = (f"entities only: the {frozen.get('kind')} of another node or another Kong "
+                                       "version is not comparable")
         return drift
 
     # ------------------------------------------------------------------ frozen

@@ -201,26 +201,48 @@ backend kong_admin_nodes
     assert post_service(front, "after-thaw").status_code == 201
 
 
-def test_dbless_fingerprint_is_the_configuration_hash(kong_bin, tmp_path):
+def test_dbless_freeze_holds_across_nodes_and_versions(kong_bin, tmp_path_factory, tmp_path):
+    """Rolling upgrade of DB-less nodes: frozen on an X node (3.6.1), verified on a Y node (3.7.1) that
+    loaded X's export; Y's configuration_hash differs and 3.7 adds key-auth `config.realm`, neither
+    is drift; a change posted to Y is."""
     declarative = ("_format_version: '3.0'\nservices:\n- name: users\n  url: http://127.0.0.1:9/users\n"
-                   "  routes:\n  - name: users-route\n    paths: [/users]\n")
-    node = KongNode(kong_bin, str(tmp_path / "kong"), name="dbless1", declarative=declarative)
-    node.start()
+                   "  routes:\n  - name: users-route\n    paths: [/users]\n    plugins:\n    - name: key-auth\n"
+                   "consumers:\n- username: alice\n  keyauth_credentials:\n  - key: alice-secret-key\n")
+    x_bin = install_kong("3.6.1", str(tmp_path_factory.mktemp("kong-361")))
+    y_bin = install_kong("3.7.1", str(tmp_path_factory.mktemp("kong-371")))
+    x = KongNode(x_bin, str(tmp_path / "x"), name="x1", declarative=declarative)
+    x.start()
     try:
-        lock = str(tmp_path / "dbless.json")
-        common = {"admin_url": node.admin_url, "cluster": "edge", "lock_path": lock}
-        run, res = freeze(tmp_path, "freeze", state="frozen", run_id="r1", marker=True, **common)
+        lock = str(tmp_path / "edge.json")
+        run, res = freeze(tmp_path, "freeze", state="frozen", run_id="r1", marker=True, admin_url=x.admin_url,
+                          cluster="edge", lock_path=lock)
         assert run.rc == 0, run.stdout[-3000:]
-        status_hash = requests.get(node.admin_url + "/status", timeout=10).json()["configuration_hash"]
-        assert res["fingerprint"]["kind"] == "configuration_hash" and res["fingerprint"]["value"] == status_hash
+        x_hash = requests.get(x.admin_url + "/status", timeout=10).json()["configuration_hash"]
+        assert res["fingerprint"]["kind"] == "configuration_hash" and res["fingerprint"]["value"] == x_hash
         assert any("marker=true skipped" in str(w) for w in res.get("warnings", []))
+        export = requests.get(x.admin_url + "/config", timeout=10).json()["config"]
+    finally:
+        x.stop()
 
-        changed = declarative + "- name: sneaky\n  url: http://127.0.0.1:9/sneaky\n"
-        resp = requests.post(node.admin_url + "/config", data=changed,
+    y = KongNode(y_bin, str(tmp_path / "y"), name="y1", declarative=export)
+    y.start()
+    try:
+        common = {"admin_url": y.admin_url, "cluster": "edge", "lock_path": lock}
+        run, res = freeze(tmp_path, "verify on Y", state="verified", **common)
+        assert res.get("failed") is not True, res.get("msg")
+        drift = res["drift"]
+        assert drift["value_compared"] is False and drift["value_before"] == x_hash
+        assert (drift["version_before"], drift["version_after"]) == ("3.6.1", "3.7.1")
+        assert "not comparable" in res["compared"]
+        assert drift["new_fields"] == {"plugins:key-auth": ["config.realm"]}
+
+        config = yaml.safe_load(export)
+        config["services"].append({"name": "sneaky", "host": "sneaky.internal", "port": 80, "protocol": "http"})
+        changed = yaml.safe_dump(config)
+        resp = requests.post(y.admin_url + "/config", data=changed,
                              headers={"Content-Type": "application/yaml"}, timeout=10)
         assert resp.status_code == 201, resp.text
-        run, res = freeze(tmp_path, "verify", state="verified", **common)
+        run, res = freeze(tmp_path, "verify after a write", state="verified", **common)
         assert res["failed"] is True and "added service 'sneaky'" in res["msg"]
-        assert res["drift"]["value_before"] == status_hash and res["drift"]["value_after"] != status_hash
     finally:
-        node.stop()
+        y.stop()

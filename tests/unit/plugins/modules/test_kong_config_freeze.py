@@ -25,6 +25,8 @@ PAGE = 2
 class FakeKong:
     def __init__(self, dbless=False):
         self.dbless = dbless
+        self.version = "3.6.1"
+        self.node_id = "6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1"
         self.config_hash = "5f2c6a0e8e2f4a8f9b0c1d2e3f405162"
         self.data = {"services": [], "routes": [], "consumers": [], "plugins": [], "upstreams": [],
                      "certificates": [], "snis": [], "ca_certificates": [], "key-auths": []}
@@ -55,7 +57,7 @@ class FakeKong:
         if self.fail_status:
             return self.respond(self.fail_status, {"message": "Unauthorized"})
         if method == "GET" and path == "/":
-            return self.respond(200, {"version": "3.9.3", "configuration": {
+            return self.respond(200, {"version": self.version, "node_id": self.node_id, "configuration": {
                 "database": "off" if self.dbless else "postgres", "role": "traditional"}})
         if method == "GET" and path == "/status":
             body = {"memory": {}, "server": {}}
@@ -320,3 +322,30 @@ def test_unreadable_lock_file_is_reported(kong, lock, capsys):
         fh.write("{not json")
     rc, r = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})[:2]
     assert rc == 1 and "cannot read the lock file" in r["msg"]
+
+
+def test_after_an_upgrade_new_default_fields_are_not_drift_but_real_changes_are(kong, lock, capsys):
+    run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
+    kong.version = "3.7.1"
+    kong.data["plugins"][0]["config"]["realm"] = None
+    for route in kong.data["routes"]:
+        route["updated_at"] = 1800000000
+    rc, r = run(capsys, {"state": "verified", "lock_path": lock})[:2]
+    assert rc == 0 and r["drift"]["drifted"] is False
+    assert r["drift"]["new_fields"] == {"plugins:key-auth": ["config.realm"]}
+    assert (r["drift"]["version_before"], r["drift"]["version_after"]) == ("3.6.1", "3.7.1")
+    kong.data["plugins"][0]["config"]["key_names"] = ["x-api-key"]
+    rc, r = run(capsys, {"state": "verified", "lock_path": lock})[:2]
+    assert rc == 1 and "changed plugin 'key-auth'" in r["msg"]
+
+
+def test_dbless_hash_of_another_node_is_reported_not_compared(kong, lock, capsys):
+    kong.dbless = True
+    run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
+    kong.node_id, kong.config_hash = "0b1e7f5c-9a43-4d58-8f1e-8f0d3c2b1a00", "f" * 32
+    rc, r = run(capsys, {"state": "verified", "lock_path": lock})[:2]
+    assert rc == 0 and r["drift"]["value_compared"] is False and r["drift"]["value_after"] == "f" * 32
+    assert "not comparable" in r["compared"]
+    kong.add("services", name="late", host="late.internal")
+    rc, r = run(capsys, {"state": "verified", "lock_path": lock})[:2]
+    assert rc == 1 and "added service 'late'" in r["msg"]

@@ -498,7 +498,7 @@ def main():
     p = module.params
     if p["backend"] == "nginx":
         p["persist"] = "none"
-    result = {"changed": False, "backend": p["backend"]}
+    result = {"changed": False}
     lb = None
     try:
         check_params(p)
@@ -512,7 +512,8 @@ def main():
     except NginxError as exc:
         module.fail_json(msg=str(exc), **{**result, **exc.context()})
     except OSError as exc:
-        module.fail_json(msg=f"cannot write {exc.filename or 'a file'}: {exc}; nothing was left changed", **result)
+        module.fail_json(msg=f"{exc.filename or 'file access'}: {exc.strerror or exc}; nothing was left changed",
+                         **result)
     except Exception as exc:  # noqa: BLE001 - last resort: report with the traceback, never crash
         module.fail_json(msg=f"unexpected error: {exc}", exception=traceback.format_exc(), **result)
     for warning in lb.warnings:

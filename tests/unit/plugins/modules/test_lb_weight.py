@@ -53,6 +53,22 @@ def runtime_state(lb, backend="kong"):
     return {r[3]: (int(r[7]), int(r[8]), int(r[6])) for r in rows}
 
 
+def worker_pid(lb) -> str:
+    return re.search(r"^Pid: (\d+)$", lb.command("show info"), re.MULTILINE).group(1)
+
+
+def reload(lb, timeout=15.0):
+    """Reload HAProxy and wait until only the new worker answers on the socket (the old one
+    keeps answering for a moment while it stops)."""
+    old = worker_pid(lb)
+    lb.reload()
+    deadline, fresh = time.monotonic() + timeout, 0
+    while fresh < 3:
+        assert time.monotonic() < deadline, "the reloaded HAProxy worker does not answer"
+        fresh = fresh + 1 if worker_pid(lb) != old else 0
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def lb(haproxy_factory, tmp_path):
     server = haproxy_factory(HAPROXY.replace("{dir}", str(tmp_path)))
@@ -293,7 +309,7 @@ def test_refused_step_rolls_back_the_steps_before_it(lb, capsys):
 def test_persist_state_file_survives_reload_and_none_does_not(lb, capsys):
     rc, result = run(capsys, dict(lb.args, weights={"x1": 0}))
     assert rc == 0 and result["files"] == []
-    lb.reload()
+    reload(lb)
     assert runtime_state(lb)["x1"][0] == 100, (
         "without persist a reload brings back the configured weight"
     )
@@ -317,7 +333,7 @@ def test_persist_state_file_survives_reload_and_none_does_not(lb, capsys):
     with open(lb.state_file) as fh:
         assert " kong 1 x1 " in fh.read()
     expected = runtime_state(lb)
-    lb.reload()
+    reload(lb)
     assert runtime_state(lb) == expected
     rc, again = run(
         capsys,
@@ -356,7 +372,7 @@ def test_persist_config_rewrites_server_lines(lb, capsys):
         text.replace(" weight 9\n", " weight 100\n").replace(" disabled\n", "\n")
         == original
     )
-    lb.reload()
+    reload(lb)
     after = runtime_state(lb)
     assert after["x2"][:2] == (9, 9) and after["y2"][2] & 0x01
 

@@ -907,12 +907,13 @@ def summary(desired: str, report: dict) -> str:
     """One sentence for `msg`."""
     after = report.get("after")
     before = report["before"]
-    if report.get("lock_aborted") or (
-        report.get("concurrent") and not report.get("changed")
-    ):
-        state = after.status if after is not None else "unknown"
+    state = after.status if after is not None else "unknown"
+    if report.get("concurrent") and not report.get("changed"):
+        how = "held Kong's migration lock and " if report.get("lock_aborted") else ""
+        return f"another node {how}ran the migrations at the same time; the database is now '{state}'"
+    if report.get("concurrent"):
         return (
-            f"another node held Kong's migration lock and ran the migrations; the database is now "
+            f"ran {', '.join(report['ran'])} while another node migrated too; the database is now "
             f"'{state}'"
         )
     if desired == "list":

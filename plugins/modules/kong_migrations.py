@@ -238,7 +238,10 @@ plan:
   elements: dict
   sample: [{"command": "up", "migrations": {"core": ["016_280_to_300", "017_300_to_310"]}}]
 ran:
-  description: The C(kong migrations) sub-commands that ran and did their work (not the aborted ones).
+  description:
+    - The C(kong migrations) sub-commands that ran, not counting those Kong aborted because another node
+      held the lock. One may have found nothing left to do when another node got there first; RV(migrated)
+      and C(changed) tell what this run did.
   returned: success
   type: list
   elements: str

@@ -371,6 +371,17 @@ def test_two_concurrent_up_exactly_one_migrates(cluster, pg):
         )
     loser = results[({"y1", "y2"} - set(changed)).pop()]
     assert loser["ran"] == [] and loser["migrated"] == {}
+    # Either Kong's lock (aborted), Kong refusing `up` over the winner's pending ones, or it came late.
+    assert (
+        loser["lock_aborted"]
+        or loser["concurrent"]
+        or loser["before"]["status"] == "pending"
+    ), loser["msg"]
+    if loser["concurrent"]:
+        assert (
+            loser["msg"].startswith("another node ")
+            and "the database is now 'pending'" in loser["msg"]
+        )
     # Two runners appending to schema_meta arrays would duplicate names.
     rows = cluster.schema_meta()
     assert pending_of(rows) == PENDING_285_342 and rows["core"][0] == CORE_AFTER_UP

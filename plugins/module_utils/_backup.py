@@ -382,8 +382,7 @@ def canonical_doc(doc: dict) -> dict:
 def canonical_yaml(doc: dict) -> str:
     require_yaml()
     return yaml.dump(canonical_doc(doc), Dumper=_YAML_DUMPER, sort_keys=True, default_flow_style=False,
-                     allow_unicode=True,
-                          width=1 << 20)
+                     allow_unicode=True, width=1 << 20)
 
 
 def entity_counts(doc: dict) -> dict:

@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # ruff: noqa: EXE001
 # Copyright: kongops.upgrade contributors
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE), a licence compatible with the GNU General Public License v3.0
+# under which Ansible is distributed.
 from __future__ import annotations
 
 DOCUMENTATION = r"""

@@ -26,10 +26,11 @@ KONG_ADMIN_ARG_SPEC = dict(
     timeout=dict(type="int", default=10),
 )
 
-# Entity collections in dependency order (parents before children), as Kong exports them.
+# Entity collections of the Admin API in dependency order (parents before children). Kong serves
+# key-auth credentials at /key-auths; targets only under their upstream (/upstreams/{id}/targets).
 ENTITY_TYPES = (
     "ca_certificates", "certificates", "snis", "services", "routes", "consumers",
-    "keyauth_credentials", "upstreams", "targets", "plugins",
+    "key-auths", "upstreams", "plugins",
 )
 
 _HINTS = {
@@ -121,8 +122,12 @@ class KongAdminClient:
         return conf.get("database") == "off"
 
     def entities(self, types=ENTITY_TYPES) -> dict:
-        """All entities of the given types, every page (database or DB-less node)."""
-        return {name: self.paged(f"/{name}") for name in types}
+        """All entities of the given types, every page (database or DB-less node); with
+        `upstreams`, their `targets` too."""
+        found = {name: self.paged(f"/{name}") for name in types}
+        if "upstreams" in found:
+            found["targets"] = [t for up in found["upstreams"] for t in self.paged(f"/upstreams/{up['id']}/targets")]
+        return found
 
     def get_config(self) -> str:
         """The declarative configuration of a DB-less node as YAML text (GET /config)."""

@@ -11,7 +11,7 @@ import requests
 from tests.integration.ansible_run import run_playbook
 from tests.loadgen import LoadGenerator
 from tests.sandbox.core import Sandbox
-from tests.services.ports import free_port
+from tests.sandbox.procs import port_is_free
 from tests.services.postgres import PostgresServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,12 +20,23 @@ MIGRATIONS = json.load(open(os.path.join(os.path.dirname(REPO), "shared", "refer
 SEEDED = 500  # services, each with a route: 1,000 entities plus the demo configuration
 
 
+
+def _base_port() -> int:
+    """A base for the sandbox's ports: it hands them out upward, below the ephemeral range."""
+    import random
+
+    while True:
+        base = random.randrange(20000, 31000, 50)
+        if all(port_is_free(base + i) for i in range(0, 30, 3)):
+            return base
+
+
 @pytest.fixture
 def traditional(tmp_path):
     boxes = []
 
     def make(kong_x: str) -> Sandbox:
-        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=free_port(), out=lambda msg: None)
+        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=_base_port(), out=lambda msg: None)
         boxes.append(box)
         box.up(mode="traditional", kong_x=kong_x)
         admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"

@@ -13,7 +13,7 @@ import pytest
 
 from tests.loadgen import LoadGenerator, share_between
 from tests.sandbox.core import Sandbox, haproxy_servers
-from tests.services.ports import free_port
+from tests.sandbox.procs import port_is_free
 
 X, Y = "3.8.1", "3.9.3"
 RATE = 200.0
@@ -31,12 +31,23 @@ def _epoch(text: str) -> float:
     return datetime.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=datetime.UTC).timestamp()
 
 
+
+def _base_port() -> int:
+    """A base for the sandbox's ports: it hands them out upward, below the ephemeral range."""
+    import random
+
+    while True:
+        base = random.randrange(20000, 31000, 50)
+        if all(port_is_free(base + i) for i in range(0, 30, 3)):
+            return base
+
+
 @pytest.fixture
 def sandbox(tmp_path):
     boxes = []
 
     def make(mode: str = "dbless", kong_x: str = X) -> Sandbox:
-        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=free_port(), out=lambda msg: None)
+        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=_base_port(), out=lambda msg: None)
         boxes.append(box)
         box.up(mode=mode, kong_x=kong_x)
         return box

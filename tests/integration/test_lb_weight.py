@@ -102,6 +102,22 @@ def runtime_state(lb):
     return {r[3]: (int(r[7]), int(r[6])) for r in rows}
 
 
+def old_nginx_workers(web) -> list:
+    """Worker processes of this nginx that are shutting down after a reload (Linux /proc)."""
+    master, found = str(web.pid()), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                parent = fh.read().rsplit(")", 1)[1].split()[1]
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        if parent == master and b"shutting down" in cmdline:
+            found.append(int(pid))
+    return found
+
+
 SHARE_PLAY = """
 - hosts: localhost
   gather_facts: false
@@ -138,7 +154,11 @@ def test_shares_measured_through_haproxy_and_nginx(backends, haproxy_factory, ng
         for task in ("haproxy share", "nginx share"):
             result = run.result(task)
             assert result["changed"] is True and result["expected_share"]["kong_y"] == share
-        time.sleep(0.5)  # nginx's old workers stop accepting shortly after the reload
+        time.sleep(0.5)
+        deadline = time.monotonic() + 15
+        while old_nginx_workers(web):  # they may still accept a connection right after the reload
+            assert time.monotonic() < deadline, "nginx's old workers do not exit"
+            time.sleep(0.1)
         for name, port in (("haproxy", lb.ports["proxy"]), ("nginx", web.ports["proxy"])):
             observed = measure(port, count)["kong_y"]
             assert abs(observed - share) <= 3, f"{name}: {observed:.1f} % to kong_y, wanted {share} %"
@@ -179,22 +199,6 @@ DRAIN_PLAY = {
         poll_interval: 0.5
 """,
 }
-
-
-def old_nginx_workers(web) -> list:
-    """Worker processes of this nginx that are shutting down after a reload (Linux /proc)."""
-    master, found = str(web.pid()), []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                parent = fh.read().rsplit(")", 1)[1].split()[1]
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmdline = fh.read()
-        except OSError:
-            continue
-        if parent == master and b"shutting down" in cmdline:
-            found.append(int(pid))
-    return found
 
 
 def test_drain_waits_for_the_slow_request_which_succeeds(backends, haproxy_factory, nginx_factory, tmp_path):

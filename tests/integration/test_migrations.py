@@ -158,7 +158,7 @@ def cluster(postgres, kong_bins, tmp_path, request):
 
 
 def play(tasks, inventory=None, hosts="localhost"):
-    """Run tasks in one play; returns {task name: result} (first host) and the RunResult."""
+    """Run tasks in one play; returns {task name: result} (first host)."""
     pb = [
         {
             "name": "kong_migrations",
@@ -169,7 +169,7 @@ def play(tasks, inventory=None, hosts="localhost"):
     ]
     run = run_playbook(yaml.safe_dump(pb, sort_keys=False), inventory=inventory)
     assert run.data, run.stdout[-3000:] + run.stderr[-3000:]
-    return {t["name"]: run.result(t["name"]) for t in tasks}, run
+    return {t["name"]: run.result(t["name"]) for t in tasks}
 
 
 def schema_meta_of(probe_result) -> dict:
@@ -181,7 +181,7 @@ def test_285_bootstrapped_then_342_up_finished_current(cluster):
     x = cluster.node("2.8.5", "x")
     y = cluster.node("3.4.2", "y")
 
-    r, _ = play([
+    r = play([
         cluster.task("bootstrap", cluster.args(x, "bootstrapped")),
         cluster.task("bootstrap again", cluster.args(x, "bootstrapped")),
     ])  # fmt: skip
@@ -201,7 +201,7 @@ def test_285_bootstrapped_then_342_up_finished_current(cluster):
     assert cluster.schema_meta()["core"] == (CORE_285, [])
     x.start(env=cluster.env)
 
-    r, _ = play([
+    r = play([
         cluster.task("list", cluster.args(y, "list")),
         cluster.probe("before check"),
         cluster.task("check up", cluster.args(y, "up"), check_mode=True, diff=True),
@@ -246,7 +246,7 @@ def test_285_bootstrapped_then_342_up_finished_current(cluster):
 
     y.start(env=cluster.env)
     gate = {"finish_gate_nodes": [x.admin_url, y.admin_url]}
-    r, _ = play(
+    r = play(
         [cluster.task("finish while x runs 2.8.5", cluster.args(y, "finished", **gate))]
     )
     refused = r["finish while x runs 2.8.5"]
@@ -258,15 +258,15 @@ def test_285_bootstrapped_then_342_up_finished_current(cluster):
 
     x.stop()
     absent = dict(gate, finish_gate_unreachable="absent")
-    r, _ = play([
+    reruns = ("current", "finished", "up", "bootstrapped", "list")
+    r = play([
         cluster.task("finish, x unreachable", cluster.args(y, "finished", **gate)),
         cluster.probe("before check finish"),
         cluster.task("check finish", cluster.args(y, "finished", **absent), check_mode=True, diff=True),
         cluster.probe("after check finish"),
         cluster.task("finish", cluster.args(y, "finished", **absent)),
         cluster.probe("after finish"),
-    ] + [cluster.task(f"rerun {s}", cluster.args(y, s, **absent)) for s in ("current", "finished", "up",
-                                                                              "bootstrapped", "list")])  # fmt: skip
+    ] + [cluster.task(f"rerun {s}", cluster.args(y, s, **absent)) for s in reruns])  # fmt: skip
     still = r["finish, x unreachable"]
     assert (
         still.get("failed") is True
@@ -292,7 +292,7 @@ def test_285_bootstrapped_then_342_up_finished_current(cluster):
         pending_of(after_finish) == {} and after_finish["core"][0] == CORE_AFTER_FINISH
     )
     assert after_finish["http-log"] == (["001_280_to_300"], [])
-    for state in ("current", "finished", "up", "bootstrapped", "list"):
+    for state in reruns:
         rerun = r[f"rerun {state}"]
         assert rerun["changed"] is False and rerun["status"] == "current", (
             state,
@@ -308,7 +308,7 @@ def test_current_from_new_runs_up_and_finish_without_pg_options(cluster):
     x = cluster.node("2.8.5", "x")
     y = cluster.node("3.4.2", "y")
     cluster.bootstrap(x)
-    r, _ = play([
+    r = play([
         cluster.task("check current", cluster.args(y, "current", pg=False), check_mode=True),
         cluster.probe("after check"),
         cluster.task("current", cluster.args(y, "current", pg=False, db_timeout=30, lock_timeout=30)),
@@ -395,7 +395,7 @@ def test_two_playbook_processes_at_once(cluster):
 
     def one(node):
         barrier.wait()
-        r, _ = play(
+        r = play(
             [cluster.task("current", cluster.args(node, "current", lock_timeout=30))]
         )
         results[node.name] = r["current"]
@@ -434,7 +434,7 @@ def test_errors_name_kongs_error_line(cluster, tmp_path):
     assert o.cli("migrations", "bootstrap", "-c", o.conf_path).returncode == 0
     before = cluster.schema_meta()
 
-    r, _ = play([
+    r = play([
         cluster.task("wrong password", cluster.args(y, "list", pg=False, kong_env={"KONG_PG_PASSWORD": "not-it"})),
         cluster.task("database down", cluster.args(down, "up", pg=False)),
         cluster.task("no kong", cluster.args(y, "list", pg=False, kong_bin=str(tmp_path / "no" / "kong"))),

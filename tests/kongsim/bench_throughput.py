@@ -19,9 +19,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import aiohttp  # noqa: E402
+import aiohttp
 
-from kongsim_testlib import EchoUpstream, KongNode, install_kong, simple_config  # noqa: E402
+from kongsim_testlib import EchoUpstream, KongNode, install_kong, simple_config
 
 
 def pin(pid: int, cpu: int) -> None:

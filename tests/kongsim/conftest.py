@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -10,7 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from kongsim_testlib import EchoUpstream, KongNode, install_kong  # noqa: E402
+from kongsim_testlib import EchoUpstream, KongNode, install_kong
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +47,8 @@ class _Factory:
         for node in self.nodes:
             try:
                 node.stop()
-            except Exception:  # noqa: BLE001
-                pass
+            except (OSError, subprocess.SubprocessError) as exc:
+                print(f"could not stop {node.prefix}: {exc}")
 
 
 @pytest.fixture

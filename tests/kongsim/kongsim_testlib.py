@@ -22,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from tests.services.ports import free_port, wait_port  # noqa: E402
+from tests.services.ports import free_port, wait_port
 
 INSTALL_SH = os.path.join(HERE, "install.sh")
 VERSIONS = ("2.8.5", "3.4.2", "3.5.0", "3.6.1", "3.7.1", "3.8.1", "3.9.3")
@@ -94,8 +94,7 @@ class KongNode:
 
     def write_conf(self):
         with open(self.conf_path, "w", encoding="utf-8") as fh:
-            for key, value in self.settings.items():
-                fh.write(f"{key} = {value}\n")
+            fh.writelines(f"{key} = {value}\n" for key, value in self.settings.items())
 
     @property
     def proxy_url(self) -> str:
@@ -116,7 +115,7 @@ class KongNode:
                 del full_env[key]
         full_env.update(env or {})
         return subprocess.run([self.kong_bin, *args], capture_output=True, text=True, env=full_env,
-                              timeout=timeout, cwd=self.base_dir, input=input)
+                              timeout=timeout, cwd=self.base_dir, input=input, check=False)
 
     def start(self, check: bool = True, env=None) -> subprocess.CompletedProcess:
         res = self.cli("start", "-c", self.conf_path, env=env)
@@ -198,7 +197,7 @@ class EchoUpstream:
     def hostport(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "EchoUpstream":
+    def start(self) -> EchoUpstream:
         self.proc = subprocess.Popen([self.python, "-c", ECHO_CODE, str(self.port)],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()

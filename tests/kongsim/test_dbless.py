@@ -240,11 +240,11 @@ def test_metrics_naming(nodes, version):
     requests.get(node.proxy_url + "/echo/m")
     text = requests.get(node.status_url + "/metrics").text
     if version == "2.8.5":
-        assert re.search(r'^kong_http_status\{service="echo",route="echo-route",code="401"\} \d+$', text, re.M)
+        assert re.search(r'^kong_http_status\{service="echo",route="echo-route",code="401"\} \d+$', text, re.MULTILINE)
         assert "kong_http_requests_total" not in text
     else:
         assert re.search(r'^kong_http_requests_total\{service="echo",route="echo-route",code="200",'
-                         r'source="service",workspace="default",consumer=""\} \d+$', text, re.M)
+                         r'source="service",workspace="default",consumer=""\} \d+$', text, re.MULTILINE)
         assert re.search(r'code="401",source="exit"', text)
 
 

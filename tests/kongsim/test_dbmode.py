@@ -128,3 +128,29 @@ def test_db_crud_and_pagination(kong_node_factory, db):
     root = requests.get(base + "/").json()
     assert root["configuration"]["pg_password"] == "******"
     assert root["configuration"]["database"] == "postgres"
+
+
+def test_database_unreachable_status_and_ready(kong_node_factory, postgres):
+    db = postgres.create_database("kongsim_unreach", owner="kongsim_unreach", password="secret1")
+    node = kong_node_factory("3.9.3", start=False, **pg_settings(db))
+    assert node.cli("migrations", "bootstrap", "-c", node.conf_path).returncode == 0
+    node.start()
+    assert requests.get(node.status_url + "/status/ready").json() == {"message": "ready"}
+    postgres.psql("ALTER ROLE kongsim_unreach NOLOGIN")
+    try:
+        wait_until(lambda: requests.get(node.admin_url + "/status").json()["database"] == {"reachable": False},
+                   timeout=20, message="database reported unreachable")
+        r = requests.get(node.status_url + "/status/ready")
+        assert r.status_code == 503 and r.json() == {"message": "failed to connect to database"}
+    finally:
+        postgres.psql("ALTER ROLE kongsim_unreach LOGIN")
+    wait_until(lambda: requests.get(node.status_url + "/status/ready").status_code == 200, timeout=20,
+               message="ready again")
+    node.stop()
+    postgres.psql("ALTER ROLE kongsim_unreach NOLOGIN")
+    try:
+        res = node.start(check=False)
+    finally:
+        postgres.psql("ALTER ROLE kongsim_unreach LOGIN")
+    assert res.returncode == 1
+    assert res.stderr.startswith("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: ")

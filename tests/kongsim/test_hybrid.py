@@ -59,7 +59,7 @@ def test_cp_accepts_and_rejects_per_version(cluster, echo_upstream):
                    for v in hashes) and len(set(hashes.values())) == 1
 
     for v in ("3.6.1", "3.7.1"):
-        wait_until(lambda: requests.get(nodes[v].proxy_url + "/echo/x").status_code == 200, timeout=20,
+        wait_until(lambda v=v: requests.get(nodes[v].proxy_url + "/echo/x").status_code == 200, timeout=20,
                    message=f"DP {v} serving the new route")
     wait_until(synced, timeout=20, message="DPs in sync")
     for v in ("3.6.1", "3.7.1"):

@@ -24,7 +24,7 @@ SPECS = {"3.4.2": "kong-oss-3.4.yaml", "3.7.1": "kong-oss-3.7.yaml", "3.9.3": "k
 pytestmark = pytest.mark.skipif(not os.path.isdir(REF_DIR), reason=f"reference specs not found in {REF_DIR}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def spec(name: str) -> dict:
     with open(os.path.join(REF_DIR, name), encoding="utf-8") as fh:
         return yaml.safe_load(fh)
@@ -71,9 +71,11 @@ def op_schema(doc, path, method="get", status="200"):
 @pytest.fixture(scope="module")
 def nodes(module_node_factory, echo_upstream, tmp_path_factory):
     cert, key = gen_cluster_cert(str(tmp_path_factory.mktemp("pem")))
-    pem = open(cert).read()
-    pkey = open(key).read()
-    ind = lambda s: textwrap.indent(s, "      ")  # noqa: E731
+    with open(cert, encoding="utf-8") as fh:
+        pem = fh.read()
+    with open(key, encoding="utf-8") as fh:
+        pkey = fh.read()
+    ind = lambda s: textwrap.indent(s, "      ")
     cfg = (f'_format_version: "3.0"\nservices:\n- name: echo\n  url: {echo_upstream.url}/base\n'
            "  routes:\n  - name: r1\n    paths: [/echo]\n    hosts: [a.example.com]\n    methods: [GET]\n"
            "  plugins:\n  - name: key-auth\n"

@@ -5,9 +5,9 @@ import collections
 
 import pytest
 import requests
+from tests.services.ports import free_port
 
 from kongsim_testlib import EchoUpstream
-from tests.services.ports import free_port
 
 CONFIG = """_format_version: "{fmt}"
 services:

@@ -88,8 +88,8 @@ def test_quit_under_load_drops_nothing(kong_node_factory, echo_upstream, version
         load.stop()
     assert res.returncode == 0, res.stderr
     assert res.stdout == "Kong stopped (gracefully)\n"
-    assert 5 <= took < 5 + 10, took
-    ok, refused, failed = load.summary()
+    assert took >= 5, took
+    ok, _refused, failed = load.summary()
     assert failed == [], f"{len(failed)} accepted requests failed: {failed[:5]}"
     assert load.rate_between(t0 - 1, t0 + 5) >= 300
     assert ok >= 300 * 5, ok

@@ -11,9 +11,8 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from . import conf as confmod
-from . import declarative
+from . import declarative, versions
 from . import entities as E
-from . import versions
 from .model import EMPTY_HASH, paginate
 
 JSON_CT = "application/json; charset=utf-8"
@@ -367,7 +366,7 @@ class AdminAPI:
             pred = None
             if parent is not None:
                 fk, pid = parent
-                pred = lambda i: (i.get(fk) or {}).get("id") == pid  # noqa: E731
+                pred = lambda i: (i.get(fk) or {}).get("id") == pid
             items = self.node.config.sorted_items(entity, pred)
             if tags:
                 if "/" in tags:

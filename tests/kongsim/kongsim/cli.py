@@ -301,15 +301,14 @@ def start_node(conf, version, opts):
     env = dict(os.environ, KONGSIM_VERSION=version)
     if pending:
         env["KONGSIM_PENDING_MIGRATIONS"] = pending
-    log = open(os.path.join(prefix, "logs", "error.log"), "a")
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kongsim.server", "--prefix", prefix, "--ready-fd", str(wfd)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(wfd,), env=env,
-            start_new_session=True, cwd=prefix)
+        with open(os.path.join(prefix, "logs", "error.log"), "a", encoding="utf-8") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kongsim.server", "--prefix", prefix, "--ready-fd", str(wfd)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(wfd,), env=env,
+                start_new_session=True, cwd=prefix)
     finally:
         os.close(wfd)
-        log.close()
     buf = b""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -464,7 +463,7 @@ def cmd_prepare(args, version):
 
 
 def cmd_check(args, version):
-    opts, positional = parse_opts(args, {}, "check", version)
+    _opts, positional = parse_opts(args, {}, "check", version)
     path = positional[0] if positional else None
     try:
         conf = confmod.load(path, version)
@@ -652,7 +651,7 @@ def cmd_hybrid(args, version):
     proc = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                            "ec_paramgen_curve:secp384r1", "-nodes", "-keyout", key, "-out", cert,
                            "-days", str(int(opts["days"])), "-subj", "/CN=kong_clustering"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise KongError("could not generate certificate: " + proc.stderr.strip())
     os.chmod(key, 0o600)

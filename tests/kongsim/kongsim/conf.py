@@ -249,10 +249,9 @@ def load(conf_path: str | None, version: str, prefix: str | None = None,
     if prefix:
         conf["prefix"] = prefix
     for key in list(conf):
-        if conf[key] == "" or (isinstance(conf[key], str) and conf[key].upper() == "NONE"
-                               and key not in ("lua_ssl_trusted_certificate",)):
-            if key in _BASE_DEFAULTS and _BASE_DEFAULTS[key] is None:
-                conf[key] = None
+        empty = conf[key] == "" or (isinstance(conf[key], str) and conf[key].upper() == "NONE")
+        if empty and key in _BASE_DEFAULTS and _BASE_DEFAULTS[key] is None:
+            conf[key] = None
     for key in _NUMBERS:
         if conf.get(key) is not None:
             conf[key] = _parse_number(key, conf[key])

@@ -125,7 +125,7 @@ def _flat_entry(entity: str, raw: dict, err) -> dict:
                              "type": "field"})
     else:
         errs.append({"message": str(err), "type": "entity"})
-    singular = entity[:-1] if entity.endswith("s") else entity
+    singular = entity.removesuffix("s")
     name = raw.get("name") or raw.get("username") if isinstance(raw, dict) else None
     return {"entity_type": singular, "entity_name": name,
             "entity_id": raw.get("id") if isinstance(raw, dict) else None,
@@ -175,7 +175,7 @@ def load(doc, version: str, *, enabled_plugins=(), raw_text: bytes | str | None 
             if entity == "routes" and rewrite:
                 item = _rewrite_paths(item)
             if parent is not None:
-                pent, pfield, pid = parent
+                _pent, pfield, pid = parent
                 item[pfield] = {"id": pid}
             key_field = NATURAL_KEY.get(entity)
             if "id" not in item:

@@ -384,9 +384,8 @@ def _coerce_form(f: F, value):
             return float(value)
         except ValueError:
             return value
-    if f.type == "boolean":
-        if value in ("true", "false"):
-            return value == "true"
+    if f.type == "boolean" and value in ("true", "false"):
+        return value == "true"
     if f.type in ("array", "set"):
         return [value]
     return value
@@ -500,7 +499,7 @@ def _entity_checks(entity: str, out: dict, errors: dict, version: str, enabled_p
             for p in paths:
                 if not isinstance(p, str):
                     perr.append("expected a string")
-                elif vt >= (3, 0, 0) and not (p.startswith("/") or p.startswith("~/")):
+                elif vt >= (3, 0, 0) and not p.startswith(("/", "~/")):
                     perr.append("should start with: / (fixed path) or ~/ (regex path)")
                 elif vt < (3, 0, 0) and not p.startswith("/"):
                     perr.append("should start with: /")

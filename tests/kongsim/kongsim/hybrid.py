@@ -6,6 +6,7 @@ TLS); what is observable through the Admin/Status APIs and the logs follows FACT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -98,7 +99,7 @@ class ControlPlane:
         suffix = self._suffix(dp_id, host, ip, ver)
         try:
             first = await ws.receive(timeout=10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await ws.close()
             return ws
         if first.type != aiohttp.WSMsgType.TEXT:
@@ -192,10 +193,8 @@ class DataPlane:
     async def stop(self):
         if self.task:
             self.task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
         if self.session:
             await self.session.close()
 

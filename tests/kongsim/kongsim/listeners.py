@@ -6,7 +6,6 @@ import ctypes
 import errno
 import socket
 
-
 SO_ATTACH_FILTER = 26
 
 # Classic BPF run on each segment a listening TCP socket receives (data starts at the TCP

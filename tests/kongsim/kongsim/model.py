@@ -20,7 +20,7 @@ class Config:
         self.hash = config_hash
         self.extra = extra or {}
 
-    def copy(self) -> "Config":
+    def copy(self) -> Config:
         new = Config(config_hash=self.hash, extra=dict(self.extra))
         new.data = {k: dict(v) for k, v in self.data.items()}
         return new

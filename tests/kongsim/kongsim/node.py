@@ -8,9 +8,8 @@ import time
 import uuid
 
 from . import conf as confmod
-from . import declarative
+from . import declarative, versions
 from . import entities as E
-from . import versions
 from .model import EMPTY_HASH, Config
 
 LEVELS = {"debug": 0, "info": 1, "notice": 2, "warn": 3, "error": 4, "crit": 5, "alert": 6, "emerg": 7}
@@ -41,10 +40,13 @@ class Node:
         self._log_level = LEVELS.get(str(conf.get("log_level", "notice")), 2)
         logs = os.path.join(self.prefix, "logs")
         os.makedirs(logs, exist_ok=True)
-        self._error_log = open(os.path.join(logs, "error.log"), "a", buffering=1, encoding="utf-8")
-        self._access_log = open(os.path.join(logs, "access.log"), "a", buffering=1 << 16, encoding="utf-8")
-        self._admin_log = open(os.path.join(logs, "admin_access.log"), "a", buffering=1 << 14,
+        # log files stay open for the life of the node process
+        self._error_log = open(os.path.join(logs, "error.log"), "a", buffering=1,  # noqa: SIM115
                                encoding="utf-8")
+        self._access_log = open(os.path.join(logs, "access.log"), "a",  # noqa: SIM115
+                                buffering=1 << 16, encoding="utf-8")
+        self._admin_log = open(os.path.join(logs, "admin_access.log"), "a",  # noqa: SIM115
+                               buffering=1 << 14, encoding="utf-8")
         self.plugins_enabled = self._enabled_plugins()
 
     def _node_id(self) -> str:

@@ -395,10 +395,10 @@ def prometheus_text(node, proxy) -> str:
                              f'source="{source}",workspace="default",consumer="{consumer}"}} {n}')
         lines += ["# HELP kong_nginx_connections_total Number of connections by subsystem",
                   "# TYPE kong_nginx_connections_total gauge",
-                  f'kong_nginx_connections_total{{node_id="{node.node_id}",subsystem="http",state="accepted"}} '
-                  f"{node.connections_accepted}",
-                  f'kong_nginx_connections_total{{node_id="{node.node_id}",subsystem="http",state="active"}} '
-                  f"{node.inflight}",
+                  (f'kong_nginx_connections_total{{node_id="{node.node_id}",subsystem="http",state="accepted"}} '
+                   f"{node.connections_accepted}"),
+                  (f'kong_nginx_connections_total{{node_id="{node.node_id}",subsystem="http",state="active"}} '
+                   f"{node.inflight}"),
                   "# HELP kong_nginx_requests_total Number of requests total",
                   "# TYPE kong_nginx_requests_total gauge",
                   f'kong_nginx_requests_total{{node_id="{node.node_id}",subsystem="http"}} {node.requests_total}',

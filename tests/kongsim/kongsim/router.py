@@ -9,8 +9,21 @@ _NOT_REGEX_28 = re.compile(r"^[a-zA-Z0-9.\-_~/%]*$")
 
 
 class CompiledRoute:
-    __slots__ = ("route", "service", "methods", "hosts_exact", "hosts_wild", "prefixes", "regexes",
-                 "headers", "protocols", "priority", "strip_path", "preserve_host", "path_handling")
+    __slots__ = (
+        "headers",
+        "hosts_exact",
+        "hosts_wild",
+        "methods",
+        "path_handling",
+        "prefixes",
+        "preserve_host",
+        "priority",
+        "protocols",
+        "regexes",
+        "route",
+        "service",
+        "strip_path",
+    )
 
     def __init__(self, route: dict, service: dict | None, v3: bool):
         self.route = route
@@ -49,9 +62,9 @@ class CompiledRoute:
     def match(self, method: str, host: str, path: str, headers):
         if self.methods and method not in self.methods:
             return None
-        if self.hosts_exact or self.hosts_wild:
-            if host not in self.hosts_exact and not any(r.match(host) for r in self.hosts_wild):
-                return None
+        if (self.hosts_exact or self.hosts_wild) and host not in self.hosts_exact \
+                and not any(r.match(host) for r in self.hosts_wild):
+            return None
         for name, values in self.headers.items():
             got = headers.get(name)
             if got is None or got.lower() not in values:

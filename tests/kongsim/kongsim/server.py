@@ -75,7 +75,7 @@ class App:
         try:
             try:
                 result = await loop.run_in_executor(None, call, obj)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 fields = getattr(exc, "fields", None) or {}
                 # A database migrated by another version may lack a column this version knows.
                 if getattr(exc, "kind", None) == "invalid" and fields and \
@@ -332,6 +332,11 @@ def _db_error(exc, entity, obj):
     return 500, {"message": "An unexpected error occurred"}
 
 
+def _write_pid(path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()}\n")
+
+
 async def amain(prefix: str, version: str, ready_fd: int | None) -> int:
     def report(msg: str):
         if ready_fd is not None:
@@ -365,8 +370,7 @@ async def amain(prefix: str, version: str, ready_fd: int | None) -> int:
     pids = os.path.join(prefix, "pids")
     os.makedirs(pids, exist_ok=True)
     pid_path = os.path.join(pids, "nginx.pid")
-    with open(pid_path, "w", encoding="utf-8") as fh:
-        fh.write(f"{os.getpid()}\n")
+    _write_pid(pid_path)
     report("OK")
     try:
         await app.stop_event.wait()

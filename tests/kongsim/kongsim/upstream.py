@@ -16,7 +16,7 @@ class UpstreamError(Exception):
 
 
 class Response:
-    __slots__ = ("status", "reason", "headers", "body", "keep_alive")
+    __slots__ = ("body", "headers", "keep_alive", "reason", "status")
 
     def __init__(self, status, reason, headers, body, keep_alive):
         self.status = status
@@ -153,7 +153,7 @@ class _Conn(asyncio.Protocol):
         self.transport.write(raw)
         try:
             return await asyncio.wait_for(self.waiter, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.transport.close()
             raise UpstreamError("timeout", "upstream timed out", sent=True)
         finally:
@@ -170,7 +170,7 @@ class Pool:
         try:
             _t, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: _Conn(self, (host, port)), host, port), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError("timeout", "upstream timed out while connecting")
         except socket.gaierror as exc:
             raise UpstreamError("dns", f"name resolution failed: {exc}")

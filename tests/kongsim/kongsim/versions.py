@@ -181,7 +181,6 @@ def parse_version(text: str) -> tuple:
     """'3.9.3', '3.7.1.2', 'Kong 3.9.3', 'Kong Enterprise 3.7.1.2' -> (3, 9, 3)."""
     text = text.strip()
     for prefix in ("Kong Enterprise ", "Kong "):
-        if text.startswith(prefix):
-            text = text[len(prefix):]
+        text = text.removeprefix(prefix)
     parts = text.split("-")[0].split(".")
     return tuple(int(p) for p in parts[:3])

@@ -181,6 +181,7 @@ def render_html(report: dict) -> str:
         for s in journal.get("steps") or [])
     nodes = "".join(f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in sorted((journal.get("nodes") or {}).items()))
     failure = journal.get("failure")
+    downtime = f"; downtime {journal['downtime_seconds']} s" if journal.get("downtime_seconds") is not None else ""
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Kong upgrade {esc(str(journal.get('run_id', '')))}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin-bottom:1.5em}}
@@ -188,7 +189,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}} tr.failed{{backgro
 </head><body>
 <h1>Kong {esc(str(journal.get('strategy', run.get('strategy', ''))))} upgrade {esc(str(journal.get('from', '')))} &rarr; {esc(str(journal.get('to', '')))}</h1>
 <p id="status">Status: <b>{esc(str(journal.get('status', run.get('status', ''))))}</b>; run {esc(str(journal.get('run_id', '')))};
-path {esc(' -> '.join(map(str, journal.get('path') or [])))}{'; downtime ' + str(journal.get('downtime_seconds')) + ' s' if journal.get('downtime_seconds') is not None else ''}</p>
+path {esc(' -> '.join(map(str, journal.get('path') or [])))}{downtime}</p>
 {f'<p id="failure" style="color:#b00">Stopped in phase {esc(str(failure.get("phase")))}: {esc(str(failure.get("reason")))}</p>' if failure else ''}
 <h2>Traffic share by version and errors</h2>
 {_plot(journal)}

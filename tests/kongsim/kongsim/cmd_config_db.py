@@ -139,7 +139,7 @@ def run(conf: dict, args: list, version: str, *, stdout=None, stderr=None) -> in
     args = [a for a in args if a not in ("--v", "--vv", "-v")]
     words = []
     skip = False
-    for i, a in enumerate(args):
+    for a in args:
         if skip:
             skip = False
             continue

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -16,13 +15,16 @@ from kongsim_testlib import EchoUpstream, KongNode, install_kong
 
 @pytest.fixture(scope="session")
 def kong_install(tmp_path_factory):
-    """kong_install(version) -> path of an installed `kong` for that version (cached per session)."""
+    """kong_install(version) -> path of an installed `kong` for that version (cached per session).
+
+    KONGSIM_PYTHON=/path/to/python runs the nodes with another interpreter (e.g. one with
+    Debian's aiohttp 3.8) to check the simulator's dependency floor."""
     base = tmp_path_factory.mktemp("kong-installs")
     cache = {}
 
     def install(version: str) -> str:
         if version not in cache:
-            cache[version] = install_kong(version, str(base / version))
+            cache[version] = install_kong(version, str(base / version), os.environ.get("KONGSIM_PYTHON"))
         return cache[version]
 
     return install
@@ -46,8 +48,8 @@ class _Factory:
     def cleanup(self):
         for node in self.nodes:
             try:
-                node.stop()
-            except (OSError, subprocess.SubprocessError) as exc:
+                node.kill()
+            except OSError as exc:
                 print(f"could not stop {node.prefix}: {exc}")
 
 

@@ -266,3 +266,11 @@ def test_pagination(module_node_factory, version):
     assert bad.status_code == 400 and bad.json()["name"] == "invalid size"
     assert requests.get(node.admin_url + "/services/nope").json() == {"message": "Not found"}
     assert requests.get(node.admin_url + "/nope").status_code == 404
+
+
+@pytest.mark.parametrize("version", ["2.8.5", "3.9.3"])
+def test_plugin_entity_collections(nodes, version):
+    base = nodes[version].admin_url
+    assert requests.get(base + "/acls").json() == {"data": [], "next": None}
+    assert requests.get(base + "/basic-auths").status_code == 200
+    assert requests.get(base + "/keys").status_code == (404 if version == "2.8.5" else 200)

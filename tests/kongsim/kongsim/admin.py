@@ -17,6 +17,14 @@ from .model import EMPTY_HASH, paginate
 
 JSON_CT = "application/json; charset=utf-8"
 _TRUTHY = ("1", "true", "on", "yes")
+# Collections of bundled plugins' entities, served read-only from the declarative config (the
+# simulator stores them but runs none of those plugins): path -> (declarative key, since version).
+PLUGIN_COLLECTIONS = {
+    "acls": ("acls", (0, 0, 0)), "basic-auths": ("basicauth_credentials", (0, 0, 0)),
+    "hmac-auths": ("hmacauth_credentials", (0, 0, 0)), "jwts": ("jwt_secrets", (0, 0, 0)),
+    "oauth2": ("oauth2_credentials", (0, 0, 0)), "vaults": ("vaults", (3, 0, 0)),
+    "keys": ("keys", (3, 1, 0)), "key-sets": ("key_sets", (3, 1, 0)),
+}
 
 
 def dumps(obj) -> str:
@@ -282,6 +290,13 @@ class AdminAPI:
             return 200, {"enabled_plugins": list(self.node.plugins_enabled)}, {}
         if head == "endpoints" and len(segs) == 1:
             return 200, {"data": sorted(self._endpoint_list()), "next": None}, {}
+        if head in PLUGIN_COLLECTIONS and len(segs) == 1 and \
+                versions.parse_version(self.node.version) >= PLUGIN_COLLECTIONS[head][1]:
+            if m != "GET":
+                raise _err(405, "Method not allowed")
+            items = sorted(self.node.config.extra.get(PLUGIN_COLLECTIONS[head][0]) or [],
+                           key=lambda i: str(i.get("id")))
+            return 200, paginate(items, query.get("size"), query.get("offset"), f"/{head}"), {}
         entity = E.ADMIN_PATHS.get(head)
         if entity is None or head == "targets":
             raise _err(404, "Not found")

@@ -8,11 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from . import conf as confmod
-from . import declarative, versions
+from . import versions
 
 HINT = "\n  Run with --v (verbose) or --vv (debug) for more details"
 MIGRATIONS_LUA = "/usr/local/share/lua/5.1/kong/cmd/utils/migrations.lua"
@@ -485,6 +483,9 @@ def cmd_drain(args, version):
     entry = listeners[0]
     host = "127.0.0.1" if entry["ip"] in ("0.0.0.0", "*") else entry["ip"]
     scheme = "https" if entry.get("ssl") else "http"
+    import urllib.error
+    import urllib.request
+
     url = f"{scheme}://{host}:{entry['port']}/status/ready"
     req = urllib.request.Request(url, data=json.dumps({"status": "draining"}).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
@@ -523,6 +524,8 @@ def _pretty_error(err, item=None, indent="") -> str:
 
 
 def cmd_config(args, version):
+    from . import declarative
+
     spec = dict(CONF_OPTS)
     opts, positional = parse_opts(args, spec, "config", version)
     if not positional:

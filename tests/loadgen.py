@@ -137,9 +137,11 @@ class LoadGenerator:
         self.duration = duration
         self.timeout = timeout
         self.method = method
-        # by default high enough that only the per-request timeout ends a slow request: every request
-        # due is sent, and a stalled server shows up as timeouts rather than as requests not sent
-        self.max_in_flight = max_in_flight or int(self.rate * (timeout + 1)) + 100
+        # Default: two seconds' worth of requests. A request due while that many are unanswered is not
+        # sent and counts as failed ("in_flight_limit"). A larger backlog turns a short CPU shortage into
+        # a collapse: once the backlog takes longer than the timeout to drain, every request times out
+        # while the servers still work on the abandoned ones.
+        self.max_in_flight = max_in_flight or max(100, int(self.rate * 2))
         self.records: list[Record] = []
         self.started_at: float | None = None
         self.skipped = 0

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: kongops.upgrade contributors
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE), a licence compatible with the GNU General Public License v3.0
+# under which Ansible is distributed.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -8,7 +9,7 @@ name: upgrade_report
 type: aggregate
 short_description: Timeline and report of a Kong upgrade run
 version_added: 0.1.0
-author: kongops maintainers
+author: kongops maintainers (@kongops)
 description:
   - Records every task of the run (phase, node, start, end, result) and, at the end, reads the
     run journal the playbooks publish with C(set_stats) (traffic steps with their gate

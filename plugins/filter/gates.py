@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: kongops.upgrade contributors
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE), a licence compatible with the GNU General Public License v3.0
+# under which Ansible is distributed.
 """Health gates of a traffic step, computed from two readings of the load balancer's counters."""
 from __future__ import annotations
 

@@ -105,8 +105,15 @@ def build_report(summary: dict, found: dict, kong_x: str, kong_y: str, rc: int |
                      f"{playbook_window[1] - playbook_window[0]:.1f} s")
     journal = found.get("journal") or {}
     if journal:
-        lines.append(f"run {journal.get('run_id', '?')}: status {journal.get('status', '?')} "
+        lines.append(f"run {journal.get('run_id', '?')}: status {journal.get('status', '?')}, "
+                     f"{_clock(_epoch(journal.get('started_at')), t0)} -> {_clock(_epoch(journal.get('ended_at')), t0)} "
                      f"(journal {found.get('journal_path')})")
+        failure = journal.get("failure")
+        if isinstance(failure, dict):
+            lines.append(f"STOPPED in phase {failure.get('phase')}: {failure.get('reason')}"
+                         + (" (the fleet needs attention)" if failure.get("needs_attention") else ""))
+        if isinstance(journal.get("nodes"), dict) and journal["nodes"]:
+            lines.append("nodes: " + ", ".join(f"{n} {st}" for n, st in sorted(journal["nodes"].items())))
         phases = journal.get("phases") or {}
         timed = sorted(((name, _epoch(p.get("at") or p.get("ended_at") or p.get("started_at")))
                         for name, p in phases.items() if isinstance(p, dict)), key=lambda x: x[1] or 0)

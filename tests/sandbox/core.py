@@ -183,7 +183,6 @@ class Sandbox:
                                "KONGOPS_SANDBOX_LB_PORT")
         t0 = time.monotonic()
         os.makedirs(self._path("logs"), exist_ok=True)
-        self._archive_work_dir()
         ports = procs.PortAllocator(self.lb_port + 1)
         self.state = {
             "mode": mode, "kong_x": kong_x, "kong_cp": (kong_cp or kong_x) if mode == "hybrid" else None,
@@ -204,6 +203,7 @@ class Sandbox:
         self.save()
         self.out(f"sandbox: {mode}, Kong {kong_x}{', control plane ' + kong_cp if kong_cp else ''}, "
                  f"state in {self.state_dir}")
+        self._archive_work_dir()
         self._step("echo upstream", self._start_echo)
         if mode in ("traditional", "hybrid"):
             self._step("PostgreSQL", self._start_postgres)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import os
 import signal
+import struct
 import sys
+import termios
 import time
 import uuid
 
@@ -44,6 +47,7 @@ class App:
         self.exit_code = 0
         self._tasks = []
         self._last_event = None
+        self.busy = set()
         node.db_reachable = True
         if self.cp is not None:
             node.on_config_change.append(self._schedule_push)
@@ -220,7 +224,7 @@ class App:
         if self.cp is not None:
             handlers["cluster"] = self.cp.handle
         for name, sock in socks:
-            server = web.Server(handlers[name], access_log=None, keepalive_timeout=75,
+            server = web.Server(self._tracked(handlers[name]), access_log=None, keepalive_timeout=75,
                                 max_line_size=16384, max_field_size=16384)
             self.servers.append(server)
             self.listeners.append(Listener(name, sock, server, on_accept=self._accepted))
@@ -230,6 +234,19 @@ class App:
             self.dp.start()
         self._tasks.append(loop.create_task(self._flush_loop()))
         node.log("notice", f"[kong] init.lua: kong {node.version} started, node_id {node.node_id}")
+
+    def _tracked(self, handler):
+        busy = self.busy
+
+        async def serve(request):
+            transport = request.transport
+            busy.add(transport)
+            try:
+                return await handler(request)
+            finally:
+                busy.discard(transport)
+
+        return serve
 
     def _accepted(self):
         self.node.connections_accepted += 1
@@ -248,21 +265,29 @@ class App:
         node.log("notice", "signal 3 (SIGQUIT) received from the CLI, gracefully shutting down")
         await asyncio.gather(*(lst.close_gracefully() for lst in self.listeners))
         deadline = time.monotonic() + timeout
-        # Idle keep-alive connections get a short grace: a request that arrives on one is still
-        # served (with Connection: close) instead of racing the close.
-        linger_end = time.monotonic() + min(1.0, timeout / 2)
-        while time.monotonic() < linger_end and self.connection_count():
-            await asyncio.sleep(0.02)
-        for server in self.servers:
-            for conn in list(server.connections):
-                conn.close()
-        # Connections without a request in flight are closed above; only requests being served
-        # hold the process (a connection whose client never sends anything does not).
+        # A keep-alive connection is closed only when it is idle: no request being served and no
+        # request bytes waiting unread in the kernel (a busy node may not have read them yet).
+        # Requests still arriving on open connections are served with `Connection: close`.
+        grace_end = time.monotonic() + min(0.25, timeout / 4)
+        quiet_since = None
         while time.monotonic() < deadline:
-            if node.inflight == 0:
-                await asyncio.sleep(0.05)
-                if node.inflight == 0:
+            closing = time.monotonic() >= grace_end
+            open_busy = 0
+            for server in self.servers:
+                for conn in list(server.connections):
+                    transport = conn.transport
+                    if transport is None:
+                        continue
+                    if transport in self.busy or _unread_bytes(transport):
+                        open_busy += 1
+                    elif closing:
+                        conn.close()
+            if closing and node.inflight == 0 and open_busy == 0:
+                quiet_since = quiet_since or time.monotonic()
+                if not self.connection_count() or time.monotonic() - quiet_since > 0.2:
                     break
+            else:
+                quiet_since = None
             await asyncio.sleep(0.02)
         if node.inflight > 0:
             node.log("warn", f"gracefully shutting down timed out with {node.inflight} requests in flight")
@@ -303,6 +328,17 @@ class App:
             await self.dp.stop()
         await self.proxy.close()
         self.node.flush_logs()
+
+
+def _unread_bytes(transport) -> int:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return struct.unpack("i", raw)[0]
 
 
 def _db_error(exc, entity, obj):

@@ -9,10 +9,11 @@ import socket
 class UpstreamError(Exception):
     """kind: connect | timeout | dns | reset | protocol"""
 
-    def __init__(self, kind: str, message: str, sent: bool = False):
+    def __init__(self, kind: str, message: str, sent: bool = False, errno: int | None = None):
         super().__init__(message)
         self.kind = kind
         self.sent = sent
+        self.errno = errno
 
 
 class Response:
@@ -175,7 +176,7 @@ class Pool:
         except socket.gaierror as exc:
             raise UpstreamError("dns", f"name resolution failed: {exc}")
         except OSError as exc:
-            raise UpstreamError("connect", f"connect() failed ({exc.errno}: {exc.strerror})")
+            raise UpstreamError("connect", f"connect() failed ({exc.errno}: {exc.strerror})", errno=exc.errno)
         return conn
 
     async def request(self, host, port, method, target, headers, body, connect_timeout, read_timeout):

@@ -15,7 +15,9 @@ Requests are sent on a fixed schedule (an open model: a slow answer does not del
 request). Every request is recorded with its send time, status or error, latency and the Kong
 version that served it, read from ``Via`` (``kong/3.7.1`` up to 3.7, ``1.1 kong/3.8.1`` from 3.8,
 appended to the upstream's ``Via``) or, on responses Kong generated itself (key-auth 401),
-from ``Server: kong/<version>``.
+from ``Server: kong/<version>``. ``failed`` counts sent requests answered non-2xx or not at all;
+a request due while the backlog is full (the machine cannot keep the rate) is not sent and is
+counted as ``not_sent``, never silently dropped.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from dataclasses import asdict, dataclass
 
 import aiohttp
 
+NOT_SENT = "not_sent_backlog"
 _KONG_TOKEN = re.compile(r"kong/(\d+(?:\.\d+){1,3})")
 
 
@@ -70,14 +73,22 @@ def _percentile(sorted_values: list[float], pct: float) -> float | None:
 
 
 def summarize(records: list[Record], rate: float | None = None, started_at: float | None = None) -> dict:
-    """Totals, failures, per-version counts and the per-second share of each version."""
+    """Totals, failures, per-version counts and the per-second share of each version.
+
+    ``total``/``ok``/``failed`` count the requests sent; ``not_sent`` counts the requests that were due
+    while the backlog was full (the machine could not keep the target rate); ``due`` is both.
+    """
     records = sorted(records, key=lambda r: r.t)
-    failures = [r for r in records if not r.ok]
-    versions = Counter(r.version or "unknown" for r in records if r.ok)
-    latencies = sorted(r.latency_ms for r in records if r.status is not None)
-    per_second: dict[int, dict] = defaultdict(lambda: {"total": 0, "failed": 0, "versions": Counter()})
+    sent = [r for r in records if r.error != NOT_SENT]
+    failures = [r for r in sent if not r.ok]
+    versions = Counter(r.version or "unknown" for r in sent if r.ok)
+    latencies = sorted(r.latency_ms for r in sent if r.status is not None)
+    per_second: dict[int, dict] = defaultdict(lambda: {"total": 0, "failed": 0, "not_sent": 0, "versions": Counter()})
     for r in records:
         bucket = per_second[int(r.t)]
+        if r.error == NOT_SENT:
+            bucket["not_sent"] += 1
+            continue
         bucket["total"] += 1
         if r.ok:
             bucket["versions"][r.version or "unknown"] += 1
@@ -92,6 +103,7 @@ def summarize(records: list[Record], rate: float | None = None, started_at: floa
             "wall": round(started_at + sec, 3) if started_at is not None else None,
             "total": bucket["total"],
             "failed": bucket["failed"],
+            "not_sent": bucket["not_sent"],
             "versions": dict(bucket["versions"]),
             "share": {v: round(100.0 * n / served, 1) for v, n in bucket["versions"].items()} if served else {},
         })
@@ -100,10 +112,12 @@ def summarize(records: list[Record], rate: float | None = None, started_at: floa
         "started_at": started_at,
         "target_rate": rate,
         "duration_s": round(duration, 3),
-        "achieved_rate": round(len(records) / duration, 1) if duration > 0 else None,
-        "total": len(records),
-        "ok": len(records) - len(failures),
+        "achieved_rate": round(len(sent) / duration, 1) if duration > 0 else None,
+        "due": len(records),
+        "total": len(sent),
+        "ok": len(sent) - len(failures),
         "failed": len(failures),
+        "not_sent": len(records) - len(sent),
         "failures_by_reason": dict(Counter(r.error or f"HTTP {r.status}" for r in failures)),
         "first_failure_wall": min((r.wall for r in failures), default=None),
         "last_failure_wall": max((r.wall for r in failures), default=None),
@@ -138,8 +152,8 @@ class LoadGenerator:
         self.timeout = timeout
         self.method = method
         # Default: two seconds' worth of requests. A request due while that many are unanswered is not
-        # sent and counts as failed ("in_flight_limit"). A larger backlog turns a short CPU shortage into
-        # a collapse: once the backlog takes longer than the timeout to drain, every request times out
+        # sent and counted apart (``not_sent``). A larger backlog turns a short CPU shortage into a
+        # collapse: once the backlog takes longer than the timeout to drain, every request times out
         # while the servers still work on the abandoned ones.
         self.max_in_flight = max_in_flight or max(100, int(self.rate * 2))
         self.records: list[Record] = []
@@ -198,7 +212,7 @@ class LoadGenerator:
                 sent += 1
                 if sem.locked():
                     self.skipped += 1
-                    self.records.append(Record(round(due, 4), round(time.time(), 4), None, "in_flight_limit", None, 0.0))
+                    self.records.append(Record(round(due, 4), round(time.time(), 4), None, NOT_SENT, None, 0.0))
                     continue
                 await sem.acquire()
                 task = asyncio.create_task(self._one(session, due, sem))
@@ -294,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.per_second:
         shown.pop("per_second")
     print(json.dumps(shown, indent=2))
-    return 0 if summary["failed"] == 0 else 1
+    return 0 if summary["failed"] == 0 and summary["not_sent"] == 0 else 1
 
 
 if __name__ == "__main__":

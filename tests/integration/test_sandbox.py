@@ -165,6 +165,19 @@ def test_load_generator_counts_rejections_and_connection_errors(sandbox):
     assert set(refused["failures_by_reason"]) == {"ClientConnectorError"}
 
 
+def test_load_generator_counts_requests_it_could_not_send_apart(sandbox):
+    # the echo upstream answers after ?sleep seconds; two in flight at most, 20 due per second
+    gen = LoadGenerator(_url(sandbox, "/echo?sleep=0.5"), rate=20, headers={"apikey": "demo-key"}, duration=1.5,
+                        max_in_flight=2)
+    summary = gen.start().wait(30)
+    assert summary["due"] == 30
+    assert summary["failed"] == 0
+    assert 2 <= summary["total"] <= 8
+    assert summary["not_sent"] == summary["due"] - summary["total"] >= 20
+    assert summary["versions"] == {KONG_X: summary["total"]}
+    assert sum(sec["not_sent"] for sec in summary["per_second"]) == summary["not_sent"]
+
+
 def test_up_refuses_while_the_sandbox_runs(sandbox):
     again = Sandbox(state_dir=sandbox.state_dir, lb_port=sandbox.lb_port, out=lambda _m: None)
     with pytest.raises(SandboxError, match="sandbox-down"):

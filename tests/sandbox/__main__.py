@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     upgrade.add_argument("--kong-y", default="3.9.3", help="target Kong version Y (default 3.9.3)")
     upgrade.add_argument("playbook_args", nargs=argparse.REMAINDER,
                          help="further ansible-playbook arguments after --, e.g. -- --check -v")
-    demo = sub.add_parser("demo", help="sandbox up (DB-less), rolling upgrade X -> Y under load, report")
+    demo = sub.add_parser("demo", help="sandbox up (DB-less), rolling upgrade X -> Y under load, report",
+                          description="Exit status: 0 no failed request at the full rate, 1 failed requests, "
+                                      "3 the machine could not send the full rate, other: the playbook's.")
     demo.add_argument("--kong-x", default="3.8.1")
     demo.add_argument("--kong-y", default="3.9.3")
     demo.add_argument("--rate", type=float, default=200.0, help="requests per second through the LB (default 200)")

@@ -70,12 +70,13 @@ def _segments(summary: dict, version: str) -> list[dict]:
             if seg["level"] is None:
                 seg["level"] = level
         else:
-            seg = {"level": level, "from": sec["second"], "requests": 0, "hits": 0, "failed": 0}
+            seg = {"level": level, "from": sec["second"], "requests": 0, "hits": 0, "failed": 0, "not_sent": 0}
             segments.append(seg)
         seg["to"] = sec["second"]
         seg["requests"] += sec["total"]
         seg["hits"] += sec["versions"].get(version, 0)
         seg["failed"] += sec["failed"]
+        seg["not_sent"] += sec.get("not_sent", 0)
     return segments
 
 
@@ -139,11 +140,16 @@ def build_report(summary: dict, found: dict, kong_x: str, kong_y: str, rc: int |
             else "   -   "
         start_wall = t0 + seg["from"] if t0 is not None else None
         lines.append(f"  {_clock(start_wall, t0):<22} {seg['to'] - seg['from'] + 1:>4} s  Y {share}  "
-                     f"{seg['requests']:>6} requests  {seg['failed']} failed")
+                     f"{seg['requests']:>6} requests  {seg['failed']} failed"
+                     + (f"  ({seg['not_sent']} not sent)" if seg["not_sent"] else ""))
     lines.append("requests served by each version:")
     for version, count in sorted(summary["versions"].items()):
         lines.append(f"  Kong {version:<10} {count:>7}")
     lines.append(f"requests: {summary['total']} sent, {summary['ok']} answered 2xx, {summary['failed']} failed")
+    if summary.get("not_sent"):
+        lines.append(f"LOAD NOT SUSTAINED: {summary['not_sent']} of {summary['due']} requests were not sent because "
+                     f"{summary['target_rate']:.0f} req/s outran this machine (backlog full); the run does not show "
+                     "the target load")
     if summary["failed"]:
         for reason, count in sorted(summary["failures_by_reason"].items(), key=lambda x: -x[1]):
             lines.append(f"  {count:>6} x {reason}")
@@ -186,4 +192,6 @@ def run_demo(kong_x: str, kong_y: str, rate: float = 200.0, sandbox: Sandbox | N
     sb.out("The sandbox is still up: `make sandbox-down` stops it; `python -m tests.sandbox status` shows it.")
     if rc:
         return rc
-    return 1 if summary["failed"] else 0
+    if summary["failed"]:
+        return 1
+    return 3 if summary.get("not_sent") else 0

@@ -12,7 +12,8 @@ DEB_DIR="$MOLECULE_TOOLS_DIR/deb"
 DEPENDS="python3 (>= 3.11), python3-aiohttp (>= 3.8), python3-yaml, python3-psycopg2"
 
 inputs() {
-  find "$KONGSIM_DIR" -type f ! -path '*/__pycache__/*' ! -name '*.pyc'
+  find "$KONGSIM_DIR/kongsim" -type f ! -path '*/__pycache__/*' ! -name '*.pyc'
+  printf '%s\n' "$KONGSIM_DIR/install.sh"
   find "$DEB_DIR" -type f
   printf '%s\n' "$MOLECULE_TOOLS_DIR/build_debs.sh"
 }
@@ -25,11 +26,15 @@ build_one() {
   "$KONGSIM_DIR/install.sh" "$version" "$stage" /usr/bin/python3
   # install.sh writes the absolute library path into bin/kong: make it the installed path.
   sed -i "s#$stage#/usr/local#g" "$stage/bin/kong"
+  # Byte code compiled in the build directory names it: the package compiles at install time instead.
+  find "$root" -name '__pycache__' -type d -prune -exec rm -rf {} +
   if grep -rlF "$work" "$root" >/dev/null; then
     die "the kong $version package still names the build directory: $(grep -rlF "$work" "$root" | head -3)"
   fi
   install -m 0755 "$DEB_DIR/kong-service" "$stage/bin/kong-service"
-  find "$root" -name '__pycache__' -type d -prune -exec rm -rf {} +
+  sed "s#@LIB@#/usr/local/lib/kongsim-$version#g" "$DEB_DIR/postinst" > "$root/DEBIAN/postinst"
+  sed "s#@LIB@#/usr/local/lib/kongsim-$version#g" "$DEB_DIR/prerm" > "$root/DEBIAN/prerm"
+  chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm"
   cat > "$root/DEBIAN/control" <<CONTROL
 Package: kong
 Version: $version

@@ -15,13 +15,9 @@ LOAD_OUT = "/var/tmp/kongops-load.json"
 def _servers(host):
     """Rows of `show servers state kong_proxy` by server name."""
     out = host.check_output("echo 'show servers state kong_proxy' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock")
-    lines = [ln for ln in out.splitlines() if ln and not ln.startswith("#")]
-    header = out.splitlines()[1].lstrip("# ").split()
-    rows = {}
-    for line in lines[1:]:
-        row = dict(zip(header, line.split()))
-        rows[row["srv_name"]] = row
-    return rows
+    lines = out.splitlines()
+    header = lines[1].lstrip("# ").split()
+    return {row["srv_name"]: row for row in (dict(zip(header, ln.split())) for ln in lines[2:] if ln.strip())}
 
 
 def test_haproxy_runs(host):

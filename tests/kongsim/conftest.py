@@ -45,6 +45,15 @@ class _Factory:
             node.start()
         return node
 
+    def many(self, specs: dict) -> dict:
+        """Start several nodes at once: {key: (version, settings)} -> {key: KongNode}."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        nodes = {key: self(version, start=False, **settings) for key, (version, settings) in specs.items()}
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda n: n.start(), nodes.values()))
+        return nodes
+
     def cleanup(self):
         for node in self.nodes:
             try:

@@ -19,17 +19,15 @@ def vt(v):
 @pytest.fixture(scope="module")
 def nodes(module_node_factory, echo_upstream):
     """One DB-less node per version with the same declarative config (format 2.1 for 2.8.5)."""
-    out = {}
-    for v in VERSIONS:
-        fmt = "2.1" if v == "2.8.5" else "3.0"
-        out[v] = module_node_factory(v, name=f"dbless-{v}",
-                                     declarative=simple_config(echo_upstream.url, fmt=fmt))
-    return out
+    return module_node_factory.many({
+        v: (v, {"name": f"dbless-{v}",
+                "declarative": simple_config(echo_upstream.url, fmt="2.1" if v == "2.8.5" else "3.0")})
+        for v in VERSIONS})
 
 
 @pytest.fixture(scope="module")
 def empty_nodes(module_node_factory):
-    return {v: module_node_factory(v, name=f"empty-{v}") for v in ("2.8.5", "3.4.2", "3.9.3")}
+    return module_node_factory.many({v: (v, {"name": f"empty-{v}"}) for v in ("2.8.5", "3.4.2", "3.9.3")})
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -83,7 +83,7 @@ def nodes(module_node_factory, echo_upstream, tmp_path_factory):
            "upstreams:\n- name: pool.internal\n  targets:\n  - target: 127.0.0.1:9\n    weight: 10\n"
            f"certificates:\n- cert: |\n{ind(pem)}  key: |\n{ind(pkey)}  snis:\n  - name: a.example.com\n"
            f"ca_certificates:\n- cert: |\n{ind(pem)}")
-    return {v: module_node_factory(v, name=f"oas-{v}", declarative=cfg) for v in SPECS}
+    return module_node_factory.many({v: (v, {"name": f"oas-{v}", "declarative": cfg}) for v in SPECS})
 
 
 ENTITY_CASES = [

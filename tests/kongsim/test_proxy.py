@@ -100,12 +100,12 @@ def upstreams():
 @pytest.fixture(scope="module")
 def nodes(module_node_factory, upstreams):
     a, b = upstreams
-    out = {}
+    specs = {}
     for v in ("2.8.5", "3.9.3"):
         text = CONFIG.format(fmt="2.1" if v == "2.8.5" else "3.0", up1=a.url, t1=a.hostport, t2=b.hostport,
                              dead=free_port(), regex=r"/items/\d+$" if v == "2.8.5" else r"~/items/\d+$")
-        out[v] = module_node_factory(v, name=f"proxy-{v}", declarative=text)
-    return out
+        specs[v] = (v, {"name": f"proxy-{v}", "declarative": text})
+    return module_node_factory.many(specs)
 
 
 VERSIONS = ["2.8.5", "3.9.3"]

@@ -11,18 +11,24 @@ short_description: Timeline and report of a Kong upgrade run
 version_added: 0.1.0
 author: kongops maintainers (@kongops)
 description:
-  - Records every task of the run (phase, node, start, end, result) and, at the end, reads the
-    run journal the playbooks publish with C(set_stats) (traffic steps with their gate
-    measurements, nodes, downtime).
+  - Records every task of the run (phase, node, start, end, result; the weights a traffic step
+    set and each gate verdict with its measurements) and, at the end, reads the C(kong_upgrade)
+    artifact the playbooks publish with C(set_stats) and the run journal it names (traffic steps
+    with their gate measurements, nodes, downtime).
   - Writes C(report.json) and a self-contained C(report.html) (timeline table and an inline SVG
-    plot of the traffic share by version and the errors per step; no internet access needed) next
-    to the journal, and prints a short summary at the end of the play output.
+    plot of the traffic share by version and the errors per step; no internet access needed) to
+    C(<report_dir>/reports/<run id>/), and prints a short summary with the report's path at the
+    end of the play output.
   - Enable it with C(callbacks_enabled = kongops.upgrade.upgrade_report) in C(ansible.cfg) or
     E(ANSIBLE_CALLBACKS_ENABLED); it works beside any stdout callback, also under AWX.
+notes:
+  - A run that publishes no C(kong_upgrade) artifact (a C(--tags preflight) plan, C(backup.yml))
+    writes no report and prints no summary.
 options:
   report_dir:
     description:
-      - Where to write the report; by default the directory of the run journal.
+      - Directory under which C(reports/<run id>/) is written; by default the directory of the run
+        journal (C(<kong_work_dir>/<kong_cluster_name>)).
     type: path
     env:
       - name: KONGOPS_REPORT_DIR
@@ -37,6 +43,13 @@ import os
 import time
 
 from ansible.plugins.callback import CallbackBase
+
+
+# Facts and includes are bookkeeping, not steps of the timeline; a gate verdict (the
+# kong_gate fact of roles/rolling_upgrade/tasks/gate.yml) is.
+QUIET_ACTIONS = ("ansible.builtin.set_fact", "set_fact", "ansible.builtin.include_tasks", "include_tasks",
+                 "ansible.builtin.include_role", "include_role")
+GATE_FIELDS = ("requests", "errors", "error_rate", "failed", "reasons")
 
 
 class CallbackModule(CallbackBase):
@@ -62,14 +75,25 @@ class CallbackModule(CallbackBase):
         host = result._host.get_name()
         task = result._task
         start = self._open.pop((host, task._uuid), time.time())
-        if task.action in ("ansible.builtin.set_fact", "set_fact", "ansible.builtin.include_tasks",
-                           "include_tasks", "ansible.builtin.include_role", "include_role"):
+        res = result._result or {}
+        gate = (res.get("ansible_facts") or {}).get("kong_gate")
+        gate = {k: gate.get(k) for k in GATE_FIELDS if k in gate} if isinstance(gate, dict) else None
+        if task.action in QUIET_ACTIONS and not gate:
             return
         entry = dict(phase=self.play, task=task.get_name().strip(), node=host, start=round(start, 3),
                      end=round(time.time(), 3), result=outcome)
-        res = result._result or {}
-        if isinstance(res.get("computed_weights"), dict):
-            entry["weights"] = res["computed_weights"]
+        # lb_weight runs once per load balancer (a loop): the weights are in the items
+        weights = [r.get("computed_weights") for r in [res] + list(res.get("results") or []) if isinstance(r, dict)]
+        weights = [w for w in weights if isinstance(w, dict)]
+        if weights:
+            entry["weights"] = weights[0]
+        if gate:
+            last = self.timeline[-1] if self.timeline else {}
+            if last.get("gate") == gate and last.get("node") == host:
+                # the same verdict confirmed by a later check of the same gate
+                last["end"] = entry["end"]
+                return
+            entry["gate"] = gate
         self.timeline.append(entry)
 
     def v2_runner_on_ok(self, result):
@@ -168,13 +192,22 @@ def _plot(journal: dict) -> str:
             f'<text x="{width - 200}" y="52" fill="#d33" font-size="12">errors per step</text></svg>')
 
 
+def _details(entry: dict) -> str:
+    gate = entry.get("gate")
+    if gate:
+        verdict = "FAILED: " + "; ".join(map(str, gate.get("reasons") or [])) if gate.get("failed") else "passed"
+        return f"gate {verdict} ({gate.get('requests', 0)} requests, {gate.get('errors', 0)} errors)"
+    weights = entry.get("weights")
+    return ", ".join(f"{name} {weight}" for name, weight in sorted(weights.items())) if weights else ""
+
+
 def render_html(report: dict) -> str:
     journal, run = report.get("journal") or {}, report.get("run") or {}
     esc = html.escape
     rows = "".join(
         f"<tr class='{esc(e['result'])}'><td>{esc(e['phase'])}</td><td>{esc(e['node'])}</td><td>{esc(e['task'])}</td>"
         f"<td>{time.strftime('%H:%M:%S', time.gmtime(e['start']))}</td><td>{e['end'] - e['start']:.2f} s</td>"
-        f"<td>{esc(e['result'])}</td></tr>" for e in report.get("timeline", []))
+        f"<td>{esc(e['result'])}</td><td>{esc(_details(e))}</td></tr>" for e in report.get("timeline", []))
     steps = "".join(
         f"<tr><td>{s.get('share')} %</td><td>{esc(str(s.get('started_at', '')))}</td>"
         f"<td>{(s.get('gate') or {}).get('requests', 0)}</td><td>{(s.get('gate') or {}).get('errors', 0)}</td>"
@@ -198,6 +231,6 @@ path {esc(' -> '.join(map(str, journal.get('path') or [])))}{downtime}</p>
 <table><tr><th>share of Y</th><th>started</th><th>requests</th><th>errors</th><th>gate</th></tr>{steps}</table>
 <h2>Nodes</h2><table><tr><th>node</th><th>state</th></tr>{nodes}</table>
 <h2>Timeline</h2>
-<table id="timeline"><tr><th>phase</th><th>node</th><th>task</th><th>start (UTC)</th><th>took</th><th>result</th></tr>{rows}</table>
+<table id="timeline"><tr><th>phase</th><th>node</th><th>task</th><th>start (UTC)</th><th>took</th><th>result</th><th>weights / gate</th></tr>{rows}</table>
 </body></html>
 """

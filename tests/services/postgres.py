@@ -55,9 +55,21 @@ class PostgresServer:
         if self._as:
             shutil.chown(path, "postgres", "postgres")
 
+    def _make_traversable(self) -> None:
+        """The server runs as another user: it must be able to reach its directory (pytest's
+        temporary directories are private to root)."""
+        path = os.path.dirname(os.path.abspath(self.base_dir))
+        while path not in ("/", ""):
+            mode = os.stat(path).st_mode
+            if not mode & 0o001:
+                os.chmod(path, (mode & 0o7777) | 0o001)
+            path = os.path.dirname(path)
+
     def start(self) -> "PostgresServer":
         os.makedirs(self.base_dir, exist_ok=True)
         os.chmod(self.base_dir, 0o755)
+        if self._as:
+            self._make_traversable()
         self._chown(self.base_dir)
         if not os.path.exists(os.path.join(self.data_dir, "PG_VERSION")):
             pwfile = os.path.join(self.base_dir, ".pw")

@@ -153,6 +153,10 @@ def _epoch(text):
         return None
 
 
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(epoch))
+
+
 def _plot(journal: dict) -> str:
     """Inline SVG: share of Y (and of X) per step over time, errors per step as bars."""
     steps = [s for s in journal.get("steps") or [] if _epoch(s.get("started_at")) and _epoch(s.get("ended_at"))]
@@ -187,9 +191,11 @@ def _plot(journal: dict) -> str:
             + "".join(bars)
             + f'<polyline class="share-y" fill="none" stroke="#2a7" stroke-width="3" points="{" ".join(y_pts)}"/>'
             f'<polyline class="share-x" fill="none" stroke="#27c" stroke-width="3" stroke-dasharray="6,4" points="{" ".join(x_pts)}"/>'
-            f'<text x="{width - 200}" y="20" fill="#2a7" font-size="12">Kong {html.escape(str(journal.get("to", "Y")))}</text>'
-            f'<text x="{width - 200}" y="36" fill="#27c" font-size="12">Kong {html.escape(str(journal.get("from", "X")))}</text>'
-            f'<text x="{width - 200}" y="52" fill="#d33" font-size="12">errors per step</text></svg>')
+            f'<text x="{pad}" y="{height - pad + 16}" font-size="11">{_clock(t0)}</text>'
+            f'<text x="{width - pad}" y="{height - pad + 16}" font-size="11" text-anchor="end">{_clock(t1)} UTC</text>'
+            f'<text x="{pad}" y="16" fill="#2a7" font-size="12">Kong {html.escape(str(journal.get("to", "Y")))}</text>'
+            f'<text x="{pad + 120}" y="16" fill="#27c" font-size="12">Kong {html.escape(str(journal.get("from", "X")))}</text>'
+            f'<text x="{pad + 240}" y="16" fill="#d33" font-size="12">errors per step</text></svg>')
 
 
 def _details(entry: dict) -> str:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.loadgen import LoadGenerator, share_between
+from tests.loadgen import NOT_SENT, LoadGenerator, share_between
 from tests.sandbox.core import Sandbox, haproxy_servers
 from tests.sandbox.procs import port_is_free
 
@@ -153,9 +153,11 @@ def test_failed_gate_puts_every_request_back_on_x(sandbox):
     servers = haproxy_servers(box.state["haproxy"]["socket"])
     assert all(servers[x]["weight"] == 100 for x in ("x1", "x2", "x3"))
     assert all(servers[y]["weight"] == 0 or "MAINT" in servers[y]["status"] for y in ("y1", "y2", "y3"))
+    assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
     detected = _epoch(journal["failure"]["at"])
-    after = [r for r in load.records if r.wall > detected + 1]
-    assert after and all(r.ok for r in after), "requests failed after the rollback"
+    after = [r for r in load.records if r.wall > detected + 1 and r.error != NOT_SENT]
+    failed_after = [(r.status, r.error) for r in after if not r.ok]
+    assert after and not failed_after, f"requests failed after the rollback: {failed_after[:10]}"
     tail = [s for s in summary["per_second"] if s["wall"] and s["wall"] > detected + 2]
     assert tail and all(set(s["versions"]) <= {X} for s in tail), "traffic still reaches Y after the rollback"
     assert journal.get("thawed") is True

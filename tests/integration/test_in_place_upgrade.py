@@ -37,6 +37,7 @@ def traditional(tmp_path):
 
     def make(kong_x: str) -> Sandbox:
         box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=_base_port(), out=lambda msg: None)
+        box.log_dir = str(tmp_path)
         boxes.append(box)
         box.up(mode="traditional", kong_x=kong_x)
         admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"
@@ -79,6 +80,17 @@ def _journal(box: Sandbox) -> dict:
         return json.load(fh)
 
 
+def _upgrade(box: Sandbox, version: str, *extra: str) -> int:
+    box.last_log = os.path.join(box.log_dir, f"upgrade-{version}-{len(os.listdir(box.log_dir))}.log")
+    return box.upgrade("in_place", version, extra_args=list(extra), log_path=box.last_log, stream=lambda line: None)
+
+
+def _failure(box: Sandbox) -> str:
+    with open(box.last_log) as fh:
+        lines = fh.read().splitlines()
+    return "\n".join([ln for ln in lines if "fatal:" in ln or "FAILED" in ln][-5:] + lines[-30:])
+
+
 def _served_by(box: Sandbox) -> str:
     resp = requests.get(f"http://127.0.0.1:{box.lb_port}/echo", headers={"apikey": "demo-key"}, timeout=5)
     assert resp.status_code == 200
@@ -91,9 +103,9 @@ def test_traditional_in_place_upgrade(traditional, kong_x, kong_y):
     before = _counts(box)
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"},
                          timeout=2).start()
-    rc = box.upgrade("in_place", kong_y, stream=lambda line: None)
+    rc = _upgrade(box, kong_y)
     summary = load.stop()
-    assert rc == 0, f"see {box.state['upgrades'][-1]['log']}"
+    assert rc == 0, _failure(box)
 
     meta = _schema_meta(box)
     for sub in MIGRATIONS["versions"][kong_y]["subsystems"]:
@@ -123,7 +135,7 @@ def test_failed_migration_rolls_back_to_x(traditional):
     # a DBA mistake: the table 023_360_to_370 alters now belongs to another role
     _pg(box).psql("ALTER TABLE clustering_data_planes OWNER TO postgres; "
                   "GRANT SELECT ON clustering_data_planes TO kong", database=db)
-    rc = box.upgrade("in_place", "3.7.1", stream=lambda line: None)
+    rc = _upgrade(box, "3.7.1")
     assert rc != 0
     journal = _journal(box)
     assert journal["status"] == "rolled_back", journal.get("failure")
@@ -135,8 +147,8 @@ def test_failed_migration_rolls_back_to_x(traditional):
 def test_rollback_playbook_restores_x_and_then_changes_nothing(traditional):
     box = traditional("3.6.1")
     before_meta, before_counts = _schema_meta(box), _counts(box)
-    rc = box.upgrade("in_place", "3.7.1", extra_args=["--skip-tags", "thaw"], stream=lambda line: None)
-    assert rc == 0
+    rc = _upgrade(box, "3.7.1", "--skip-tags", "thaw")
+    assert rc == 0, _failure(box)
     assert "kong/3.7.1" in _served_by(box)
 
     rollback = os.path.join(REPO, "playbooks", "rollback.yml")

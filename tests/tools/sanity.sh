@@ -4,6 +4,7 @@
 # and run the sanity tests with the local Python 3.11.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+export PATH="$repo/.venv/bin:$PATH"
 work=$(mktemp -d "${TMPDIR:-/tmp}/kongops-sanity.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 dest="$work/ansible_collections/kongops/upgrade"

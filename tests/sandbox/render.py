@@ -131,6 +131,8 @@ def inventory(state: dict, repo: str, python: str) -> dict:
         all_vars.update({
             "kong_node_pg_host": "127.0.0.1", "kong_node_pg_port": pg["port"], "kong_node_pg_user": pg["user"],
             "kong_node_pg_password": pg["password"], "kong_node_pg_database": pg["database"],
+            # the DBA role a database-level rollback restores with (the server's superuser here)
+            "kong_restore_admin_user": "postgres", "kong_restore_admin_password": "postgres",
         })
     if state.get("cluster_cert"):
         all_vars.update({"kong_node_cluster_cert": state["cluster_cert"],

@@ -1,0 +1,86 @@
+"""In-place upgrades of a traditional (PostgreSQL) sandbox under load: the downtime the clients saw
+against the time of each phase (stop, migrations, start) read from the run's task timeline."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from bench.common import loadavg, low_port_base, tail
+from bench.fleet import FleetSandbox
+from bench.rolling import (SETTLE, _summary_fields, failure_timeline, outage, read_journal, read_report, short_error,
+                           task_name, teardown)
+from tests.loadgen import LoadGenerator
+from tests.sandbox import render
+
+# Task names of the kong_node role and the in_place_upgrade role, as the upgrade_report timeline shows them.
+PHASE_TASKS = {
+    "stop": ("Quit Kong gracefully",),
+    "migrations_up": ("Kong migrations up",),
+    "migrations_finish": ("Kong migrations finish",),
+    "start": ("Start Kong", "Wait until Kong answers ready"),
+}
+
+
+def _phase(report: dict, prefixes: tuple, after: float | None = None) -> tuple[float | None, float | None]:
+    hits = [e for e in report.get("timeline", []) if task_name(e).startswith(prefixes) and e["phase"].startswith("Stop X")
+            and (after is None or e["start"] >= after)]
+    if not hits:
+        return None, None
+    return min(e["start"] for e in hits), max(e["end"] for e in hits)
+
+
+def in_place_under_load(work: str, kong_x: str, kong_y: str, rate: float, out=print) -> dict:
+    name = f"inplace-{kong_x}-{kong_y}"
+    state_dir = os.path.join(work, name)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    box = FleetSandbox(state_dir=state_dir, lb_port=low_port_base(40), nodes=3,
+                       out=lambda msg: out(f"    [{name}] {msg}") if msg.startswith("sandbox") else None)
+    log_path = os.path.join(work, "logs", f"{name}.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    result: dict = {"from": kong_x, "to": kong_y, "rate": rate, "log": log_path, "loadavg_before": loadavg()}
+    try:
+        box.up("traditional", kong_x)
+        url = f"http://127.0.0.1:{box.lb_port}{render.DEMO_PATH}"
+        gen = LoadGenerator(url, rate=rate, headers={"apikey": render.DEMO_KEY}, timeout=2.0).start()
+        try:
+            time.sleep(SETTLE)
+            rc = box.upgrade("in_place", kong_y, log_path=log_path, stream=lambda line: None)
+            time.sleep(SETTLE)
+        finally:
+            summary = gen.stop()
+        box.load()
+        last = box.state["upgrades"][-1]
+        journal = read_journal(box)
+        report = read_report(box)
+        first, final = summary.get("first_failure_wall"), summary.get("last_failure_wall")
+        phases = {}
+        stop_start, stop_end = _phase(report, PHASE_TASKS["stop"])
+        for key, prefixes in PHASE_TASKS.items():
+            start, end = _phase(report, prefixes, after=stop_start if key == "start" else None)
+            phases[key] = round(end - start, 2) if start is not None else None
+        phases["migrations"] = round(sum(v for v in (phases["migrations_up"], phases["migrations_finish"]) if v), 2)
+        phases["stop_migrations_start"] = round(sum(phases[k] or 0 for k in ("stop", "migrations", "start")), 2)
+        _start_start, start_end = _phase(report, PHASE_TASKS["start"], after=stop_start)
+        if stop_start is not None and start_end is not None:
+            phases["first_stop_to_last_ready"] = round(start_end - stop_start, 2)
+            phases["first_stop_at"] = round(stop_start - summary["started_at"], 1)
+            phases["last_ready_at"] = round(start_end - summary["started_at"], 1)
+        result.update(
+            rc=rc, playbook_seconds=round(last["ended"] - last["started"], 1), load=_summary_fields(summary),
+            client_downtime_seconds=round(final - first, 2) if first is not None else 0.0,
+            outage=outage(gen.records), failure_timeline=failure_timeline(summary),
+            playbook_window=[round(last["started"] - summary["started_at"], 1), round(last["ended"] - summary["started_at"], 1)],
+            journal_downtime_seconds=float(journal["downtime_seconds"]) if journal.get("downtime_seconds") else None,
+            journal_status=journal.get("status"), phases=phases,
+        )
+        tail_seconds = [s for s in summary["per_second"] if s["versions"]][-2:]
+        result["ends_on_y"] = bool(tail_seconds) and all(set(s["versions"]) == {kong_y} for s in tail_seconds)
+        if rc != 0:
+            result["error"] = f"playbook exit code {rc}; see {log_path}"
+            result["log_tail"] = tail(log_path)
+    except Exception as exc:  # noqa: BLE001 - a failed flow is a result, not the end of the bench
+        result["error"] = short_error(exc)
+    finally:
+        teardown(box, result, work, name)
+    return result

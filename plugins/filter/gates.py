@@ -37,7 +37,7 @@ def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: floa
         status = str(now.get("status") or "")
         health = str(now.get("health") or "")
         per_server[name] = dict(requests=s_req, errors=s_err, status=status, health=health)
-        if _num(now.get("weight")) > 0 and (health == "down" or status.split(" ")[0] in _BAD_STATUS):
+        if _num(now.get("weight")) > 0 and (health == "down" or status.split(" ", maxsplit=1)[0] in _BAD_STATUS):
             reasons.append(f"{name} is {status or health} while in rotation")
         if _num(now.get("response_time_ms")) > max_response_ms:
             reasons.append(f"{name} average response time {now.get('response_time_ms')} ms > {max_response_ms} ms")

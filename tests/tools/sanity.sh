@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # ansible-test needs the collection under .../ansible_collections/kongops/upgrade: copy the
 # tracked and untracked-but-not-ignored files of the checkout there (a fresh directory per run)
-# and run the sanity tests with the local Python 3.11.
+# and run the sanity tests with the local Python 3.11. The copy holds what the collection ships
+# (galaxy.yml build_ignore) plus its unit tests; the test infrastructure that never ships (the
+# Kong simulator, the sandbox, integration suites, molecule, bench) is checked by ruff instead.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 export PATH="$repo/.venv/bin:$PATH"
@@ -11,6 +13,10 @@ dest="$work/ansible_collections/kongops/upgrade"
 mkdir -p "$dest"
 cd "$repo"
 git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do
+  case "$f" in
+    tests/kongsim/*|tests/sandbox/*|tests/services/*|tests/integration/*|tests/tools/*|tests/molecule/*|\
+    tests/loadgen.py|tests/conftest.py|tests/__init__.py|molecule/*|bench/*|.ci/*) continue ;;
+  esac
   [ -e "$f" ] && cp --parents -P "$f" "$dest/"
 done
 cd "$dest"

@@ -655,4 +655,5 @@ def test_285_binary_has_no_status_command(monkeypatch, capsys):
         rc == 0 and result["status"] == "current" and result["status_checked"] is False
     )
     assert fake.subcommands() == ["list", "status"]
-    assert "warnings" not in result
+    # module warnings are process-wide in ansible-core: judge only what this run could have said
+    assert not [w for w in result.get("warnings", []) if "status" in str(w)]

@@ -81,6 +81,15 @@ class Load:
         return ok, refused, failed
 
 
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaped (PID 1 of some sandboxes does not reap)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in fh)
+    except FileNotFoundError:
+        return True
+
+
 @pytest.mark.parametrize("version,keepalive", [("3.9.3", True), ("2.8.5", False)])
 def test_quit_under_load_drops_nothing(kong_node_factory, echo_upstream, version, keepalive):
     fmt = "2.1" if version == "2.8.5" else "3.0"
@@ -106,8 +115,7 @@ def test_quit_under_load_drops_nothing(kong_node_factory, echo_upstream, version
     assert failed == [], (f"{len(failed)} accepted requests failed ({before} sent before SIGQUIT): "
                           f"{[(s, e, round(t - sigquit, 2)) for s, e, t in failed[:5]]}")
     assert ok >= 300 * 5, ok
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert _gone(pid), f"pid {pid} still runs after quit"
     assert not os.path.exists(os.path.join(node.prefix, "pids", "nginx.pid"))
     assert "gracefully shutting down" in node.error_log()
 

@@ -34,7 +34,7 @@ def test_kong_runs(host):
 
 def test_listening_ports(host):
     assert host.socket("tcp://0.0.0.0:8000").is_listening
-    assert host.socket("tcp://127.0.0.1:8001").is_listening
+    assert host.socket("tcp://0.0.0.0:8001").is_listening
     assert host.socket("tcp://127.0.0.1:8007").is_listening
 
 

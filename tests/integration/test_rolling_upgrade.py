@@ -84,7 +84,6 @@ def _node_running(box: Sandbox, name: str) -> bool:
     return pid > 0 and os.path.exists(f"/proc/{pid}")
 
 
-@pytest.mark.unproven
 def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
     box = sandbox()
     load = _load(box)
@@ -119,7 +118,6 @@ def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
                                               ("y3", "verified")}
 
 
-@pytest.mark.unproven
 def test_failed_gate_puts_every_request_back_on_x(sandbox):
     box = sandbox()
     y2_pid = {}

@@ -17,8 +17,7 @@ KONG_X ?= 3.8.1
 KONG_Y ?= 3.9.3
 PYTEST_ARGS ?=
 
-# pytest marker 'unproven' and molecule gating: see the targets below.
-.PHONY: test-unproven molecule-if-docker help venv system-deps sanity lint unit kongsim integration pytest test demo \
+.PHONY: molecule-if-docker help venv system-deps sanity lint unit kongsim integration pytest test demo \
 	sandbox-up sandbox-down upgrade-rolling upgrade-in-place upgrade-hybrid bench molecule \
 	changelog-lint clean
 
@@ -67,11 +66,7 @@ unit: venv
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
 pytest: venv
-	$(PY) -m pytest tests -q -p no:cacheprovider -m "not unproven" $(PYTEST_ARGS)
-
-# End-to-end tests whose final form has not passed on a quiet machine yet (see their marker).
-test-unproven: venv
-	$(PY) -m pytest tests -q -p no:cacheprovider -m unproven $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
 
 molecule: venv
 	tests/molecule/run.sh

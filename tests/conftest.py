@@ -55,10 +55,3 @@ def nginx_factory():
     for server in started:
         server.destroy()
 
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "unproven: an end-to-end test whose final form has not yet passed on a quiet machine; "
-        "`make test` leaves it out and `make test-unproven` runs it",
-    )

@@ -144,7 +144,6 @@ def test_failed_migration_rolls_back_to_x(traditional):
     assert _counts(box) == before_counts
 
 
-@pytest.mark.unproven
 def test_rollback_playbook_restores_x_and_then_changes_nothing(traditional):
     box = traditional("3.6.1")
     before_meta, before_counts = _schema_meta(box), _counts(box)

@@ -135,15 +135,16 @@ class Bench:
         self.save()
 
     def overhead(self) -> None:
-        """Each size with one node per drain batch and again in a single drain batch, smallest first, as long as
-        the time budget allows (estimated from the runs before)."""
+        """The smallest size with one node per drain batch; every other size in a single drain batch, then with one
+        node per batch; smallest first, as long as the time budget allows (estimated from the runs before)."""
         from bench.rolling import overhead
 
         runs: list[dict] = []
         self.results["overhead"] = {"runs": runs, "skipped": []}
-        plan = [(n, serial) for n in sorted(self.args.sizes) for serial in sorted({1, n})]
+        sizes = sorted(set(self.args.sizes))
+        plan = [(sizes[0], 1)] + [(n, serial) for n in sizes[1:] for serial in (n, 1)]
         for nodes, serial in plan:
-            estimate = self._estimate(runs, nodes)
+            estimate = self._estimate(runs, nodes, serial)
             if estimate is not None and estimate > self.remaining():
                 reason = (f"{nodes} nodes, drain serial {serial}: estimated {estimate / 60:.1f} min from the runs "
                           f"before, {max(0.0, self.remaining()) / 60:.1f} min left of the "
@@ -159,12 +160,14 @@ class Bench:
             self.save()
 
     @staticmethod
-    def _estimate(runs: list[dict], nodes: int) -> float | None:
-        """Seconds a run of ``nodes`` should take (sandbox up, upgrade, down), scaled from the largest run so far."""
+    def _estimate(runs: list[dict], nodes: int, serial: int) -> float | None:
+        """Seconds a run should take (sandbox up, upgrade, down), scaled by the node count from the largest run so far
+        of the same kind (one node per drain batch, or all in one)."""
         done = [r for r in runs if r.get("total_seconds")]
+        same_kind = [r for r in done if (r["drain_serial"] == 1) == (serial == 1)]
         if not done:
             return None
-        ref = max(done, key=lambda r: r["nodes"])
+        ref = max(same_kind or done, key=lambda r: r["nodes"])
         fixed = 20.0
         return fixed + (ref["total_seconds"] - fixed) * nodes / ref["nodes"] * 1.15
 
@@ -345,8 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sim-seconds", type=float, default=5.0, help="seconds of each simulator load (default 5)")
     parser.add_argument("--kong-x", default="3.8.1", help="version X of the rolling runs (default 3.8.1)")
     parser.add_argument("--kong-y", default="3.9.3", help="version Y of the rolling runs (default 3.9.3)")
-    parser.add_argument("--budget-minutes", type=float, default=28.0,
-                        help="overhead runs that would end after this many minutes are skipped (default 28)")
+    parser.add_argument("--budget-minutes", type=float, default=26.0,
+                        help="overhead runs that would end after this many minutes are skipped (default 26)")
     parser.add_argument("--out", default=RESULTS_DIR, help="directory of the results JSON (default bench/results)")
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of an earlier run and exit")
     args = parser.parse_args(argv)

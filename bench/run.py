@@ -21,6 +21,8 @@ from bench.common import RESULTS_DIR, WORK_ROOT, loadavg, machine, write_json
 SECTIONS = ("simulator", "rolling", "inplace", "overhead", "backup")
 IN_PLACE_PATHS = (("3.6.1", "3.7.1"), ("2.8.5", "3.4.2"))
 CALLBACK = "kongops.upgrade.upgrade_report"
+DRAIN_PHASE = "Drain and decommission the X nodes"
+DEPLOY_PHASE = "Bring up the Y nodes beside X and smoke-test them"
 
 
 def _enable_report_callback() -> None:
@@ -100,7 +102,7 @@ class Bench:
         from bench.simulator import simulator_throughput
 
         self.out("6. simulator: single-node throughput and p99")
-        self.results["simulator"] = simulator_throughput(self.work, seconds=self.args.sim_seconds)
+        self.results["simulator"] = simulator_throughput(self.work, seconds=self.args.sim_seconds, rate=self.args.rate)
         self.save()
 
     def rolling(self) -> None:
@@ -161,15 +163,26 @@ class Bench:
 
     @staticmethod
     def _estimate(runs: list[dict], nodes: int, serial: int) -> float | None:
-        """Seconds a run should take (sandbox up, upgrade, down), scaled by the node count from the largest run so far
-        of the same kind (one node per drain batch, or all in one)."""
-        done = [r for r in runs if r.get("total_seconds")]
-        same_kind = [r for r in done if (r["drain_serial"] == 1) == (serial == 1)]
+        """Seconds a run should take (sandbox up, upgrade, down): a cost per drain batch (from the drain phase of the
+        runs so far) plus a cost linear in the node count (fitted to the rest), with 15 % to spare."""
+        done = [r for r in runs if r.get("total_seconds") and r.get("rc") == 0]
         if not done:
             return None
-        ref = max(same_kind or done, key=lambda r: r["nodes"])
-        fixed = 20.0
-        return fixed + (ref["total_seconds"] - fixed) * nodes / ref["nodes"] * 1.15
+        per_batch = [r["phases"].get(DRAIN_PHASE, 0) / r["batches"] for r in done
+                     if r["drain_serial"] == 1 and (r.get("phases") or {}).get(DRAIN_PHASE)]
+        batch_cost = sum(per_batch) / len(per_batch) if per_batch else 10.0
+        points = [(r["nodes"], r["total_seconds"] - batch_cost * r["batches"]) for r in done]
+        xs = {n for n, _t in points}
+        if len(xs) >= 2:
+            mean_n = sum(n for n, _t in points) / len(points)
+            mean_t = sum(t for _n, t in points) / len(points)
+            slope = (sum((n - mean_n) * (t - mean_t) for n, t in points)
+                     / sum((n - mean_n) ** 2 for n, _t in points))
+            fixed = mean_t - slope * mean_n
+        else:
+            fixed = 20.0
+            slope = (points[0][1] - fixed) / points[0][0]
+        return 1.15 * (fixed + slope * nodes + batch_cost * math.ceil(nodes / serial))
 
 
 # ---------------------------------------------------------------------- table
@@ -244,8 +257,7 @@ def render_table(res: dict) -> str:
                   f"{'per node s':>10} {'per batch s':>11} {'deploy s':>8} {'drain s':>7}"]
         for r in runs:
             phases = r.get("phases") or {}
-            deploy = next((v for k, v in phases.items() if k.startswith("Bring up the Y nodes")), None)
-            drain = next((v for k, v in phases.items() if k.startswith("Drain and decommission")), None)
+            deploy, drain = phases.get(DEPLOY_PHASE), phases.get(DRAIN_PHASE)
             per_batch = round(drain / r["batches"], 2) if drain is not None else None
             lines.append(f"   {str(r['nodes']) + '+' + str(r['nodes']):>9} {r['drain_serial']:>6} {r['batches']:>7} "
                          f"{_fmt(r.get('wall_seconds')):>7} {_fmt(r.get('configured_soak_seconds')):>6} "

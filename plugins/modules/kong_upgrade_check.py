@@ -301,12 +301,6 @@ scanned:
   returned: always
   type: bool
   sample: true
-warnings:
-  description: Non-fatal remarks (also emitted as warnings).
-  returned: always
-  type: list
-  elements: str
-  sample: []
 """
 
 import traceback
@@ -372,7 +366,9 @@ def main():
     except Exception as exc:  # noqa: BLE001  # pylint: disable=broad-except
         module.fail_json(msg=f"Unexpected error: {exc}", exception=traceback.format_exc())
 
-    for text in result["warnings"]:
+    # Remarks go out through module.warn(); Ansible returns them as the standard `warnings`
+    # (passing a `warnings` key to exit_json/fail_json is deprecated in ansible-core 2.19).
+    for text in result.pop("warnings"):
         module.warn(text)
     result["changed"] = False
     if p["fail_on_unsupported"] and not result["supported"]:

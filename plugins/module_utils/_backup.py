@@ -22,9 +22,13 @@ import traceback
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminError,
 )
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import (
+    KongCliError,
+)
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import (
     KONG_TABLES,
     KongDb,
+    KongDbError,
 )
 
 try:
@@ -87,6 +91,22 @@ class BackupError(Exception):
     def __init__(self, msg: str, **context):
         super().__init__(msg)
         self.context = {k: v for k, v in context.items() if v is not None}
+
+
+def failure_result(exc: BaseException, action: str) -> dict:
+    """The fail_json arguments for an error of a backup or restore run (``action``: "write the backup",
+    "restore"); the modules' main() passes them on. Unknown errors keep their traceback."""
+    if isinstance(exc, BackupError):
+        return dict(msg=str(exc), **exc.context)
+    if isinstance(exc, KongAdminError):
+        return dict(msg=f"Kong Admin API error: {exc}", status_code=exc.status, body=exc.body)
+    if isinstance(exc, KongCliError):
+        return dict(msg=f"kong command failed: {exc}", **exc.context())
+    if isinstance(exc, KongDbError):
+        return dict(msg=f"PostgreSQL error: {exc}", query=exc.query)
+    if isinstance(exc, OSError):
+        return dict(msg=f"cannot {action}: {exc}")
+    return dict(msg=f"unexpected error: {exc.__class__.__name__}: {exc}", exception=traceback.format_exc())
 
 
 # --- checksums and private files -------------------------------------------------------------

@@ -243,7 +243,6 @@ after:
 
 import copy
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kongops.upgrade.plugins.module_utils import _backup as bk
@@ -257,13 +256,11 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import (
     KONG_CLI_ARG_SPEC,
     KongCli,
-    KongCliError,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import (
     HAS_PSYCOPG2,
     KONG_PG_ARG_SPEC,
     PSYCOPG2_IMPORT_ERROR,
-    KongDbError,
 )
 
 ORDER = ("files", "database", "declarative")
@@ -403,19 +400,10 @@ def run(module: AnsibleModule) -> dict:
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     try:
-        module.exit_json(**run(module))
-    except bk.BackupError as exc:
-        module.fail_json(msg=str(exc), **exc.context)
-    except KongAdminError as exc:
-        module.fail_json(msg=f"Kong Admin API error: {exc}", status_code=exc.status, body=exc.body)
-    except KongCliError as exc:
-        module.fail_json(msg=f"kong command failed: {exc}", **exc.context())
-    except KongDbError as exc:
-        module.fail_json(msg=f"PostgreSQL error: {exc}", query=exc.query)
-    except OSError as exc:
-        module.fail_json(msg=f"cannot restore: {exc}")
-    except Exception as exc:  # noqa: BLE001 - last resort: report instead of a bare traceback
-        module.fail_json(msg=f"unexpected error: {exc.__class__.__name__}: {exc}", exception=traceback.format_exc())
+        result = run(module)
+    except Exception as exc:  # noqa: BLE001 - every error is reported, never a bare traceback
+        module.fail_json(**bk.failure_result(exc, "restore"))
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils import _backup as 
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminError,
 )
-from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import KongDb
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import KongDb, KongDbError
 from ansible_collections.kongops.upgrade.plugins.module_utils._versions import (
     parse_version,
 )
@@ -446,3 +446,27 @@ def test_answering_nodes_counts_any_http_answer():
 def test_public_url_strips_credentials():
     assert bk.public_url("https://user:pw@kong:8444/x") == "https://kong:8444/x"
     assert bk.public_url("http://kong:8001") == "http://kong:8001"
+
+
+@pytest.mark.parametrize("exc, expected", [
+    (bk.BackupError("sha256 mismatch", path="/b/kong.dump", expected="ab"),
+     {"msg": "sha256 mismatch", "path": "/b/kong.dump", "expected": "ab"}),
+    (KongAdminError("GET /services failed", status=401, body="no key"),
+     {"msg": "Kong Admin API error: GET /services failed", "status_code": 401, "body": "no key"}),
+    (KongDbError("relation missing", query="SELECT 1"), {"msg": "PostgreSQL error: relation missing", "query": "SELECT 1"}),
+    (PermissionError(13, "Permission denied"), {"msg": "cannot restore: [Errno 13] Permission denied"}),
+])
+def test_failure_result_names_the_system_that_failed(exc, expected):
+    assert bk.failure_result(exc, "restore") == expected
+
+
+def test_failure_result_of_a_kong_command_carries_its_output_and_an_unknown_error_its_traceback():
+    from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import KongCliError
+    cli = bk.failure_result(KongCliError("'kong config parse' failed (rc=1)", cmd=["kong"], rc=1, stderr="bad"), "x")
+    assert cli == {"msg": "kong command failed: 'kong config parse' failed (rc=1)", "cmd": ["kong"], "rc": 1,
+                   "stdout": "", "stderr": "bad"}
+    try:
+        raise KeyError("files")
+    except KeyError as exc:
+        unknown = bk.failure_result(exc, "x")
+    assert unknown["msg"] == "unexpected error: KeyError: 'files'" and "Traceback" in unknown["exception"]

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import tempfile
 import time
 import uuid
@@ -17,6 +16,10 @@ import uuid
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminClient,
     KongAdminError,
+)
+from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime import (
+    HaproxyRuntime,
+    HaproxyRuntimeError,
 )
 
 FREEZE_TAG = "kongops-freeze"
@@ -567,30 +570,11 @@ class HaproxyEnforcer:
                 "persist": self.persist}
 
     def command(self, cmd: str) -> str:
-        addr = self.socket_addr
         try:
-            if "/" in addr or ":" not in addr:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                target = addr
-            else:
-                host, port = addr.rsplit(":", 1)
-                sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET,
-                                     socket.SOCK_STREAM)
-                target = (host.strip("[]"), int(port))
-            with sock:
-                sock.settimeout(self.timeout)
-                sock.connect(target)
-                sock.sendall(cmd.encode("utf-8") + b"\n")
-                chunks = []
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        break
-                    chunks.append(data)
-        except (OSError, ValueError) as exc:
-            raise FreezeError(f"HAProxy runtime API at {addr} failed for '{cmd.split(' ')[0]} "
-                              f"{cmd.split(' ')[1] if ' ' in cmd else ''}': {exc}", socket=addr) from exc
-        return b"".join(chunks).decode("utf-8", "replace")
+            return HaproxyRuntime(self.socket_addr, timeout=self.timeout).command(cmd)
+        except HaproxyRuntimeError as exc:
+            raise FreezeError(f"HAProxy runtime API failed for '{' '.join(cmd.split(' ')[:2])}': {exc}",
+                              socket=self.socket_addr) from exc
 
     def _entries(self) -> dict:
         out = self.command(f"show map {self.map_path}")

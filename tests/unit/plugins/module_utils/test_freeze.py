@@ -137,7 +137,7 @@ def test_haproxy_unknown_map_names_the_missing_rule(tmp_path, monkeypatch):
 
 def test_haproxy_socket_errors_are_freeze_errors(tmp_path):
     enf = HaproxyEnforcer(str(tmp_path / "missing.sock"), str(tmp_path / "x.map"), "prod", timeout=1)
-    with pytest.raises(FreezeError, match="HAProxy runtime API at .*missing.sock failed"):
+    with pytest.raises(FreezeError, match="HAProxy runtime API failed for .show map.: socket .*missing.sock does not exist"):
         enf.state()
 
 

@@ -98,6 +98,26 @@ def test_dp_serves_from_cache_without_cp(cluster, echo_upstream):
                message="DP reconnected and updated")
 
 
+def test_older_minor_dp_loads_plugin_config_with_fields_it_does_not_know(cluster, echo_upstream):
+    """FACTS 5.2: a 3.7 CP accepts a 3.6 DP; the key-auth `realm` field (new in 3.7, §8.1) is removed
+    from what the 3.6 DP receives, so it loads the configuration; the hash is the CP's for both."""
+    cp, make_dp = cluster
+    assert requests.post(cp.admin_url + "/services", json={"name": "echo", "url": echo_upstream.url}).status_code == 201
+    assert requests.post(cp.admin_url + "/services/echo/routes", json={"name": "echo", "paths": ["/echo"]}).status_code == 201
+    plugin = requests.post(cp.admin_url + "/routes/echo/plugins", json={"name": "key-auth"})
+    assert plugin.status_code == 201 and "realm" in plugin.json()["config"]
+    assert requests.post(cp.admin_url + "/consumers", json={"username": "demo"}).status_code == 201
+    assert requests.post(cp.admin_url + "/consumers/demo/key-auth", json={"key": "k1"}).status_code == 201
+    nodes = {v: make_dp(v, f"dp-{v}") for v in ("3.6.1", "3.7.1")}
+    for v, node in nodes.items():
+        wait_until(lambda node=node: requests.get(node.proxy_url + "/echo/1", headers={"apikey": "k1"}).status_code == 200,
+                   timeout=20, message=f"DP {v} serving the key-auth route")
+        assert requests.get(node.proxy_url + "/echo/1").status_code == 401
+    assert "unable to update running config" not in nodes["3.6.1"].error_log()
+    hashes = {requests.get(n.status_url + "/status").json()["configuration_hash"] for n in nodes.values()}
+    assert len(hashes) == 1 and "0" * 32 not in hashes
+
+
 def test_hybrid_requires_cluster_cert(kong_node_factory):
     node = kong_node_factory("3.9.3", start=False, role="data_plane", database="off")
     res = node.start(check=False)

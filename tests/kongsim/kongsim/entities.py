@@ -613,3 +613,16 @@ def unique_fields(entity: str, version: str) -> list:
 def strip_for_version(entity: str, data: dict, version: str) -> dict:
     fields = SCHEMAS[entity].fields_for(version)
     return {k: v for k, v in data.items() if k in fields}
+
+
+def compat_for_version(entity: str, data: dict, version: str) -> dict:
+    """What a control plane sends a data plane of an older ``version``: the fields that version does
+    not know are removed, also inside the config of the plugins the simulator runs (e.g. key-auth
+    ``realm``, new in 3.7, for a 3.6 DP), as Kong's compat layer (kong/clustering/compat) does, so
+    that an older-minor DP the CP accepts (FACTS 5.2) can load the configuration."""
+    out = strip_for_version(entity, data, version)
+    if entity == "plugins" and isinstance(out.get("config"), dict):
+        defaults = plugin_config_defaults(str(out.get("name")), version)
+        if defaults is not None:
+            out["config"] = {k: v for k, v in out["config"].items() if k in defaults}
+    return out

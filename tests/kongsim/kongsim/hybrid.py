@@ -58,7 +58,7 @@ class ControlPlane:
             doc = dict(doc)
             for entity in E.ORDER:
                 if entity in doc:
-                    doc[entity] = [E.strip_for_version(entity, row, dp_version) for row in doc[entity]]
+                    doc[entity] = [E.compat_for_version(entity, row, dp_version) for row in doc[entity]]
         return {"type": "reconfigure", "config": doc, "config_hash": h}
 
     def rows_view(self) -> list:

@@ -2,7 +2,8 @@
 # Copyright: kongops.upgrade contributors
 # Apache License 2.0 (see LICENSE), a licence compatible with the GNU General Public License v3.0
 # under which Ansible is distributed.
-"""Health gates of a traffic step, computed from two readings of the load balancer's counters."""
+"""Health gates of a traffic step, computed from two readings of the load balancer's counters
+and of each new node's own request counters."""
 from __future__ import annotations
 
 _ERRORS = ("http_5xx", "response_errors", "connection_errors")
@@ -50,6 +51,30 @@ def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: floa
                 servers=per_server)
 
 
+def node_gate_eval(current: dict, baseline: dict, max_error_rate: float = 1.0) -> dict:
+    """Judge each node by its own request counters (kong_node_info's ``metrics``), read before and
+    after a soak: node -> {available, requests, errors}. A counter that went down means the node
+    restarted; its current value is then the whole delta. Nodes without counters are listed, not failed."""
+    current, baseline = current or {}, baseline or {}
+    reasons, per_node, unavailable = [], {}, []
+    for name in sorted(current):
+        now, before = current.get(name) or {}, baseline.get(name) or {}
+        if not now.get("available"):
+            unavailable.append(name)
+            continue
+        n_req, n_err = _num(now.get("requests")), _num(now.get("errors"))
+        b_req, b_err = _num(before.get("requests")), _num(before.get("errors"))
+        restarted = n_req < b_req or n_err < b_err
+        d_req = n_req if restarted else n_req - b_req
+        d_err = n_err if restarted else n_err - b_err
+        rate = round(100.0 * d_err / d_req, 3) if d_req else 0.0
+        per_node[name] = dict(requests=d_req, errors=d_err, error_rate=rate, restarted=restarted)
+        if d_req and rate > float(max_error_rate):
+            reasons.append(f"{name} answered {d_err} of {d_req} requests with a 5xx ({rate}%) by its own "
+                           f"/metrics > {max_error_rate}%")
+    return dict(failed=bool(reasons), reasons=reasons, nodes=per_node, unavailable=unavailable)
+
+
 class FilterModule:
     def filters(self):
-        return {"gate_eval": gate_eval}
+        return {"gate_eval": gate_eval, "node_gate_eval": node_gate_eval}

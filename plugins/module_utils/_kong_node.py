@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminError,
 )
@@ -83,6 +85,38 @@ def ready_from_status(mode: str, status: dict) -> tuple:
         "configuration loaded (derived from GET /status: configuration_hash is set)",
     )
 
+# Per-status request counters of Kong's prometheus plugin: kong_http_requests_total (3.x, with
+# status_code_metrics enabled) and kong_http_status (2.x).
+_STATUS_COUNTER = re.compile(
+    r'^(kong_http_requests_total|kong_http_status)\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+-]+)\s*$')
+_CODE_LABEL = re.compile(r'(?:^|,)code="(\d{3})"')
+
+
+def parse_status_counters(text: str) -> dict:
+    """Sum the prometheus plugin's per-status request counters of a node's /metrics text.
+
+    Returns ``available`` (whether any per-status counter was exposed), ``requests`` (all answers
+    counted), ``errors`` (answers with a 5xx status) and ``by_class`` ("2xx" -> count, ...).
+    """
+    by_class: dict = {}
+    found = False
+    for line in text.splitlines():
+        match = _STATUS_COUNTER.match(line.strip())
+        if not match:
+            continue
+        code = _CODE_LABEL.search(match.group("labels"))
+        if not code:
+            continue
+        try:
+            value = int(float(match.group("value")))
+        except ValueError:
+            continue
+        found = True
+        cls = f"{code.group(1)[0]}xx"
+        by_class[cls] = by_class.get(cls, 0) + value
+    return {"available": found, "requests": sum(by_class.values()), "errors": by_class.get("5xx", 0),
+            "by_class": by_class}
+
 
 class KongNodeInfo:
     """`admin` is a KongAdminClient on the node's Admin API; `status` an optional one on its status
@@ -133,7 +167,27 @@ class KongNodeInfo:
             key=lambda dp: (str(dp.get("hostname") or ""), str(dp.get("id") or "")),
         )
 
-    def gather(self, include_data_planes: bool = True) -> dict:
+    def metrics(self) -> dict:
+        """The node's own request counters from GET /metrics (the prometheus plugin), on the status
+        listener when known, else on the Admin API. Never fails: ``available`` false and a ``reason``
+        when the node exposes no per-status counters."""
+        api = self.status_api if self.status_api is not None else self.admin
+        try:
+            resp = api.raw("GET", "/metrics")
+        except KongAdminError as exc:
+            return {"available": False, "requests": 0, "errors": 0, "by_class": {}, "url": None,
+                    "reason": f"/metrics unreachable: {exc}"}
+        if resp.status_code != 200:
+            return {"available": False, "requests": 0, "errors": 0, "by_class": {}, "url": resp.url,
+                    "reason": f"GET {resp.url} answered HTTP {resp.status_code}: is the prometheus plugin enabled?"}
+        counts = parse_status_counters(resp.text)
+        counts["url"] = resp.url
+        counts["reason"] = None if counts["available"] else (
+            "no per-status request counters in /metrics: enable the prometheus plugin globally "
+            "(with status_code_metrics: true from Kong 3.0)")
+        return counts
+
+    def gather(self, include_data_planes: bool = True, include_metrics: bool = False) -> dict:
         node = self.admin.node()
         status = self.admin.status()
         conf = node.get("configuration") or {}
@@ -164,4 +218,6 @@ class KongNodeInfo:
         facts.update(self.readiness(mode, status))
         if mode == "hybrid_cp" and include_data_planes:
             facts["data_planes"] = self.data_planes()
+        if include_metrics:
+            facts["metrics"] = self.metrics()
         return facts

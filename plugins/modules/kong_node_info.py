@@ -47,6 +47,15 @@ options:
       - On a control plane, list the data planes from C(GET /clustering/data-planes).
     type: bool
     default: true
+  metrics:
+    description:
+      - Also read the node's own request counters from C(GET /metrics) of Kong's prometheus plugin (on
+        O(status_url) when set, else on the Admin API) and return them as RV(metrics).
+      - Kong 3.x exposes per-status counters (C(kong_http_requests_total)) only when the plugin runs with
+        C(status_code_metrics=true); Kong 2.x exposes C(kong_http_status).
+      - A node without them still succeeds, with RV(metrics.available=false) and the reason.
+    type: bool
+    default: false
 notes:
   - O(admin_token), O(validate_certs), O(ca_path) and O(timeout) also apply to O(status_url).
 seealso:
@@ -216,6 +225,37 @@ data_planes:
   sample: [{"id": "10424658-f139-476c-b74f-e0a6e6ec9402", "hostname": "kongDP1", "ip": "172.24.0.10",
             "version": "3.4.2", "sync_status": "normal", "config_hash": "595214af5fb356cc569313184c64d9b7",
             "last_seen": 1689266492, "updated_at": 1689266492, "ttl": 1209593, "labels": null}]
+metrics:
+  description: With O(metrics=true), the node's request counters since it started, summed over services and routes.
+  returned: when O(metrics=true)
+  type: dict
+  contains:
+    available:
+      description: Whether the node exposed per-status request counters.
+      type: bool
+      returned: success
+    requests:
+      description: Requests the node answered.
+      type: int
+      returned: success
+    errors:
+      description: Of those, answers with a 5xx status.
+      type: int
+      returned: success
+    by_class:
+      description: Answers per status class (C(2xx), C(4xx), C(5xx), ...).
+      type: dict
+      returned: success
+    url:
+      description: The URL read.
+      type: str
+      returned: success
+    reason:
+      description: Why RV(metrics.available) is false; null otherwise.
+      type: str
+      returned: success
+  sample: {"available": true, "requests": 1200, "errors": 3, "by_class": {"2xx": 1190, "4xx": 7, "5xx": 3},
+           "url": "http://127.0.0.1:8007/metrics", "reason": null}
 """
 
 import copy
@@ -238,6 +278,7 @@ def argument_spec() -> dict:
     spec.update(
         status_url={"type": "str", "fallback": (env_fallback, ["KONG_STATUS_URL"])},
         data_planes={"type": "bool", "default": True},
+        metrics={"type": "bool", "default": False},
     )
     return spec
 
@@ -264,7 +305,7 @@ def main():
         else None
     )
     try:
-        facts = KongNodeInfo(admin, status).gather(include_data_planes=p["data_planes"])
+        facts = KongNodeInfo(admin, status).gather(include_data_planes=p["data_planes"], include_metrics=p["metrics"])
     except KongAdminError as exc:
         module.fail_json(
             msg=f"cannot read the node's Admin API: {exc}",

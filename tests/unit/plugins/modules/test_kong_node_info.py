@@ -73,8 +73,12 @@ class FakeHttp:
         code, body = self.routes[url]
         resp = requests.Response()
         resp.status_code, resp.url = code, url
-        resp._content = json.dumps(body).encode()
-        resp.headers["Content-Type"] = "application/json"
+        if isinstance(body, str):
+            resp._content = body.encode()
+            resp.headers["Content-Type"] = "text/plain; charset=UTF-8"
+        else:
+            resp._content = json.dumps(body).encode()
+            resp.headers["Content-Type"] = "application/json"
         return resp
 
 
@@ -312,3 +316,52 @@ def test_check_mode_reads_the_same(http, capsys):
     }
     rc, r = run(capsys, {"_ansible_check_mode": True})
     assert rc == 0 and r["changed"] is False and r["version"] == "3.9.3"
+
+
+METRICS_3X = """# HELP kong_datastore_reachable Datastore reachable from Kong, 0 is unreachable
+# TYPE kong_datastore_reachable gauge
+kong_datastore_reachable 1
+# HELP kong_http_requests_total HTTP status codes per consumer/service/route in Kong
+# TYPE kong_http_requests_total counter
+kong_http_requests_total{service="echo",route="echo",code="200",source="service",workspace="default",consumer=""} 1180
+kong_http_requests_total{service="echo",route="echo",code="401",source="kong",workspace="default",consumer=""} 7
+kong_http_requests_total{service="echo",route="echo",code="502",source="kong",workspace="default",consumer=""} 3
+kong_http_requests_total{service="",route="",code="404",source="kong",workspace="default",consumer=""} 10
+# HELP kong_nginx_requests_total Number of requests total
+# TYPE kong_nginx_requests_total gauge
+kong_nginx_requests_total{node_id="6a0e6ab4",subsystem="http"} 1300
+"""
+METRICS_28 = """# TYPE kong_http_status counter
+kong_http_status{service="echo",route="echo",code="200"} 90
+kong_http_status{service="echo",route="echo",code="503"} 10
+kong_nginx_http_current_connections{state="total"} 100
+"""
+
+
+@pytest.mark.parametrize("body, expected", [
+    (METRICS_3X, {"available": True, "requests": 1200, "errors": 3, "by_class": {"2xx": 1180, "4xx": 17, "5xx": 3}}),
+    (METRICS_28, {"available": True, "requests": 100, "errors": 10, "by_class": {"2xx": 90, "5xx": 10}}),
+])
+def test_metrics_sums_the_prometheus_status_counters_from_the_status_listener(http, capsys, body, expected):
+    http.routes.update({f"{ADMIN}/": (200, root("3.9.3", "off")), f"{ADMIN}/status": (200, status_off("a" * 32)),
+                        f"{STATUS}/status/ready": (200, {"message": "ready"}), f"{STATUS}/metrics": (200, body)})
+    rc, r = run(capsys, {"status_url": STATUS, "metrics": True})
+    assert rc == 0 and r["ready"] is True
+    assert {k: r["metrics"][k] for k in expected} == expected
+    assert r["metrics"]["url"] == f"{STATUS}/metrics" and r["metrics"]["reason"] is None
+
+
+def test_metrics_without_status_counters_or_plugin_is_unavailable_with_the_reason(http, capsys):
+    http.routes.update({f"{ADMIN}/": (200, root("3.9.3", "off")), f"{ADMIN}/status": (200, status_off("a" * 32)),
+                        f"{ADMIN}/metrics": (200, "kong_datastore_reachable 1\n")})
+    rc, r = run(capsys, {"metrics": True})
+    assert rc == 0 and r["metrics"]["available"] is False and "status_code_metrics: true" in r["metrics"]["reason"]
+    http.routes[f"{ADMIN}/metrics"] = (404, {"message": "Not found"})
+    rc, r = run(capsys, {"metrics": True})
+    assert rc == 0 and r["metrics"]["available"] is False and "HTTP 404" in r["metrics"]["reason"]
+
+
+def test_metrics_are_not_read_unless_asked(http, capsys):
+    http.routes.update({f"{ADMIN}/": (200, root("3.9.3", "off")), f"{ADMIN}/status": (200, status_off("a" * 32))})
+    rc, r = run(capsys, {})
+    assert rc == 0 and "metrics" not in r

@@ -1,0 +1,382 @@
+"""Hybrid-mode upgrades end to end on the local sandbox: a control plane on real PostgreSQL, data
+planes behind a real HAProxy, the collection's playbooks, a steady load whose every response is
+checked, and a watcher that samples the control plane's view of its data planes all along.
+
+FACTS 5.2: a control plane accepts data planes of its major and an older-or-equal minor, so the
+control plane goes first (in place, with migrations) and the data planes follow (rolling)."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from tests.loadgen import LoadGenerator, share_between
+from tests.sandbox.core import Sandbox, haproxy_servers
+from tests.sandbox.procs import port_is_free
+from tests.services.postgres import PostgresServer
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MIGRATIONS = json.load(open(os.path.join(os.path.dirname(REPO), "shared", "reference", "kong",
+                                         "migrations-by-version.json")))
+X, Y = "3.6.1", "3.7.1"
+RATE = 150.0     # requests per second through HAProxy: modest on two shared cores
+SEEDED = 100     # services, each with a route, written on the control plane before the upgrade
+EMPTY_HASH = "0" * 32
+XS, YS = ("x1", "x2", "x3"), ("y1", "y2", "y3")
+TABLES = ("services", "routes", "plugins", "consumers", "keyauth_credentials")
+
+
+def _base_port() -> int:
+    """A base for the sandbox's ports: it hands them out upward, below the ephemeral range."""
+    while True:
+        base = random.randrange(20000, 31000, 50)
+        if all(port_is_free(base + i) for i in range(0, 30, 3)):
+            return base
+
+
+def _admin(box: Sandbox, name: str) -> str:
+    return f"http://127.0.0.1:{box.state['nodes'][name]['admin_port']}"
+
+
+def _get(url: str, timeout: float = 3.0) -> dict | None:
+    try:
+        resp = requests.get(url, timeout=timeout)
+    except requests.RequestException:
+        return None
+    return resp.json() if resp.status_code == 200 else None
+
+
+def _wait(what: str, check, timeout: float = 60.0):
+    deadline = time.time() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.time() > deadline:
+            raise AssertionError(f"{what}: not seen within {timeout:.0f} s")
+        time.sleep(0.3)
+
+
+def _data_planes(box: Sandbox) -> dict | None:
+    """The control plane's `GET /clustering/data-planes`, by data plane id (None when it does not answer)."""
+    body = _get(_admin(box, "cp") + "/clustering/data-planes?size=1000")
+    return None if body is None else {row["id"]: row for row in body["data"]}
+
+
+def _config_hash(box: Sandbox, name: str) -> str | None:
+    return (_get(_admin(box, name) + "/status") or {}).get("configuration_hash")
+
+
+def _node_id(box: Sandbox, name: str) -> str | None:
+    return (_get(_admin(box, name) + "/") or {}).get("node_id")
+
+
+@pytest.fixture
+def hybrid(tmp_path):
+    """make(kong_cp): a hybrid sandbox, control plane on `kong_cp` and data planes x1..x3 on X,
+    with SEEDED services and routes written on the control plane and pushed to every data plane."""
+    boxes = []
+
+    def make(kong_cp: str) -> Sandbox:
+        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=_base_port(), out=lambda msg: None)
+        box.log_dir = str(tmp_path)
+        boxes.append(box)
+        box.up(mode="hybrid", kong_x=X, kong_cp=kong_cp)
+        with requests.Session() as http:
+            for i in range(SEEDED):
+                svc = http.post(f"{_admin(box, 'cp')}/services", json={"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}"})
+                assert svc.status_code == 201, svc.text
+                route = http.post(f"{_admin(box, 'cp')}/services/svc{i}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]})
+                assert route.status_code == 201, route.text
+        # every X data plane holds the seeded configuration and told the control plane so
+        box.x_ids = {x: _node_id(box, x) for x in XS}
+
+        def synced():
+            rows = _data_planes(box) or {}
+            hashes = {x: _config_hash(box, x) for x in XS}
+            listed = {x: (rows.get(box.x_ids[x]) or {}).get("config_hash") for x in XS}
+            return (len(set(hashes.values())) == 1 and EMPTY_HASH not in hashes.values() and listed == hashes
+                    and all(len(_paged(_admin(box, x) + "/services")) >= SEEDED for x in XS))
+
+        _wait("the X data planes in sync with the seeded configuration", synced)
+        return box
+
+    yield make
+    for box in boxes:
+        box.down()
+
+
+def _paged(url: str) -> list:
+    """Every entity of an Admin API collection (`url` without a query), page by page."""
+    base = url.split("/", 3)
+    base = f"{base[0]}//{base[2]}"
+    rows, nxt = [], url + "?size=1000"
+    while nxt:
+        body = _get(nxt if nxt.startswith("http") else base + nxt)
+        assert body is not None, f"GET {nxt} failed"
+        rows += body["data"]
+        nxt = body.get("next")
+    return rows
+
+
+def _pg(box: Sandbox) -> PostgresServer:
+    pg = box.state["postgres"]
+    return PostgresServer(pg["dir"], pg["port"])
+
+
+def _schema_meta(box: Sandbox) -> dict:
+    rows = _pg(box).psql("SELECT subsystem, array_to_string(executed, ','), array_to_string(pending, ',') "
+                         "FROM schema_meta ORDER BY subsystem", database=box.state["postgres"]["database"])
+    meta = {}
+    for line in rows.splitlines():
+        sub, executed, pending = line.split("|")
+        meta[sub] = (set(filter(None, executed.split(","))), set(filter(None, pending.split(","))))
+    return meta
+
+
+def _counts(box: Sandbox) -> dict:
+    db = box.state["postgres"]["database"]
+    return {t: int(_pg(box).psql(f"SELECT count(*) FROM {t}", database=db)) for t in TABLES}
+
+
+def _journals(box: Sandbox) -> dict:
+    """Every run journal of the sandbox cluster (the current one and the archived ones), by strategy."""
+    folder = os.path.join(box.work_dir, "sandbox")
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("journal") and name.endswith(".json"):
+            with open(os.path.join(folder, name)) as fh:
+                journal = json.load(fh)
+            found.setdefault(journal.get("strategy"), []).append(journal)
+    return found
+
+
+def _epoch(text: str) -> float:
+    import datetime
+
+    return datetime.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=datetime.UTC).timestamp()
+
+
+def _upgrade(box: Sandbox, strategy: str, *extra: str) -> int:
+    box.last_log = os.path.join(box.log_dir, f"upgrade-{strategy}-{time.time():.0f}.log")
+    return box.upgrade(strategy, Y, extra_args=list(extra), log_path=box.last_log, stream=lambda line: None)
+
+
+def _failure(box: Sandbox) -> str:
+    """What the playbook said when it failed (the sandbox's own directory is gone after down)."""
+    with open(box.last_log) as fh:
+        lines = fh.read().splitlines()
+    return "\n".join([ln for ln in lines if "fatal:" in ln or "FAILED" in ln][-5:] + lines[-30:])
+
+
+def _node_running(box: Sandbox, name: str) -> bool:
+    pidfile = os.path.join(box.state["nodes"][name]["prefix"], "pids", "nginx.pid")
+    if not os.path.exists(pidfile):
+        return False
+    with open(pidfile) as fh:
+        pid = int(fh.read().strip() or 0)
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Sample:
+    wall: float
+    cp_version: str | None              # GET / on the control plane; None while it does not answer
+    rows: dict | None                   # its /clustering/data-planes by id; None while it does not answer
+    servers: dict                       # HAProxy's per-server counters
+    y_ids: dict = field(default_factory=dict)   # Y server name -> data plane id, once the node answers
+
+
+class ClusterWatch:
+    """Samples, until stopped, the control plane's version and data-plane list, HAProxy's counters
+    per server and the id of every Y data plane once it answers."""
+
+    def __init__(self, box: Sandbox, interval: float = 0.3):
+        self.box, self.interval = box, interval
+        self.samples: list[Sample] = []
+        self.y_ids: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cluster-watch", daemon=True)
+
+    def start(self) -> ClusterWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[Sample]:
+        self._stop.set()
+        self._thread.join(30)
+        return self.samples
+
+    def _run(self) -> None:
+        cp = _admin(self.box, "cp")
+        sock = self.box.state["haproxy"]["socket"]
+        while not self._stop.wait(self.interval):
+            wall = time.time()
+            cp_version = (_get(cp + "/", timeout=2) or {}).get("version")
+            rows = _data_planes(self.box) if cp_version else None
+            try:
+                servers = haproxy_servers(sock)
+            except OSError:
+                servers = {}
+            for name in YS:
+                if name not in self.y_ids:
+                    node_id = _node_id(self.box, name)
+                    if node_id:
+                        self.y_ids[name] = node_id
+            self.samples.append(Sample(wall, cp_version, rows, servers, dict(self.y_ids)))
+
+
+def _synced_before_traffic(samples: list[Sample], cp_hash: str) -> dict:
+    """Per Y server: was there a moment when the control plane listed it on Y, in sync, with `cp_hash`,
+    while HAProxy had not yet sent it a single request? And was it still so listed at its first request?"""
+    verdict = {}
+    for name in YS:
+        first_traffic = next((i for i, s in enumerate(samples) if s.servers.get(name, {}).get("stot", 0) > 0), None)
+        assert first_traffic is not None, f"{name} never received traffic"
+
+        def listed(s: Sample, name=name) -> bool:
+            row = (s.rows or {}).get(s.y_ids.get(name, "?")) or {}
+            return row.get("version") == Y and row.get("sync_status") == "normal" and row.get("config_hash") == cp_hash
+
+        verdict[name] = {"in_sync_before": any(listed(s) for s in samples[:first_traffic]),
+                         "in_sync_at_first_request": listed(samples[first_traffic])}
+    return verdict
+
+
+def _load(box: Sandbox) -> LoadGenerator:
+    return LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"},
+                         timeout=5).start()
+
+
+def _assert_clean_load(summary: dict) -> None:
+    assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
+    assert summary["failed"] == 0, (f"{summary['failed']} of {summary['total']} requests failed: "
+                                    f"{summary['failures_by_reason']}")
+    assert summary["total"] >= RATE * 10
+
+
+def _assert_ends_on_y(box: Sandbox, summary: dict) -> None:
+    last = [s for s in summary["per_second"] if s["versions"]][-2:]
+    assert last and all(set(s["versions"]) == {Y} for s in last), f"traffic at the end: {last}"
+    box.load()
+    running = [x for x in XS if _node_running(box, x)]
+    assert not running, f"X data planes still running: {running}"
+    assert all(_node_running(box, y) for y in YS)
+    servers = haproxy_servers(box.state["haproxy"]["socket"])
+    assert {name: s["weight"] > 0 for name, s in servers.items()} == {
+        "x1": False, "x2": False, "x3": False, "y1": True, "y2": True, "y3": True}
+
+
+def _assert_y_listed_in_sync(box: Sandbox, cp_hash: str) -> None:
+    rows = _data_planes(box)
+    assert rows is not None, "the control plane does not answer"
+    for name in YS:
+        node_id = _node_id(box, name)
+        row = rows.get(node_id)
+        assert row, f"{name} ({node_id}) is not in the control plane's /clustering/data-planes"
+        assert row["version"] == Y and row["sync_status"] == "normal", row
+        assert row["config_hash"] == cp_hash == _config_hash(box, name), (name, row["config_hash"], cp_hash)
+
+
+def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
+    box = hybrid(X)
+    before_counts = _counts(box)
+    assert before_counts["services"] >= SEEDED and before_counts["routes"] >= SEEDED
+    assert (_get(_admin(box, "cp") + "/") or {}).get("version") == X
+
+    watch = ClusterWatch(box).start()
+    load = _load(box)
+    rc = _upgrade(box, "hybrid")
+    time.sleep(2)
+    summary = load.stop()
+    samples = watch.stop()
+    assert rc == 0, _failure(box)
+
+    # the data planes served every request, also while the control plane was down for its migrations
+    _assert_clean_load(summary)
+    down = [s.wall for s in samples if s.cp_version is None]
+    assert down, "the control plane never stopped: the run proves nothing about its downtime"
+    during = [r for r in load.records if min(down) <= r.wall <= max(down)]
+    assert during and all(r.ok for r in during), "requests failed while the control plane was down"
+    assert {r.version for r in during} == {X}, "only the X data planes serve while the control plane migrates"
+
+    # PostgreSQL: Y's migrations executed, none pending; the entities unchanged
+    meta = _schema_meta(box)
+    for sub in MIGRATIONS["versions"][Y]["subsystems"]:
+        if sub["subsystem"] not in meta:
+            continue
+        executed, pending = meta[sub["subsystem"]]
+        assert not pending, f"{sub['subsystem']} still pending: {pending}"
+        assert {m["name"] for m in sub["migrations"]} <= executed, sub["subsystem"]
+    for delta in MIGRATIONS["upgrade_deltas"][f"{X}->{Y}"]:
+        assert delta["subsystem"] in meta, f"{delta['subsystem']} has no schema_meta row"
+        assert set(delta["new"]) <= meta[delta["subsystem"]][0], delta
+    assert _counts(box) == before_counts
+
+    # the control plane runs Y; the X data planes reconnected to it (older minor: accepted) and took
+    # the configuration it pushes, the same hash the Y data planes report: one hash for every data plane
+    assert (_get(_admin(box, "cp") + "/") or {}).get("version") == Y
+    cp_up_at = next((s.wall for s in samples if s.cp_version == Y), None)
+    assert cp_up_at is not None, "the watcher never saw the control plane on Y"
+    rows = _data_planes(box)
+    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in YS}
+    assert len(y_hashes) == 1, f"the Y data planes report different hashes: {y_hashes}"
+    cp_hash = next(iter(y_hashes))
+    assert cp_hash and cp_hash != EMPTY_HASH
+    for x in XS:
+        row = rows.get(box.x_ids[x])
+        assert row and row["version"] == X and row["sync_status"] == "normal", (x, row)
+        assert row["last_seen"] >= int(cp_up_at) - 1, f"{x} never talked to the Y control plane: {row}"
+        assert row["config_hash"] == cp_hash, (x, row["config_hash"], cp_hash)
+    _assert_y_listed_in_sync(box, cp_hash)
+    assert all(len(_paged(_admin(box, y) + "/services")) == before_counts["services"] for y in YS)
+
+    # every request ends on Y; the X data planes are stopped
+    _assert_ends_on_y(box, summary)
+    journals = _journals(box)
+    assert [j["status"] for j in journals.get("in_place", [])] == ["done"], journals.get("in_place")
+    assert [j["status"] for j in journals.get("rolling", [])] == ["done"], journals.get("rolling")
+
+
+def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
+    box = hybrid(Y)
+    assert (_get(_admin(box, "cp") + "/") or {}).get("version") == Y
+    before = _data_planes(box)
+    x_hashes = {before[box.x_ids[x]]["config_hash"] for x in XS}
+    assert len(x_hashes) == 1 and EMPTY_HASH not in x_hashes, x_hashes
+    cp_hash = x_hashes.pop()   # what the control plane pushes, as its data planes report it
+    assert all(before[box.x_ids[x]]["version"] == X for x in XS)
+
+    watch = ClusterWatch(box).start()
+    load = _load(box)
+    rc = _upgrade(box, "rolling")
+    time.sleep(2)
+    summary = load.stop()
+    samples = watch.stop()
+    assert rc == 0, _failure(box)
+
+    _assert_clean_load(summary)
+    journal = _journals(box)["rolling"][-1]
+    assert journal["status"] == "done" and journal["mode"] == "hybrid_dp"
+    assert [s["share"] for s in journal["steps"]] == [10, 25, 50, 100]
+    for step in journal["steps"]:
+        measured = share_between(summary, _epoch(step["started_at"]) + 0.5, _epoch(step["ended_at"]), Y)
+        assert measured is not None, f"no request was answered during the {step['share']} % step"
+        assert abs(measured - step["share"]) <= 3.0, f"step {step['share']} %: Y served {measured} %"
+
+    # the control plane listed every Y data plane, on Y and in sync, before HAProxy sent it a request
+    verdict = _synced_before_traffic(samples, cp_hash)
+    assert all(v["in_sync_before"] and v["in_sync_at_first_request"] for v in verdict.values()), verdict
+    assert all(s.cp_version == Y for s in samples), "the control plane was not left alone"
+    _assert_y_listed_in_sync(box, cp_hash)
+    _assert_ends_on_y(box, summary)

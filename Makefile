@@ -13,6 +13,7 @@ export PATH := $(VENV)/bin:$(PATH)
 # ansible-core 2.19's ansible-test pins pip 24.2 for the venvs it creates.
 PIP_VERSION := 24.2
 MODE ?= dbless
+LB ?= haproxy
 KONG_X ?= 3.8.1
 KONG_Y ?= 3.9.3
 PYTEST_ARGS ?=
@@ -85,7 +86,7 @@ molecule-if-docker:
 	else echo "molecule: SKIPPED - no Docker Engine answers (docker info failed)"; fi
 
 sandbox-up: venv
-	$(PY) -m tests.sandbox up --mode $(MODE) --kong-x $(KONG_X) $(if $(KONG_CP),--kong-cp $(KONG_CP))
+	$(PY) -m tests.sandbox up --mode $(MODE) --lb $(LB) --kong-x $(KONG_X) $(if $(KONG_CP),--kong-cp $(KONG_CP))
 
 sandbox-down: venv
 	$(PY) -m tests.sandbox down

@@ -46,11 +46,11 @@ def _base_port() -> int:
 def sandbox(tmp_path):
     boxes = []
 
-    def make(mode: str = "dbless", kong_x: str = X) -> Sandbox:
+    def make(mode: str = "dbless", kong_x: str = X, lb: str = "haproxy") -> Sandbox:
         box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=_base_port(), out=lambda msg: None)
         box.log_dir = str(tmp_path)
         boxes.append(box)
-        box.up(mode=mode, kong_x=kong_x)
+        box.up(mode=mode, kong_x=kong_x, lb=lb)
         return box
 
     yield make
@@ -149,7 +149,8 @@ def test_failed_gate_puts_every_request_back_on_x(sandbox):
     journal = _journal(box)
     assert journal["status"] in ("rolled_back", "failed")
     assert "y2" in journal["failure"]["reason"] and journal["failure"]["phase"] == "shift"
-    assert [s["share"] for s in journal["steps"]] == [10]
+    # the 10 % step passed; the 25 % step is journaled with the verdict that stopped the run
+    assert [(s["share"], s["gate"]["failed"]) for s in journal["steps"]] == [(10, False), (25, True)]
     servers = haproxy_servers(box.state["haproxy"]["socket"])
     assert all(servers[x]["weight"] == 100 for x in ("x1", "x2", "x3"))
     assert all(servers[y]["weight"] == 0 or "MAINT" in servers[y]["status"] for y in ("y1", "y2", "y3"))
@@ -213,3 +214,96 @@ def test_unsupported_path_is_refused_before_anything_changes(sandbox):
     assert {k: (v["weight"], v["status"]) for k, v in after.items()} == {k: (v["weight"], v["status"]) for k, v in before.items()}
     assert not os.path.exists(os.path.join(box.work_dir, "sandbox", "freeze.lock.json"))
     assert not os.path.exists(os.path.join(box.work_dir, "sandbox", "backups"))
+
+
+def _nginx_servers(box: Sandbox) -> dict:
+    """name -> (weight, in rotation) from the nginx upstream include file lb_weight owns."""
+    import re
+
+    servers = {}
+    with open(box.state["nginx"]["upstream_file"]) as fh:
+        for line in fh:
+            match = re.match(r"\s*server\s+\S+(.*?);\s*#\s*(\w+)", line)
+            if match:
+                weight = re.search(r"weight=(\d+)", match.group(1))
+                servers[match.group(2)] = (int(weight.group(1)) if weight else 1, " down" not in match.group(1))
+    return servers
+
+
+def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
+    box = sandbox(lb="nginx")
+    load = _load(box)
+    rc = _upgrade(box)
+    time.sleep(2)
+    summary = load.stop()
+    assert rc == 0, _failure(box)
+    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed: {summary.get('errors')}"
+    assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
+
+    journal = _journal(box)
+    assert journal["status"] == "done" and [s["share"] for s in journal["steps"]] == [10, 25, 50, 100]
+    for step in journal["steps"]:
+        measured = share_between(summary, _epoch(step["started_at"]) + 0.5, _epoch(step["ended_at"]), Y)
+        assert measured is not None and abs(measured - step["share"]) <= 3.0, f"step {step['share']} %: Y {measured} %"
+        # behind nginx (no per-server counters) each Y node's own /metrics is the error-rate gate
+        nodes = step["gate"]["nodes"]
+        assert set(nodes) == {"y1", "y2", "y3"} and all(n["requests"] > 0 and n["errors"] == 0 for n in nodes.values())
+    assert {name: in_rotation for name, (_w, in_rotation) in _nginx_servers(box).items()} == {
+        "x1": False, "x2": False, "x3": False, "y1": True, "y2": True, "y3": True}
+    last = [s for s in summary["per_second"] if s["versions"]][-2:]
+    assert all(set(s["versions"]) == {Y} for s in last), f"traffic at the end: {last}"
+    box.load()
+    assert not any(_node_running(box, name) for name in ("x1", "x2", "x3"))
+
+
+def test_node_error_rate_gate_behind_nginx_puts_every_request_back_on_x(sandbox):
+    """y2 starts answering 503 once it gets traffic; nginx has no counters, y2's own /metrics says so."""
+    import urllib.request
+
+    import yaml
+
+    box = sandbox(lb="nginx")
+    broken = {}
+
+    def break_y2_when_it_gets_traffic():
+        deadline = time.time() + 600
+        while time.time() < deadline and not _nginx_servers(box).get("y2", (0, False))[1]:
+            time.sleep(0.05)
+        with open(box.state["demo_config"]) as fh:
+            config = yaml.safe_load(fh)
+        config.setdefault("plugins", []).append(
+            {"name": "request-termination", "config": {"status_code": 503, "message": "broken node"}})
+        req = urllib.request.Request(f"http://127.0.0.1:{box.state['nodes']['y2']['admin_port']}/config",
+                                     data=json.dumps(config).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            broken["status"] = resp.status
+
+    breaker = threading.Thread(target=break_y2_when_it_gets_traffic, daemon=True)
+    breaker.start()
+    load = _load(box)
+    rc = _upgrade(box, "-e", "kong_gate_soak_seconds=6")
+    time.sleep(2)
+    summary = load.stop()
+    breaker.join(5)
+
+    assert broken.get("status") in (200, 201), "y2 was never broken: the test proves nothing"
+    assert rc != 0
+    journal = _journal(box)
+    assert journal["status"] in ("rolled_back", "failed")
+    reason = journal["failure"]["reason"]
+    assert "y2" in reason and "/metrics" in reason and "y1" not in reason, reason
+    assert [(s["share"], s["gate"]["failed"]) for s in journal["steps"]] == [(10, True)]
+    assert journal["steps"][0]["gate"]["nodes"]["y2"]["errors"] > 0
+    assert journal["steps"][0]["gate"]["nodes"]["y1"]["errors"] == 0
+    servers = _nginx_servers(box)
+    assert all(servers[x] == (100, True) for x in ("x1", "x2", "x3")), servers
+    assert not any(servers[y][1] for y in ("y1", "y2", "y3")), servers
+    assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
+    failed = [r for r in load.records if not r.ok and r.error != NOT_SENT]
+    assert failed and all(r.status == 503 for r in failed), "y2's 503s are what the gate saw"
+    detected = _epoch(journal["failure"]["at"])
+    after = [r for r in load.records if r.wall > detected + 1 and r.error != NOT_SENT]
+    assert after and all(r.ok for r in after), "requests failed after the rollback"
+    tail = [s for s in summary["per_second"] if s["wall"] and s["wall"] > detected + 2]
+    assert tail and all(set(s["versions"]) <= {X} for s in tail), "traffic still reaches Y after the rollback"

@@ -4,17 +4,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tests.sandbox.core import MODES, PLAYBOOKS, Sandbox, SandboxError
+from tests.sandbox.core import LBS, MODES, PLAYBOOKS, Sandbox, SandboxError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.sandbox",
-                                     description="Local Kong sandbox: simulated Kong nodes behind a real HAProxy.")
+                                     description="Local Kong sandbox: simulated Kong nodes behind a real HAProxy or nginx.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the sandbox and write tests/sandbox/inventory.yml")
     up.add_argument("--mode", choices=MODES, default="dbless")
     up.add_argument("--kong-x", default="3.8.1", help="Kong version X the nodes run (default 3.8.1)")
     up.add_argument("--kong-cp", help="hybrid: the control plane's version (default: X), e.g. Y to roll the DPs only")
+    up.add_argument("--lb", choices=LBS, default="haproxy", help="load balancer in front of the proxies (default haproxy)")
     sub.add_parser("down", help="stop everything the sandbox started and remove its runtime state")
     sub.add_parser("status", help="show what runs where")
     upgrade = sub.add_parser("upgrade", help="run an upgrade playbook against the sandbox inventory")
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox()
     try:
         if args.command == "up":
-            sandbox.up(args.mode, args.kong_x, args.kong_cp)
+            sandbox.up(args.mode, args.kong_x, args.kong_cp, lb=args.lb)
         elif args.command == "down":
             sandbox.down()
         elif args.command == "status":

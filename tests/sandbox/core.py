@@ -30,12 +30,14 @@ DEFAULT_INVENTORY = os.path.join(REPO, "tests", "sandbox", "inventory.yml")
 DEFAULT_LB_PORT = 18000
 INSTALL_SH = os.path.join(REPO, "tests", "kongsim", "install.sh")
 HAPROXY = "/usr/sbin/haproxy"
+NGINX = "/usr/sbin/nginx"
 MODES = ("dbless", "hybrid", "traditional")
+LBS = ("haproxy", "nginx")
 PLAYBOOKS = {"rolling": "rolling_upgrade.yml", "in_place": "in_place_upgrade.yml", "hybrid": "hybrid_upgrade.yml"}
 STRATEGY_MODES = {"rolling": ("dbless", "hybrid"), "in_place": ("traditional", "hybrid"), "hybrid": ("hybrid",)}
 # Runtime state removed by `down`; the installed versions (kong/) and the work dir (backups,
 # journals, reports) stay.
-RUNTIME_ENTRIES = ("nodes", "haproxy", "postgres", "bootstrap", "demo", "cluster", "playbooks", "logs",
+RUNTIME_ENTRIES = ("nodes", "haproxy", "nginx", "postgres", "bootstrap", "demo", "cluster", "playbooks", "logs",
                    "state.json")
 PG_USER = PG_PASSWORD = PG_DATABASE = "kong"
 
@@ -146,7 +148,7 @@ class Sandbox:
     def running_components(self) -> list[str]:
         state = self.state or self.load()
         found = []
-        for name in ("echo", "haproxy"):
+        for name in ("echo", "haproxy", "nginx"):
             if procs.alive(state.get(name, {}).get("proc")):
                 found.append(name)
         pg = state.get("postgres")
@@ -158,10 +160,13 @@ class Sandbox:
         return found
 
     # ------------------------------------------------------------------ up
-    def up(self, mode: str = "dbless", kong_x: str = "3.8.1", kong_cp: str | None = None) -> dict:
-        """Start the sandbox; ``kong_cp`` (hybrid only) runs the control plane on another version than the DPs."""
+    def up(self, mode: str = "dbless", kong_x: str = "3.8.1", kong_cp: str | None = None, lb: str = "haproxy") -> dict:
+        """Start the sandbox; ``kong_cp`` (hybrid only) runs the control plane on another version than the DPs;
+        ``lb`` is the load balancer in front of the proxies (HAProxy, or nginx with an upstream include file)."""
         if mode not in MODES:
             raise SandboxError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
+        if lb not in LBS:
+            raise SandboxError(f"--lb must be one of {', '.join(LBS)} (got {lb!r})")
         if not re.fullmatch(r"\d+\.\d+\.\d+", kong_x or ""):
             raise SandboxError(f"--kong-x must be a Kong version X.Y.Z such as 3.8.1 (got {kong_x!r})")
         if kong_cp and mode != "hybrid":
@@ -188,20 +193,27 @@ class Sandbox:
             "mode": mode, "kong_x": kong_x, "kong_cp": (kong_cp or kong_x) if mode == "hybrid" else None,
             "status": "starting", "state_dir": self.state_dir,
             "inventory": self.inventory, "lb_port": self.lb_port, "install_root": self.install_root,
-            "work_dir": self.work_dir, "created_at": time.time(), "nodes": {},
+            "work_dir": self.work_dir, "created_at": time.time(), "nodes": {}, "lb": lb,
         }
         self._layout_nodes(mode, ports)
-        self.state["haproxy"] = {
-            "dir": self._path("haproxy"), "config": self._path("haproxy", "haproxy.cfg"),
-            "socket": self._path("haproxy", "admin.sock"), "pidfile": self._path("haproxy", "haproxy.pid"),
-            "state_file": self._path("haproxy", "server-state"), "log": self._path("haproxy", "haproxy.log"),
-            "runtime_port": ports.take(),
-        }
+        if lb == "haproxy":
+            self.state["haproxy"] = {
+                "dir": self._path("haproxy"), "config": self._path("haproxy", "haproxy.cfg"),
+                "socket": self._path("haproxy", "admin.sock"), "pidfile": self._path("haproxy", "haproxy.pid"),
+                "state_file": self._path("haproxy", "server-state"), "log": self._path("haproxy", "haproxy.log"),
+                "runtime_port": ports.take(),
+            }
+        else:
+            self.state["nginx"] = {
+                "dir": self._path("nginx"), "config": self._path("nginx", "nginx.conf"),
+                "upstream_file": self._path("nginx", "kong-upstream.conf"), "pidfile": self._path("nginx", "nginx.pid"),
+                "log": self._path("nginx", "error.log"),
+            }
         self.state["echo"] = {"port": ports.take()}
         if mode != "dbless":
             self.state["pg_port"] = ports.take()
         self.save()
-        self.out(f"sandbox: {mode}, Kong {kong_x}{', control plane ' + kong_cp if kong_cp else ''}, "
+        self.out(f"sandbox: {mode}, Kong {kong_x}{', control plane ' + kong_cp if kong_cp else ''}, {lb}, "
                  f"state in {self.state_dir}")
         self._archive_work_dir()
         self._step("echo upstream", self._start_echo)
@@ -215,7 +227,10 @@ class Sandbox:
         self._step("demo configuration", self._demo_config)
         self._write_inventory()
         self._step("Kong nodes started by kongops.upgrade.kong_node", self._start_nodes)
-        self._step("HAProxy", self._start_haproxy)
+        if lb == "haproxy":
+            self._step("HAProxy", self._start_haproxy)
+        else:
+            self._step("nginx", self._start_nginx)
         self._step("request through the load balancer", self._check_lb)
         self.state["status"] = "up"
         self.state["up_seconds"] = round(time.monotonic() - t0, 1)
@@ -401,6 +416,30 @@ class Sandbox:
         return (f"127.0.0.1:{self.lb_port}, socket {hp['socket']}, runtime 127.0.0.1:{hp['runtime_port']}; "
                 + " ".join(f"{n}={s['status']}/{s['weight']}" for n, s in servers.items()))
 
+    def _start_nginx(self) -> str:
+        ngx = self.state["nginx"]
+        if not os.path.exists(NGINX):
+            raise SandboxError(f"{NGINX} is missing: install Debian's nginx package (`make system-deps`)")
+        os.makedirs(os.path.join(ngx["dir"], "tmp"), exist_ok=True)
+        with open(ngx["upstream_file"], "w") as fh:
+            fh.write(render.nginx_upstream(self.state))
+        with open(ngx["config"], "w") as fh:
+            fh.write(render.nginx_config(self.state, run_as_root=os.geteuid() == 0))
+        base = [NGINX, "-p", ngx["dir"], "-c", ngx["config"]]
+        check = subprocess.run(base + ["-t"], capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            raise SandboxError(f"nginx rejected {ngx['config']}: {(check.stderr or check.stdout).strip()}")
+        # master in the foreground of its own session (daemon off): `nginx -s reload` (lb_weight) still finds
+        # it through the pid file; SIGTERM stops master and workers
+        ngx["proc"] = procs.spawn(base, ngx["log"] + ".out")
+        self.save()
+        deadline = time.monotonic() + 15
+        while procs.port_is_free(self.lb_port):
+            if not procs.alive(ngx["proc"]) or time.monotonic() > deadline:
+                raise SandboxError(f"nginx did not start; see {ngx['log']}")
+            time.sleep(0.05)
+        return f"127.0.0.1:{self.lb_port}, upstream file {ngx['upstream_file']}"
+
     def _check_lb(self) -> str:
         url = f"http://127.0.0.1:{self.lb_port}{render.DEMO_PATH}"
         deadline = time.monotonic() + 15
@@ -462,6 +501,13 @@ class Sandbox:
             for pid in workers:
                 procs.terminate(procs.record(pid), signal.SIGTERM, timeout=5)
             stopped.append("haproxy")
+        ngx = self.state.get("nginx", {})
+        if ngx.get("proc") and procs.alive(ngx["proc"]):
+            workers = procs.children(ngx["proc"]["pid"])
+            procs.terminate(ngx["proc"], signal.SIGTERM, timeout=10)
+            for pid in workers:
+                procs.terminate(procs.record(pid), signal.SIGTERM, timeout=5)
+            stopped.append("nginx")
         nodes = self.state.get("nodes", {})
         for name in sorted(nodes, key=lambda n: nodes[n]["group"] == "kong_cp"):
             what = self._stop_node(name, nodes[name])
@@ -512,15 +558,20 @@ class Sandbox:
         pg = st.get("postgres")
         if pg:
             self.out(f"  postgres   127.0.0.1:{pg.get('port')} db {pg['database']}  {self._proc_text(self._pg_proc(pg))}")
-        hp = st.get("haproxy", {})
+        hp = st.get("haproxy")
         servers = {}
-        if procs.alive(hp.get("proc")):
-            try:
-                servers = haproxy_servers(hp["socket"])
-            except OSError:
-                servers = {}
-        self.out(f"  haproxy    127.0.0.1:{st['lb_port']}  socket {hp.get('socket')}  runtime 127.0.0.1:"
-                 f"{hp.get('runtime_port')}  {self._proc_text(hp.get('proc'))}")
+        if hp:
+            if procs.alive(hp.get("proc")):
+                try:
+                    servers = haproxy_servers(hp["socket"])
+                except OSError:
+                    servers = {}
+            self.out(f"  haproxy    127.0.0.1:{st['lb_port']}  socket {hp.get('socket')}  runtime 127.0.0.1:"
+                     f"{hp.get('runtime_port')}  {self._proc_text(hp.get('proc'))}")
+        ngx = st.get("nginx")
+        if ngx:
+            self.out(f"  nginx      127.0.0.1:{st['lb_port']}  upstream file {ngx['upstream_file']}  "
+                     f"{self._proc_text(ngx.get('proc'))}")
         self.out("  node  group    proxy  admin  status  version  running      lb")
         for name, node in st.get("nodes", {}).items():
             proc = self._node_pid(node)

@@ -91,6 +91,10 @@ def _gate_text(gate) -> str:
         parts.append(f"{gate['requests']} requests at the LB")
     if gate.get("errors") is not None:
         parts.append(f"{gate['errors']} errors")
+    nodes = gate.get("nodes") or {}
+    if nodes:
+        parts.append(f"Y nodes' own /metrics: {sum(n.get('requests', 0) for n in nodes.values())} requests, "
+                     f"{sum(n.get('errors', 0) for n in nodes.values())} 5xx")
     return ", ".join(parts)
 
 

@@ -100,6 +100,57 @@ def _node_vars(node: dict) -> dict:
     return out
 
 
+def nginx_upstream(state: dict) -> str:
+    """The upstream include file lb_weight owns: X in rotation; Y declared ``down`` at weight 0, as
+    lb_weight writes what nginx cannot express (the comment names the server)."""
+    lines = [f"upstream {LB_POOL} {{"]
+    for name, node in state["nodes"].items():
+        if node["group"] == "kong_x":
+            lines.append(f"    server 127.0.0.1:{node['proxy_port']} weight=100; # {name}")
+    for name, node in state["nodes"].items():
+        if node["group"] in ("kong_y", "lb_only"):
+            lines.append(f"    server 127.0.0.1:{node['proxy_port']} down; # {name} initial=100 weight=0 state=maint")
+    lines += ["    keepalive 32;", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def nginx_config(state: dict, run_as_root: bool = False) -> str:
+    """nginx in its own prefix, in the foreground (the sandbox supervises it), proxying to the upstream
+    of the include file. nginx has no active health checks: a failed connection is retried on the next
+    server (passive), as fleets without NGINX Plus run it."""
+    ngx = state["nginx"]
+    d = ngx["dir"]
+    return "\n".join([
+        "user root root;" if run_as_root else "",
+        "worker_processes 1;",
+        "daemon off;",
+        f"pid {ngx['pidfile']};",
+        f"error_log {ngx['log']} warn;",
+        "events { worker_connections 4096; }",
+        "http {",
+        "    access_log off;",
+        f"    client_body_temp_path {d}/tmp/body;",
+        f"    proxy_temp_path {d}/tmp/proxy;",
+        f"    fastcgi_temp_path {d}/tmp/fastcgi;",
+        f"    uwsgi_temp_path {d}/tmp/uwsgi;",
+        f"    scgi_temp_path {d}/tmp/scgi;",
+        f"    include {ngx['upstream_file']};",
+        "    server {",
+        f"        listen 127.0.0.1:{state['lb_port']};",
+        "        location / {",
+        f"            proxy_pass http://{LB_POOL};",
+        "            proxy_http_version 1.1;",
+        '            proxy_set_header Connection "";',
+        "            proxy_set_header Host $host;",
+        "            proxy_connect_timeout 2s;",
+        "            proxy_read_timeout 30s;",
+        "            proxy_next_upstream error timeout;",
+        "        }",
+        "    }",
+        "}",
+    ]) + "\n"
+
+
 def inventory(state: dict, repo: str, python: str) -> dict:
     mode = state["mode"]
     local = {"ansible_connection": "local", "ansible_python_interpreter": python}
@@ -116,8 +167,6 @@ def inventory(state: dict, repo: str, python: str) -> dict:
         "kong_gate_soak_seconds": 3,
         "kong_post_upgrade_watch": 3,
         "kong_drain_timeout": 30,
-        "kong_lb_backend": "haproxy",
-        "kong_lb_socket": state["haproxy"]["socket"],
         "kong_lb_pool": LB_POOL,
         "kong_lb_proxy_url": f"http://127.0.0.1:{state['lb_port']}",
         "kong_node_install_method": "prefix",
@@ -126,6 +175,11 @@ def inventory(state: dict, repo: str, python: str) -> dict:
         "kong_node_quit_timeout": 10,
         "kong_node_ready_timeout": 30,
     }
+    if state.get("nginx"):
+        all_vars.update({"kong_lb_backend": "nginx", "kong_lb_upstream_file": state["nginx"]["upstream_file"],
+                         "kong_lb_nginx_conf": state["nginx"]["config"]})
+    else:
+        all_vars.update({"kong_lb_backend": "haproxy", "kong_lb_socket": state["haproxy"]["socket"]})
     if state.get("postgres"):
         pg = state["postgres"]
         all_vars.update({

@@ -85,6 +85,7 @@ def ready_from_status(mode: str, status: dict) -> tuple:
         "configuration loaded (derived from GET /status: configuration_hash is set)",
     )
 
+
 # Per-status request counters of Kong's prometheus plugin: kong_http_requests_total (3.x, with
 # status_code_metrics enabled) and kong_http_status (2.x).
 _STATUS_COUNTER = re.compile(

@@ -465,8 +465,9 @@ def test_failure_result_of_a_kong_command_carries_its_output_and_an_unknown_erro
     cli = bk.failure_result(KongCliError("'kong config parse' failed (rc=1)", cmd=["kong"], rc=1, stderr="bad"), "x")
     assert cli == {"msg": "kong command failed: 'kong config parse' failed (rc=1)", "cmd": ["kong"], "rc": 1,
                    "stdout": "", "stderr": "bad"}
+    unknown: dict = {}
     try:
         raise KeyError("files")
-    except KeyError as exc:
+    except KeyError as exc:  # as in the modules' main(): mapped while the error is being handled
         unknown = bk.failure_result(exc, "x")
     assert unknown["msg"] == "unexpected error: KeyError: 'files'" and "Traceback" in unknown["exception"]

@@ -175,17 +175,19 @@ def _failure(box: Sandbox) -> str:
     return "\n".join([ln for ln in lines if "fatal:" in ln or "FAILED" in ln][-5:] + lines[-30:])
 
 
-def _node_running(box: Sandbox, name: str) -> bool:
-    pidfile = os.path.join(box.state["nodes"][name]["prefix"], "pids", "nginx.pid")
-    if not os.path.exists(pidfile):
-        return False
-    with open(pidfile) as fh:
-        pid = int(fh.read().strip() or 0)
+def _pid(box: Sandbox, name: str) -> int | None:
+    """The running master of a node (Kong's `<prefix>/pids/nginx.pid`), None when it does not run."""
     try:
+        with open(os.path.join(box.state["nodes"][name]["prefix"], "pids", "nginx.pid")) as fh:
+            pid = int(fh.read().strip() or 0)
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+            return pid if fh.read().rsplit(")", 1)[1].split()[0] != "Z" else None
+    except (OSError, ValueError):
+        return None
+
+
+def _node_running(box: Sandbox, name: str) -> bool:
+    return _pid(box, name) is not None
 
 
 @dataclass
@@ -238,7 +240,8 @@ class ClusterWatch:
 
 def _synced_before_traffic(samples: list[Sample], cp_hash: str) -> dict:
     """Per Y server: was there a moment when the control plane listed it on Y, in sync, with `cp_hash`,
-    while HAProxy had not yet sent it a single request? And was it still so listed at its first request?"""
+    while HAProxy had not yet sent it a single request? And did the control plane's last answer before
+    that first request still list it so?"""
     verdict = {}
     for name in YS:
         first_traffic = next((i for i, s in enumerate(samples) if s.servers.get(name, {}).get("stot", 0) > 0), None)
@@ -248,8 +251,9 @@ def _synced_before_traffic(samples: list[Sample], cp_hash: str) -> dict:
             row = (s.rows or {}).get(s.y_ids.get(name, "?")) or {}
             return row.get("version") == Y and row.get("sync_status") == "normal" and row.get("config_hash") == cp_hash
 
+        answered = [s for s in samples[:first_traffic + 1] if s.rows is not None]
         verdict[name] = {"in_sync_before": any(listed(s) for s in samples[:first_traffic]),
-                         "in_sync_at_first_request": listed(samples[first_traffic])}
+                         "in_sync_at_first_request": bool(answered) and listed(answered[-1])}
     return verdict
 
 
@@ -304,9 +308,13 @@ def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
 
     # the data planes served every request, also while the control plane was down for its migrations
     _assert_clean_load(summary)
-    down = [s.wall for s in samples if s.cp_version is None]
-    assert down, "the control plane never stopped: the run proves nothing about its downtime"
-    during = [r for r in load.records if min(down) <= r.wall <= max(down)]
+    # the control plane's downtime: from the last sample on X to the first on Y
+    last_x = max((i for i, s in enumerate(samples) if s.cp_version == X), default=None)
+    first_y = next((i for i, s in enumerate(samples) if s.cp_version == Y), None)
+    assert last_x is not None and first_y is not None and last_x < first_y, "the watcher did not see X, then Y"
+    assert all(s.cp_version is None for s in samples[last_x + 1:first_y]) and first_y - last_x > 1, \
+        "the control plane never stopped: the run proves nothing about its downtime"
+    during = [r for r in load.records if samples[last_x].wall < r.wall < samples[first_y].wall]
     assert during and all(r.ok for r in during), "requests failed while the control plane was down"
     assert {r.version for r in during} == {X}, "only the X data planes serve while the control plane migrates"
 
@@ -326,8 +334,7 @@ def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
     # the control plane runs Y; the X data planes reconnected to it (older minor: accepted) and took
     # the configuration it pushes, the same hash the Y data planes report: one hash for every data plane
     assert (_get(_admin(box, "cp") + "/") or {}).get("version") == Y
-    cp_up_at = next((s.wall for s in samples if s.cp_version == Y), None)
-    assert cp_up_at is not None, "the watcher never saw the control plane on Y"
+    cp_up_at = samples[first_y].wall
     rows = _data_planes(box)
     y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in YS}
     assert len(y_hashes) == 1, f"the Y data planes report different hashes: {y_hashes}"
@@ -339,6 +346,8 @@ def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
         assert row["last_seen"] >= int(cp_up_at) - 1, f"{x} never talked to the Y control plane: {row}"
         assert row["config_hash"] == cp_hash, (x, row["config_hash"], cp_hash)
     _assert_y_listed_in_sync(box, cp_hash)
+    verdict = _synced_before_traffic(samples, cp_hash)
+    assert all(v["in_sync_before"] and v["in_sync_at_first_request"] for v in verdict.values()), verdict
     assert all(len(_paged(_admin(box, y) + "/services")) == before_counts["services"] for y in YS)
 
     # every request ends on Y; the X data planes are stopped
@@ -357,6 +366,7 @@ def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
     cp_hash = x_hashes.pop()   # what the control plane pushes, as its data planes report it
     assert all(before[box.x_ids[x]]["version"] == X for x in XS)
 
+    cp_pid = _pid(box, "cp")
     watch = ClusterWatch(box).start()
     load = _load(box)
     rc = _upgrade(box, "rolling")
@@ -377,6 +387,7 @@ def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
     # the control plane listed every Y data plane, on Y and in sync, before HAProxy sent it a request
     verdict = _synced_before_traffic(samples, cp_hash)
     assert all(v["in_sync_before"] and v["in_sync_at_first_request"] for v in verdict.values()), verdict
-    assert all(s.cp_version == Y for s in samples), "the control plane was not left alone"
+    assert {s.cp_version for s in samples} - {None} == {Y} and _pid(box, "cp") == cp_pid, \
+        "the control plane was not left alone"
     _assert_y_listed_in_sync(box, cp_hash)
     _assert_ends_on_y(box, summary)

@@ -29,6 +29,10 @@ def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: floa
     requests = errors = 0
     reasons = []
     per_server = {}
+    # Only the servers the load balancer knows are judged: a watched host that is not one of its servers
+    # (a hybrid control plane has no proxy) is left to the readiness and node gates.
+    outside = [name for name in servers if name not in current]
+    servers = [name for name in servers if name in current]
     for name in servers:
         now, before = current.get(name) or {}, baseline.get(name) or {}
         s_req = max(_num(now.get("total_sessions")) - _num(before.get("total_sessions")), 0)
@@ -45,10 +49,10 @@ def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: floa
     rate = round(100.0 * errors / requests, 3) if requests else 0.0
     if requests and rate > float(max_error_rate):
         reasons.append(f"error rate {rate}% ({errors} of {requests}) > {max_error_rate}%")
-    if requests < int(min_requests):
+    if servers and requests < int(min_requests):
         reasons.append(f"only {requests} requests reached the servers (< {min_requests}): the step is not proven")
     return dict(failed=bool(reasons), reasons=reasons, requests=requests, errors=errors, error_rate=rate,
-                servers=per_server)
+                servers=per_server, not_in_lb=outside)
 
 
 def node_gate_eval(current: dict, baseline: dict, max_error_rate: float = 1.0) -> dict:

@@ -25,6 +25,13 @@ def test_gate_eval_fails_a_down_server_in_rotation_slow_answers_and_an_unproven_
                                   "only 20 requests reached the servers (< 50): the step is not proven"]
 
 
+def test_gate_eval_leaves_out_hosts_the_load_balancer_does_not_know():
+    verdict = gate_eval({"x1": _srv(500)}, {"x1": _srv(0)}, ["cp"], min_requests=50)
+    assert verdict["failed"] is False and verdict["requests"] == 0 and verdict["not_in_lb"] == ["cp"]
+    verdict = gate_eval({"y1": _srv(10)}, {}, ["y1", "cp"], min_requests=50)
+    assert verdict["reasons"] == ["only 10 requests reached the servers (< 50): the step is not proven"]
+
+
 def test_node_gate_eval_per_node_rate_restart_and_unavailable():
     before = {"y1": {"available": True, "requests": 500, "errors": 0},
               "y2": {"available": True, "requests": 900, "errors": 2},

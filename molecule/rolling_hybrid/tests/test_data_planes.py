@@ -23,11 +23,11 @@ def test_data_plane_conf(host):
 def test_data_plane_runs_and_listens(host):
     assert host.run("/usr/local/bin/kong health -p /usr/local/kong").rc == 0
     assert host.socket("tcp://0.0.0.0:8000").is_listening
-    assert host.check_output("curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:8007/status/ready") == "200"
+    assert host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8007/status/ready") == "200"
 
 
 def test_route_from_the_control_plane_answers(host):
     ok = host.run("curl -s -o /dev/null -D - -H 'apikey: key-010' http://127.0.0.1:8000/echo")
     assert ok.stdout.startswith("HTTP/1.1 200"), ok.stdout
     assert ("kong/%s" % TARGET) in ok.stdout
-    assert host.check_output("curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:8000/echo") == "401"
+    assert host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/echo") == "401"

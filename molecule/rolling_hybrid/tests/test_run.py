@@ -5,7 +5,8 @@ import os
 import testinfra.utils.ansible_runner
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-testinfra_hosts = RUNNER.get_hosts("kong_x:kong_cp")
+# get_hosts matches one name or glob (fnmatch), not an Ansible pattern such as "a:b".
+testinfra_hosts = RUNNER.get_hosts("kong_x") + RUNNER.get_hosts("kong_cp")
 WORK_DIR = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "kongops", "molecule-hybrid")
 
 

@@ -19,7 +19,6 @@ import requests
 from tests.loadgen import LoadGenerator, share_between
 from tests.sandbox.core import Sandbox, haproxy_servers
 from tests.sandbox.procs import port_is_free
-from tests.services.postgres import PostgresServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIGRATIONS = json.load(open(os.path.join(os.path.dirname(REPO), "shared", "reference", "kong",
@@ -29,7 +28,6 @@ RATE = 150.0     # requests per second through HAProxy: modest on two shared cor
 SEEDED = 100     # services, each with a route, written on the control plane before the upgrade
 EMPTY_HASH = "0" * 32
 XS, YS = ("x1", "x2", "x3"), ("y1", "y2", "y3")
-TABLES = ("services", "routes", "plugins", "consumers", "keyauth_credentials")
 
 
 def _base_port() -> int:
@@ -125,24 +123,12 @@ def _paged(url: str) -> list:
     return rows
 
 
-def _pg(box: Sandbox) -> PostgresServer:
-    pg = box.state["postgres"]
-    return PostgresServer(pg["dir"], pg["port"])
-
-
 def _schema_meta(box: Sandbox) -> dict:
-    rows = _pg(box).psql("SELECT subsystem, array_to_string(executed, ','), array_to_string(pending, ',') "
-                         "FROM schema_meta ORDER BY subsystem", database=box.state["postgres"]["database"])
-    meta = {}
-    for line in rows.splitlines():
-        sub, executed, pending = line.split("|")
-        meta[sub] = (set(filter(None, executed.split(","))), set(filter(None, pending.split(","))))
-    return meta
+    return box.schema_meta()
 
 
 def _counts(box: Sandbox) -> dict:
-    db = box.state["postgres"]["database"]
-    return {t: int(_pg(box).psql(f"SELECT count(*) FROM {t}", database=db)) for t in TABLES}
+    return box.row_counts()
 
 
 def _journals(box: Sandbox) -> dict:

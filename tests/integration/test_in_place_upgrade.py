@@ -60,19 +60,11 @@ def _pg(box: Sandbox) -> PostgresServer:
 
 
 def _schema_meta(box: Sandbox) -> dict:
-    rows = _pg(box).psql("SELECT subsystem, array_to_string(executed, ','), array_to_string(pending, ',') "
-                         "FROM schema_meta ORDER BY subsystem", database=box.state["postgres"]["database"])
-    meta = {}
-    for line in rows.splitlines():
-        sub, executed, pending = line.split("|")
-        meta[sub] = (set(filter(None, executed.split(","))), set(filter(None, pending.split(","))))
-    return meta
+    return box.schema_meta()
 
 
 def _counts(box: Sandbox) -> dict:
-    db = box.state["postgres"]["database"]
-    return {t: int(_pg(box).psql(f"SELECT count(*) FROM {t}", database=db)) for t in ("services", "routes", "plugins",
-                                                                                       "consumers", "keyauth_credentials")}
+    return box.row_counts()
 
 
 def _journal(box: Sandbox) -> dict:

@@ -8,27 +8,10 @@ import time
 
 from bench.common import loadavg, low_port_base, tail
 from bench.fleet import FleetSandbox
-from bench.rolling import (SETTLE, _summary_fields, failure_timeline, outage, read_journal, read_report, short_error,
-                           task_name, teardown)
+from bench.rolling import SETTLE, _summary_fields, failure_timeline, outage, read_journal, read_report, short_error, teardown
 from tests.loadgen import LoadGenerator
 from tests.sandbox import render
-
-# Task names of the kong_node role and the in_place_upgrade role, as the upgrade_report timeline shows them.
-PHASE_TASKS = {
-    "stop": ("Quit Kong gracefully",),
-    "migrations_up": ("Kong migrations up",),
-    "migrations_finish": ("Kong migrations finish",),
-    "start": ("Start Kong", "Wait until Kong answers ready"),
-}
-
-
-def _phase(report: dict, prefixes: tuple, after: float | None = None) -> tuple[float | None, float | None]:
-    hits = [e for e in report.get("timeline", []) if task_name(e).startswith(prefixes) and e["phase"].startswith("Stop X")
-            and (after is None or e["start"] >= after)]
-    if not hits:
-        return None, None
-    return min(e["start"] for e in hits), max(e["end"] for e in hits)
-
+from tests.sandbox.timeline import in_place_phases
 
 def in_place_under_load(work: str, kong_x: str, kong_y: str, rate: float, out=print) -> dict:
     name = f"inplace-{kong_x}-{kong_y}"
@@ -54,14 +37,8 @@ def in_place_under_load(work: str, kong_x: str, kong_y: str, rate: float, out=pr
         journal = read_journal(box)
         report = read_report(box)
         first, final = summary.get("first_failure_wall"), summary.get("last_failure_wall")
-        phases = {}
-        stop_start, stop_end = _phase(report, PHASE_TASKS["stop"])
-        for key, prefixes in PHASE_TASKS.items():
-            start, end = _phase(report, prefixes, after=stop_start if key == "start" else None)
-            phases[key] = round(end - start, 2) if start is not None else None
-        phases["migrations"] = round(sum(v for v in (phases["migrations_up"], phases["migrations_finish"]) if v), 2)
-        phases["stop_migrations_start"] = round(sum(phases[k] or 0 for k in ("stop", "migrations", "start")), 2)
-        _start_start, start_end = _phase(report, PHASE_TASKS["start"], after=stop_start)
+        phases = in_place_phases(report)
+        stop_start, start_end = phases.pop("first_stop"), phases.pop("last_ready")
         if stop_start is not None and start_end is not None:
             phases["first_stop_to_last_ready"] = round(start_end - stop_start, 2)
             phases["first_stop_at"] = round(stop_start - summary["started_at"], 1)

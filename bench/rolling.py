@@ -13,7 +13,8 @@ import time
 from bench.common import REPO, VENV_BIN, loadavg, low_port_base, run_logged, tail
 from bench.fleet import FleetSandbox
 from tests.loadgen import LoadGenerator
-from tests.sandbox import render
+from tests.sandbox import render, timeline
+from tests.sandbox.timeline import task_name
 
 NAIVE_PLAYBOOK = os.path.join(REPO, "bench", "naive_rolling.yml")
 SETTLE = 2.0
@@ -34,23 +35,12 @@ def epoch(text) -> float | None:
 
 
 def read_journal(box) -> dict:
-    try:
-        with open(os.path.join(box.work_dir, "sandbox", "journal.json")) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
+    return timeline.read_journal(box.work_dir)
 
 
 def read_report(box) -> dict:
     """The upgrade_report callback's report.json of the newest run (empty when the callback did not write one)."""
-    found = sorted(glob.glob(os.path.join(box.work_dir, "sandbox", "reports", "*", "report.json")), key=os.path.getmtime)
-    if not found:
-        return {}
-    try:
-        with open(found[-1]) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
+    return timeline.read_report(box.work_dir)
 
 
 def phase_spans(report: dict) -> dict:
@@ -60,11 +50,6 @@ def phase_spans(report: dict) -> dict:
         span = spans.setdefault(entry["phase"], [entry["start"], entry["end"]])
         span[0], span[1] = min(span[0], entry["start"]), max(span[1], entry["end"])
     return {phase: round(end - start, 2) for phase, (start, end) in spans.items()}
-
-
-def task_name(entry: dict) -> str:
-    """A timeline task's own name, without the ``namespace.collection.role : `` the callback puts before it."""
-    return entry["task"].split(" : ", 1)[-1]
 
 
 def task_seconds(report: dict, prefix: str) -> float:

@@ -7,6 +7,7 @@ import glob
 import json
 import math
 import os
+import resource
 import shutil
 import time
 
@@ -213,6 +214,11 @@ def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: flo
     return result
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak: int = 1, out=print) -> dict:
     """Ours on a fresh N+N DB-less sandbox without load, with short soaks: where the time goes."""
     steps = [10, 25, 50, 100]
@@ -230,7 +236,11 @@ def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak:
         t0 = time.monotonic()
         box.up("dbless", kong_x)
         result["sandbox_up_seconds"] = round(time.monotonic() - t0, 1)
+        cpu_before = _children_cpu()
         rc, started, ended = _run_ours(box, kong_y, log_path, extra)
+        # CPU of ansible-playbook and every process it waited for (its workers and modules), not of
+        # the Kong nodes it started (they daemonize): on 2 cores it bounds how fast nodes can go
+        result["controller_cpu_seconds"] = round(_children_cpu() - cpu_before, 1)
         wall = ended - started
         soaks = soak * (len(steps) + 1)
         report = read_report(box)

@@ -258,7 +258,7 @@ def render_table(res: dict) -> str:
         lines += ["", f"2. Orchestration overhead of ours, no load, soak {soak} s x 4 steps + {soak} s watch, "
                       f"forks {runs[0].get('forks') if runs else '-'}: wall time minus soaks and drains",
                   f"   {'X+Y nodes':>9} {'serial':>6} {'batches':>7} {'wall s':>7} {'soak s':>6} {'overhead s':>10} "
-                  f"{'per node s':>10} {'per batch s':>11} {'deploy s':>8} {'drain s':>7}"]
+                  f"{'per node s':>10} {'per batch s':>11} {'deploy s':>8} {'drain s':>7} {'ansible CPU s':>13}"]
         for r in runs:
             phases = r.get("phases") or {}
             deploy, drain = phases.get(DEPLOY_PHASE), phases.get(DRAIN_PHASE)
@@ -266,13 +266,20 @@ def render_table(res: dict) -> str:
             lines.append(f"   {str(r['nodes']) + '+' + str(r['nodes']):>9} {r['drain_serial']:>6} {r['batches']:>7} "
                          f"{_fmt(r.get('wall_seconds')):>7} {_fmt(r.get('configured_soak_seconds')):>6} "
                          f"{_fmt(r.get('overhead_seconds')):>10} {_fmt(r.get('overhead_per_node'), digits=2):>10} "
-                         f"{_fmt(per_batch, digits=2):>11} {_fmt(deploy):>8} {_fmt(drain):>7}")
+                         f"{_fmt(per_batch, digits=2):>11} {_fmt(deploy):>8} {_fmt(drain):>7} "
+                         f"{_fmt(r.get('controller_cpu_seconds')):>13}")
             if r.get("error"):
                 lines.append(f"     FAILED: {r['error'][:300]}")
         fit = overhead_fit(runs)
         if fit:
             lines.append(f"   least squares over the runs: overhead = {fit['fixed']:.1f} s + {fit['per_batch']:.2f} s per drain "
                          f"batch + {fit['per_node']:.2f} s per node")
+        cpu = [(r["controller_cpu_seconds"], r["nodes"]) for r in runs if r.get("rc") == 0 and r.get("controller_cpu_seconds")]
+        if cpu:
+            per_node_cpu = sum(c for c, _n in cpu) / sum(2 * n for _c, n in cpu)
+            lines.append(f"   ansible-playbook's own CPU: {per_node_cpu:.2f} s per Kong node (X or Y) on "
+                         f"{os.cpu_count()} cores shared with the nodes = at least "
+                         f"{2 * per_node_cpu / (os.cpu_count() or 1):.2f} s of wall time per X+Y pair before any node starts")
         for skipped in over.get("skipped", []):
             lines.append(f"   skipped: {skipped['reason']}")
 

@@ -71,7 +71,8 @@ def share_accuracy(records, steps: list, version: str, skip: float = 0.2) -> lis
     among the successful requests sent while the step soaked (from the load's own records)."""
     rows = []
     for step in steps:
-        start, end = epoch(step.get("started_at")), epoch(step.get("ended_at"))
+        # from when the weights were in place (shifted_at), not from when the step began setting them
+        start, end = epoch(step.get("shifted_at") or step.get("started_at")), epoch(step.get("ended_at"))
         if start is None or end is None:
             continue
         window = [r for r in records if start + skip <= r.wall < end and r.ok]

@@ -237,7 +237,12 @@ def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
     time.sleep(2)
     summary = load.stop()
     assert rc == 0, _failure(box)
-    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed: {summary.get('errors')}"
+    # each failed request with its status or error and when it was sent relative to the playbook's tasks
+    failed = [(round(r.wall - load.started_at, 2), r.status, r.error, r.version, r.latency_ms) for r in load.records
+              if not r.ok][:10]
+    assert summary["failed"] == 0, (f"{summary['failed']} of {summary['total']} requests failed "
+                                    f"(seconds into the load, status, error, version, ms): {failed}; "
+                                    f"playbook log {box.last_log}")
     assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
 
     journal = _journal(box)

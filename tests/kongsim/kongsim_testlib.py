@@ -118,18 +118,57 @@ class KongNode:
         return subprocess.run([self.kong_bin, *args], capture_output=True, text=True, env=full_env,
                               timeout=timeout, cwd=self.base_dir, input=input, check=False)
 
-    def start(self, check: bool = True, env=None) -> subprocess.CompletedProcess:
+    def start(self, check: bool = True, env=None, ready: bool = True) -> subprocess.CompletedProcess:
+        """`kong start -c <conf>`; with ``ready`` (and a start that worked), then wait until the
+        workers are up: `kong start` returns when nginx's master is, while the workers still load
+        the configuration and build their routers (kong/init.lua init_worker), as a client of a
+        real node must."""
         res = self.cli("start", "-c", self.conf_path, env=env)
         if check and res.returncode != 0:
             raise RuntimeError(f"kong start failed ({res.returncode}): {res.stdout}{res.stderr}\n"
                                + self.error_log()[-3000:])
         self.started = res.returncode == 0 or self.started
+        if ready and res.returncode == 0:
+            self.wait_workers()
         return res
 
-    def stop(self) -> subprocess.CompletedProcess | None:
-        if not os.path.exists(os.path.join(self.prefix, "pids", "nginx.pid")):
+    def wait_workers(self, timeout: float = 30.0) -> None:
+        """Until every worker has built its router: the status listener's /status/ready no longer
+        says `router builds not yet complete` (a node without /status/ready: until /status answers)."""
+        import ssl
+        import urllib.error
+        import urllib.request
+
+        listen = str(self.settings.get("status_listen") or "off").split(",")[0].split()
+        if not listen or listen[0] == "off":
+            return
+        url = f"{'https' if 'ssl' in listen[1:] else 'http'}://{listen[0]}/status/ready"
+        context = ssl._create_unverified_context()  # noqa: S323 - only asks whether the workers are up
+
+        def up():
+            try:
+                with urllib.request.urlopen(url, timeout=5, context=context):
+                    return True
+            except urllib.error.HTTPError as exc:
+                return exc.code != 503 or b"router builds not yet complete" not in exc.read()
+            except OSError:
+                return False
+
+        wait_until(up, timeout=timeout, interval=0.05, message=f"the workers of {self.name}")
+
+    def stop(self, wait: float = 10.0) -> subprocess.CompletedProcess | None:
+        """`kong stop -p <prefix>`, then (wait > 0) up to `wait` seconds until the node has exited:
+        Kong's `kong stop` only sends SIGTERM and returns (kong/cmd/utils/nginx_signals.lua), as
+        the simulator's does; tests that stop a node mean "and it is gone"."""
+        pidfile = os.path.join(self.prefix, "pids", "nginx.pid")
+        if not os.path.exists(pidfile):
             return None
-        return self.cli("stop", "-p", self.prefix)
+        pid = self.pid()
+        res = self.cli("stop", "-p", self.prefix)
+        deadline = time.monotonic() + wait
+        while pid and time.monotonic() < deadline and os.path.exists(pidfile):
+            time.sleep(0.05)
+        return res
 
     def kill(self, timeout: float = 10.0) -> None:
         """Fast teardown for fixtures: SIGTERM to the node process (what `kong stop` sends)."""

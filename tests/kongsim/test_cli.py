@@ -68,7 +68,9 @@ def test_lifecycle_texts(kong_node_factory, echo_upstream, version):
     fmt = "2.1" if version == "2.8.5" else "3.0"
     node = kong_node_factory(version, start=False, declarative=simple_config(echo_upstream.url, fmt=fmt))
     res = node.start()
-    assert (res.returncode, res.stdout, res.stderr) == (0, "Kong started\n", "")
+    # a fresh prefix: prefix_handler.lua's `prefix directory ... not found` line (test_cli_as_kong.py)
+    assert (res.returncode, res.stdout, res.stderr) == (
+        0, f"prefix directory {node.prefix} not found, trying to create it\nKong started\n", "")
     pid = node.pid()
     assert pid and os.path.exists(os.path.join(node.prefix, ".kong_env"))
     res = node.start(check=False)
@@ -159,18 +161,22 @@ def test_config_parse_and_init(kong_install, tmp_path, echo_upstream, version):
     fmt = "2.1" if version == "2.8.5" else "3.0"
     good = tmp_path / "kong.yml"
     good.write_text(simple_config(echo_upstream.url, fmt=fmt))
-    res = run(kong, "config", "parse", str(good), cwd=tmp_path)
+    # DB-less kong.conf: without it Kong's default database (postgres) must answer first
+    # (test_cli_as_kong.py, kong/cmd/config.lua)
+    dbless = tmp_path / "dbless.conf"
+    dbless.write_text(f"prefix = {tmp_path / 'prefix'}\ndatabase = off\n")
+    res = run(kong, "config", "parse", "-c", str(dbless), str(good), cwd=tmp_path)
     assert (res.returncode, res.stdout) == (0, "parse successful\n")
     bad = tmp_path / "bad.yml"
     bad.write_text(f'_format_version: "{fmt}"\nservices:\n- name: x\n')
-    res = run(kong, "config", "parse", str(bad), cwd=tmp_path)
+    res = run(kong, "config", "parse", "-c", str(dbless), str(bad), cwd=tmp_path)
     assert res.returncode == 1
     assert res.stderr == ("Error: Failed parsing:\nin 'services':\n  - in entry 1 of 'services':\n"
                           "    in 'host': required field missing\n" + HINT)
-    res = run(kong, "config", "parse", str(tmp_path / "x.txt"), cwd=tmp_path)
+    res = run(kong, "config", "parse", "-c", str(dbless), str(tmp_path / "x.txt"), cwd=tmp_path)
     assert res.stderr.startswith(f"Error: Failed parsing:\nunknown file type: {tmp_path / 'x.txt'}. "
                                  "(Accepted types: json, yaml)")
-    res = run(kong, "config", "parse", cwd=tmp_path)
+    res = run(kong, "config", "parse", "-c", str(dbless), cwd=tmp_path)
     assert res.stderr == "Error: expected a declarative configuration file; see `kong config --help`\n" + HINT
     init_dir = tmp_path / "init"
     init_dir.mkdir()
@@ -189,10 +195,32 @@ def test_config_db_export_refused_dbless(kong_install, tmp_path):
     assert res.stderr == "Error: 'kong config db_export' only works with a database.\n" + HINT
 
 
-def test_prepare_writes_prefix_silently(kong_install, tmp_path):
+def test_prepare_writes_prefix(kong_install, tmp_path):
     conf = tmp_path / "kong.conf"
     conf.write_text(f"prefix = {tmp_path / 'pfx'}\ndatabase = off\n")
+    res = run(kong_install("3.6.1"), "prepare", "-c", str(conf))
+    assert (res.returncode, res.stdout, res.stderr) == (
+        0, f"prefix directory {tmp_path / 'pfx'} not found, trying to create it\n", "")
     res = run(kong_install("3.6.1"), "prepare", "-c", str(conf))
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
     assert os.path.exists(tmp_path / "pfx" / ".kong_env")
     assert os.path.isdir(tmp_path / "pfx" / "logs")
+
+
+@pytest.mark.parametrize("version, written, served", [
+    # 2.8.5 kong/cmd/utils/prefix_handler.lua line 498: .kong_env gets the value as it is, and the
+    # node, which reads .kong_env back through conf_loader, cuts it at the `#`.
+    ("2.8.5", "pg_database = kong#1", "kong"),
+    # 3.9.3 kong/cmd/utils/prefix_handler.lua lines 855-857 and 892 (`quote_hash`, from 3.2.0): the
+    # `#` is written `\#` and the node reads the whole value.
+    ("3.9.3", "pg_database = kong\\#1", "kong#1"),
+])
+def test_kong_env_quotes_hash_from_3_2(kong_node_factory, echo_upstream, version, written, served):
+    fmt = "2.1" if version == "2.8.5" else "3.0"
+    node = kong_node_factory(version, start=False, declarative=simple_config(echo_upstream.url, fmt=fmt),
+                             pg_database="kong\\#1")
+    node.start()
+    with open(os.path.join(node.prefix, ".kong_env"), encoding="utf-8") as fh:
+        assert written in fh.read().splitlines()
+    conf = requests.get(node.admin_url + "/", timeout=10).json()["configuration"]
+    assert conf["pg_database"] == served

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import requests
@@ -123,3 +124,136 @@ def test_hybrid_requires_cluster_cert(kong_node_factory):
     res = node.start(check=False)
     assert res.returncode == 1
     assert "cluster certificate and key must be provided to use Hybrid mode" in res.stderr
+
+
+# The control plane keeps the data planes in the clustering_data_planes table (upsert with
+# ttl = cluster_data_plane_purge_delay on connect and on every ping: Kong/kong 3.9.3
+# kong/clustering/control_plane.lua:242-264); every control plane on that database lists them,
+# also after a restart, and a row goes only when its ttl has passed (the Postgres strategy reads
+# `ttl IS NULL OR ttl >= CURRENT_TIMESTAMP` and returns the seconds left:
+# kong/db/strategies/postgres/init.lua:1063-1072).
+def test_data_planes_live_in_the_database_with_a_ttl(cluster, postgres, kong_node_factory):
+    cp, make_dp = cluster
+    dp = make_dp("3.7.1", "dp-a")
+    wait_until(lambda: "3.7.1" in dps(cp), timeout=20, message="the DP row")
+    row = dps(cp)["3.7.1"]
+    assert 1209500 < row["ttl"] <= 1209600
+    db = cp.settings["pg_database"]
+    stored = postgres.psql(f"SELECT id, version FROM clustering_data_planes WHERE id = '{row['id']}'", database=db)
+    assert row["id"] in stored and "3.7.1" in stored
+    # a second control plane on the same database lists the same data plane
+    other = kong_node_factory("3.7.1", name="cp2", role="control_plane", **{
+        k: v for k, v in cp.settings.items()
+        if k.startswith("pg_") or k in ("database", "cluster_cert", "cluster_cert_key", "db_update_frequency")})
+    assert dps(other)["3.7.1"]["id"] == row["id"]
+    # the data plane goes away; the restarted control plane still lists it from the table
+    dp.stop()
+    cp.stop()
+    cp.start()
+    kept = dps(cp)["3.7.1"]
+    assert kept["id"] == row["id"] and kept["last_seen"] >= row["last_seen"]
+    # until its ttl has passed
+    postgres.psql(f"UPDATE clustering_data_planes SET ttl = CURRENT_TIMESTAMP - interval '1 second' "
+                  f"WHERE id = '{row['id']}'", database=db)
+    assert "3.7.1" not in dps(cp) and "3.7.1" not in dps(other)
+
+
+# A data plane that lost its control plane tries again after math.random(5, 10) seconds
+# (Kong/kong 3.9.3 kong/clustering/data_plane.lua:152-157), serving its cached configuration.
+def test_data_plane_reconnects_after_five_to_ten_seconds(cluster):
+    cp, make_dp = cluster
+    dp = make_dp("3.7.1", "dp-r")
+    wait_until(lambda: dps(cp).get("3.7.1", {}).get("sync_status") == "normal", timeout=20, message="connected")
+    connects = cp.error_log().count("data plane connected")
+    # the data plane's wait starts when its connection breaks, at the stop
+    t0 = time.monotonic()
+    cp.stop()
+    cp.start()
+    restarted = time.monotonic() - t0
+    wait_until(lambda: cp.error_log().count("data plane connected") > connects, timeout=20, interval=0.1,
+               message="reconnected")
+    waited = time.monotonic() - t0
+    assert 5.0 <= waited <= restarted + 11.5, (waited, restarted)
+    assert dp.pid()
+
+
+def _openssl(*args, cwd):
+    import subprocess
+
+    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=cwd)
+
+
+# The CP-DP link is TLS (Kong/kong 3.9.3 kong/templates/nginx_kong.lua:558-577). With cluster_mtls =
+# shared a data plane must present the control plane's own certificate: another one is refused after
+# the handshake with Kong's line (kong/clustering/tls.lua:35-38, kong/clustering/init.lua:66-69).
+def test_shared_mode_refuses_a_data_plane_with_another_certificate(cluster, tmp_path, kong_node_factory):
+    cp, _make_dp = cluster
+    other = tmp_path / "other"
+    other.mkdir()
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+             "cluster.key", "-out", "cluster.crt", "-days", "2", "-subj", "/CN=kong_clustering", cwd=other)
+    # it trusts the control plane's certificate (lua_ssl_trusted_certificate) but presents its own
+    stranger = kong_node_factory("3.7.1", name="dp-stranger", role="data_plane", database="off",
+                                 cluster_control_plane=f"127.0.0.1:{cp.cluster_port}",
+                                 lua_ssl_trusted_certificate=cp.settings["cluster_cert"],
+                                 cluster_cert=str(other / "cluster.crt"), cluster_cert_key=str(other / "cluster.key"))
+    wait_until(lambda: "data plane presented incorrect client certificate during handshake (digest does not "
+                       "match the control plane certificate)" in cp.error_log(), timeout=20, message="Kong's line")
+    # one that trusts only its own certificate refuses the control plane's before showing its own
+    lost = kong_node_factory("3.6.1", name="dp-lost", role="data_plane", database="off",
+                             cluster_control_plane=f"127.0.0.1:{cp.cluster_port}",
+                             cluster_cert=str(other / "cluster.crt"), cluster_cert_key=str(other / "cluster.key"))
+    wait_until(lambda: "certificate verify failed" in lost.error_log(), timeout=20, message="the DP's refusal")
+    assert not dps(cp), "a data plane with another certificate was listed"
+    assert stranger.pid() and lost.pid(), "the data planes keep running (and retrying)"
+    # the link is TLS: a plain HTTP request to the cluster listener gets no HTTP answer
+    import socket
+
+    with socket.create_connection(("127.0.0.1", cp.cluster_port), timeout=5) as sock:
+        sock.sendall(b"GET /v1/outlet HTTP/1.1\r\nHost: cp\r\n\r\n")
+        try:
+            answer = sock.recv(64)
+        except OSError:
+            answer = b""
+    assert not answer.startswith(b"HTTP/1.1 101")
+
+
+# cluster_mtls = pki: each node has its own certificate signed by cluster_ca_cert; the data plane
+# checks the control plane's against cluster_server_name (kong/clustering/utils.lua:97-105).
+def test_pki_mode_accepts_certificates_of_the_ca_and_refuses_others(kong_node_factory, postgres, tmp_path):
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+             "-subj", "/CN=cluster CA", cwd=pki)
+    (pki / "san.cnf").write_text("subjectAltName=DNS:cp.kong.test\n")
+    for name in ("cp", "dp"):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN={name}.kong.test", cwd=pki)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "2", "-extfile", "san.cnf", "-out", f"{name}.crt", cwd=pki)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue.key", "-out", "rogue.crt",
+             "-days", "2", "-subj", "/CN=rogue", cwd=pki)
+    db = postgres.create_database("kongsim_hybrid_pki")
+    common = {"cluster_mtls": "pki", "cluster_ca_cert": str(pki / "ca.crt")}
+    cp = kong_node_factory("3.7.1", start=False, name="cp", role="control_plane", cluster_cert=str(pki / "cp.crt"),
+                           cluster_cert_key=str(pki / "cp.key"), **common, **pg_settings(db))
+    assert cp.cli("migrations", "bootstrap", "-c", cp.conf_path).returncode == 0
+    cp.start()
+    dp = kong_node_factory("3.7.1", name="dp-pki", role="data_plane", database="off",
+                           cluster_control_plane=f"127.0.0.1:{cp.cluster_port}", cluster_server_name="cp.kong.test",
+                           cluster_cert=str(pki / "dp.crt"), cluster_cert_key=str(pki / "dp.key"), **common)
+    wait_until(lambda: dps(cp).get("3.7.1", {}).get("sync_status") == "normal", timeout=20, message="pki DP in sync")
+    rogue = kong_node_factory("3.6.1", name="dp-rogue", role="data_plane", database="off",
+                              cluster_control_plane=f"127.0.0.1:{cp.cluster_port}", cluster_server_name="cp.kong.test",
+                              cluster_cert=str(pki / "rogue.crt"), cluster_cert_key=str(pki / "rogue.key"), **common)
+    time.sleep(3)
+    assert "3.6.1" not in dps(cp) and rogue.pid() and dp.pid()
+
+
+def test_pki_mode_needs_cluster_ca_cert(kong_node_factory, tmp_path):
+    cert, key = gen_cluster_cert(str(tmp_path))
+    node = kong_node_factory("3.7.1", start=False, name="dp-noca", role="data_plane", database="off",
+                             cluster_mtls="pki", cluster_cert=cert, cluster_cert_key=key)
+    res = node.start(check=False)
+    assert res.returncode == 1
+    assert 'cluster_ca_cert must be specified when cluster_mtls = "pki"' in res.stderr

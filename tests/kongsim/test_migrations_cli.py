@@ -29,7 +29,8 @@ from kongsim import cmd_migrations, migrations
 
 DB = "kongsim_migrations"
 VERSIONS = ("2.8.5", "3.4.2", "3.5.0", "3.6.1", "3.7.1", "3.8.1", "3.9.3")
-REFERENCE_JSON = "/work/shared/reference/kong/migrations-by-version.json"
+REFERENCE_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "reference", "kong",
+                              "migrations-by-version.json")
 HINT = "\n  Run with --v (verbose) or --vv (debug) for more details\n"
 TS = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d"
 NOT_LEADER = "aborted: another node is performing database changes\n"
@@ -650,8 +651,12 @@ def test_bootstrap_finish_reset_do_not_wait_for_the_lock(conf, pg):
     res = kong(conf, "3.4.2", "finish")
     assert (res.rc, res.out, res.err) == (0, NOT_LEADER, "")
     assert schema_meta(pg)["core"][1] == ["016_280_to_300"]
+    # kong/cmd/migrations.lua:197-200 at 3.4.2 (:177-180 at 2.8.5): reset() returned false after
+    # NOT_LEADER_MSG (kong/cmd/utils/migrations.lua:204-205), so `os.exit(1)`.
     res = kong(conf, "3.4.2", "reset", "--yes")
-    assert (res.rc, res.out) == (0, NOT_LEADER)
+    assert (res.rc, res.out) == (1, NOT_LEADER)
+    res = kong(conf, "2.8.5", "reset", "--yes")
+    assert (res.rc, res.out) == (1, NOT_LEADER)
     assert time.monotonic() - t0 < 30
     assert psql(pg, "SELECT to_regclass('services') IS NOT NULL") == "t"
 
@@ -826,6 +831,9 @@ def kong_bin(kong_install):
 
 @pytest.fixture
 def kong_conf(conf, tmp_path):
+    """kong.conf with an existing prefix (a missing one adds prefix_handler's line to stdout,
+    see test_cli_as_kong.py)."""
+    (tmp_path / "prefix").mkdir()
     path = tmp_path / "kong.conf"
     path.write_text(f"prefix = {tmp_path / 'prefix'}\ndatabase = postgres\npg_host = {conf['pg_host']}\n"
                     f"pg_port = {conf['pg_port']}\npg_user = {conf['pg_user']}\npg_password = {conf['pg_password']}\n"

@@ -11,11 +11,15 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from . import conf as confmod
-from . import declarative, versions
+from . import declarative, enterprise, versions
 from . import entities as E
 from .model import EMPTY_HASH, paginate
+from .node import INIT_WORKER_BASE_S, INIT_WORKER_PER_ENTITY_S
 
 JSON_CT = "application/json; charset=utf-8"
+# kong/db/declarative/import.lua:570-572 at 3.9.3
+DECLARATIVE_LOCK_TTL_S = 60
+DECLARATIVE_RETRY_TTL_MAX_S = 10
 _TRUTHY = ("1", "true", "on", "yes")
 # Collections of bundled plugins' entities, served read-only from the declarative config (the
 # simulator stores them but runs none of those plugins): path -> (declarative key, since version).
@@ -113,6 +117,7 @@ class AdminAPI:
         self.proxy = proxy
         self.app = app     # server-level helpers: write(), cluster status
         self.info = node.info
+        self._declarative_lock_since: float | None = None
 
     # --------------------------------------------------------------------------- plumbing
     def _response(self, request, status, body, t0, extra_headers=None, admin=True):
@@ -143,14 +148,39 @@ class AdminAPI:
         self.node.inflight += 1
         try:
             try:
+                limit = confmod.parse_size(self.node.conf.get("nginx_admin_client_max_body_size") or "10m")
+                if limit and request.content_length and request.content_length > limit:
+                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+                refused = enterprise.rbac_refusal(self.node.conf, request.headers)
+                if refused:
+                    raise HTTPDone(*refused)
                 status, body, headers = await self._admin(request)
             except HTTPDone as done:
                 status, body, headers = done.status, done.body, done.headers
             except E.EntityError as exc:
                 status, body, headers = exc.status, exc.body, {}
+            except web.HTTPRequestEntityTooLarge:
+                return self._nginx_413(request)
             return self._response(request, status, body, t0, headers)
         finally:
             self.node.inflight -= 1
+
+    def _nginx_413(self, request):
+        """nginx refuses a body above client_max_body_size before Kong's code runs: its own page
+        (the Admin API server has no error_page: kong/templates/nginx_kong.lua:411-450 at 3.9.3),
+        and it closes the connection. UNCONFIRMED: the Server header of that page (`openresty`
+        with server_tokens off)."""
+        page = ("<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+                "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>openresty</center>\r\n"
+                "</body>\r\n</html>\r\n")
+        resp = web.Response(status=413, body=page.encode(), headers={"Server": "openresty",
+                                                                     "Content-Type": "text/html",
+                                                                     "Connection": "close"})
+        resp.force_close()
+        ts = time.strftime("%d/%b/%Y:%H:%M:%S %z")
+        self.node.access(f'{request.remote} - - [{ts}] "{request.method} {request.raw_path} HTTP/1.1" 413 '
+                         f'{len(page)} "-" "{request.headers.get("User-Agent", "-")}"', admin=True)
+        return resp
 
     async def handle_status(self, request):
         t0 = time.monotonic()
@@ -228,6 +258,11 @@ class AdminAPI:
         if node.role == "control_plane":
             return None
         if node.dbless or node.role == "data_plane":
+            # kong/status/ready.lua:29-32 at 3.9.3 (:27-30 at 3.4.2/3.7.1): every worker builds its
+            # own router in init_worker before the node is ready
+            up = node.workers_up()
+            if up < node.workers:
+                return f"router builds not yet complete, router ready in {up} of {node.workers} workers"
             if not node.config_loaded:
                 return "no configuration available (configuration hash is not initialized)"
             if node.config.hash == EMPTY_HASH:
@@ -550,7 +585,21 @@ class AdminAPI:
             raise HTTPDone(400, exc.body(flatten))
         if query.get("check_hash") == "1" and node.config_loaded and cfg.hash == node.config.hash:
             return 304, None, {}
-        node.set_config(cfg)
+        # the load runs under the declarative lock (kong/db/declarative/import.lua:570-590 at 3.9.3:
+        # TTL 60 s, no wait); another load meanwhile is told to come back (kong/api/routes/config.lua:154-158)
+        if self._declarative_lock_since is not None:
+            ttl = DECLARATIVE_LOCK_TTL_S - (time.monotonic() - self._declarative_lock_since)
+            retry_after = min(ttl, DECLARATIVE_RETRY_TTL_MAX_S)
+            raise HTTPDone(429, {"message": "Currently loading previous configuration"},
+                           {"Retry-After": "10" if retry_after >= DECLARATIVE_RETRY_TTL_MAX_S else f"{retry_after:.3f}"})
+        self._declarative_lock_since = time.monotonic()
+        try:
+            await asyncio.sleep(INIT_WORKER_BASE_S + INIT_WORKER_PER_ENTITY_S * cfg.count())
+            if node.exiting:
+                raise _err(503, "Kong currently exiting")
+            node.set_config(cfg)
+        finally:
+            self._declarative_lock_since = None
         node.log("notice", "[kong] config.lua: declarative config loaded from POST /config, hash "
                  + cfg.hash)
         return 201, declarative.entities_by_id(cfg), {}

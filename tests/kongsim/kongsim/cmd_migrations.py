@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from . import migrations as M
 from . import pgdb
+from . import prefix as prefixmod
 from .pgdb import PgError
 
 VERSIONS_WITH_STATUS = (3, 0, 0)
@@ -517,10 +518,10 @@ class _Runner:
                                                        self.version, self.stdin, self.out):
                 self.log("cancelled")
                 return 0
+        # kong/cmd/migrations.lua:197-201 (3.4.2-3.9.3; :177-181 at 2.8.5): `if not ok then
+        # os.exit(1)`; reset() returns false after NOT_LEADER_MSG when another node holds the lock
+        # (kong/cmd/utils/migrations.lua:204-205 at 2.8.5/3.4.2, :207-208 at 3.7.1/3.9.3).
         ok = self.reset(st)
-        if ok is None:
-            # FACTS 1.4 says 0 when another node holds the lock (Kong's source reads as exit 1).
-            return 0
         return 0 if ok else 1
 
 
@@ -577,6 +578,16 @@ def run(conf: dict, args: list, version: str, *, stdout=None, stderr=None, stdin
     if parsed.quiet:
         log.disabled = True
     eff = _effective_conf(conf, parsed)
+    if eff.get("prefix"):
+        # kong/cmd/migrations.lua:95 (:96 at 2.8.5): prepare_prefix(conf, nginx_conf, true) runs
+        # before the database is touched (see kongsim/prefix.py). In-process callers that pass a
+        # partial conf without `prefix` skip it; the installed `kong` always has one.
+        log.verbose(f"preparing nginx prefix directory at {eff['prefix']}")
+        try:
+            prefixmod.prepare(str(eff["prefix"]), log, log.warning)
+        except prefixmod.PrefixError as exc:
+            _print_error(err, str(exc), parsed.verbose)
+            return 1
     try:
         if str(eff.get("database", "postgres")).strip() == "off":
             return _OfflineRunner(eff, parsed, version, log, out, stdin).run(M.offline_state(eff, version))

@@ -45,12 +45,14 @@ _BASE_DEFAULTS = {
     "pg_database": "kong",
     "pg_schema": None,
     "pg_ssl": False,
+    "pg_ssl_verify": False,
+    # per version in versions.py: NONE at 2.8.5, `system` from 3.x (kong/templates/kong_defaults.lua)
+    "lua_ssl_trusted_certificate": None,
     "pg_ro_password": None,
     "db_update_frequency": 5,
     "db_update_propagation": 0,
     "db_cache_ttl": 0,
     "nginx_main_worker_processes": "auto",
-    "nginx_main_worker_shutdown_timeout": "10s",
     "nginx_worker_processes": "auto",
     "lmdb_map_size": "2048m",
     "mem_cache_size": "128m",
@@ -75,7 +77,7 @@ SENSITIVE = ("pg_password", "pg_ro_password", "proxy_server", "declarative_confi
 _NUMBERS = ("pg_port", "pg_timeout", "db_update_frequency", "db_update_propagation", "db_cache_ttl",
             "cluster_data_plane_purge_delay", "upstream_keepalive_pool_size",
             "upstream_keepalive_max_requests", "upstream_keepalive_idle_timeout")
-_BOOLEANS = ("pg_ssl", "anonymous_reports", "dedicated_config_processing", "cluster_rpc",
+_BOOLEANS = ("pg_ssl", "pg_ssl_verify", "anonymous_reports", "dedicated_config_processing", "cluster_rpc",
              "new_dns_client", "cluster_incremental_sync")
 _LISTENERS = ("proxy_listen", "admin_listen", "status_listen", "cluster_listen", "admin_gui_listen")
 _LISTEN_FLAGS = ("ssl", "http2", "proxy_protocol", "deferred", "bind", "reuseport")
@@ -218,6 +220,12 @@ def _check(conf: dict, version: str, info) -> None:
                 errors.append(f"cluster_cert: failed loading certificate from {cert}")
             if not os.path.exists(key):
                 errors.append(f"cluster_cert_key: failed loading key from {key}")
+        # kong/conf_loader/parse.lua:725-742 at 3.9.3
+        ca = conf.get("cluster_ca_cert")
+        if ca and str(ca).upper() != "NONE" and not os.path.exists(str(ca)):
+            errors.append(f"cluster_ca_cert: failed loading certificate from {ca}")
+        if str(conf.get("cluster_mtls") or "shared") == "pki" and (not ca or str(ca).upper() == "NONE"):
+            errors.append('cluster_ca_cert must be specified when cluster_mtls = "pki"')
     if errors:
         raise ConfError("\n".join(errors))
 
@@ -267,11 +275,16 @@ def load(conf_path: str | None, version: str, prefix: str | None = None,
         if key in conf:
             parsed[key] = parse_listen(key, conf[key])
     conf["_listeners"] = parsed
-    try:
-        conf["_shutdown_timeout"] = parse_duration(conf["nginx_main_worker_shutdown_timeout"])
-    except ConfError:
-        raise ConfError("nginx_main_worker_shutdown_timeout has an invalid value: "
-                        f"'{conf['nginx_main_worker_shutdown_timeout']}'")
+    # Kong's templates set no worker_shutdown_timeout (Kong/kong kong/templates/kong_defaults.lua and
+    # nginx.lua at 2.8.5, 3.4.2 and 3.9.3): nginx then waits for every request in flight, and only an
+    # operator's `nginx_main_worker_shutdown_timeout` (an injected directive) bounds it
+    conf["_shutdown_timeout"] = None
+    if conf.get("nginx_main_worker_shutdown_timeout") not in (None, ""):
+        try:
+            conf["_shutdown_timeout"] = parse_duration(conf["nginx_main_worker_shutdown_timeout"])
+        except ConfError:
+            raise ConfError("nginx_main_worker_shutdown_timeout has an invalid value: "
+                            f"'{conf['nginx_main_worker_shutdown_timeout']}'")
     if conf.get("declarative_config"):
         conf["declarative_config"] = os.path.abspath(str(conf["declarative_config"]))
     conf["_conf_path"] = os.path.abspath(path) if path else None
@@ -293,9 +306,22 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _quotes_hash(version) -> bool:
+    """Kong quotes `#` as `\\#` in .kong_env from 3.2.0 (Kong/kong 3.2.0
+    kong/cmd/utils/prefix_handler.lua `quote_hash`, commit c785e1403c; 3.9.3 lines 855-857 and 892);
+    2.8.5 writes the value as it is (2.8.5 kong/cmd/utils/prefix_handler.lua line 498), so a `#` in
+    a value is cut when the node reads .kong_env back."""
+    try:
+        return tuple(int(p) for p in str(version).split(".")[:3]) >= (3, 2, 0)
+    except ValueError:
+        return True
+
+
 def write_kong_env(conf: dict) -> str:
     path = kong_env_path(conf["prefix"])
-    lines = [f"{k} = {_fmt(v)}" for k, v in sorted(conf.items()) if not k.startswith("_")]
+    quote = _quotes_hash(conf.get("_version"))
+    lines = [f"{k} = {_fmt(v).replace('#', chr(92) + '#') if quote else _fmt(v)}"
+             for k, v in sorted(conf.items()) if not k.startswith("_")]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     os.chmod(path, 0o600)
@@ -326,3 +352,14 @@ def pg_params(conf: dict) -> dict:
     return {"host": conf["pg_host"], "port": int(conf["pg_port"]), "user": conf["pg_user"],
             "password": conf["pg_password"], "dbname": conf["pg_database"],
             "connect_timeout": max(1, int(conf["pg_timeout"]) // 1000)}
+
+
+def parse_size(value) -> int:
+    """An nginx size (`10m`, `8k`, `1g`, `1024`) in bytes; 0 means no limit where nginx allows it."""
+    text = str(value).strip().lower()
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if text[-1:] in ("k", "m", "g") else text
+    try:
+        return int(digits) * scale
+    except ValueError:
+        return 0

@@ -15,6 +15,7 @@ import socket
 import time
 
 import aiohttp
+import aiohttp.abc
 from aiohttp import web
 
 from . import declarative, versions
@@ -22,7 +23,9 @@ from . import entities as E
 from .model import EMPTY_HASH, Config
 
 PING_INTERVAL = 30          # Kong's DP ping interval (seconds)
-RECONNECT_DELAY = (1.0, 2.0)  # Kong waits 5-10 s; shorter here so tests stay fast
+# math.random(5, 10) whole seconds before a data plane tries its control plane again, after a failed
+# connect and after a broken connection (Kong/kong 3.9.3 kong/clustering/data_plane.lua:152-157, :377)
+RECONNECT_DELAY = (5, 10)
 
 
 def version_check(dp_version: str, cp_version: str):
@@ -44,9 +47,10 @@ def version_check(dp_version: str, cp_version: str):
 class ControlPlane:
     def __init__(self, node):
         self.node = node
-        self.rows = {}
+        self.rows = {}          # this control plane's view of its own connections
         self.clients = {}
         self._conn_seq = 0
+        self.store = None       # the PgStore of the node (set once the database is open)
 
     def payload(self, dp_version: str | None = None) -> dict:
         """Full configuration; fields the DP's version does not know are removed (Kong's compat
@@ -61,16 +65,48 @@ class ControlPlane:
                     doc[entity] = [E.compat_for_version(entity, row, dp_version) for row in doc[entity]]
         return {"type": "reconfigure", "config": doc, "config_hash": h}
 
+    def tls_refused(self, exc: Exception) -> None:
+        """A data plane whose TLS handshake failed: in shared mode only a certificate other than the
+        control plane's own fails it (kongsim/tls.py), which Kong refuses with this line after the
+        handshake (kong/clustering/tls.lua:35-38, logged by kong/clustering/init.lua:66-69)."""
+        if str(self.node.conf.get("cluster_mtls") or "shared") == "shared" and "certificate" in str(exc):
+            self.node.log("error", "[lua] init.lua:68: validate_client_cert(): [clustering] data plane presented "
+                                   "incorrect client certificate during handshake (digest does not match the "
+                                   "control plane certificate), server: kong_cluster_listener")
+        else:
+            self.node.log("info", f"client SSL handshake failed: {exc}, server: kong_cluster_listener")
+
+    def client_cert_error(self, request) -> str | None:
+        """Kong's check of the data plane's certificate once TLS is up (kong/clustering/tls.lua:194-231)."""
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            return "data plane failed to present client certificate during handshake"
+        if str(self.node.conf.get("cluster_mtls") or "shared") == "shared":
+            from . import tls
+
+            if tls.cert_digest(der) != tls.cert_digest(self.node.conf["cluster_cert"]):
+                return ("data plane presented incorrect client certificate during handshake (digest does "
+                        "not match the control plane certificate)")
+        return None
+
+    def purge_delay(self) -> int:
+        return int(self.node.conf.get("cluster_data_plane_purge_delay") or 1209600)
+
     def rows_view(self) -> list:
+        """The rows of clustering_data_planes that have not expired, as every control plane on the
+        database sees them (kong/db/strategies/postgres/init.lua:1063-1072 at 3.9.3)."""
         fields = self.node.info.dp_fields
-        now = int(time.time())
-        purge = int(self.node.conf.get("cluster_data_plane_purge_delay") or 1209600)
-        out = []
-        for row in self.rows.values():
-            full = dict(row)
-            full["ttl"] = max(0, purge - (now - row["last_seen"]))
-            out.append({k: full.get(k) for k in fields})
-        return out
+        return [{k: row.get(k) for k in fields} for row in self.store.data_planes()]
+
+    async def record(self, row: dict) -> None:
+        """Upsert the row with ttl = cluster_data_plane_purge_delay, as the control plane does on
+        connect and on every ping (kong/clustering/control_plane.lua:242-264 at 3.9.3)."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.store.upsert_data_plane, dict(row),
+                                                             self.purge_delay())
+        except Exception as exc:  # noqa: BLE001
+            self.node.log("error", f"[clustering] unable to update clustering data plane status: {exc}")
 
     async def push_all(self):
         for dp_id, ws in list(self.clients.items()):
@@ -90,6 +126,14 @@ class ControlPlane:
         q = request.query
         dp_id, host, ver = q.get("node_id", ""), q.get("node_hostname", ""), q.get("node_version", "")
         ip = request.remote or ""
+        refused = self.client_cert_error(request)
+        if refused:
+            # ngx.exit(444): the connection is closed without an answer
+            node.log("error", f"[lua] init.lua:68: validate_client_cert(): [clustering] {refused}, client: {ip}, "
+                              "server: kong_cluster_listener, request: \"GET /v1/outlet HTTP/1.1\"")
+            if request.transport is not None:
+                request.transport.close()
+            raise ConnectionResetError("444")
         self._conn_seq += 1
         seq = self._conn_seq
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=0)
@@ -116,6 +160,7 @@ class ControlPlane:
         if not ok:
             row["sync_status"] = "kong_version_incompatible"
             self.rows[dp_id] = row
+            await self.record(row)
             node.log("error", prefix + err + suffix + tail)
             await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=err.encode()[:120])
             return ws
@@ -130,12 +175,14 @@ class ControlPlane:
         if missing:
             row["sync_status"] = "plugin_set_incompatible"
             self.rows[dp_id] = row
+            await self.record(row)
             node.log("warn", prefix + f"unable to send updated configuration to data plane: plugin "
                                       f"{missing[0]} is configured but missing from data plane"
                      + suffix + tail)
         else:
             self.rows[dp_id] = row
             self.clients[dp_id] = ws
+            await self.record(row)
             node.log("notice", prefix + "data plane connected" + suffix + tail)
             await ws.send_str(json.dumps(self.payload(ver)))
         try:
@@ -150,10 +197,27 @@ class ControlPlane:
                     row["config_hash"] = data.get("config_hash") or EMPTY_HASH
                     if row.get("sync_status") not in ("plugin_set_incompatible",):
                         row["sync_status"] = "normal"
+                    await self.record(row)
         finally:
             if self.clients.get(dp_id) is ws:
                 del self.clients[dp_id]
         return ws
+
+
+class _PinnedResolver(aiohttp.abc.AbstractResolver):
+    """Resolves ``name`` to the addresses of ``host``; any other name as usual."""
+
+    def __init__(self, name: str, host: str):
+        self.name, self.host = name, host
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        real = self.host if host == self.name else host
+        infos = await asyncio.get_running_loop().getaddrinfo(real, port, family=family, type=socket.SOCK_STREAM)
+        return [{"hostname": host, "host": addr[0], "port": addr[1], "family": fam, "proto": proto,
+                 "flags": socket.AI_NUMERICHOST} for fam, _type, proto, _name, addr in infos]
+
+    async def close(self):
+        return None
 
 
 class DataPlane:
@@ -200,13 +264,22 @@ class DataPlane:
 
     async def run(self):
         node = self.node
-        self.session = aiohttp.ClientSession()
+        from . import tls
+
         cp = str(node.conf.get("cluster_control_plane") or "127.0.0.1:8005")
-        url = (f"http://{cp}/v1/outlet?node_id={node.node_id}&node_hostname={socket.gethostname()}"
-               f"&node_version={node.version}")
+        query = f"/v1/outlet?node_id={node.node_id}&node_hostname={socket.gethostname()}&node_version={node.version}"
+        url = f"wss://{cp}{query}"
+        ssl_ctx, server_name = tls.cluster_client(node.conf)
+        # the certificate is checked against server_name (kong_clustering in shared mode), whatever
+        # address the control plane has: that name resolves to the control plane's host here (aiohttp
+        # 3.8, Debian's, has no server_hostname option)
+        cp_host, _sep, cp_port = cp.rpartition(":")
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            resolver=_PinnedResolver(server_name, cp_host.strip("[]"))))
+        connect_url = f"wss://{server_name}:{cp_port}{query}"
         while True:
             try:
-                async with self.session.ws_connect(url, heartbeat=None, max_msg_size=0,
+                async with self.session.ws_connect(connect_url, heartbeat=None, max_msg_size=0, ssl=ssl_ctx,
                                                    timeout=aiohttp.ClientWSTimeout(ws_close=5)
                                                    if hasattr(aiohttp, "ClientWSTimeout") else 5) as ws:
                     await ws.send_str(json.dumps({
@@ -238,9 +311,12 @@ class DataPlane:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                node.log("error", f"[clustering] connection to control plane {url} broken: {exc} "
-                                  "(retrying after some seconds)")
-            await asyncio.sleep(random.uniform(*RECONNECT_DELAY))
+                delay = random.randint(*RECONNECT_DELAY)
+                node.log("warn", f"[clustering] connection to control plane {url} broken: {exc} "
+                                 f"(retrying after {delay} seconds) [{cp}]")
+                await asyncio.sleep(delay)
+                continue
+            await asyncio.sleep(random.randint(*RECONNECT_DELAY))
 
     async def _pinger(self, ws):
         while True:

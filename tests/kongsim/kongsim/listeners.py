@@ -1,44 +1,9 @@
-"""Listening sockets with nginx-like graceful close: no connection the kernel completed is reset."""
+"""Listening sockets; at SIGQUIT they close at once, as nginx closes its own (queued connections are reset)."""
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import socket
-
-SO_ATTACH_FILTER = 26
-
-# Classic BPF run on each segment a listening TCP socket receives (data starts at the TCP
-# header): drop a SYN without ACK, accept everything else. New connection attempts then get no
-# answer (the client retries, then is refused once the socket is closed), while handshakes
-# already under way complete and can still be accepted and served.
-_SYN_DROP = [
-    (0x30, 0, 0, 13),          # ldb [13]        TCP flags
-    (0x54, 0, 0, 0x12),        # and #SYN|ACK
-    (0x15, 0, 1, 0x02),        # jeq #SYN -> drop
-    (0x06, 0, 0, 0),           # ret #0
-    (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1
-]
-
-
-class _Filter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
-
-
-class _Prog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_Filter))]
-
-
-def refuse_new_syns(sock: socket.socket) -> bool:
-    arr = (_Filter * len(_SYN_DROP))(*[_Filter(*ins) for ins in _SYN_DROP])
-    prog = _Prog(len(_SYN_DROP), ctypes.cast(arr, ctypes.POINTER(_Filter)))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(ctypes.string_at(ctypes.addressof(prog),
-                                                                                  ctypes.sizeof(prog))))
-        return True
-    except OSError:
-        return False
 
 
 def bind(ip: str, port: int, reuseport: bool = False, backlog: int = 16384) -> socket.socket:
@@ -60,8 +25,10 @@ def bind(ip: str, port: int, reuseport: bool = False, backlog: int = 16384) -> s
 class Listener:
     """One listening socket served by an aiohttp low-level server (protocol factory)."""
 
-    def __init__(self, name: str, sock: socket.socket, factory, on_accept=None):
+    def __init__(self, name: str, sock: socket.socket, factory, on_accept=None, ssl=None, on_tls_error=None):
         self.name = name
+        self.on_tls_error = on_tls_error
+        self.ssl = ssl
         self.sock = sock
         self.factory = factory
         self.on_accept = on_accept
@@ -89,23 +56,18 @@ class Listener:
             pass
         if self.on_accept:
             self.on_accept()
-        self.loop.create_task(self.loop.connect_accepted_socket(self.factory, conn))
+        if self.ssl is not None:
+            self.loop.create_task(self._tls_handshake(conn))
+        else:
+            self.loop.create_task(self.loop.connect_accepted_socket(self.factory, conn))
 
-    async def close_gracefully(self, linger: float = 0.05):
-        """Stop taking new connections but serve every one the kernel already completed."""
-        if self.closed:
-            return
-        self.closed = True
-        refuse_new_syns(self.sock)
-        deadline = self.loop.time() + linger
-        while True:
-            self._accept_ready()
-            if self.loop.time() >= deadline:
-                break
-            await asyncio.sleep(0.005)
-        self._accept_ready()
-        self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+    async def _tls_handshake(self, conn: socket.socket):
+        try:
+            await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ssl)
+        except (OSError, ConnectionError) as exc:   # ssl.SSLError is an OSError
+            conn.close()
+            if self.on_tls_error is not None:
+                self.on_tls_error(exc)
 
     def close_now(self):
         if not self.closed:

@@ -8,7 +8,9 @@ mapping from libpq's wording to pgmoon's is in `_reason()`.
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
 
 import psycopg2
 import psycopg2.errors
@@ -70,7 +72,61 @@ def connect_params(conf: dict, timeout: int | None = None, application_name: str
     password = conf.get("pg_password")
     if password is not None:
         params["password"] = str(password)
+    params.update(ssl_params(conf))
     return params
+
+
+SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+def _on(value) -> bool:
+    return value is True or str(value).strip().lower() in ("on", "true")
+
+
+def ssl_params(conf: dict) -> dict:
+    """libpq's TLS settings for Kong's pgmoon config (connector.lua:958-960 at 3.9.3, :915-917 at
+    2.8.5): `ssl = pg_ssl`, `ssl_verify = pg_ssl_verify`, `cafile = lua_ssl_trusted_certificate
+    (combined)`, no `ssl_required`.
+
+    - pg_ssl off: no SSLRequest at all (sslmode=disable).
+    - pg_ssl on: TLS when the server accepts it, plain text when it declines, unverified
+      (pgmoon without ssl_required = libpq's `prefer`).
+    - pg_ssl and pg_ssl_verify on: the certificate chain is verified against the trusted
+      certificates (`verify-ca`; UNCONFIRMED whether Kong's socket also checks the host name:
+      pgmoon passes no server name to sslhandshake as far as the simulator's authors know).
+      A server that declines TLS is still used in plain text (see connect()).
+    """
+    if not _on(conf.get("pg_ssl")):
+        return {"sslmode": "disable"}
+    if not _on(conf.get("pg_ssl_verify")):
+        return {"sslmode": "prefer"}
+    return {"sslmode": "verify-ca", "sslrootcert": _trusted_ca_file(conf)}
+
+
+def _trusted_ca_file(conf: dict) -> str:
+    """lua_ssl_trusted_certificate (comma-separated files, `system` = the system bundle) as one
+    file, like Kong's <prefix>/.ca_combined (kong/conf_loader/init.lua:582-583 at 3.9.3)."""
+    raw = conf.get("lua_ssl_trusted_certificate")
+    files = []
+    for item in str(raw or "").split(","):
+        item = item.strip()
+        if not item or item.upper() == "NONE":
+            continue
+        if item == "system":
+            files.extend(p for p in SYSTEM_CA_BUNDLES[:1] if os.path.exists(p))
+        else:
+            files.append(os.path.abspath(item))
+    if not files:
+        # no trusted certificate: nothing can verify (libpq would look in ~/.postgresql)
+        return os.devnull
+    if len(files) == 1:
+        return files[0]
+    fd, path = tempfile.mkstemp(prefix="kongsim-ca-", suffix=".pem")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        for name in files:
+            with open(name, encoding="utf-8") as fh:
+                out.write(fh.read().rstrip("\n") + "\n")
+    return path
 
 
 _FATAL_RE = re.compile(r"\b(FATAL|ERROR|PANIC):\s+(.*)")
@@ -92,6 +148,10 @@ def _reason(exc: Exception) -> str:
         return "no route to host"
     if "network is unreachable" in low:
         return "network is unreachable"
+    if "certificate verify failed" in low:
+        # UNCONFIRMED: the TLS layer's own text under pgmoon (luasec / ngx sslhandshake); the
+        # simulator keeps OpenSSL's reason.
+        return "certificate verify failed"
     if "no password supplied" in low:
         # pgmoon's own check (UNCONFIRMED wording: not in FACTS; pgmoon `connect`).
         return "missing password, required for connect"
@@ -130,7 +190,16 @@ def connect(conf: dict, timeout: int | None = None, application_name: str = "kon
     try:
         conn = psycopg2.connect(**params)
     except psycopg2.Error as exc:
-        raise PgError("failed to retrieve PostgreSQL server_version_num: " + _reason(exc)) from None
+        if params.get("sslmode") == "verify-ca" and "server does not support ssl" in str(exc).lower():
+            # pgmoon without ssl_required goes on in plain text when the server declines TLS
+            params = dict(params, sslmode="disable")
+            params.pop("sslrootcert", None)
+            try:
+                conn = psycopg2.connect(**params)
+            except psycopg2.Error as exc2:
+                raise PgError("failed to retrieve PostgreSQL server_version_num: " + _reason(exc2)) from None
+        else:
+            raise PgError("failed to retrieve PostgreSQL server_version_num: " + _reason(exc)) from None
     conn.autocommit = True
     try:
         with conn.cursor() as cur:

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import os
 import signal
-import struct
+import ssl
+import subprocess
 import sys
-import termios
 import time
 import uuid
 
 from aiohttp import web
 
 from . import conf as confmod
-from . import declarative
+from . import declarative, luaplugins, tls
 from .admin import AdminAPI
 from .hybrid import ControlPlane, DataPlane
 from .listeners import Listener, bind
@@ -173,22 +172,33 @@ class App:
         plan = []
         if self.node.role != "control_plane":
             plan += [("proxy", e) for e in listens.get("proxy_listen", []) if not e["ssl"]]
-        plan += [("admin", e) for e in listens.get("admin_listen", []) if not e["ssl"]]
-        plan += [("status", e) for e in listens.get("status_listen", []) if not e["ssl"]]
+        plan += [("admin", e) for e in listens.get("admin_listen", [])]
+        plan += [("status", e) for e in listens.get("status_listen", [])]
         if self.node.role == "control_plane":
             plan += [("cluster", e) for e in listens.get("cluster_listen", [])[:1]]
         socks = []
         try:
             for name, entry in plan:
-                socks.append((name, bind(entry["ip"], entry["port"], entry.get("reuseport", False))))
-        except OSError as exc:
+                sock = bind(entry["ip"], entry["port"], entry.get("reuseport", False))
+                socks.append((name, sock))
+                if name == "cluster":
+                    # the CP-DP link is always TLS (kongsim/tls.py)
+                    self._tls[sock.fileno()] = tls.cluster_server_context(self.node.conf)
+                elif entry["ssl"]:
+                    # Admin/Status API over TLS (kongsim/tls.py).
+                    self._tls[sock.fileno()] = tls.server_context(self.node.conf, name)
+        except (OSError, ssl.SSLError, subprocess.CalledProcessError) as exc:
             for _n, s in socks:
                 s.close()
-            raise StartError(f"nginx: [emerg] {exc.strerror}")
+            raise StartError(f"nginx: [emerg] {getattr(exc, 'strerror', None) or exc}")
         return socks
 
     async def start(self):
         node = self.node
+        missing = luaplugins.check(node.conf, node.version)
+        if missing:
+            raise StartError(f"nginx: [error] init_by_lua error: {missing}")
+        self._tls = {}
         socks = self._bind_all()
         await self.proxy.start()
         loop = asyncio.get_running_loop()
@@ -210,6 +220,8 @@ class App:
             except ImportError as exc:
                 raise StartError(f"database mode is not available: {exc}")
             self.store = PgStore(node.conf)
+            if self.cp is not None:
+                self.cp.store = self.store
             try:
                 cfg = await loop.run_in_executor(None, self._load_db)
                 self._last_event = await loop.run_in_executor(None, self._poll_events)
@@ -225,9 +237,12 @@ class App:
             handlers["cluster"] = self.cp.handle
         for name, sock in socks:
             server = web.Server(self._tracked(handlers[name]), access_log=None, keepalive_timeout=75,
-                                max_line_size=16384, max_field_size=16384)
+                                max_line_size=16384, max_field_size=16384,
+                                request_factory=self._request_factory(name))
             self.servers.append(server)
-            self.listeners.append(Listener(name, sock, server, on_accept=self._accepted))
+            self.listeners.append(Listener(name, sock, server, on_accept=self._accepted,
+                                           on_tls_error=self.cp.tls_refused if name == "cluster" else None,
+                                           ssl=self._tls.get(sock.fileno())))
         if not node.dbless:
             self._tasks.append(loop.create_task(self._db_loop()))
         if self.dp is not None:
@@ -235,10 +250,31 @@ class App:
         self._tasks.append(loop.create_task(self._flush_loop()))
         node.log("notice", f"[kong] init.lua: kong {node.version} started, node_id {node.node_id}")
 
+    def _request_factory(self, listener: str):
+        """Requests whose body may be as large as nginx lets it be on that server: the Admin API's
+        `client_max_body_size` is nginx_admin_client_max_body_size (kong/templates/nginx_kong.lua);
+        the proxy's is nginx_http_client_max_body_size (0: no limit)."""
+        key = "nginx_admin_client_max_body_size" if listener == "admin" else "nginx_http_client_max_body_size"
+        default = "10m" if listener == "admin" else "0"
+        limit = confmod.parse_size(self.node.conf.get(key) or default) or (1 << 62)
+        loop = asyncio.get_running_loop()
+
+        def make(message, payload, protocol, writer, task):
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=limit)
+
+        return make
+
     def _tracked(self, handler):
         busy = self.busy
 
+        node = self.node
+
         async def serve(request):
+            # a connection that arrives before any worker finished init_worker waits in the
+            # listen queue: it is served late, never refused
+            wait = node.first_worker_in()
+            if wait:
+                await asyncio.sleep(wait)
             transport = request.transport
             busy.add(transport)
             try:
@@ -257,37 +293,31 @@ class App:
             self.node.flush_logs()
 
     async def graceful(self):
+        """SIGQUIT as nginx handles it (ngx_worker_process_cycle on ngx_quit): the listening sockets
+        close at once (connections still queued in the kernel are reset, new ones refused), idle
+        keep-alive connections close at once (ngx_close_idle_connections: also one whose next
+        request is already on its way), a connection with a request in flight gets its reply with
+        `Connection: close` and is then closed. Kong's templates set no worker_shutdown_timeout, so
+        nothing else bounds the wait: `kong quit -t` decides, then sends SIGTERM."""
         node = self.node
         if node.exiting:
             return
         node.exiting = True
-        timeout = float(node.conf.get("_shutdown_timeout") or 10)
+        timeout = node.conf.get("_shutdown_timeout")
         node.log("notice", "signal 3 (SIGQUIT) received from the CLI, gracefully shutting down")
-        await asyncio.gather(*(lst.close_gracefully() for lst in self.listeners))
-        deadline = time.monotonic() + timeout
-        # A keep-alive connection is closed only when it is idle: no request being served and no
-        # request bytes waiting unread in the kernel (a busy node may not have read them yet).
-        # Requests still arriving on open connections are served with `Connection: close`.
-        grace_end = time.monotonic() + min(0.25, timeout / 4)
-        quiet_since = None
-        while time.monotonic() < deadline:
-            closing = time.monotonic() >= grace_end
-            open_busy = 0
+        for lst in self.listeners:
+            lst.close_now()
+        deadline = time.monotonic() + float(timeout) if timeout else None
+        while True:
             for server in self.servers:
                 for conn in list(server.connections):
                     transport = conn.transport
-                    if transport is None:
-                        continue
-                    if transport in self.busy or _unread_bytes(transport):
-                        open_busy += 1
-                    elif closing:
-                        conn.close()
-            if closing and node.inflight == 0 and open_busy == 0:
-                quiet_since = quiet_since or time.monotonic()
-                if not self.connection_count() or time.monotonic() - quiet_since > 0.2:
-                    break
-            else:
-                quiet_since = None
+                    if transport is not None and transport not in self.busy:
+                        conn.force_close()
+            if node.inflight == 0 and not self.busy:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.02)
         if node.inflight > 0:
             node.log("warn", f"gracefully shutting down timed out with {node.inflight} requests in flight")
@@ -328,17 +358,6 @@ class App:
             await self.dp.stop()
         await self.proxy.close()
         self.node.flush_logs()
-
-
-def _unread_bytes(transport) -> int:
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return 0
-    try:
-        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-    except OSError:
-        return 0
-    return struct.unpack("i", raw)[0]
 
 
 def _db_error(exc, entity, obj):
@@ -407,6 +426,7 @@ async def amain(prefix: str, version: str, ready_fd: int | None) -> int:
     os.makedirs(pids, exist_ok=True)
     pid_path = os.path.join(pids, "nginx.pid")
     _write_pid(pid_path)
+    node.start_workers()
     report("OK")
     try:
         await app.stop_event.wait()

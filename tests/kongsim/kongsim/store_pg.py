@@ -565,6 +565,55 @@ class PgStore:
                     for r in cur.fetchall()]
         return self._run(body)
 
+    # -- clustering_data_planes (a control plane's record of its data planes) -------------------
+
+    def upsert_data_plane(self, row: dict, ttl: int) -> None:
+        """Insert or update one data plane's row with ttl = now + ``ttl`` seconds; only the columns
+        this schema has (they came with the migrations of 2.2 to 3.7)."""
+        def body(cur):
+            columns = self._schema(cur).get("clustering_data_planes") or {}
+            names, values = [], []
+            for name in ("id", "hostname", "ip", "config_hash", "version", "sync_status", "labels",
+                         "cert_details", "rpc_capabilities"):
+                if name in columns and (name in row or name in ("hostname", "ip", "config_hash")):
+                    value = row.get(name)
+                    if name in ("labels", "cert_details") and value is not None:
+                        value = json.dumps(value)
+                    names.append(name)
+                    values.append(value if value is not None or name not in ("hostname", "ip") else "")
+            exprs = ["%s"] * len(names)
+            for name in ("last_seen", "updated_at"):
+                if name in columns:
+                    names.append(name)
+                    exprs.append("to_timestamp(%s)")
+                    values.append(row.get(name) or row.get("last_seen"))
+            names.append("ttl")
+            exprs.append("CURRENT_TIMESTAMP + make_interval(secs => %s)")
+            values.append(ttl)
+            updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n != "id")
+            cur.execute(f"INSERT INTO clustering_data_planes ({', '.join(names)}) VALUES ({', '.join(exprs)}) "
+                        f"ON CONFLICT (id) DO UPDATE SET {updates}", values)
+        self._run(body)
+
+    def data_planes(self) -> list:
+        """Rows whose ttl has not passed, ttl as the seconds left (Kong's Postgres strategy)."""
+        def body(cur):
+            columns = self._schema(cur).get("clustering_data_planes") or {}
+            names = [n for n in columns if n != "ttl"]
+            cur.execute(f"SELECT {', '.join(names)}, FLOOR(EXTRACT(EPOCH FROM (ttl - CURRENT_TIMESTAMP))) "
+                        "FROM clustering_data_planes WHERE ttl IS NULL OR ttl >= CURRENT_TIMESTAMP ORDER BY id")
+            out = []
+            for rec in cur.fetchall():
+                row = dict(zip(names, rec[:-1]))
+                row["id"] = str(row["id"])
+                for name in ("last_seen", "updated_at"):
+                    if row.get(name) is not None:
+                        row[name] = int(row[name].timestamp())
+                row["ttl"] = int(rec[-1]) if rec[-1] is not None else None
+                out.append(row)
+            return out
+        return self._run(body)
+
     def now(self) -> float:
         """The database clock (epoch seconds), for cluster event polling windows."""
         def body(cur):

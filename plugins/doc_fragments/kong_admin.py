@@ -27,6 +27,14 @@ options:
     description:
       - CA bundle used to verify the Admin API's TLS certificate.
     type: path
+  client_cert:
+    description:
+      - PEM client certificate presented to an Admin API that requires mutual TLS (may hold the key too).
+    type: path
+  client_key:
+    description:
+      - PEM private key of O(client_cert) when it is in a separate file.
+    type: path
   timeout:
     description:
       - Seconds to wait for each HTTP request. Connection errors are retried twice; a request

@@ -38,9 +38,49 @@ options:
     type: str
   pg_connect_timeout:
     description:
-      - Seconds to wait for a database connection.
+      - Seconds to wait for a database connection (libpq C(connect_timeout), also for C(pg_dump) and
+        C(pg_restore) through E(PGCONNECT_TIMEOUT)). Must be positive.
     type: int
     default: 10
+  pg_ssl:
+    description:
+      - Connect over TLS, as Kong's C(pg_ssl). Without O(pg_ssl_required) a server without TLS is
+        still accepted (libpq C(sslmode=prefer)). Falls back to E(KONG_PG_SSL).
+      - Reaches psycopg2 as C(sslmode)/C(sslrootcert) and C(pg_dump)/C(pg_restore) as E(PGSSLMODE)/E(PGSSLROOTCERT).
+    type: bool
+    default: false
+  pg_ssl_required:
+    description:
+      - Refuse a connection without TLS (C(sslmode=require)). This is the collection's own option, Kong
+        has no such setting (Kong/kong C(kong/db/strategies/postgres/connector.lua) at 3.9.3 passes no
+        C(ssl_required) to pgmoon, so a Kong node with C(pg_ssl) goes on in plain text when the server
+        declines TLS). Needs O(pg_ssl).
+    type: bool
+    default: false
+  pg_ssl_verify:
+    description:
+      - Verify the server's certificate and host name against O(pg_ssl_ca) (C(sslmode=verify-full)),
+        as Kong's C(pg_ssl_verify). Needs O(pg_ssl) and O(pg_ssl_ca). Falls back to E(KONG_PG_SSL_VERIFY).
+    type: bool
+    default: false
+  pg_ssl_ca:
+    description:
+      - CA file that signed the server's certificate (Kong reads it from C(lua_ssl_trusted_certificate)).
+    type: path
+  pg_statement_timeout:
+    description:
+      - Seconds any one SQL statement of the module may run (PostgreSQL C(statement_timeout), set for each
+        session); a statement cancelled by it fails the task with a message naming this option.
+      - V(0) turns the bound off.
+    type: int
+    default: 600
+  pg_lock_timeout:
+    description:
+      - Seconds any one statement of the module may wait for a lock (PostgreSQL C(lock_timeout)), for example
+        behind Kong's own sessions; also C(pg_dump --lock-wait-timeout).
+      - V(0) turns the bound off.
+    type: int
+    default: 30
 requirements:
   - psycopg2 (the C(psycopg2-binary) package) on the host that runs the module
 """

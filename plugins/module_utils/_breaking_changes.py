@@ -3,8 +3,8 @@
 # PRIVATE to the collection: not a public API.
 """Kong release facts and breaking-change rules, as data.
 
-Every entry names its source: a section of the project's reference FACTS.md (which cites
-Kong's own source, tests and docs) or a Kong document. The engine that applies them is
+Every entry names its source: a file of Kong's own source (repository Kong/kong at a release
+tag, read with ``git show <tag>:<file>``) or a page of Kong's documentation. The engine that applies them is
 ``_upgrade_rules.py``; nothing here executes.
 
 Rule keys:
@@ -19,31 +19,35 @@ Rule keys:
 """
 from __future__ import annotations
 
-# Release series the planner knows, oldest first (FACTS.md sections 5.1 and 8: the simulator
-# chain 2.8.5, 3.4.2 ... 3.9.3; 3.0 to 3.3 are the releases between them).
+# Release series the planner knows, oldest first: the OSS releases of Kong/kong from 2.8 to 3.9
+# (tags 2.8.5, 3.0.0 ... 3.9.3).
 KNOWN_SERIES = ("2.8", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9")
 
-# Long-term-support jumps Kong guarantees besides "next minor" (FACTS.md 5.1, docs
-# upgrade/lts-upgrade.md). 3.4 -> 3.10 exists for Enterprise only and 3.10 is not an OSS release.
+# Long-term-support jumps Kong guarantees besides "next minor" (https://docs.konghq.com/gateway/3.9.x/upgrade/
+# "Guaranteed upgrade paths"; https://docs.konghq.com/gateway/3.9.x/upgrade/lts-upgrade/).
+# 3.4 -> 3.10 exists for Enterprise only and 3.10 is not an OSS release.
 LTS_JUMPS = (("2.8", "3.4"),)
 
-# Cassandra is rejected from this version on (FACTS.md 5.1, 8.1 row `database = cassandra`).
+# Cassandra is rejected from this version on (Kong/kong 3.4.0 `kong/conf_loader/init.lua`:
+# "Cassandra as a datastore for Kong is not supported in versions 3.4 and above").
 CASSANDRA_REMOVED_IN = "3.4.0"
 
-# Hybrid special case (FACTS.md 5.1): these Enterprise versions go to 3.1.1.2 first.
+# Hybrid special case (https://docs.konghq.com/gateway/3.9.x/upgrade/): these Enterprise versions
+# go to 3.1.1.2 first.
 HYBRID_WIRE_PROTOCOL_STEP = {"from": ("3.1.0.0", "3.1.1.1"), "via": "3.1.1.2"}
 
-# `_format_version` values each series accepts (FACTS.md 3.4 and 8.1 row `_format_version accepted`).
+# `_format_version` values each series accepts (Kong/kong `kong/db/schema/others/declarative_config.lua`:
+# `one_of = {"1.1", "2.1"}` at 2.8.5, `{"1.1", "2.1", "3.0"}` at 3.0.0 ... 3.9.3).
 # A series not listed inherits the nearest older entry.
 ACCEPTED_FORMAT_VERSIONS = {
     "2.8": ("1.1", "2.1"),
     "3.0": ("1.1", "2.1", "3.0"),
 }
 
-# Plugins bundled with each series (FACTS.md 8.1 row `bundled plugins`: 36 at 2.8.5, 37 at 3.4.2,
-# 43 at 3.6.1, 44 at 3.8.1, 45 at 3.9.3; names of the 36 from `kong@2.8.5:kong/constants.lua`).
+# Plugins bundled with each series (Kong/kong `kong/constants.lua` `local plugins = {...}`: 36 at 2.8.5,
+# 37 at 3.4.2, 43 at 3.6.1, 44 at 3.8.1, 45 at 3.9.3).
 # opentelemetry is bundled from 3.0 (Kong breaking-changes page, 3.0.0 "new plugins"); 3.0 to 3.3
-# are assumed equal to 3.4.2 (UNCONFIRMED: FACTS did not read those tags). A series not listed
+# are assumed equal to 3.4.2 (the tags 3.0.0 to 3.3.1 were not compared). A series not listed
 # inherits the nearest older entry. OSS removed no bundled plugin between 2.8.5 and 3.9.3.
 _BUNDLED_28 = (
     "jwt", "acl", "correlation-id", "cors", "oauth2", "tcp-log", "udp-log", "file-log",
@@ -63,7 +67,12 @@ BUNDLED_PLUGINS = {
     "3.9": _BUNDLED_28 + ("opentelemetry",) + _AI_36 + ("standard-webhooks", "redirect"),
 }
 
-_FACTS = "reference/kong/FACTS.md"
+
+# Kong/kong source at a release tag: `git show <tag>:<file>` in https://github.com/Kong/kong.
+def _kong(tag, path, what=""):
+    return f"Kong/kong {tag} {path}" + (f" ({what})" if what else "")
+
+
 _BREAKING = "Kong Gateway breaking changes, https://developer.konghq.com/gateway/breaking-changes/"
 
 RULES = [
@@ -74,7 +83,8 @@ RULES = [
         "match": {"kind": "format_version_rejected"},
         "message": "Kong {target} rejects this declarative file: `_format_version` {value} is not one of "
                    "{accepted}. `kong config parse`, `db_import` and `POST /config` fail with it.",
-        "source": _FACTS + " 3.4 (accepted `_format_version`) and 8.1 row `_format_version accepted`",
+        "source": (_kong("2.8.5", "kong/db/schema/others/declarative_config.lua", 'one_of = {"1.1", "2.1"}') + "; "
+                   + _kong("3.9.3", "kong/db/schema/others/declarative_config.lua", 'one_of = {"1.1", "2.1", "3.0"}')),
     },
     {
         "id": "format-version-legacy",
@@ -85,7 +95,8 @@ RULES = [
                    "(regex route paths get the `~` prefix). Exports from {target} (`kong config db_export`, "
                    "GET /config) are '3.0' files: re-export after the upgrade and do not sync this 2.x file "
                    "into a 3.x node again.",
-        "source": (_FACTS + " 3.4, 4.1 and 8.1 rows `kong config db_export` / `_format_version accepted`; "
+        "source": (_kong("3.9.3", "kong/db/declarative/export.lua", '_format_version = "3.0"') + "; "
+                   + _kong("3.9.3", "kong/db/declarative/migrations/route_path.lua") + "; "
                    + _BREAKING + " 3.0.0 'Declarative and DB-less'"),
     },
     {
@@ -98,9 +109,10 @@ RULES = [
                    "`kong migrations up` to 3.0; declarative 1.1/2.1 files: on load), but any file or tool "
                    "that re-applies them without `~` after the upgrade silently turns them into prefix "
                    "paths. Write them as `~<path>` in every source of truth.",
-        "source": (_FACTS + " 3.4 (3.x rewrites regex-looking paths of 1.1/2.1 files); Kong "
-                   "`kong/db/migrations/migrate_path_280_300.lua` (a path is a regex unless it only holds "
-                   "[a-zA-Z0-9.-_~/%]); " + _BREAKING + " 3.0.0 'New router'"),
+        "source": (_kong("3.9.3", "kong/db/declarative/migrations/route_path.lua", "1.1/2.1 files rewritten on load") + "; "
+                   + _kong("3.0.0", "kong/db/migrations/migrate_path_280_300.lua",
+                           "a path is a regex unless it only holds [a-zA-Z0-9.-_~/%]") + "; "
+                   + _BREAKING + " 3.0.0 'New router'"),
     },
     {
         "id": "route-regex-lookaround",
@@ -110,9 +122,9 @@ RULES = [
         "message": "3.x routes with `router_flavor = traditional_compatible` (the default) compile path "
                    "regexes with the ATC router, which has no look-around and no back-references: Kong "
                    "refuses these routes. Rewrite the regex or set `router_flavor = traditional`.",
-        "source": (_FACTS + " 8.1 row `other new kong.conf defaults` (router_flavor = traditional_compatible "
-                   "from 3.x, absent at 2.8.5); Kong CHANGELOG 3.0.0 'new router' (introduction version "
-                   "UNCONFIRMED in FACTS, which read 2.8.5 and 3.4.2)"),
+        "source": (_kong("3.0.0", "kong/templates/kong_defaults.lua",
+                         "router_flavor = traditional_compatible; no such key at 2.8.5")
+                   + "; " + _BREAKING + " 3.0.0 'New router'"),
     },
     {
         "id": "plugin-not-bundled",
@@ -124,8 +136,9 @@ RULES = [
                    "enabled') or to load the config; a hybrid data plane without it is marked "
                    "`plugin_set_incompatible`. Install the plugin on every {target} node and list it in "
                    "`plugins`, or remove it from the configuration before the upgrade.",
-        "source": (_FACTS + " 8.1 row `bundled plugins`, 5.2 (plugin_set_incompatible); "
-                   "https://developer.konghq.com/support/on-a-new-kong-node-kong-fails-to-start-with-an/"),
+        "source": ("Kong/kong kong/constants.lua `local plugins` at each tag 2.8.5 ... 3.9.3" + "; "
+                   + _kong("3.9.3", "kong/runloop/plugins_iterator.lua", "'plugin is in use but not enabled'") + "; "
+                   + _kong("3.9.3", "kong/clustering/compat/init.lua", "plugin_set_incompatible")),
     },
     {
         "id": "plugin-allowlist-fields-removed",
@@ -216,7 +229,7 @@ RULES = [
         "message": "On DB-less nodes and data planes GET /status no longer has the `database` key from 3.4.0 "
                    "(only `configuration_hash`, `memory`, `server`). Health checks or monitoring that read "
                    "`database.reachable` there break on {target}.",
-        "source": _FACTS + " 3.2 (commit 1ab321a902, #10995) and 8.1 row `/status on DB-less / data plane`",
+        "source": _kong("3.4.0", "kong/api/routes/health.lua", "status_response.database = nil on DB-less nodes and data planes"),
     },
     {
         "id": "request-id-header",
@@ -226,7 +239,8 @@ RULES = [
         "message": "From 3.5 Kong adds `X-Kong-Request-Id` to responses and upstream requests, and Kong-generated "
                    "JSON error bodies gain a `request_id` key (`{\"message\": ..., \"request_id\": ...}`). "
                    "Clients comparing whole error bodies must compare `message` only.",
-        "source": _FACTS + " 4.4, 4.5 and 8.1 rows `X-Kong-Request-Id` / `request_id in Kong error bodies`",
+        "source": (_kong("3.5.0", "kong/templates/kong_defaults.lua", "headers = ..., x-kong-request-id") + "; "
+                   + _kong("3.5.0", "kong/tools/utils.lua", "error body templates with request_id")),
     },
     {
         "id": "status-listen-default",
@@ -236,7 +250,7 @@ RULES = [
         "message": "From 3.6 `status_listen` defaults to `127.0.0.1:8007` (it was `off`): {target} nodes bind "
                    "that port unless kong.conf says otherwise (check for port clashes), and serve "
                    "`/status/ready` there for load-balancer readiness checks.",
-        "source": _FACTS + " 3 (default listeners) and 8.1 row `default status_listen`",
+        "source": _kong("3.6.0", "kong/templates/kong_defaults.lua", "status_listen = 127.0.0.1:8007; `off` at 3.5.0"),
     },
     {
         "id": "key-auth-invalid-key-message",
@@ -246,7 +260,7 @@ RULES = [
         "message": "From 3.6 a wrong API key is answered 401 `Unauthorized` instead of `Invalid authentication "
                    "credentials` (the no-key message is unchanged). Clients or tests that parse the 401 "
                    "message must accept both while X and {target} nodes serve side by side.",
-        "source": _FACTS + " 4.5 (key-auth 401 table) and 8.1 row `key-auth, invalid key`",
+        "source": _kong("3.6.1", "kong/plugins/key-auth/handler.lua", 'ERR_INVALID_AUTH_CRED message "Unauthorized"'),
     },
     {
         "id": "key-auth-www-authenticate",
@@ -256,7 +270,8 @@ RULES = [
         "message": "From 3.7 every key-auth 401 carries `WWW-Authenticate: Key` (`Key realm=\"<realm>\"` when the "
                    "new `config.realm` is set); before, only the no-key 401 had `Key realm=\"kong\"`. Clients "
                    "that parse WWW-Authenticate (browsers prompting, SDKs retrying) see a different value.",
-        "source": _FACTS + " 4.5 and 8.1 row `key-auth WWW-Authenticate`; Kong CHANGELOG 3.7.0",
+        "source": (_kong("3.7.1", "kong/plugins/key-auth/handler.lua", "www_auth_content on every 401")
+                   + "; Kong CHANGELOG 3.7.0"),
     },
     {
         "id": "migrations-db-timeout-default",
@@ -266,7 +281,7 @@ RULES = [
         "message": "From 3.7 `kong migrations --db-timeout` has no default: without it the kong.conf "
                    "`pg_timeout` (default 5000 ms) applies instead of 60 s. Pass `--db-timeout` for long "
                    "migrations on {target}.",
-        "source": _FACTS + " 8.1 row `kong migrations --db-timeout`",
+        "source": _kong("3.7.1", "kong/cmd/migrations.lua", "--db-timeout (optional number); (default 60) at 3.6.1"),
     },
     {
         "id": "via-header-format",
@@ -277,6 +292,6 @@ RULES = [
                    "(before: `Via: kong/<version>` replacing it), upstreams receive a Via header too, and "
                    "`Server: kong/<version>` is set when the upstream sends none. Clients or upstreams that "
                    "parse Via or Server see new values.",
-        "source": _FACTS + " 4.4 and 8.1 rows `Via on a proxied response` / `Via sent to the upstream` / `Server`",
+        "source": _kong("3.8.1", "kong/runloop/handler.lua", "upstream_via and kong_outbound_via"),
     },
 ]

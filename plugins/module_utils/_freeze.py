@@ -9,13 +9,22 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import uuid
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminClient,
     KongAdminError,
+    node_mode,
+    serves_declarative,
+)
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import (
+    atomic_write,
+    write_temp,
+)
+from ansible_collections.kongops.upgrade.plugins.module_utils._nginx import (
+    NginxStepError,
+    write_test_reload,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime import (
     HaproxyRuntime,
@@ -178,11 +187,7 @@ class LockFile:
         directory = os.path.dirname(self.path) or "."
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".freeze-", dir=directory)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record, fh, indent=1, sort_keys=True)
-                fh.write("\n")
-            os.chmod(tmp, 0o600)
+            tmp = write_temp(directory, json.dumps(record, indent=1, sort_keys=True) + "\n", 0o600, ".freeze-")
         except OSError as exc:
             raise FreezeError(f"cannot write the lock file {self.path}: {exc}") from exc
         return tmp
@@ -236,15 +241,17 @@ def _frozen_marker(entity: dict) -> bool:
 
 
 def node_kind(client: KongAdminClient) -> dict:
-    """Version, identity, database mode and role of the node behind the Admin API (GET /, FACTS.md 3.1)."""
+    """Version, identity, database mode and role of the node behind the Admin API (GET /, Kong/kong 3.9.3 kong/api/routes/kong.lua)."""
     node = client.node()
     conf = node.get("configuration") or {}
+    mode = node_mode(node)
     return {
         "version": node.get("version"),
         "node_id": node.get("node_id"),
         "database": conf.get("database"),
         "role": conf.get("role", "traditional"),
-        "dbless": conf.get("database") == "off" or conf.get("role") == "data_plane",
+        "mode": mode,
+        "dbless": serves_declarative(mode),
     }
 
 
@@ -278,30 +285,20 @@ def _digest(leaves: dict) -> str:
 
 def _entities(client: KongAdminClient, skipped: list):
     """(entity type, entity, label fields) for every entity of every page, the marker left out."""
-    upstream_ids = []
-    for path, etype, fields in CORE_COLLECTIONS + OPTIONAL_COLLECTIONS:
-        try:
-            items = client.paged(path)
-        except KongAdminError as exc:
-            if exc.status == 404 and (path, etype, fields) in OPTIONAL_COLLECTIONS:
-                skipped.append(path)
-                continue
-            raise
-        for item in items:
-            if not _frozen_marker(item):
-                yield etype, item, fields
-                if etype == "upstreams":
-                    upstream_ids.append(item.get("id"))
-    for up in upstream_ids:
-        for item in client.paged(f"/upstreams/{up}/targets"):
-            yield "targets", item, _TARGET_LABEL
+    labels = {etype: fields for _path, etype, fields in CORE_COLLECTIONS + OPTIONAL_COLLECTIONS}
+    labels["targets"] = _TARGET_LABEL
+    walk = [(etype, path, False) for path, etype, _f in CORE_COLLECTIONS]
+    walk += [(etype, path, True) for path, etype, _f in OPTIONAL_COLLECTIONS]
+    for etype, item in client.walk_entities(walk, skipped):
+        if not _frozen_marker(item):
+            yield etype, item, labels[etype]
 
 
 def compute_fingerprint(client: KongAdminClient, kind: dict | None = None, shapes: dict | None = None) -> dict:
     """Fingerprint of the whole configuration behind `client`.
 
     `value` is Kong's `configuration_hash` where the node reports one (DB-less node or data
-    plane, FACTS.md 3.2), else a sha256 over every entity of every page. Per-entity digests
+    plane, Kong/kong 3.9.3 kong/api/routes/health.lua), else a sha256 over every entity of every page. Per-entity digests
     (over the entity's fields, Kong's own timestamps left out) are kept in both cases so that
     drift can be named, with the field paths each entity type had (`shapes`). Given the
     `shapes` of an earlier fingerprint, fields outside them are left out of the digests and
@@ -356,7 +353,8 @@ def same_node(before: dict, after: dict) -> bool:
 def compare(before: dict, after: dict) -> dict:
     """Drift between two fingerprints, naming every entity added, removed or changed.
 
-    Kong's `configuration_hash` is the md5 of the text a node loaded (FACTS.md 3.2): another node
+    Kong's `configuration_hash` is the md5 of the text a node loaded (Kong/kong 3.9.3
+    kong/db/declarative/init.lua): another node
     fed an export of the same configuration, or the same node on a newer version, reports another
     hash for the same entities. So the hash decides only between fingerprints of the same node on
     the same version; otherwise the entities decide and the hashes are reported.
@@ -514,31 +512,24 @@ class NginxEnforcer:
         return cmd, rc, out, err
 
     def _write(self, text: str) -> None:
-        directory = os.path.dirname(self.path) or "."
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".kongops-freeze-", dir=directory)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, text, mode=0o644, prefix=".kongops-freeze-")
         except OSError as exc:
             raise FreezeError(f"cannot write enforce_file {self.path}: {exc}") from exc
 
     def install(self, text: str) -> None:
-        """Write the include, `nginx -t`, reload; on a failed test the previous file comes back."""
+        """Write the include, `nginx -t`, reload; on a failed test or reload the previous file comes back
+        (_nginx.write_test_reload)."""
         previous = self.read()
-        self._write(text)
-        cmd, rc, out, err = self._cmd("-t")
-        if rc != 0:
-            if previous is None:
-                os.unlink(self.path)
-            else:
-                self._write(previous)
-            raise FreezeError(f"nginx rejected the configuration with {self.path} (previous file restored): "
-                              f"{(err or out).strip()}", cmd=cmd, rc=rc, stdout=out, stderr=err)
-        cmd, rc, out, err = self._cmd("-s", "reload")
-        if rc != 0:
-            raise FreezeError(f"nginx reload failed: {(err or out).strip()}", cmd=cmd, rc=rc, stdout=out, stderr=err)
+        try:
+            write_test_reload(self.path, text, previous, self._cmd, mode=0o644, prefix=".kongops-freeze-")
+        except NginxStepError as exc:
+            what = (f"nginx rejected the configuration with {self.path}" if exc.step == "test"
+                    else "nginx reload failed")
+            raise FreezeError(f"{what} (previous file restored): {(exc.stderr or exc.stdout).strip()}",
+                              cmd=exc.cmd, rc=exc.rc, stdout=exc.stdout, stderr=exc.stderr) from exc
+        except OSError as exc:
+            raise FreezeError(f"cannot write enforce_file {self.path}: {exc}") from exc
 
     def apply(self, record: dict) -> None:
         self.install(self.render(record))
@@ -618,13 +609,8 @@ class HaproxyEnforcer:
         kept = [ln for ln in lines if ln.split(None, 1)[:1] != [self.key]]
         if value is not None:
             kept.append(f"{self.key} {value}")
-        directory = os.path.dirname(self.map_path) or "."
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".kongops-freeze-", dir=directory)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write("".join(line + "\n" for line in kept))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.map_path)
+            atomic_write(self.map_path, "".join(line + "\n" for line in kept), prefix=".kongops-freeze-")
         except OSError as exc:
             raise FreezeError(f"cannot persist the freeze to the map file {self.map_path}: {exc}") from exc
 

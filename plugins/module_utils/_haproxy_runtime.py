@@ -11,10 +11,10 @@ import re
 import socket as socketlib
 import tempfile
 
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
 from ansible_collections.kongops.upgrade.plugins.module_utils._lb import (
     LbBackend,
     LbParamError,
-    atomic_write,
     known,
     read_text,
 )

@@ -5,6 +5,7 @@
 """Kong Admin API client shared by the modules."""
 from __future__ import annotations
 
+import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback
@@ -23,15 +24,34 @@ KONG_ADMIN_ARG_SPEC = dict(
     admin_token=dict(type="str", no_log=True, fallback=(env_fallback, ["KONG_ADMIN_TOKEN"])),
     validate_certs=dict(type="bool", default=True),
     ca_path=dict(type="path"),
+    client_cert=dict(type="path"),
+    client_key=dict(type="path", no_log=False),
     timeout=dict(type="int", default=10),
 )
 
-# Entity collections of the Admin API in dependency order (parents before children). Kong serves
-# key-auth credentials at /key-auths; targets only under their upstream (/upstreams/{id}/targets).
-ENTITY_TYPES = (
-    "ca_certificates", "certificates", "snis", "services", "routes", "consumers",
-    "key-auths", "upstreams", "plugins",
-)
+# Node modes, from `GET /` configuration.database and configuration.role (Kong/kong 3.9.3
+# kong/api/routes/kong.lua). A data plane always runs with database = off (Kong/kong 3.9.3
+# kong/conf_loader/init.lua refuses another database for role = data_plane), but takes its
+# configuration from its control plane: it holds a declarative configuration it must not be given.
+NODE_MODES = ("traditional", "dbless", "hybrid_cp", "hybrid_dp")
+
+
+def node_mode(node: dict) -> str:
+    """traditional | dbless | hybrid_cp | hybrid_dp of a `GET /` answer."""
+    conf = node.get("configuration") or {}
+    role = conf.get("role") or "traditional"
+    if role == "control_plane":
+        return "hybrid_cp"
+    if role == "data_plane":
+        return "hybrid_dp"
+    return "dbless" if conf.get("database") == "off" else "traditional"
+
+
+def serves_declarative(mode: str) -> bool:
+    """The node runs from a declarative configuration in memory (no database): DB-less nodes and data
+    planes. It refuses entity writes (405) and answers GET /config."""
+    return mode in ("dbless", "hybrid_dp")
+
 
 _HINTS = {
     401: "the Admin API wants credentials: set admin_token (Kong-Admin-Token header)",
@@ -50,7 +70,8 @@ class KongAdminError(Exception):
 
 class KongAdminClient:
     def __init__(self, admin_url: str, admin_token: str | None = None, validate_certs: bool = True,
-                 ca_path: str | None = None, timeout: int = 10, retries: int = 2, session=None):
+                 ca_path: str | None = None, timeout: int = 10, retries: int = 2, session=None,
+                 client_cert: str | None = None, client_key: str | None = None):
         self.base_url = admin_url.rstrip("/")
         self.timeout = timeout
         if session is None:
@@ -61,7 +82,13 @@ class KongAdminClient:
             session.mount("http://", HTTPAdapter(max_retries=retry))
             session.mount("https://", HTTPAdapter(max_retries=retry))
         self.session = session
-        self.session.verify = ca_path if (validate_certs and ca_path) else validate_certs
+        # Passed with every request, not only set on the session: requests lets REQUESTS_CA_BUNDLE or
+        # CURL_CA_BUNDLE in the environment replace a session-level CA (psf/requests#3829).
+        self.verify = ca_path if (validate_certs and ca_path) else validate_certs
+        self.session.verify = self.verify
+        if client_cert:
+            # mutual TLS towards an Admin API that asks for a client certificate
+            self.session.cert = (client_cert, client_key) if client_key else client_cert
         if admin_token:
             self.session.headers["Kong-Admin-Token"] = admin_token
 
@@ -69,12 +96,14 @@ class KongAdminClient:
     def from_params(cls, params: dict, url_key: str = "admin_url") -> "KongAdminClient":
         return cls(admin_url=params[url_key], admin_token=params.get("admin_token"),
                    validate_certs=params.get("validate_certs", True), ca_path=params.get("ca_path"),
-                   timeout=params.get("timeout", 10))
+                   timeout=params.get("timeout", 10), client_cert=params.get("client_cert"),
+                   client_key=params.get("client_key"))
 
     def raw(self, method: str, path: str, **kwargs):
         """Send a request and return the response whatever its status."""
         url = self.base_url + path
         try:
+            kwargs.setdefault("verify", self.verify)
             return self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise KongAdminError(f"{method} {url} failed: {exc.__class__.__name__}: {exc}", url=url) from exc
@@ -117,27 +146,89 @@ class KongAdminClient:
     def status(self) -> dict:
         return self.get("/status")
 
-    def is_dbless(self, node: dict | None = None) -> bool:
-        conf = (node or self.node()).get("configuration") or {}
-        return conf.get("database") == "off"
+    def mode(self, node: dict | None = None) -> str:
+        """traditional | dbless | hybrid_cp | hybrid_dp (see node_mode)."""
+        return node_mode(node if node is not None else self.node())
 
-    def entities(self, types=ENTITY_TYPES) -> dict:
-        """All entities of the given types, every page (database or DB-less node); with
-        `upstreams`, their `targets` too."""
-        found = {name: self.paged(f"/{name}") for name in types}
-        if "upstreams" in found:
-            found["targets"] = [t for up in found["upstreams"] for t in self.paged(f"/upstreams/{up['id']}/targets")]
-        return found
+    def is_dbless(self, node: dict | None = None) -> bool:
+        """The node runs without a database (DB-less node or data plane)."""
+        return serves_declarative(self.mode(node))
+
+    def walk_entities(self, collections, skipped: list | None = None):
+        """(entity type, entity) for every entity of every page of `collections`, a sequence of
+        (entity type, path, optional). A 404 on an optional collection (a plugin's credentials that
+        this Kong does not load) appends its path to `skipped` instead of failing. Right after
+        `upstreams` come the targets of each upstream, as type `targets` (Kong lists them only per
+        upstream: /upstreams/{id}/targets)."""
+        for etype, path, optional in collections:
+            try:
+                items = self.paged(path)
+            except KongAdminError as exc:
+                if exc.status == 404 and optional:
+                    if skipped is not None:
+                        skipped.append(path)
+                    continue
+                raise
+            for item in items:
+                yield etype, item
+            if etype == "upstreams":
+                for upstream in items:
+                    for target in self.paged(f"/upstreams/{upstream['id']}/targets"):
+                        yield "targets", target
 
     def get_config(self) -> str:
         """The declarative configuration of a DB-less node as YAML text (GET /config)."""
         return self.get("/config").get("config", "")
 
-    def post_config(self, text: str, check_hash: bool = True) -> int:
-        """Load a declarative configuration into a DB-less node; returns 201, or 304 when unchanged."""
+    def post_config(self, text: str, check_hash: bool = True, busy_wait: float = 60.0, sleep=None, clock=None) -> int:
+        """Load a declarative configuration into a DB-less node; returns 201, or 304 when unchanged.
+
+        While the node loads another configuration Kong answers 429 with Retry-After (Kong/kong 3.9.3
+        kong/api/routes/config.lua:154-158); the load is tried again after that many seconds for at
+        most ``busy_wait`` seconds in all. A body above the Admin API's nginx limit is refused by
+        nginx with 413 (nginx_admin_client_max_body_size, 10m by default:
+        kong/templates/kong_defaults.lua)."""
+        sleep = sleep or time.sleep
+        clock = clock or time.monotonic
         path = "/config?check_hash=1" if check_hash else "/config"
-        resp = self.raw("POST", path, data=text.encode("utf-8"), headers={"Content-Type": "application/yaml"})
+        body = text.encode("utf-8")
+        deadline = clock() + busy_wait
+        while True:
+            resp = self.raw("POST", path, data=body, headers={"Content-Type": "application/yaml"})
+            if resp.status_code != 429:
+                break
+            left = deadline - clock()
+            if left <= 0:
+                raise KongAdminError(f"POST {resp.url} returned HTTP 429: the node was still loading a previous "
+                                     f"configuration after {busy_wait:g}s of waiting ({_message(resp)}); try again "
+                                     "once its earlier load has finished", status=429, body=resp.text[:2000],
+                                     url=resp.url)
+            sleep(min(_retry_after(resp), left))
+        if resp.status_code == 413:
+            if "lmdb" in resp.text.lower():
+                hint = (f"Kong: {_message(resp)}; raise lmdb_map_size in kong.conf on this node")
+            else:
+                hint = (f"the configuration ({len(body)} bytes) is larger than the Admin API accepts: raise "
+                        "nginx_admin_client_max_body_size in kong.conf (10m by default) on this node")
+            raise KongAdminError(f"POST {resp.url} returned HTTP 413: {hint}", status=413, body=resp.text[:2000],
+                                 url=resp.url)
         if resp.status_code not in (200, 201, 304):
             raise KongAdminError(f"POST {resp.url} returned HTTP {resp.status_code}: {resp.text[:500]}",
                                  status=resp.status_code, body=resp.text[:2000], url=resp.url)
         return resp.status_code
+
+
+def _message(resp) -> str:
+    """Kong's `message` of an answer, or the start of its text when it is not Kong's JSON."""
+    try:
+        return str(resp.json().get("message", ""))
+    except (ValueError, AttributeError):
+        return resp.text[:200]
+
+
+def _retry_after(resp, default: float = 10.0) -> float:
+    """Seconds of a Retry-After header (Kong sends a number of seconds; at most 10 from POST /config)."""
+    try:
+        return max(0.0, float(resp.headers.get("Retry-After", default)))
+    except (TypeError, ValueError):
+        return default

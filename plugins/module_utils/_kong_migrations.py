@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
+from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import kong_argument_spec
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminError,
 )
@@ -18,6 +20,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import (
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import (
     KongDbError,
+    pg_params_problem,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._versions import (
     KongVersionError,
@@ -58,6 +61,10 @@ _BLOCK_LINE = re.compile(r"^\s*([A-Za-z0-9_.-]+):(?: (.*))?$")
 _RUN_MIGRATING = re.compile(r"^migrating (\S+) on database '([^']*)'\.\.\.$")
 _RUN_MIGRATED = re.compile(r"^(\S+) migrated up to: (\S+) \((executed|pending)\)$")
 _RUN_PROCESSED = re.compile(r"^(\d+) migrations? processed$")
+# Every `kong migrations` command prepares the prefix before reading the database
+# (Kong/kong kong/cmd/migrations.lua:95 at 3.9.3, :96 at 2.8.5); a missing prefix is created after
+# this info line on stdout (kong/cmd/utils/prefix_handler.lua:498 at 3.9.3, :338 at 2.8.5).
+_PREFIX_CREATED = re.compile(r"^prefix directory .+ not found, trying to create it$")
 
 _DB_HINTS = (
     (
@@ -238,6 +245,8 @@ def parse_list(rc: int, stdout: str, stderr: str = "") -> MigrationsState:
             continue
         if section is None:
             if stripped.startswith(_TRAILERS):
+                continue
+            if not blocks and _PREFIX_CREATED.match(stripped):
                 continue
             raise MigrationsParseError(
                 f"unexpected line in kong migrations list output: {stripped!r}",
@@ -903,6 +912,55 @@ def check_finish_gate(
     return result
 
 
+# Kong names its PostgreSQL connections `kong` (kong/db/strategies/postgres/connector.lua,
+# `application_name = "kong"`, Kong/kong 3.9.3 line 950; the same in 2.8.x).
+KONG_APPLICATION_NAME = "kong"
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+def kong_sessions(db) -> list:
+    """[(client address or None for a Unix socket, sessions)] of Kong's connections to db's database."""
+    rows = db.query(
+        "SELECT host(client_addr), count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = %s AND pid <> pg_backend_pid() GROUP BY 1 ORDER BY 1",
+        (KONG_APPLICATION_NAME,),
+    )
+    return [(row[0], int(row[1])) for row in rows]
+
+
+def resolve_clients(names: list, resolver=None) -> set:
+    """Addresses of the Kong nodes allowed to hold sessions; a loopback entry also allows Unix sockets."""
+    import socket
+
+    resolver = resolver or (lambda name: {info[4][0] for info in socket.getaddrinfo(name, None)})
+    allowed = set()
+    for name in names:
+        try:
+            allowed |= resolver(name)
+        except OSError:
+            allowed.add(name)
+    if any(a.startswith(_LOOPBACK) for a in allowed):
+        allowed |= {None, "127.0.0.1", "::1"}
+    return allowed
+
+
+def check_db_sessions(sessions: list, allowed: set) -> dict:
+    """Refuse `finish` while a Kong connection comes from an address that is none of the checked nodes."""
+    foreign = [(addr, count) for addr, count in sessions if addr not in allowed]
+    result = {"sessions": [{"client": addr or "local socket", "count": count} for addr, count in sessions],
+              "foreign": [{"client": addr or "local socket", "count": count} for addr, count in foreign],
+              "passed": not foreign}
+    if foreign:
+        raise KongMigrationsError(
+            "refusing 'kong migrations finish': PostgreSQL shows Kong connections (application_name 'kong') "
+            "from " + ", ".join(f"{addr or 'a local socket'} ({count} session(s))" for addr, count in foreign)
+            + ", none of the nodes that were checked to run the new version. Stop or upgrade the Kong node "
+            "there, or add its address to finish_gate_db_clients",
+            finish_gate_db=result,
+        )
+    return result
+
+
 def summary(desired: str, report: dict) -> str:
     """One sentence for `msg`."""
     after = report.get("after")
@@ -934,3 +992,67 @@ def summary(desired: str, report: dict) -> str:
             f"({_names(before.new)})"
         )
     return f"the database is already '{before.status}' (state={desired})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by kong_migrations and kong_migrations_info: options, their checks, and the runner.
+
+def migrations_argument_spec() -> dict:
+    """The options both migrations modules take: the kong CLI, the database and the read bounds."""
+    return kong_argument_spec(
+        pg=True, cli=True,
+        db_timeout={"type": "int"},
+        lock_timeout={"type": "int"},
+        schema_meta_check={"type": "bool"},
+    )
+
+
+def check_migrations_params(p: dict, isfile=None) -> str | None:
+    """The first problem with the shared options, as a message naming the option; None when fine."""
+    isfile = isfile or os.path.isfile
+    problem = pg_params_problem(p)
+    if problem:
+        return problem
+    for name in ("db_timeout", "lock_timeout"):
+        if p.get(name) is not None and p[name] <= 0:
+            return f"{name} must be a positive number of seconds, got {p[name]}"
+    if p.get("kong_conf") and not isfile(p["kong_conf"]):
+        return (f"kong_conf: {p['kong_conf']} does not exist on this host; set kong_conf to the "
+                "node's kong.conf")
+    return None
+
+
+def uses_schema_meta(p: dict) -> bool:
+    return p["schema_meta_check"] if p.get("schema_meta_check") is not None else bool(p.get("pg_password"))
+
+
+def find_kong(kong_bin: str, get_bin_path) -> str | None:
+    """The kong executable: an absolute path that is executable, or a name looked up in PATH."""
+    if os.sep in kong_bin:
+        return kong_bin if os.path.isfile(kong_bin) and os.access(kong_bin, os.X_OK) else None
+    return get_bin_path(kong_bin)
+
+
+def kong_not_found(kong_bin: str) -> str:
+    return (f"kong_bin: '{kong_bin}' was not found on this host (not in PATH or not executable); "
+            "set kong_bin to the path of the kong executable")
+
+
+def read_state(runner: "KongMigrations", db=None) -> dict:
+    """Read-only: the state as the local binary sees it, cross-checked; the fields of kong_migrations_info."""
+    try:
+        report = runner.converge("list", check_mode=True)
+        entity_counts = db.entity_counts() if db is not None else None
+    except KongDbError as exc:
+        raise KongMigrationsError(f"cannot count entities: {exc}", query=exc.query) from exc
+    before = report["before"]
+    return {
+        "status": before.status,
+        "migrations": before.as_dict(),
+        "commands": runner.commands,
+        "schema_meta_checked": runner.schema_meta_checked,
+        "status_checked": runner.status_checked,
+        "entity_counts": entity_counts,
+        "warnings": list(runner.warnings),
+        "msg": summary("list", report),
+    }

@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import re
+import time
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminError,
+    node_mode,
 )
 
 MODES = ("dbless", "traditional", "hybrid_cp", "hybrid_dp")
@@ -39,13 +41,7 @@ DATA_PLANE_KEYS = (
 
 def detect_mode(node: dict) -> str:
     """dbless | traditional | hybrid_cp | hybrid_dp from `GET /` configuration.database/role."""
-    conf = node.get("configuration") or {}
-    role = conf.get("role") or "traditional"
-    if role == "control_plane":
-        return "hybrid_cp"
-    if role == "data_plane":
-        return "hybrid_dp"
-    return "dbless" if conf.get("database") == "off" else "traditional"
+    return node_mode(node)
 
 
 def _message(resp) -> str:
@@ -168,6 +164,23 @@ class KongNodeInfo:
             key=lambda dp: (str(dp.get("hostname") or ""), str(dp.get("id") or "")),
         )
 
+    def wait_data_plane(self, want: dict, timeout: float, interval: float = 1.0, sleep=None, clock=None) -> dict:
+        """Poll this control plane's data-plane list until the row of ``want['id']`` is in sync:
+        sync_status normal and, where given, ``version`` and ``config_hash`` equal. Returns
+        {synced, data_plane (the last row seen, {} when not listed), waited_seconds, reason}."""
+        sleep = sleep or time.sleep
+        clock = clock or time.monotonic
+        start = clock()
+        while True:
+            row = next((dp for dp in self.data_planes() if dp.get("id") == want["id"]), {})
+            reason = data_plane_out_of_sync(row, want)
+            waited = round(clock() - start, 1)
+            if reason is None:
+                return {"synced": True, "data_plane": row, "waited_seconds": waited, "reason": None}
+            if clock() - start >= timeout:
+                return {"synced": False, "data_plane": row, "waited_seconds": waited, "reason": reason}
+            sleep(interval)
+
     def metrics(self) -> dict:
         """The node's own request counters from GET /metrics (the prometheus plugin), on the status
         listener when known, else on the Admin API. Never fails: ``available`` false and a ``reason``
@@ -222,3 +235,18 @@ class KongNodeInfo:
         if include_metrics:
             facts["metrics"] = self.metrics()
         return facts
+
+
+def data_plane_out_of_sync(row: dict, want: dict):
+    """None when the control plane's ``row`` shows the data plane in sync as ``want`` asks (id,
+    optional version and config_hash), else what differs."""
+    if not row:
+        return "not listed"
+    problems = []
+    if row.get("sync_status") != "normal":
+        problems.append(f"sync_status {row.get('sync_status')}")
+    if want.get("version") and row.get("version") != want["version"]:
+        problems.append(f"version {row.get('version')} (expected {want['version']})")
+    if want.get("config_hash") and row.get("config_hash") != want["config_hash"]:
+        problems.append(f"configuration hash {row.get('config_hash')} (the node reports {want['config_hash']})")
+    return ", ".join(problems) or None

@@ -5,9 +5,7 @@
 desired weights and states, the group-share arithmetic and the drain wait."""
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 
 MAX_WEIGHT = 256
@@ -77,24 +75,6 @@ def read_text(path: str):
             return fh.read()
     except FileNotFoundError:
         return None
-
-
-def atomic_write(path: str, text: str) -> None:
-    """Replace `path` by `text` through a rename, keeping an existing file's mode and owner."""
-    directory = os.path.dirname(os.path.abspath(path))
-    old = os.stat(path) if os.path.exists(path) else None
-    fd, tmp = tempfile.mkstemp(prefix=".lb_weight-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, old.st_mode & 0o7777 if old else 0o644)
-        if old and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-            os.chown(tmp, old.st_uid, old.st_gid)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def known(names) -> str:

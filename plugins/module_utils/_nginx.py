@@ -9,9 +9,9 @@ import os
 import re
 import time
 
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
 from ansible_collections.kongops.upgrade.plugins.module_utils._lb import (
     LbBackend,
-    atomic_write,
     known,
     read_text,
 )
@@ -40,6 +40,42 @@ class NginxError(Exception):
     def context(self) -> dict:
         ctx = {"cmd": self.cmd, "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
         return {k: v for k, v in ctx.items() if v is not None}
+
+
+class NginxStepError(NginxError):
+    """`nginx -t` or `nginx -s reload` failed in write_test_reload; the previous file is back."""
+
+    def __init__(self, step: str, cmd, rc, stdout, stderr):
+        super().__init__(f"nginx {'-t' if step == 'test' else '-s reload'} failed: {(stderr or stdout).strip()[-1500:]}",
+                         cmd=cmd, rc=rc, stdout=stdout, stderr=stderr)
+        self.step = step
+
+
+def write_test_reload(path: str, text: str, previous, run, conf_args=(), reload: bool = True,
+                      mode: int | None = None, prefix: str = ".kongops-") -> None:
+    """The one way a file nginx reads is changed: write `text` atomically, `nginx -t`, then (with
+    `reload`) `nginx -s reload`. If anything fails, test or reload included, the previous content
+    (`previous`; None = the file did not exist) is put back before the error propagates, so nginx
+    never reloads, now or later, a file that was not confirmed. `run(*args)` returns
+    (cmd, rc, stdout, stderr); failures of the two steps raise NginxStepError."""
+    atomic_write(path, text, mode=mode, prefix=prefix)
+    try:
+        cmd, rc, out, err = run("-t", *conf_args)
+        if rc != 0:
+            raise NginxStepError("test", cmd, rc, out, err)
+        if reload:
+            cmd, rc, out, err = run("-s", "reload", *conf_args)
+            if rc != 0:
+                raise NginxStepError("reload", cmd, rc, out, err)
+    except BaseException:
+        if previous is None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        else:
+            atomic_write(path, previous, mode=mode, prefix=prefix)
+        raise
 
 
 def _split_comment(line: str):
@@ -257,22 +293,14 @@ class NginxUpstream(LbBackend):
             return
         if self.reload:
             self.old_workers = set(self._workers())
-        atomic_write(self.path, files[0]["after"])
         try:
-            cmd, rc, out, err = self._run("-t", *self._conf_args())
-            if rc != 0:
-                raise NginxError(f"upstream_file: nginx -t rejected the new {self.path}, the previous file is back "
-                                 f"in place: {(err or out).strip()[-1500:]}", param="upstream_file", cmd=cmd, rc=rc,
-                                 stdout=out, stderr=err)
-            if self.reload:
-                cmd, rc, out, err = self._run("-s", "reload", *self._conf_args())
-                if rc != 0:
-                    raise NginxError(f"reload: nginx -s reload failed, the previous {self.path} is back in place: "
-                                     f"{(err or out).strip()[-1500:]}", param="reload", cmd=cmd, rc=rc,
-                                     stdout=out, stderr=err)
-        except Exception:
-            atomic_write(self.path, self.text)
-            raise
+            write_test_reload(self.path, files[0]["after"], self.text, self._run, self._conf_args(), self.reload)
+        except NginxStepError as exc:
+            what = (f"upstream_file: nginx -t rejected the new {self.path}, the previous file is back in place"
+                    if exc.step == "test" else f"reload: nginx -s reload failed, the previous {self.path} is back in place")
+            raise NginxError(f"{what}: {(exc.stderr or exc.stdout).strip()[-1500:]}",
+                             param="upstream_file" if exc.step == "test" else "reload", cmd=exc.cmd, rc=exc.rc,
+                             stdout=exc.stdout, stderr=exc.stderr) from exc
         if self.reload and not self._new_workers_started():
             self.warnings.append(f"nginx started no new worker within {NEW_WORKER_WAIT:g}s of the reload; the old "
                                  "weights may still be in use, check nginx's error log")

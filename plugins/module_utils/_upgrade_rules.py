@@ -128,7 +128,7 @@ def _hop_kind(src: str, dst: str) -> str:
 
 def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditional",
               database: str | None = None) -> dict:
-    """Judge current -> target against Kong's guaranteed upgrade paths (FACTS.md 5.1).
+    """Judge current -> target against Kong's guaranteed upgrade paths (https://docs.konghq.com/gateway/3.9.x/upgrade/).
 
     `supported` is true only when the direct jump is guaranteed; `reachable` when a chain of
     guaranteed hops exists, named in `path`/`hops`.
@@ -141,12 +141,13 @@ def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditiona
     if target < current:
         reasons.append(f"{current} -> {target} is a downgrade: Kong migrations are not reversible, so a "
                        "downgrade is not an upgrade path; roll back by restoring the backup taken before "
-                       "the upgrade (FACTS.md 5.1).")
+                       "the upgrade (https://docs.konghq.com/gateway/3.9.x/upgrade/).")
         return result
     if database == "cassandra" and target >= KongVersion(data.CASSANDRA_REMOVED_IN):
         reasons.append(f"Kong {target} does not support Cassandra (removed in {data.CASSANDRA_REMOVED_IN}: "
                        "'Cassandra as a datastore for Kong is not supported in versions 3.4 and above. Please "
-                       "use Postgres.'); migrate the data to PostgreSQL first (FACTS.md 5.1, 8.1).")
+                       "use Postgres.', Kong/kong 3.4.0 kong/conf_loader/init.lua); migrate the data to "
+                       "PostgreSQL first.")
         return result
     for ver, name, param in ((current, src, "current"), (target, dst, "target")):
         if name not in known:
@@ -154,7 +155,7 @@ def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditiona
             hint = (" Upgrade to 2.8.x first with Kong's 2.x guides (1.x goes to 2.1.0 first)."
                     if where == "older than" else "")
             reasons.append(f"The {param} version {ver} is {where} the release series this planner knows "
-                           f"({known[0]} to {known[-1]}, FACTS.md 5.1 and 8).{hint}")
+                           f"({known[0]} to {known[-1]}).{hint}")
             return result
     if current == target:
         result.update(supported=True, reachable=True, path=[str(current)])
@@ -171,7 +172,7 @@ def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditiona
             and target > KongVersion(step["via"])):
         points.insert(1, step["via"])
         reasons.append(f"Hybrid mode on {current}: go to {step['via']} first (wire-protocol change, "
-                       "FACTS.md 5.1).")
+                       "https://docs.konghq.com/gateway/3.9.x/upgrade/).")
     hops = [{"from": points[i], "to": points[i + 1],
              "kind": _hop_kind(_point_series(points[i]), _point_series(points[i + 1]))}
             for i in range(len(points) - 1)]
@@ -183,16 +184,18 @@ def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditiona
             "major": "the next release after 2.8 (3.0 migrates from >= 2.1.x)",
             "lts": "LTS to the next LTS (2.8 -> 3.4, Kong's LTS upgrade guide)",
         }[hops[0]["kind"]]
-        reasons.append(f"{current} -> {target} is a guaranteed upgrade path: {why} (FACTS.md 5.1).")
+        reasons.append(f"{current} -> {target} is a guaranteed upgrade path: {why} ("
+                       f"https://docs.konghq.com/gateway/3.9.x/upgrade/).")
     else:
         reasons.append(f"{current} -> {target} skips releases: Kong only guarantees patch -> patch, minor -> "
                        f"next minor and 2.8 -> 3.4, so go {' -> '.join(points)} ({len(hops)} hops, each one "
-                       "migrated and verified before the next; FACTS.md 5.1).")
+                       "migrated and verified before the next; https://docs.konghq.com/gateway/3.9.x/upgrade/).")
     return result
 
 
 def _dp_vs_cp(dp: KongVersion, cp: KongVersion) -> str | None:
-    """Kong's CP check of a DP version (FACTS.md 5.2): only major and minor count."""
+    """Kong's CP check of a DP version (Kong/kong 3.9.3 kong/clustering/compat/init.lua
+    check_kong_version_compatibility): only major and minor count."""
     if dp.major != cp.major:
         return (f"data plane version {dp} is incompatible with control plane version {cp} "
                 f"({cp.major}.x.y are accepted)")
@@ -209,12 +212,14 @@ def hybrid_check(mode: str, target: KongVersion, cp: KongVersion | None, dps: li
         if cp is not None:
             err = _dp_vs_cp(dp, cp)
             if err:
-                blocking.append(f"Already broken before the upgrade: {err} (FACTS.md 5.2).")
+                blocking.append(f"Already broken before the upgrade: {err} ("
+                                "Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
     if mode == "hybrid_dp":
         err = _dp_vs_cp(target, cp)
         if err:
             blocking.append(f"Upgrading the data planes to {target} while the control plane runs {cp}: {err}. "
-                            f"Upgrade the control planes to {target} first (CP before DP, FACTS.md 5.2).")
+                            f"Upgrade the control planes to {target} first (CP before DP, "
+                            "Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
         else:
             notes.append(f"Control plane {cp} accepts data planes on {target} (same major, minor not newer).")
     else:
@@ -223,13 +228,15 @@ def hybrid_check(mode: str, target: KongVersion, cp: KongVersion | None, dps: li
             if err and dp.major != target.major:
                 notes.append(f"Data planes on {dp} are rejected by a {target} control plane "
                              f"(sync_status kong_version_incompatible: '{err}') until they are upgraded: "
-                             "upgrade them right after the control plane (FACTS.md 5.2).")
+                             "upgrade them right after the control plane ("
+                             "Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
             elif err:
                 blocking.append(f"A control plane on {target} would reject data planes on {dp}: {err} "
-                                "(FACTS.md 5.2).")
+                                "(Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
         notes.append("Upgrade the control planes first (in place), then the data planes (rolling); a newer "
                      "CP may serve older DPs of the same major for a while, but do not run mixed versions "
-                     "long-term (FACTS.md 5.2).")
+                     "long-term (https://docs.konghq.com/gateway/3.9.x/production/deployment-topologies/"
+                     "hybrid-mode/).")
     return {
         "order": ["control_plane", "data_planes"],
         "cp_version": str(cp) if cp is not None else None,
@@ -240,7 +247,7 @@ def hybrid_check(mode: str, target: KongVersion, cp: KongVersion | None, dps: li
     }
 
 
-_STRATEGY_SOURCE = "FACTS.md 5.3 (docs gateway/upgrade-flow)"
+_STRATEGY_SOURCE = "Kong Gateway upgrade guide, upgrade strategies: https://docs.konghq.com/gateway/3.9.x/upgrade/"
 
 
 def _strategy(name: str, steps: list, reason: str) -> dict:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from functools import total_ordering
 
-# `kong version` prints `3.9.3`; Enterprise builds use four parts and reports quote
-# `Kong Enterprise 3.7.1.2` (EE format UNCONFIRMED from source, FACTS.md 4.2).
+# `kong version` prints the bare version, `3.9.3` (Kong/kong 3.9.3 kong/cmd/version.lua). Enterprise
+# builds use four parts and reports quote `Kong Enterprise 3.7.1.2` (Kong/kong issue #13485); the
+# Enterprise format is not in the open-source tree, so both prefixes are accepted.
 _VERSION_RE = re.compile(r"^\s*(?:Kong(?: Enterprise)?\s+)?(\d+)\.(\d+)\.(\d+)(?:\.(\d+))?\s*$")
 
 

@@ -70,6 +70,12 @@ options:
     type: list
     elements: path
     default: []
+  cluster:
+    description:
+      - Name of the Kong cluster backed up, recorded in the manifest's RV(manifest.cluster). M(kongops.upgrade.kong_restore)
+        refuses to restore the backup into a cluster given another O(kongops.upgrade.kong_restore#module:cluster) name,
+        unless forced.
+    type: str
   retention:
     description:
       - Keep only the newest N run directories in O(dest) (by the manifest's creation time), this run
@@ -94,11 +100,20 @@ options:
       - The C(pg_restore) executable, used to check the dump (C(pg_restore --list)).
     type: str
     default: pg_restore
+  pg_tool_timeout:
+    description:
+      - Seconds C(pg_dump) and C(pg_restore) may run each. They set C(statement_timeout) and C(lock_timeout)
+        to 0 in their own sessions, so they run under C(timeout) (coreutils) with this bound instead; a tool
+        stopped by it fails the task with a message naming this option. V(0), or a host without C(timeout),
+        leaves them unbounded (a warning says so).
+    type: int
+    default: 3600
 extends_documentation_fragment:
   - kongops.upgrade.kong_admin
   - kongops.upgrade.kong_pg
   - kongops.upgrade.kong_cli
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.actiongroup_kong
 attributes:
   check_mode:
     support: partial
@@ -110,11 +125,6 @@ attributes:
     support: none
   platform:
     platforms: posix
-  action_group:
-    description: Use C(group/kongops.upgrade.kong) in C(module_defaults) to set the connection options once.
-    support: full
-    membership:
-      - kongops.upgrade.kong
 notes:
   - Free space in O(dest) is checked before anything is written, against the size of the
     configuration text, C(pg_database_size) for a database (an upper bound for a compressed dump) and
@@ -128,7 +138,7 @@ requirements:
 seealso:
   - module: kongops.upgrade.kong_restore
 author:
-  - kongops maintainers (@kongops)
+  - kongops.upgrade contributors (@kongops)
 """
 
 EXAMPLES = r"""
@@ -199,6 +209,16 @@ manifest:
       description: The node backed up (Admin URL without credentials, hostname, node_id, Kong version, database, role).
       type: dict
       sample: {"admin_url": "http://kong-1:8001", "hostname": "kong-1", "kong_version": "3.8.1", "database": "postgres"}
+    cluster:
+      description:
+        - Identity of the cluster backed up, which M(kongops.upgrade.kong_restore) compares with its target.
+        - C(name) is O(cluster); C(database) (with the C(database) kind) is the database's name, host, port and the
+          PostgreSQL server's C(system_identifier) (null when the role may not read it); C(node_ids) are the
+          C(node_id) of the node that answered C(GET /), recorded only, as Kong regenerates it at every start
+          except on data planes.
+      type: dict
+      sample: {"name": "prod-eu", "database": {"name": "kong", "host": "db.internal", "port": 5432,
+               "system_identifier": "7301658813411429421"}, "node_ids": ["6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1"]}
     files:
       description: Every file of the run with its kind, size and sha256.
       type: list
@@ -243,27 +263,22 @@ removed:
   sample: [/var/backups/kong/20241201T120000Z]
 """
 
-import copy
 import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kongops.upgrade.plugins.module_utils import _backup as bk
+from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import kong_argument_spec
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
-    HAS_REQUESTS,
-    KONG_ADMIN_ARG_SPEC,
-    REQUESTS_IMPORT_ERROR,
     KongAdminClient,
     KongAdminError,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import (
-    KONG_CLI_ARG_SPEC,
     KongCli,
     KongCliError,
 )
-from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import (
-    HAS_PSYCOPG2,
-    KONG_PG_ARG_SPEC,
-    PSYCOPG2_IMPORT_ERROR,
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_conf import (
+    kong_setting,
+    pg_params_from_kong_conf,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._versions import (
     KongVersionError,
@@ -272,10 +287,8 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._versions import (
 
 
 def argument_spec() -> dict:
-    spec = copy.deepcopy(KONG_ADMIN_ARG_SPEC)
-    spec.update(copy.deepcopy(KONG_PG_ARG_SPEC))
-    spec.update(copy.deepcopy(KONG_CLI_ARG_SPEC))
-    spec.update(
+    return kong_argument_spec(
+        admin=True, pg=True, cli=True,
         dest={"type": "path", "required": True},
         run_id={"type": "str"},
         kinds={"type": "list", "elements": "str", "choices": list(bk.KINDS), "default": ["declarative"]},
@@ -283,22 +296,31 @@ def argument_spec() -> dict:
         declarative_config={"type": "path"},
         files={"type": "list", "elements": "path", "default": []},
         retention={"type": "int", "default": 0},
+        cluster={"type": "str"},
         pg_from_kong_conf={"type": "bool", "default": False},
         pg_dump_bin={"type": "str", "default": "pg_dump"},
         pg_restore_bin={"type": "str", "default": "pg_restore"},
+        pg_tool_timeout={"type": "int", "default": 3600},
     )
-    return spec
+
+
+def pg_tools(module: AnsibleModule, pg: dict) -> bk.PgTools:
+    tools, warning = bk.pg_tools_for(module.params, pg, module.run_command, module.get_bin_path)
+    if warning:
+        module.warn(warning)
+    return tools
 
 
 def check_params(module: AnsibleModule) -> list:
     p = module.params
+    problem = bk.options_problem(p)
+    if problem:
+        module.fail_json(msg=problem)
     kinds = list(dict.fromkeys(p["kinds"]))
     if not kinds:
         module.fail_json(msg="kinds is empty: name at least one of declarative, database, files")
     if "files" in kinds and not p["files"]:
         module.fail_json(msg="kinds contains 'files' but files is empty: list the files and directories to archive")
-    if p["pg_from_kong_conf"] and not p["kong_conf"]:
-        module.fail_json(msg="pg_from_kong_conf needs kong_conf (the node's kong.conf)")
     if p["retention"] < 0:
         module.fail_json(msg=f"retention must be 0 (keep every run) or a positive number, not {p['retention']}")
     if p["run_id"] is not None:
@@ -306,12 +328,9 @@ def check_params(module: AnsibleModule) -> list:
             bk.check_run_id(p["run_id"])
         except bk.BackupError as exc:
             module.fail_json(msg=str(exc))
-    needs = [("declarative" in kinds, bk.HAS_YAML, "PyYAML", bk.YAML_IMPORT_ERROR),
-             ("database" in kinds, HAS_PSYCOPG2, "psycopg2", PSYCOPG2_IMPORT_ERROR),
-             (True, HAS_REQUESTS, "requests", REQUESTS_IMPORT_ERROR)]
-    for needed, present, lib, error in needs:
-        if needed and not present:
-            module.fail_json(msg=missing_required_lib(lib), exception=error)
+    missing = bk.missing_library(kinds)
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     return kinds
 
 
@@ -358,16 +377,16 @@ def build_parts(module: AnsibleModule, kinds: list, admin, cli, source: dict, ve
                 module.fail_json(msg="declarative_method=config needs a DB-less node (GET /config answers only "
                                      f"with database=off; this node has database={source.get('database')}); use "
                                      "db_export or admin_api")
-            loaded = p["declarative_config"] or (bk.kong_setting("declarative_config", p["kong_conf"], p["kong_env"])
+            loaded = p["declarative_config"] or (kong_setting("declarative_config", p["kong_conf"], p["kong_env"])
                                                  if method == "config" and p["kong_conf"] else None)
             parts.append(bk.DeclarativeBackup(method, admin=admin if source.get("answering") else None, cli=cli,
                                               node=source if source.get("answering") else None, kong_version=version,
                                               loaded_file=loaded))
         elif kind == "database":
-            pg = bk.pg_params_from_kong_conf(p) if p["pg_from_kong_conf"] else dict(p)
+            pg = pg_params_from_kong_conf(p) if p["pg_from_kong_conf"] else dict(p)
             if pg.get("pg_password"):
                 module.no_log_values.add(pg["pg_password"])
-            tools = bk.PgTools(module.run_command, p["pg_dump_bin"], p["pg_restore_bin"])
+            tools = pg_tools(module, pg)
             parts.append(bk.DatabaseBackup(bk.SnapshotDb.from_params(pg), tools, schema=pg.get("pg_schema")))
         else:
             parts.append(bk.FilesBackup(p["files"]))
@@ -417,6 +436,9 @@ def run(module: AnsibleModule) -> dict:
                 manifest["files"].extend(part.write(staged))
                 manifest["files_archive" if part.kind == "files" else part.kind] = part.section
                 flush_warnings(module, part)
+            db_part = next((part for part in parts if isinstance(part, bk.DatabaseBackup)), None)
+            manifest["cluster"] = bk.cluster_identity(p["cluster"], db_part.identity if db_part else None,
+                                                      [source.get("node_id")])
             counts = (manifest.get("database") or manifest.get("declarative") or {}).get("entity_counts")
             if counts is not None:
                 manifest["entity_counts"] = counts
@@ -443,11 +465,7 @@ def flush_warnings(module: AnsibleModule, part) -> None:
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module)
-    except Exception as exc:  # noqa: BLE001 - every error is reported, never a bare traceback
-        module.fail_json(**bk.failure_result(exc, "write the backup"))
-    module.exit_json(**result)
+    bk.run_module(module, run, "write the backup")
 
 
 if __name__ == "__main__":

@@ -39,10 +39,11 @@ description:
     the nginx host for O(enforce=nginx) (the include file and C(nginx -s reload) are local), with
     O(lock_path) on storage that later tasks and pipelines can read.
 author:
-  - kongops maintainers (@kongops)
+  - kongops.upgrade contributors (@kongops)
 extends_documentation_fragment:
   - kongops.upgrade.kong_admin
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.actiongroup_kong
 attributes:
   check_mode:
     support: full
@@ -378,13 +379,13 @@ stale_lock:
   sample: {"holder": "ops@bastion", "run_id": "4690", "age": "3h 12m", "expired": false}
 """
 
-import copy
 import getpass
 import os
 import socket
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import kong_argument_spec
 from ansible_collections.kongops.upgrade.plugins.module_utils._freeze import (
     FreezeError,
     HaproxyEnforcer,
@@ -407,7 +408,6 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._freeze import (
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     HAS_REQUESTS,
-    KONG_ADMIN_ARG_SPEC,
     REQUESTS_IMPORT_ERROR,
     KongAdminClient,
     KongAdminError,
@@ -520,7 +520,7 @@ class Freeze:
         use_marker = p["marker"]
         if use_marker and kind["dbless"]:
             self.module.warn("marker=true skipped: the node is DB-less or a data plane, which refuses every "
-                             "entity write (405, FACTS.md 3.5); the lock file and the fingerprint still apply.")
+                             "entity write (405, Kong/kong kong/db/strategies/off/init.lua); the lock file and the fingerprint still apply.")
             use_marker = False
         record["marker"] = use_marker
         before_enf = enforcer.state() if enforcer else None
@@ -679,8 +679,8 @@ class Freeze:
 
 
 def main():
-    argument_spec = copy.deepcopy(KONG_ADMIN_ARG_SPEC)
-    argument_spec.update(
+    argument_spec = kong_argument_spec(
+        admin=True,
         state={"type": "str", "required": True, "choices": ["frozen", "verified", "thawed"]},
         cluster={"type": "str", "default": "kong"},
         run_id={"type": "str"},

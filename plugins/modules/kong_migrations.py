@@ -31,7 +31,7 @@ extends_documentation_fragment:
   - kongops.upgrade.kong_pg
   - kongops.upgrade.kong_admin
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
+  - kongops.upgrade.attributes.actiongroup_kong
 attributes:
   check_mode:
     support: partial
@@ -46,8 +46,6 @@ attributes:
     details:
       - The diff shows the pending and new migrations before and after; in check mode only where
         RV(after) can be predicted.
-  action_group:
-    membership: [kongops.upgrade.kong]
   platform:
     platforms: posix
 options:
@@ -61,12 +59,14 @@ options:
         never C(up)ed are reported with a warning, not run.
       - V(current) runs whatever is needed (C(finish) of earlier pending ones, C(up), C(finish)) until
         nothing is pending or new.
-      - V(list) only reads and reports the state.
+      - V(list) only reads and reports the state. It is deprecated and will be removed in version 2.0.0 of
+        the collection; use M(kongops.upgrade.kong_migrations_info) instead.
       - States other than V(bootstrapped) and V(list) fail on a database that needs bootstrapping, so that a
         C(kong.conf) pointing at the wrong database is not silently initialised.
+      - The module checks the value itself rather than listing choices, so that the deprecated read-only
+        V(list) stays accepted.
     type: str
     required: true
-    choices: [bootstrapped, up, finished, current, list]
   force:
     description:
       - Add C(-f) to the C(up) and C(finish) commands the module runs, and allow C(up) while pending
@@ -107,6 +107,17 @@ options:
     type: str
     choices: [fail, absent]
     default: fail
+  finish_gate_db_clients:
+    description:
+      - Addresses or host names of every Kong node that may be connected to the database when C(finish)
+        runs (the nodes of O(finish_gate_nodes)). Before any C(finish), C(pg_stat_activity) is read through
+        the O(pg_host), O(pg_port), O(pg_user), O(pg_password) and O(pg_database) options; a Kong connection
+        (C(application_name) C(kong)) from any other address makes the module refuse, having changed nothing.
+      - A loopback entry also accepts connections over a Unix socket.
+      - Empty (the default) skips this check.
+    type: list
+    elements: str
+    default: []
   schema_meta_check:
     description:
       - Cross-check the state with the C(schema_meta) table read through the O(pg_host), O(pg_port),
@@ -127,6 +138,7 @@ notes:
     safe, because Kong's lock lets one of them migrate and the other reports the result.
   - Kong's Helm chart runs C(finish) as soon as new pods are ready; here C(finish) waits for the gate.
 seealso:
+  - module: kongops.upgrade.kong_migrations_info
   - module: kongops.upgrade.kong_node_info
   - name: Kong upgrade guide
     description: Kong's two-phase migrations (up, then finish) and the supported upgrade paths.
@@ -164,11 +176,9 @@ EXAMPLES = r"""
   run_once: true
 
 - name: Read the state only
-  kongops.upgrade.kong_migrations:
-    state: list
+  kongops.upgrade.kong_migrations_info:
     kong_conf: /etc/kong/kong.conf
   register: migrations
-  check_mode: false
 
 - name: Fail early when the database is not fully migrated
   ansible.builtin.assert:
@@ -283,6 +293,13 @@ finish_gate:
   type: dict
   sample: {"version": "3.4.2", "passed": true,
            "nodes": [{"url": "http://kong1:8001", "version": "3.4.2", "verdict": "ok", "reason": null}]}
+finish_gate_db:
+  description:
+    - The Kong connections C(pg_stat_activity) showed before C(finish), by client address, and those from
+      none of O(finish_gate_db_clients); null when no C(finish) was needed or the option is empty.
+  returned: success
+  type: dict
+  sample: {"passed": true, "sessions": [{"client": "10.0.0.11", "count": 4}], "foreign": []}
 schema_meta_checked:
   description: Whether C(schema_meta) was read and agreed with C(kong migrations list).
   returned: success
@@ -307,24 +324,20 @@ msg:
   sample: ran up; the database is now 'pending'
 """
 
-import copy
 import functools
-import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import kong_argument_spec
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     HAS_REQUESTS,
-    KONG_ADMIN_ARG_SPEC,
     REQUESTS_IMPORT_ERROR,
     KongAdminClient,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import (
-    KONG_CLI_ARG_SPEC,
     KongCli,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import (
     HAS_PSYCOPG2,
-    KONG_PG_ARG_SPEC,
     PSYCOPG2_IMPORT_ERROR,
     KongDb,
     KongDbError,
@@ -333,8 +346,16 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_migrations i
     DESIRED_STATES,
     KongMigrations,
     KongMigrationsError,
+    check_db_sessions,
     check_finish_gate,
+    check_migrations_params,
+    find_kong,
+    kong_not_found,
+    migrations_argument_spec,
+    kong_sessions,
+    resolve_clients,
     summary,
+    uses_schema_meta,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._versions import (
     KongVersionError,
@@ -343,14 +364,12 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._versions import (
 
 
 def argument_spec() -> dict:
-    spec = copy.deepcopy(KONG_CLI_ARG_SPEC)
-    spec.update(copy.deepcopy(KONG_PG_ARG_SPEC))
-    spec.update(copy.deepcopy(KONG_ADMIN_ARG_SPEC))
+    spec = migrations_argument_spec()
+    spec.update(kong_argument_spec(admin=True))
     spec.update(
-        state={"type": "str", "required": True, "choices": list(DESIRED_STATES)},
+        # No `choices`: the read-only `list` stays accepted (deprecated) without being advertised.
+        state={"type": "str", "required": True},
         force={"type": "bool", "default": False},
-        db_timeout={"type": "int"},
-        lock_timeout={"type": "int"},
         finish_gate_nodes={"type": "list", "elements": "str", "default": []},
         finish_gate_version={"type": "str"},
         finish_gate_unreachable={
@@ -358,33 +377,19 @@ def argument_spec() -> dict:
             "choices": ["fail", "absent"],
             "default": "fail",
         },
-        schema_meta_check={"type": "bool"},
+        finish_gate_db_clients={"type": "list", "elements": "str", "default": []},
     )
     return spec
 
 
-def find_kong(module, kong_bin: str) -> str | None:
-    if os.sep in kong_bin:
-        return (
-            kong_bin
-            if os.path.isfile(kong_bin) and os.access(kong_bin, os.X_OK)
-            else None
-        )
-    return module.get_bin_path(kong_bin)
-
-
 def check_params(module) -> None:
     p = module.params
-    for name in ("db_timeout", "lock_timeout"):
-        if p[name] is not None and p[name] <= 0:
-            module.fail_json(
-                msg=f"{name} must be a positive number of seconds, got {p[name]}"
-            )
-    if p["kong_conf"] and not os.path.isfile(p["kong_conf"]):
-        module.fail_json(
-            msg=f"kong_conf: {p['kong_conf']} does not exist on this host; set kong_conf to the "
-            "node's kong.conf"
-        )
+    if p["state"] not in DESIRED_STATES:
+        module.fail_json(msg=f"value of state must be one of: {', '.join(s for s in DESIRED_STATES if s != 'list')}, "
+                             f"got: {p['state']} (to read the state use kongops.upgrade.kong_migrations_info)")
+    problem = check_migrations_params(p)
+    if problem:
+        module.fail_json(msg=problem)
     if p["finish_gate_version"]:
         try:
             parse_version(p["finish_gate_version"])
@@ -405,12 +410,15 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     check_params(module)
-    use_db = (
-        p["schema_meta_check"]
-        if p["schema_meta_check"] is not None
-        else bool(p["pg_password"])
-    )
-    if use_db and not HAS_PSYCOPG2:
+    if p["state"] == "list":
+        module.deprecate(
+            "state=list is deprecated: read the state with kongops.upgrade.kong_migrations_info, which takes "
+            "the same kong_* and pg_* options",
+            version="2.0.0",
+            collection_name="kongops.upgrade",
+        )
+    use_db = uses_schema_meta(p)
+    if (use_db or p["finish_gate_db_clients"]) and not HAS_PSYCOPG2:
         module.fail_json(
             msg=missing_required_lib("psycopg2") + " (needed by schema_meta_check)",
             exception=PSYCOPG2_IMPORT_ERROR,
@@ -420,12 +428,9 @@ def main():
             msg=missing_required_lib("requests") + " (needed by finish_gate_nodes)",
             exception=REQUESTS_IMPORT_ERROR,
         )
-    kong_path = find_kong(module, p["kong_bin"])
+    kong_path = find_kong(p["kong_bin"], module.get_bin_path)
     if kong_path is None:
-        module.fail_json(
-            msg=f"kong_bin: '{p['kong_bin']}' was not found on this host (not in PATH or not "
-            "executable); set kong_bin to the path of the kong executable"
-        )
+        module.fail_json(msg=kong_not_found(p["kong_bin"]))
 
     run_command = functools.partial(module.run_command, handle_exceptions=False)
     cli = KongCli(
@@ -459,13 +464,22 @@ def main():
         gate_result["value"] = check_finish_gate(
             p["finish_gate_nodes"], target, p["finish_gate_unreachable"], client
         )
+        if p["finish_gate_db_clients"]:
+            sessions_db = db or KongDb.from_params(p)
+            try:
+                gate_result["db"] = check_db_sessions(
+                    kong_sessions(sessions_db), resolve_clients(p["finish_gate_db_clients"])
+                )
+            finally:
+                if sessions_db is not db:
+                    sessions_db.close()
 
     result = {"changed": False, "state": p["state"], "commands": runner.commands}
     entity_counts = None
     try:
         report = runner.converge(
             p["state"],
-            gate=gate if p["finish_gate_nodes"] else None,
+            gate=gate if p["finish_gate_nodes"] or p["finish_gate_db_clients"] else None,
             check_mode=module.check_mode,
         )
         if db is not None:
@@ -505,6 +519,7 @@ def main():
         concurrent=report["concurrent"],
         kong_version=runner.kong_version,
         finish_gate=gate_result.get("value"),
+        finish_gate_db=gate_result.get("db"),
         schema_meta_checked=runner.schema_meta_checked,
         status_checked=runner.status_checked,
         entity_counts=entity_counts,

@@ -22,15 +22,13 @@ author:
 extends_documentation_fragment:
   - kongops.upgrade.kong_admin
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
+  - kongops.upgrade.attributes.actiongroup_kong
 attributes:
   check_mode:
     support: full
     details: Read-only; runs the same in check mode.
   diff_mode:
     support: none
-  action_group:
-    membership: [kongops.upgrade.kong]
   platform:
     platforms: posix
 options:
@@ -47,6 +45,29 @@ options:
       - On a control plane, list the data planes from C(GET /clustering/data-planes).
     type: bool
     default: true
+  wait_data_plane:
+    description:
+      - On a control plane, wait until it lists this data plane in sync, that is until the row of
+        O(wait_data_plane.id) has C(sync_status=normal) and, when given, the O(wait_data_plane.version)
+        and O(wait_data_plane.config_hash) (the hash the data plane itself reports).
+      - Polls C(GET /clustering/data-planes) every second for at most O(wait_timeout) seconds and fails
+        with what still differs when the time is up. One task, no C(until) loop.
+    type: dict
+    suboptions:
+      id:
+        description: The data plane's node id (RV(node_id) of this module on the data plane).
+        type: str
+        required: true
+      version:
+        description: The Kong version the row must show.
+        type: str
+      config_hash:
+        description: The configuration hash the row must show.
+        type: str
+  wait_timeout:
+    description: Seconds O(wait_data_plane) waits at most.
+    type: int
+    default: 60
   metrics:
     description:
       - Also read the node's own request counters from C(GET /metrics) of Kong's prometheus plugin (on
@@ -81,12 +102,29 @@ EXAMPLES = r"""
   register: cp
   failed_when: cp.data_planes | rejectattr('sync_status', 'eq', 'normal') | list | length > 0
 
+- name: Wait until the control plane lists a new data plane in sync on 3.9.3
+  kongops.upgrade.kong_node_info:
+    admin_url: https://cp.internal:8444
+    wait_data_plane:
+      id: "{{ dp.node_id }}"
+      version: 3.9.3
+      config_hash: "{{ dp.configuration_hash }}"
+    wait_timeout: 60
+
 - name: Show the mode and version
   ansible.builtin.debug:
     msg: "{{ node.hostname }} runs Kong {{ node.version }} as {{ node.mode }}"
 """
 
 RETURN = r"""
+data_plane:
+  description: With O(wait_data_plane), the control plane's row of that data plane when the wait ended ({} when not listed).
+  returned: when O(wait_data_plane) is set
+  type: dict
+waited_seconds:
+  description: With O(wait_data_plane), how long the module waited.
+  returned: when O(wait_data_plane) is set
+  type: float
 version:
   description: Kong version from C(GET /).
   returned: success
@@ -258,12 +296,11 @@ metrics:
            "url": "http://127.0.0.1:8007/metrics", "reason": null}
 """
 
-import copy
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import kong_argument_spec
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     HAS_REQUESTS,
-    KONG_ADMIN_ARG_SPEC,
     REQUESTS_IMPORT_ERROR,
     KongAdminClient,
     KongAdminError,
@@ -274,13 +311,18 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_node import 
 
 
 def argument_spec() -> dict:
-    spec = copy.deepcopy(KONG_ADMIN_ARG_SPEC)
-    spec.update(
+    return kong_argument_spec(
+        admin=True,
         status_url={"type": "str", "fallback": (env_fallback, ["KONG_STATUS_URL"])},
         data_planes={"type": "bool", "default": True},
         metrics={"type": "bool", "default": False},
+        wait_data_plane={"type": "dict", "options": {
+            "id": {"type": "str", "required": True},
+            "version": {"type": "str"},
+            "config_hash": {"type": "str"},
+        }},
+        wait_timeout={"type": "int", "default": 60},
     )
-    return spec
 
 
 def main():
@@ -314,6 +356,20 @@ def main():
             status_code=exc.status,
             body=exc.body,
         )
+    want = p["wait_data_plane"]
+    if want:
+        if facts.get("mode") != "hybrid_cp":
+            module.fail_json(msg=f"wait_data_plane: {p['admin_url']} is not a control plane (mode {facts.get('mode')})",
+                             **facts)
+        try:
+            waited = KongNodeInfo(admin, status).wait_data_plane(want, max(0, p["wait_timeout"]))
+        except KongAdminError as exc:
+            module.fail_json(msg=f"cannot read the control plane's data planes: {exc}", ready=False, url=exc.url,
+                             status_code=exc.status, body=exc.body)
+        facts.update(data_plane=waited["data_plane"], waited_seconds=waited["waited_seconds"])
+        if not waited["synced"]:
+            module.fail_json(msg=f"the control plane does not list data plane {want['id']} in sync after "
+                                 f"{p['wait_timeout']}s: {waited['reason']}", **facts)
     module.exit_json(changed=False, **facts)
 
 

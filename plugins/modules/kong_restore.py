@@ -12,9 +12,10 @@ description:
     size and sha256 of every file of the requested O(kinds) before anything is touched. A truncated,
     corrupted or missing file is refused.
   - C(database) refuses while any Kong node in O(kong_nodes) still answers its Admin API, or while
-    sessions are open on the target database, unless O(force). With O(database_mode=recreate) the dump
-    is restored into a new database, checked, and only then swapped in place of the target (dropped,
-    and the new one renamed). With O(database_mode=clean) C(pg_restore --clean --if-exists) runs in one
+    sessions are open on the target database, or when the backup was taken from another cluster (O(cluster)),
+    unless O(force). With O(database_mode=recreate) the dump is restored into a new database and checked;
+    only then is the target renamed aside, the new one renamed into its place, and the old copy dropped last.
+    If a rename fails, the original database keeps (or gets back) its name and data. With O(database_mode=clean) C(pg_restore --clean --if-exists) runs in one
     transaction into the target itself. In both modes the restored C(schema_meta), row counts and table
     digests must equal the manifest's, or the module fails.
   - C(declarative) on a DB-less node (or data plane) is C(POST /config?check_hash=1); Kong answers 304
@@ -55,9 +56,19 @@ options:
   force:
     description:
       - Restore the database although nodes in O(kong_nodes) answer or sessions are open on it; open
-        sessions are ended (C(DROP DATABASE ... WITH (FORCE)), PostgreSQL 13 and later).
+        sessions are ended (C(pg_terminate_backend)).
+      - Restore a backup taken from another cluster (see O(cluster)). Without O(force) the module refuses when
+        the identity the backup recorded differs from the target's.
     type: bool
     default: false
+  cluster:
+    description:
+      - Name of the Kong cluster restored into. When both this and the backup's
+        O(kongops.upgrade.kong_backup#module:cluster) are set and differ, the restore is refused unless O(force).
+      - Independently, a C(database) restore is refused unless O(force) when the target database has another name
+        than the one backed up, or is on another PostgreSQL server (the server's C(system_identifier) where
+        both are known, else host and port).
+    type: str
   only_if_different:
     description:
       - Skip a kind when the target already equals the backup, so that C(changed) is V(false).
@@ -102,6 +113,14 @@ options:
       - The C(pg_restore) executable.
     type: str
     default: pg_restore
+  pg_tool_timeout:
+    description:
+      - Seconds C(pg_dump) and C(pg_restore) may run each. They set C(statement_timeout) and C(lock_timeout)
+        to 0 in their own sessions, so they run under C(timeout) (coreutils) with this bound instead; a tool
+        stopped by it fails the task with a message naming this option. V(0), or a host without C(timeout),
+        leaves them unbounded (a warning says so).
+    type: int
+    default: 3600
   files_root:
     description:
       - Write restored files below this directory instead of their original absolute paths.
@@ -111,6 +130,7 @@ extends_documentation_fragment:
   - kongops.upgrade.kong_pg
   - kongops.upgrade.kong_cli
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.actiongroup_kong
 attributes:
   check_mode:
     support: partial
@@ -125,11 +145,6 @@ attributes:
         changed files, not entity contents.
   platform:
     platforms: posix
-  action_group:
-    description: Use C(group/kongops.upgrade.kong) in C(module_defaults) to set the connection options once.
-    support: full
-    membership:
-      - kongops.upgrade.kong
 notes:
   - After a C(db_import) or a database restore, running Kong nodes must be restarted or reloaded to serve
     the restored configuration (RV(declarative.reload_required)).
@@ -140,7 +155,7 @@ requirements:
 seealso:
   - module: kongops.upgrade.kong_backup
 author:
-  - kongops maintainers (@kongops)
+  - kongops.upgrade contributors (@kongops)
 """
 
 EXAMPLES = r"""
@@ -184,6 +199,16 @@ manifest:
   returned: success
   type: dict
   sample: {"run_id": "20250101T120000Z", "created": "2025-01-01T12:00:00Z", "source": {"kong_version": "3.7.1"}}
+cluster:
+  description:
+    - The identity the backup recorded (C(backup)), the target's (C(target)) and how they differ (C(mismatches));
+      see O(cluster) and O(force).
+  returned: success
+  type: dict
+  sample: {"backup": {"name": "prod-eu", "database": {"name": "kong", "host": "db", "port": 5432,
+           "system_identifier": "7301658813411429421"}, "node_ids": []},
+           "target": {"name": "prod-eu", "database": {"name": "kong", "host": "db", "port": 5432,
+           "system_identifier": "7301658813411429421"}}, "mismatches": []}
 database:
   description:
     - Database restore details; C(before) and C(after) hold entity counts and C(schema_meta).
@@ -241,36 +266,32 @@ after:
   sample: {"database": {"entity_counts": {"services": 500}}}
 """
 
-import copy
 import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kongops.upgrade.plugins.module_utils import _backup as bk
+from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import kong_argument_spec
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
-    HAS_REQUESTS,
-    KONG_ADMIN_ARG_SPEC,
-    REQUESTS_IMPORT_ERROR,
     KongAdminClient,
     KongAdminError,
+    serves_declarative,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import (
-    KONG_CLI_ARG_SPEC,
     KongCli,
 )
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_conf import (
+    pg_params_from_kong_conf,
+)
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import (
-    HAS_PSYCOPG2,
-    KONG_PG_ARG_SPEC,
-    PSYCOPG2_IMPORT_ERROR,
+    KongDb,
 )
 
 ORDER = ("files", "database", "declarative")
 
 
 def argument_spec() -> dict:
-    spec = copy.deepcopy(KONG_ADMIN_ARG_SPEC)
-    spec.update(copy.deepcopy(KONG_PG_ARG_SPEC))
-    spec.update(copy.deepcopy(KONG_CLI_ARG_SPEC))
-    spec.update(
+    return kong_argument_spec(
+        admin=True, pg=True, cli=True,
         src={"type": "path", "required": True},
         kinds={"type": "list", "elements": "str", "choices": list(bk.KINDS), "required": True},
         declarative_method={"type": "str", "choices": ["auto", "config", "db_import"], "default": "auto"},
@@ -283,30 +304,66 @@ def argument_spec() -> dict:
         pg_maintenance_database={"type": "str", "default": "postgres"},
         pg_from_kong_conf={"type": "bool", "default": False},
         pg_restore_bin={"type": "str", "default": "pg_restore"},
+        pg_tool_timeout={"type": "int", "default": 3600},
         files_root={"type": "path"},
+        cluster={"type": "str"},
     )
-    return spec
+
+
+def pg_tools(module: AnsibleModule, pg: dict) -> bk.PgTools:
+    tools, warning = bk.pg_tools_for(module.params, pg, module.run_command, module.get_bin_path)
+    if warning:
+        module.warn(warning)
+    return tools
 
 
 def check_params(module: AnsibleModule) -> list:
     p = module.params
+    problem = bk.options_problem(p)
+    if problem:
+        module.fail_json(msg=problem)
     kinds = [k for k in ORDER if k in p["kinds"]]
     if not kinds:
         module.fail_json(msg="kinds is empty: name at least one of declarative, database, files")
-    if p["pg_from_kong_conf"] and not p["kong_conf"]:
-        module.fail_json(msg="pg_from_kong_conf needs kong_conf (the node's kong.conf)")
-    needs = [("declarative" in kinds, bk.HAS_YAML, "PyYAML", bk.YAML_IMPORT_ERROR),
-             ("database" in kinds, HAS_PSYCOPG2, "psycopg2", PSYCOPG2_IMPORT_ERROR),
-             (True, HAS_REQUESTS, "requests", REQUESTS_IMPORT_ERROR)]
-    for needed, present, lib, error in needs:
-        if needed and not present:
-            module.fail_json(msg=missing_required_lib(lib), exception=error)
+    missing = bk.missing_library(kinds)
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     return kinds
 
 
 def node_client(p: dict, url: str) -> KongAdminClient:
     return KongAdminClient(url, admin_token=p["admin_token"], validate_certs=p["validate_certs"],
                            ca_path=p["ca_path"], timeout=min(p["timeout"], 5), retries=0)
+
+
+def target_pg(module: AnsibleModule) -> tuple:
+    """(Kong's database parameters, the maintenance connection's) of the restore target."""
+    p = module.params
+    pg = pg_params_from_kong_conf(p) if p["pg_from_kong_conf"] else dict(p)
+    if pg.get("pg_password"):
+        module.no_log_values.add(pg["pg_password"])
+    admin_params = dict(pg, pg_database=p["pg_maintenance_database"], pg_user=p["pg_admin_user"] or pg["pg_user"],
+                        pg_password=p["pg_admin_password"] or pg.get("pg_password"))
+    return pg, admin_params
+
+
+def check_identity(module: AnsibleModule, manifest: dict, kinds: list, result: dict) -> None:
+    """Refuse (unless force) a restore into another cluster than the one the backup records."""
+    p = module.params
+    target = {"name": p["cluster"], "database": None}
+    if "database" in kinds and (manifest.get("cluster") or {}).get("database"):
+        pg, admin_params = target_pg(module)
+        maintenance = KongDb.from_params(admin_params)
+        try:
+            target["database"] = dict(bk.database_identity(maintenance), name=pg["pg_database"])
+        finally:
+            maintenance.close()
+    mismatches = bk.identity_mismatches(manifest.get("cluster"), target, kinds)
+    result["cluster"] = {"backup": manifest.get("cluster"), "target": target, "mismatches": mismatches}
+    if mismatches and not p["force"]:
+        module.fail_json(msg=bk.identity_refusal(mismatches), identity_mismatches=mismatches, **result)
+    if mismatches:
+        module.warn("restoring a backup of another cluster (force): " + "; ".join(mismatches))
 
 
 def restore_database(module: AnsibleModule, run_dir: str, manifest: dict, result: dict) -> None:
@@ -318,12 +375,8 @@ def restore_database(module: AnsibleModule, run_dir: str, manifest: dict, result
                              "database before restoring it (or set force)", answering_nodes=answering)
     if answering:
         module.warn(f"restoring the database while Kong nodes answer (force): {', '.join(answering)}")
-    pg = bk.pg_params_from_kong_conf(p) if p["pg_from_kong_conf"] else dict(p)
-    if pg.get("pg_password"):
-        module.no_log_values.add(pg["pg_password"])
-    admin_params = dict(pg, pg_database=p["pg_maintenance_database"], pg_user=p["pg_admin_user"] or pg["pg_user"],
-                        pg_password=p["pg_admin_password"] or pg.get("pg_password"))
-    tools = bk.PgTools(module.run_command, pg_restore=p["pg_restore_bin"])
+    pg, admin_params = target_pg(module)
+    tools = pg_tools(module, pg)
     dump = os.path.join(run_dir, section.get("file") or bk.FILE_NAMES["database"])
     tools.toc(dump)
     job = bk.DatabaseRestore(pg, admin_params, tools, mode=p["database_mode"], force=p["force"],
@@ -347,13 +400,19 @@ def restore_declarative(module: AnsibleModule, run_dir: str, manifest: dict, res
         text = fh.read().decode("utf-8")
     admin = KongAdminClient.from_params(p)
     method = p["declarative_method"]
+    mode = None
+    try:
+        mode = admin.mode()
+    except KongAdminError as exc:
+        if exc.status is not None or method == "config":
+            raise
+    if mode == "hybrid_dp":
+        module.fail_json(msg=f"the node at admin_url ({bk.public_url(admin.base_url)}) is a data plane: it takes its "
+                             "configuration from its control plane, which replaces anything loaded into it. Restore "
+                             "the control plane instead (its database, kinds: [database], or kinds: [declarative] "
+                             "with admin_url of the control plane)")
     if method == "auto":
-        try:
-            method = "config" if admin.is_dbless() else "db_import"
-        except KongAdminError as exc:
-            if exc.status is not None:
-                raise
-            method = "db_import"
+        method = "config" if mode is not None and serves_declarative(mode) else "db_import"
     if method == "config":
         outcome = bk.restore_dbless(admin, text, section, module.check_mode)
         result["before"]["declarative"] = {"configuration_hash": outcome["configuration_hash_before"]}
@@ -389,6 +448,7 @@ def run(module: AnsibleModule) -> dict:
     result = {"changed": False, "src": run_dir, "kinds": kinds, "before": {}, "after": {},
               "verified_files": [{k: v for k, v in f.items() if k != "path"} for f in verified],
               "manifest": {k: manifest.get(k) for k in ("run_id", "created", "source", "kinds")}}
+    check_identity(module, manifest, kinds, result)
     steps = {"files": restore_files, "database": restore_database, "declarative": restore_declarative}
     for kind in kinds:
         steps[kind](module, run_dir, manifest, result)
@@ -399,11 +459,7 @@ def run(module: AnsibleModule) -> dict:
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module)
-    except Exception as exc:  # noqa: BLE001 - every error is reported, never a bare traceback
-        module.fail_json(**bk.failure_result(exc, "restore"))
-    module.exit_json(**result)
+    bk.run_module(module, run, "restore")
 
 
 if __name__ == "__main__":

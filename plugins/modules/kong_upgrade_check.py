@@ -25,9 +25,10 @@ description:
     rule.
   - Pure logic, nothing is changed. The configuration file is read on the host the module runs on.
 author:
-  - kongops maintainers (@kongops)
+  - kongops.upgrade contributors (@kongops)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.actiongroup_none
 attributes:
   check_mode:
     support: full
@@ -255,7 +256,7 @@ strategy:
     source:
       description: Source of the recommendation.
       type: str
-      sample: FACTS.md 5.3 (docs gateway/upgrade-flow)
+      sample: "Kong Gateway upgrade guide, upgrade strategies: https://docs.konghq.com/gateway/3.9.x/upgrade/"
 findings:
   description: Breaking changes of the path that apply to this deployment and configuration.
   returned: always
@@ -290,7 +291,7 @@ findings:
     source:
       description: Source of the rule.
       type: str
-      sample: reference/kong/FACTS.md 3.4 ...
+      sample: Kong/kong 3.9.3 kong/db/declarative/migrations/route_path.lua (1.1/2.1 files rewritten on load); ...
 findings_by_severity:
   description: Number of findings per severity.
   returned: always

@@ -25,11 +25,12 @@ description:
     configuration.
   - On any error nothing is left changed; a failure half-way through restores what was already applied.
 author:
-  - kongops maintainers (@kongops)
+  - kongops.upgrade contributors (@kongops)
 extends_documentation_fragment:
   - kongops.upgrade.haproxy_runtime
   - kongops.upgrade.nginx_upstream
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.actiongroup_none
 attributes:
   check_mode:
     support: partial

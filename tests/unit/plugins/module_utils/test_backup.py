@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 from ansible_collections.kongops.upgrade.plugins.module_utils import _backup as bk
+from ansible_collections.kongops.upgrade.plugins.module_utils import _kong_conf as kc
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
+    KongAdminClient,
     KongAdminError,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import KongDb, KongDbError
@@ -220,6 +222,10 @@ def test_kong_text_hash_is_md5_of_the_text():
 
 
 class FakeAdmin:
+    """Pages from a dict; the entity walk is the client's own."""
+
+    walk_entities = KongAdminClient.walk_entities
+
     def __init__(self, collections):
         self.collections, self.calls = collections, []
 
@@ -278,16 +284,16 @@ def test_kong_conf_comments_escapes_and_env_precedence(tmp_path):
     conf = tmp_path / "kong.conf"
     conf.write_text("# comment\npg_host = db.internal   # trailing\npg_port = 6432\n"
                     "pg_password = pa\\#ss\npg_database = kong\ndeclarative_config = /etc/kong/kong.yml\n")
-    values = bk.read_kong_conf(str(conf))
+    values = kc.read_kong_conf(str(conf))
     assert values["pg_host"] == "db.internal" and values["pg_password"] == "pa#ss"
     params = {"kong_conf": str(conf), "kong_env": {"KONG_PG_DATABASE": "other"}, "pg_host": "127.0.0.1",
               "pg_port": 5432, "pg_user": "kong", "pg_password": None, "pg_database": "kong", "pg_schema": None}
-    out = bk.pg_params_from_kong_conf(params)
+    out = kc.pg_params_from_kong_conf(params)
     assert (out["pg_host"], out["pg_port"], out["pg_password"], out["pg_database"]) == \
         ("db.internal", 6432, "pa#ss", "other")
-    assert bk.kong_setting("declarative_config", str(conf), {}) == "/etc/kong/kong.yml"
-    with pytest.raises(bk.BackupError, match="cannot read kong_conf"):
-        bk.read_kong_conf(str(tmp_path / "missing.conf"))
+    assert kc.kong_setting("declarative_config", str(conf), {}) == "/etc/kong/kong.yml"
+    with pytest.raises(kc.KongConfError, match="cannot read kong_conf"):
+        kc.read_kong_conf(str(tmp_path / "missing.conf"))
 
 
 # --- pg_dump / pg_restore ---------------------------------------------------------------------

@@ -22,14 +22,16 @@ RECORD = lock_record("ci@runner", "upgrade $HOME 'now'", "run-7", 3600, "prod", 
 
 
 class FakeRun:
-    def __init__(self, test_rc=0):
-        self.test_rc = test_rc
+    def __init__(self, test_rc=0, reload_rc=0):
+        self.test_rc, self.reload_rc = test_rc, reload_rc
         self.calls = []
 
     def __call__(self, cmd):
         self.calls.append(cmd)
         if cmd[-1] == "-t":
             return self.test_rc, "", "" if self.test_rc == 0 else "nginx: [emerg] unexpected \"}\""
+        if cmd[-1] == "reload":
+            return self.reload_rc, "", "" if self.reload_rc == 0 else "nginx: [error] invalid PID number"
         return 0, "", ""
 
 
@@ -84,6 +86,26 @@ def test_nginx_failed_test_restores_previous_file_and_does_not_reload(tmp_path):
     assert "previous file restored" in str(exc.value) and exc.value.context["rc"] == 1
     assert path.read_text() == NginxEnforcer.inactive()
     assert [c[-1] for c in run.calls] == ["-t"]
+
+
+def test_nginx_failed_reload_restores_previous_file_too(tmp_path):
+    """The same write-test-reload as lb_weight's nginx backend: a file nginx did not load is not left for
+    the next reload to pick up."""
+    path = tmp_path / "freeze.conf"
+    path.write_text(NginxEnforcer.inactive())
+    run = FakeRun(reload_rc=1)
+    with pytest.raises(FreezeError) as exc:
+        NginxEnforcer(str(path), run).apply(RECORD)
+    assert "nginx reload failed (previous file restored)" in str(exc.value) and exc.value.context["rc"] == 1
+    assert path.read_text() == NginxEnforcer.inactive()
+    assert [c[-1] for c in run.calls] == ["-t", "reload"]
+
+
+def test_nginx_failed_test_of_a_new_include_removes_it(tmp_path):
+    path = tmp_path / "freeze.conf"
+    with pytest.raises(FreezeError):
+        NginxEnforcer(str(path), FakeRun(test_rc=1)).apply(RECORD)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
 
 
 class FakeRuntime:

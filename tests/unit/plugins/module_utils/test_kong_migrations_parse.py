@@ -169,6 +169,31 @@ def test_kong_spec_text_exit_5():
     assert state.pending == {}
 
 
+# Kong/kong kong/cmd/migrations.lua:95 (3.9.3) runs prefix_handler.prepare_prefix before the
+# database is read; a missing prefix is created after an info line on stdout
+# (kong/cmd/utils/prefix_handler.lua:498 at 3.9.3, :338 at 2.8.5), so the first `kong migrations
+# list` on a host prints it ahead of the blocks or of the needs-bootstrap text.
+PREFIX_LINE = "prefix directory /usr/local/kong not found, trying to create it\n"
+
+
+@pytest.mark.parametrize("rc,text,status", [
+    (0, PREFIX_LINE + EXECUTED_393, "current"),
+    (5, PREFIX_LINE + KONG_SPEC_NEW, "new"),
+    (3, PREFIX_LINE + NEEDS_BOOTSTRAP, "needs_bootstrap"),
+])
+def test_list_after_kongs_prefix_creation_line(rc, text, status):
+    state = parse_list(rc, text)
+    assert state.status == status
+    if status == "current":
+        assert state.executed == parse_list(0, EXECUTED_393).executed
+
+
+def test_prefix_line_only_counts_before_the_blocks():
+    """The line is Kong's preamble; inside a block it is no migration line."""
+    with pytest.raises(MigrationsParseError, match="cannot parse migrations line"):
+        parse_list(0, "Executed migrations:\n" + PREFIX_LINE + "core: 000_base\n")
+
+
 def test_right_aligned_block_of_393_exit_0():
     state = parse_list(0, EXECUTED_393)
     assert state.status == "current"

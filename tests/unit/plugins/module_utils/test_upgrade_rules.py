@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from ansible_collections.kongops.upgrade.plugins.module_utils import (
@@ -154,7 +155,7 @@ def test_strategy_per_mode():
     hybrid = recommend_strategy("hybrid")
     assert hybrid["steps"] == [{"component": "control_plane", "strategy": "in_place"},
                                {"component": "data_planes", "strategy": "rolling"}]
-    assert all("5.3" in recommend_strategy(m)["source"] for m in MODES)
+    assert all("https://docs.konghq.com/gateway/" in recommend_strategy(m)["source"] for m in MODES)
 
 
 def test_mixed_current_versions_plan_from_the_oldest_and_warn():
@@ -315,6 +316,20 @@ def test_rules_are_complete_data():
     assert {"route-regex-path-tilde", "plugin-not-bundled", "format-version-rejected",
             "key-auth-invalid-key-message", "key-auth-www-authenticate", "via-header-format",
             "status-database-key-removed", "status-listen-default"} <= set(ids)
+
+
+_CITATION = re.compile(r"Kong/kong (\d+\.\d+\.\d+ )?kong/[\w/.-]+\.lua|https://(docs|developer)\.konghq\.com/")
+
+
+def test_every_rule_source_is_a_citation_users_can_follow():
+    """A source names Kong's source (Kong/kong, tag, file) or a Kong documentation page, never a file
+    the collection does not ship."""
+    for rule in data.RULES:
+        assert _CITATION.search(rule["source"]), rule["id"]
+        assert "FACTS" not in rule["source"] and "DESIGN" not in rule["source"] and "reference/" not in rule["source"]
+    res = plan_path(KongVersion("2.8.5"), KongVersion("3.9.3"))
+    text = " ".join(res["reasons"])
+    assert "FACTS" not in text and "https://docs.konghq.com/gateway/" in text
 
 
 def test_bundled_plugin_counts_match_facts():

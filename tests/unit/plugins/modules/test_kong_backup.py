@@ -11,7 +11,7 @@ from typing import ClassVar
 import pytest
 import requests
 import yaml
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kongops.upgrade.tests.unit.conftest import run_module
 from ansible_collections.kongops.upgrade.plugins.modules import kong_backup
 
 ADMIN = "http://127.0.0.1:8001"
@@ -133,12 +133,7 @@ def no_commands(monkeypatch):
 
 
 def run(capsys, args):
-    base = {"admin_url": ADMIN, "admin_token": TOKEN}
-    base.update(args)
-    with patch_module_args(base), pytest.raises(SystemExit) as exc:
-        kong_backup.main()
-    out = capsys.readouterr().out
-    return exc.value.code, json.loads(out), out
+    return run_module(kong_backup.main, capsys, args, {"admin_url": ADMIN, "admin_token": TOKEN})
 
 
 def test_dbless_backup_keeps_the_loaded_text_and_writes_private_verified_files(kong, no_commands, tmp_path, capsys):

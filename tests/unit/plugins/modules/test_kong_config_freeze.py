@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 import requests
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kongops.upgrade.tests.unit.conftest import run_module, warning_texts
 from ansible_collections.kongops.upgrade.plugins.modules import kong_config_freeze
 
 ADMIN = "http://127.0.0.1:8001"
@@ -124,17 +124,11 @@ def lock(tmp_path):
 
 
 def run(capsys, args):
-    base = {"admin_url": ADMIN, "admin_token": TOKEN, "cluster": "prod"}
-    base.update(args)
-    with patch_module_args(base), pytest.raises(SystemExit) as exc:
-        kong_config_freeze.main()
-    out = capsys.readouterr().out
-    return exc.value.code, json.loads(out), out
+    return run_module(kong_config_freeze.main, capsys, args, {"admin_url": ADMIN, "admin_token": TOKEN, "cluster": "prod"})
 
 
 def warnings(result):
-    """Warning texts; ansible-core 2.19 reports each as a WarningSummary dict."""
-    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+    return warning_texts(result)
 
 
 def text(path):

@@ -7,14 +7,14 @@ from typing import ClassVar
 
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kongops.upgrade.tests.unit.conftest import run_module
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminError,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_migrations import (
     KongMigrations,
 )
-from ansible_collections.kongops.upgrade.plugins.modules import kong_migrations
+from ansible_collections.kongops.upgrade.plugins.modules import kong_migrations, kong_migrations_info
 
 # (subsystem, name, has_teardown) known to a binary; a small slice of FACTS 2.2/2.3.
 V285 = (
@@ -228,12 +228,7 @@ def kong(monkeypatch):
 
 
 def run_raw(capsys, args):
-    base = {"kong_env": {"KONG_PG_PASSWORD": SECRET}}
-    base.update(args)
-    with patch_module_args(base), pytest.raises(SystemExit) as exc:
-        kong_migrations.main()
-    out = capsys.readouterr().out
-    return exc.value.code, json.loads(out), out
+    return run_module(kong_migrations.main, capsys, args, {"kong_env": {"KONG_PG_PASSWORD": SECRET}})
 
 
 def run(capsys, args):
@@ -252,6 +247,68 @@ def test_list_reports_new_migrations_and_changes_nothing(kong, capsys):
     assert result["status_checked"] is True and result["kong_version"] is None
     assert kong.subcommands() == ["list", "status"]
     assert [c["argv"][1] for c in kong.calls] == ["migrations", "migrations"]
+
+
+def run_info(capsys, args, check_mode=False):
+    defaults = {"kong_env": {"KONG_PG_PASSWORD": SECRET}, "_ansible_check_mode": check_mode}
+    return run_module(kong_migrations_info.main, capsys, args, defaults)[:2]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_info_reads_the_state_and_runs_only_reads(kong, capsys, check_mode):
+    rc, result = run_info(capsys, {"kong_conf": None}, check_mode=check_mode)
+    assert rc == 0 and result["changed"] is False, result
+    assert result["status"] == "new" and result["migrations"]["new"] == {
+        "core": ["016_280_to_300", "017_300_to_310"],
+        "acme": ["001_280_to_300"],
+        "http-log": ["001_280_to_300"],
+    }
+    assert result["migrations"]["executed"]["core"] == ["000_base", "015_270_to_280"]
+    assert result["status_checked"] is True and result["msg"] == "the database is 'new'"
+    assert kong.subcommands() == ["list", "status"]
+    assert SECRET not in json.dumps(result)
+    assert "deprecations" not in result
+
+
+def test_info_pending_after_up(kong, capsys):
+    run(capsys, {"state": "up"})
+    rc, result = run_info(capsys, {})
+    assert rc == 0 and result["status"] == "pending"
+    assert result["migrations"]["pending"] == {"core": ["016_280_to_300"], "http-log": ["001_280_to_300"]}
+
+
+def test_info_takes_no_state_and_no_admin_options(kong, capsys):
+    for extra in ({"state": "list"}, {"admin_url": "http://127.0.0.1:8001"}):
+        rc, result = run_info(capsys, extra)
+        assert rc == 1 and "Unsupported parameters" in result["msg"], result
+    assert kong.calls == []
+
+
+def test_info_bad_timeout_names_the_option(kong, capsys):
+    rc, result = run_info(capsys, {"db_timeout": 0})
+    assert rc == 1 and "db_timeout must be a positive number" in result["msg"]
+    assert kong.calls == []
+
+
+def test_list_state_still_works_and_is_deprecated(kong, capsys):
+    rc, result = run(capsys, {"state": "list"})
+    assert rc == 0 and result["changed"] is False and result["status"] == "new"
+    [dep] = result["deprecations"]
+    assert "kongops.upgrade.kong_migrations_info" in dep["event"]["msg"]
+    assert dep["version"] == "2.0.0" and dep["deprecator"]["resolved_name"] == "kongops.upgrade"
+
+
+def test_other_states_are_not_deprecated(kong, capsys):
+    rc, result = run(capsys, {"state": "up"})
+    assert rc == 0 and "deprecations" not in result
+
+
+def test_unknown_state_names_the_states_and_the_info_module(kong, capsys):
+    rc, result = run(capsys, {"state": "info"})
+    assert rc == 1
+    assert "value of state must be one of: bootstrapped, up, finished, current, got: info" in result["msg"]
+    assert "kong_migrations_info" in result["msg"]
+    assert kong.calls == []
 
 
 def test_up_runs_new_migrations_then_is_idempotent(kong, capsys):
@@ -657,3 +714,14 @@ def test_285_binary_has_no_status_command(monkeypatch, capsys):
     assert fake.subcommands() == ["list", "status"]
     # module warnings are process-wide in ansible-core: judge only what this run could have said
     assert not [w for w in result.get("warnings", []) if "status" in str(w)]
+
+
+@pytest.mark.parametrize("module_run", ["migrations", "info"])
+def test_negative_database_bound_names_the_option(kong, capsys, module_run):
+    args = {"pg_lock_timeout": -1}
+    if module_run == "migrations":
+        rc, result = run(capsys, dict(args, state="up"))
+    else:
+        rc, result = run_info(capsys, args)
+    assert rc == 1 and "pg_lock_timeout must be 0 (no limit) or a positive number" in result["msg"]
+    assert kong.calls == []

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import requests
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kongops.upgrade.tests.unit.conftest import run_module
 from ansible_collections.kongops.upgrade.plugins.modules import kong_node_info
 
 ADMIN = "http://127.0.0.1:8001"
@@ -94,12 +94,7 @@ def http(monkeypatch):
 
 
 def run_raw(capsys, args):
-    base = {"admin_url": ADMIN}
-    base.update(args)
-    with patch_module_args(base), pytest.raises(SystemExit) as exc:
-        kong_node_info.main()
-    out = capsys.readouterr().out
-    return exc.value.code, json.loads(out), out
+    return run_module(kong_node_info.main, capsys, args, {"admin_url": ADMIN})
 
 
 def run(capsys, args):

@@ -9,7 +9,7 @@ import os
 import pytest
 import requests
 import yaml
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kongops.upgrade.tests.unit.conftest import run_module
 from ansible_collections.kongops.upgrade.plugins.modules import (
     kong_backup,
     kong_restore,
@@ -62,9 +62,11 @@ class FakeKong:
         resp.url = url
         return resp
 
+    role = "traditional"
+
     def route(self, method, path, query, kwargs):
         if path == "/":
-            return self.response(200, {"version": "3.9.3", "configuration": {"database": "off"}})
+            return self.response(200, {"version": "3.9.3", "configuration": {"database": "off", "role": self.role}})
         if path == "/status":
             return self.response(200, {"configuration_hash": self.hash})
         if path == "/config" and method == "GET":
@@ -111,12 +113,7 @@ def commands(monkeypatch):
 
 
 def call(module, capsys, args):
-    base = {"admin_url": ADMIN, "admin_token": TOKEN}
-    base.update(args)
-    with patch_module_args(base), pytest.raises(SystemExit) as exc:
-        module.main()
-    out = capsys.readouterr().out
-    return exc.value.code, json.loads(out), out
+    return run_module(module.main, capsys, args, {"admin_url": ADMIN, "admin_token": TOKEN})
 
 
 @pytest.fixture
@@ -210,3 +207,35 @@ def test_database_restore_with_an_unreadable_dump(kong, commands, tmp_path, caps
     assert rc == 1 and "pg_restore --list" in r["msg"]
     assert commands == [["pg_restore", "--list", os.path.join(str(tmp_path), "db-run", "database.dump")]]
     assert PG_PASSWORD not in out
+
+
+def test_restore_into_a_cluster_of_another_name_is_refused_unless_force(kong, commands, tmp_path, capsys):
+    loaded = tmp_path / "kong.yml"
+    loaded.write_text(ORIGINAL)
+    rc, r, _out = call(kong_backup, capsys, {"dest": str(tmp_path / "b"), "run_id": "r1", "cluster": "prod-us",
+                                             "declarative_config": str(loaded)})
+    assert rc == 0 and r["manifest"]["cluster"]["name"] == "prod-us"
+    assert r["manifest"]["cluster"]["database"] is None
+    kong.load(CHANGED)
+    kong.calls.clear()
+    args = {"src": r["backup_dir"], "kinds": ["declarative"], "cluster": "prod-eu"}
+    rc, r, _out = call(kong_restore, capsys, args)
+    assert rc == 1 and "set force: true" in r["msg"] and "prod-us" in r["msg"] and "prod-eu" in r["msg"]
+    assert kong.posts() == [] and kong.hash == md5(CHANGED)
+
+    rc, r, _out = call(kong_restore, capsys, dict(args, cluster="prod-us"))
+    assert rc == 0 and r["changed"] is True and r["cluster"]["mismatches"] == []
+    kong.load(CHANGED)
+    rc, r, _out = call(kong_restore, capsys, dict(args, force=True))
+    assert rc == 0 and r["changed"] is True and kong.hash == md5(ORIGINAL)
+    assert any("another cluster" in w["event"]["msg"] for w in r["warnings"]), r["warnings"]
+
+
+@pytest.mark.parametrize("method", ["auto", "config"])
+def test_declarative_restore_into_a_data_plane_is_refused(kong, commands, backup, capsys, method):
+    """A data plane runs with database=off, but its control plane overwrites whatever is loaded into it."""
+    kong.role = "data_plane"
+    kong.load(CHANGED)
+    rc, r, _out = call(kong_restore, capsys, {"src": backup, "kinds": ["declarative"], "declarative_method": method})
+    assert rc == 1 and "is a data plane" in r["msg"] and "control plane" in r["msg"]
+    assert kong.posts() == [] and kong.hash == md5(CHANGED)

@@ -1,10 +1,9 @@
 """kong_upgrade_check main(): pure planning, so the tests drive the module with its arguments only."""
 from __future__ import annotations
 
-import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kongops.upgrade.tests.unit.conftest import run_module
 from ansible_collections.kongops.upgrade.plugins.modules import kong_upgrade_check
 
 CONFIG_28 = """_format_version: "2.1"
@@ -20,9 +19,7 @@ services:
 
 
 def run(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        kong_upgrade_check.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
+    return run_module(kong_upgrade_check.main, capsys, args)[:2]
 
 
 def test_supported_hop_exits_ok_unchanged(capsys):

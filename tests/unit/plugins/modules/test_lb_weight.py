@@ -4,7 +4,6 @@ exact restore, persistence across reloads, and every error leaving the state as 
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import re
 import threading
@@ -12,7 +11,7 @@ import time
 import urllib.request
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kongops.upgrade.tests.unit.conftest import run_module
 from ansible_collections.kongops.upgrade.plugins.modules import lb_weight
 
 HAPROXY = """
@@ -38,9 +37,7 @@ DROP = object()
 
 
 def run(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        lb_weight.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
+    return run_module(lb_weight.main, capsys, args)[:2]
 
 
 def runtime_state(lb, backend="kong"):

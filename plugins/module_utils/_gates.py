@@ -1,0 +1,210 @@
+# -*- coding: utf-8 -*-
+# Copyright: kongops.upgrade contributors
+# Apache License 2.0 (see LICENSE), a licence compatible with the GNU General Public License v3.0
+# under which Ansible is distributed.
+"""PRIVATE to the collection: health gates of a traffic step or of the watch after an upgrade.
+
+A gate compares two readings of the load balancer's per-server counters (the soak's first and the
+latest) and each new node's own request counters and readiness (read before and after the soak by
+kong_node_info on the node), and says whether the step holds, with the figures that decided it."""
+from __future__ import annotations
+
+import time
+
+from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime import (
+    HAPROXY_RUNTIME_ARG_SPEC,
+    HaproxyBackend,
+    HaproxyRuntime,
+)
+
+_ERRORS = ("http_5xx", "response_errors", "connection_errors")
+_BAD_STATUS = ("DOWN", "NOLB", "MAINT")
+
+KONG_GATE_ARG_SPEC = dict(
+    backend=dict(type="str", default="none", choices=["haproxy", "nginx", "none"]),
+    haproxy_backend=dict(type="str", default=""),
+    servers=dict(type="list", elements="str", default=[]),
+    soak_seconds=dict(type="float", default=0.0),
+    interval_seconds=dict(type="float", default=5.0),
+    max_error_rate=dict(type="float", default=1.0),
+    max_response_ms=dict(type="int", default=2000),
+    min_requests=dict(type="int", default=0),
+    lb_verdict=dict(type="dict"),
+    nodes_before=dict(type="dict", default={}),
+    nodes_after=dict(type="dict"),
+    label=dict(type="str", default="gate"),
+    fail_on_gate=dict(type="bool", default=True),
+)
+KONG_GATE_ARG_SPEC.update({k: dict(v) for k, v in HAPROXY_RUNTIME_ARG_SPEC.items()})
+
+
+class GateParamError(ValueError):
+    def __init__(self, msg: str, param: str):
+        super().__init__(msg)
+        self.param = param
+
+
+def _num(value) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def check_params(p: dict) -> None:
+    if p["backend"] == "haproxy" and not p.get("haproxy_backend"):
+        raise GateParamError("haproxy_backend: name the HAProxy backend whose servers the gate reads", "haproxy_backend")
+    if p["soak_seconds"] < 0:
+        raise GateParamError(f"soak_seconds: must be 0 or more seconds, got {p['soak_seconds']}", "soak_seconds")
+    if p["interval_seconds"] <= 0:
+        raise GateParamError(f"interval_seconds: must be more than 0 seconds, got {p['interval_seconds']}",
+                             "interval_seconds")
+    if p["max_error_rate"] < 0:
+        raise GateParamError(f"max_error_rate: must be a percentage of 0 or more, got {p['max_error_rate']}",
+                             "max_error_rate")
+
+
+def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: float = 1.0,
+              max_response_ms: int = 2000, min_requests: int = 0) -> dict:
+    """Compare two readings (server -> counters and state, as lb_weight returns them).
+
+    Requests are the server's sessions (HAProxy opens one per HTTP request); errors are 5xx
+    answers plus response and connection errors. A server in rotation (weight above 0) whose
+    health is down fails the gate too.
+    """
+    current, baseline = current or {}, baseline or {}
+    requests = errors = 0
+    reasons = []
+    per_server = {}
+    # Only the servers the load balancer knows are judged: a watched host that is not one of its servers
+    # (a hybrid control plane has no proxy) is left to the readiness and node gates.
+    outside = [name for name in servers if name not in current]
+    servers = [name for name in servers if name in current]
+    for name in servers:
+        now, before = current.get(name) or {}, baseline.get(name) or {}
+        s_req = max(_num(now.get("total_sessions")) - _num(before.get("total_sessions")), 0)
+        s_err = max(sum(_num(now.get(k)) - _num(before.get(k)) for k in _ERRORS), 0)
+        requests += s_req
+        errors += s_err
+        status = str(now.get("status") or "")
+        health = str(now.get("health") or "")
+        per_server[name] = dict(requests=s_req, errors=s_err, status=status, health=health)
+        if _num(now.get("weight")) > 0 and (health == "down" or status.split(" ", maxsplit=1)[0] in _BAD_STATUS):
+            reasons.append(f"{name} is {status or health} while in rotation")
+        if _num(now.get("response_time_ms")) > max_response_ms:
+            reasons.append(f"{name} average response time {now.get('response_time_ms')} ms > {max_response_ms} ms")
+    rate = round(100.0 * errors / requests, 3) if requests else 0.0
+    slowest = max((_num(current.get(name, {}).get("response_time_ms")) for name in per_server), default=0)
+    if requests and rate > float(max_error_rate):
+        reasons.append(f"error rate {rate}% ({errors} of {requests}) > {max_error_rate}%")
+    if servers and requests < int(min_requests):
+        reasons.append(f"only {requests} requests reached the servers (< {min_requests}): the step is not proven")
+    return dict(failed=bool(reasons), reasons=reasons, requests=requests, errors=errors, error_rate=rate,
+                response_ms=slowest, servers=per_server, not_in_lb=outside)
+
+
+def node_gate_eval(current: dict, baseline: dict, max_error_rate: float = 1.0) -> dict:
+    """Judge each node by its own request counters (kong_node_info's ``metrics``), read before and
+    after a soak: node -> {available, requests, errors}. A counter that went down means the node
+    restarted; its current value is then the whole delta. Nodes without counters are listed, not failed."""
+    current, baseline = current or {}, baseline or {}
+    reasons, per_node, unavailable = [], {}, []
+    for name in sorted(current):
+        now, before = current.get(name) or {}, baseline.get(name) or {}
+        if not now.get("available"):
+            unavailable.append(name)
+            continue
+        n_req, n_err = _num(now.get("requests")), _num(now.get("errors"))
+        b_req, b_err = _num(before.get("requests")), _num(before.get("errors"))
+        restarted = n_req < b_req or n_err < b_err
+        d_req = n_req if restarted else n_req - b_req
+        d_err = n_err if restarted else n_err - b_err
+        rate = round(100.0 * d_err / d_req, 3) if d_req else 0.0
+        per_node[name] = dict(requests=d_req, errors=d_err, error_rate=rate, restarted=restarted)
+        if d_req and rate > float(max_error_rate):
+            reasons.append(f"{name} answered {d_err} of {d_req} requests with a 5xx ({rate}%) by its own "
+                           f"/metrics > {max_error_rate}%")
+    return dict(failed=bool(reasons), reasons=reasons, nodes=per_node, unavailable=unavailable)
+
+
+def haproxy_reading(lb: HaproxyBackend) -> dict:
+    """Every server's state (weight, status, health) and counters, from one read of the runtime API."""
+    view = lb.read()
+    counters = lb.stats()
+    return {name: dict(counters.get(name, {}), **server) for name, server in view.items()}
+
+
+def make_reader(p: dict):
+    if p["backend"] != "haproxy":
+        return None
+    lb = HaproxyBackend(HaproxyRuntime.from_params(p), p["haproxy_backend"])
+    return lambda: haproxy_reading(lb)
+
+
+def soak(read, p: dict, clock=time.monotonic, sleep=time.sleep) -> dict:
+    """Watch the load balancer for ``soak_seconds``: a first reading, then one every ``interval_seconds``,
+    each judged against the first; stop at the first crossed gate. Without a reader (no per-server
+    counters) only wait. Returns the last verdict with ``polls`` (one line of figures per check)."""
+    started = clock()
+    if read is None:
+        if p["soak_seconds"] > 0:
+            sleep(p["soak_seconds"])
+        return dict(failed=False, reasons=[], polls=[], soaked_seconds=round(clock() - started, 3),
+                    lb_counters=False)
+    baseline = read()
+    polls = []
+    while True:
+        elapsed = clock() - started
+        remaining = p["soak_seconds"] - elapsed
+        if remaining > 0:
+            sleep(min(p["interval_seconds"], remaining))
+        current = read()
+        verdict = gate_eval(current, baseline, p["servers"], max_error_rate=p["max_error_rate"],
+                            max_response_ms=p["max_response_ms"])
+        polls.append(dict(at=round(clock() - started, 3), requests=verdict["requests"], errors=verdict["errors"],
+                          error_rate=verdict["error_rate"], failed=verdict["failed"], reasons=verdict["reasons"]))
+        if verdict["failed"] or clock() - started >= p["soak_seconds"]:
+            break
+    # the proof of the step (enough requests) is judged over the whole soak, once
+    verdict = gate_eval(current, baseline, p["servers"], max_error_rate=p["max_error_rate"],
+                        max_response_ms=p["max_response_ms"], min_requests=p["min_requests"])
+    verdict.update(polls=polls, soaked_seconds=round(clock() - started, 3), lb_counters=True)
+    return verdict
+
+
+def judge(lb: dict, p: dict) -> dict:
+    """The gate's verdict: the load balancer's (from a soak) plus each node's readiness and own error
+    rate from ``nodes_before``/``nodes_after`` (kong_node_info results per node)."""
+    verdict = dict(lb or {})
+    verdict.setdefault("failed", False)
+    verdict.setdefault("reasons", [])
+    verdict["reasons"] = list(verdict["reasons"])
+    after = p.get("nodes_after")
+    if after is not None:
+        not_ready = sorted(name for name, res in after.items() if not (res or {}).get("ready"))
+        verdict["not_ready"] = not_ready
+        if not_ready:
+            verdict["reasons"].append(", ".join(not_ready) + " not ready")
+        metrics_after = {name: (res or {}).get("metrics") for name, res in after.items()}
+        if any(m is not None for m in metrics_after.values()):
+            before = {name: (res or {}).get("metrics") or {} for name, res in (p.get("nodes_before") or {}).items()}
+            nodes = node_gate_eval({k: v or {} for k, v in metrics_after.items()}, before,
+                                   max_error_rate=p["max_error_rate"])
+            verdict["reasons"] += nodes["reasons"]
+            verdict.update(nodes=nodes["nodes"], nodes_without_metrics=nodes["unavailable"])
+    verdict["failed"] = bool(verdict["reasons"])
+    verdict["label"] = p.get("label") or "gate"
+    return verdict
+
+
+def summary(verdict: dict) -> str:
+    state = "FAILED: " + "; ".join(verdict["reasons"]) if verdict.get("failed") else "passed"
+    slowest = f", slowest average response {verdict['response_ms']:g} ms" if verdict.get("response_ms") else ""
+    return (f"{verdict.get('label', 'gate')}: {verdict.get('requests', 0)} requests, {verdict.get('errors', 0)} errors "
+            f"({verdict.get('error_rate', 0.0)} %){slowest}, {state}")
+
+
+def poll_line(label: str, index: int, poll: dict) -> str:
+    state = "crossed: " + "; ".join(poll["reasons"]) if poll.get("failed") else "holding"
+    return (f"{label}: check {index} at {poll['at']:.1f} s: {poll['requests']} requests, {poll['errors']} errors "
+            f"({poll['error_rate']} %), {state}")

@@ -1,0 +1,221 @@
+# Copyright: kongops.upgrade contributors
+# Apache License 2.0 (see LICENSE), a licence compatible with the GNU General Public License v3.0
+# under which Ansible is distributed.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: kong_conf
+short_description: Set the named settings of an existing kong.conf and keep everything else
+version_added: 0.2.0
+description:
+  - Reads the node's C(kong.conf), sets only the settings given, renames or comments out the
+    settings given, and keeps every other line and comment byte for byte. A missing file is
+    created from the settings alone (a fresh host).
+  - Values are written as Kong's configuration loader reads them back (Kong/kong 3.9.3
+    C(kong/conf_loader/init.lua) lines 127-149, C(load_config)) - a C(#) is written C(\#) since
+    Kong cuts a value at an unescaped C(#); a value with a newline, a trailing backslash
+    (Penlight's line continuation) or surrounding white space is refused, naming the setting, and
+    nothing is written.
+  - A setting already holding the wanted value (as Kong reads it) is left alone, so a re-run
+    reports no change.
+author:
+  - kongops.upgrade contributors (@kongops)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.files
+  - kongops.upgrade.attributes.actiongroup_none
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: Values of O(secret_settings) are shown as C(********) in the diff.
+  platform:
+    platforms: posix
+options:
+  path:
+    description: The C(kong.conf) to edit.
+    type: path
+    required: true
+  settings:
+    description:
+      - Settings to set, name to value. Booleans are written C(on)/C(off), lists joined with C(, ).
+    type: dict
+    default: {}
+  secret_settings:
+    description:
+      - Settings whose values are secrets (for example C(pg_password)); set like O(settings), never
+        logged, masked in the diff.
+    type: dict
+    default: {}
+  rename:
+    description:
+      - Old setting name to new name; every active line of the old name is renamed, its value and
+        comment kept (for settings that the target version renamed).
+    type: dict
+    default: {}
+  remove:
+    description:
+      - Settings whose active lines are commented out (for settings the target version removed).
+    type: list
+    elements: str
+    default: []
+  kong_version:
+    description:
+      - Version of the Kong that will read the file. Before 3.2.0 Kong copies the values into
+        its prefix's C(.kong_env) without escaping C(#) (Kong/kong 3.2.0
+        C(kong/cmd/utils/prefix_handler.lua) C(quote_hash)), so a value with C(#) is refused.
+    type: str
+  backup:
+    description: Keep a timestamped copy of the file before changing it.
+    type: bool
+    default: true
+"""
+
+EXAMPLES = r"""
+- name: Point the node at its database, keep the operator's lines
+  kongops.upgrade.kong_conf:
+    path: /etc/kong/kong.conf
+    settings:
+      database: postgres
+      pg_host: db.internal
+      pg_ssl: true
+    secret_settings:
+      pg_password: "{{ vault_kong_pg_password }}"
+  diff: true
+"""
+
+RETURN = r"""
+changes:
+  description: What was changed, one entry per setting.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"setting": "pg_host", "action": "changed", "line": 12}, {"setting": "pg_ssl", "action": "added"}]
+created:
+  description: Whether the file did not exist before.
+  returned: success
+  type: bool
+backup_file:
+  description: The copy of the previous file.
+  returned: changed and a backup was made
+  type: str
+  sample: /etc/kong/kong.conf.12345.2026-12-03@08:00:00~
+custom_plugins:
+  description:
+    - The plugins that the resulting file's C(plugins) setting names besides C(bundled) and C(off)
+      (custom plugins, which the node must have on its Lua path).
+  returned: success
+  type: list
+  elements: str
+  sample: [my-header]
+path:
+  description: The file edited.
+  returned: success
+  type: str
+"""
+
+import os
+import re
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_conf import (
+    SETTING_RE,
+    KongConfError,
+    edit,
+    parse,
+)
+
+MASK = "********"
+# Settings masked in the diff whatever the caller passed: the operator's file may hold secrets.
+SECRET_NAME_RE = re.compile(r"password|secret|token|credential|session_conf")
+
+
+def mask(text: str, secrets) -> str:
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        m = SETTING_RE.match(line.rstrip("\r\n"))
+        key = m.group("key").lower() if m else ""
+        if m and (key in secrets or SECRET_NAME_RE.search(key)):
+            end = line[len(line.rstrip("\r\n")):]
+            lines[i] = f"{m.group('indent')}{m.group('key')}{m.group('sep')}{MASK}{end}"
+    return "".join(lines)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            settings=dict(type="dict", default={}),
+            secret_settings=dict(type="dict", default={}, no_log=True),
+            rename=dict(type="dict", default={}),
+            remove=dict(type="list", elements="str", default=[]),
+            backup=dict(type="bool", default=True),
+            kong_version=dict(type="str"),
+        ),
+        add_file_common_args=True,
+        supports_check_mode=True,
+    )
+    p = module.params
+    path = p["path"]
+    overlap = sorted(set(p["settings"]) & set(p["secret_settings"]))
+    if overlap:
+        module.fail_json(msg=f"settings and secret_settings both name {', '.join(overlap)}: give each once")
+    created = not os.path.exists(path)
+    if os.path.isdir(path):
+        module.fail_json(msg=f"path: {path} is a directory, not a kong.conf")
+    before = ""
+    if not created:
+        try:
+            with open(path, encoding="utf-8", newline="") as fh:
+                before = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            module.fail_json(msg=f"cannot read {path}: {exc}")
+    wanted = dict(p["settings"])
+    wanted.update(p["secret_settings"])
+    try:
+        after, changes = edit(before, wanted, remove=p["remove"], rename=p["rename"], kong_version=p["kong_version"])
+    except KongConfError as exc:
+        module.fail_json(msg=str(exc), setting=exc.setting)
+    secrets = set(k.lower() for k in p["secret_settings"])
+    changed = after != before or created
+    result = dict(changed=changed, changes=changes, created=created, path=path)
+    if module._diff:
+        result["diff"] = dict(before_header=path, after_header=path, before=mask(before, secrets),
+                              after=mask(after, secrets))
+    if changed and not module.check_mode:
+        if not created and p["backup"]:
+            result["backup_file"] = module.backup_local(path)
+        directory = os.path.dirname(path) or "."
+        try:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kong.conf.")
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(after)
+            if created:
+                os.chmod(tmp, 0o640)
+            else:
+                st = os.stat(path)
+                os.chmod(tmp, st.st_mode & 0o7777)
+                try:
+                    os.chown(tmp, st.st_uid, st.st_gid)
+                except PermissionError:
+                    pass
+        except OSError as exc:
+            module.fail_json(msg=f"cannot write {path}: {exc}")
+        module.atomic_move(tmp, path)
+        if created:
+            # atomic_move gives a new file the umask's mode; kong.conf may hold pg_password
+            os.chmod(path, 0o640)
+    if not module.check_mode and os.path.exists(path):
+        file_args = module.load_file_common_arguments(p)
+        result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
+    plugins = parse(after).get("plugins", "")
+    result["custom_plugins"] = [name.strip() for name in plugins.split(",")
+                                if name.strip() and name.strip() not in ("bundled", "off")]
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -159,6 +159,7 @@ class LoadGenerator:
         self.records: list[Record] = []
         self.started_at: float | None = None
         self.skipped = 0
+        self.retried = 0     # idempotent requests sent again after their keep-alive connection closed
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -170,10 +171,20 @@ class LoadGenerator:
         begin = time.perf_counter()
         status = version = error = None
         try:
-            async with session.request(self.method, self.url, headers=self.headers) as resp:
-                await resp.read()
-                status = resp.status
-                version = kong_version(resp.headers.get("Via"), resp.headers.get("Server"))
+            for attempt in (1, 2):
+                try:
+                    async with session.request(self.method, self.url, headers=self.headers) as resp:
+                        await resp.read()
+                        status = resp.status
+                        version = kong_version(resp.headers.get("Via"), resp.headers.get("Server"))
+                    break
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                    # a keep-alive connection the server closed just as the request went out (nginx does
+                    # so on every reload): an idempotent request is sent again once on a new connection,
+                    # as HTTP clients do (RFC 9112 section 9.3.1); a second failure counts
+                    if attempt == 2 or self.method not in ("GET", "HEAD"):
+                        raise
+                    self.retried += 1
         except TimeoutError:
             error = "timeout"
         except aiohttp.ClientError as exc:
@@ -263,6 +274,7 @@ class LoadGenerator:
         result = summarize(list(self.records), self.rate, self.started_at)
         result["url"] = self.url
         result["skipped_over_limit"] = self.skipped
+        result["retried_after_closed_keepalive"] = self.retried
         return result
 
     def dump(self, path: str) -> None:

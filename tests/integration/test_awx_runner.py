@@ -11,7 +11,6 @@ from __future__ import annotations
 import html.parser
 import json
 import os
-import random
 import re
 import shutil
 import struct
@@ -26,7 +25,7 @@ import yaml
 
 from tests.loadgen import LoadGenerator
 from tests.sandbox.core import VENV_BIN, Sandbox, haproxy_servers
-from tests.sandbox.procs import port_is_free
+from tests.sandbox import procs
 from tests.services._apt import ensure_binary
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,12 +41,6 @@ CHROMIUM = "/usr/bin/chromium"
 Y_RGB, X_RGB = (0x22, 0xAA, 0x77), (0x22, 0x77, 0xCC)
 
 
-def _base_port() -> int:
-    """A base for the sandbox's ports: it hands them out upward, below the ephemeral range."""
-    while True:
-        base = random.randrange(20000, 31000, 50)
-        if all(port_is_free(base + i) for i in range(0, 30, 3)):
-            return base
 
 
 class Fleet:
@@ -61,7 +54,7 @@ class Fleet:
     def fresh(self) -> Sandbox:
         if self.boxes and id(self.boxes[-1]) not in self.used:
             return self.boxes[-1]
-        box = Sandbox(state_dir=str(self.root / f"sb{len(self.boxes)}"), lb_port=_base_port(), out=lambda msg: None)
+        box = Sandbox(state_dir=str(self.root / f"sb{len(self.boxes)}"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
         self.boxes.append(box)
         box.up(mode="dbless", kong_x=X)
         # every sandbox node shares one install root: install Y once, as `make upgrade-rolling` does
@@ -186,143 +179,6 @@ def snapshot(box: Sandbox) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- static checks
-
-
-def _yaml_files(*tops: str) -> list[str]:
-    found = []
-    for top in tops:
-        for d, _dirs, files in os.walk(os.path.join(REPO, top)):
-            found += [os.path.join(d, f) for f in files if f.endswith((".yml", ".yaml"))]
-    return sorted(found)
-
-
-def _walk_tasks(node):
-    if isinstance(node, list):
-        for item in node:
-            yield from _walk_tasks(item)
-    elif isinstance(node, dict):
-        yield node
-        for key in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
-            if key in node:
-                yield from _walk_tasks(node[key])
-
-
-def test_no_prompt_anywhere_and_every_pause_has_a_timeout():
-    offenders = []
-    for path in _yaml_files("playbooks", "roles"):
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-        for task in _walk_tasks(data):
-            if "vars_prompt" in task:
-                offenders.append(f"{path}: vars_prompt in play {task.get('name')!r}")
-            for key in ("ansible.builtin.pause", "pause", "ansible.legacy.pause"):
-                if key in task:
-                    args = task[key] or {}
-                    if not isinstance(args, dict) or not ({"seconds", "minutes"} & set(args)) or "prompt" in args:
-                        offenders.append(f"{path}: task {task.get('name')!r} pauses without a timeout: {args}")
-    assert not offenders, "\n".join(offenders)
-
-
-@pytest.mark.parametrize("playbook, phases", [
-    ("rolling_upgrade.yml", {"freeze", "backup", "deploy", "shift", "drain", "thaw"}),
-    ("in_place_upgrade.yml", {"freeze", "backup", "deploy", "migrate", "finish", "thaw"}),
-])
-def test_every_play_runs_in_a_phase_tag(playbook, phases):
-    def plays_of(name: str) -> list[dict]:
-        with open(os.path.join(REPO, "playbooks", name)) as fh:
-            found = []
-            for play in yaml.safe_load(fh):
-                imported = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
-                found += plays_of(imported) if imported else [play]
-            return found
-
-    plays = plays_of(playbook)
-    untagged = [p["name"] for p in plays if not p.get("tags")]
-    assert not untagged, f"plays of {playbook} without a tag: {untagged}"
-    tags = {t for p in plays for t in p["tags"]}
-    assert phases <= tags, f"{playbook} lacks the phase tags {sorted(phases - tags)}"
-    assert all(set(p["tags"]) == {"always"} for p in plays[:2]), "the validation and the plan must run in every phase"
-
-
-# --------------------------------------------------------------------------- role documentation
-
-_GROUPS = {"kong_x", "kong_y", "kong_lb", "kong_db", "kong_cp"}
-
-
-_CONDITIONALS = {"when", "that", "until", "failed_when", "changed_when", "loop", "with_items"}
-_NAME = re.compile(r"(?<![.\w])kong_[a-z0-9_]+")
-
-
-_INCLUDES = {"ansible.builtin.include_role", "ansible.builtin.import_role", "ansible.builtin.include_tasks",
-             "ansible.builtin.import_tasks", "include_role", "import_role", "include_tasks", "import_tasks"}
-
-
-def _set_by_the_collection() -> set[str]:
-    """Names the collection's own tasks give a value: facts, registered results, loop variables
-    and the vars of included task files and roles."""
-    names = set()
-    for path in _yaml_files("roles", "playbooks"):
-        if "/roles/" in path and "/tasks/" not in path:
-            continue
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-        for task in _walk_tasks(data):
-            if isinstance(task.get("register"), str):
-                names.add(task["register"])
-            for key in ("ansible.builtin.set_fact", "set_fact"):
-                if isinstance(task.get(key), dict):
-                    names.update(task[key])
-            if _INCLUDES & set(task) and isinstance(task.get("vars"), dict):
-                names.update(task["vars"])
-            if isinstance(task.get("loop_control"), dict) and task["loop_control"].get("loop_var"):
-                names.add(task["loop_control"]["loop_var"])
-    return names
-
-
-def _read_by(node, key: str = "") -> set[str]:
-    """Names read in templates ({{ }}) and in conditionals of a task file."""
-    if isinstance(node, dict):
-        return set().union(*(_read_by(v, k) for k, v in node.items()))
-    if isinstance(node, list):
-        return set().union(*(_read_by(v, key) for v in node))
-    if not isinstance(node, str):
-        return set()
-    if key in _CONDITIONALS:
-        return set(_NAME.findall(node))
-    return set().union(*(_NAME.findall(expr) for expr in re.findall(r"{{(.*?)}}", node, re.S)))
-
-
-@pytest.mark.parametrize("role, must_list", [
-    ("rolling_upgrade", ("kong_version_target", "kong_upgrade_confirm", "kong_traffic_steps", "kong_gate_soak_seconds",
-                         "kong_gate_max_error_rate", "kong_rolling_topology", "kong_drain_serial", "kong_lb_socket",
-                         "kong_smoke_key", "kong_admin_url", "kong_gate_node_metrics", "kong_lb_nginx_conf")),
-    ("in_place_upgrade", ("kong_version_target", "kong_upgrade_confirm", "kong_inplace_hosts", "kong_admin_url",
-                          "kong_restore_database_mode", "kong_pg_password", "kong_smoke_path")),
-])
-def test_role_documentation_lists_every_variable_the_role_reads(role, must_list):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".venv", "collections"))
-    doc = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "role", f"kongops.upgrade.{role}"],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
-    assert doc.returncode == 0, doc.stderr
-    text = re.sub(r"\x1b\[[0-9;]*m", "", doc.stdout)
-    listed = set(re.findall(r"^ {3}(kong_\w+)", text, re.M))
-    for name in must_list:
-        assert name in listed, f"ansible-doc -t role kongops.upgrade.{role} does not list {name}"
-    if role == "rolling_upgrade":
-        assert re.search(r"kong_rolling_topology .*?choices: \[beside, replace\]", text, re.S)
-
-    read = set()
-    for path in _yaml_files(os.path.join("roles", role, "tasks")):
-        with open(path) as fh:
-            read |= _read_by(yaml.safe_load(fh))
-    # the kong_node role's own variables (kong_node_*) are documented by that role, which these roles include
-    with open(os.path.join(REPO, "roles", "kong_node", "meta", "argument_specs.yml")) as fh:
-        kong_node_vars = set(yaml.safe_load(fh)["argument_specs"]["main"]["options"])
-    undocumented = read - listed - kong_node_vars - _set_by_the_collection() - _GROUPS
-    assert not undocumented, f"variables the {role} role reads that ansible-doc does not list: {sorted(undocumented)}"
-
-
 # --------------------------------------------------------------------------- jobs on the sandbox
 
 
@@ -361,6 +217,7 @@ def test_preflight_phase_in_check_mode_shows_the_plan_and_changes_nothing(fleet,
     assert job.runner.status == "successful" and job.runner.rc == 0, job.log_tail()
     assert {e["event_data"]["play"] for e in job.task_events()} == {
         "Validate the settings before anything is contacted", "Preflight - observe every node and plan the upgrade",
+        "Check the load balancers know the pool and every server, before Y exists",
         "Open or resume the run journal"}, "a phase other than the preflight ran"
     plan = [e for e in job.task_events()
             if e["event_data"]["task"] == "Plan the upgrade path and scan for breaking changes"]
@@ -459,9 +316,10 @@ def test_report_is_written_where_the_callback_says(awx_job):
     assert len(weights) == 4, f"the timeline records the weights of {len(weights)} traffic steps, not 4"
     assert [w for n, w in sorted(weights[-1].items()) if n.startswith("x")] == [0, 0, 0]
     assert all(w > 0 for n, w in weights[-1].items() if n.startswith("y"))
-    # one verdict per step and one for the watch after the drain, with the measurements of the journal
+    # one verdict per step, one before retiring each of the 3 X nodes and one for the watch after the drain,
+    # with the measurements of the journal
     gates = [e["gate"] for e in timeline if "gate" in e]
-    assert len(gates) == 5 and not any(g["failed"] for g in gates), gates
+    assert len(gates) == 4 + 3 + 1 and not any(g["failed"] for g in gates), gates
     assert [g["requests"] for g in gates[:4]] == [s["gate"]["requests"] for s in run["steps"]]
 
 
@@ -590,7 +448,19 @@ def test_report_renders_in_headless_chromium_with_the_plot(awx_job, chromium, tm
     zero, top = float(axis_x["y1"]), float(axis_y["y1"])
     scale = (zero - top) / 100.0
     lines = {attrs.get("class"): attrs for attrs in dom.inside("share-plot", "polyline")}
-    assert set(lines) == {"share-y", "share-x"}
+    assert set(lines) == {"share-y", "share-x", "latency"}
+    # the slowest average response per step, a segment per step, the slowest step at the top
+    latency = _points(lines["latency"])
+    assert len(latency) == 2 * 4 and min(round((zero - y) / scale) for _x, y in latency) >= 0
+    assert max(round((zero - y) / scale) for _x, y in latency) == 100
+    # the errors per step: one bar each (zero height in a clean run)
+    assert len(dom.inside("share-plot", "rect")) == 4
+    # the phases as a chart: one bar per phase of the timeline, in the order they began
+    with open(os.path.join(os.path.dirname(html_path), "report.json")) as fh:
+        phases = list(dict.fromkeys(entry["phase"] for entry in json.load(fh)["timeline"]))
+    bars = [attrs for attrs in dom.inside("phase-chart", "rect") if attrs.get("class") == "phase"]
+    assert len(bars) == len(phases) >= 5, (len(bars), phases)
+    assert [float(b["x"]) for b in bars] == sorted(float(b["x"]) for b in bars)
     y_points, x_points = _points(lines["share-y"]), _points(lines["share-x"])
     assert len(y_points) == len(x_points) == 2 * 4, "one segment per traffic step"
     assert [p[0] for p in y_points] == sorted(p[0] for p in y_points), "time does not run left to right"
@@ -598,7 +468,8 @@ def test_report_renders_in_headless_chromium_with_the_plot(awx_job, chromium, tm
     assert [round((zero - y) / scale) for _x, y in x_points[::2]] == [90, 75, 50, 0]
     timeline_rows = dom.inside("timeline", "tr")
     assert len(timeline_rows) > 20, "the timeline table is (almost) empty"
-    assert len(re.findall(r"gate passed \(\d+ requests, 0 errors\)", dom_run.stdout)) == 5
+    # 4 steps, 3 X nodes retired after a gate each, the watch
+    assert len(re.findall(r"gate passed \(\d+ requests, 0 errors\)", dom_run.stdout)) == 4 + 3 + 1
 
     shot = tmp_path / "report.png"
     shot_run = _chromium(chromium, str(tmp_path / "profile-shot"), "--window-size=900,700", f"--screenshot={shot}",

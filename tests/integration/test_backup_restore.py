@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import uuid
 
 import pytest
@@ -69,6 +70,7 @@ RESTORE = """
         pg_admin_user: "{{ pg_admin_user | default(omit) }}"
         pg_admin_password: "{{ pg_admin_password | default(omit) }}"
         database_mode: "{{ database_mode | default('recreate') }}"
+        force: "{{ force | default(false) }}"
 """
 
 
@@ -241,6 +243,71 @@ def test_database_with_1000_entities_dropped_and_restored_identically(cluster, t
     cluster.node.start()
     sample = cluster.admin("GET", f"/services/{created.json()['id']}")
     assert sample.status_code == 200 and sample.json()["name"] == "via-admin-api"
+
+
+def _run_command(argv, environ_update=None, **_kw):
+    proc = subprocess.run(argv, env={**os.environ, **(environ_update or {})}, capture_output=True, text=True,
+                          check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_failed_swap_keeps_the_original_database(cluster, tmp_path, monkeypatch):
+    """Issue 27 item 6: the rename of the verified copy into place fails; the original stays, with its data."""
+    from ansible_collections.kongops.upgrade.plugins.module_utils import _backup as bk
+    from ansible_collections.kongops.upgrade.plugins.module_utils import _backup_database as bk_db
+
+    cluster.seed(services=5, consumers=3, upstreams=1)
+    dest = tmp_path / "backups"
+    res, _result = backup(cluster.vars(dest=str(dest), run_id="r1", kinds=["database"]))
+    assert res.rc == 0, res.stdout[-3000:]
+    cluster.cli("config", "db_import", os.path.join(cluster.base, "seed.yml"))
+    cluster.postgres.psql("INSERT INTO consumers (id, username) VALUES (gen_random_uuid(), 'after-backup')",
+                          database=cluster.name)
+    before = cluster.probe()
+    manifest = json.loads((dest / "r1" / "manifest.json").read_text())
+
+    real_q = bk_db._q
+
+    def failing_q(db, template, *idents, args=None):
+        if "RENAME" in template and idents and idents[0].endswith("_kongops_restore"):
+            raise bk.KongDbError("simulated failure of the rename into place")
+        return real_q(db, template, *idents, args=args)
+
+    monkeypatch.setattr(bk_db, "_q", failing_q)
+    params = {"pg_host": cluster.db["host"], "pg_port": cluster.db["port"], "pg_user": cluster.owner,
+              "pg_password": PG_PASSWORD, "pg_database": cluster.name}
+    admin = dict(params, pg_database="postgres", pg_user=cluster.dba, pg_password=DBA_PASSWORD)
+    job = bk.DatabaseRestore(params, admin, bk.PgTools(_run_command), only_if_different=False)
+    with pytest.raises(bk.KongDbError, match="simulated"):
+        job.run(str(dest / "r1" / "database.dump"), manifest["database"], check_mode=False)
+    assert cluster.probe() == before
+    assert [d for d in cluster.databases() if "kongops" in d] == []
+
+
+def test_restore_into_another_database_is_refused_unless_force(cluster, tmp_path):
+    """Issue 27 item 6: the manifest records the cluster's identity; a restore elsewhere names `force`."""
+    cluster.seed(services=5, consumers=3, upstreams=1)
+    dest = tmp_path / "backups"
+    res, result = backup(cluster.vars(dest=str(dest), run_id="r1", kinds=["database"]))
+    assert res.rc == 0, res.stdout[-3000:]
+    identity = result["manifest"]["cluster"]
+    assert identity["database"]["name"] == cluster.name and identity["database"]["port"] == cluster.db["port"]
+    assert identity["node_ids"] == []  # the node was not running: nothing answered GET /
+
+    other = cluster.name + "_other"
+    cluster.postgres.psql(f'CREATE DATABASE "{other}" OWNER {cluster.owner}')
+    cluster.postgres.psql(f"CREATE TABLE precious (v int); INSERT INTO precious VALUES (42); "
+                          f"ALTER TABLE precious OWNER TO {cluster.owner}", database=other)
+    target = cluster.vars(src=str(dest / "r1"), kinds=["database"], pg_database=other,
+                          pg_admin_user=cluster.dba, pg_admin_password=DBA_PASSWORD)
+    res, result = restore(target)
+    assert res.rc != 0 and "force" in result["msg"] and other in result["msg"] and cluster.name in result["msg"]
+    assert cluster.postgres.psql("SELECT v FROM precious", database=other) == "42"
+
+    res, result = restore(dict(target, force=True))
+    assert res.rc == 0 and result["changed"] is True, result.get("msg")
+    assert "precious" not in cluster.postgres.psql("SELECT string_agg(relname, ',') FROM pg_class", database=other)
+    assert [d for d in cluster.databases() if "kongops" in d] == []
 
 
 def test_damaged_dump_is_refused_before_anything_is_touched(cluster, tmp_path):

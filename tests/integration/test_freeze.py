@@ -12,6 +12,7 @@ import yaml
 
 from tests.integration.ansible_run import run_playbook
 from tests.kongsim.kongsim_testlib import KongNode, install_kong, wait_until
+from tests.services.haproxy import freeze_front_config
 
 VERSION = "3.9.3"
 NGINX = "/usr/sbin/nginx"
@@ -154,16 +155,7 @@ def test_haproxy_enforced_freeze_catches_a_write_that_bypassed_the_front(db_node
     freeze_map.write_text("")
     admin = db_node.admin_url
     node_port = admin.rsplit(":", 1)[1]
-    rule = (f'http-request return status 423 content-type application/json lf-string "%[str(prod),map({freeze_map})]" '
-            f'if {{ method POST PUT PATCH DELETE }} {{ str(prod),map({freeze_map}) -m found }}')
-    lb = haproxy_factory(f"""
-frontend kong_admin
-    bind 127.0.0.1:{{port:admin}}
-    {rule}
-    default_backend kong_admin_nodes
-backend kong_admin_nodes
-    server kong1 127.0.0.1:{node_port}
-""")
+    lb = haproxy_factory(freeze_front_config("prod", str(freeze_map), f"127.0.0.1:{node_port}"))
     front = f"http://127.0.0.1:{lb.ports['admin']}"
     lock = str(tmp_path / "prod.json")
     common = {"admin_url": admin, "cluster": "prod", "lock_path": lock, "enforce": "haproxy",

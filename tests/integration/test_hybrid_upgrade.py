@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ import requests
 
 from tests.loadgen import LoadGenerator, share_between
 from tests.sandbox.core import Sandbox, haproxy_servers
-from tests.sandbox.procs import port_is_free
+from tests.sandbox import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MIGRATIONS = json.load(open(os.path.join(os.path.dirname(REPO), "shared", "reference", "kong",
-                                         "migrations-by-version.json")))
+# Kong's migrations per version, as the simulator carries them (from Kong's source at each tag)
+MIGRATIONS = json.load(open(os.path.join(REPO, "tests", "kongsim", "kongsim", "data", "migrations-by-version.json")))
 X, Y = "3.6.1", "3.7.1"
 RATE = 150.0     # requests per second through HAProxy: modest on two shared cores
 SEEDED = 100     # services, each with a route, written on the control plane before the upgrade
@@ -30,12 +29,6 @@ EMPTY_HASH = "0" * 32
 XS, YS = ("x1", "x2", "x3"), ("y1", "y2", "y3")
 
 
-def _base_port() -> int:
-    """A base for the sandbox's ports: it hands them out upward, below the ephemeral range."""
-    while True:
-        base = random.randrange(20000, 31000, 50)
-        if all(port_is_free(base + i) for i in range(0, 30, 3)):
-            return base
 
 
 def _admin(box: Sandbox, name: str) -> str:
@@ -82,7 +75,7 @@ def hybrid(tmp_path):
     boxes = []
 
     def make(kong_cp: str) -> Sandbox:
-        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=_base_port(), out=lambda msg: None)
+        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
         box.log_dir = str(tmp_path)
         boxes.append(box)
         box.up(mode="hybrid", kong_x=X, kong_cp=kong_cp)
@@ -278,11 +271,39 @@ def _assert_y_listed_in_sync(box: Sandbox, cp_hash: str) -> None:
         assert row["config_hash"] == cp_hash == _config_hash(box, name), (name, row["config_hash"], cp_hash)
 
 
+def _outside(box: Sandbox) -> dict:
+    """What an upgrade could change, read from the outside: the database, the load balancer, the nodes'
+    processes and versions, the files of the work directory."""
+    nodes = {}
+    for name in box.state["nodes"]:
+        pid = _pid(box, name)
+        nodes[name] = (pid, (_get(_admin(box, name) + "/") or {}).get("version") if pid else None)
+    files = {}
+    for d, _dirs, names in os.walk(box.work_dir):
+        for f in names:
+            if "/reports/" not in d:
+                st = os.stat(os.path.join(d, f))
+                files[os.path.join(d, f)] = (st.st_size, st.st_mtime_ns, st.st_mode)
+    lb = {n: (s["weight"], s["status"]) for n, s in haproxy_servers(box.state["haproxy"]["socket"]).items()}
+    return {"schema_meta": box.schema_meta(), "counts": _counts(box), "nodes": nodes, "lb": lb, "files": files}
+
+
 def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
     box = hybrid(X)
     before_counts = _counts(box)
     assert before_counts["services"] >= SEEDED and before_counts["routes"] >= SEEDED
     assert (_get(_admin(box, "cp") + "/") or {}).get("version") == X
+
+    # --check first: both phases planned to the end (the data planes against the version the control
+    # plane's plan reaches), nothing changed
+    before = _outside(box)
+    assert _upgrade(box, "hybrid", "--check") == 0, _failure(box)
+    assert _outside(box) == before
+    with open(box.last_log) as fh:
+        plan = fh.read()
+    for strategy in ("in_place", "rolling"):
+        assert f"Kong {strategy} upgrade {X} -> {Y}: planned (check mode)" in plan, f"no {strategy} plan"
+    assert not [ln for ln in plan.splitlines() if "fatal:" in ln or "FAILED" in ln]
 
     watch = ClusterWatch(box).start()
     load = _load(box)
@@ -291,6 +312,11 @@ def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
     summary = load.stop()
     samples = watch.stop()
     assert rc == 0, _failure(box)
+    # a healthy run says nothing alarming: the waits for readiness and for the control plane's data-plane
+    # list poll inside their modules, so no "FAILED - RETRYING" and no failed task
+    with open(box.last_log) as fh:
+        alarming = [ln for ln in fh.read().splitlines() if "FAILED" in ln or "fatal:" in ln]
+    assert not alarming, alarming[:5]
 
     # the data planes served every request, also while the control plane was down for its migrations
     _assert_clean_load(summary)

@@ -11,25 +11,17 @@ import requests
 from tests.integration.ansible_run import run_playbook
 from tests.loadgen import LoadGenerator
 from tests.sandbox.core import Sandbox
-from tests.sandbox.procs import port_is_free
+from tests.sandbox import procs
 from tests.sandbox.timeline import in_place_phases, read_report
 from tests.services.postgres import PostgresServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MIGRATIONS = json.load(open(os.path.join(os.path.dirname(REPO), "shared", "reference", "kong",
-                                         "migrations-by-version.json")))
+# Kong's migrations per version, as the simulator carries them (from Kong's source at each tag)
+MIGRATIONS = json.load(open(os.path.join(REPO, "tests", "kongsim", "kongsim", "data", "migrations-by-version.json")))
 SEEDED = 500  # services, each with a route: 1,000 entities plus the demo configuration
 
 
 
-def _base_port() -> int:
-    """A base for the sandbox's ports: it hands them out upward, below the ephemeral range."""
-    import random
-
-    while True:
-        base = random.randrange(20000, 31000, 50)
-        if all(port_is_free(base + i) for i in range(0, 30, 3)):
-            return base
 
 
 @pytest.fixture
@@ -37,7 +29,7 @@ def traditional(tmp_path):
     boxes = []
 
     def make(kong_x: str) -> Sandbox:
-        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=_base_port(), out=lambda msg: None)
+        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
         box.log_dir = str(tmp_path)
         boxes.append(box)
         box.up(mode="traditional", kong_x=kong_x)
@@ -90,12 +82,70 @@ def _served_by(box: Sandbox) -> str:
     return resp.headers.get("Via", "")
 
 
+def _outside(box: Sandbox) -> dict:
+    """What an upgrade could change, read from the outside: the database (schema_meta, row counts), the
+    nodes' processes and versions, the files of the nodes and of the work directory (the report of a
+    plan aside)."""
+    nodes = {}
+    for name, node in box.state["nodes"].items():
+        pidfile = os.path.join(node["prefix"], "pids", "nginx.pid")
+        if not os.path.exists(pidfile):  # a server of the load balancer only (no node runs there)
+            nodes[name] = None
+            continue
+        root = requests.get(f"http://127.0.0.1:{node['admin_port']}/", timeout=5).json()
+        with open(pidfile) as fh:
+            nodes[name] = (fh.read().strip(), root["version"])
+    files = {}
+    for top in (box.work_dir, os.path.join(box.state_dir, "nodes")):
+        for d, _dirs, names in os.walk(top):
+            for f in names:
+                path = os.path.join(d, f)
+                if "/reports/" in path or "/logs/" in path or path.endswith((".sock", ".pid")):
+                    continue
+                st = os.stat(path)
+                files[path] = (st.st_size, st.st_mtime_ns, st.st_mode)
+    return {"schema_meta": _schema_meta(box), "counts": _counts(box), "nodes": nodes, "files": files}
+
+
+def _check_mode_changes_nothing(box: Sandbox, kong_y: str) -> set:
+    """`--check` runs to the end, changes nothing, and names the migrations; returns their names."""
+    import re
+
+    import subprocess
+
+    from tests.sandbox.core import VENV_BIN
+
+    before = _outside(box)
+    assert _upgrade(box, kong_y, "--check") == 0, _failure(box)
+    # the other playbooks of the collection, in check mode too
+    said = {}
+    for playbook in ("backup.yml", "rollback.yml"):
+        run = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), os.path.join(REPO, "playbooks", playbook),
+                              "-i", box.inventory, "--check"], capture_output=True, text=True, env=box.ansible_env(),
+                             cwd=REPO, timeout=600, check=False)
+        assert run.returncode == 0, f"{playbook} --check: {run.stdout[-3000:]}"
+        said[playbook] = run.stdout
+    assert "check mode: nothing was written; would write " in said["backup.yml"]
+    assert "database.dump" in said["backup.yml"]
+    assert "Nothing to roll back" in said["rollback.yml"]
+    assert _outside(box) == before
+    with open(box.last_log) as fh:
+        plan = fh.read()
+    assert f"Kong in_place upgrade {box.state['kong_x']} -> {kong_y}: planned (check mode)" in plan
+    assert "the point of no return, would run" in plan and "nothing was changed" in plan
+    assert not [ln for ln in plan.splitlines() if "fatal:" in ln or "FAILED" in ln]
+    named = re.search(r"check mode: up(?:, finish)? would run: (.*?)\"", plan)
+    assert named, "the plan does not name the migrations"
+    return {m.strip() for part in named.group(1).split("; ") for m in part.split(": ", 1)[1].split(",")}
+
+
 @pytest.mark.parametrize("kong_x,kong_y", [("3.6.1", "3.7.1"), ("2.8.5", "3.4.2")])
 def test_traditional_in_place_upgrade(traditional, monkeypatch, kong_x, kong_y):
     # the run's task timeline: stop, migrations and start are each measured from it
     monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "kongops.upgrade.upgrade_report")
     box = traditional(kong_x)
     before = _counts(box)
+    planned = _check_mode_changes_nothing(box, kong_y) if kong_x == "3.6.1" else set()
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"},
                          timeout=2).start()
     rc = _upgrade(box, kong_y)
@@ -110,6 +160,8 @@ def test_traditional_in_place_upgrade(traditional, monkeypatch, kong_x, kong_y):
         assert not pending, f"{sub['subsystem']} still pending: {pending}"
         assert {m["name"] for m in sub["migrations"]} <= executed, sub["subsystem"]
     assert "core" in meta
+    # the migrations the plan named are the ones the run executed
+    assert planned <= {m for executed, _pending in meta.values() for m in executed}, planned
     assert _counts(box) == before and before["services"] >= SEEDED and before["routes"] >= SEEDED
     assert f"kong/{kong_y}" in _served_by(box)
 
@@ -154,15 +206,103 @@ def test_rollback_playbook_restores_x_and_then_changes_nothing(traditional):
     assert "kong/3.7.1" in _served_by(box)
 
     rollback = os.path.join(REPO, "playbooks", "rollback.yml")
-    first = run_playbook(rollback, inventory=box.inventory, extra_vars={"kong_version_target": "3.7.1"},
-                         env=box.ansible_env())
+    first = run_playbook(rollback, inventory=box.inventory,
+                         extra_vars={"kong_version_target": "3.7.1", "kong_rollback_confirm": True}, env=box.ansible_env())
     assert first.rc == 0, first.stdout[-3000:]
     assert "kong/3.6.1" in _served_by(box)
     assert _schema_meta(box) == before_meta
     assert _counts(box) == before_counts
     assert _journal(box)["status"] == "rolled_back"
 
-    second = run_playbook(rollback, inventory=box.inventory, extra_vars={"kong_version_target": "3.7.1"},
-                          env=box.ansible_env())
+    second = run_playbook(rollback, inventory=box.inventory,
+                          extra_vars={"kong_version_target": "3.7.1", "kong_rollback_confirm": True}, env=box.ansible_env())
     assert second.rc == 0
     assert sum(h.get("changed", 0) for h in second.stats.values()) == 0
+
+
+def _pg_log(box: Sandbox) -> str:
+    """The tail of the sandbox's PostgreSQL log, to tell a server that went away from a refusal."""
+    path = os.path.join(box.state["postgres"]["dir"], "server.log")
+    if not os.path.exists(path):
+        return f"(no {path})"
+    with open(path, errors="replace") as fh:
+        return fh.read()[-3000:]
+
+
+def _pending(meta: dict) -> dict:
+    return {sub: pending for sub, (_executed, pending) in meta.items() if pending}
+
+
+def test_point_of_no_return_and_a_guarded_rollback(traditional):
+    """One sandbox, 3.6.1 -> 3.7.1, in four runs (issue 27, items 2 and 5):
+    1. Y fails its smoke test after `migrations up`: X is restarted on the same database, no restore
+       and no `finish` (schema_meta keeps Y's pending migrations, X serves, counts unchanged).
+    2. --skip-tags finish: the stop/install/migrate/start phases still run; Y serves with its
+       migrations pending and the run waits for the approval (awaiting_finish, writes still frozen).
+    3. --tags finish: the point of no return is passed and the run is done.
+    4. playbooks/rollback.yml of the finished run asks for kong_rollback_confirm, then refuses to
+       drop a write made after the upgrade unless kong_rollback_force."""
+    box = traditional("3.6.1")
+    before_meta, before_counts = _schema_meta(box), _counts(box)
+    assert not _pending(before_meta)
+
+    # 1. a Y that fails its smoke test after `up`
+    rc = _upgrade(box, "3.7.1", "-e", "kong_smoke_path=/no-such-route")
+    assert rc != 0
+    journal = _journal(box)
+    assert journal["status"] == "rolled_back", journal.get("failure")
+    assert journal["failure"]["phase"] == "upgrade" and journal["failure"]["restore"] is False, journal["failure"]
+    assert journal["rollback"]["restored"] is False, journal["rollback"]
+    assert "finish" not in journal.get("migrations", {}) and "finish" not in journal.get("phases", {})
+    meta = _schema_meta(box)
+    assert _pending(meta), f"Y's `up` should have left migrations pending: {meta}"
+    assert meta != before_meta
+    assert "kong/3.6.1" in _served_by(box)
+    assert _counts(box) == before_counts
+
+    # 2. everything but the point of no return
+    rc = _upgrade(box, "3.7.1", "--skip-tags", "finish")
+    assert rc == 0, _failure(box)
+    journal = _journal(box)
+    assert journal["status"] == "awaiting_finish", journal
+    assert "finish" not in journal.get("phases", {}) and not journal.get("thawed")
+    assert _pending(_schema_meta(box))
+    assert "kong/3.7.1" in _served_by(box)
+    assert _counts(box) == before_counts
+    with open(box.last_log) as fh:
+        assert "kong migrations finish has not run" in fh.read()
+
+    # 3. the approval step
+    rc = _upgrade(box, "3.7.1", "--tags", "finish")
+    assert rc == 0, _failure(box)
+    journal = _journal(box)
+    assert journal["status"] == "done" and journal["thawed"] is True, journal
+    assert not _pending(_schema_meta(box))
+    assert "kong/3.7.1" in _served_by(box)
+    assert _counts(box) == before_counts
+
+    # 4. the rollback of a finished run asks, then guards the writes made since
+    rollback = os.path.join(REPO, "playbooks", "rollback.yml")
+    extra = {"kong_version_target": "3.7.1"}
+    unconfirmed = run_playbook(rollback, inventory=box.inventory, extra_vars=extra, env=box.ansible_env())
+    assert unconfirmed.rc != 0 and "kong_rollback_confirm" in unconfirmed.stdout
+    assert "kong/3.7.1" in _served_by(box) and _journal(box)["status"] == "done"
+
+    admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"
+    assert requests.post(f"{admin}/services", json={"name": "after-upgrade", "url": "http://127.0.0.1:9/"},
+                         timeout=10).status_code == 201
+    after_write = _counts(box)
+    confirmed = run_playbook(rollback, inventory=box.inventory, extra_vars=dict(extra, kong_rollback_confirm=True),
+                             env=box.ansible_env())
+    assert confirmed.rc != 0 and "kong_rollback_force" in confirmed.stdout, confirmed.stdout[-3000:]
+    assert "kong/3.7.1" in _served_by(box) and _counts(box) == after_write
+
+    forced = run_playbook(rollback, inventory=box.inventory,
+                          extra_vars=dict(extra, kong_rollback_confirm=True, kong_rollback_force=True),
+                          env=box.ansible_env())
+    assert forced.rc == 0, _pg_log(box) + "\n" + "\n".join(
+        str(r.get("msg")) for p in forced.data.get("plays", []) for t in p["tasks"] for r in t["hosts"].values()
+        if r.get("failed"))
+    assert "kong/3.6.1" in _served_by(box)
+    assert _counts(box) == before_counts
+    assert _journal(box)["status"] == "rolled_back"

@@ -2,9 +2,11 @@
 the collection's playbook, and a steady load whose every response is checked."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -13,7 +15,8 @@ import pytest
 
 from tests.loadgen import NOT_SENT, LoadGenerator, share_between
 from tests.sandbox.core import Sandbox, haproxy_servers
-from tests.sandbox.procs import port_is_free
+from tests.sandbox.timeline import read_report
+from tests.sandbox import procs
 
 X, Y = "3.8.1", "3.9.3"
 RATE = 200.0
@@ -32,14 +35,6 @@ def _epoch(text: str) -> float:
 
 
 
-def _base_port() -> int:
-    """A base for the sandbox's ports: it hands them out upward, below the ephemeral range."""
-    import random
-
-    while True:
-        base = random.randrange(20000, 31000, 50)
-        if all(port_is_free(base + i) for i in range(0, 30, 3)):
-            return base
 
 
 @pytest.fixture
@@ -47,7 +42,7 @@ def sandbox(tmp_path):
     boxes = []
 
     def make(mode: str = "dbless", kong_x: str = X, lb: str = "haproxy") -> Sandbox:
-        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=_base_port(), out=lambda msg: None)
+        box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
         box.log_dir = str(tmp_path)
         boxes.append(box)
         box.up(mode=mode, kong_x=kong_x, lb=lb)
@@ -84,8 +79,44 @@ def _node_running(box: Sandbox, name: str) -> bool:
     return pid > 0 and os.path.exists(f"/proc/{pid}")
 
 
+def _outside(box: Sandbox) -> dict:
+    """What an upgrade could change, read from the outside: the load balancer's servers, the nodes'
+    processes and versions, the files of the nodes' directories and of the work directory."""
+    import requests
+
+    servers = haproxy_servers(box.state["haproxy"]["socket"])
+    nodes = {}
+    for name, node in box.state["nodes"].items():
+        running = _node_running(box, name)
+        version = requests.get(f"http://127.0.0.1:{node['admin_port']}/", timeout=5).json()["version"] if running else None
+        nodes[name] = (running, version)
+    files = {}
+    for top in (box.work_dir, os.path.join(box.state_dir, "nodes")):
+        for d, _dirs, names in os.walk(top):
+            for f in names:
+                path = os.path.join(d, f)
+                # reports/ holds the run's report, which check mode writes too (the plan, for an approval)
+                if os.path.isfile(path) and not path.endswith((".log", ".sock", ".pid")) and "/logs/" not in path \
+                        and "/reports/" not in path:
+                    st = os.stat(path)
+                    files[path] = (st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+    return {"lb": {n: (v["weight"], v["status"]) for n, v in servers.items()}, "nodes": nodes, "files": files}
+
+
 def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
     box = sandbox()
+    # --check first: the whole plan, nothing changed (issue 22)
+    before = _outside(box)
+    assert _upgrade(box, "--check") == 0, _failure(box)
+    assert _outside(box) == before
+    with open(box.last_log) as fh:
+        plan = fh.read()
+    assert "Kong rolling upgrade 3.8.1 -> 3.9.3: planned (check mode)" in plan
+    assert "steps: 10 -> 25 -> 50 -> 100" in plan and "nothing was changed" in plan
+    for name in ("x1", "x2", "x3"):
+        assert f"Drain {name} and wait for zero sessions" in plan, f"the plan does not drain {name}"
+    assert not [ln for ln in plan.splitlines() if "fatal:" in ln or "FAILED" in ln]
+
     load = _load(box)
     rc = _upgrade(box)
     time.sleep(2)
@@ -116,6 +147,17 @@ def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
     assert set(journal["nodes"].items()) >= {("x1", "decommissioned"), ("x2", "decommissioned"),
                                               ("x3", "decommissioned"), ("y1", "verified"), ("y2", "verified"),
                                               ("y3", "verified")}
+    # a healthy run says nothing alarming: no "FAILED - RETRYING" from healthy polls, no failed task
+    with open(box.last_log) as fh:
+        alarming = [ln for ln in fh.read().splitlines() if "FAILED" in ln or "fatal:" in ln]
+    assert not alarming, alarming[:5]
+    # each step's verdict carries its evidence: the load balancer's checks during the soak
+    assert all(step["gate"]["polls"] and step["gate"]["lb_counters"] for step in journal["steps"])
+    # the controller's copy of the declarative backup holds every credential: owner only
+    backups = os.path.join(box.work_dir, "sandbox", "backups")
+    copy = os.path.join(backups, f"{journal['run_id']}-declarative.yml")
+    assert stat.S_IMODE(os.stat(backups).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(copy).st_mode) == 0o600
 
 
 def test_failed_gate_puts_every_request_back_on_x(sandbox):
@@ -151,6 +193,8 @@ def test_failed_gate_puts_every_request_back_on_x(sandbox):
     assert "y2" in journal["failure"]["reason"] and journal["failure"]["phase"] == "shift"
     # the 10 % step passed; the 25 % step is journaled with the verdict that stopped the run
     assert [(s["share"], s["gate"]["failed"]) for s in journal["steps"]] == [(10, False), (25, True)]
+    crossed = journal["steps"][1]["gate"]
+    assert any("y2" in reason for reason in crossed["reasons"]), crossed
     servers = haproxy_servers(box.state["haproxy"]["socket"])
     assert all(servers[x]["weight"] == 100 for x in ("x1", "x2", "x3"))
     assert all(servers[y]["weight"] == 0 or "MAINT" in servers[y]["status"] for y in ("y1", "y2", "y3"))
@@ -164,31 +208,51 @@ def test_failed_gate_puts_every_request_back_on_x(sandbox):
     assert journal.get("thawed") is True
 
 
-def test_interrupted_run_resumes_without_touching_finished_nodes(sandbox):
-    box = sandbox()
-    playbook = os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "rolling_upgrade.yml")
+ROLLING_PLAYBOOK = os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "rolling_upgrade.yml")
+
+
+def _kill_run_when(box, reached) -> None:
+    """Start the rolling upgrade to Y and kill it (the whole process group, as a lost controller
+    would end) once ``reached(journal)`` holds."""
     box.install(Y)
-    proc = subprocess.Popen([os.path.join(".venv", "bin", "ansible-playbook"), playbook, "-i", box.inventory,
-                             "-e", f"kong_version_target={Y}"], env=box.ansible_env(), stdout=subprocess.DEVNULL,
+    env = dict(box.ansible_env(), ANSIBLE_CALLBACKS_ENABLED="kongops.upgrade.upgrade_report")
+    proc = subprocess.Popen([os.path.join(".venv", "bin", "ansible-playbook"), ROLLING_PLAYBOOK, "-i", box.inventory,
+                             "-e", f"kong_version_target={Y}"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
         try:
-            nodes = _journal(box).get("nodes", {})
-            if sum(1 for x in ("x1", "x2", "x3") if nodes.get(x) == "decommissioned") >= 2:
+            if reached(_journal(box)):
                 break
         except (OSError, ValueError):
             pass
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # the killed run left its report (issue 22): written at each phase and journal write, it shows the
+    # steps the journal holds and says the run was still going
+    report = read_report(box.work_dir)
+    steps = _journal(box).get("steps", [])
+    assert report and report.get("complete") is False, "the killed run left no report"
+    assert [s["share"] for s in report["journal"].get("steps", [])] == [s["share"] for s in steps][:len(
+        report["journal"].get("steps", []))] and len(report["journal"].get("steps", [])) >= len(steps) - 1
+    html_path = os.path.join(os.path.dirname(glob.glob(os.path.join(box.work_dir, "sandbox", "reports", "*",
+                                                                      "report.json"))[0]), "report.html")
+    with open(html_path) as fh:
+        assert "still going" in fh.read()
+
+
+def test_interrupted_run_resumes_without_touching_finished_nodes(sandbox):
+    box = sandbox()
+    _kill_run_when(box, lambda journal: sum(
+        1 for x in ("x1", "x2", "x3") if journal.get("nodes", {}).get(x) == "decommissioned") >= 2)
     nodes = _journal(box)["nodes"]
     finished = {x for x in ("x1", "x2", "x3") if nodes.get(x) == "decommissioned"}
     assert len(finished) >= 2 and _journal(box)["status"] == "running"
 
     from tests.integration.ansible_run import run_playbook
 
-    result = run_playbook(playbook, inventory=box.inventory, extra_vars={"kong_version_target": Y},
+    result = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y},
                           env=box.ansible_env())
     assert result.rc == 0, result.stdout[-3000:]
     journal = _journal(box)
@@ -312,3 +376,40 @@ def test_node_error_rate_gate_behind_nginx_puts_every_request_back_on_x(sandbox)
     assert after and all(r.ok for r in after), "requests failed after the rollback"
     tail = [s for s in summary["per_second"] if s["wall"] and s["wall"] > detected + 2]
     assert tail and all(set(s["versions"]) <= {X} for s in tail), "traffic still reaches Y after the rollback"
+
+
+def test_resume_keeps_the_first_saved_weights_and_x_is_kept_when_y_fails_before_its_retirement(sandbox):
+    """Issue 27, item 3, on one sandbox: a run interrupted mid-shift is resumed, and the journal
+    keeps the weights saved before the first step (not the mid-shift ones); then a Y node dies
+    after the 100 % step: the gate before retiring the first X node stops the run, every X node
+    still runs and none is decommissioned."""
+    box = sandbox()
+    _kill_run_when(box, lambda journal: len(journal.get("steps", [])) >= 2)
+    saved = _journal(box)["lb_before"]
+    assert _journal(box)["status"] == "running" and saved
+
+    def kill_y2_after_the_shift():
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            try:
+                # the 100 % step is journaled once its gate passed: from here on only the drain's gate looks at Y
+                if any(step["share"] == 100 for step in _journal(box).get("steps", [])[2:]):
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        box.load()
+        with open(os.path.join(box.state["nodes"]["y2"]["prefix"], "pids", "nginx.pid")) as fh:
+            os.kill(int(fh.read()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_y2_after_the_shift, daemon=True)
+    killer.start()
+    rc = _upgrade(box, "-e", "kong_drain_gate_soak_seconds=6")
+    killer.join(5)
+    assert rc != 0
+    journal = _journal(box)
+    assert journal["lb_before"] == saved, "the resumed run overwrote the weights saved before the first step"
+    assert journal["failure"]["phase"] == "drain" and "y2" in journal["failure"]["reason"], journal["failure"]
+    assert not any(journal["nodes"].get(x) == "decommissioned" for x in ("x1", "x2", "x3")), journal["nodes"]
+    box.load()
+    assert all(_node_running(box, x) for x in ("x1", "x2", "x3"))

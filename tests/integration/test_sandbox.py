@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import random
 import socket
 import subprocess
 
@@ -25,20 +24,12 @@ from tests.sandbox.demo import build_report, read_journal
 KONG_X = "3.8.1"
 
 
-def _lb_base_port() -> int:
-    """A base port with 30 free ports above it, below the ephemeral range."""
-    rng = random.Random()
-    for _attempt in range(50):
-        base = rng.randrange(20000, 30000, 50)
-        if all(procs.port_is_free(p) for p in range(base, base + 30)):
-            return base
-    raise RuntimeError("no free block of loopback ports")
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("sandbox")
-    sb = Sandbox(state_dir=str(state_dir), lb_port=_lb_base_port(), out=print)
+    sb = Sandbox(state_dir=str(state_dir), lb_port=procs.sandbox_base_port(), out=print)
     try:
         sb.up("dbless", KONG_X)
         yield sb

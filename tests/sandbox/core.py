@@ -475,6 +475,9 @@ class Sandbox:
         if not os.path.isdir(node["prefix"]):
             return None
         stopped = None
+        # before `kong stop`: it sends TERM and returns at once (Kong's nginx_signals), and the node
+        # removes its pid file while it is still exiting
+        proc = self._node_pid(node)
         for kong in sorted(glob.glob(os.path.join(self.install_root, "*", "bin", "kong"))):
             health = subprocess.run([kong, "health", "-p", node["prefix"]], capture_output=True, text=True,
                                     check=False, timeout=30)
@@ -483,7 +486,9 @@ class Sandbox:
                                timeout=60)
                 stopped = f"{name} (kong stop)"
                 break
-        proc = self._node_pid(node)
+        if stopped and procs.wait_gone(proc, timeout=10):
+            return stopped
+        proc = proc if procs.alive(proc) else self._node_pid(node)
         if proc and procs.terminate(proc, signal.SIGTERM, timeout=10):
             stopped = f"{name} (SIGTERM)"
         return stopped
@@ -636,8 +641,11 @@ class Sandbox:
         started = time.time()
         write = stream or (lambda line: (sys.stdout.write(line), sys.stdout.flush()))
         with open(log_path, "w") as log:
+            # the run's report (report.json, report.html under <work dir>/sandbox/reports/<run id>/)
+            env = dict(self.ansible_env())
+            env.setdefault("ANSIBLE_CALLBACKS_ENABLED", "kongops.upgrade.upgrade_report")
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                    env=self.ansible_env(), cwd=REPO)
+                                    env=env, cwd=REPO)
             assert proc.stdout is not None
             try:
                 for line in proc.stdout:

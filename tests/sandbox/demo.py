@@ -186,13 +186,18 @@ def run_demo(kong_x: str, kong_y: str, rate: float = 200.0, sandbox: Sandbox | N
         load_path = os.path.join(sb.work_dir, "demo-load.json")
         os.makedirs(sb.work_dir, exist_ok=True)
         gen.dump(load_path)
-    report = build_report(summary, read_journal(sb.work_dir), kong_x, kong_y, rc, window)
+    found = read_journal(sb.work_dir)
+    report = build_report(summary, found, kong_x, kong_y, rc, window)
     report_path = os.path.join(sb.work_dir, "demo-report.txt")
     with open(report_path, "w") as fh:
         fh.write(report + "\n")
     sb.out("")
     sb.out(report)
     sb.out(f"(load records: {load_path}; this report: {report_path})")
+    if found.get("report_path"):
+        html_report = os.path.join(os.path.dirname(found["report_path"]), "report.html")
+        if os.path.exists(html_report):
+            sb.out(f"The run's report, with the traffic, latency and phase charts: {html_report}")
     sb.out("The sandbox is still up: `make sandbox-down` stops it; `python -m tests.sandbox status` shows it.")
     if rc:
         return rc

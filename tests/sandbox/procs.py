@@ -79,6 +79,17 @@ def terminate(proc: dict | None, sig: int = signal.SIGTERM, timeout: float = 10.
     return True
 
 
+def wait_gone(proc: dict | None, timeout: float = 10.0) -> bool:
+    """Wait up to ``timeout`` for a recorded process to exit (without signalling it). True once it is gone."""
+    deadline = time.monotonic() + timeout
+    while alive(proc):
+        _reap(proc["pid"])
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _reap(pid: int) -> None:
     try:
         os.waitpid(pid, os.WNOHANG)
@@ -108,6 +119,26 @@ def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0, proc: d
                 return False
             time.sleep(0.05)
     return False
+
+
+def sandbox_base_port(span: int = 30, low: int = 20000, high: int = 31000) -> int:
+    """A base for a sandbox's ports with ``span`` free ports above it, below the ephemeral range.
+
+    Each pytest-xdist worker draws from its own slice of the range, so sandboxes that
+    parallel workers start never share a port; within a slice the base is random, so a
+    sandbox an earlier test left behind (or one started by hand) is stepped around."""
+    import random
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    index = int(worker) % count if worker.isdigit() else 0
+    width = (high - low) // count
+    first, last = low + index * width, low + (index + 1) * width - 2 * span
+    for _attempt in range(200):
+        base = random.randrange(first, max(first + 1, last), 50)
+        if all(port_is_free(port) for port in range(base, base + span)):
+            return base
+    raise RuntimeError(f"no block of {span} free loopback ports between {first} and {last + span}")
 
 
 class PortAllocator:

@@ -40,6 +40,21 @@ defaults
 """
 
 
+def freeze_front_config(cluster: str, freeze_map: str, backend: str) -> str:
+    """An Admin API front that answers 423 to writes for ``cluster`` while the freeze map holds
+    it (the rule the collection's HAProxy enforcement documents), in front of ``backend``."""
+    rule = (f'http-request return status 423 content-type application/json lf-string "%[str({cluster}),map({freeze_map})]" '
+            f'if {{ method POST PUT PATCH DELETE }} {{ str({cluster}),map({freeze_map}) -m found }}')
+    return f"""
+frontend kong_admin
+    bind 127.0.0.1:{{port:admin}}
+    {rule}
+    default_backend kong_admin_nodes
+backend kong_admin_nodes
+    server kong1 {backend}
+"""
+
+
 class HaproxyServer:
     def __init__(self, config_body: str, base_dir: str | None = None):
         self.binary = ensure_binary(HAPROXY, "haproxy")

@@ -7,7 +7,9 @@ Run as a library (pytest fixture ``postgres``) or from the shell::
 
 The server runs as an unprivileged user when started by root, keeps its data and
 socket in DIR, accepts password (scram-sha-256) logins on 127.0.0.1 and trusted
-logins on its private UNIX socket.
+logins on its private UNIX socket. With ``tls=True`` (shell: ``start DIR PORT --tls``) it serves
+TLS with a certificate for 127.0.0.1 signed by its own CA (``ca_path``) and refuses TCP logins
+without TLS (``hostssl`` lines only); ``require_tls=False`` keeps plain-text logins open beside TLS.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def _run_as() -> list[str]:
 
 
 class PostgresServer:
-    def __init__(self, base_dir: str | None = None, port: int | None = None):
+    def __init__(self, base_dir: str | None = None, port: int | None = None, tls: bool = False,
+                 require_tls: bool = True):
         ensure_binary(os.path.join(PG_BIN, "postgres"), "postgresql-15")
         self.base_dir = base_dir or tempfile.mkdtemp(prefix="kongops-pg-")
         self.data_dir = os.path.join(self.base_dir, "data")
@@ -50,6 +53,51 @@ class PostgresServer:
         self.superuser = SUPERUSER
         self.superuser_password = SUPERUSER_PASSWORD
         self._as = _run_as()
+        self.tls = tls
+        self.require_tls = require_tls
+        self.ca_path = os.path.join(self.base_dir, "ca.pem") if tls else None
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA that signed the server's certificate (the trusted certificate for clients)."""
+        return self.ca_path
+
+    def _make_certificates(self) -> None:
+        """A CA and a server certificate for 127.0.0.1 (subjectAltName IP), so that libpq's
+        verify-full accepts it; the key is the server user's, mode 0600, as PostgreSQL demands."""
+        d = self.base_dir
+        ssl = ["openssl"]
+        subprocess.run(ssl + ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kongops test CA",
+                              "-keyout", os.path.join(d, "ca.key"), "-out", self.ca_path],
+                       check=True, capture_output=True)
+        subprocess.run(ssl + ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                              "-keyout", os.path.join(d, "server.key"), "-out", os.path.join(d, "server.csr")],
+                       check=True, capture_output=True)
+        ext = os.path.join(d, "san.ext")
+        with open(ext, "w") as fh:
+            fh.write("subjectAltName = IP:127.0.0.1\n")
+        subprocess.run(ssl + ["x509", "-req", "-in", os.path.join(d, "server.csr"), "-CA", self.ca_path,
+                              "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
+                              "-extfile", ext, "-out", os.path.join(d, "server.crt")],
+                       check=True, capture_output=True)
+        os.chmod(os.path.join(d, "server.key"), 0o600)
+        for name in ("server.key", "server.crt"):
+            self._chown(os.path.join(d, name))
+        os.chmod(self.ca_path, 0o644)
+
+    def _enable_tls(self) -> None:
+        if not os.path.exists(os.path.join(self.base_dir, "server.crt")):
+            self._make_certificates()
+        with open(os.path.join(self.data_dir, "postgresql.auto.conf"), "a") as fh:
+            fh.write(f"ssl = on\nssl_cert_file = '{os.path.join(self.base_dir, 'server.crt')}'\n"
+                     f"ssl_key_file = '{os.path.join(self.base_dir, 'server.key')}'\n")
+        if not self.require_tls:
+            return
+        hba = os.path.join(self.data_dir, "pg_hba.conf")
+        with open(hba) as fh:
+            lines = fh.read().splitlines()
+        with open(hba, "w") as fh:
+            fh.write("\n".join("hostssl" + ln[4:] if ln.startswith("host ") else ln for ln in lines) + "\n")
 
     def _chown(self, path: str) -> None:
         if self._as:
@@ -84,6 +132,8 @@ class PostgresServer:
             with open(os.path.join(self.data_dir, "postgresql.auto.conf"), "a") as fh:
                 fh.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                          "max_connections = 200\nshared_buffers = 64MB\n")
+            if self.tls:
+                self._enable_tls()
         with open(os.path.join(self.base_dir, "port"), "w") as fh:
             fh.write(str(self.port))
         opts = f"-h {self.host} -p {self.port} -k {self.socket_dir}"
@@ -131,11 +181,13 @@ def _main(argv: list[str]) -> int:
         return 2
     base = os.path.abspath(argv[1])
     if argv[0] == "start":
+        tls = "--tls" in argv
+        argv = [a for a in argv if a != "--tls"]
         port = int(argv[2]) if len(argv) > 2 else None
         if port is None and os.path.exists(os.path.join(base, "port")):
             with open(os.path.join(base, "port")) as fh:
                 port = int(fh.read())
-        server = PostgresServer(base, port).start()
+        server = PostgresServer(base, port, tls=tls).start()
         print(server.host, server.port)
     else:
         with open(os.path.join(base, "port")) as fh:

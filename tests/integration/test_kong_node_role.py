@@ -1,0 +1,101 @@
+"""The kong_node role on localhost against a simulated Kong (tests/kongsim), where Kong's command
+line is less forgiving than the role once assumed.
+
+- `kong config parse` loads kong.conf (`-c`, else /etc/kong/kong.conf) and connects to the
+  database it names before it reads the file; Kong's default is `database = postgres`
+  (Kong/kong kong/cmd/config.lua:51-59, 83-85 at 3.9.3). A DB-less node on a host without a
+  database must therefore be validated with `-c <its DB-less kong.conf>`, after kong.conf exists.
+- `kong stop` sends SIGTERM and returns at once (kong/cmd/utils/nginx_signals.lua:221 at 3.9.3):
+  state `stopped` must mean the process is gone.
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import requests
+
+from tests.integration.ansible_run import run_playbook
+from tests.kongsim.kongsim_testlib import install_kong
+from tests.services.ports import free_port
+
+PLAY = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: kongops.upgrade.kong_node
+"""
+
+
+def _nothing_listens(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _task(res, name: str) -> dict:
+    """The localhost result of the role's task `name` (the json callback may prefix the role)."""
+    for play in res.data.get("plays", []):
+        for task in play.get("tasks", []):
+            if task["task"]["name"].split(" : ")[-1] == name:
+                return task["hosts"]["localhost"]
+    raise AssertionError(f"task {name!r} did not run: {[t['task']['name'] for p in res.data['plays'] for t in p['tasks']]}")
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie left for a reaper (the node is reparented when `kong` exits)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.fixture
+def dbless_vars(tmp_path):
+    kong = install_kong("3.9.3", str(tmp_path / "install"))
+    src = tmp_path / "kong.yml"
+    src.write_text("_format_version: '3.0'\nservices:\n- name: s1\n  url: http://127.0.0.1:9/\n"
+                   "  routes:\n  - name: r1\n    paths: [/s1]\n")
+    admin, status = free_port(), free_port()
+    return {
+        "kong_node_version": "3.9.3", "kong_node_mode": "dbless", "kong_node_install_method": "prefix",
+        "kong_node_bin": kong, "kong_node_prefix": str(tmp_path / "prefix"),
+        "kong_node_conf_path": str(tmp_path / "etc" / "kong.conf"),
+        "kong_node_declarative_config_src": str(src),
+        "kong_node_declarative_config": str(tmp_path / "etc" / "kong.yml"),
+        "kong_node_proxy_listen": f"127.0.0.1:{free_port()}",
+        "kong_node_admin_listen": f"127.0.0.1:{admin}", "kong_node_status_listen": f"127.0.0.1:{status}",
+        # Kong's default pg_port, empty: `config parse` without a DB-less kong.conf would fail here
+        "kong_node_env": {"KONG_PG_PORT": str(free_port())},
+        "_admin": f"http://127.0.0.1:{admin}",
+    }
+
+
+def test_dbless_node_validated_with_its_own_kong_conf_then_stopped(dbless_vars):
+    extra = {k: v for k, v in dbless_vars.items() if not k.startswith("_")}
+    prefix = extra["kong_node_prefix"]
+    try:
+        res = run_playbook(PLAY, extra_vars=extra, timeout=300)
+        assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+        parse = _task(res, "Validate the declarative configuration with this node's kong.conf, Kong 3.9.3")
+        assert parse["rc"] == 0 and parse["stdout"] == "parse successful"
+        cmd = parse["cmd"] if isinstance(parse["cmd"], str) else " ".join(parse["cmd"])
+        assert f"config parse {extra['kong_node_declarative_config']} -c {extra['kong_node_conf_path']}" in cmd
+        assert requests.get(dbless_vars["_admin"] + "/routes/r1", timeout=5).status_code == 200
+        pid = int(open(os.path.join(prefix, "pids", "nginx.pid"), encoding="utf-8").read())
+
+        res = run_playbook(PLAY, extra_vars=dict(extra, kong_node_state="stopped"), timeout=300)
+        assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+        # the role returned: the node has exited, not merely been sent SIGTERM
+        assert not _alive(pid)
+        assert not os.path.exists(os.path.join(prefix, "pids", "nginx.pid"))
+        assert _nothing_listens(int(extra["kong_node_admin_listen"].rsplit(":", 1)[1]))
+    finally:
+        pidfile = os.path.join(prefix, "pids", "nginx.pid")
+        if os.path.exists(pidfile):
+            try:
+                os.kill(int(open(pidfile, encoding="utf-8").read()), 9)
+            except (OSError, ValueError):
+                pass

@@ -1,0 +1,175 @@
+"""Static checks of the playbooks and roles an AWX job runs: no prompt, every pause bounded, every
+play in a phase tag, and every variable a role reads documented by `ansible-doc -t role`."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tests.sandbox.core import VENV_BIN
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _yaml_files(*tops: str) -> list[str]:
+    found = []
+    for top in tops:
+        for d, _dirs, files in os.walk(os.path.join(REPO, top)):
+            found += [os.path.join(d, f) for f in files if f.endswith((".yml", ".yaml"))]
+    return sorted(found)
+
+
+def _walk_tasks(node):
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk_tasks(item)
+    elif isinstance(node, dict):
+        yield node
+        for key in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
+            if key in node:
+                yield from _walk_tasks(node[key])
+
+
+def test_no_prompt_anywhere_and_every_pause_has_a_timeout():
+    offenders = []
+    for path in _yaml_files("playbooks", "roles"):
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+        for task in _walk_tasks(data):
+            if "vars_prompt" in task:
+                offenders.append(f"{path}: vars_prompt in play {task.get('name')!r}")
+            for key in ("ansible.builtin.pause", "pause", "ansible.legacy.pause"):
+                if key in task:
+                    args = task[key] or {}
+                    if not isinstance(args, dict) or not ({"seconds", "minutes"} & set(args)) or "prompt" in args:
+                        offenders.append(f"{path}: task {task.get('name')!r} pauses without a timeout: {args}")
+    assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("playbook, phases", [
+    ("rolling_upgrade.yml", {"freeze", "backup", "deploy", "shift", "drain", "thaw"}),
+    ("in_place_upgrade.yml", {"freeze", "backup", "deploy", "migrate", "finish", "thaw"}),
+])
+def test_every_play_runs_in_a_phase_tag(playbook, phases):
+    def plays_of(name: str) -> list[dict]:
+        with open(os.path.join(REPO, "playbooks", name)) as fh:
+            found = []
+            for play in yaml.safe_load(fh):
+                imported = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
+                found += plays_of(imported) if imported else [play]
+            return found
+
+    def tags_of(play: dict) -> set:
+        # a play is tagged as a whole, or each of its tasks (or blocks) carries its phase's tags: play-level
+        # tags are inherited by every included task, so a play with several phases tags each one
+        if play.get("tags"):
+            return set(play["tags"])
+        tasks = play.get("tasks", [])
+        return set().union(*(set(t.get("tags", [])) for t in tasks)) if tasks and all(t.get("tags") for t in tasks) else set()
+
+    plays = plays_of(playbook)
+    untagged = [p["name"] for p in plays if not tags_of(p)]
+    assert not untagged, f"plays of {playbook} without a tag: {untagged}"
+    tags = {t for p in plays for t in tags_of(p)}
+    assert phases <= tags, f"{playbook} lacks the phase tags {sorted(phases - tags)}"
+    assert all(set(p["tags"]) == {"always"} for p in plays[:2]), "the validation and the plan must run in every phase"
+
+
+# --------------------------------------------------------------------------- role documentation
+
+_GROUPS = {"kong_x", "kong_y", "kong_lb", "kong_db", "kong_cp"}
+
+
+_CONDITIONALS = {"when", "that", "until", "failed_when", "changed_when", "loop", "with_items"}
+_NAME = re.compile(r"(?<![.\w])kong_[a-z0-9_]+")
+
+
+_INCLUDES = {"ansible.builtin.include_role", "ansible.builtin.import_role", "ansible.builtin.include_tasks",
+             "ansible.builtin.import_tasks", "include_role", "import_role", "include_tasks", "import_tasks"}
+
+
+def _set_by_the_collection() -> set[str]:
+    """Names the collection's own tasks give a value: facts, registered results, loop variables
+    and the vars of included task files and roles."""
+    names = set()
+    for path in _yaml_files("roles", "playbooks"):
+        if "/roles/" in path and "/tasks/" not in path:
+            continue
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+        for task in _walk_tasks(data):
+            if isinstance(task.get("register"), str):
+                names.add(task["register"])
+            for key in ("ansible.builtin.set_fact", "set_fact"):
+                if isinstance(task.get(key), dict):
+                    names.update(task[key])
+            if _INCLUDES & set(task) and isinstance(task.get("vars"), dict):
+                names.update(task["vars"])
+            if isinstance(task.get("loop_control"), dict) and task["loop_control"].get("loop_var"):
+                names.add(task["loop_control"]["loop_var"])
+    return names
+
+
+def _read_by(node, key: str = "") -> set[str]:
+    """Names read in templates ({{ }}) and in conditionals of a task file."""
+    if isinstance(node, dict):
+        return set().union(*(_read_by(v, k) for k, v in node.items()))
+    if isinstance(node, list):
+        return set().union(*(_read_by(v, key) for v in node))
+    if not isinstance(node, str):
+        return set()
+    if key in _CONDITIONALS:
+        return set(_NAME.findall(node))
+    return set().union(*(_NAME.findall(expr) for expr in re.findall(r"{{(.*?)}}", node, re.S)))
+
+
+@pytest.mark.parametrize("role, must_list", [
+    ("rolling_upgrade", ("kong_version_target", "kong_upgrade_confirm", "kong_traffic_steps", "kong_gate_soak_seconds",
+                         "kong_gate_max_error_rate", "kong_rolling_topology", "kong_drain_serial", "kong_lb_socket",
+                         "kong_smoke_key", "kong_admin_url", "kong_gate_node_metrics", "kong_lb_nginx_conf")),
+    ("in_place_upgrade", ("kong_version_target", "kong_upgrade_confirm", "kong_inplace_hosts", "kong_admin_url",
+                          "kong_restore_database_mode", "kong_pg_password", "kong_smoke_path")),
+])
+def test_role_documentation_lists_every_variable_the_role_reads(role, must_list):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".venv", "collections"))
+    doc = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "role", f"kongops.upgrade.{role}"],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert doc.returncode == 0, doc.stderr
+    text = re.sub(r"\x1b\[[0-9;]*m", "", doc.stdout)
+    listed = set(re.findall(r"^ {3}(kong_\w+)", text, re.M))
+    for name in must_list:
+        assert name in listed, f"ansible-doc -t role kongops.upgrade.{role} does not list {name}"
+    if role == "rolling_upgrade":
+        assert re.search(r"kong_rolling_topology .*?choices: \[beside, replace\]", text, re.S)
+
+    read = set()
+    for path in _yaml_files(os.path.join("roles", role, "tasks")):
+        with open(path) as fh:
+            read |= _read_by(yaml.safe_load(fh))
+    # the kong_node role's own variables (kong_node_*) are documented by that role, which these roles include
+    with open(os.path.join(REPO, "roles", "kong_node", "meta", "argument_specs.yml")) as fh:
+        kong_node_vars = set(yaml.safe_load(fh)["argument_specs"]["main"]["options"])
+    undocumented = read - listed - kong_node_vars - _set_by_the_collection() - _GROUPS
+    assert not undocumented, f"variables the {role} role reads that ansible-doc does not list: {sorted(undocumented)}"
+
+
+def test_every_admin_api_call_passes_the_tls_and_token_settings():
+    """A task that gives a module the Admin API's address also gives it the CA, certificate checking,
+    client certificate and token: one that forgets them cannot verify an operator's TLS Admin API and
+    warns or fails only on real hosts."""
+    wanted = ("admin_token", "ca_path", "validate_certs", "client_cert", "client_key")
+    offenders = []
+    for path in _yaml_files("playbooks", "roles"):
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+        for task in _walk_tasks(data):
+            for key, args in task.items():
+                if isinstance(key, str) and key.startswith("kongops.upgrade.") and isinstance(args, dict) \
+                        and "admin_url" in args:
+                    missing = [p for p in wanted if p not in args]
+                    if missing:
+                        offenders.append(f"{os.path.relpath(path, REPO)}: {task.get('name')!r} lacks {missing}")
+    assert not offenders, "\n".join(offenders)

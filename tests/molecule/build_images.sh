@@ -2,8 +2,10 @@
 # Build the offline molecule images when missing:
 #   kongops/base:<hash>     Debian bookworm (debootstrap from this machine's apt source) + docker import
 #   kongops/kong-host:<hash> kongops/lb-host:<hash> kongops/pg-host:<hash>   docker build FROM the base
+#   kongops/kong-systemd-host:<hash>   the same, with systemd as PID 1 (molecule/real_hosts)
 # Tags carry a hash of their build inputs, so an unchanged input reuses the cached image.
-# Prints KEY=VALUE lines (KONGOPS_IMAGE_BASE, KONGOPS_IMAGE_KONG, KONGOPS_IMAGE_LB, KONGOPS_IMAGE_PG).
+# Prints KEY=VALUE lines (KONGOPS_IMAGE_BASE, KONGOPS_IMAGE_KONG, KONGOPS_IMAGE_LB, KONGOPS_IMAGE_PG,
+# KONGOPS_IMAGE_KONG_SYSTEMD).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -69,22 +71,24 @@ prune_old() {
 
 main() {
   docker info >/dev/null 2>&1 || die "no Docker Engine answers (docker info failed)"
-  local base kong lb pg tag pid
+  local base kong lb pg kong_systemd tag pid
   base="$(build_base)"
   # The three layers build side by side (downloads and layer commits overlap).
   local dir name pids=() failed=0
   dir="$(mktemp -d)"
-  for name in kong lb pg; do
+  for name in kong lb pg kong-systemd; do
     build_layer "$name" "$base" > "$dir/$name" &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
   kong="$(cat "$dir/kong")"; lb="$(cat "$dir/lb")"; pg="$(cat "$dir/pg")"
+  kong_systemd="$(cat "$dir/kong-systemd")"
   rm -rf "$dir"
   [ "$failed" = 0 ] || die "building the host images failed"
-  for tag in "$base" "$kong" "$lb" "$pg"; do prune_old "$tag"; done
+  for tag in "$base" "$kong" "$lb" "$pg" "$kong_systemd"; do prune_old "$tag"; done
   printf 'KONGOPS_IMAGE_BASE=%s\nKONGOPS_IMAGE_KONG=%s\nKONGOPS_IMAGE_LB=%s\nKONGOPS_IMAGE_PG=%s\n' \
     "$base" "$kong" "$lb" "$pg"
+  printf 'KONGOPS_IMAGE_KONG_SYSTEMD=%s\n' "$kong_systemd"
 }
 
 main "$@"

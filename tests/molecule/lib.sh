@@ -6,6 +6,13 @@ REPO_ROOT="$(cd "$MOLECULE_TOOLS_DIR/../.." && pwd)"
 MOLECULE_CACHE="${KONGOPS_MOLECULE_CACHE:-$REPO_ROOT/.cache/molecule}"
 KONG_APT_DIR="$MOLECULE_CACHE/kong-apt"
 KONG_VERSIONS="${KONGOPS_KONG_VERSIONS:-2.8.5 3.4.2 3.5.0 3.6.1 3.7.1 3.8.1 3.9.3}"
+# Kong Enterprise versions as Kong publishes them, {MAJOR}.{MINOR}.{PATCH}.{ENTERPRISE_PATCH}, "a
+# sub-patch for Kong Gateway Enterprise based on Kong Gateway (OSS)" (Kong's documentation, "Kong
+# Gateway Enterprise Version Support"), each simulated with the behaviour of the simulated OSS
+# version of its MAJOR.MINOR (PACKAGE_VERSION:SIMULATED_VERSION). What Enterprise prints for its
+# version (`kong version`, GET /, Server header) is UNCONFIRMED and not modelled: the simulated
+# OSS version is shown.
+KONG_EE_VERSIONS="${KONGOPS_KONG_EE_VERSIONS:-3.4.3.12:3.4.2 3.8.1.0:3.8.1}"
 DEBIAN_SUITE=bookworm
 
 log() { printf '[molecule-tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make molecule`: build what is missing (base/host images, kong .debs, apt repository), run the
-# molecule scenarios with `molecule test`, and remove every container and network they created,
-# also on failure or interruption.
+# `make molecule`: build what is missing (base/host images, kong .debs, apt repository), check the
+# packaged Kong on a systemd host (check_packaged.sh), run the molecule scenarios with
+# `molecule test`, and remove every container and network they created, also on failure or
+# interruption.
 #   tests/molecule/run.sh [SCENARIO ...]      default: every molecule/*/molecule.yml
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -21,6 +22,17 @@ cleanup() {
   [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
   nets="$(docker network ls -q --filter name='^kongops-mol-' 2>/dev/null)"
   [ -n "$nets" ] && docker network rm $nets >/dev/null 2>&1
+  return 0
+}
+
+# The containers and networks of one scenario (its label and the networks its molecule.yml names).
+cleanup_scenario() {
+  local s="$1" ids net
+  ids="$(docker ps -aq --filter "label=kongops.molecule=$s" 2>/dev/null)"
+  [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
+  for net in $(grep -o 'kongops-mol-[a-z0-9-]*' "molecule/$s/molecule.yml" 2>/dev/null | sort -u); do
+    docker network rm "$net" >/dev/null 2>&1
+  done
   return 0
 }
 
@@ -58,18 +70,47 @@ main() {
   while IFS='=' read -r key value; do export "$key=$value"; done <<<"$out"
   log "images and packages ready after $((SECONDS - started)) s"
 
+  # The packaged Kong on a systemd host, before the scenarios that install it (about 30 s).
+  t0=$SECONDS
+  if "$MOLECULE_TOOLS_DIR/check_packaged.sh"; then
+    passed+=("check_packaged ($((SECONDS - t0)) s)")
+  else
+    rc=1
+    failed+=("check_packaged ($((SECONDS - t0)) s)")
+  fi
+
+  # The scenarios have their own containers (label kongops.molecule=<scenario>) and networks, so
+  # MOLECULE_JOBS of them (default 2, one per core) run at once; each one's output is printed whole
+  # when it ends.
+  local jobs="${MOLECULE_JOBS:-2}" logs pids=() names=() i status
+  logs="$(mktemp -d)"
   for s in "${scenarios[@]}"; do
     [ -f "molecule/$s/molecule.yml" ] || die "no scenario molecule/$s"
-    t0=$SECONDS
+  done
+  for s in "${scenarios[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
     log "molecule test -s $s"
-    if molecule test -s "$s"; then
-      passed+=("$s ($((SECONDS - t0)) s)")
+    ( t0=$SECONDS
+      if molecule test -s "$s" >"$logs/$s.log" 2>&1; then status=passed; else status=failed; fi
+      cleanup_scenario "$s"
+      echo "$status $((SECONDS - t0))" >"$logs/$s.result" ) &
+    pids+=($!)
+    names+=("$s")
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || true
+    s="${names[$i]}"
+    log "---- molecule test -s $s ----"
+    cat "$logs/$s.log"
+    read -r status t0 <"$logs/$s.result" 2>/dev/null || { status=failed; t0="?"; }
+    if [ "$status" = passed ]; then
+      passed+=("$s ($t0 s)")
     else
       rc=1
-      failed+=("$s ($((SECONDS - t0)) s)")
+      failed+=("$s ($t0 s)")
     fi
-    cleanup
   done
+  rm -rf "$logs"
 
   log "passed: ${passed[*]:-none}"
   [ ${#failed[@]} -eq 0 ] || log "FAILED: ${failed[*]}"

@@ -17,6 +17,7 @@ LB ?= haproxy
 KONG_X ?= 3.8.1
 KONG_Y ?= 3.9.3
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: molecule-if-docker help venv system-deps sanity lint unit kongsim integration pytest test demo \
 	sandbox-up sandbox-down upgrade-rolling upgrade-in-place upgrade-hybrid bench molecule \
@@ -66,8 +67,11 @@ lint: venv
 unit: venv
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
+# Two workers (the machine's two cores), a test file per worker at a time: the end-to-end suites wait
+# on soaks, health checks and Kong's timers much of the time, and each file's sandboxes and fixtures
+# stay with its worker (tests/sandbox/procs.sandbox_base_port gives each worker its own ports).
 pytest: venv
-	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 molecule: venv
 	tests/molecule/run.sh

@@ -58,7 +58,7 @@ def _modes(lines) -> dict:
     """{path: "0600"} from the lines of `find DIR -type f -printf '%m %p\\n'`."""
     modes = {}
     for line in lines or []:
-        mode, _, path = str(line).partition(" ")
+        mode, _sep, path = str(line).partition(" ")
         if path and mode.isdigit():
             modes[path] = "0" + mode.lstrip("0").rjust(3, "0")
     return modes

@@ -13,7 +13,7 @@ import time
 
 from bench.common import REPO, VENV_BIN, loadavg, low_port_base, run_logged, tail
 from bench.fleet import FleetSandbox
-from tests.loadgen import LoadGenerator
+from tests.loadgen import KeepAliveClients, LoadGenerator, summarize
 from tests.sandbox import render, timeline
 from tests.sandbox.timeline import task_name
 
@@ -176,27 +176,75 @@ def _run_ours(box, kong_y: str, log_path: str, extra: list[str] | None = None) -
     return rc, last["started"], last["ended"]
 
 
-def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: float, out=print) -> dict:
-    """One fresh 3+3 DB-less sandbox, a steady load through HAProxy, then ``ours`` or ``naive``."""
-    box = _new_box(work, f"rolling-{kind}", 3, out)
-    log_path = os.path.join(work, "logs", f"rolling-{kind}.log")
+# The loads of section 1. "plain": GETs of the echo route at the bench's rate, through an HAProxy that
+# retries empty and timed-out responses. "realistic": what real APIs carry and no proxy can retry for
+# them (slow requests of 1-3 s, POSTs with a body, long-lived keep-alive clients) beside the same
+# GETs, through an HAProxy with its documented retry defaults (connection failures only).
+PROFILES = {
+    "plain": {"lb_retries": "retrying", "label": "plain GETs, HAProxy retrying empty/timed-out responses"},
+    "realistic": {"lb_retries": "defaults", "label": "GETs + slow 1-3 s + POSTs + keep-alive clients, HAProxy's "
+                                                     "default retries (connection failures only)"},
+}
+SLOW_RATE, POST_RATE, KEEPALIVE_CLIENTS = 20.0, 30.0, 8
+
+
+class _Loads:
+    """The load generators of a profile, started and stopped together; ``base`` is the GET load at the
+    bench's rate (its records give the share and the gap)."""
+
+    def __init__(self, profile: str, url: str, rate: float):
+        headers = {"apikey": render.DEMO_KEY}
+        self.parts = {"get": LoadGenerator(url, rate=rate, headers=headers)}
+        if profile == "realistic":
+            self.parts["slow"] = LoadGenerator(url, rate=SLOW_RATE, headers=headers, sleep_range=(1.0, 3.0))
+            self.parts["post"] = LoadGenerator(url, rate=POST_RATE, method="POST", body=b'{"order": 42}',
+                                               headers={**headers, "Content-Type": "application/json"})
+            self.parts["keepalive"] = KeepAliveClients(url, clients=KEEPALIVE_CLIENTS, think=0.1, headers=headers)
+        self.base = self.parts["get"]
+
+    def start(self) -> "_Loads":
+        for part in self.parts.values():
+            part.start()
+        return self
+
+    def stop(self) -> dict:
+        return {name: part.stop() for name, part in self.parts.items()}
+
+    def records(self) -> list:
+        return [r for part in self.parts.values() for r in part.records]
+
+
+def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: float, out=print,
+                       profile: str = "plain") -> dict:
+    """One fresh 3+3 DB-less sandbox, a load (PROFILES) through HAProxy, then ``ours`` or ``naive``."""
+    name = f"rolling-{profile}-{kind}"
+    box = _new_box(work, name, 3, out)
+    log_path = os.path.join(work, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    result: dict = {"kind": kind, "from": kong_x, "to": kong_y, "rate": rate, "log": log_path,
+    result: dict = {"kind": kind, "profile": profile, "profile_label": PROFILES[profile]["label"],
+                    "from": kong_x, "to": kong_y, "rate": rate, "log": log_path,
                     "playbook": "playbooks/rolling_upgrade.yml (kong_rolling_topology=beside)" if kind == "ours"
                     else "bench/naive_rolling.yml (same hosts, serial 1)", "loadavg_before": loadavg()}
     try:
-        box.up("dbless", kong_x)
+        box.up("dbless", kong_x, lb_retries=PROFILES[profile]["lb_retries"])
         url = f"http://127.0.0.1:{box.lb_port}{render.DEMO_PATH}"
-        gen = LoadGenerator(url, rate=rate, headers={"apikey": render.DEMO_KEY}).start()
+        loads = _Loads(profile, url, rate).start()
+        gen = loads.base
         try:
             time.sleep(SETTLE)
             runner = _run_ours if kind == "ours" else _run_naive
             rc, started, ended = runner(box, kong_y, log_path)
             time.sleep(SETTLE)
         finally:
-            summary = gen.stop()
-        result.update(rc=rc, playbook_seconds=round(ended - started, 1), load=_summary_fields(summary),
-                      outage=outage(gen.records), failure_timeline=failure_timeline(summary),
+            parts = loads.stop()
+        summary = parts["get"]
+        # every part's requests together: the failed count is the sum over the parts
+        combined = summarize(loads.records(), None, summary["started_at"])
+        result.update(rc=rc, playbook_seconds=round(ended - started, 1), load=_summary_fields(combined),
+                      parts={part: _summary_fields(s) | {k: s.get(k) for k in ("clients", "connections",
+                                                                               "retried_after_closed_keepalive")}
+                             for part, s in parts.items()},
+                      outage=outage(gen.records), failure_timeline=failure_timeline(combined),
                       playbook_window=[round(started - summary["started_at"], 1), round(ended - summary["started_at"], 1)])
         tail_seconds = [s for s in summary["per_second"] if s["versions"]][-2:]
         result["ends_on_y"] = bool(tail_seconds) and all(set(s["versions"]) == {kong_y} for s in tail_seconds)

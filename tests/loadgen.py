@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import signal
 import sys
@@ -142,10 +143,19 @@ def share_between(summary: dict, start_wall: float, end_wall: float, version: st
 
 class LoadGenerator:
     def __init__(self, url: str, rate: float = 300.0, headers: dict | None = None, duration: float | None = None,
-                 timeout: float = 10.0, method: str = "GET", max_in_flight: int | None = None):
+                 timeout: float = 10.0, method: str = "GET", max_in_flight: int | None = None,
+                 body: bytes | None = None, sleep_range: tuple[float, float] | None = None):
+        """``body``: sent with every request (a POST's payload). ``sleep_range``: (low, high) seconds; each
+        request asks the echo upstream to wait a uniformly drawn time before it answers (``?sleep=``),
+        a request that takes that long at the upstream, as slow API calls do."""
         if rate <= 0:
             raise ValueError("rate must be > 0 requests per second")
+        if sleep_range is not None and not (0 <= sleep_range[0] <= sleep_range[1]):
+            raise ValueError("sleep_range must be (low, high) seconds with 0 <= low <= high")
         self.url = url
+        self.body = body
+        self.sleep_range = sleep_range
+        self._rng = random.Random(0)
         self.rate = float(rate)
         self.headers = dict(headers or {})
         self.duration = duration
@@ -170,10 +180,13 @@ class LoadGenerator:
         wall = time.time()
         begin = time.perf_counter()
         status = version = error = None
+        url = self.url
+        if self.sleep_range:
+            url += ("&" if "?" in url else "?") + f"sleep={self._rng.uniform(*self.sleep_range):.3f}"
         try:
             for attempt in (1, 2):
                 try:
-                    async with session.request(self.method, self.url, headers=self.headers) as resp:
+                    async with session.request(self.method, url, headers=self.headers, data=self.body) as resp:
                         await resp.read()
                         status = resp.status
                         version = kong_version(resp.headers.get("Via"), resp.headers.get("Server"))
@@ -280,6 +293,103 @@ class LoadGenerator:
     def dump(self, path: str) -> None:
         with open(path, "w") as fh:
             json.dump({"summary": self.summary(), "records": [asdict(r) for r in self.records]}, fh)
+
+
+class KeepAliveClients:
+    """``clients`` long-lived clients, each on one keep-alive connection of its own, each sending its next
+    request ``think`` seconds after the answer to the last (a closed loop, as an SDK or a service mesh
+    sidecar does). Records and summary() as LoadGenerator's; a connection the server closed just as
+    a request went out is retried once on a new one, as HTTP clients do (RFC 9112 section 9.3.1)."""
+
+    def __init__(self, url: str, clients: int = 8, think: float = 0.1, headers: dict | None = None,
+                 timeout: float = 10.0):
+        if clients < 1:
+            raise ValueError("clients must be at least 1")
+        self.url, self.clients, self.think, self.timeout = url, clients, think, timeout
+        self.headers = dict(headers or {})
+        self.records: list[Record] = []
+        self.started_at: float | None = None
+        self.retried = 0
+        self.connections = 0          # connections opened in all (one per client when nothing closed them)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    async def _client(self, start: float) -> None:
+        trace = aiohttp.TraceConfig()
+
+        async def on_connection(*_args):
+            self.connections += 1
+        trace.on_connection_create_end.append(on_connection)
+        connector = aiohttp.TCPConnector(limit=1, force_close=False)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                         auto_decompress=False, trace_configs=[trace]) as session:
+            while not self._stop.is_set():
+                due, wall, begin = time.perf_counter() - start, time.time(), time.perf_counter()
+                status = version = error = None
+                try:
+                    for attempt in (1, 2):
+                        try:
+                            async with session.get(self.url, headers=self.headers) as resp:
+                                await resp.read()
+                                status = resp.status
+                                version = kong_version(resp.headers.get("Via"), resp.headers.get("Server"))
+                            break
+                        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                            if attempt == 2:
+                                raise
+                            self.retried += 1
+                except TimeoutError:
+                    error = "timeout"
+                except (aiohttp.ClientError, OSError) as exc:
+                    error = type(exc).__name__
+                self.records.append(Record(round(due, 4), round(wall, 4), status, error, version,
+                                           round((time.perf_counter() - begin) * 1000.0, 2)))
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=self.think)
+                except TimeoutError:
+                    pass
+
+    async def run_async(self) -> dict:
+        self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        self.started_at = time.time()
+        tasks = [asyncio.create_task(self._client(start)) for _ in range(self.clients)]
+        self._ready.set()
+        await asyncio.gather(*tasks)
+        return self.summary()
+
+    def start(self) -> KeepAliveClients:
+        def target():
+            try:
+                asyncio.run(self.run_async())
+            except BaseException as exc:  # noqa: BLE001 - reported by stop()
+                self._error = exc
+                self._ready.set()
+
+        self._thread = threading.Thread(target=target, name="keepalive-clients", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("keep-alive clients did not start")
+        return self
+
+    def stop(self) -> dict:
+        if self._loop and self._stop and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread:
+            self._thread.join(self.timeout + 15)
+        if self._error:
+            raise RuntimeError(f"keep-alive clients failed: {self._error}") from self._error
+        return self.summary()
+
+    def summary(self) -> dict:
+        result = summarize(list(self.records), None, self.started_at)
+        result.update(url=self.url, clients=self.clients, connections=self.connections,
+                      retried_after_closed_keepalive=self.retried)
+        return result
 
 
 def _header(text: str) -> tuple[str, str]:

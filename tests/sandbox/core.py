@@ -160,9 +160,13 @@ class Sandbox:
         return found
 
     # ------------------------------------------------------------------ up
-    def up(self, mode: str = "dbless", kong_x: str = "3.8.1", kong_cp: str | None = None, lb: str = "haproxy") -> dict:
+    def up(self, mode: str = "dbless", kong_x: str = "3.8.1", kong_cp: str | None = None, lb: str = "haproxy",
+           lb_retries: str = "retrying") -> dict:
         """Start the sandbox; ``kong_cp`` (hybrid only) runs the control plane on another version than the DPs;
-        ``lb`` is the load balancer in front of the proxies (HAProxy, or nginx with an upstream include file)."""
+        ``lb`` is the load balancer in front of the proxies (HAProxy, or nginx with an upstream include file);
+        ``lb_retries`` is HAProxy's retry profile (render.HAPROXY_RETRIES)."""
+        if lb_retries not in render.HAPROXY_RETRIES:
+            raise SandboxError(f"lb_retries must be one of {', '.join(render.HAPROXY_RETRIES)} (got {lb_retries!r})")
         if mode not in MODES:
             raise SandboxError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
         if lb not in LBS:
@@ -201,7 +205,7 @@ class Sandbox:
                 "dir": self._path("haproxy"), "config": self._path("haproxy", "haproxy.cfg"),
                 "socket": self._path("haproxy", "admin.sock"), "pidfile": self._path("haproxy", "haproxy.pid"),
                 "state_file": self._path("haproxy", "server-state"), "log": self._path("haproxy", "haproxy.log"),
-                "runtime_port": ports.take(),
+                "runtime_port": ports.take(), "retries": lb_retries,
             }
         else:
             self.state["nginx"] = {

@@ -12,6 +12,16 @@ def vtuple(version: str) -> tuple:
     return tuple(int(p) for p in version.split(".")[:3])
 
 
+# HAProxy's retry profiles. "retrying" (the sandbox's default) also retries a request whose server
+# closed without answering or did not answer in time, which hides a stop that drops requests in
+# flight; "defaults" retries only connection failures ("retry-on conn-failure" is HAProxy's
+# default, https://docs.haproxy.org/2.6/configuration.html#4.2-retry-on), with redispatch.
+HAPROXY_RETRIES = {
+    "retrying": ["    option redispatch", "    retries 3", "    retry-on conn-failure empty-response response-timeout"],
+    "defaults": ["    option redispatch", "    retries 3", "    retry-on conn-failure"],
+}
+
+
 def haproxy_config(state: dict) -> str:
     hp = state["haproxy"]
     # /status/ready exists from 3.3 on the status listener; before, /status is the liveness endpoint there.
@@ -31,9 +41,7 @@ def haproxy_config(state: dict) -> str:
         "    mode http",
         "    log global",
         "    option http-keep-alive",
-        "    option redispatch",
-        "    retries 3",
-        "    retry-on conn-failure empty-response response-timeout",
+        *HAPROXY_RETRIES[hp.get("retries", "retrying")],
         "    timeout connect 2s",
         "    timeout client 30s",
         "    timeout server 30s",

@@ -69,9 +69,10 @@ unit: venv
 
 # Two workers (the machine's two cores), a test file per worker at a time: the end-to-end suites wait
 # on soaks, health checks and Kong's timers much of the time, and each file's sandboxes and fixtures
-# stay with its worker (tests/sandbox/procs.sandbox_base_port gives each worker its own ports).
+# stay with its worker (tests/sandbox/procs.sandbox_base_port gives each worker its own ports). The
+# longest files go first (tests/conftest.py LONGEST_FILES), in that order (--no-loadscope-reorder).
 pytest: venv
-	$(PY) -m pytest tests -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 molecule: venv
 	tests/molecule/run.sh

@@ -55,3 +55,18 @@ def nginx_factory():
     for server in started:
         server.destroy()
 
+
+
+# The end-to-end files that wait longest (soaks, drains, Kong's timers), longest first. Under
+# `-n 2 --dist loadfile --no-loadscope-reorder` (make pytest) the files are handed to the workers in
+# collection order, so these start first and the short files fill in behind them; xdist's default
+# order (most tests first) would start them last and leave one worker waiting on the tail.
+LONGEST_FILES = ("test_rolling_upgrade.py", "test_in_place_upgrade.py", "test_hybrid_upgrade.py",
+                 "test_awx_runner.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+    items.sort(key=rank)  # stable: each file's tests keep their order and stay together

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.loadgen import LoadGenerator, share_between
-from tests.sandbox.core import Sandbox, haproxy_servers
+from tests.sandbox.core import Sandbox, haproxy_servers, haproxy_servers_settled
 from tests.sandbox import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -284,7 +284,7 @@ def _outside(box: Sandbox) -> dict:
             if "/reports/" not in d:
                 st = os.stat(os.path.join(d, f))
                 files[os.path.join(d, f)] = (st.st_size, st.st_mtime_ns, st.st_mode)
-    lb = {n: (s["weight"], s["status"]) for n, s in haproxy_servers(box.state["haproxy"]["socket"]).items()}
+    lb = {n: (s["weight"], s["status"]) for n, s in haproxy_servers_settled(box.state["haproxy"]["socket"]).items()}
     return {"schema_meta": box.schema_meta(), "counts": _counts(box), "nodes": nodes, "lb": lb, "files": files}
 
 

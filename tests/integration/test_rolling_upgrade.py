@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.loadgen import NOT_SENT, LoadGenerator, share_between
-from tests.sandbox.core import Sandbox, haproxy_servers
+from tests.sandbox.core import Sandbox, haproxy_servers, haproxy_servers_settled
 from tests.sandbox.timeline import read_report
 from tests.sandbox import procs
 
@@ -84,7 +84,7 @@ def _outside(box: Sandbox) -> dict:
     processes and versions, the files of the nodes' directories and of the work directory."""
     import requests
 
-    servers = haproxy_servers(box.state["haproxy"]["socket"])
+    servers = haproxy_servers_settled(box.state["haproxy"]["socket"])
     nodes = {}
     for name, node in box.state["nodes"].items():
         running = _node_running(box, name)

@@ -102,6 +102,18 @@ def haproxy_servers(sock_path: str, backend: str = render.LB_POOL) -> dict[str, 
     return servers
 
 
+def haproxy_servers_settled(sock_path: str, backend: str = render.LB_POOL, timeout: float = 8.0) -> dict[str, dict]:
+    """haproxy_servers() once no server is between two health states (``UP 1/2`` falling, ``DOWN 1/2``
+    rising), or after ``timeout`` seconds: a health check that timed out once on a busy machine
+    settles within rise/fall checks, a node that stopped answering stays ``DOWN``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        servers = haproxy_servers(sock_path, backend)
+        if time.monotonic() >= deadline or not any("/" in v["status"] for v in servers.values()):
+            return servers
+        time.sleep(0.25)
+
+
 class Sandbox:
     def __init__(self, state_dir: str | None = None, inventory: str | None = None, lb_port: int | None = None,
                  out=None):

@@ -141,13 +141,92 @@ def share_between(summary: dict, start_wall: float, end_wall: float, version: st
     return round(100.0 * hit / served, 1) if served else None
 
 
-class LoadGenerator:
+async def _request(session: aiohttp.ClientSession, method: str, url: str, headers: dict, body: bytes | None,
+                   on_retry) -> tuple[int | None, str | None, str | None]:
+    """(status, serving Kong version, error) of one request. A keep-alive connection the server closed
+    just as the request went out (nginx does so on every reload): an idempotent request is sent again
+    once on a new connection, as HTTP clients do (RFC 9112 section 9.3.1), and ``on_retry()`` is
+    called; a second failure counts."""
+    try:
+        for attempt in (1, 2):
+            try:
+                async with session.request(method, url, headers=headers, data=body) as resp:
+                    await resp.read()
+                    return resp.status, kong_version(resp.headers.get("Via"), resp.headers.get("Server")), None
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                if attempt == 2 or method not in ("GET", "HEAD"):
+                    raise
+                on_retry()
+    except TimeoutError:
+        return None, None, "timeout"
+    except (aiohttp.ClientError, OSError) as exc:
+        return None, None, type(exc).__name__
+    return None, None, "no attempt"  # not reached: the loop returns or raises
+
+
+class _InBackground:
+    """start() runs ``run_async()`` on its own thread and event loop; stop() sets ``_stop`` there and
+    waits. Subclasses set ``_ready`` once they send, and fill ``records``."""
+
+    name = "load"
+    timeout = 10.0
+
+    def __init__(self):
+        self.records: list[Record] = []
+        self.started_at: float | None = None
+        self.retried = 0     # idempotent requests sent again after their keep-alive connection closed
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _count_retry(self) -> None:
+        self.retried += 1
+
+    def start(self):
+        def target():
+            try:
+                asyncio.run(self.run_async())
+            except BaseException as exc:  # noqa: BLE001 - reported by stop()/wait()
+                self._error = exc
+                self._ready.set()
+
+        self._thread = threading.Thread(target=target, name=self.name, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError(f"{self.name} did not start")
+        if self._error:
+            raise RuntimeError(f"{self.name} failed: {self._error}") from self._error
+        return self
+
+    def wait(self, timeout: float | None = None) -> dict:
+        """Wait until a bounded run ends."""
+        if self._thread:
+            self._thread.join(timeout)
+        if self._error:
+            raise RuntimeError(f"{self.name} failed: {self._error}") from self._error
+        return self.summary()
+
+    def stop(self) -> dict:
+        if self._loop and self._stop and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        return self.wait(self.timeout + 15)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+
+class LoadGenerator(_InBackground):
     def __init__(self, url: str, rate: float = 300.0, headers: dict | None = None, duration: float | None = None,
                  timeout: float = 10.0, method: str = "GET", max_in_flight: int | None = None,
                  body: bytes | None = None, sleep_range: tuple[float, float] | None = None):
         """``body``: sent with every request (a POST's payload). ``sleep_range``: (low, high) seconds; each
         request asks the echo upstream to wait a uniformly drawn time before it answers (``?sleep=``),
         a request that takes that long at the upstream, as slow API calls do."""
+        super().__init__()
+        self.name = "load generator"
         if rate <= 0:
             raise ValueError("rate must be > 0 requests per second")
         if sleep_range is not None and not (0 <= sleep_range[0] <= sleep_range[1]):
@@ -166,44 +245,17 @@ class LoadGenerator:
         # collapse: once the backlog takes longer than the timeout to drain, every request times out
         # while the servers still work on the abandoned ones.
         self.max_in_flight = max_in_flight or max(100, int(self.rate * 2))
-        self.records: list[Record] = []
-        self.started_at: float | None = None
         self.skipped = 0
-        self.retried = 0     # idempotent requests sent again after their keep-alive connection closed
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
 
     async def _one(self, session: aiohttp.ClientSession, due: float, sem: asyncio.Semaphore) -> None:
         wall = time.time()
         begin = time.perf_counter()
-        status = version = error = None
         url = self.url
         if self.sleep_range:
             url += ("&" if "?" in url else "?") + f"sleep={self._rng.uniform(*self.sleep_range):.3f}"
         try:
-            for attempt in (1, 2):
-                try:
-                    async with session.request(self.method, url, headers=self.headers, data=self.body) as resp:
-                        await resp.read()
-                        status = resp.status
-                        version = kong_version(resp.headers.get("Via"), resp.headers.get("Server"))
-                    break
-                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-                    # a keep-alive connection the server closed just as the request went out (nginx does
-                    # so on every reload): an idempotent request is sent again once on a new connection,
-                    # as HTTP clients do (RFC 9112 section 9.3.1); a second failure counts
-                    if attempt == 2 or self.method not in ("GET", "HEAD"):
-                        raise
-                    self.retried += 1
-        except TimeoutError:
-            error = "timeout"
-        except aiohttp.ClientError as exc:
-            error = type(exc).__name__
-        except OSError as exc:
-            error = type(exc).__name__
+            status, version, error = await _request(session, self.method, url, self.headers, self.body,
+                                                    self._count_retry)
         finally:
             sem.release()
         self.records.append(Record(round(due, 4), round(wall, 4), status, error, version,
@@ -250,39 +302,6 @@ class LoadGenerator:
         """Blocking run (needs ``duration`` or a stop() from another thread)."""
         return asyncio.run(self.run_async())
 
-    def start(self) -> LoadGenerator:
-        def target():
-            try:
-                asyncio.run(self.run_async())
-            except BaseException as exc:  # noqa: BLE001 - reported by stop()/wait()
-                self._error = exc
-                self._ready.set()
-
-        self._thread = threading.Thread(target=target, name="loadgen", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("load generator did not start")
-        if self._error:
-            raise RuntimeError(f"load generator failed: {self._error}") from self._error
-        return self
-
-    def wait(self, timeout: float | None = None) -> dict:
-        """Wait until a bounded run (``duration``) ends."""
-        if self._thread:
-            self._thread.join(timeout)
-        if self._error:
-            raise RuntimeError(f"load generator failed: {self._error}") from self._error
-        return self.summary()
-
-    def stop(self) -> dict:
-        if self._loop and self._stop and self._thread and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        return self.wait(self.timeout + 15)
-
-    @property
-    def running(self) -> bool:
-        return bool(self._thread and self._thread.is_alive())
-
     def summary(self) -> dict:
         result = summarize(list(self.records), self.rate, self.started_at)
         result["url"] = self.url
@@ -295,7 +314,7 @@ class LoadGenerator:
             json.dump({"summary": self.summary(), "records": [asdict(r) for r in self.records]}, fh)
 
 
-class KeepAliveClients:
+class KeepAliveClients(_InBackground):
     """``clients`` long-lived clients, each on one keep-alive connection of its own, each sending its next
     request ``think`` seconds after the answer to the last (a closed loop, as an SDK or a service mesh
     sidecar does). Records and summary() as LoadGenerator's; a connection the server closed just as
@@ -305,17 +324,11 @@ class KeepAliveClients:
                  timeout: float = 10.0):
         if clients < 1:
             raise ValueError("clients must be at least 1")
+        super().__init__()
+        self.name = "keep-alive clients"
         self.url, self.clients, self.think, self.timeout = url, clients, think, timeout
         self.headers = dict(headers or {})
-        self.records: list[Record] = []
-        self.started_at: float | None = None
-        self.retried = 0
         self.connections = 0          # connections opened in all (one per client when nothing closed them)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
 
     async def _client(self, start: float) -> None:
         trace = aiohttp.TraceConfig()
@@ -328,23 +341,8 @@ class KeepAliveClients:
                                          auto_decompress=False, trace_configs=[trace]) as session:
             while not self._stop.is_set():
                 due, wall, begin = time.perf_counter() - start, time.time(), time.perf_counter()
-                status = version = error = None
-                try:
-                    for attempt in (1, 2):
-                        try:
-                            async with session.get(self.url, headers=self.headers) as resp:
-                                await resp.read()
-                                status = resp.status
-                                version = kong_version(resp.headers.get("Via"), resp.headers.get("Server"))
-                            break
-                        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-                            if attempt == 2:
-                                raise
-                            self.retried += 1
-                except TimeoutError:
-                    error = "timeout"
-                except (aiohttp.ClientError, OSError) as exc:
-                    error = type(exc).__name__
+                status, version, error = await _request(session, "GET", self.url, self.headers, None,
+                                                        self._count_retry)
                 self.records.append(Record(round(due, 4), round(wall, 4), status, error, version,
                                            round((time.perf_counter() - begin) * 1000.0, 2)))
                 try:
@@ -360,29 +358,6 @@ class KeepAliveClients:
         tasks = [asyncio.create_task(self._client(start)) for _ in range(self.clients)]
         self._ready.set()
         await asyncio.gather(*tasks)
-        return self.summary()
-
-    def start(self) -> KeepAliveClients:
-        def target():
-            try:
-                asyncio.run(self.run_async())
-            except BaseException as exc:  # noqa: BLE001 - reported by stop()
-                self._error = exc
-                self._ready.set()
-
-        self._thread = threading.Thread(target=target, name="keepalive-clients", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("keep-alive clients did not start")
-        return self
-
-    def stop(self) -> dict:
-        if self._loop and self._stop and self._thread and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread:
-            self._thread.join(self.timeout + 15)
-        if self._error:
-            raise RuntimeError(f"keep-alive clients failed: {self._error}") from self._error
         return self.summary()
 
     def summary(self) -> dict:

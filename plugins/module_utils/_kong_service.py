@@ -10,9 +10,9 @@ through the `kong` command line (`kong start`, `kong quit -t -w`, `kong stop`, `
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import KongCli, KongCliError
 
 DROPIN_NAME = "kongops.conf"
@@ -69,18 +69,8 @@ def write_file(path: str, text: str, mode: int, check_mode: bool = False) -> boo
         pass
     if check_mode:
         return True
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kongops.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    atomic_write(path, text, mode=mode)
     return True
 
 

@@ -25,8 +25,9 @@ import getpass
 import json
 import os
 import socket
-import tempfile
 import time
+
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
 
 JOURNAL = "journal.json"
 LOCK = "run.lock"
@@ -70,25 +71,9 @@ def merge(base: dict, update: dict) -> dict:
 
 
 def write_atomic(path: str, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` with mode 0600, all or nothing."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(data, indent=4, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write ``data`` as JSON to ``path`` with mode 0600, all or nothing (the collection's one atomic
+    write, module_utils/_files.py)."""
+    atomic_write(path, json.dumps(data, indent=4, sort_keys=True) + "\n", mode=0o600)
 
 
 def _read_json(path: str) -> dict | None:

@@ -27,11 +27,11 @@ try:
 except ImportError:
     sql = None
 
-# Row text must not depend on the session's settings, so that digests taken before a dump
-# and after a restore (possibly on another server) compare equal.
 # Seconds a restore waits for the sessions of nodes that have just stopped to go away.
 SESSION_GRACE_S = 5
 
+# Row text must not depend on the session's settings, so that digests taken before a dump
+# and after a restore (possibly on another server) compare equal.
 _DIGEST_SETTINGS = (
     "SET TIME ZONE 'UTC'", "SET DateStyle = 'ISO, YMD'", "SET IntervalStyle = 'postgres'",
     "SET extra_float_digits = 1", "SET bytea_output = 'hex'",

@@ -1,21 +1,17 @@
 """The run finished: the journal on the controller says done, and no freeze lock is left on any host."""
-import json
 import os
+import sys
 
-import testinfra.utils.ansible_runner
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
 
-RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+from kongops_verify import RUNNER, check_journal_done, work_dir  # noqa: E402
+
 testinfra_hosts = RUNNER.get_hosts("kong_x")
-WORK_DIR = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "kongops", "molecule-in-place")
 
 
 def test_journal_says_done():
-    with open(os.path.join(WORK_DIR, "journal.json"), encoding="utf-8") as fh:
-        journal = json.load(fh)
-    assert journal["status"] == "done", journal.get("status")
-    assert journal["thawed"] is True
-    assert not os.path.exists(os.path.join(WORK_DIR, "freeze.lock.json"))
+    check_journal_done()
 
 
 def test_no_freeze_lock_left(host):
-    assert not host.file(os.path.join(WORK_DIR, "freeze.lock.json")).exists
+    assert not host.file(os.path.join(work_dir(), "freeze.lock.json")).exists

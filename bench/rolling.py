@@ -280,6 +280,7 @@ def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak:
                     "loadavg_before": loadavg()}
     extra = ["-e", f"kong_gate_soak_seconds={soak}", "-e", "kong_gate_interval_seconds=1",
              "-e", f"kong_post_upgrade_watch={soak}", "-e", f"kong_drain_serial={serial}",
+             "-e", f"kong_drain_gate_soak_seconds={soak}",
              "-e", json.dumps({"kong_traffic_steps": steps})]
     try:
         t0 = time.monotonic()
@@ -291,7 +292,8 @@ def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak:
         # the Kong nodes it started (they daemonize): on 2 cores it bounds how fast nodes can go
         result["controller_cpu_seconds"] = round(_children_cpu() - cpu_before, 1)
         wall = ended - started
-        soaks = soak * (len(steps) + 1)
+        # the soaks the run is configured to wait: one per traffic step, one gate per drain batch, the watch
+        soaks = soak * (len(steps) + result["batches"] + 1)
         report = read_report(box)
         result.update(rc=rc, wall_seconds=round(wall, 1), configured_soak_seconds=soaks, configured_drain_seconds=0,
                       overhead_seconds=round(wall - soaks, 1), overhead_per_node=round((wall - soaks) / nodes, 2),

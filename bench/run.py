@@ -272,7 +272,7 @@ def render_table(res: dict) -> str:
     if over:
         runs = over.get("runs", [])
         soak = runs[0]["soak_seconds"] if runs else 1
-        lines += ["", f"2. Orchestration overhead of ours, no load, soak {soak} s x 4 steps + {soak} s watch, "
+        lines += ["", f"2. Orchestration overhead of ours, no load, soak {soak} s x (4 steps + 1 gate per drain batch + the watch), "
                       f"forks {runs[0].get('forks') if runs else '-'}: wall time minus soaks and drains",
                   f"   {'X+Y nodes':>9} {'serial':>6} {'batches':>7} {'wall s':>7} {'soak s':>6} {'overhead s':>10} "
                   f"{'per node s':>10} {'per batch s':>11} {'deploy s':>8} {'drain s':>7} {'ansible CPU s':>13}"]

@@ -295,9 +295,11 @@ def _nginx_servers(box: Sandbox) -> dict:
 
 
 def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
+    """Behind nginx, draining two X nodes at a time (kong_drain_serial=2): no request lost, and the
+    journal records every node of a batch (a per-batch record once kept only the batch's first)."""
     box = sandbox(lb="nginx")
     load = _load(box)
-    rc = _upgrade(box)
+    rc = _upgrade(box, "-e", "kong_drain_serial=2")
     time.sleep(2)
     summary = load.stop()
     assert rc == 0, _failure(box)
@@ -311,6 +313,7 @@ def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
 
     journal = _journal(box)
     assert journal["status"] == "done" and [s["share"] for s in journal["steps"]] == [10, 25, 50, 100]
+    assert {x: journal["nodes"].get(x) for x in ("x1", "x2", "x3")} == dict.fromkeys(("x1", "x2", "x3"), "decommissioned")
     for step in journal["steps"]:
         measured = share_between(summary, _epoch(step.get("shifted_at") or step["started_at"]) + 0.2, _epoch(step["ended_at"]), Y)
         assert measured is not None and abs(measured - step["share"]) <= 3.0, f"step {step['share']} %: Y {measured} %"

@@ -53,8 +53,17 @@ options:
     type: bool
     default: true
   enabled:
-    description: Start the unit at boot (systemd only).
+    description:
+      - Start the unit at boot (systemd only). With O(manager=auto) on a host without the unit it
+        does nothing (RV(enabled) is null); with O(manager=cli) it is refused.
     type: bool
+  version:
+    description:
+      - The version the node must run. With O(state=started), a node that runs another version (its
+        Admin API, O(admin_url), says which) is quit gracefully and started again, so a new package
+        or install directory takes effect; a node whose Admin API does not answer is left as it is.
+    type: str
+    version_added: 0.1.0
   manager:
     description:
       - C(auto) uses systemd when it runs and has O(unit) loaded, else the C(kong) CLI;
@@ -104,9 +113,11 @@ EXAMPLES = r"""
     quit_timeout: 30
     unit_stop_timeout: 35
 
-- name: Start Kong at boot and now, wait until ready
+- name: Start Kong 3.9.3 at boot and now (a node still on another version is restarted), wait until ready
   kongops.upgrade.kong_service:
     state: started
+    version: 3.9.3
+    admin_url: https://127.0.0.1:8444
     enabled: true
     kong_conf: /etc/kong/kong.conf
     kong_env:
@@ -141,6 +152,11 @@ version:
   description: Version the running node reports on O(admin_url) (empty when not running or unreachable).
   returned: success
   type: str
+replaced_version:
+  description: With O(version), the other version the node ran before the module restarted it.
+  returned: when the module restarted a node of another version
+  type: str
+  sample: 3.8.1
 ready:
   description: Whether the node answered ready (null when not waited for).
   returned: success
@@ -181,6 +197,7 @@ def argument_spec() -> dict:
         state=dict(type="str", choices=["started", "stopped", "restarted", "reloaded"]),
         graceful=dict(type="bool", default=True),
         enabled=dict(type="bool"),
+        version=dict(type="str"),
         manager=dict(type="str", default="auto", choices=["auto", "systemd", "cli"]),
         unit=dict(type="str", default="kong.service"),
         quit_timeout=dict(type="int", default=10),
@@ -259,10 +276,16 @@ def main():
                         f"without -c), not from kong_conf {p['kong_conf']}: keep the node's settings there")
         before = svc.status()
         changed = svc.configure_unit(p["unit_stop_timeout"], use_env_file=True)
-        if p["enabled"] is not None:
+        if p["enabled"] is not None and (manager == "systemd" or p["manager"] == "cli"):
             changed |= svc.set_enabled(before, p["enabled"])
         state = p["state"]
         acted = False
+        if state == "started" and before["running"] and p["version"]:
+            running = running_version(p)
+            # Kong Enterprise 2.x reports e.g. 2.8.4.1-enterprise-edition: the suffix names no other version
+            if running and running.split("-")[0] != p["version"].split("-")[0]:
+                result["replaced_version"] = running
+                state = "restarted"
         if state == "started":
             acted = svc.start(before, p["quit_timeout"])
             result["handed_over"] = before["running_outside_systemd"]
@@ -282,7 +305,7 @@ def main():
             running = {"started": True, "restarted": True, "reloaded": before["running"],
                        "stopped": False}.get(state, before["running"])
             after = dict(before, running=running)
-            if p["enabled"] is not None:
+            if p["enabled"] is not None and manager == "systemd":
                 after["enabled"] = "enabled" if p["enabled"] else "disabled"
         if state in ("started", "restarted", "reloaded") and p["ready_timeout"] > 0 and not module.check_mode:
             result["ready"] = svc.wait_ready(p["ready_timeout"])["ready"]

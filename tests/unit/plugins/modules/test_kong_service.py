@@ -61,3 +61,48 @@ def test_unready_node_fails_with_reason(capsys, host):
     rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "ready_url": "http://127.0.0.1:9/status/ready",
                            "ready_timeout": 1, "timeout": 1})
     assert rc == 1 and "did not answer ready within 1s" in res["msg"]
+
+
+@pytest.fixture
+def node_version(monkeypatch):
+    """The version the running node's Admin API reports (GET /)."""
+    seen = {"version": "3.8.1", "asked": 0}
+
+    def fake(p):
+        seen["asked"] += 1
+        return seen["version"] if (p["admin_url"] and host_running["yes"]) else ""
+
+    host_running = {"yes": True}
+    monkeypatch.setattr(kong_service, "running_version", fake)
+    return seen
+
+
+def test_started_with_another_version_running_quits_and_starts_again(capsys, host, node_version):
+    host.cli_running = True
+    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "kong_bin": "kong", "version": "3.9.3",
+                           "admin_url": "http://127.0.0.1:8001", "ready_timeout": 0})
+    assert rc == 0 and res["changed"] is True and res["replaced_version"] == "3.8.1"
+    verbs = [argv[1] for argv in host.argvs()]
+    assert verbs == ["quit", "start"], res["commands"]
+
+
+def test_started_with_the_same_version_running_changes_nothing(capsys, host, node_version):
+    host.cli_running = True
+    node_version["version"] = "3.9.3"
+    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "kong_bin": "kong", "version": "3.9.3",
+                           "admin_url": "http://127.0.0.1:8001", "ready_timeout": 0})
+    assert rc == 0 and res["changed"] is False and "replaced_version" not in res and host.argvs() == []
+
+
+def test_started_on_a_stopped_node_does_not_ask_its_version(capsys, host, node_version):
+    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "kong_bin": "kong", "version": "3.9.3",
+                           "admin_url": "http://127.0.0.1:8001", "ready_timeout": 0})
+    assert rc == 0 and res["changed"] is True and [argv[1] for argv in host.argvs()] == ["start"]
+    assert node_version["asked"] == 1  # only the closing report of what runs, not before the start
+
+
+def test_enabled_without_a_unit_is_ignored_under_auto_and_refused_under_cli(capsys, host):
+    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "enabled": True, "ready_timeout": 0})
+    assert rc == 0 and res["enabled"] is None and res["manager"] == "cli"
+    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "enabled": True, "manager": "cli", "ready_timeout": 0})
+    assert rc == 1 and "enabled needs systemd" in res["msg"]

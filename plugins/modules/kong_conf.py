@@ -35,7 +35,9 @@ attributes:
     platforms: posix
 options:
   path:
-    description: The C(kong.conf) to edit.
+    description:
+      - The C(kong.conf) to edit. A missing file is created (mode C(0640)), and its directory
+        (mode C(0755)) when that is missing too.
     type: path
     required: true
   settings:
@@ -49,6 +51,19 @@ options:
         logged, masked in the diff.
     type: dict
     default: {}
+  create_settings:
+    description:
+      - Settings written only when the file does not exist yet (a fresh host), under O(settings);
+        an existing file keeps its own values of them.
+    type: dict
+    default: {}
+    version_added: 0.1.0
+  create_secret_settings:
+    description:
+      - Like O(create_settings), for secrets (never logged, masked in the diff).
+    type: dict
+    default: {}
+    version_added: 0.1.0
   rename:
     description:
       - Old setting name to new name; every active line of the old name is renamed, its value and
@@ -150,6 +165,8 @@ def main():
             path=dict(type="path", required=True),
             settings=dict(type="dict", default={}),
             secret_settings=dict(type="dict", default={}, no_log=True),
+            create_settings=dict(type="dict", default={}),
+            create_secret_settings=dict(type="dict", default={}, no_log=True),
             rename=dict(type="dict", default={}),
             remove=dict(type="list", elements="str", default=[]),
             backup=dict(type="bool", default=True),
@@ -160,9 +177,11 @@ def main():
     )
     p = module.params
     path = p["path"]
-    overlap = sorted(set(p["settings"]) & set(p["secret_settings"]))
-    if overlap:
-        module.fail_json(msg=f"settings and secret_settings both name {', '.join(overlap)}: give each once")
+    for plain, secret in (("settings", "secret_settings"), ("create_settings", "create_secret_settings"),
+                          ("settings", "create_secret_settings"), ("create_settings", "secret_settings")):
+        overlap = sorted(set(p[plain]) & set(p[secret]))
+        if overlap:
+            module.fail_json(msg=f"{plain} and {secret} both name {', '.join(overlap)}: give each once")
     created = not os.path.exists(path)
     if os.path.isdir(path):
         module.fail_json(msg=f"path: {path} is a directory, not a kong.conf")
@@ -173,13 +192,15 @@ def main():
                 before = fh.read()
         except (OSError, UnicodeDecodeError) as exc:
             module.fail_json(msg=f"cannot read {path}: {exc}")
-    wanted = dict(p["settings"])
+    wanted = dict(p["create_settings"]) if created else {}
+    wanted.update(p["create_secret_settings"] if created else {})
+    wanted.update(p["settings"])
     wanted.update(p["secret_settings"])
     try:
         after, changes = edit(before, wanted, remove=p["remove"], rename=p["rename"], kong_version=p["kong_version"])
     except KongConfError as exc:
         module.fail_json(msg=str(exc), setting=exc.setting)
-    secrets = set(k.lower() for k in p["secret_settings"])
+    secrets = set(k.lower() for k in list(p["secret_settings"]) + list(p["create_secret_settings"]))
     changed = after != before or created
     result = dict(changed=changed, changes=changes, created=created, path=path)
     if module._diff:
@@ -190,6 +211,9 @@ def main():
             result["backup_file"] = module.backup_local(path)
         directory = os.path.dirname(path) or "."
         try:
+            if created and not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o755)
+                os.chmod(directory, 0o755)  # makedirs' mode goes through the umask
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kong.conf.")
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 fh.write(after)

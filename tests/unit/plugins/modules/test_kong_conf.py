@@ -68,3 +68,26 @@ def test_custom_plugins_reported(capsys, tmp_path):
     path.write_text("plugins = bundled, my-header ,audit   # ours\n")
     rc, res = run(capsys, {"path": str(path), "settings": {"log_level": "info"}})
     assert res["custom_plugins"] == ["my-header", "audit"]
+
+
+def test_create_settings_only_on_a_fresh_host_with_its_directory(capsys, tmp_path, conf):
+    fresh = tmp_path / "etc" / "kong" / "kong.conf"
+    args = {"settings": {"log_level": "notice"}, "create_settings": {"pg_host": "db", "log_level": "debug"},
+            "create_secret_settings": {"pg_password": "fr#sh"}, "kong_version": "3.9.3"}
+    rc, res = run(capsys, dict(args, path=str(fresh)))
+    assert rc == 0 and res["created"] is True and "fr#sh" not in json.dumps(res)
+    text = fresh.read_text()
+    assert "pg_host = db" in text and "log_level = notice" in text and "pg_password = fr\\#sh" in text
+    assert oct(os.stat(fresh.parent).st_mode & 0o777) == "0o755" and oct(os.stat(fresh).st_mode & 0o777) == "0o640"
+    # an existing file keeps its own values of the create-only settings
+    rc, res = run(capsys, dict(args, path=str(conf)))
+    text = conf.read_text()
+    assert rc == 0 and "pg_host = old   # db" in text and "pg_password = oldpw" in text and "log_level = notice" in text
+
+
+def test_a_setting_both_plain_and_secret_is_refused(capsys, tmp_path):
+    path = tmp_path / "kong.conf"
+    rc, res = run(capsys, {"path": str(path), "create_settings": {"pg_password": "plain-pw"},
+                           "secret_settings": {"pg_password": "secret-pw"}})
+    assert rc == 1 and "create_settings and secret_settings both name pg_password" in res["msg"]
+    assert not path.exists()

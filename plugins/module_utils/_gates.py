@@ -59,8 +59,8 @@ def check_params(p: dict) -> None:
     if p["interval_seconds"] <= 0:
         raise GateParamError(f"interval_seconds: must be more than 0 seconds, got {p['interval_seconds']}",
                              "interval_seconds")
-    if p["max_error_rate"] < 0:
-        raise GateParamError(f"max_error_rate: must be a percentage of 0 or more, got {p['max_error_rate']}",
+    if not 0 <= p["max_error_rate"] <= 100:
+        raise GateParamError(f"max_error_rate: must be a percentage from 0 to 100, got {p['max_error_rate']}",
                              "max_error_rate")
 
 

@@ -352,8 +352,10 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._lb import (
     LbParamError,
     changed_servers,
     out_of_rotation,
+    parse_weight,
     plan,
     predict,
+    share_targets,
     share_warnings,
     wait_drained,
 )
@@ -417,6 +419,11 @@ def check_params(p: dict) -> None:
         raise LbParamError(f"poll_interval: must be more than 0 seconds, got {p['poll_interval']}", "poll_interval")
     if p["timeout"] <= 0:
         raise LbParamError(f"timeout: must be more than 0 seconds, got {p['timeout']}", "timeout")
+    # what can be judged without the load balancer is judged before it is contacted
+    for server, value in (p["weights"] or {}).items():
+        parse_weight(value, 0, server)
+    if p["share"] is not None:
+        share_targets(p["groups"] or {}, p["share"])
 
 
 def managed(servers: dict) -> dict:

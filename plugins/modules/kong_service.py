@@ -283,7 +283,7 @@ def main():
         if state == "started" and before["running"] and p["version"]:
             running = running_version(p)
             # Kong Enterprise 2.x reports e.g. 2.8.4.1-enterprise-edition: the suffix names no other version
-            if running and running.split("-")[0] != p["version"].split("-")[0]:
+            if running and running.split("-", maxsplit=1)[0] != p["version"].split("-", maxsplit=1)[0]:
                 result["replaced_version"] = running
                 state = "restarted"
         if state == "started":

@@ -416,3 +416,58 @@ def test_resume_keeps_the_first_saved_weights_and_x_is_kept_when_y_fails_before_
     assert not any(journal["nodes"].get(x) == "decommissioned" for x in ("x1", "x2", "x3")), journal["nodes"]
     box.load()
     assert all(_node_running(box, x) for x in ("x1", "x2", "x3"))
+
+
+@pytest.mark.parametrize("budget", [0, 1])
+def test_failure_budget_decides_when_an_x_node_fails_at_its_drain(sandbox, tmp_path, budget):
+    """From the moment x1 is decommissioned, every module run on x2 fails (its Python is a shim that the
+    test switches to failing: a precise hook, not a sleep), so x2's graceful quit fails after its drain.
+    kong_max_failed_nodes=0 stops the run there with x3 still running and the reason and the way to
+    resume in the journal; kong_max_failed_nodes=1 records x2 as failed and retires x3. Either way
+    the clients lose no request."""
+    import sys
+
+    box = sandbox()
+    fault = tmp_path / "x2-fault"
+    shim = tmp_path / "x2-python"
+    shim.write_text(f"#!/bin/sh\nif [ -e {fault} ]; then echo 'injected fault: x2 runs no module' >&2; exit 1; fi\n"
+                    f"exec {sys.executable} \"$@\"\n")
+    shim.chmod(0o755)
+    # a second inventory source: its host variables win over the sandbox's for x2
+    overlay = tmp_path / "fault.yml"
+    overlay.write_text(json.dumps({"all": {"children": {"kong_x": {"hosts": {"x2": {
+        "ansible_python_interpreter": str(shim)}}}}}}))
+    done = threading.Event()
+
+    def arm():
+        while not done.is_set():
+            try:
+                if _journal(box).get("nodes", {}).get("x1") == "decommissioned":
+                    fault.touch()
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=arm, daemon=True)
+    watcher.start()
+    load = _load(box)
+    try:
+        rc = _upgrade(box, "-i", str(overlay), "-e", f"kong_max_failed_nodes={budget}")
+    finally:
+        done.set()
+        watcher.join()
+        summary = load.stop()
+    assert fault.exists(), "x1 was never decommissioned: the fault was not injected\n" + _failure(box)
+    journal = _journal(box)
+    assert journal["nodes"].get("x2") == "failed" and journal.get("failed_nodes") == ["x2"], journal.get("nodes")
+    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed"
+    if budget == 0:
+        assert rc != 0
+        assert journal["status"] == "failed" and "draining x2 failed" in journal["failure"]["reason"]
+        assert "re-run the playbook to resume" in journal["failure"]["reason"]
+        assert journal["nodes"].get("x3") != "decommissioned" and _node_running(box, "x3")
+    else:
+        assert rc == 0, _failure(box)
+        assert journal["nodes"].get("x3") == "decommissioned" and not _node_running(box, "x3")
+        assert journal["status"] == "done"

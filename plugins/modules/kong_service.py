@@ -280,8 +280,9 @@ def main():
             changed |= svc.set_enabled(before, p["enabled"])
         state = p["state"]
         acted = False
+        seen_version = None  # GET / read before acting: still true when nothing acted
         if state == "started" and before["running"] and p["version"]:
-            running = running_version(p)
+            running = seen_version = running_version(p)
             # Kong Enterprise 2.x reports e.g. 2.8.4.1-enterprise-edition: the suffix names no other version
             if running and running.split("-", maxsplit=1)[0] != p["version"].split("-", maxsplit=1)[0]:
                 result["replaced_version"] = running
@@ -313,7 +314,10 @@ def main():
     except KongServiceError as exc:
         module.fail_json(msg=str(exc), commands=svc.commands, **{k: v for k, v in result.items() if k != "changed"},
                          **exc.context())
-    version = running_version(p) if after["running"] and not module.check_mode else ""
+    if not after["running"] or module.check_mode:
+        version = ""
+    else:
+        version = seen_version if seen_version and not acted else running_version(p)
     result.update(changed=changed, running=after["running"], enabled=after["enabled"],
                   running_outside_systemd=before["running_outside_systemd"], version=version,
                   commands=svc.commands)

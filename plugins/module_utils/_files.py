@@ -53,7 +53,10 @@ def atomic_write(path: str, data, mode: int | None = None, prefix: str = ".kongo
     tmp = write_temp(directory, data, mode, prefix)
     try:
         if old and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-            os.chown(tmp, old.st_uid, old.st_gid)
+            try:
+                os.chown(tmp, old.st_uid, old.st_gid)
+            except PermissionError:
+                pass  # only root gives a file away: the new file is the writer's, as Ansible's atomic_move leaves it
         if verify is not None:
             verify(tmp)
         os.replace(tmp, path)

@@ -133,9 +133,9 @@ path:
 
 import os
 import re
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_conf import (
     SETTING_RE,
     KongConfError,
@@ -214,24 +214,10 @@ def main():
             if created and not os.path.isdir(directory):
                 os.makedirs(directory, mode=0o755)
                 os.chmod(directory, 0o755)  # makedirs' mode goes through the umask
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kong.conf.")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(after)
-            if created:
-                os.chmod(tmp, 0o640)
-            else:
-                st = os.stat(path)
-                os.chmod(tmp, st.st_mode & 0o7777)
-                try:
-                    os.chown(tmp, st.st_uid, st.st_gid)
-                except PermissionError:
-                    pass
+            # a new kong.conf may hold pg_password: 0640; an existing one keeps its mode and owner
+            atomic_write(path, after, mode=0o640 if created else None, prefix=".kong.conf.")
         except OSError as exc:
             module.fail_json(msg=f"cannot write {path}: {exc}")
-        module.atomic_move(tmp, path)
-        if created:
-            # atomic_move gives a new file the umask's mode; kong.conf may hold pg_password
-            os.chmod(path, 0o640)
     if not module.check_mode and os.path.exists(path):
         file_args = module.load_file_common_arguments(p)
         result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import time
 
+from tests.services.ports import port_is_free, worker_slice
+
 
 def start_time(pid: int) -> int | None:
     """Kernel start time of ``pid`` (clock ticks since boot), None when it does not run."""
@@ -97,17 +99,6 @@ def _reap(pid: int) -> None:
         pass
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # as the servers do: connections of an earlier run in TIME_WAIT do not block a listener
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0, proc: dict | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,11 +120,8 @@ def sandbox_base_port(span: int = 30, low: int = 20000, high: int = 31000) -> in
     sandbox an earlier test left behind (or one started by hand) is stepped around."""
     import random
 
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
-    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
-    index = int(worker) % count if worker.isdigit() else 0
-    width = (high - low) // count
-    first, last = low + index * width, low + (index + 1) * width - 2 * span
+    first, end = worker_slice(low, high)
+    last = end - 2 * span
     for _attempt in range(200):
         base = random.randrange(first, max(first + 1, last), 50)
         if all(port_is_free(port) for port in range(base, base + span)):

@@ -19,14 +19,45 @@ Rule keys:
 """
 from __future__ import annotations
 
-# Release series the planner knows, oldest first: the OSS releases of Kong/kong from 2.8 to 3.9
-# (tags 2.8.5, 3.0.0 ... 3.9.3).
-KNOWN_SERIES = ("2.8", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9")
+# Release series the planner knows, oldest first. 2.8 to 3.9 are the OSS releases of Kong/kong (tags
+# 2.8.5, 3.0.0 ... 3.9.3); 3.10 to 3.16 are Kong Gateway Enterprise releases (four-part versions,
+# 3.10.0.0 ...), as Kong Gateway's changelog (https://developer.konghq.com/gateway/changelog/) and
+# Konnect's compatibility table (https://developer.konghq.com/konnect-platform/compatibility/) list them.
+KNOWN_SERIES = ("2.8", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9",
+                "3.10", "3.11", "3.12", "3.13", "3.14", "3.15", "3.16")
 
-# Long-term-support jumps Kong guarantees besides "next minor" (https://docs.konghq.com/gateway/3.9.x/upgrade/
-# "Guaranteed upgrade paths"; https://docs.konghq.com/gateway/3.9.x/upgrade/lts-upgrade/).
-# 3.4 -> 3.10 exists for Enterprise only and 3.10 is not an OSS release.
-LTS_JUMPS = (("2.8", "3.4"),)
+# The last series whose facts were read from Kong's source: Kong/kong's last release tag is 3.9.3 (its
+# master's kong/meta.lua says 3.10.0, unreleased); 3.10 and later ship as Kong Gateway Enterprise only.
+# Facts that come from source (bundled plugins, accepted `_format_version` values) are not guessed for
+# later series: the planner says they are unknown.
+LAST_SOURCED_SERIES = "3.9"
+
+# Long-term-support jumps Kong guarantees besides "next minor" ("Guaranteed upgrade paths",
+# https://developer.konghq.com/gateway/upgrade/; LTS guides: 2.8 -> 3.4
+# https://developer.konghq.com/gateway/upgrade/lts-upgrade-28-34/, 3.4 -> 3.10
+# https://developer.konghq.com/gateway/upgrade/lts-upgrade/, 3.10 -> 3.14
+# https://developer.konghq.com/gateway/upgrade/lts-upgrade-310-314/). Each guide warns that its direct
+# jump is valid only between those two LTS versions. The next LTS is planned as 3.18
+# (https://developer.konghq.com/gateway/version-support-policy/) and is not a known series yet.
+LTS_JUMPS = (("2.8", "3.4"), ("3.4", "3.10"), ("3.10", "3.14"))
+LTS_SOURCES = {
+    ("2.8", "3.4"): "https://developer.konghq.com/gateway/upgrade/lts-upgrade-28-34/",
+    ("3.4", "3.10"): "https://developer.konghq.com/gateway/upgrade/lts-upgrade/",
+    ("3.10", "3.14"): "https://developer.konghq.com/gateway/upgrade/lts-upgrade-310-314/",
+}
+
+# Versions Kong's documentation tells upgraders to avoid, with the version to take instead.
+VERSIONS_TO_AVOID = {
+    "3.11.0.0": {
+        "instead": "3.11.0.1",
+        "why": "upgrades from 3.10 to 3.11.0.0 fail in a license migration when any AI Gateway plugin has "
+               "been enabled for more than a week; 3.11.0.1 fixes the migration",
+        "source": "Kong Gateway breaking changes and known issues, 3.11.0.0 "
+                  "(https://developer.konghq.com/gateway/breaking-changes/); AI plugin changelogs, 3.11.0.0 "
+                  "known issues and 3.11.0.1 bugfix "
+                  "(https://developer.konghq.com/plugins/ai-request-transformer/changelog/)",
+    },
+}
 
 # Cassandra is rejected from this version on (Kong/kong 3.4.0 `kong/conf_loader/init.lua`:
 # "Cassandra as a datastore for Kong is not supported in versions 3.4 and above").

@@ -80,11 +80,22 @@ def _inherited(table: dict, series: str):
     return table[best] if best is not None else None
 
 
-def accepted_format_versions(series: str) -> tuple:
+def sourced(series: str) -> bool:
+    """Whether the planner's source-read facts (bundled plugins, `_format_version`) cover `series`."""
+    return _series_key(series) <= _series_key(data.LAST_SOURCED_SERIES)
+
+
+def accepted_format_versions(series: str) -> tuple | None:
+    """The `_format_version` values `series` accepts; None when they were never read from its source."""
+    if not sourced(series):
+        return None
     return tuple(_inherited(data.ACCEPTED_FORMAT_VERSIONS, series) or ())
 
 
-def bundled_plugins(series: str, table: dict | None = None) -> frozenset:
+def bundled_plugins(series: str, table: dict | None = None) -> frozenset | None:
+    """The plugins `series` bundles; None when they were never read from its source."""
+    if table is None and not sourced(series):
+        return None
     return frozenset(_inherited(table or data.BUNDLED_PLUGINS, series) or ())
 
 
@@ -157,6 +168,11 @@ def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditiona
             reasons.append(f"The {param} version {ver} is {where} the release series this planner knows "
                            f"({known[0]} to {known[-1]}).{hint}")
             return result
+    avoid = data.VERSIONS_TO_AVOID.get(str(target))
+    if avoid:
+        reasons.append(f"Kong's documentation says not to upgrade to {target}: {avoid['why']}. Set the target to "
+                       f"{avoid['instead']} instead ({avoid['source']}).")
+        return result
     if current == target:
         result.update(supported=True, reachable=True, path=[str(current)])
         reasons.append(f"Already at {target}: nothing to upgrade.")
@@ -182,13 +198,15 @@ def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditiona
             "patch": "patch to patch within one minor",
             "minor": "one minor to the next minor",
             "major": "the next release after 2.8 (3.0 migrates from >= 2.1.x)",
-            "lts": "LTS to the next LTS (2.8 -> 3.4, Kong's LTS upgrade guide)",
+            "lts": f"LTS to the next LTS ({src} -> {dst}, Kong's LTS upgrade guide "
+                   f"{data.LTS_SOURCES.get((src, dst), '')})",
         }[hops[0]["kind"]]
         reasons.append(f"{current} -> {target} is a guaranteed upgrade path: {why} ("
                        f"https://docs.konghq.com/gateway/3.9.x/upgrade/).")
     else:
+        lts = ", ".join(f"{a} -> {b}" for a, b in data.LTS_JUMPS)
         reasons.append(f"{current} -> {target} skips releases: Kong only guarantees patch -> patch, minor -> "
-                       f"next minor and 2.8 -> 3.4, so go {' -> '.join(points)} ({len(hops)} hops, each one "
+                       f"next minor and LTS -> next LTS ({lts}), so go {' -> '.join(points)} ({len(hops)} hops, each one "
                        "migrated and verified before the next; https://docs.konghq.com/gateway/3.9.x/upgrade/).")
     return result
 
@@ -366,7 +384,8 @@ def _match(rule: dict, hop: dict, config: dict | None, mode: str, collected: tup
     fmt = None if fmt is None else str(fmt)
     if kind == "format_version_rejected":
         accepted = accepted_format_versions(to_series)
-        return [] if fmt in accepted else [f"_format_version: {fmt if fmt is not None else '(missing)'}"]
+        # unknown for a series never read from source: evaluate() says so instead of guessing
+        return [] if accepted is None or fmt in accepted else [f"_format_version: {fmt if fmt is not None else '(missing)'}"]
     if kind == "format_version_legacy":
         return [f"_format_version: {fmt}"] if fmt in match["values"] else []
     if kind in ("route_regex_path", "route_regex_lookaround"):
@@ -387,6 +406,9 @@ def _match(rule: dict, hop: dict, config: dict | None, mode: str, collected: tup
         return [f"{len(routes)} route(s)"] if routes else []
     if kind == "plugin_not_bundled":
         now, before = bundled_plugins(to_series, bundled), bundled_plugins(from_series, bundled)
+        if now is None:
+            return []  # unknown for a series never read from source: evaluate() says so
+        before = before or frozenset()
         hits = []
         for plugin, where, owner in plugins:
             name = plugin.get("name")
@@ -442,7 +464,7 @@ def scan(hops: list, config: dict | None, mode: str, rules: list | None = None, 
                 continue
             seen.update((rule["id"], h) for h in hits)
             values = {"target": hop["to"], "value": (config or {}).get("_format_version", "(missing)")}
-            values["accepted"] = ", ".join(accepted_format_versions(_point_series(hop["to"])))
+            values["accepted"] = ", ".join(accepted_format_versions(_point_series(hop["to"])) or ())
             findings.append({
                 "id": rule["id"],
                 "severity": rule["severity"],
@@ -513,6 +535,20 @@ def evaluate(current_versions=None, target_version=None, mode="traditional", cp_
                 {k: p[k] for k in ("current", "target", "supported", "reachable", "path", "reasons")}
                 for p in (plan_path(v, target, "hybrid_dp", "off") for v in sorted(set(dps)))
             ]
+    unsourced = [h["to"] for h in plan["hops"] if not sourced(_point_series(h["to"]))]
+    if unsourced:
+        warnings.append(
+            f"Kong {', '.join(unsourced)}: Kong Gateway Enterprise releases whose source is not public. The "
+            f"planner knows their upgrade paths from Kong's documentation but read no bundled-plugin list or "
+            f"accepted `_format_version` values from their source (those checks stop at "
+            f"{data.LAST_SOURCED_SERIES}.x), and its breaking-change rules cover what Kong's source showed up to "
+            f"{data.LAST_SOURCED_SERIES}.x: review https://developer.konghq.com/gateway/breaking-changes/ for "
+            "these versions.")
+    enterprise_lts = [f"{h['from']} -> {h['to']}" for h in plan["hops"]
+                      if h["kind"] == "lts" and not sourced(_point_series(h["to"]))]
+    if enterprise_lts:
+        warnings.append(f"The LTS jump {', '.join(enterprise_lts)} is a Kong Gateway Enterprise path: the "
+                        "nodes must run Kong Gateway Enterprise packages.")
     ok = hybrid is None or hybrid["compatible"]
     findings = scan(plan["hops"], config, mode, custom_plugins=custom_plugins) if plan["reachable"] else []
     return {

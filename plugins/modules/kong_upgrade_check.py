@@ -13,9 +13,14 @@ version_added: 0.1.0
 description:
   - Decides whether upgrading Kong from the versions the nodes run now to O(target_version) is a path
     Kong guarantees, and names the stepping stones when it is not. Kong only guarantees patch to
-    patch within a minor, one minor to the next minor, and the LTS jump 2.8 to 3.4; so 3.4.2 to
-    3.7.1 goes 3.4.2, 3.5.x, 3.6.x, 3.7.1, and 2.8.x to 3.5.x goes through 3.4.x. Downgrades are
-    refused (migrations are not reversible), and so is Cassandra from 3.4.0.
+    patch within a minor, one minor to the next minor, and the LTS jumps 2.8 to 3.4, 3.4 to 3.10 and
+    3.10 to 3.14 (the last two Kong Gateway Enterprise only); so 3.4.2 to 3.7.1 goes 3.4.2, 3.5.x,
+    3.6.x, 3.7.1, and 2.8.x to 3.5.x goes through 3.4.x. Downgrades are refused (migrations are not
+    reversible), and so is Cassandra from 3.4.0.
+  - Knows the series 2.8 to 3.16 (Enterprise versions have four parts, 3.10.0.0). A target Kong's
+    documentation says to avoid is refused with the version to take instead (3.11.0.0, take 3.11.0.1).
+    From 3.10 on Kong's source is not public: facts the planner reads from source (bundled plugins,
+    accepted C(_format_version) values) are not guessed for those series, and a warning says so.
   - In hybrid mode, checks that control planes go first and that data planes keep the control
     plane's major and a minor that is not newer.
   - Recommends a strategy per mode, and scans an exported declarative configuration for what each

@@ -96,8 +96,43 @@ def test_patch_downgrade_and_unknown_series_refused():
     assert plan_path(KongVersion("3.4.2"), KongVersion("3.4.1"))["reachable"] is False
     old = plan_path(KongVersion("2.5.0"), KongVersion("3.4.2"))
     assert old["reachable"] is False and "older than" in old["reasons"][0] and "2.8.x first" in old["reasons"][0]
-    new = plan_path(KongVersion("3.9.3"), KongVersion("3.10.0"))
-    assert new["reachable"] is False and "newer than" in new["reasons"][0]
+    new = plan_path(KongVersion("3.16.0.1"), KongVersion("3.17.0.0"))
+    assert new["reachable"] is False and "newer than" in new["reasons"][0] and "3.16" in new["reasons"][0]
+
+
+def test_enterprise_series_through_316_and_their_lts_jumps():
+    # 3.9 -> 3.10 is the next minor; the LTS guides give 3.4 -> 3.10 and 3.10 -> 3.14 directly
+    assert plan_path(KongVersion("3.9.3"), KongVersion("3.10.0.0"))["supported"] is True
+    lts = plan_path(KongVersion("3.4.2"), KongVersion("3.10.0.7"))
+    assert lts["supported"] is True and lts["hops"][0]["kind"] == "lts"
+    assert "lts-upgrade/" in lts["reasons"][0]
+    assert plan_path(KongVersion("3.10.0.7"), KongVersion("3.14.0.2"))["hops"][0]["kind"] == "lts"
+    chain = plan_path(KongVersion("2.8.5"), KongVersion("3.16.0.1"))
+    assert chain["path"] == ["2.8.5", "3.4.x", "3.10.x", "3.14.x", "3.15.x", "3.16.0.1"]
+    assert "LTS -> next LTS (2.8 -> 3.4, 3.4 -> 3.10, 3.10 -> 3.14)" in chain["reasons"][0]
+    # not an LTS pair: 3.5 -> 3.10 goes minor by minor
+    assert plan_path(KongVersion("3.5.0"), KongVersion("3.10.0.0"))["path"] == [
+        "3.5.0", "3.6.x", "3.7.x", "3.8.x", "3.9.x", "3.10.0.0"]
+
+
+def test_a_version_kong_says_to_avoid_is_refused_with_the_one_to_take():
+    res = evaluate(["3.10.0.7"], "3.11.0.0", mode="traditional")
+    assert res["reachable"] is False and res["supported"] is False
+    assert "Set the target to 3.11.0.1 instead" in res["reasons"][0] and "license migration" in res["reasons"][0]
+    assert evaluate(["3.10.0.7"], "3.11.0.1", mode="traditional")["supported"] is True
+
+
+def test_unsourced_series_say_so_instead_of_guessing():
+    config = {"_format_version": "4.0", "plugins": [{"name": "my-custom-plugin"}]}
+    res = evaluate(["3.9.3"], "3.10.0.0", mode="dbless", config=config)
+    # neither the accepted formats nor the bundled plugins of 3.10 were read from source: no finding claims them
+    assert [f["id"] for f in res["findings"] if f["id"] in ("format-version-rejected", "plugin-not-bundled")] == []
+    assert any("source is not public" in w and "3.10.0.0" in w for w in res["warnings"])
+    sourced = evaluate(["3.8.1"], "3.9.3", mode="dbless", config=config)
+    assert "format-version-rejected" in [f["id"] for f in sourced["findings"]]
+    assert not any("source is not public" in w for w in sourced["warnings"])
+    lts = evaluate(["3.4.2"], "3.10.0.7", mode="traditional")
+    assert any("Kong Gateway Enterprise path" in w for w in lts["warnings"])
 
 
 def test_enterprise_versions_follow_the_same_series():

@@ -325,4 +325,57 @@ RULES = [
                    "parse Via or Server see new values.",
         "source": _kong("3.8.1", "kong/runloop/handler.lua", "upstream_via and kong_outbound_via"),
     },
+    {
+        "id": "conf-deprecated-alias-dropped",
+        "introduced": "3.0.0",
+        "severity": "high",
+        "match": {"kind": "conf_setting", "settings": {
+            "upstream_keepalive": "upstream_keepalive_pool_size",
+            "nginx_upstream_keepalive": "upstream_keepalive_pool_size",
+            "nginx_http_upstream_keepalive": "upstream_keepalive_pool_size",
+            "nginx_upstream_keepalive_requests": "upstream_keepalive_max_requests",
+            "nginx_http_upstream_keepalive_requests": "upstream_keepalive_max_requests",
+            "nginx_upstream_keepalive_timeout": "upstream_keepalive_idle_timeout",
+            "nginx_http_upstream_keepalive_timeout": "upstream_keepalive_idle_timeout",
+            "client_max_body_size": "nginx_http_client_max_body_size",
+            "client_body_buffer_size": "nginx_http_client_body_buffer_size",
+            "router_update_frequency": "worker_state_update_frequency",
+        }},
+        "message": "kong.conf sets properties that 2.8 still read as deprecated aliases of their replacements and "
+                   "that Kong {target} no longer reads at all: the node starts without a word and the value is "
+                   "lost (request bodies over the default limit get 413, keepalive pools shrink to the defaults). "
+                   "Set the replacement named for each instead (kong_breaking_fix renames them in Y's kong.conf).",
+        "source": (_kong("2.8.5", "kong/conf_loader/init.lua:351-437,554-557", "deprecated = { replacement = ... }")
+                   + "; " + _kong("3.0.0", "kong/conf_loader/init.lua", "the properties are gone; "
+                                  "load() keeps only the keys of kong/templates/kong_defaults.lua")),
+        "fix": "rename",
+    },
+    {
+        "id": "conf-setting-removed",
+        "introduced": None,
+        "severity": "medium",
+        "match": {"kind": "conf_setting_removed", "removed": {
+            # version that stops reading it -> properties (present in kong_defaults.lua at the tag before)
+            "3.0.0": {"nginx_optimizations": None, "go_plugins_dir": "pluginserver_names",
+                      "go_pluginserver_exe": "pluginserver_names",
+                      "cassandra_consistency": "cassandra_write_consistency / cassandra_read_consistency"},
+            "3.1.0": {"legacy_hybrid_protocol": None},
+            "3.3.0": {"legacy_worker_events": None},
+            "3.4.0": {name: None for name in (
+                "cassandra_contact_points", "cassandra_data_centers", "cassandra_keyspace", "cassandra_lb_policy",
+                "cassandra_local_datacenter", "cassandra_password", "cassandra_port", "cassandra_read_consistency",
+                "cassandra_refresh_frequency", "cassandra_repl_factor", "cassandra_repl_strategy",
+                "cassandra_schema_consensus_timeout", "cassandra_ssl", "cassandra_ssl_verify", "cassandra_timeout",
+                "cassandra_username", "cassandra_write_consistency")},
+            "3.5.0": {"privileged_agent": None},
+        }},
+        "message": "kong.conf sets properties that Kong {target} no longer reads: they are ignored without a "
+                   "word, so what they configured is lost (Go plugins need `pluginserver_names` from 3.0). Remove "
+                   "them (kong_breaking_fix comments them out in Y's kong.conf).",
+        "source": ("Kong/kong kong/templates/kong_defaults.lua and kong/conf_loader/init.lua compared tag by tag "
+                   "(2.8.5 -> 3.0.0: Go plugin server, nginx_optimizations, cassandra_consistency; 3.0.0 -> "
+                   "3.1.0: legacy_hybrid_protocol; 3.2.0 -> 3.3.0: legacy_worker_events; 3.3.0 -> 3.4.2: "
+                   "cassandra_*; 3.4.2 -> 3.5.0: privileged_agent)"),
+        "fix": "remove",
+    },
 ]

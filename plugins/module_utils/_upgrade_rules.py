@@ -295,6 +295,48 @@ def recommend_strategy(mode: str, spare_capacity: bool = False) -> dict:
                      "planes rolling.")
 
 
+# The strategies an operator may ask for (kong_upgrade_strategy), and the modes each upgrades.
+STRATEGY_CHOICES = ("auto", "in_place", "dual_cluster", "rolling")
+_STRATEGY_MODES = {
+    "in_place": ("traditional", "hybrid_cp"),
+    "dual_cluster": ("traditional",),
+    "rolling": ("dbless", "hybrid_dp"),
+}
+_STRATEGY_PLAYBOOKS = {"in_place": "playbooks/in_place_upgrade.yml", "dual_cluster": "playbooks/dual_cluster_upgrade.yml",
+                       "rolling": "playbooks/rolling_upgrade.yml", "hybrid": "playbooks/hybrid_upgrade.yml"}
+
+
+def choose_strategy(mode: str, spare_capacity: bool = False, requested: str = "auto") -> dict:
+    """The strategy of the run: the operator's when asked for (and fitting the mode), else the planner's.
+
+    The result is recommend_strategy's with `recommended` (the planner's name), `requested`,
+    `chosen_by` (operator or planner), `playbook` (the one that runs it) and a `reason` saying why."""
+    if requested not in STRATEGY_CHOICES:
+        raise UpgradeRulesError(f"strategy: '{requested}' is not one of {', '.join(STRATEGY_CHOICES)} (set "
+                                "kong_upgrade_strategy to auto to take the planner's recommendation)", param="strategy")
+    recommended = recommend_strategy(mode, spare_capacity)
+    out = dict(recommended, recommended=recommended["name"], requested=requested, chosen_by="planner")
+    if requested != "auto":
+        fits = _STRATEGY_MODES[requested]
+        if mode not in fits:
+            raise UpgradeRulesError(
+                f"strategy: {requested} does not upgrade {mode} nodes (it upgrades {' and '.join(fits)} nodes); the "
+                f"planner recommends {recommended['name']} for them ({_STRATEGY_PLAYBOOKS[recommended['name']]}). Set "
+                "kong_upgrade_strategy to auto or to a strategy that fits the mode.", param="strategy")
+        if requested != recommended["name"]:
+            why = ("no spare capacity is declared (kong_spare_capacity=false): Y's hosts must be there"
+                   if requested == "dual_cluster" else recommended["reason"])
+            out.update(name=requested, steps=[{"component": "cluster", "strategy": requested}],
+                       reason=f"Chosen by the operator (kong_upgrade_strategy={requested}); the planner recommends "
+                              f"{recommended['name']}: {why}")
+        else:
+            out["reason"] = f"Chosen by the operator (kong_upgrade_strategy={requested}), as the planner recommends: " \
+                            f"{recommended['reason']}"
+        out["chosen_by"] = "operator"
+    out["playbook"] = _STRATEGY_PLAYBOOKS[out["name"]]
+    return out
+
+
 def parse_config_text(text: str, param: str = "config") -> dict:
     """A declarative configuration from YAML or JSON text."""
     try:
@@ -367,8 +409,22 @@ def _plugin_where(plugin: dict, where: str, owner: str) -> str:
     return f"{where} plugin '{plugin.get('name')}' on {owner}"
 
 
+def conf_hits(rule: dict, hop: dict, conf_settings: dict) -> list:
+    """(host, property, replacement) for each kong.conf property `rule` names on `hop`."""
+    match = rule["match"]
+    if match["kind"] == "conf_setting":
+        table = match["settings"]
+    else:
+        table = {}
+        for ver, names in match["removed"].items():
+            if _point_key(hop["from"]) < _point_key(ver) <= _point_key(hop["to"]):
+                table.update(names)
+    return [(host, name, table[name]) for host in sorted(conf_settings)
+            for name in sorted(set(conf_settings[host] or ())) if name in table]
+
+
 def _match(rule: dict, hop: dict, config: dict | None, mode: str, collected: tuple, bundled: dict | None,
-           custom_plugins: frozenset) -> list:
+           custom_plugins: frozenset, conf_settings: dict | None = None) -> list:
     """Places in the config (or the deployment) that `rule` hits on `hop`; [] = no hit."""
     match = rule["match"]
     kind = match["kind"]
@@ -377,6 +433,9 @@ def _match(rule: dict, hop: dict, config: dict | None, mode: str, collected: tup
         return ["every node"]
     if kind == "mode":
         return [f"mode {mode}"] if mode in match["modes"] else []
+    if kind in ("conf_setting", "conf_setting_removed"):
+        return [f"{host}: {name}" + (f" (set {new} instead)" if new else "")
+                for host, name, new in conf_hits(rule, hop, conf_settings or {})]
     if config is None:
         return []
     routes, plugins = collected
@@ -446,7 +505,7 @@ def _fill(text: str, values: dict) -> str:
 
 
 def scan(hops: list, config: dict | None, mode: str, rules: list | None = None, bundled: dict | None = None,
-         custom_plugins=()) -> list:
+         custom_plugins=(), conf_settings: dict | None = None) -> list:
     """Findings of the breaking-change rules on each hop; a rule that fires on several hops for the same
     places (e.g. a missing `_format_version`) is reported once, on its first hop."""
     rules = data.RULES if rules is None else rules
@@ -458,7 +517,7 @@ def scan(hops: list, config: dict | None, mode: str, rules: list | None = None, 
         for rule in rules:
             if not _rule_applies(rule, hop):
                 continue
-            hits = [h for h in _match(rule, hop, config, mode, collected, bundled, custom)
+            hits = [h for h in _match(rule, hop, config, mode, collected, bundled, custom, conf_settings)
                     if (rule["id"], h) not in seen]
             if not hits:
                 continue
@@ -473,8 +532,25 @@ def scan(hops: list, config: dict | None, mode: str, rules: list | None = None, 
                 "message": _fill(rule["message"], values),
                 "where": hits,
                 "source": rule["source"],
+                "fix": rule.get("fix"),
             })
     return findings
+
+
+def conf_fixes(hops: list, conf_settings: dict | None, rules: list | None = None) -> dict:
+    """The mechanical kong.conf conversions the rules of every hop give (kong_conf's `rename` and `remove`):
+    renames where Kong names a replacement it reads the same way, removals of what it no longer reads."""
+    rename, remove = {}, set()
+    for hop in hops:
+        for rule in data.RULES if rules is None else rules:
+            if not rule.get("fix") or not _rule_applies(rule, hop):
+                continue
+            for _host, name, new in conf_hits(rule, hop, conf_settings or {}):
+                if rule["fix"] == "rename" and new:
+                    rename[name] = new
+                else:
+                    remove.add(name)
+    return {"rename": rename, "remove": sorted(remove - set(rename))}
 
 
 def severity_at_least(severity: str, threshold: str) -> bool:
@@ -493,7 +569,8 @@ def _versions_from(items, param: str) -> list:
 
 
 def evaluate(current_versions=None, target_version=None, mode="traditional", cp_version=None, dp_versions=None,
-             database=None, spare_capacity=False, config=None, custom_plugins=()) -> dict:
+             database=None, spare_capacity=False, config=None, custom_plugins=(), conf_settings=None,
+             strategy="auto") -> dict:
     """The whole check: path, hybrid compatibility, strategy and breaking-change findings."""
     if mode not in MODES:
         raise UpgradeRulesError(f"mode: '{mode}' is not one of {', '.join(MODES)}", param="mode")
@@ -550,7 +627,12 @@ def evaluate(current_versions=None, target_version=None, mode="traditional", cp_
         warnings.append(f"The LTS jump {', '.join(enterprise_lts)} is a Kong Gateway Enterprise path: the "
                         "nodes must run Kong Gateway Enterprise packages.")
     ok = hybrid is None or hybrid["compatible"]
-    findings = scan(plan["hops"], config, mode, custom_plugins=custom_plugins) if plan["reachable"] else []
+    if conf_settings is not None and not (isinstance(conf_settings, dict) and all(
+            isinstance(v, (list, tuple)) and all(isinstance(n, str) for n in v) for v in conf_settings.values())):
+        raise UpgradeRulesError("conf_settings: a mapping of host to the list of property names its kong.conf "
+                                "sets (as kong_node_info returns them in conf_settings)", param="conf_settings")
+    hops = plan["hops"] if plan["reachable"] else []
+    findings = scan(hops, config, mode, custom_plugins=custom_plugins, conf_settings=conf_settings)
     return {
         "supported": bool(plan["supported"] and ok),
         "reachable": bool(plan["reachable"] and ok),
@@ -561,9 +643,11 @@ def evaluate(current_versions=None, target_version=None, mode="traditional", cp_
         "hops": plan["hops"],
         "reasons": reasons,
         "hybrid": hybrid,
-        "strategy": recommend_strategy(mode, spare_capacity),
+        "strategy": choose_strategy(mode, spare_capacity, strategy),
         "findings": findings,
         "findings_by_severity": {s: sum(1 for f in findings if f["severity"] == s) for s in SEVERITIES},
         "scanned": config is not None,
+        "conf_scanned": conf_settings is not None,
+        "conf_fixes": conf_fixes(hops, conf_settings),
         "warnings": warnings,
     }

@@ -81,6 +81,16 @@ options:
         strategy instead of in-place.
     type: bool
     default: false
+  strategy:
+    description:
+      - The strategy the operator asks for. V(auto) takes the planner's recommendation (dual-cluster for a
+        traditional cluster with O(spare_capacity), in-place without; rolling for DB-less nodes and data planes).
+      - Any other value must fit O(mode) (V(in_place) traditional or hybrid control planes, V(dual_cluster)
+        traditional, V(rolling) DB-less or data planes), else the module fails naming the strategy that fits.
+        RV(strategy.name) is then the operator's choice and RV(strategy.reason) says so beside the recommendation.
+    type: str
+    choices: [auto, in_place, dual_cluster, rolling]
+    default: auto
   config_file:
     description:
       - Declarative configuration (YAML or JSON) to scan, for example the output of C(kong config db_export)
@@ -97,6 +107,14 @@ options:
     type: list
     elements: str
     default: []
+  conf_settings:
+    description:
+      - The properties each node's C(kong.conf) sets, as a mapping of host to a list of property names
+        (what M(kongops.upgrade.kong_node_info) returns in RV(kongops.upgrade.kong_node_info#module:conf_settings)).
+        Only the names are read, never the values.
+      - Scanned for properties a hop of the path stops reading (renamed deprecated aliases, removed
+        properties); RV(conf_fixes) gives the renames and removals that convert them.
+    type: dict
   fail_on_unsupported:
     description:
       - Fail when the direct jump is not a guaranteed path (the result still names the path to take) or
@@ -241,7 +259,7 @@ hybrid:
       elements: dict
       sample: []
 strategy:
-  description: Recommended strategy for the mode.
+  description: The strategy of the run (the operator's, O(strategy), or the planner's recommendation for the mode).
   returned: always
   type: dict
   contains:
@@ -249,13 +267,29 @@ strategy:
       description: C(rolling), C(in_place), C(dual_cluster) or C(hybrid).
       type: str
       sample: rolling
+    recommended:
+      description: The planner's recommendation for the mode, whatever O(strategy) asked for.
+      type: str
+      sample: dual_cluster
+    requested:
+      description: O(strategy) as given.
+      type: str
+      sample: auto
+    chosen_by:
+      description: C(operator) when O(strategy) named a strategy, C(planner) with V(auto).
+      type: str
+      sample: planner
+    playbook:
+      description: The collection's playbook that runs RV(strategy.name).
+      type: str
+      sample: playbooks/dual_cluster_upgrade.yml
     steps:
       description: Components in order with their strategy.
       type: list
       elements: dict
       sample: [{"component": "control_plane", "strategy": "in_place"}, {"component": "data_planes", "strategy": "rolling"}]
     reason:
-      description: Why.
+      description: Why this strategy (and, when the operator chose another than the planner, the planner's reason).
       type: str
       sample: DB-less nodes hold no database ...
     source:
@@ -297,6 +331,12 @@ findings:
       description: Source of the rule.
       type: str
       sample: Kong/kong 3.9.3 kong/db/declarative/migrations/route_path.lua (1.1/2.1 files rewritten on load); ...
+    fix:
+      description:
+        - The mechanical conversion RV(conf_fixes) holds for this finding (V(rename) or V(remove)); V(null) when
+          there is none.
+      type: str
+      sample: rename
 findings_by_severity:
   description: Number of findings per severity.
   returned: always
@@ -307,12 +347,34 @@ scanned:
   returned: always
   type: bool
   sample: true
+conf_scanned:
+  description: Whether O(conf_settings) were given and scanned.
+  returned: always
+  type: bool
+  sample: true
+conf_fixes:
+  description:
+    - The mechanical C(kong.conf) conversions of the findings, in the shape of M(kongops.upgrade.kong_conf)'s
+      O(kongops.upgrade.kong_conf#module:rename) and O(kongops.upgrade.kong_conf#module:remove).
+  returned: always
+  type: dict
+  contains:
+    rename:
+      description: Old property name to the replacement Kong reads instead.
+      type: dict
+      sample: {"client_max_body_size": "nginx_http_client_max_body_size"}
+    remove:
+      description: Properties the target no longer reads, with no replacement.
+      type: list
+      elements: str
+      sample: ["nginx_optimizations"]
 """
 
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kongops.upgrade.plugins.module_utils._upgrade_rules import (
+    STRATEGY_CHOICES,
     UpgradeRulesError,
     evaluate,
     parse_config_text,
@@ -350,9 +412,11 @@ def main():
             "dp_versions": {"type": "list", "elements": "raw"},
             "database": {"type": "str", "choices": ["postgres", "cassandra", "off"]},
             "spare_capacity": {"type": "bool", "default": False},
+            "strategy": {"type": "str", "default": "auto", "choices": list(STRATEGY_CHOICES)},
             "config_file": {"type": "path"},
             "config": {"type": "raw"},
             "custom_plugins": {"type": "list", "elements": "str", "default": []},
+            "conf_settings": {"type": "dict"},
             "fail_on_unsupported": {"type": "bool", "default": True},
             "fail_on_severity": {"type": "str", "default": "none", "choices": ["none", "high", "medium", "low", "info"]},
         },
@@ -366,6 +430,7 @@ def main():
             current_versions=p["current_versions"], target_version=p["target_version"], mode=p["mode"],
             cp_version=p["cp_version"], dp_versions=p["dp_versions"], database=p["database"],
             spare_capacity=p["spare_capacity"], config=config, custom_plugins=p["custom_plugins"],
+            conf_settings=p["conf_settings"], strategy=p["strategy"],
         )
     except UpgradeRulesError as exc:
         module.fail_json(msg=str(exc), param=exc.param)

@@ -99,3 +99,29 @@ def test_dbless_node_validated_with_its_own_kong_conf_then_stopped(dbless_vars):
                 os.kill(int(open(pidfile, encoding="utf-8").read()), 9)
             except (OSError, ValueError):
                 pass
+
+
+def test_breaking_change_conversions_are_applied_to_the_operators_kong_conf(tmp_path):
+    """kong_node_conf_fixes (what preflight's scan gives with kong_breaking_fix) renames and comments
+    out properties in the operator's file, keeping its other lines and comments, shown in --diff."""
+    conf = tmp_path / "kong.conf"
+    conf.write_text("# grown since 2.x\nclient_max_body_size = 10m  # uploads\nnginx_optimizations = on\n"
+                    "database = postgres\n")
+    play = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role:
+        name: kongops.upgrade.kong_node
+        tasks_from: configure.yml
+"""
+    extra = {"kong_node_version": "3.4.2", "kong_node_mode": "traditional", "kong_node_conf_path": str(conf),
+             "kong_node_conf_fixes": {"rename": {"client_max_body_size": "nginx_http_client_max_body_size"},
+                                      "remove": ["nginx_optimizations"]}}
+    res = run_playbook(play, extra_vars=extra, diff=True, timeout=120)
+    assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    lines = conf.read_text().splitlines()
+    assert lines[0] == "# grown since 2.x" and "database = postgres" in lines
+    assert any(line.startswith("nginx_http_client_max_body_size = 10m") and "# uploads" in line for line in lines)
+    assert not any(line.startswith(("client_max_body_size", "nginx_optimizations")) for line in lines)
+    assert any(line.lstrip("# ").startswith("nginx_optimizations") for line in lines)

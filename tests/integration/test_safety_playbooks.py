@@ -123,6 +123,36 @@ def test_target_equal_to_current_is_refused_before_any_node_is_contacted(tmp_pat
     assert os.listdir(os.path.join(str(tmp_path), "c1")) == ["journal.json"]
 
 
+def test_kong_conf_properties_the_path_stops_reading_are_refused_before_the_journal(tmp_path, kong_bins):
+    """A 2.8 kong.conf grown over the years: 3.x reads client_max_body_size (a 2.8 alias) and
+    nginx_optimizations no more, without a word. Preflight names each, before anything changes."""
+    old = KongNode(install_kong("2.8.5", str(tmp_path / "k285")), str(tmp_path / "nodes"), name="x1",
+                   declarative=DECLARATIVE.replace("'3.0'", "'2.1'"),
+                   client_max_body_size="10m", nginx_optimizations="on")
+    old.start()
+    try:
+        journal = finished_journal(tmp_path)
+        inv = inventory({"kong_x": {"x1": {"kong_admin_url": old.admin_url, "kong_node_conf_path": old.conf_path}}},
+                        kong_mode="traditional")
+        run = run_playbook(IN_PLACE, inventory=inv, extra_vars=base_vars(tmp_path, kong_version_target="3.4.2"))
+        assert run.rc != 0
+        msg = failure_messages(run)
+        # the default stops at high: the dropped alias; the removed property (medium) is counted
+        assert "conf-deprecated-alias-dropped" in msg and "x1: client_max_body_size (set nginx_http_client_max_body_size" in msg
+        assert "kong_breaking_fix=true" in msg and "kong_breaking_fail_on=none" in msg
+        assert "1 finding(s) below high are in the plan too" in msg
+        run = run_playbook(IN_PLACE, inventory=inv, extra_vars=base_vars(tmp_path, kong_version_target="3.4.2",
+                                                                         kong_breaking_fail_on="medium"))
+        msg = failure_messages(run)
+        assert run.rc != 0 and "conf-setting-removed" in msg and "x1: nginx_optimizations" in msg
+        assert not ran(run, "Start the run") and not ran(run, "Archive a finished journal")
+        assert os.listdir(os.path.dirname(journal)) == ["journal.json"]
+        # only the names left the node: no value of its kong.conf is in the output
+        assert "10m" not in run.stdout + run.stderr
+    finally:
+        old.stop()
+
+
 def test_target_equal_to_the_observed_version_is_refused_before_the_journal(tmp_path, node):
     journal = finished_journal(tmp_path)
     y = node("3.9.3", "y")

@@ -377,3 +377,39 @@ def test_config_text_errors_name_the_parameter():
         parse_config_text("- just\n- a list\n", "config_file")
     with pytest.raises(UpgradeRulesError, match="^config: neither JSON nor YAML"):
         parse_config_text("key: [unclosed", "config")
+
+
+def test_kong_conf_properties_a_hop_stops_reading_are_found_with_their_conversion():
+    conf = {"x1": ["prefix", "client_max_body_size", "nginx_upstream_keepalive", "nginx_optimizations",
+                   "cassandra_keyspace"], "x2": ["prefix", "client_max_body_size"]}
+    res = evaluate(["2.8.5"], "3.4.2", mode="traditional", conf_settings=conf)
+    by_id = {f["id"]: f for f in res["findings"]}
+    alias = by_id["conf-deprecated-alias-dropped"]
+    assert alias["severity"] == "high" and alias["fix"] == "rename"
+    assert alias["where"] == ["x1: client_max_body_size (set nginx_http_client_max_body_size instead)",
+                              "x1: nginx_upstream_keepalive (set upstream_keepalive_pool_size instead)",
+                              "x2: client_max_body_size (set nginx_http_client_max_body_size instead)"]
+    assert "kong/conf_loader/init.lua" in alias["source"]
+    removed = by_id["conf-setting-removed"]
+    assert removed["where"] == ["x1: cassandra_keyspace", "x1: nginx_optimizations"]
+    assert res["conf_scanned"] is True
+    assert res["conf_fixes"] == {
+        "rename": {"client_max_body_size": "nginx_http_client_max_body_size",
+                   "nginx_upstream_keepalive": "upstream_keepalive_pool_size"},
+        "remove": ["cassandra_keyspace", "nginx_optimizations"]}
+
+
+def test_kong_conf_rules_follow_the_hop():
+    conf = {"x1": ["client_max_body_size", "privileged_agent", "cassandra_keyspace"]}
+    # 3.4.2 -> 3.5.0 stops reading privileged_agent only; the 3.0 aliases and cassandra_* are behind
+    res = evaluate(["3.4.2"], "3.5.0", mode="dbless", conf_settings=conf)
+    assert [(f["id"], f["where"]) for f in res["findings"] if f["id"].startswith("conf-")] == [
+        ("conf-setting-removed", ["x1: privileged_agent"])]
+    assert evaluate(["3.8.1"], "3.9.3", mode="dbless", conf_settings=conf)["conf_fixes"] == {"rename": {}, "remove": []}
+    assert evaluate(["3.8.1"], "3.9.3", mode="dbless")["conf_scanned"] is False
+
+
+def test_conf_settings_of_the_wrong_shape_name_the_parameter():
+    with pytest.raises(UpgradeRulesError) as err:
+        evaluate(["3.8.1"], "3.9.3", mode="dbless", conf_settings={"x1": "client_max_body_size"})
+    assert err.value.param == "conf_settings"

@@ -378,4 +378,17 @@ RULES = [
                    "cassandra_*; 3.4.2 -> 3.5.0: privileged_agent)"),
         "fix": "remove",
     },
+    {
+        "id": "custom-plugin-name-bundled",
+        "introduced": None,
+        "severity": "high",
+        "match": {"kind": "custom_plugin_bundled"},
+        "message": "Kong {target} bundles a plugin of the same name as a custom plugin the nodes load. Kong keeps "
+                   "one plugin per name (`loaded_plugins` is keyed by name) and `require` takes whichever "
+                   "`kong.plugins.<name>` comes first in `lua_package_path`, so one of the two silently shadows "
+                   "the other, with its schema and migrations. Rename the custom plugin (and its configuration) "
+                   "before the upgrade.",
+        "source": (_kong("3.9.3", "kong/conf_loader/init.lua:815-839", "conf.loaded_plugins keyed by plugin name")
+                   + "; Kong/kong kong/constants.lua `local plugins` at each tag 2.8.5 ... 3.9.3"),
+    },
 ]

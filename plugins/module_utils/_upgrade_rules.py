@@ -436,6 +436,12 @@ def _match(rule: dict, hop: dict, config: dict | None, mode: str, collected: tup
     if kind in ("conf_setting", "conf_setting_removed"):
         return [f"{host}: {name}" + (f" (set {new} instead)" if new else "")
                 for host, name, new in conf_hits(rule, hop, conf_settings or {})]
+    if kind == "custom_plugin_bundled":
+        now, before = bundled_plugins(to_series, bundled), bundled_plugins(from_series, bundled)
+        if now is None:
+            return []  # unknown for a series never read from source: evaluate() says so
+        return [f"custom plugin '{name}' (kong.conf `plugins`): bundled from {to_series}"
+                for name in sorted(custom_plugins) if name in now and name not in (before or frozenset())]
     if config is None:
         return []
     routes, plugins = collected

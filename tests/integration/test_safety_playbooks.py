@@ -125,10 +125,17 @@ def test_target_equal_to_current_is_refused_before_any_node_is_contacted(tmp_pat
 
 def test_kong_conf_properties_the_path_stops_reading_are_refused_before_the_journal(tmp_path, kong_bins):
     """A 2.8 kong.conf grown over the years: 3.x reads client_max_body_size (a 2.8 alias) and
-    nginx_optimizations no more, without a word. Preflight names each, before anything changes."""
+    nginx_optimizations no more, without a word, and bundles a plugin named as a custom one.
+    Preflight names each, before anything changes."""
+    # a custom plugin named as one 3.x bundles (opentelemetry, bundled from 3.0), installed as Kong requires
+    plugin = tmp_path / "lua" / "kong" / "plugins" / "opentelemetry"
+    plugin.mkdir(parents=True)
+    for part in ("handler", "schema"):
+        (plugin / f"{part}.lua").write_text("return {}\n")
     old = KongNode(install_kong("2.8.5", str(tmp_path / "k285")), str(tmp_path / "nodes"), name="x1",
                    declarative=DECLARATIVE.replace("'3.0'", "'2.1'"),
-                   client_max_body_size="10m", nginx_optimizations="on")
+                   client_max_body_size="10m", nginx_optimizations="on", plugins="bundled,  opentelemetry ",
+                   lua_package_path=f"{tmp_path}/lua/?.lua;;")
     old.start()
     try:
         journal = finished_journal(tmp_path)
@@ -140,6 +147,7 @@ def test_kong_conf_properties_the_path_stops_reading_are_refused_before_the_jour
         # the default stops at high: the dropped alias; the removed property (medium) is counted
         assert "conf-deprecated-alias-dropped" in msg and "x1: client_max_body_size (set nginx_http_client_max_body_size" in msg
         assert "kong_breaking_fix=true" in msg and "kong_breaking_fail_on=none" in msg
+        assert "custom-plugin-name-bundled" in msg and "custom plugin 'opentelemetry' (kong.conf `plugins`): bundled from 3.4" in msg
         assert "1 finding(s) below high are in the plan too" in msg
         run = run_playbook(IN_PLACE, inventory=inv, extra_vars=base_vars(tmp_path, kong_version_target="3.4.2",
                                                                          kong_breaking_fail_on="medium"))

@@ -413,3 +413,13 @@ def test_conf_settings_of_the_wrong_shape_name_the_parameter():
     with pytest.raises(UpgradeRulesError) as err:
         evaluate(["3.8.1"], "3.9.3", mode="dbless", conf_settings={"x1": "client_max_body_size"})
     assert err.value.param == "conf_settings"
+
+
+def test_a_custom_plugin_whose_name_the_target_bundles_is_found_without_a_config():
+    res = evaluate(["3.8.1"], "3.9.3", mode="dbless", custom_plugins=["redirect", "my-auth"])
+    hit = [f for f in res["findings"] if f["id"] == "custom-plugin-name-bundled"]
+    assert len(hit) == 1 and hit[0]["severity"] == "high"
+    assert hit[0]["where"] == ["custom plugin 'redirect' (kong.conf `plugins`): bundled from 3.9"]
+    # bundled already on X: not new on this path
+    assert not [f for f in evaluate(["3.9.1"], "3.9.3", mode="dbless", custom_plugins=["redirect"])["findings"]
+                if f["id"] == "custom-plugin-name-bundled"]

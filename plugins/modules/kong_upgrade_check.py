@@ -19,7 +19,7 @@ description:
     reversible), and so is Cassandra from 3.4.0.
   - Knows the series 2.8 to 3.16 (Enterprise versions have four parts, 3.10.0.0). A target Kong's
     documentation says to avoid is refused with the version to take instead (3.11.0.0, take 3.11.0.1).
-    From 3.10 on Kong's source is not public: facts the planner reads from source (bundled plugins,
+    From 3.10 on Kong's source is not public, so facts the planner reads from source (bundled plugins,
     accepted C(_format_version) values) are not guessed for those series, and a warning says so.
   - In hybrid mode, checks that control planes go first and that data planes keep the control
     plane's major and a minor that is not newer.

@@ -32,8 +32,9 @@ description:
 author:
   - kongops.upgrade contributors (@kongops)
 extends_documentation_fragment:
+  - kongops.upgrade.kong_admin
   - ansible.builtin.action_common_attributes
-  - kongops.upgrade.attributes.actiongroup_none
+  - kongops.upgrade.attributes.actiongroup_kong
 attributes:
   check_mode:
     support: full
@@ -100,6 +101,16 @@ options:
     description:
       - The declarative configuration to scan, as YAML/JSON text or as a dict.
     type: raw
+  config_from_admin:
+    description:
+      - Read the configuration to scan from the node's Admin API (O(admin_url) and the other Admin API
+        options), every entity it lists, as C(kong config db_export) would write it. Works on traditional
+        nodes, DB-less nodes and control planes.
+      - The configuration is scanned in the module and never returned; findings name entities (route
+        names, plugin ids), not their secrets.
+      - Mutually exclusive with O(config) and O(config_file).
+    type: bool
+    default: false
   custom_plugins:
     description:
       - Plugins that will be installed on the target nodes besides the bundled ones; they are not reported
@@ -372,12 +383,21 @@ conf_fixes:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import kong_argument_spec
+from ansible_collections.kongops.upgrade.plugins.module_utils._backup_declarative import export_via_admin
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    KongAdminClient,
+    KongAdminError,
+)
 from ansible_collections.kongops.upgrade.plugins.module_utils._upgrade_rules import (
     STRATEGY_CHOICES,
     UpgradeRulesError,
     evaluate,
     parse_config_text,
+    version,
     severity_at_least,
 )
 
@@ -391,6 +411,21 @@ def _load_config(module):
         except OSError as exc:
             module.fail_json(msg=f"config_file: cannot read {p['config_file']}: {exc}")
         return parse_config_text(text, "config_file")
+    if p["config_from_admin"]:
+        if not HAS_REQUESTS:
+            module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+        if not p["admin_url"].startswith(("http://", "https://")):
+            module.fail_json(msg=f"admin_url: '{p['admin_url']}' is not a URL (expected http:// or https://)")
+        texts = [v.get("version") if isinstance(v, dict) else v for v in p["current_versions"] or []]
+        texts = [t for t in texts if t] or [p["cp_version"]]
+        versions = sorted(version(t, "current_versions") for t in texts if t)
+        if not versions:
+            module.fail_json(msg="config_from_admin: give current_versions (the export's format follows X's version)")
+        try:
+            doc, _counts, _skipped = export_via_admin(KongAdminClient.from_params(p), versions[0])
+        except KongAdminError as exc:
+            module.fail_json(msg=f"config_from_admin: cannot read the configuration from {p['admin_url']}: {exc}")
+        return doc
     value = p["config"]
     if value is None:
         return None
@@ -403,7 +438,7 @@ def _load_config(module):
 
 def main():
     module = AnsibleModule(
-        argument_spec={
+        argument_spec=kong_argument_spec(admin=True, **{
             "current_versions": {"type": "list", "elements": "raw"},
             "target_version": {"type": "str", "required": True},
             "mode": {"type": "str", "required": True,
@@ -419,8 +454,9 @@ def main():
             "conf_settings": {"type": "dict"},
             "fail_on_unsupported": {"type": "bool", "default": True},
             "fail_on_severity": {"type": "str", "default": "none", "choices": ["none", "high", "medium", "low", "info"]},
-        },
-        mutually_exclusive=[("config_file", "config")],
+            "config_from_admin": {"type": "bool", "default": False},
+        }),
+        mutually_exclusive=[("config_file", "config", "config_from_admin")],
         supports_check_mode=True,
     )
     p = module.params

@@ -133,7 +133,7 @@ def test_kong_conf_properties_the_path_stops_reading_are_refused_before_the_jour
     for part in ("handler", "schema"):
         (plugin / f"{part}.lua").write_text("return {}\n")
     old = KongNode(install_kong("2.8.5", str(tmp_path / "k285")), str(tmp_path / "nodes"), name="x1",
-                   declarative=DECLARATIVE.replace("'3.0'", "'2.1'"),
+                   declarative=DECLARATIVE.replace("'3.0'", "'2.1'") + "  routes:\n  - name: users\n    paths: ['/users/\\d+']\n",
                    client_max_body_size="10m", nginx_optimizations="on", plugins="bundled,  opentelemetry ",
                    lua_package_path=f"{tmp_path}/lua/?.lua;;")
     old.start()
@@ -147,8 +147,10 @@ def test_kong_conf_properties_the_path_stops_reading_are_refused_before_the_jour
         # the default stops at high: the dropped alias; the removed property (medium) is counted
         assert "conf-deprecated-alias-dropped" in msg and "x1: client_max_body_size (set nginx_http_client_max_body_size" in msg
         assert "kong_breaking_fix=true" in msg and "kong_breaking_fail_on=none" in msg
+        # the configuration read from x1's Admin API: a 2.x regex path that 3.x reads as a prefix without `~`
+        assert "route-regex-path-tilde" in msg and "(route 'users') -> '~/users/\\d+'" in msg
         assert "custom-plugin-name-bundled" in msg and "custom plugin 'opentelemetry' (kong.conf `plugins`): bundled from 3.4" in msg
-        assert "1 finding(s) below high are in the plan too" in msg
+        assert "3 breaking change(s) at severity high" in msg and "2 finding(s) below high are in the plan too" in msg
         run = run_playbook(IN_PLACE, inventory=inv, extra_vars=base_vars(tmp_path, kong_version_target="3.4.2",
                                                                          kong_breaking_fail_on="medium"))
         msg = failure_messages(run)

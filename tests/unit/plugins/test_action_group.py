@@ -62,7 +62,6 @@ def test_membership_follows_the_admin_api_options(name, monkeypatch):
 
 def test_group_lists_only_existing_modules():
     assert set(group()) <= set(MODULES)
-    assert "kong_upgrade_check" not in group()
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -173,6 +173,10 @@ class CallbackModule(CallbackBase):
         steps = journal.get("steps") or []
         self._display.display(f"{run.get('strategy')} {(run.get('versions') or {}).get('before')} -> "
                               f"{journal.get('to', '')}: {run.get('status')}")
+        choice = run.get("strategy_choice") or {}
+        if choice.get("reason"):
+            self._display.display(f"  strategy {choice.get('ran') or run.get('strategy')} "
+                                  f"(chosen by {choice.get('chosen_by', 'planner')}): {choice['reason']}")
         for step in steps:
             gate = step.get("gate") or {}
             self._display.display(f"  step {step.get('share')} %: {gate.get('requests', 0)} requests, "
@@ -351,6 +355,9 @@ def render_html(report: dict) -> str:
     failure = journal.get("failure")
     downtime = f"; downtime {_human(journal['downtime_seconds'])}" if journal.get("downtime_seconds") is not None else ""
     partial = "" if report.get("complete", True) else " (the run was still going when this was written)"
+    choice = run.get("strategy_choice") or {}
+    strategy = (f'<p id="strategy">Strategy {esc(str(choice.get("ran", "")))} (chosen by '
+                f'{esc(str(choice.get("chosen_by", "")))}): {esc(str(choice["reason"]))}</p>') if choice.get("reason") else ""
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Kong upgrade {esc(str(journal.get('run_id', '')))}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin-bottom:1.5em}}
@@ -359,6 +366,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}} tr.failed{{backgro
 <h1>Kong {esc(str(journal.get('strategy', run.get('strategy', ''))))} upgrade {esc(str(journal.get('from', '')))} &rarr; {esc(str(journal.get('to', '')))}</h1>
 <p id="status">Status: <b>{esc(str(journal.get('status', run.get('status', ''))))}</b>{partial}; run {esc(str(journal.get('run_id', '')))};
 path {esc(' -> '.join(map(str, journal.get('path') or [])))}{downtime}</p>
+{strategy}
 {f'<p id="failure" style="color:#b00">Stopped in phase {esc(str(failure.get("phase")))}: {esc(str(failure.get("reason")))}</p>' if failure else ''}
 <h2>Traffic share by version and errors</h2>
 {_plot(journal)}

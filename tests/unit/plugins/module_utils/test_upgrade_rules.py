@@ -14,6 +14,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._upgrade_rules imp
     UpgradeRulesError,
     _match,
     bundled_plugins,
+    choose_strategy,
     evaluate,
     is_regex_path,
     parse_config_text,
@@ -191,6 +192,40 @@ def test_strategy_per_mode():
     assert hybrid["steps"] == [{"component": "control_plane", "strategy": "in_place"},
                                {"component": "data_planes", "strategy": "rolling"}]
     assert all("https://docs.konghq.com/gateway/" in recommend_strategy(m)["source"] for m in MODES)
+
+
+def test_choose_strategy_recommends_dual_cluster_with_spare_capacity_and_says_who_chose():
+    auto = choose_strategy("traditional", spare_capacity=True)
+    assert (auto["name"], auto["recommended"], auto["chosen_by"]) == ("dual_cluster", "dual_cluster", "planner")
+    assert auto["playbook"] == "playbooks/dual_cluster_upgrade.yml" and "Spare capacity" in auto["reason"]
+    assert choose_strategy("traditional")["name"] == "in_place"
+    # the operator's choice wins when it fits the mode, and the reason names the planner's
+    chosen = choose_strategy("traditional", spare_capacity=False, requested="dual_cluster")
+    assert (chosen["name"], chosen["recommended"], chosen["chosen_by"]) == ("dual_cluster", "in_place", "operator")
+    assert "kong_upgrade_strategy=dual_cluster" in chosen["reason"] and "kong_spare_capacity" in chosen["reason"]
+    kept = choose_strategy("traditional", spare_capacity=True, requested="in_place")
+    assert (kept["name"], kept["recommended"], kept["playbook"]) == ("in_place", "dual_cluster", "playbooks/in_place_upgrade.yml")
+    same = choose_strategy("dbless", requested="rolling")
+    assert same["name"] == "rolling" and same["chosen_by"] == "operator" and "as the planner recommends" in same["reason"]
+
+
+@pytest.mark.parametrize("mode,requested,fits", [
+    ("dbless", "in_place", "traditional and hybrid_cp"),
+    ("hybrid_dp", "dual_cluster", "traditional"),
+    ("traditional", "rolling", "dbless and hybrid_dp"),
+    ("hybrid_cp", "dual_cluster", "traditional"),
+])
+def test_choose_strategy_refuses_a_strategy_that_does_not_fit_the_mode(mode, requested, fits):
+    with pytest.raises(UpgradeRulesError) as err:
+        choose_strategy(mode, requested=requested)
+    assert err.value.param == "strategy"
+    assert f"{requested} does not upgrade {mode} nodes (it upgrades {fits} nodes)" in str(err.value)
+    assert "kong_upgrade_strategy" in str(err.value)
+
+
+def test_choose_strategy_refuses_an_unknown_strategy():
+    with pytest.raises(UpgradeRulesError, match="strategy: 'blue_green' is not one of auto, in_place, dual_cluster, rolling"):
+        choose_strategy("traditional", requested="blue_green")
 
 
 def test_mixed_current_versions_plan_from_the_oldest_and_warn():

@@ -42,6 +42,20 @@ def test_unsupported_jump_reported_without_failing_when_asked(capsys):
     assert r["strategy"]["name"] == "dual_cluster"
 
 
+def test_strategy_option_chooses_and_is_checked_against_the_mode(capsys):
+    base = {"current_versions": ["3.6.1"], "target_version": "3.7.1", "mode": "traditional"}
+    rc, r = run(capsys, dict(base, spare_capacity=True))
+    assert rc == 0 and r["strategy"]["name"] == "dual_cluster" and r["strategy"]["chosen_by"] == "planner"
+    rc, r = run(capsys, dict(base, strategy="dual_cluster"))
+    assert rc == 0 and r["strategy"]["name"] == "dual_cluster" and r["strategy"]["recommended"] == "in_place"
+    assert r["strategy"]["chosen_by"] == "operator"
+    rc, r = run(capsys, dict(base, strategy="rolling"))
+    assert rc == 1 and r["failed"] is True and "rolling does not upgrade traditional nodes" in r["msg"]
+    assert "Traceback" not in r["msg"]
+    rc, r = run(capsys, dict(base, strategy="sideways"))
+    assert rc == 1 and "strategy" in r["msg"] and "auto" in r["msg"]
+
+
 def test_downgrade_fails_without_a_path(capsys):
     rc, r = run(capsys, {"current_versions": ["3.9.3"], "target_version": "3.7.1", "mode": "dbless"})
     assert rc == 1 and "3.9.3 -> 3.7.1 cannot be upgraded" in r["msg"] and "downgrade" in r["msg"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 
+from ansible_collections.kongops.upgrade.plugins.module_utils._dp_skew import hash_divergence
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminError,
     node_mode,
@@ -179,6 +180,20 @@ class KongNodeInfo:
                 return {"synced": True, "data_plane": row, "waited_seconds": waited, "reason": None}
             if clock() - start >= timeout:
                 return {"synced": False, "data_plane": row, "waited_seconds": waited, "reason": reason}
+            sleep(interval)
+
+    def wait_config_sync(self, timeout: float, stale_after: int, interval: float = 1.0, sleep=None, clock=None,
+                         now=None) -> tuple:
+        """Poll until every live data plane reports sync_status normal and one configuration hash
+        (_dp_skew.hash_divergence). Returns (hash, []) or (None, what still differs) when time is up."""
+        sleep = sleep or time.sleep
+        clock = clock or time.monotonic
+        now = now or time.time
+        start = clock()
+        while True:
+            conf_hash, problems = hash_divergence(self.data_planes(), now(), stale_after)
+            if not problems or clock() - start >= timeout:
+                return conf_hash, problems
             sleep(interval)
 
     def metrics(self) -> dict:

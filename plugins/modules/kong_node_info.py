@@ -65,9 +65,53 @@ options:
         description: The configuration hash the row must show.
         type: str
   wait_timeout:
-    description: Seconds O(wait_data_plane) waits at most.
+    description: Seconds O(wait_data_plane) and O(wait_config_sync) wait at most (together).
     type: int
     default: 60
+  stale_after:
+    description:
+      - On a control plane, a data plane whose last ping (C(last_seen)) is older than this many seconds is
+        stale: named in RV(data_planes_stale) and left out of O(skew) and O(wait_config_sync). The control
+        plane keeps the rows of data planes that are gone for C(cluster_data_plane_purge_delay) (14 days).
+      - A data plane pings every 30 seconds (Kong/kong 3.9.3 kong/constants.lua, C(CLUSTERING_PING_INTERVAL)),
+        so the default is three missed pings. Measured on the clock of the host the module runs on: run it
+        on (or delegate it to) the control plane.
+    type: int
+    default: 90
+  skew:
+    description:
+      - On a control plane, judge the live data planes it lists against its own version and fail, before
+        anything changes, naming each data plane (host name, id, address, version) and the fix, when one is
+        newer than the control plane or a major version apart (Kong refuses those, Kong/kong 3.9.3
+        kong/clustering/compat/init.lua), or when O(skew.target_version) would be.
+      - With O(skew.inventory_ids), also finds the data planes an earlier interrupted run left behind, see
+        O(skew.left_behind). The judgement is returned as RV(skew).
+    type: dict
+    suboptions:
+      target_version:
+        description: The version the data planes are to be upgraded to; its rows are never left behind.
+        type: str
+      inventory_ids:
+        description:
+          - Node id to inventory host name of the data planes in the inventory's current groups.
+          - A live data plane on another version than O(skew.target_version) whose id is not here, or one of
+            these hosts on an older version than the others, is left behind.
+        type: dict
+      left_behind:
+        description:
+          - V(stop) fails on any data plane left behind. V(upgrade) goes on when every one is an inventory
+            host (the run upgrades it); a data plane no inventory host runs fails in both cases.
+        type: str
+        choices: [stop, upgrade]
+        default: stop
+  wait_config_sync:
+    description:
+      - On a control plane, wait until every live data plane it lists reports C(sync_status=normal) and the
+        same configuration hash, the one the control plane sends to all of them (it hashes each export once,
+        Kong/kong 3.9.3 kong/clustering/control_plane.lua); fails naming each data plane that never does.
+      - Polls every second inside the module, within O(wait_timeout); the hash is returned as RV(cp_config_hash).
+    type: bool
+    default: false
   metrics:
     description:
       - Also read the node's own request counters from C(GET /metrics) of Kong's prometheus plugin (on
@@ -111,6 +155,14 @@ EXAMPLES = r"""
       config_hash: "{{ dp.configuration_hash }}"
     wait_timeout: 60
 
+- name: Refuse data planes newer than their control plane, and wait until all run its configuration
+  kongops.upgrade.kong_node_info:
+    admin_url: https://cp.internal:8444
+    skew:
+      target_version: 3.9.3
+      inventory_ids: "{{ dict(groups['kong_x'] | map('extract', hostvars, ['kong_observed', 'node_id']) | zip(groups['kong_x'])) }}"
+    wait_config_sync: true
+
 - name: Show the mode and version
   ansible.builtin.debug:
     msg: "{{ node.hostname }} runs Kong {{ node.version }} as {{ node.mode }}"
@@ -125,6 +177,52 @@ waited_seconds:
   description: With O(wait_data_plane), how long the module waited.
   returned: when O(wait_data_plane) is set
   type: float
+data_planes_stale:
+  description: On a control plane, each data plane whose last ping is older than O(stale_after), named with its age.
+  returned: success
+  type: list
+  elements: str
+  sample: ["kongDP1 (id 10424658-f139-476c-b74f-e0a6e6ec9402, ip 172.24.0.10, Kong 3.4.2) last seen 3600 s ago"]
+skew:
+  description: With O(skew), the judgement of the live data planes (also returned when the module fails on it).
+  returned: when O(skew) is set on a control plane
+  type: dict
+  contains:
+    live:
+      description: The live data planes, named.
+      type: list
+      elements: str
+      returned: success
+    stale:
+      description: As RV(data_planes_stale).
+      type: list
+      elements: str
+      returned: success
+    dp_versions:
+      description: The versions the live data planes run.
+      type: list
+      elements: str
+      returned: success
+    blocking:
+      description: One message per data plane newer than the control plane or a major apart.
+      type: list
+      elements: str
+      returned: success
+    left_behind:
+      description: Rows of the data planes left behind, with C(label) and C(host) (the inventory host, or null).
+      type: list
+      elements: dict
+      returned: success
+    unreachable:
+      description: The left-behind data planes no inventory host runs.
+      type: list
+      elements: str
+      returned: success
+cp_config_hash:
+  description: With O(wait_config_sync), the configuration hash every live data plane reports.
+  returned: when O(wait_config_sync) is set
+  type: str
+  sample: 595214af5fb356cc569313184c64d9b7
 version:
   description: Kong version from C(GET /).
   returned: success
@@ -296,9 +394,17 @@ metrics:
            "url": "http://127.0.0.1:8007/metrics", "reason": null}
 """
 
+import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import kong_argument_spec
+from ansible_collections.kongops.upgrade.plugins.module_utils._dp_skew import (
+    DEFAULT_STALE_AFTER,
+    LEFT_BEHIND_CHOICES,
+    judge,
+    left_behind_message,
+    split_stale,
+)
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     HAS_REQUESTS,
     REQUESTS_IMPORT_ERROR,
@@ -322,6 +428,13 @@ def argument_spec() -> dict:
             "config_hash": {"type": "str"},
         }},
         wait_timeout={"type": "int", "default": 60},
+        stale_after={"type": "int", "default": DEFAULT_STALE_AFTER},
+        skew={"type": "dict", "options": {
+            "target_version": {"type": "str"},
+            "inventory_ids": {"type": "dict"},
+            "left_behind": {"type": "str", "choices": list(LEFT_BEHIND_CHOICES), "default": "stop"},
+        }},
+        wait_config_sync={"type": "bool", "default": False},
     )
 
 
@@ -356,6 +469,34 @@ def main():
             status_code=exc.status,
             body=exc.body,
         )
+    if p["stale_after"] < 1:
+        module.fail_json(msg=f"stale_after: {p['stale_after']} is not a number of seconds (1 or more; 90 is three "
+                             "missed pings)", ready=False)
+    now = time.time()
+    if facts.get("mode") == "hybrid_cp":
+        _live, stale = split_stale(facts["data_planes"], now, p["stale_after"])
+        facts["data_planes_stale"] = judge(stale, facts.get("version"), now, p["stale_after"])["stale"] if stale else []
+    else:
+        facts["data_planes_stale"] = []
+    for name in ("skew", "wait_config_sync"):
+        if p[name] and facts.get("mode") != "hybrid_cp":
+            module.fail_json(msg=f"{name}: {p['admin_url']} is not a control plane (mode {facts.get('mode')}); "
+                                 "point admin_url at the control plane's Admin API", **facts)
+    if p["skew"]:
+        if not p["data_planes"]:
+            module.fail_json(msg="skew: needs data_planes=true (the judgement reads GET /clustering/data-planes)",
+                             **facts)
+        sk = p["skew"]
+        facts["skew"] = judge(facts["data_planes"], facts.get("version"), now, p["stale_after"],
+                              target_version=sk["target_version"], inventory_ids=sk["inventory_ids"])
+        problems = list(facts["skew"]["blocking"])
+        left = left_behind_message(facts["skew"], sk["left_behind"])
+        if left:
+            problems.append(left)
+        if problems:
+            module.fail_json(msg=f"control plane {facts.get('hostname')} on Kong {facts.get('version')}: "
+                                 + " | ".join(problems), **facts)
+    started = time.monotonic()
     want = p["wait_data_plane"]
     if want:
         if facts.get("mode") != "hybrid_cp":
@@ -370,6 +511,19 @@ def main():
         if not waited["synced"]:
             module.fail_json(msg=f"the control plane does not list data plane {want['id']} in sync after "
                                  f"{p['wait_timeout']}s: {waited['reason']}", **facts)
+    if p["wait_config_sync"]:
+        left = max(0.0, p["wait_timeout"] - (time.monotonic() - started))
+        try:
+            conf_hash, problems = KongNodeInfo(admin, status).wait_config_sync(left, p["stale_after"])
+        except KongAdminError as exc:
+            module.fail_json(msg=f"cannot read the control plane's data planes: {exc}", ready=False, url=exc.url,
+                             status_code=exc.status, body=exc.body)
+        facts["cp_config_hash"] = conf_hash
+        if problems:
+            module.fail_json(msg=f"not every live data plane of control plane {facts.get('hostname')} runs its "
+                                 f"configuration after {p['wait_timeout']}s: " + "; ".join(problems)
+                                 + ". Read that data plane's error.log (its connection to the control plane, or "
+                                   "a configuration it could not load)", **facts)
     module.exit_json(changed=False, **facts)
 
 

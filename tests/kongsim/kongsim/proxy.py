@@ -1,6 +1,8 @@
 """Proxy data path: routing, plugins (key-auth, request-termination, prometheus), forwarding."""
 from __future__ import annotations
 
+import json
+import os
 import time
 import uuid
 from urllib.parse import parse_qsl, urlencode
@@ -15,6 +17,9 @@ from .upstream import Pool, UpstreamError
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"))
 _SKIP_RESPONSE = HOP_BY_HOP | {"content-length", "date"}
+# Kong/kong kong/plugins/request-termination/handler.lua:4-11 (2.8.5 and 3.4.2)
+_ECHO_DEFAULT_RESPONSE = {401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
+                          500: "An unexpected error occurred", 502: "Bad Gateway", 503: "Service unavailable"}
 
 
 def _accept_type(accept: str) -> str:
@@ -169,6 +174,15 @@ class Proxy:
         rt = router.plugin_for("request-termination", route_id, service_id, consumer_id)
         if rt is not None:
             cfg = rt["config"]
+            if cfg.get("trigger") or cfg.get("echo"):
+                trigger = cfg.get("trigger")
+                # a trigger set but in neither the headers nor the query: the plugin does nothing
+                if trigger and trigger not in request.headers and not any(k == trigger for k, _ in query):
+                    rt = None
+        if rt is not None:
+            cfg = rt["config"]
+            if cfg.get("echo"):
+                await self._echo(request, cfg, compiled, host, path, query)
             if cfg.get("body") is not None:
                 raise Exit(cfg["status_code"], body=cfg["body"],
                            content_type=cfg.get("content_type") or "application/json; charset=utf-8")
@@ -188,6 +202,47 @@ class Proxy:
             upstream_path += "?" + qs
         return await self._forward(request, headers, service, compiled, upstream_path, host_header,
                                    request_id, ctx, t0)
+
+    async def _echo(self, request, cfg, compiled, host, path, query):
+        """request-termination with `echo`: a copy of the request, the node, and the route and service
+        the router matched (Kong/kong kong/plugins/request-termination/handler.lua:26-61 at 2.8.5;
+        3.x adds request.uri_captures, handler.lua:55 at 3.4.2)."""
+        status = cfg.get("status_code") or 503
+        headers = {}
+        for name, value in request.headers.items():
+            key = name.lower()
+            if key in headers:
+                headers[key] = (headers[key] if isinstance(headers[key], list) else [headers[key]]) + [value]
+            else:
+                headers[key] = value
+        args = {}
+        for key, value in query:
+            value = value if value != "" or f"{key}=" in request.raw_path else True
+            args[key] = (args[key] if isinstance(args[key], list) else [args[key]]) + [value] if key in args else value
+        raw = (await request.read()).decode("utf-8", "replace")
+        req = {"scheme": "http", "host": host, "port": (request.transport.get_extra_info("sockname") or (None, None))[1]
+               if request.transport else None,
+               "headers": headers, "query": args, "raw_body": raw, "method": request.method, "path": path}
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if raw and ctype == "application/json":
+            try:
+                req["body"] = json.loads(raw)
+            except ValueError:
+                pass
+        elif ctype == "application/x-www-form-urlencoded":
+            req["body"] = dict(parse_qsl(raw, keep_blank_values=True))
+        if self.info.major >= 3:
+            unnamed, named = compiled.captures(path)
+            req["uri_captures"] = {"unnamed": unnamed, "named": named}
+        content = {"kong": {"node_id": self.node.node_id, "worker_pid": os.getpid(),
+                            "hostname": self.node.hostname},
+                   "request": req, "matched_route": compiled.route}
+        if compiled.service is not None:
+            content["matched_service"] = compiled.service
+        message = cfg.get("message") or _ECHO_DEFAULT_RESPONSE.get(status)
+        if message is not None:
+            content["message"] = message
+        raise Exit(status, body=json.dumps(content), content_type="application/json; charset=utf-8")
 
     def _key_auth(self, plugin, request, headers, query, ctx):
         cfg = plugin["config"]

@@ -6,6 +6,7 @@ import re
 from . import versions
 
 _NOT_REGEX_28 = re.compile(r"^[a-zA-Z0-9.\-_~/%]*$")
+_PCRE_NAMED = re.compile(r"\(\?<(?![=!])")
 
 
 class CompiledRoute:
@@ -23,11 +24,13 @@ class CompiledRoute:
         "route",
         "service",
         "strip_path",
+        "v3",
     )
 
     def __init__(self, route: dict, service: dict | None, v3: bool):
         self.route = route
         self.service = service
+        self.v3 = v3
         self.methods = frozenset(route.get("methods") or ())
         hosts = route.get("hosts") or ()
         self.hosts_exact = frozenset(h.lower() for h in hosts if "*" not in h)
@@ -37,14 +40,18 @@ class CompiledRoute:
         self.regexes = []
         for p in route.get("paths") or ():
             if v3:
+                # the ATC router searches (unanchored) for "^" .. the path minus "~", `?<` turned into
+                # `?P<` (Kong/kong kong/router/compat.lua:231-236 at 3.4.2): "^" binds the first
+                # alternative only, where 2.8 anchors the whole regex (kong/router.lua:977,1786 "ajo")
                 if p.startswith("~"):
-                    self.regexes.append(re.compile(p[1:]))
+                    self.regexes.append(re.compile("^" + p[1:].replace("?<", "?P<")))
                 else:
                     self.prefixes.append(p)
             elif _NOT_REGEX_28.match(p):
                 self.prefixes.append(p)
             else:
-                self.regexes.append(re.compile(p))
+                # PCRE's named group (?<name>...) is Python's (?P<name>...)
+                self.regexes.append(re.compile(_PCRE_NAMED.sub("(?P<", p)))
         self.headers = {k.lower(): [v.lower() for v in vals]
                         for k, vals in (route.get("headers") or {}).items()}
         self.protocols = route.get("protocols") or ["http", "https"]
@@ -73,13 +80,21 @@ class CompiledRoute:
             return ""
         best = None
         for rx in self.regexes:
-            m = rx.match(path)
+            m = rx.search(path) if self.v3 else rx.match(path)
             if m:
                 return m.group(0)
         for p in self.prefixes:
             if path.startswith(p) and (best is None or len(p) > len(best)):
                 best = p
         return best
+
+    def captures(self, path: str):
+        """The URI captures of the regex path that matched (kong.request.get_uri_captures)."""
+        for rx in self.regexes:
+            m = rx.search(path) if self.v3 else rx.match(path)
+            if m:
+                return list(m.groups()), {k: v for k, v in m.groupdict().items() if v is not None}
+        return [], {}
 
 
 def join_upstream_path(service_path: str | None, remainder: str, handling: str) -> str:

@@ -69,8 +69,9 @@ def judge(rows: list, cp_version: str, now: float, stale_after: int = DEFAULT_ST
     ``inventory_ids`` maps the node id of each data plane host of the inventory's current groups to its
     host name (None: no inventory check). Returns live/stale labels, the live versions, ``blocking``
     (a message per data plane Kong refuses or would refuse: newer than the control plane or a major
-    apart), ``left_behind`` (live data planes an earlier interrupted run left on another version: not
-    in the inventory's current groups, or inventory hosts on an older version than the others) and
+    apart), ``left_behind`` (live data planes an earlier interrupted run left on another version: on
+    another version than the target and not in the inventory's current groups, or inventory hosts on an
+    older version than another inventory host, the target included) and
     ``unreachable`` (the left-behind ones no inventory host runs, which no run can upgrade)."""
     live, stale = split_stale(rows, now, stale_after)
     blocking = []
@@ -88,14 +89,16 @@ def judge(rows: list, cp_version: str, now: float, stale_after: int = DEFAULT_ST
     left_behind, unreachable = [], []
     if inventory_ids is not None:
         names = dict(inventory_ids)
-        candidates = [r for r in live if not (target_version and r.get("version") == target_version)]
-        known = [r for r in candidates if r.get("id") in names]
+        # inventory hosts on two versions: the older ones were left there (a replace run interrupted after
+        # some hosts, or an earlier upgrade never finished on every host)
+        known = [r for r in live if r.get("id") in names]
         newest = max((parse(r.get("version")) or (0, 0, 0) for r in known), default=None)
-        for row in candidates:
+        for row in live:
             if row.get("id") not in names:
-                unreachable.append(row)
-                left_behind.append(row)
-            elif newest is not None and (parse(row.get("version")) or (0, 0, 0)) < newest:
+                if not (target_version and row.get("version") == target_version):
+                    unreachable.append(row)
+                    left_behind.append(row)
+            elif (parse(row.get("version")) or (0, 0, 0)) < newest:
                 left_behind.append(row)
     return {
         "live": [label(r) for r in live],
@@ -124,7 +127,7 @@ def left_behind_message(result: dict, choice: str) -> str | None:
                        "cluster_data_plane_purge_delay, then it no longer counts once stale)")
     inventory = [r for r in rows if r.get("host")]
     if inventory and choice != "upgrade":
-        parts.append("on an older version than the other kong_x data planes: "
+        parts.append("kong_x hosts on an older version than the other kong_x data planes: "
                      + "; ".join(f"{r['host']} = {r['label']}" for r in inventory)
                      + ". Set kong_dp_left_behind=upgrade to upgrade it in this run, or finish the earlier run first")
     return ("The control plane lists data planes an earlier interrupted run left behind, " + " | ".join(parts) + ".")

@@ -54,6 +54,10 @@ def test_an_inventory_host_on_an_older_version_stops_unless_told_to_upgrade():
     assert "x1 = dp1 (id id-1, ip 10.0.0.1, Kong 3.5.0)" in S.left_behind_message(out, "stop")
     assert "kong_dp_left_behind=upgrade" in S.left_behind_message(out, "stop")
     assert S.left_behind_message(out, "upgrade") is None
+    # a replace run interrupted after x3: x1 and x2 were left on X, x3 runs Y
+    half = S.judge([row(1, "3.6.1"), row(2, "3.6.1"), row(3, "3.7.1")], "3.7.1", NOW, target_version="3.7.1",
+                   inventory_ids={"id-1": "x1", "id-2": "x2", "id-3": "x3"})
+    assert [r["host"] for r in half["left_behind"]] == ["x1", "x2"] and half["unreachable"] == []
     one = S.judge(rows[1:], "3.7.1", NOW, target_version="3.7.1", inventory_ids={"id-2": "x2", "id-3": "x3"})
     assert one["left_behind"] == [] and S.left_behind_message(one, "stop") is None
 

@@ -23,9 +23,9 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._backup_common imp
     partial_path,
 )
 try:
-    from psycopg2 import sql
+    from psycopg2 import Error as PgError, sql
 except ImportError:
-    sql = None
+    PgError, sql = Exception, None
 
 # Seconds a restore waits for the sessions of nodes that have just stopped to go away.
 SESSION_GRACE_S = 5
@@ -51,9 +51,15 @@ class SnapshotDb(KongDb):
         return self.query("SELECT pg_export_snapshot()")[0][0]
 
     def end(self) -> None:
-        if self._conn is not None and not self._conn.closed:
-            self._conn.rollback()
-        self.close()
+        """Roll the snapshot back and close. A connection the server cut (it restarted during the
+        backup) has nothing left to roll back: the error that stopped the backup is the one to report."""
+        try:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.rollback()
+        except PgError:
+            pass
+        finally:
+            self.close()
 
 
 def database_state(db: KongDb) -> dict:

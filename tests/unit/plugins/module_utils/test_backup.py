@@ -477,3 +477,27 @@ def test_failure_result_of_a_kong_command_carries_its_output_and_an_unknown_erro
     except KeyError as exc:  # as in the modules' main(): mapped while the error is being handled
         unknown = bk.failure_result(exc, "x")
     assert unknown["msg"] == "unexpected error: KeyError: 'files'" and "Traceback" in unknown["exception"]
+
+
+def test_snapshot_end_on_a_connection_the_server_cut_closes_without_raising():
+    """PostgreSQL restarted during the backup: ending the snapshot must not replace the error that
+    stopped the backup (pg_dump's) with psycopg2's 'server closed the connection unexpectedly'."""
+    import psycopg2
+
+    from ansible_collections.kongops.upgrade.plugins.module_utils._backup_database import SnapshotDb
+
+    closed = []
+
+    class CutConnection:
+        closed = 0
+
+        def rollback(self):
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+        def close(self):
+            closed.append(True)
+
+    db = SnapshotDb(pg_host="127.0.0.1", pg_port=5432, pg_user="kong", pg_password="x", pg_database="kong")
+    db._conn = CutConnection()
+    db.end()
+    assert closed == [True]

@@ -104,7 +104,7 @@ def scratch_config(doc: dict, trigger: str) -> dict:
             route.setdefault("id", str(uuid.uuid5(_NAMESPACE, f"route:{i}:{route.get('name') or ''}")))
     out.setdefault("services", []).append({
         "name": "kong-route-replay-sentinel", "url": "http://127.0.0.1:9",
-        "routes": [{"name": "kong-route-replay-sentinel", "hosts": [SENTINEL_HOST], "paths": [SENTINEL_PATH],
+        "routes": [{"name": "kong-route-replay-sentinel", "id": str(uuid.uuid5(_NAMESPACE, "sentinel")), "hosts": [SENTINEL_HOST], "paths": [SENTINEL_PATH],
                     "methods": ["GET"], "headers": {"x-kong-route-replay-sentinel": ["1"]}}]})
     out["plugins"] = [{"name": "request-termination", "config": {"echo": True, "trigger": trigger}}]
     return out

@@ -164,7 +164,7 @@ def _category(cat) -> str:
 
 
 def _sample_in(items) -> str:
-    negate = any(str(op) == "NEGATE" for op, _ in items)
+    negate = any(str(item[0]) == "NEGATE" for item in items)
     if negate:
         excluded = set()
         for op, av in items:
@@ -390,7 +390,8 @@ class ScratchKong:
         self.prefix = os.path.join(self.dir, "prefix")
         self.port = free_port()
         self.started = False
-        major = int(str(version).split(".")[0]) if str(version).split(".")[0].isdigit() else 3
+        first = str(version).split(".", maxsplit=1)[0]
+        major = int(first) if first.isdigit() else 3
         settings = {
             "prefix": self.prefix, "database": "off", "role": "traditional",
             "declarative_config": os.path.join(self.dir, "kong.json"),

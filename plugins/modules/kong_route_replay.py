@@ -296,7 +296,7 @@ def main():
     except BackupError as exc:
         module.fail_json(msg=f"src: {exc}")
     requests, skipped = build_requests(doc, p["near_misses"], p["max_requests"])
-    routes = sum(1 for _ in iter_routes(doc))
+    routes = len(list(iter_routes(doc)))
     result = dict(changed=False, routes=routes, requests=len(requests), unreplayed=skipped,
                   sample=[{k: r[k] for k in ("route", "method", "host", "path", "headers", "near_miss") if r.get(k)}
                           for r in requests[:20]],

@@ -718,11 +718,19 @@ def _blocking_connection(pg, table):
     return conn
 
 
+def _blocking_create(pg, table):
+    """A transaction that created `table` and did not commit: a `CREATE TABLE IF NOT EXISTS` of the
+    same name (core 024_380_to_390's clustering_sync_version) waits for it."""
+    conn = psycopg2.connect(pg[0].dsn(DB))
+    conn.cursor().execute(f'CREATE TABLE {table} ("version" SERIAL PRIMARY KEY)')
+    return conn
+
+
 def test_db_timeout_defaults_per_version(conf, pg):
     """FACTS 1.1: 2.8-3.6 --db-timeout defaults to 60 s and overrides pg_timeout; 3.7+ uses pg_timeout."""
     short = dict(conf, pg_timeout=1000)
     bootstrap(conf, "3.8.1")
-    blocker = _blocking_connection(pg, "clustering_data_planes")
+    blocker = _blocking_create(pg, "clustering_sync_version")
     try:
         res = kong(short, "3.9.3", "up")
     finally:
@@ -734,7 +742,7 @@ def test_db_timeout_defaults_per_version(conf, pg):
     assert "024_380_to_390" not in schema_meta(pg)["core"][0]
     assert psql(pg, "SELECT count(*) FROM locks") == "0"
 
-    blocker = _blocking_connection(pg, "clustering_data_planes")
+    blocker = _blocking_create(pg, "clustering_sync_version")
     try:
         res = kong(dict(conf, pg_timeout=600000), "3.9.3", "up", "--db-timeout", "1")
     finally:
@@ -882,7 +890,7 @@ def test_binary_two_ups_at_once(conf, pg, kong_bin, kong_conf):
     """FACTS 1.4: the second `up` waits on the lock, then reports the other node did the work."""
     bootstrap(conf, "3.8.1")
     kong_bin("3.9.3")
-    blocker = _blocking_connection(pg, "clustering_data_planes")
+    blocker = _blocking_create(pg, "clustering_sync_version")
     procs = []
     try:
         cmd = [kong_bin("3.9.3"), "migrations", "up", "-c", kong_conf, "--db-timeout", "120"]
@@ -926,3 +934,24 @@ def test_binary_reset_prompts_on_a_tty(conf, pg, kong_bin, kong_conf, version, a
     assert proc.returncode == 0, err
     assert out == question * tries + expected_out
     assert (psql(pg, "SELECT to_regclass('schema_meta') IS NULL") == "t") == reset_done
+
+
+def test_core_370_and_390_create_the_tables_kong_creates(conf, pg):
+    """The SQL of core 023_360_to_370 and 024_380_to_390 is Kong's: Kong/kong 3.7.1
+    kong/db/migrations/core/023_360_to_370.lua lines 4-12 (clustering_rpc_requests and its node_id
+    index, beside clustering_data_planes.rpc_capabilities) and Kong/kong 3.9.3
+    kong/db/migrations/core/024_380_to_390.lua lines 6-17 (clustering_sync_version with only its
+    serial version, clustering_sync_delta and its version index). A backup's table digests and a
+    restore see the same tables as on a real 3.9.3 database."""
+    bootstrap(conf, "3.9.3")
+    columns = psql(pg, "SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_name IN "
+                       "('clustering_rpc_requests', 'clustering_sync_version', 'clustering_sync_delta') "
+                       "ORDER BY table_name, ordinal_position").split()
+    assert columns == ["clustering_rpc_requests.id", "clustering_rpc_requests.node_id", "clustering_rpc_requests.reply_to",
+                       "clustering_rpc_requests.ttl", "clustering_rpc_requests.payload",
+                       "clustering_sync_delta.version", "clustering_sync_delta.type", "clustering_sync_delta.pk",
+                       "clustering_sync_delta.ws_id", "clustering_sync_delta.entity",
+                       "clustering_sync_version.version"]
+    indexes = psql(pg, "SELECT indexname FROM pg_indexes WHERE indexname IN ('clustering_rpc_requests_node_id_idx', "
+                       "'clustering_sync_delta_version_idx', 'clustering_data_planes_last_seen_idx') ORDER BY 1").split()
+    assert indexes == ["clustering_rpc_requests_node_id_idx", "clustering_sync_delta_version_idx"]

@@ -491,14 +491,32 @@ CREATE TABLE IF NOT EXISTS filter_chains (
 
 _m(CORE, "021_340_to_350", _col("clustering_data_planes", "labels", "JSONB"))
 _m(CORE, "022_350_to_360", _col("clustering_data_planes", "cert_details", "JSONB"))
-_m(CORE, "023_360_to_370", _col("clustering_data_planes", "rpc_capabilities", "TEXT[]"))
-
-_m(CORE, "024_380_to_390", f"""
-CREATE TABLE IF NOT EXISTS clustering_sync_version (
-  version     SERIAL PRIMARY KEY,
-  created_at  TIMESTAMP WITH TIME ZONE DEFAULT {NOW_S}
+# Kong/kong 3.7.1 kong/db/migrations/core/023_360_to_370.lua
+_m(CORE, "023_360_to_370", """
+CREATE TABLE IF NOT EXISTS "clustering_rpc_requests" (
+  "id"         BIGSERIAL                  PRIMARY KEY,
+  "node_id"    UUID                       NOT NULL,
+  "reply_to"   UUID                       NOT NULL,
+  "ttl"        TIMESTAMP WITH TIME ZONE   NOT NULL,
+  "payload"    JSON                       NOT NULL
 );
-{_idx("clustering_data_planes_last_seen_idx", "clustering_data_planes", "last_seen")}
+CREATE INDEX IF NOT EXISTS "clustering_rpc_requests_node_id_idx" ON "clustering_rpc_requests" ("node_id");
+""" + _col("clustering_data_planes", "rpc_capabilities", "TEXT[]"))
+
+# Kong/kong 3.9.3 kong/db/migrations/core/024_380_to_390.lua
+_m(CORE, "024_380_to_390", """
+CREATE TABLE IF NOT EXISTS clustering_sync_version (
+  "version" SERIAL PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS clustering_sync_delta (
+  "version" INT NOT NULL,
+  "type" TEXT NOT NULL,
+  "pk" JSON NOT NULL,
+  "ws_id" UUID NOT NULL,
+  "entity" JSON,
+  FOREIGN KEY (version) REFERENCES clustering_sync_version(version) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS clustering_sync_delta_version_idx ON clustering_sync_delta (version);
 """)
 
 _m(CORE, "025_390_to_3100", _idx("clustering_sync_version_created_at_idx", "clustering_sync_version", "created_at"))

@@ -186,7 +186,7 @@ def test_dual_cluster_upgrade_under_load_loses_no_request(box):
     before = _state(box, x_db)
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"},
                          timeout=2).start()
-    rc = _upgrade(box)
+    rc = _upgrade(box, "-e", "kong_drain_serial=3")
     time.sleep(1)
     summary = load.stop()
     assert rc == 0, _failure(box)

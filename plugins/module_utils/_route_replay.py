@@ -10,7 +10,7 @@ Each scratch Kong holds the configuration's services, routes, upstreams, targets
 certificates, SNIs and vaults, without the configuration's plugins, consumers and credentials, plus one
 global request-termination plugin with `echo` and `trigger`: a request that carries the trigger header
 is answered by the plugin with `matched_route` and `matched_service` (Kong/kong
-kong/plugins/request-termination/handler.lua:26-61 at 2.8.5 and 3.4.2, `kong.router.get_route()`).
+kong/plugins/request-termination/handler.lua:26-61 at 2.8.5, 26-62 at 3.4.2, `kong.router.get_route()`).
 """
 from __future__ import annotations
 

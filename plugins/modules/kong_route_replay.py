@@ -20,7 +20,7 @@ description:
     out, so no credential is loaded, sent or returned. One global C(request-termination) plugin with
     C(echo) and C(trigger) answers every request that carries the O(trigger) header with the route and
     service the router matched (Kong/kong C(kong/plugins/request-termination/handler.lua) lines 26-61 at
-    2.8.5 and 3.4.2).
+    2.8.5, 26-62 at 3.4.2).
   - Both processes are stopped (C(kong stop -p)) and their directories removed whatever happened,
     also when a process did not start.
   - Nothing of the cluster is contacted. The result says which requests matched differently

@@ -403,3 +403,119 @@ def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
         "the control plane was not left alone"
     _assert_y_listed_in_sync(box, cp_hash)
     _assert_ends_on_y(box, summary)
+
+
+def _start_stray(box: Sandbox, version: str) -> str:
+    """A data plane outside the inventory, as an earlier interrupted run can leave one: x1's kong.conf on
+    its own prefix and ports, started with Kong `version`'s CLI (restarted on the same prefix it keeps its
+    node id, so the control plane updates its row). Returns its Admin API URL."""
+    import re
+    import subprocess
+
+    from tests.sandbox import procs as _procs
+
+    base = os.path.join(box.state_dir, "stray")
+    os.makedirs(base, exist_ok=True)
+    conf = os.path.join(base, "kong.conf")
+    if not os.path.exists(conf):
+        ports = _procs.PortAllocator(box.lb_port + 35)
+        settings = {"prefix": os.path.join(base, "prefix"), "proxy_listen": f"127.0.0.1:{ports.take()}",
+                    "admin_listen": f"127.0.0.1:{ports.take()}", "status_listen": f"127.0.0.1:{ports.take()}"}
+        with open(box.state["nodes"]["x1"]["conf"]) as fh:
+            text = re.sub(r"(?m)^\s*(prefix|proxy_listen|admin_listen|status_listen)\s*=.*\n?", "", fh.read())
+        with open(conf, "w") as fh:
+            fh.write(text.rstrip("\n") + "\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+        os.chmod(conf, 0o600)
+    _stop_stray(box)
+    proc = subprocess.run([box.kong_bin(version), "start", "-c", conf],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    with open(conf) as fh:
+        admin = "http://" + re.search(r"(?m)^admin_listen = (\S+)", fh.read()).group(1)
+    _wait(f"the stray data plane on {version}", lambda: (_get(admin + "/") or {}).get("version") == version)
+    return admin
+
+
+def _stop_stray(box: Sandbox) -> None:
+    import subprocess
+
+    prefix = os.path.join(box.state_dir, "stray", "prefix")
+    if os.path.exists(os.path.join(prefix, "pids", "nginx.pid")):
+        subprocess.run([box.kong_bin(X), "stop", "-p", prefix], capture_output=True, check=False, timeout=60)
+        _wait("the stray data plane stopped", lambda: not os.path.exists(os.path.join(prefix, "pids", "nginx.pid")))
+
+
+def _restart(box: Sandbox, name: str, version: str) -> None:
+    """Restart an inventory node on another version's binary (the same prefix and kong.conf)."""
+    import subprocess
+
+    node = box.state["nodes"][name]
+    subprocess.run([box.kong_bin(X), "stop", "-p", node["prefix"]], capture_output=True, check=False, timeout=60)
+    _wait(f"{name} stopped", lambda: not _node_running(box, name))
+    proc = subprocess.run([box.kong_bin(version), "start", "-c", node["conf"]], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    _wait(f"{name} on {version}", lambda: (_get(_admin(box, name) + "/") or {}).get("version") == version)
+
+
+def test_hybrid_data_planes_judged_from_what_the_control_plane_lists(hybrid):
+    """Preflight reads the control plane's /clustering/data-planes: a data plane an earlier interrupted run
+    left on X outside the inventory stops the run, named; one newer than its control plane too; kong_x
+    hosts left on X beside one already on Y are upgraded when kong_dp_left_behind=upgrade says so."""
+    box = hybrid(Y)
+    for version in (Y, "3.8.1"):
+        box.install(version)
+    cp = _admin(box, "cp")
+
+    def row_of(node_id, version):
+        return lambda: ((_data_planes(box) or {}).get(node_id) or {}).get("version") == version
+
+    # left on X outside the inventory: named, and the run stops before anything changes (the default)
+    stray = _start_stray(box, X)
+    stray_id, host = (_get(stray + "/") or {})["node_id"], (_get(stray + "/") or {})["hostname"]
+    _wait("the control plane lists the stray data plane", row_of(stray_id, X))
+    before = _outside(box)
+    assert _upgrade(box, "rolling") != 0
+    failure = _failure(box)
+    assert (f"not in the inventory's current groups: {host} (id {stray_id}, ip 127.0.0.1, Kong {X})"
+            in failure), failure
+    assert _outside(box) == before
+
+    # the same data plane now newer than its control plane: named with the fix
+    _start_stray(box, "3.8.1")
+    _wait("the control plane lists the stray data plane on 3.8.1", row_of(stray_id, "3.8.1"))
+    assert ((_data_planes(box) or {})[stray_id]["sync_status"]) == "kong_version_incompatible"
+    assert _upgrade(box, "rolling") != 0
+    failure = _failure(box)
+    assert (f"data plane {host} (id {stray_id}, ip 127.0.0.1, Kong 3.8.1) is newer than its control plane on {Y}"
+            in failure and "upgrade the control plane first" in failure), failure
+    assert _outside(box) == before
+
+    # back on Y (the version the run goes to, so not left behind), then gone: its row stays, last hash kept
+    _start_stray(box, Y)
+    _wait("the control plane lists the stray data plane on Y", row_of(stray_id, Y))
+    _stop_stray(box)
+
+    # a replace run interrupted after x3: x3 runs Y, x1 and x2 were left on X; told to, the run upgrades them
+    _restart(box, "x3", Y)
+    _wait("the control plane lists x3 on Y", row_of(box.x_ids["x3"], Y))
+    load = _load(box)
+    # two traffic steps and the X nodes drained together keep this run short; the steps are tested above
+    rc = _upgrade(box, "rolling", "-e", "kong_dp_left_behind=upgrade", "-e", "kong_version_current=",
+                  "-e", '{"kong_traffic_steps": [50, 100], "kong_drain_serial": 3}')
+    time.sleep(2)
+    summary = load.stop()
+    assert rc == 0, _failure(box)
+    with open(box.last_log) as fh:
+        log = fh.read()
+    named = [ln for ln in log.splitlines() if "left behind by an earlier run, upgraded by this one" in ln]
+    assert named and all(f"id {box.x_ids[x]}" in named[0] for x in ("x1", "x2")), named
+    assert f"id {box.x_ids['x3']}" not in named[0], named
+    assert not [ln for ln in log.splitlines() if "FAILED - RETRYING" in ln]
+    _assert_clean_load(summary)
+    _assert_ends_on_y(box, summary)
+    rows = _data_planes(box)
+    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in YS}
+    assert len(y_hashes) == 1 and EMPTY_HASH not in y_hashes
+    _assert_y_listed_in_sync(box, y_hashes.pop())
+    assert (_get(cp + "/") or {}).get("version") == Y

@@ -71,10 +71,10 @@ options:
   stale_after:
     description:
       - On a control plane, a data plane whose last ping (C(last_seen)) is older than this many seconds is
-        stale: named in RV(data_planes_stale) and left out of O(skew) and O(wait_config_sync). The control
+        stale, named in RV(data_planes_stale) and left out of O(skew) and O(wait_config_sync). The control
         plane keeps the rows of data planes that are gone for C(cluster_data_plane_purge_delay) (14 days).
       - A data plane pings every 30 seconds (Kong/kong 3.9.3 kong/constants.lua, C(CLUSTERING_PING_INTERVAL)),
-        so the default is three missed pings. Measured on the clock of the host the module runs on: run it
+        so the default is three missed pings. Measured on the clock of the host the module runs on, so run it
         on (or delegate it to) the control plane.
     type: int
     default: 90

@@ -257,3 +257,37 @@ def test_pki_mode_needs_cluster_ca_cert(kong_node_factory, tmp_path):
     res = node.start(check=False)
     assert res.returncode == 1
     assert 'cluster_ca_cert must be specified when cluster_mtls = "pki"' in res.stderr
+
+
+def test_an_accepted_data_plane_is_listed_from_its_first_ping_never_unknown(cluster, echo_upstream):
+    """Kong/kong 3.9.3: the control plane writes an accepted data plane's row on its pings only
+    (kong/clustering/control_plane.lua:376-380; on connect only a refused version, :271-281), with the
+    sync_status of the initial compatibility check (:307-312), and the data plane pings as soon as it is
+    connected (kong/clustering/data_plane.lua:273-281). So no row of an accepted data plane is ever
+    `unknown` (the same at 2.8.5, 3.4.2 and 3.6.1: control_plane.lua update_sync_status on pings)."""
+    import threading
+
+    cp, make_dp = cluster
+    with requests.Session() as http:
+        for i in range(30):
+            assert http.post(cp.admin_url + "/services", json={"name": f"s{i}", "url": echo_upstream.url}).status_code == 201
+            assert http.post(cp.admin_url + f"/services/s{i}/routes", json={"paths": [f"/s{i}"]}).status_code == 201
+    seen, stop = [], threading.Event()
+
+    def watch():
+        with requests.Session() as http:
+            while not stop.is_set():
+                seen.extend(http.get(cp.admin_url + "/clustering/data-planes").json()["data"])
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        dp = make_dp("3.7.1", "dp")
+        wait_until(lambda: requests.get(dp.proxy_url + "/s29/x").status_code == 200, timeout=20,
+                   message="DP serving the CP config")
+        dp_hash = requests.get(dp.status_url + "/status").json()["configuration_hash"]
+        wait_until(lambda: any(r["config_hash"] == dp_hash for r in seen), timeout=20, message="row with the DP hash")
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert seen and {r["sync_status"] for r in seen} == {"normal"}, {r["sync_status"] for r in seen}

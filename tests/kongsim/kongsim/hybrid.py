@@ -171,18 +171,19 @@ class ControlPlane:
                                       f"minor version {cpv[1]}" + suffix + tail)
         dp_plugins = {p["name"] if isinstance(p, dict) else p for p in info.get("plugins") or []}
         missing = [p for p in node.config.plugins_enabled() if p not in dp_plugins]
-        row.setdefault("sync_status", "unknown")
+        # An accepted data plane's row is written on its pings only (kong/clustering/control_plane.lua:376-380
+        # at 3.9.3; on connect only a refused version is written, :271-281), with the sync_status of the
+        # initial configuration compatibility check (:307-312): normal, or plugin_set_incompatible. The data
+        # plane pings as soon as it is connected (kong/clustering/data_plane.lua:273-281), so a row never
+        # shows an accepted data plane as unknown.
+        row["sync_status"] = "plugin_set_incompatible" if missing else "normal"
+        self.rows[dp_id] = row
         if missing:
-            row["sync_status"] = "plugin_set_incompatible"
-            self.rows[dp_id] = row
-            await self.record(row)
             node.log("warn", prefix + f"unable to send updated configuration to data plane: plugin "
                                       f"{missing[0]} is configured but missing from data plane"
                      + suffix + tail)
         else:
-            self.rows[dp_id] = row
             self.clients[dp_id] = ws
-            await self.record(row)
             node.log("notice", prefix + "data plane connected" + suffix + tail)
             await ws.send_str(json.dumps(self.payload(ver)))
         try:
@@ -286,6 +287,10 @@ class DataPlane:
                         "type": "basic_info",
                         "plugins": [{"name": p, "version": node.version} for p in node.plugins_enabled],
                         "labels": None}))
+                    # the write thread's countdown to the next ping starts at 0: the first ping, with the hash
+                    # the node runs now (its cache, or none), goes out at once (kong/clustering/data_plane.lua:273-281
+                    # at 3.9.3)
+                    await ws.send_str(json.dumps({"type": "ping", "config_hash": node.config_hash}))
                     self.connected = True
                     node.log("notice", f"[clustering] data plane connected to control plane {cp}")
                     pinger = asyncio.get_running_loop().create_task(self._pinger(ws))

@@ -72,3 +72,33 @@ def test_hash_divergence_names_the_data_plane_that_differs_and_ignores_stale_row
     assert problems[0] == "dp1 (id id-1, ip 10.0.0.1, Kong 3.7.1): sync_status unknown"
     assert S.hash_divergence([], NOW, 90) == (None, ["no live data plane listed"])
     assert S.hash_divergence([row(1, "3.7.1", conf_hash=S.EMPTY_CONFIG_HASH)], NOW, 90)[0] is None
+
+
+class _Planes:
+    """KongNodeInfo with a scripted data-plane list, one answer per poll."""
+
+    def __init__(self, *answers):
+        from ansible_collections.kongops.upgrade.plugins.module_utils._kong_node import KongNodeInfo
+
+        self.info = KongNodeInfo(admin=None)
+        self.answers = list(answers)
+        self.info.data_planes = lambda: self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def _clocked(planes, timeout):
+    clock = [0.0]
+    return planes.info.wait_config_sync(timeout, 90, sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+                                        clock=lambda: clock[0], now=lambda: NOW)
+
+
+def test_wait_config_sync_returns_the_hash_once_every_live_data_plane_reports_it():
+    planes = _Planes([row(1, "3.7.1"), row(2, "3.7.1", sync="unknown", conf_hash=S.EMPTY_CONFIG_HASH)],
+                     [row(1, "3.7.1"), row(2, "3.7.1"), row(3, "3.6.1", seen=900, conf_hash=H2)])
+    assert _clocked(planes, 60) == (H1, [])
+
+
+def test_a_data_plane_that_never_reaches_the_hash_is_named_when_the_wait_ends():
+    planes = _Planes([row(1, "3.7.1"), row(2, "3.7.1"), row(3, "3.7.1", conf_hash=H2)])
+    conf_hash, problems = _clocked(planes, 5)
+    assert conf_hash is None
+    assert problems == [f"dp3 (id id-3, ip 10.0.0.3, Kong 3.7.1): configuration hash {H2}", f"the others report {H1}"]

@@ -1,0 +1,487 @@
+"""Faults injected at a precise point of an in-place upgrade (tracker issue 25), on one traditional
+sandbox shared by the cases: real PostgreSQL, real HAProxy, simulated Kong nodes, the collection's
+playbook. Each hook is a condition the test watches for (a file a wrapper writes, a lock wait in
+``pg_locks``, a phase in the journal), never a sleep; each case then asserts from the outside: the
+requests the clients sent, schema_meta and the table digests of the database, the freeze lock,
+the journal and the message.
+
+The cases run in this order on the same sandbox (3.6.1 -> 3.7.1), each starting from X serving:
+1. PostgreSQL restarts while ``pg_dump`` takes the backup;
+2. PostgreSQL restarts in the middle of ``kong migrations up`` (core migrated, ai-proxy not);
+3. the post-start verification finds an entity missing (a route lost after the backup);
+4. PostgreSQL restarts in the middle of ``kong migrations finish``; then ``--tags finish`` resumes.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import psycopg2
+import pytest
+import requests
+
+from tests.loadgen import NOT_SENT, LoadGenerator
+from tests.sandbox import procs
+from tests.sandbox.core import Sandbox
+from tests.services.postgres import PG_BIN, PostgresServer
+
+X, Y = "3.6.1", "3.7.1"
+SEEDED = 50  # services, each with a route
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    base = tmp_path_factory.mktemp("faults")
+    sandbox = Sandbox(state_dir=str(base / "sb"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
+    sandbox.log_dir = str(base)
+    try:
+        sandbox.up(mode="traditional", kong_x=X)
+        admin = f"http://127.0.0.1:{sandbox.state['nodes']['x1']['admin_port']}"
+        with requests.Session() as http:
+            for i in range(SEEDED):
+                svc = http.post(f"{admin}/services", json={"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}"})
+                assert svc.status_code == 201, svc.text
+                route = http.post(f"{admin}/services/svc{i}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]})
+                assert route.status_code == 201, route.text
+        sandbox.install(Y)
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def _pg(box: Sandbox) -> PostgresServer:
+    pg = box.state["postgres"]
+    return PostgresServer(pg["dir"], pg["port"])
+
+
+def _crash_and_restart_postgres(box: Sandbox) -> None:
+    """PostgreSQL stops at once (`pg_ctl stop -m immediate`: every session is cut, as a crash or an
+    OOM kill does) and its supervisor starts it again (crash recovery)."""
+    server = _pg(box)
+    subprocess.run(server._as + [os.path.join(PG_BIN, "pg_ctl"), "-D", server.data_dir, "-m", "immediate", "-w",
+                                 "stop"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server.start()
+
+
+def _hold(box: Sandbox, sql: str):
+    """A superuser session holding the locks of ``sql`` in an open transaction."""
+    pg = box.state["postgres"]
+    conn = psycopg2.connect(host=pg["dir"], port=pg["port"], user="postgres", dbname=pg["database"])
+    conn.cursor().execute(sql)
+    return conn
+
+
+def _lock_waiters(box: Sandbox) -> int:
+    return int(_pg(box).psql("SELECT count(*) FROM pg_locks WHERE NOT granted", database=box.state["postgres"]["database"]))
+
+
+class Hook(threading.Thread):
+    """Runs ``action`` once ``ready()`` holds (polled), and records whether it fired."""
+
+    def __init__(self, ready, action):
+        super().__init__(daemon=True)
+        self.ready, self.action = ready, action
+        self.fired = False
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                try:
+                    hit = self.ready()
+                except (OSError, ValueError, RuntimeError):
+                    hit = False
+                if hit:
+                    self.action()
+                    self.fired = True
+                    return
+                self.stop.wait(0.05)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+    def done(self) -> None:
+        self.stop.set()
+        self.join(120)
+        assert self.error is None, f"the fault hook failed: {self.error!r}"
+
+
+def _journal(box: Sandbox) -> dict:
+    with open(os.path.join(box.work_dir, "sandbox", "journal.json")) as fh:
+        return json.load(fh)
+
+
+def _run_id(box: Sandbox) -> str | None:
+    try:
+        return _journal(box).get("run_id")
+    except (OSError, ValueError):
+        return None
+
+
+def _phases_of_a_new_run(box: Sandbox, earlier: str | None) -> dict:
+    """The phases the journal records, once it is a new run's (the earlier run's journal stays until then)."""
+    journal = _journal(box)
+    return (journal.get("phases") or {}) if journal.get("run_id") != earlier else {}
+
+
+def _lock_path(box: Sandbox) -> str:
+    return os.path.join(box.work_dir, "sandbox", "freeze.lock.json")
+
+
+def _upgrade(box: Sandbox, *extra: str, env: dict | None = None) -> int:
+    box.last_log = os.path.join(box.log_dir, f"upgrade-{len(os.listdir(box.log_dir))}.log")
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        return box.upgrade("in_place", Y, extra_args=list(extra), log_path=box.last_log, stream=lambda line: None)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _log(box: Sandbox) -> str:
+    with open(box.last_log) as fh:
+        return fh.read()
+
+
+def _failure(box: Sandbox) -> str:
+    lines = _log(box).splitlines()
+    return "\n".join([ln for ln in lines if "fatal:" in ln or "FAILED" in ln][-5:] + lines[-40:])
+
+
+def _served_by(box: Sandbox) -> str:
+    resp = requests.get(f"http://127.0.0.1:{box.lb_port}/echo", headers={"apikey": "demo-key"}, timeout=5)
+    assert resp.status_code == 200, resp.text
+    return resp.headers.get("Via", "")
+
+
+def _database(box: Sandbox) -> dict:
+    """schema_meta and a digest of every table of Kong's schema, read as the superuser."""
+    server, db = _pg(box), box.state["postgres"]["database"]
+    tables = server.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", database=db).split()
+    digests = {t: server.psql(f"SELECT count(*) || ':' || md5(coalesce(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) "
+                              f"FROM public.{t} t", database=db) for t in tables
+               if t not in ("locks", "cluster_events", "clustering_data_planes", "schema_meta")}
+    return {"schema_meta": box.schema_meta(), "tables": digests}
+
+
+def _versions(box: Sandbox) -> dict:
+    """The version each node of the group answers with on its Admin API (None: not answering)."""
+    found = {}
+    for name, node in box.state["nodes"].items():
+        if node["group"] != "kong_x":
+            continue
+        try:
+            found[name] = requests.get(f"http://127.0.0.1:{node['admin_port']}/", timeout=5).json()["version"]
+        except requests.RequestException:
+            found[name] = None
+    return found
+
+
+def _same_tables(before: dict, after: dict) -> None:
+    """Every table of X holds the same rows; a table Y's migrations created (clustering_rpc_requests in
+    3.7) is empty."""
+    assert {t: after["tables"].get(t) for t in before["tables"]} == before["tables"]
+    added = {t: d for t, d in after["tables"].items() if t not in before["tables"]}
+    assert all(d.startswith("0:") for d in added.values()), added
+
+
+def _x_serves(box: Sandbox) -> None:
+    assert _versions(box) == {"x1": X, "x2": X, "x3": X}, f"not every node runs X: {_versions(box)}"
+    assert f"kong/{X}" in _served_by(box)
+    assert not os.path.exists(_lock_path(box)), "the freeze lock was left behind"
+
+
+def _pg_dump_wrapper(tmp_path, real: str) -> tuple[str, str, str]:
+    """A `pg_dump` first on PATH: at the dump itself (not `--version`) it says so and waits for the test."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    started, go = tmp_path / "dump-started", tmp_path / "dump-go"
+    wrapper = bindir / "pg_dump"
+    wrapper.write_text("#!/bin/sh\n"
+                       f'case " $* " in *" --file "*) touch {started}; while [ ! -e {go} ]; do sleep 0.05; done;; esac\n'
+                       f'exec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(bindir), str(started), str(go)
+
+
+# ---------------------------------------------------------------------------------------------- cases
+
+def test_postgres_restart_during_the_backup_changes_nothing_and_the_rerun_is_clean(box, tmp_path):
+    """PostgreSQL restarts while pg_dump is about to read the snapshot the backup's manifest was
+    counted from: the backup fails as a whole (no partial dump, no manifest), the run stops in
+    phase backup before any node changed, writes are thawed, no request failed."""
+    before = _database(box)
+    real = shutil.which("pg_dump")
+    bindir, started, go = _pg_dump_wrapper(tmp_path, real)
+
+    def fault():
+        _crash_and_restart_postgres(box)
+        open(go, "w").close()
+
+    hook = Hook(lambda: os.path.exists(started), fault)
+    hook.start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"}).start()
+    try:
+        rc = _upgrade(box, env={"PATH": bindir + os.pathsep + os.environ["PATH"]})
+    finally:
+        summary = load.stop()
+        hook.done()
+    assert hook.fired, "the backup never ran pg_dump: the fault was not injected\n" + _failure(box)
+    assert rc != 0
+    journal = _journal(box)
+    assert journal["status"] == "failed" and journal["failure"]["phase"] == "backup", journal.get("failure")
+    assert "pg_dump" in journal["failure"]["reason"], journal["failure"]
+    assert journal.get("thawed") is True
+    assert set((journal.get("nodes") or {}).values()) <= {"pending"}, journal.get("nodes")
+    assert not (journal.get("backup") or {}).get("manifest")
+    # no partial backup: nothing of this run under the backups directory
+    leftovers = glob.glob(os.path.join(box.work_dir, "sandbox", "backups", journal["run_id"] + "*"))
+    assert not [p for p in leftovers if not p.endswith("-declarative.yml")], leftovers
+    assert not glob.glob(os.path.join(box.work_dir, "sandbox", "backups", "**", "*.partial*"), recursive=True)
+    log = _log(box)
+    assert "Re-run the same playbook to resume" in log and "Configuration writes were thawed" in log
+    _x_serves(box)
+    assert _database(box) == before
+    assert summary.get("not_sent", 0) == 0 and summary["total"] > 0
+    failed = [(r.status, r.error) for r in load.records if not r.ok and r.error != NOT_SENT]
+    assert not failed, f"{len(failed)} of {summary['total']} requests failed: {failed[:5]}"
+
+
+def _blocked_by(box: Sandbox, holder) -> int:
+    """How many sessions wait for a lock the holder's session holds."""
+    return int(_pg(box).psql(f"SELECT count(*) FROM pg_stat_activity WHERE {holder.get_backend_pid()} = "
+                             "ANY(pg_blocking_pids(pid))", database=box.state["postgres"]["database"]))
+
+
+def _release(holder) -> None:
+    try:
+        holder.close()
+    except psycopg2.Error:
+        pass
+
+
+def _outage(load: LoadGenerator, ended: float) -> list:
+    """The failed requests; every one of them must fall inside the run (X or Y serves when it ends)."""
+    failed = [r for r in load.records if not r.ok and r.error != NOT_SENT]
+    late = [(r.status, r.error) for r in failed if r.wall > ended]
+    assert not late, f"requests still failed after the run ended: {late[:5]}"
+    return failed
+
+
+def test_postgres_restart_in_the_middle_of_migrations_up_restores_the_backup(box):
+    """core's 023_360_to_370 is committed, ai-proxy's 001_360_to_370 waits to record itself (a row
+    of the same key, uncommitted, holds it), and PostgreSQL restarts right then: `up` fails midway,
+    the rollback restores the verified backup and starts X; schema_meta and every table equal the
+    state before the run, writes are thawed, the journal says rolled_back."""
+    _x_serves(box)
+    before = _database(box)
+    holder = _hold(box, "INSERT INTO schema_meta (key, subsystem) VALUES ('schema_meta', 'ai-proxy')")
+    seen = {}
+
+    def fault():
+        seen["core"] = box.schema_meta()["core"][0]
+        _crash_and_restart_postgres(box)
+
+    hook = Hook(lambda: _blocked_by(box, holder) > 0, fault)
+    hook.start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"},
+                         timeout=2).start()
+    try:
+        rc = _upgrade(box)
+        ended = time.time()
+    finally:
+        summary = load.stop()
+        hook.done()
+        _release(holder)
+    assert hook.fired, "migrations up never waited on ai-proxy's row: the fault was not injected\n" + _failure(box)
+    assert "023_360_to_370" in seen["core"], "the fault hit before core's migration: not midway"
+    assert rc != 0
+    journal = _journal(box)
+    assert journal["status"] == "rolled_back", (journal.get("failure"), _failure(box))
+    assert journal["failure"]["phase"] == "upgrade" and journal["failure"]["restore"] is True, journal["failure"]
+    assert journal["rollback"]["restored"] is True, journal["rollback"]
+    assert journal.get("thawed") is True
+    assert "rolled back to 3.6.1 from the database backup" in _log(box)
+    _x_serves(box)
+    assert _database(box) == before
+    assert summary["total"] > 0 and _outage(load, ended), "X stopped for `up`: the clients must have seen it"
+
+
+def test_an_entity_missing_at_the_verification_restores_the_backup(box):
+    """A route disappears from the database after the backup (as a faulty migration would drop it):
+    Y starts, and the verification finds one route fewer than the backup. The run must not restart X
+    on that database (the route would stay lost): it restores the verified backup, X serves, every
+    table equals the state before the run, writes are thawed."""
+    _x_serves(box)
+    before = _database(box)
+    db = box.state["postgres"]["database"]
+    earlier = _run_id(box)
+    hook = Hook(lambda: "backup" in _phases_of_a_new_run(box, earlier),
+                lambda: _pg(box).psql("DELETE FROM routes WHERE name = 'r7'", database=db))
+    hook.start()
+    try:
+        rc = _upgrade(box)
+    finally:
+        hook.done()
+    assert hook.fired, "the run never recorded its backup: the fault was not injected\n" + _failure(box)
+    assert rc != 0
+    journal = _journal(box)
+    assert journal["status"] == "rolled_back", (journal.get("failure"), _failure(box))
+    failure = journal["failure"]
+    assert failure["phase"] == "watch" and "routes:" in failure["reason"] and "in the backup" in failure["reason"], failure
+    assert failure["restore"] is True and journal["rollback"]["restored"] is True, (failure, journal.get("rollback"))
+    assert journal.get("thawed") is True
+    _x_serves(box)
+    assert _database(box) == before, "the route lost after the backup is not back"
+
+
+def test_postgres_restart_in_the_middle_of_migrations_finish_keeps_y_and_the_freeze_then_resumes(box):
+    """After `up`, a session holds ai-proxy's schema_meta row (FOR UPDATE); `finish` runs ai-proxy's
+    teardown and waits to record it, and PostgreSQL restarts right then. The point of no return was
+    being passed: no restore; Y keeps serving through the restart (no request fails from the crash
+    on), the run stops with writes left frozen and the lock named, and says to re-run with
+    --tags finish, which then completes the run and thaws."""
+    _x_serves(box)
+    before = _database(box)
+    state = {}
+    earlier = _run_id(box)
+
+    def ready():
+        if "holder" not in state:
+            if "up" not in _phases_of_a_new_run(box, earlier):
+                return False
+            state["holder"] = _hold(box, "SELECT 1 FROM schema_meta WHERE key = 'schema_meta' AND "
+                                         "subsystem = 'ai-proxy' FOR UPDATE")
+        return _blocked_by(box, state["holder"]) > 0
+
+    def fault():
+        state["crash"] = time.time()
+        _crash_and_restart_postgres(box)
+
+    hook = Hook(ready, fault)
+    hook.start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"},
+                         timeout=2).start()
+    try:
+        rc = _upgrade(box)
+    finally:
+        summary = load.stop()
+        hook.done()
+        if "holder" in state:
+            _release(state["holder"])
+    assert hook.fired, "migrations finish never waited on ai-proxy's row: the fault was not injected\n" + _failure(box)
+    assert rc != 0
+    journal = _journal(box)
+    failure = journal["failure"]
+    assert journal["status"] == "failed" and failure["phase"] == "finish", (failure, _failure(box))
+    assert failure["needs_attention"] is True and failure["restore"] is False, failure
+    assert not journal.get("thawed")
+    log = _log(box)
+    assert "--tags finish" in log and _lock_path(box) in log, "the message names neither the resume nor the lock"
+    assert os.path.exists(_lock_path(box)), "writes were thawed while the fleet needs a person"
+    assert f"kong/{Y}" in _served_by(box) and _versions(box) == {"x1": Y, "x2": Y, "x3": Y}
+    after = _database(box)
+    _same_tables(before, after)
+    assert "001_360_to_370" in after["schema_meta"]["ai-proxy"][1], after["schema_meta"]
+    from_crash = [(r.status, r.error) for r in load.records if r.wall >= state["crash"] and not r.ok
+                  and r.error != NOT_SENT]
+    assert summary["total"] > 0 and not from_crash, f"Y failed requests after PostgreSQL restarted: {from_crash[:5]}"
+
+    # the resume the message names
+    rc = _upgrade(box, "--tags", "finish")
+    assert rc == 0, _failure(box)
+    journal = _journal(box)
+    assert journal["status"] == "done" and journal.get("thawed") is True, journal
+    assert not os.path.exists(_lock_path(box))
+    final = _database(box)
+    assert not any(pending for _executed, pending in final["schema_meta"].values()), final["schema_meta"]
+    _same_tables(before, final)
+    assert f"kong/{Y}" in _served_by(box)
+
+
+# ---------------------------------------------------------------------------------------------- rolling
+
+RX, RY = "3.8.1", "3.9.3"
+
+
+@pytest.fixture(scope="module")
+def rolling_box(tmp_path_factory):
+    base = tmp_path_factory.mktemp("faults-rolling")
+    sandbox = Sandbox(state_dir=str(base / "sb"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
+    sandbox.log_dir = str(base)
+    try:
+        sandbox.up(mode="dbless", kong_x=RX)
+        sandbox.install(RY)
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
+def test_haproxy_reloaded_in_the_middle_of_the_shift_keeps_the_weights(rolling_box):
+    """HAProxy is reloaded (SIGUSR2 to its master: a new worker reads the configuration, where Y is
+    `weight 0 disabled`) once the 10 % step is journaled. With kong_lb_persist=state_file every
+    weight the run sets is in HAProxy's server-state file, so the new worker keeps Y in rotation:
+    read back from HAProxy after the reload, no Y server is in maintenance or at weight 0 (without
+    persistence the gate of the next step would soak a Y that takes no traffic). The run ends done,
+    every X server out of rotation and every Y in, and no client request fails."""
+    from tests.sandbox.core import haproxy_command, haproxy_servers_settled
+
+    box = rolling_box
+    hp = box.state["haproxy"]
+    seen = {}
+
+    def worker_pid() -> str:
+        info = haproxy_command(hp["socket"], "show info")
+        return next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("Pid:"))
+
+    def reload():
+        old = worker_pid()
+        seen["before"] = {n: (s["weight"], s["status"]) for n, s in haproxy_servers_settled(hp["socket"]).items()}
+        os.kill(hp["proc"]["pid"], signal.SIGUSR2)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if worker_pid() != old:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "HAProxy did not reload"
+            time.sleep(0.05)
+        seen["after"] = {n: (s["weight"], s["status"]) for n, s in haproxy_servers_settled(hp["socket"]).items()}
+
+    def journal():
+        with open(os.path.join(box.work_dir, "sandbox", "journal.json")) as fh:
+            return json.load(fh)
+
+    hook = Hook(lambda: len(journal().get("steps", [])) >= 1, reload)
+    hook.start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}).start()
+    box.last_log = os.path.join(box.log_dir, "rolling-reload.log")
+    try:
+        rc = box.upgrade("rolling", RY, extra_args=["-e", "kong_lb_persist=state_file", "-e",
+                                                     f"kong_lb_state_file={hp['state_file']}"],
+                         log_path=box.last_log, stream=lambda line: None)
+    finally:
+        summary = load.stop()
+        hook.done()
+    assert hook.fired, "the 10 % step was never journaled: HAProxy was not reloaded\n" + _failure(box)
+    ys = ("y1", "y2", "y3")
+    assert all(seen["before"][y][0] > 0 for y in ys), seen["before"]
+    reverted = {y: seen["after"][y] for y in ys if seen["after"][y][0] == 0 or "MAINT" in seen["after"][y][1]}
+    assert not reverted, f"the reload took Y out of rotation: {reverted} (before {seen['before']})"
+    assert rc == 0, _failure(box)
+    assert journal()["status"] == "done"
+    final = haproxy_servers_settled(hp["socket"])
+    assert all(final[y]["weight"] > 0 and "MAINT" not in final[y]["status"] for y in ys), final
+    assert all(final[x]["weight"] == 0 or "MAINT" in final[x]["status"] for x in ("x1", "x2", "x3")), final
+    assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
+    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed"

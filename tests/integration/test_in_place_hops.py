@@ -125,8 +125,9 @@ def test_three_hops_in_one_run_under_load(box):
     journal = _journal(box)
     assert journal["status"] == "done", journal
     assert journal["hops"]["finished"] == ["3.5.0", "3.6.1"] and journal["hops"]["chain"] == ["3.5.0", "3.6.1", "3.7.1"]
+    # 3.5.0's only migration has no teardown: its `finish` finds nothing pending; 3.6.1's plugins have one
     assert [(h["from"], h["to"], h["up"], h["finish"]) for h in journal["hops"]["ran"]] == [
-        ("3.4.2", "3.5.0", True, True), ("3.5.0", "3.6.1", True, True)]
+        ("3.4.2", "3.5.0", True, False), ("3.5.0", "3.6.1", True, True)]
     meta = box.schema_meta()
     for version in ("3.5.0", "3.6.1", "3.7.1"):
         for sub in MIGRATIONS["versions"][version]["subsystems"]:

@@ -31,9 +31,9 @@ def test_scratch_config_keeps_routing_only_and_adds_the_echo():
     assert out["plugins"] == [{"name": "request-termination", "config": {"echo": True, "trigger": "X-Replay"}}]
     assert "plugins" not in out["services"][0] and "plugins" not in out["routes"][0]
     assert out["upstreams"] == DOC["upstreams"]
-    ids = [r["id"] for r, _ in rr.iter_routes(out)]
+    ids = [r["id"] for r, _where in rr.iter_routes(out)]
     assert len(set(ids)) == len(ids) and all(ids)
-    assert ids == [r["id"] for r, _ in rr.iter_routes(rr.scratch_config(DOC, "X-Replay"))]  # the same each time
+    assert ids == [r["id"] for r, _where in rr.iter_routes(rr.scratch_config(DOC, "X-Replay"))]  # the same each time
     assert out["services"][-1]["routes"][0]["hosts"] == [rr.SENTINEL_HOST]
     assert "plugins" in DOC["services"][0]  # the input is not changed
 

@@ -53,6 +53,9 @@ def test_module_defaults_of_the_kong_group_reach_every_module(node, tmp_path):
         "kong_migrations": {"state": "up", **cli},
         # observes only (no state): the version comes from the group's admin_url
         "kong_service": {"manager": "cli", "kong_prefix": node.prefix, **cli},
+        # the scan reads the configuration from the group's admin_url
+        "kong_upgrade_check": {"current_versions": ["3.8.1"], "target_version": VERSION, "mode": "dbless",
+                               "config_from_admin": True, "fail_on_unsupported": False},
     }
     members = group_members()
     assert sorted(members) == sorted(tasks), "the test runs every module of the group"
@@ -83,4 +86,5 @@ def test_module_defaults_of_the_kong_group_reach_every_module(node, tmp_path):
     assert results["kong_migrations"]["changed"] is False
     assert results["kong_service"]["manager"] == "cli" and results["kong_service"]["running"] is True
     assert results["kong_service"]["version"] == VERSION and results["kong_service"]["changed"] is False
+    assert results["kong_upgrade_check"]["scanned"] is True and results["kong_upgrade_check"]["supported"] is True
 

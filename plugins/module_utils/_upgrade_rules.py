@@ -265,6 +265,59 @@ def hybrid_check(mode: str, target: KongVersion, cp: KongVersion | None, dps: li
     }
 
 
+# kong_upgrade_hops=auto for nodes without a database (rolling strategy): Kong's step-by-step path
+# guards the order of database migrations, which such nodes never run; what they carry from X to Y is
+# the declarative configuration (DB-less) or the control plane's version (data planes).
+_JUMP_NO_MIGRATIONS = ("with database=off every migration of the running version counts as executed and none is "
+                       "pending, Kong/kong 3.9.3 kong/db/strategies/off/connector.lua:50-65")
+_JUMP_FORMATS = ("Kong 3.x reads the declarative `_format_version` 1.1, 2.1 and 3.0 (Kong/kong 3.9.3 "
+                 "kong/db/schema/others/declarative_config.lua:254) and converts the older formats' paths on "
+                 "load (kong/db/declarative/migrations/route_path.lua)")
+_JUMP_COMPAT = ("the control plane only compares major and minor, accepting any older minor of its major "
+                "(Kong/kong 3.9.3 kong/clustering/compat/init.lua:38-74)")
+
+
+def rolling_jump(plan: dict, mode: str, cp: KongVersion | None = None) -> dict | None:
+    """Whether the nodes may take a path of several hops in one rolling upgrade (X -> final Y).
+
+    None unless the mode is upgraded rolling (dbless, hybrid_dp) and the path is reachable in several
+    hops. `allowed` with the `reason` and its source; `covers` names the hops whose breaking-change
+    rules the scan evaluated (scan() runs every hop of the plan)."""
+    if mode not in ("dbless", "hybrid_dp") or not plan["reachable"] or len(plan["hops"]) < 2:
+        return None
+    current, target = plan["path"][0], plan["path"][-1]
+    steps = [f"{h['from']} -> {h['to']}" for h in plan["hops"]]
+    out = {"allowed": False, "from": current, "to": target, "covers": steps,
+           "chain": [h["to"] for h in plan["hops"]], "reason": ""}
+    via = data.HYBRID_WIRE_PROTOCOL_STEP["via"]
+    if via in plan["path"][1:-1]:
+        out["reason"] = (f"Kong's upgrade guide makes {via} a step of its own for hybrid mode on {current} (wire-"
+                         f"protocol change, https://docs.konghq.com/gateway/3.9.x/upgrade/): upgrade the data planes "
+                         f"to {via} in one rolling run, then to {target} in another.")
+        return out
+    if mode == "hybrid_dp":
+        cp_text = str(cp) if cp is not None else "(unknown)"
+        if cp is None or _dp_vs_cp(KongVersion(target), cp):
+            out["reason"] = (f"The control plane runs {cp_text}: data planes may only jump to {target} behind a "
+                             f"control plane that accepts {target}; {_JUMP_COMPAT}. Upgrade the control planes "
+                             "first (playbooks/hybrid_upgrade.yml does).")
+            return out
+        out.update(allowed=True, reason=(
+            f"Data planes hold no database ({_JUMP_NO_MIGRATIONS}) and the control plane on {cp_text} accepts data "
+            f"planes of {target}: {_JUMP_COMPAT}. So the data planes go {current} -> {target} in one rolling "
+            f"upgrade; the breaking-change rules of every hop ({', '.join(steps)}) are evaluated."))
+        return out
+    formats = accepted_format_versions(_point_series(target))
+    read = (_JUMP_FORMATS if formats is not None else
+            f"the `_format_version` values Kong {target} accepts were not read from its source (UNCONFIRMED): "
+            "Y's own `kong config parse` of the configuration decides")
+    out.update(allowed=True, reason=(
+        f"DB-less nodes run no database migrations ({_JUMP_NO_MIGRATIONS}) and carry only the declarative "
+        f"configuration: {read}. So the nodes go {current} -> {target} in one rolling upgrade; the breaking-change "
+        f"rules of every hop ({', '.join(steps)}) are evaluated against the configuration."))
+    return out
+
+
 _STRATEGY_SOURCE = "Kong Gateway upgrade guide, upgrade strategies: https://docs.konghq.com/gateway/3.9.x/upgrade/"
 
 
@@ -647,6 +700,7 @@ def evaluate(current_versions=None, target_version=None, mode="traditional", cp_
         "path": plan["path"],
         "path_text": " -> ".join(plan["path"]),
         "hops": plan["hops"],
+        "rolling_jump": rolling_jump(plan, mode, cp),
         "reasons": reasons,
         "hybrid": hybrid,
         "strategy": choose_strategy(mode, spare_capacity, strategy),

@@ -225,6 +225,40 @@ hops:
       description: C(patch), C(minor), C(major) (2.8 to 3.0) or C(lts) (2.8 to 3.4).
       type: str
       sample: minor
+rolling_jump:
+  description:
+    - For nodes upgraded rolling (O(mode=dbless), O(mode=hybrid_dp)) on a path of several hops, whether Kong's rules
+      let them go from the current version to the target in one rolling upgrade (they run no database migrations;
+      a data plane needs a control plane that accepts the target). V(null) otherwise.
+  returned: always
+  type: dict
+  contains:
+    allowed:
+      description: One rolling upgrade may cover every hop of RV(path).
+      type: bool
+      sample: true
+    from:
+      description: The version the nodes run now.
+      type: str
+      sample: 3.6.1
+    to:
+      description: The target version.
+      type: str
+      sample: 3.8.1
+    covers:
+      description: The hops the one rolling upgrade covers; the breaking-change scan evaluates the rules of each.
+      type: list
+      elements: str
+      sample: ["3.6.1 -> 3.7.x", "3.7.x -> 3.8.1"]
+    chain:
+      description: The end of each hop.
+      type: list
+      elements: str
+      sample: ["3.7.x", "3.8.1"]
+    reason:
+      description: Why, with Kong's source or documentation.
+      type: str
+      sample: "DB-less nodes run no database migrations ..."
 reasons:
   description: Why the path is or is not supported, in sentences with their source.
   returned: always

@@ -173,10 +173,13 @@ class Sandbox:
 
     # ------------------------------------------------------------------ up
     def up(self, mode: str = "dbless", kong_x: str = "3.8.1", kong_cp: str | None = None, lb: str = "haproxy",
-           lb_retries: str = "retrying") -> dict:
+           lb_retries: str = "retrying", nodes: int = 3) -> dict:
         """Start the sandbox; ``kong_cp`` (hybrid only) runs the control plane on another version than the DPs;
         ``lb`` is the load balancer in front of the proxies (HAProxy, or nginx with an upstream include file);
-        ``lb_retries`` is HAProxy's retry profile (render.HAPROXY_RETRIES)."""
+        ``lb_retries`` is HAProxy's retry profile (render.HAPROXY_RETRIES); ``nodes`` is how many X nodes (and
+        as many Y nodes) the fleet has (1 to 3)."""
+        if nodes not in (1, 2, 3):
+            raise SandboxError(f"nodes must be 1, 2 or 3 (got {nodes!r})")
         if lb_retries not in render.HAPROXY_RETRIES:
             raise SandboxError(f"lb_retries must be one of {', '.join(render.HAPROXY_RETRIES)} (got {lb_retries!r})")
         if mode not in MODES:
@@ -211,7 +214,7 @@ class Sandbox:
             "inventory": self.inventory, "lb_port": self.lb_port, "install_root": self.install_root,
             "work_dir": self.work_dir, "created_at": time.time(), "nodes": {}, "lb": lb,
         }
-        self._layout_nodes(mode, ports)
+        self._layout_nodes(mode, ports, nodes)
         if lb == "haproxy":
             self.state["haproxy"] = {
                 "dir": self._path("haproxy"), "config": self._path("haproxy", "haproxy.cfg"),
@@ -266,14 +269,14 @@ class Sandbox:
         self.save()
         self.out(f"  {what}{': ' + detail if detail else ''} ({time.monotonic() - t:.1f} s)")
 
-    def _layout_nodes(self, mode: str, ports: procs.PortAllocator) -> None:
+    def _layout_nodes(self, mode: str, ports: procs.PortAllocator, count: int = 3) -> None:
         names = [("cp", "kong_cp")] if mode == "hybrid" else []
-        names += [(f"x{i}", "kong_x") for i in (1, 2, 3)]
+        names += [(f"x{i}", "kong_x") for i in range(1, count + 1)]
         if mode != "traditional":
-            names += [(f"y{i}", "kong_y") for i in (1, 2, 3)]
+            names += [(f"y{i}", "kong_y") for i in range(1, count + 1)]
         else:
             # in-place upgrades keep the same hosts; y1..y3 are only declared in HAProxy
-            names += [(f"y{i}", "lb_only") for i in (1, 2, 3)]
+            names += [(f"y{i}", "lb_only") for i in range(1, count + 1)]
         for name, group in names:
             base = self._path("nodes", name)
             node = {"group": group, "proxy_port": ports.take(), "admin_port": ports.take(),

@@ -57,6 +57,18 @@ def test_without_auto_the_two_hops_are_refused_naming_the_variable(box):
     assert _version(box, "x1") == X
 
 
+def test_check_mode_plans_the_jump_and_changes_nothing(box):
+    journal = os.path.join(box.work_dir, "sandbox", "journal.json")
+    before = os.path.exists(journal) and os.stat(journal).st_mtime_ns
+    rc, log = _upgrade(box, "-e", "kong_upgrade_hops=auto", "--check")
+    assert rc == 0, _tail(log)
+    assert "in one rolling upgrade 3.6.1 -> 3.8.1, covering 3.6.1 -> 3.7.x, 3.7.x -> 3.8.1" in log
+    assert (os.path.exists(journal) and os.stat(journal).st_mtime_ns) == before
+    assert _version(box, "x1") == X
+    with pytest.raises(requests.ConnectionError):
+        _version(box, "y1")
+
+
 def test_two_hops_in_one_rolling_upgrade_under_load(box):
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"}).start()
     rc, log = _upgrade(box, "-e", "kong_upgrade_hops=auto")

@@ -34,6 +34,10 @@ LOCK = "run.lock"
 GUARD = ".run.guard"
 # awaiting_finish: `kong migrations up` ran and Y serves; `finish` waits for the operator (--tags finish).
 RESUMABLE = ("running", "failed", "awaiting_finish")
+# Rolled back by putting every request back on X: Y stands deployed beside X, and a new run goes on
+# from there (the weights saved before the first step stay the ones to go back to). An in-place run is
+# rolled back by restoring the database: the next run starts anew.
+RESUMABLE_ROLLED_BACK = ("rolling", "dual_cluster")
 DEFAULT_TTL = 7200
 
 
@@ -192,8 +196,9 @@ class RunState:
                         f"kong_run_lock_force=true (it becomes stale by itself after its TTL of "
                         f"{int(holder.get('ttl') or ttl)} s)", holder=holder)
             previous = self.read()
-            resume = (previous.get("status") in RESUMABLE and previous.get("to") == to_version
-                      and previous.get("strategy") == strategy)
+            resume = ((previous.get("status") in RESUMABLE
+                       or (previous.get("status") == "rolled_back" and strategy in RESUMABLE_ROLLED_BACK))
+                      and previous.get("to") == to_version and previous.get("strategy") == strategy)
             stamp = utc_stamp(self.now())
             if resume:
                 journal = merge(previous, {"status": "running", "resumed_at": stamp})

@@ -240,6 +240,7 @@ def test_postgres_restart_during_the_backup_changes_nothing_and_the_rerun_is_cle
     journal = _journal(box)
     assert journal["status"] == "failed" and journal["failure"]["phase"] == "backup", journal.get("failure")
     assert "pg_dump" in journal["failure"]["reason"], journal["failure"]
+    run_id = journal["run_id"]
     assert journal.get("thawed") is True
     assert set((journal.get("nodes") or {}).values()) <= {"pending"}, journal.get("nodes")
     assert not (journal.get("backup") or {}).get("manifest")
@@ -254,6 +255,25 @@ def test_postgres_restart_during_the_backup_changes_nothing_and_the_rerun_is_cle
     assert summary.get("not_sent", 0) == 0 and summary["total"] > 0
     failed = [(r.status, r.error) for r in load.records if not r.ok and r.error != NOT_SENT]
     assert not failed, f"{len(failed)} of {summary['total']} requests failed: {failed[:5]}"
+
+    # writes were thawed, so one lands on X now; the re-run must freeze and back up again, or a rollback
+    # would restore a backup without it (freeze and backup only: the run stays open for the next test)
+    admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"
+    made = requests.post(f"{admin}/services", json={"name": "after-thaw", "url": "http://127.0.0.1:9/t"}, timeout=5)
+    assert made.status_code == 201, made.text
+    assert _upgrade(box, "--tags", "freeze,backup") == 0, _failure(box)
+    assert "Writes are frozen again and the cluster is backed up again" in _log(box)
+    journal = _journal(box)
+    assert journal["run_id"] == run_id and journal.get("thawed") is False and journal["phases"].get("freeze")
+    with open(journal["backup"]["manifest"]) as fh:
+        tables = json.load(fh)["database"]["tables"]
+    assert tables["services"]["rows"] == int(before["tables"]["services"].split(":")[0]) + 1, tables["services"]
+    with open(_lock_path(box)) as fh:
+        assert json.load(fh)["run_id"] == run_id, "writes are not frozen again"
+    # the next test starts with no run open: this one is set aside as a finished run would be
+    os.remove(_lock_path(box))
+    os.replace(os.path.join(box.work_dir, "sandbox", "journal.json"),
+               os.path.join(box.work_dir, "sandbox", f"journal-{run_id}.json"))
 
 
 def _blocked_by(box: Sandbox, holder) -> int:

@@ -336,3 +336,22 @@ def test_a_write_after_a_dead_run_leaves_its_stale_lock_and_takes_none(tmp_path)
     os.unlink(lock_file(tmp_path))
     res = run(tmp_path, update={"rollback": {"restored": True}})
     assert not res.get("failed") and not os.path.exists(lock_file(tmp_path))
+
+
+@pytest.mark.parametrize("strategy, resumed", [("rolling", True), ("dual_cluster", True), ("in_place", False)])
+def test_a_rolled_back_run_resumes_only_where_y_stands_beside_x(tmp_path, strategy, resumed):
+    """Rolling and dual-cluster runs roll back by putting every request back on X: Y stays deployed and
+    the next run goes on from there. An in-place run rolls back by restoring the database: anew."""
+    opened = {**OPEN, "strategy": strategy}
+    run(tmp_path, run_id="R1", **opened)
+    run(tmp_path, state="aborted", phase="shift", reason="gate failed")
+    run(tmp_path, state="concluded", update={"status": "rolled_back", "ended_at": "t9", "thawed": True})
+    res = run(tmp_path, run_id="R2", **opened)
+    assert not res.get("failed"), res
+    assert res["resumed"] is resumed
+    data = journal(tmp_path)
+    assert data["run_id"] == ("R1" if resumed else "R2") and data["status"] == "running"
+    if resumed:
+        assert data["thawed"] is True and data["failure"]["phase"] == "shift"
+    else:
+        assert res["archived"].endswith("journal-R1.json")

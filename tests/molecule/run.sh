@@ -4,6 +4,7 @@
 # `molecule test`, and remove every container and network they created, also on failure or
 # interruption.
 #   tests/molecule/run.sh [SCENARIO ...]      default: every molecule/*/molecule.yml
+#   tests/molecule/run.sh --build-only        only build what is missing (make test runs it in the background)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -49,8 +50,31 @@ ensure_host_tools() {
     || die "could not install$missing"
 }
 
+# The images and the kong packages, built when missing and exported as KEY=VALUE, one builder at a
+# time: `make test` starts one in the background (--build-only) while its other stages run, and the
+# molecule stage then waits for it and finds everything cached.
+build_all() {
+  local out
+  mkdir -p "$MOLECULE_CACHE"
+  exec 9>"$MOLECULE_CACHE/build.lock"
+  flock 9
+  out="$("$MOLECULE_TOOLS_DIR/build_images.sh")" || die "building the images failed"
+  while IFS='=' read -r key value; do export "$key=$value"; done <<<"$out"
+  out="$("$MOLECULE_TOOLS_DIR/build_debs.sh")" || die "building the kong packages failed"
+  while IFS='=' read -r key value; do export "$key=$value"; done <<<"$out"
+  flock -u 9
+  exec 9>&-
+}
+
 main() {
   local started=$SECONDS scenarios=("$@") s rc=0 failed=() passed=() t0 out
+  if [ "${1:-}" = "--build-only" ]; then
+    docker info >/dev/null 2>&1 || die "no Docker Engine answers (docker info failed)"
+    ensure_host_tools
+    build_all
+    log "images and packages ready after $((SECONDS - started)) s"
+    return 0
+  fi
   docker info >/dev/null 2>&1 || die "no Docker Engine answers (docker info failed)"
   [ -x "$VENV/bin/molecule" ] || die "$VENV/bin/molecule is missing: run 'make venv' first"
   [ -e "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kongops/upgrade" ] || \
@@ -74,10 +98,7 @@ main() {
   trap cleanup EXIT
   cleanup
 
-  out="$("$MOLECULE_TOOLS_DIR/build_images.sh")" || die "building the images failed"
-  while IFS='=' read -r key value; do export "$key=$value"; done <<<"$out"
-  out="$("$MOLECULE_TOOLS_DIR/build_debs.sh")" || die "building the kong packages failed"
-  while IFS='=' read -r key value; do export "$key=$value"; done <<<"$out"
+  build_all
   log "images and packages ready after $((SECONDS - started)) s"
 
   # The packaged Kong on a systemd host, before the scenarios that install it (about 30 s).

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make test`: sanity, lint, pytest and molecule, in that order, stopping at the first stage that
+# fails. Where a Docker Engine answers, molecule's images and kong packages build in the background
+# meanwhile (tests/molecule/run.sh --build-only: debootstrap and docker builds, minutes from an empty
+# image store, mostly waiting on downloads), and the molecule stage finds them ready; the build is
+# stopped when an earlier stage fails or the run is interrupted.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+prebuild=""
+prebuild_log=".cache/molecule-prebuild.log"
+
+stop_prebuild() {
+  if [ -n "$prebuild" ]; then
+    kill -TERM -- "-$prebuild" 2>/dev/null
+    wait "$prebuild" 2>/dev/null
+    prebuild=""
+  fi
+  return 0
+}
+trap stop_prebuild EXIT
+trap 'stop_prebuild; exit 130' INT TERM
+
+if docker info >/dev/null 2>&1; then
+  mkdir -p .cache
+  setsid tests/molecule/run.sh --build-only >"$prebuild_log" 2>&1 &
+  prebuild=$!
+  echo "molecule: building the images and kong packages in the background ($prebuild_log)"
+fi
+
+for stage in sanity lint pytest; do
+  make --no-print-directory "$stage" || exit $?
+done
+
+if [ -n "$prebuild" ]; then
+  if ! wait "$prebuild"; then
+    # the molecule stage builds again in the foreground and fails there with the reason
+    echo "molecule: the background build failed; its log ends:"
+    tail -n 20 "$prebuild_log"
+  fi
+  prebuild=""
+fi
+make --no-print-directory molecule-if-docker

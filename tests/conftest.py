@@ -61,8 +61,9 @@ def nginx_factory():
 # `-n 2 --dist loadfile --no-loadscope-reorder` (make pytest) the files are handed to the workers in
 # collection order, so these start first and the short files fill in behind them; xdist's default
 # order (most tests first) would start them last and leave one worker waiting on the tail.
-LONGEST_FILES = ("test_rolling_upgrade.py", "test_in_place_upgrade.py", "test_faults.py", "test_hybrid_upgrade.py",
-                 "test_awx_runner.py")
+LONGEST_FILES = ("test_rolling_upgrade.py", "test_in_place_hops.py", "test_in_place_upgrade.py", "test_faults.py",
+                 "test_dual_cluster.py", "test_hybrid_upgrade.py", "test_awx_runner.py", "test_rehearse.py",
+                 "test_route_replay.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -21,6 +21,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import Ko
 from tests.loadgen import NOT_SENT, LoadGenerator
 from tests.sandbox import procs, render
 from tests.sandbox.core import VENV_BIN, Sandbox, haproxy_servers
+from tests.sandbox.seed import seed_services
 from tests.services.postgres import PostgresServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,12 +40,7 @@ def box(tmp_path_factory):
     sandbox.log_dir = str(tmp)
     sandbox.up(mode="traditional", kong_x=X)
     admin = f"http://127.0.0.1:{sandbox.state['nodes']['x1']['admin_port']}"
-    with requests.Session() as http:
-        for i in range(SEEDED):
-            svc = http.post(f"{admin}/services", json={"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}"})
-            assert svc.status_code == 201, svc.text
-            route = http.post(f"{admin}/services/svc{i}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]})
-            assert route.status_code == 201, route.text
+    seed_services(admin, SEEDED)
     # cluster Y: the y1..y3 servers HAProxy declares (weight 0, disabled) become the kong_y hosts
     with open(sandbox.inventory) as fh:
         inventory = yaml.safe_load(fh)

@@ -29,6 +29,7 @@ import requests
 from tests.loadgen import NOT_SENT, LoadGenerator
 from tests.sandbox import procs
 from tests.sandbox.core import Sandbox
+from tests.sandbox.seed import seed_services
 from tests.services.postgres import PG_BIN, PostgresServer
 
 X, Y = "3.6.1", "3.7.1"
@@ -43,12 +44,7 @@ def box(tmp_path_factory):
     try:
         sandbox.up(mode="traditional", kong_x=X)
         admin = f"http://127.0.0.1:{sandbox.state['nodes']['x1']['admin_port']}"
-        with requests.Session() as http:
-            for i in range(SEEDED):
-                svc = http.post(f"{admin}/services", json={"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}"})
-                assert svc.status_code == 201, svc.text
-                route = http.post(f"{admin}/services/svc{i}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]})
-                assert route.status_code == 201, route.text
+        seed_services(admin, SEEDED)
         sandbox.install(Y)
         yield sandbox
     finally:

@@ -18,6 +18,7 @@ import requests
 from tests.loadgen import LoadGenerator, share_between
 from tests.sandbox.core import Sandbox, haproxy_servers, haproxy_servers_settled
 from tests.sandbox import procs
+from tests.sandbox.seed import seed_services
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Kong's migrations per version, as the simulator carries them (from Kong's source at each tag)
@@ -79,12 +80,7 @@ def hybrid(tmp_path):
         box.log_dir = str(tmp_path)
         boxes.append(box)
         box.up(mode="hybrid", kong_x=X, kong_cp=kong_cp)
-        with requests.Session() as http:
-            for i in range(SEEDED):
-                svc = http.post(f"{_admin(box, 'cp')}/services", json={"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}"})
-                assert svc.status_code == 201, svc.text
-                route = http.post(f"{_admin(box, 'cp')}/services/svc{i}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]})
-                assert route.status_code == 201, route.text
+        seed_services(_admin(box, 'cp'), SEEDED)
         # every X data plane holds the seeded configuration and told the control plane so
         box.x_ids = {x: _node_id(box, x) for x in XS}
 

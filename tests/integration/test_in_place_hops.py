@@ -14,6 +14,7 @@ from tests.integration.test_in_place_upgrade import MIGRATIONS, SEEDED
 from tests.loadgen import LoadGenerator
 from tests.sandbox import procs
 from tests.sandbox.core import Sandbox
+from tests.sandbox.seed import seed_services
 from tests.services.postgres import PostgresServer
 
 HOPS = ["-e", "kong_upgrade_hops=auto",
@@ -28,10 +29,7 @@ def box(tmp_path_factory):
     try:
         sandbox.up(mode="traditional", kong_x="3.4.2")
         admin = f"http://127.0.0.1:{sandbox.state['nodes']['x1']['admin_port']}"
-        with requests.Session() as http:
-            for i in range(SEEDED):
-                assert http.post(f"{admin}/services", json={"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}"}).ok
-                assert http.post(f"{admin}/services/svc{i}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]}).ok
+        seed_services(admin, SEEDED)
         yield sandbox
     finally:
         sandbox.down()

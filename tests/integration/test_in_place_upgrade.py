@@ -13,6 +13,7 @@ from tests.loadgen import LoadGenerator
 from tests.sandbox.core import Sandbox
 from tests.sandbox import procs
 from tests.sandbox.timeline import in_place_phases, read_report
+from tests.sandbox.seed import seed_services
 from tests.services.postgres import PostgresServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,12 +35,7 @@ def traditional(tmp_path):
         boxes.append(box)
         box.up(mode="traditional", kong_x=kong_x)
         admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"
-        with requests.Session() as http:
-            for i in range(SEEDED):
-                svc = http.post(f"{admin}/services", json={"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}"})
-                assert svc.status_code == 201, svc.text
-                route = http.post(f"{admin}/services/svc{i}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]})
-                assert route.status_code == 201, route.text
+        seed_services(admin, SEEDED)
         return box
 
     yield make

@@ -15,6 +15,7 @@ import yaml
 from tests.integration.ansible_run import run_playbook
 from tests.sandbox import procs
 from tests.sandbox.core import Sandbox
+from tests.sandbox.seed import seed_services
 from tests.services.postgres import PostgresServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,12 +30,7 @@ def box(tmp_path_factory):
     sandbox.log_dir = str(tmp)
     sandbox.up(mode="traditional", kong_x="2.8.5")
     admin = f"http://127.0.0.1:{sandbox.state['nodes']['x1']['admin_port']}"
-    with requests.Session() as http:
-        for i in range(SEEDED):
-            svc = http.post(f"{admin}/services", json={"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}"})
-            assert svc.status_code == 201, svc.text
-            route = http.post(f"{admin}/services/svc{i}/routes", json={"name": f"r{i}", "paths": [f"/r{i}"]})
-            assert route.status_code == 201, route.text
+    seed_services(admin, SEEDED)
     yield sandbox
     sandbox.down()
 

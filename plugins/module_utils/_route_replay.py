@@ -31,6 +31,9 @@ try:
 except ImportError:  # pragma: no cover - Python < 3.11
     import sre_parse as _sre  # type: ignore[no-redef]
 
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import KongCli, KongCliError
+from ansible_collections.kongops.upgrade.plugins.module_utils._procs import pid_alive
+
 DEFAULT_TRIGGER = "X-Kong-Route-Replay"
 SENTINEL_HOST = "kong-route-replay.invalid"
 SENTINEL_PATH = "/kong-route-replay-sentinel"
@@ -383,7 +386,6 @@ class ScratchKong:
     stopped with `kong stop -p` (then its master is waited for), its directory removed."""
 
     def __init__(self, run_command, kong_bin: str, version: str, base_dir: str, side: str, conf=None):
-        self._run = run_command
         self.kong_bin, self.version, self.side = kong_bin, version, side
         self.dir = tempfile.mkdtemp(prefix=f"kong-route-replay-{side}-", dir=base_dir or None)
         os.chmod(self.dir, 0o700)
@@ -408,6 +410,7 @@ class ScratchKong:
         # the environment wins over kong.conf: every KONG_* the caller's environment may carry is overridden
         self.env = {"KONG_" + k.upper(): v for k, v in settings.items()}
         self.conf_path = os.path.join(self.dir, "kong.conf")
+        self.cli = KongCli(run_command, kong_bin, self.conf_path, self.prefix, self.env)
 
     def write(self, doc_text: str) -> None:
         for path, text in ((self.settings["declarative_config"], doc_text),
@@ -417,14 +420,13 @@ class ScratchKong:
                 fh.write(text)
 
     def start(self, trigger: str, timeout: float) -> None:
-        cmd = [self.kong_bin, "start", "-c", self.conf_path]
         try:
-            rc, out, err = self._run(cmd, environ_update=self.env)
-        except (OSError, ValueError) as exc:
-            raise RouteReplayError(f"could not run {self.kong_bin}: {exc}", cmd=cmd) from exc
-        if rc != 0:
+            self.cli.run("start", conf=True)
+        except KongCliError as exc:
+            if exc.rc is None or "was not found" in str(exc):
+                raise RouteReplayError(f"could not run {self.kong_bin}: {exc}", cmd=exc.cmd) from exc
             raise RouteReplayError(f"Kong {self.version} ({self.kong_bin}) did not start with the configuration",
-                                   cmd=cmd, rc=rc, stdout=out, stderr=err)
+                                   cmd=exc.cmd, rc=exc.rc, stdout=exc.stdout, stderr=exc.stderr) from exc
         self.started = True
         probe = {"method": "GET", "host": SENTINEL_HOST, "path": SENTINEL_PATH,
                  "headers": {"x-kong-route-replay-sentinel": "1"}}
@@ -435,7 +437,7 @@ class ScratchKong:
                 return
             time.sleep(0.2)
         raise RouteReplayError(f"Kong {self.version} on 127.0.0.1:{self.port} did not answer the replay's "
-                               f"probe within {timeout} s", cmd=cmd)
+                               f"probe within {timeout} s", cmd=self.cli.argv("start"))
 
     def _pid(self):
         try:
@@ -449,29 +451,20 @@ class ScratchKong:
         problems = []
         pid = self._pid()
         if self.started or pid:
-            rc, _out, err = self._run([self.kong_bin, "stop", "-p", self.prefix], environ_update=self.env)
+            try:
+                res = self.cli.run("stop", conf=False, prefix=True, ok_rcs=None)
+                rc, err = res.rc, res.stderr
+            except KongCliError as exc:
+                rc, err = exc.rc if exc.rc is not None else -1, str(exc)
             if rc != 0 and pid:
                 problems.append(f"kong stop of {self.version} failed: {(err or '').strip()[-200:]}")
             # `kong stop` sends SIGTERM and returns (kong/cmd/utils/nginx_signals.lua)
             deadline = time.monotonic() + timeout
-            while pid and time.monotonic() < deadline and _alive(pid):
+            while pid and time.monotonic() < deadline and pid_alive(pid):
                 time.sleep(0.1)
-            if pid and _alive(pid):
+            if pid and pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 problems.append(f"Kong {self.version} (pid {pid}) did not stop within {timeout} s: killed")
         shutil.rmtree(self.dir, ignore_errors=True)
         return problems
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -28,6 +28,7 @@ import socket
 import time
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
+from ansible_collections.kongops.upgrade.plugins.module_utils._procs import pid_alive
 
 JOURNAL = "journal.json"
 LOCK = "run.lock"
@@ -99,18 +100,6 @@ def _read_json(path: str) -> dict | None:
     return data
 
 
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError):
-        return False
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def describe(holder: dict) -> str:
     return (f"run {holder.get('run_id') or '?'} of {holder.get('user') or '?'} on {holder.get('host') or '?'} "
             f"(pid {holder.get('pid') or '?'}, started {holder.get('started') or '?'}, "
@@ -155,7 +144,7 @@ class RunState:
 
     def stale_reason(self, holder: dict, ttl: int) -> str | None:
         """Why a lock no longer protects anything, or None while its run may still be working."""
-        if holder.get("host") == self.owner.get("host") and not _pid_alive(holder.get("pid")):
+        if holder.get("host") == self.owner.get("host") and not pid_alive(holder.get("pid")):
             return f"its process {holder.get('pid')} on {holder.get('host')} is gone"
         last = _epoch(holder.get("updated") or holder.get("started"))
         if last is None:

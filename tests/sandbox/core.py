@@ -39,7 +39,12 @@ STRATEGY_MODES = {"rolling": ("dbless", "hybrid"), "in_place": ("traditional", "
 # journals, reports) stay.
 RUNTIME_ENTRIES = ("nodes", "haproxy", "nginx", "postgres", "bootstrap", "demo", "cluster", "playbooks", "logs",
                    "state.json")
-PG_USER = PG_PASSWORD = PG_DATABASE = "kong"
+PG_USER = PG_DATABASE = "kong"
+# The sandbox's secrets are distinctive strings, not words: a value found in a run's output, journal,
+# report or backup is a leak, never a user or database name (and Ansible's no_log masking, which
+# replaces every occurrence of a secret's value, leaves names alone).
+PG_PASSWORD = "pg-Zq7-secret-41c9"
+ADMIN_TOKEN = "adm-Tk9-secret-05b7"
 
 
 class SandboxError(Exception):
@@ -213,6 +218,7 @@ class Sandbox:
             "status": "starting", "state_dir": self.state_dir,
             "inventory": self.inventory, "lb_port": self.lb_port, "install_root": self.install_root,
             "work_dir": self.work_dir, "created_at": time.time(), "nodes": {}, "lb": lb,
+            "admin_token": ADMIN_TOKEN,
         }
         self._layout_nodes(mode, ports, nodes)
         if lb == "haproxy":
@@ -307,11 +313,12 @@ class Sandbox:
             return None
 
     def _start_postgres(self) -> str:
-        from tests.services.postgres import PostgresServer
+        from tests.services.postgres import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer
 
         pg_dir = self._path("postgres")
         self.state["postgres"] = {"dir": pg_dir, "port": self.state.pop("pg_port"), "user": PG_USER,
-                                  "password": PG_PASSWORD, "database": PG_DATABASE}
+                                  "password": PG_PASSWORD, "database": PG_DATABASE,
+                                  "admin_user": SUPERUSER, "admin_password": SUPERUSER_PASSWORD}
         self.save()
         try:
             server = PostgresServer(pg_dir, self.state["postgres"]["port"]).start()

@@ -183,6 +183,9 @@ def inventory(state: dict, repo: str, python: str) -> dict:
         "kong_node_quit_timeout": 10,
         "kong_node_ready_timeout": 30,
     }
+    if state.get("admin_token"):
+        # Kong OSS ignores the Kong-Admin-Token header; the collection sends it on every Admin API call
+        all_vars["kong_admin_token"] = state["admin_token"]
     if state.get("nginx"):
         all_vars.update({"kong_lb_backend": "nginx", "kong_lb_upstream_file": state["nginx"]["upstream_file"],
                          "kong_lb_nginx_conf": state["nginx"]["config"]})
@@ -194,7 +197,8 @@ def inventory(state: dict, repo: str, python: str) -> dict:
             "kong_node_pg_host": "127.0.0.1", "kong_node_pg_port": pg["port"], "kong_node_pg_user": pg["user"],
             "kong_node_pg_password": pg["password"], "kong_node_pg_database": pg["database"],
             # the DBA role a database-level rollback restores with (the server's superuser here)
-            "kong_restore_admin_user": "postgres", "kong_restore_admin_password": "postgres",
+            "kong_restore_admin_user": pg.get("admin_user", "postgres"),
+            "kong_restore_admin_password": pg.get("admin_password", "postgres"),
         })
     if state.get("cluster_cert"):
         all_vars.update({"kong_node_cluster_cert": state["cluster_cert"],

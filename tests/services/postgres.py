@@ -28,7 +28,8 @@ from tests.services.ports import free_port  # noqa: E402
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 SUPERUSER = "postgres"
-SUPERUSER_PASSWORD = "postgres"
+# distinctive, so that a leak of it can be told from the role name
+SUPERUSER_PASSWORD = "dba-Hx3-secret-72e1"
 
 
 def _run_as() -> list[str]:

@@ -133,11 +133,14 @@ def left_behind_message(result: dict, choice: str) -> str | None:
     return ("The control plane lists data planes an earlier interrupted run left behind, " + " | ".join(parts) + ".")
 
 
-def hash_divergence(rows: list, now: float, stale_after: int, ignore_ids=()) -> tuple:
+def hash_divergence(rows: list, now: float, stale_after: int, ignore_ids=(), expected: str | None = None,
+                    sync_status: bool = True) -> tuple:
     """(hash, problems): every live data plane (rows not stale, ids not in ``ignore_ids``) must report
     sync_status normal and the one configuration hash the control plane sends to all of them (it
     computes it once per export, Kong/kong 3.9.3 kong/clustering/control_plane.lua:131-158). ``hash``
-    is that hash when they all agree, else None; ``problems`` names each data plane that differs."""
+    is that hash when they all agree, else None; ``problems`` names each data plane that differs.
+    ``expected`` is the hash they must all report when the control plane publishes one (Konnect's
+    expected-config-hash); ``sync_status=False`` for rows that carry none (Konnect's node records)."""
     live, _stale = split_stale(rows, now, stale_after)
     live = [r for r in live if r.get("id") not in set(ignore_ids)]
     hashes = {}
@@ -149,10 +152,12 @@ def hash_divergence(rows: list, now: float, stale_after: int, ignore_ids=()) -> 
     if hashes:
         latest = max(live, key=_seen)
         best = max(hashes, key=lambda h: (hashes[h], h == latest.get("config_hash")))
+    if expected:
+        best = expected
     problems = []
     for row in live:
         why = []
-        if row.get("sync_status") != "normal":
+        if sync_status and row.get("sync_status") != "normal":
             why.append(f"sync_status {row.get('sync_status')}")
         if row.get("config_hash") != best:
             why.append(f"configuration hash {row.get('config_hash')}")
@@ -162,4 +167,79 @@ def hash_divergence(rows: list, now: float, stale_after: int, ignore_ids=()) -> 
         problems.append("no live data plane listed")
     if best and not problems:
         return best, []
+    if expected:
+        return None, problems + ([f"the control plane expects {expected}"] if problems else [])
     return None, problems + ([f"the others report {best}"] if best and problems else [])
+
+
+# --------------------------------------------------------------------------- Konnect data planes
+# Konnect's published compatibility table (https://developer.konghq.com/konnect-platform/compatibility/,
+# "Kong Gateway version compatibility", read 2026): Konnect is compatible with Kong Gateway 2.5.x up to
+# 3.14.x. A data plane outside that range is one Konnect does not support. The table grows with every
+# release: the newest row here is the newest confirmed one, and a newer minor is refused until
+# kong_konnect_newest_supported (``newest_supported``) says otherwise. UNCONFIRMED: whether Konnect's
+# control plane refuses such a data plane outright or only reports it; the run refuses it either way.
+KONNECT_OLDEST_SUPPORTED = "2.5.0"
+KONNECT_NEWEST_SUPPORTED = "3.14.0"
+KONNECT_POLICY_URL = "https://developer.konghq.com/konnect-platform/compatibility/"
+
+
+def konnect_version_problem(dp_version, cp_version=None, newest_supported=KONNECT_NEWEST_SUPPORTED) -> str | None:
+    """Why Konnect would not take a data plane on ``dp_version``: outside its published compatibility
+    table, or newer (major.minor) than the control plane's version when that is known. Konnect's control
+    plane serves older majors too (the table lists 2.x), so a major apart is no problem here."""
+    dp = parse(dp_version)
+    if dp is None:
+        return f"reports no Kong version that can be compared ({dp_version!r})"
+    oldest, newest = parse(KONNECT_OLDEST_SUPPORTED), parse(newest_supported or KONNECT_NEWEST_SUPPORTED)
+    if dp[:2] < oldest[:2]:
+        return (f"is older than Konnect supports ({KONNECT_OLDEST_SUPPORTED[:3]}.x is the oldest row of "
+                f"{KONNECT_POLICY_URL})")
+    if newest and dp[:2] > newest[:2]:
+        return (f"is newer than the newest version Konnect's published compatibility table lists "
+                f"({newest[0]}.{newest[1]}.x, {KONNECT_POLICY_URL}); set kong_konnect_newest_supported once "
+                f"Konnect lists it")
+    cp = parse(cp_version)
+    if cp is not None and dp[:2] > cp[:2]:
+        return f"is newer than its Konnect control plane on {cp_version} (kong_konnect_control_plane_version)"
+    return None
+
+
+def konnect_rows(items: list) -> list:
+    """Konnect's data-plane node records (``GET /v2/control-planes/{id}/nodes`` items: id, version,
+    hostname, last_ping, type, created_at, updated_at, config_hash, compatibility_status) in the shape
+    ``judge`` and ``hash_divergence`` read: last_ping is the row's last_seen. Konnect reports no
+    sync_status; ``sync_status`` is left out (hash_divergence is then told not to require it)."""
+    rows = []
+    for item in items or []:
+        row = dict(item)
+        row["last_seen"] = item.get("last_ping")
+        row.setdefault("ip", None)
+        rows.append(row)
+    return rows
+
+
+def judge_konnect(rows: list, now: float, stale_after: int = DEFAULT_STALE_AFTER, cp_version=None,
+                  target_version=None, newest_supported=KONNECT_NEWEST_SUPPORTED) -> dict:
+    """Judge Konnect's node records: the live ones (last_ping within ``stale_after``) Konnect does not
+    support or that are newer than the control plane, and ``target_version`` the same way."""
+    live, stale = split_stale(rows, now, stale_after)
+    blocking = []
+    for row in live:
+        problem = konnect_version_problem(row.get("version"), cp_version, newest_supported)
+        if problem:
+            blocking.append(f"data plane {label(row)} {problem}: stop that data plane or put it back on a version "
+                            f"Konnect supports")
+    if target_version:
+        problem = konnect_version_problem(target_version, cp_version, newest_supported)
+        if problem:
+            blocking.append(f"the data planes would run Kong {target_version}, which {problem}: choose a "
+                            f"kong_version_target Konnect supports")
+    return {
+        "live": [label(r) for r in live],
+        "stale": [f"{label(r)} last seen {int(now - _seen(r))} s ago" for r in stale],
+        "dp_versions": sorted({str(r.get("version")) for r in live if r.get("version")}),
+        "blocking": blocking,
+        "left_behind": [],
+        "unreachable": [],
+    }

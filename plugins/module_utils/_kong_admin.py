@@ -33,16 +33,24 @@ KONG_ADMIN_ARG_SPEC = dict(
 # kong/api/routes/kong.lua). A data plane always runs with database = off (Kong/kong 3.9.3
 # kong/conf_loader/init.lua refuses another database for role = data_plane), but takes its
 # configuration from its control plane: it holds a declarative configuration it must not be given.
-NODE_MODES = ("traditional", "dbless", "hybrid_cp", "hybrid_dp")
+NODE_MODES = ("traditional", "dbless", "hybrid_cp", "hybrid_dp", "konnect_dp")
+# Konnect's cluster endpoints (<prefix>.<region>.cp0.konghq.com, developer.konghq.com/konnect-platform/network);
+# konghq.tech for Kong's own test regions. UNCONFIRMED for every region: a data plane that reports
+# konnect_mode (Kong Enterprise; OSS 3.9.3 reads conf.konnect_mode in kong/clustering/data_plane.lua:69
+# but does not declare it) is a Konnect data plane too.
+KONNECT_DOMAINS = (".konghq.com", ".konghq.tech")
 
 
 def node_mode(node: dict) -> str:
-    """traditional | dbless | hybrid_cp | hybrid_dp of a `GET /` answer."""
+    """traditional | dbless | hybrid_cp | hybrid_dp | konnect_dp of a `GET /` answer."""
     conf = node.get("configuration") or {}
     role = conf.get("role") or "traditional"
     if role == "control_plane":
         return "hybrid_cp"
     if role == "data_plane":
+        host = str(conf.get("cluster_control_plane") or "").rsplit(":", 1)[0].lower()
+        if conf.get("konnect_mode") in (True, "on") or host.endswith(KONNECT_DOMAINS):
+            return "konnect_dp"
         return "hybrid_dp"
     return "dbless" if conf.get("database") == "off" else "traditional"
 
@@ -50,7 +58,7 @@ def node_mode(node: dict) -> str:
 def serves_declarative(mode: str) -> bool:
     """The node runs from a declarative configuration in memory (no database): DB-less nodes and data
     planes. It refuses entity writes (405) and answers GET /config."""
-    return mode in ("dbless", "hybrid_dp")
+    return mode in ("dbless", "hybrid_dp", "konnect_dp")
 
 
 _HINTS = {

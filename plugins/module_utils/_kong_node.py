@@ -14,7 +14,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import
     node_mode,
 )
 
-MODES = ("dbless", "traditional", "hybrid_cp", "hybrid_dp")
+MODES = ("dbless", "traditional", "hybrid_cp", "hybrid_dp", "konnect_dp")
 EMPTY_CONFIG_HASH = "0" * 32
 DB_MODES = ("traditional", "hybrid_cp")
 CONNECTION_KEYS = (
@@ -41,7 +41,7 @@ DATA_PLANE_KEYS = (
 
 
 def detect_mode(node: dict) -> str:
-    """dbless | traditional | hybrid_cp | hybrid_dp from `GET /` configuration.database/role."""
+    """dbless | traditional | hybrid_cp | hybrid_dp | konnect_dp from `GET /` configuration.database/role."""
     return node_mode(node)
 
 
@@ -237,6 +237,7 @@ class KongNodeInfo:
                 else None
             ),
             "configuration_hash": status.get("configuration_hash"),
+            "cluster_control_plane": conf.get("cluster_control_plane") if conf.get("role") == "data_plane" else None,
             "connections": {
                 key: server.get(key) for key in CONNECTION_KEYS if key in server
             },

@@ -121,6 +121,62 @@ options:
       - A node without them still succeeds, with RV(metrics.available=false) and the reason.
     type: bool
     default: false
+  cluster_control_plane:
+    description:
+      - On a data plane, the C(cluster_control_plane) (host:port) it must be configured with; fails naming the
+        one it reports in C(GET /) otherwise.
+    type: str
+  same_config_as:
+    description:
+      - On a data plane, the other data planes of its group; waits (within O(wait_timeout)) until each reports
+        in C(GET /status) the C(configuration_hash) this one reports, and fails naming each that never does.
+      - C(configuration_hash) is in C(GET /status) of data planes and DB-less nodes (Kong/kong 3.9.3
+        kong/api/routes/health.lua:52-53), served on the Admin API and on the status listener
+        (kong/status/init.lua:28).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: How the data plane is named in messages (its inventory host).
+        type: str
+        required: true
+      url:
+        description: Its Admin API or status listener URL.
+        type: str
+        required: true
+  konnect:
+    description:
+      - On a Konnect data plane (or any data plane of a Konnect control plane), read the control plane's
+        data-plane node records from the Konnect API (C(GET /v2/control-planes/{controlPlaneId}/nodes),
+        U(https://developer.konghq.com/api/konnect/control-planes-config/v2/)) instead of a control plane's
+        Admin API, which Konnect does not offer.
+      - With it, O(skew) judges the live records against Konnect's published compatibility table
+        (U(https://developer.konghq.com/konnect-platform/compatibility/)) and O(konnect.control_plane_version);
+        O(wait_data_plane) waits until Konnect lists the data plane live (C(last_ping) within O(stale_after)),
+        on the version and hash given; O(wait_config_sync) waits until every live record reports the control
+        plane's expected configuration hash (C(GET /v2/control-planes/{controlPlaneId}/expected-config-hash)).
+    type: dict
+    suboptions:
+      api_url:
+        description: Konnect's regional API, for example C(https://eu.api.konghq.com).
+        type: str
+        default: https://us.api.konghq.com
+      token:
+        description: A Konnect personal or system account access token, sent as C(Authorization) bearer.
+        type: str
+      control_plane_id:
+        description: The control plane's id (UUID).
+        type: str
+      control_plane_version:
+        description:
+          - The control plane's Kong version when known; a data plane of a newer minor is refused.
+          - Konnect updates its control planes to the latest version itself.
+        type: str
+      newest_supported:
+        description:
+          - The newest Kong version Konnect supports, when its compatibility table lists a newer one than the
+            collection knows (3.14).
+        type: str
 notes:
   - O(admin_token), O(validate_certs), O(ca_path) and O(timeout) also apply to O(status_url).
 seealso:
@@ -218,6 +274,19 @@ skew:
       type: list
       elements: str
       returned: success
+konnect_nodes:
+  description:
+    - With O(konnect), Konnect's data-plane node records of the control plane (C(id), C(version), C(hostname),
+      C(last_ping), C(type), C(created_at), C(updated_at), C(config_hash), C(compatibility_status)), each with
+      C(last_seen) equal to C(last_ping).
+  returned: when O(konnect) is set
+  type: list
+  elements: dict
+cluster_control_plane:
+  description: On a data plane, the C(cluster_control_plane) it is configured with; null on other nodes.
+  returned: success
+  type: str
+  sample: 1234abcd.us.cp0.konghq.com:443
 cp_config_hash:
   description: With O(wait_config_sync), the configuration hash every live data plane reports.
   returned: when O(wait_config_sync) is set
@@ -245,8 +314,9 @@ hostname:
   sample: kong-node-1
 mode:
   description:
-    - V(dbless) (C(database=off)), V(traditional) (PostgreSQL), V(hybrid_cp) (C(role=control_plane)) or
-      V(hybrid_dp) (C(role=data_plane)), from C(configuration.database) and C(configuration.role).
+    - V(dbless) (C(database=off)), V(traditional) (PostgreSQL), V(hybrid_cp) (C(role=control_plane)),
+      V(hybrid_dp) (C(role=data_plane)) or V(konnect_dp) (a data plane with C(konnect_mode) on, or whose
+      C(cluster_control_plane) is a C(konghq.com) host), from C(configuration.database) and C(configuration.role).
   returned: success
   type: str
   sample: traditional
@@ -401,7 +471,11 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import ko
 from ansible_collections.kongops.upgrade.plugins.module_utils._dp_skew import (
     DEFAULT_STALE_AFTER,
     LEFT_BEHIND_CHOICES,
+    hash_divergence,
     judge,
+    judge_konnect,
+    konnect_rows,
+    label,
     left_behind_message,
     split_stale,
 )
@@ -414,6 +488,16 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_node import (
     KongNodeInfo,
 )
+from ansible_collections.kongops.upgrade.plugins.module_utils._konnect import (
+    KONNECT_ARG_OPTIONS,
+    KonnectClient,
+    KonnectError,
+    check_params as konnect_check_params,
+    wait_konnect,
+    wait_same_hash,
+)
+
+DP_MODES = ("hybrid_dp", "konnect_dp")
 
 
 def argument_spec() -> dict:
@@ -435,7 +519,108 @@ def argument_spec() -> dict:
             "left_behind": {"type": "str", "choices": list(LEFT_BEHIND_CHOICES), "default": "stop"},
         }},
         wait_config_sync={"type": "bool", "default": False},
+        cluster_control_plane={"type": "str"},
+        same_config_as={"type": "list", "elements": "dict", "options": {
+            "name": {"type": "str", "required": True},
+            "url": {"type": "str", "required": True},
+        }},
+        konnect={"type": "dict", "options": KONNECT_ARG_OPTIONS},
     )
+
+
+def _peer_hash(p: dict):
+    def read(url: str):
+        peer = KongAdminClient.from_params(dict(p, admin_url=url))
+        return peer.status().get("configuration_hash")
+    return read
+
+
+def data_plane_checks(module, p: dict, facts: dict) -> None:
+    """A data plane's own signals: connected to the configured control plane, the configuration its
+    peers of the group serve."""
+    for name in ("cluster_control_plane", "same_config_as", "konnect"):
+        if p[name] and facts.get("mode") not in DP_MODES:
+            module.fail_json(msg=f"{name}: {p['admin_url']} is not a data plane (mode {facts.get('mode')}); point "
+                                 "admin_url at the data plane's Admin API", **facts)
+    want = p["cluster_control_plane"]
+    if want and str(facts.get("cluster_control_plane") or "") != want:
+        module.fail_json(msg=f"data plane {facts.get('hostname')} (id {facts.get('node_id')}) is configured with "
+                             f"cluster_control_plane {facts.get('cluster_control_plane')!r}, not {want!r} "
+                             "(kong_node_cluster_control_plane): fix its kong.conf", **facts)
+    if p["same_config_as"]:
+        own = facts.get("configuration_hash")
+        problems = wait_same_hash(_peer_hash(p), p["same_config_as"], own, max(0, p["wait_timeout"]))
+        if problems:
+            module.fail_json(msg=f"the data planes of the group do not serve the configuration of "
+                                 f"{facts.get('hostname')} (id {facts.get('node_id')}, hash {own}) after "
+                                 f"{p['wait_timeout']}s: " + "; ".join(problems), **facts)
+
+
+def konnect_checks(module, p: dict, facts: dict) -> None:
+    """Konnect's view of the control plane's data planes: versions judged, this data plane listed
+    live, every live data plane on the control plane's expected configuration hash."""
+    kp = p["konnect"]
+    bad = konnect_check_params(kp)
+    if bad:
+        module.fail_json(msg=bad, **facts)
+    client = KonnectClient(timeout=p["timeout"], validate_certs=p["validate_certs"], **kp)
+    started = time.monotonic()
+    try:
+        rows = konnect_rows(client.nodes())
+        now = time.time()
+        _live, stale = split_stale(rows, now, p["stale_after"])
+        facts["konnect_nodes"] = rows
+        facts["data_planes_stale"] = [f"{label(r)} last seen {int(now - (r.get('last_seen') or 0))} s ago"
+                                      for r in stale]
+        if p["skew"]:
+            facts["skew"] = judge_konnect(rows, now, p["stale_after"], cp_version=kp["control_plane_version"],
+                                          target_version=p["skew"]["target_version"],
+                                          newest_supported=kp["newest_supported"] or None)
+            if facts["skew"]["blocking"]:
+                module.fail_json(msg=f"Konnect control plane {kp['control_plane_id']}: "
+                                     + " | ".join(facts["skew"]["blocking"]), **facts)
+        want = p["wait_data_plane"]
+        if want:
+            def listed(items):
+                row = next((r for r in konnect_rows(items) if r.get("id") == want["id"]), {})
+                live, _stale = split_stale([row], time.time(), p["stale_after"]) if row else ([], [])
+                why = []
+                if not row:
+                    why.append("not listed")
+                elif not live:
+                    why.append(f"last ping {row.get('last_ping')} older than {p['stale_after']} s")
+                else:
+                    if want.get("version") and row.get("version") != want["version"]:
+                        why.append(f"version {row.get('version')} (expected {want['version']})")
+                    if want.get("config_hash") and row.get("config_hash") != want["config_hash"]:
+                        why.append(f"configuration hash {row.get('config_hash')} (the node reports "
+                                   f"{want['config_hash']})")
+                return not why, (row, ", ".join(why))
+            done, (row, why), _items = wait_konnect(client, listed, max(0, p["wait_timeout"]))
+            facts.update(data_plane=row, waited_seconds=round(time.monotonic() - started, 1))
+            if not done:
+                module.fail_json(msg=f"Konnect does not list data plane {facts.get('hostname')} (id {want['id']}) "
+                                     f"connected to control plane {kp['control_plane_id']} after "
+                                     f"{p['wait_timeout']}s: {why}", **facts)
+        if p["wait_config_sync"]:
+            expected = client.expected_hash()
+            left = max(0.0, p["wait_timeout"] - (time.monotonic() - started))
+
+            def synced(items):
+                conf_hash, problems = hash_divergence(konnect_rows(items), time.time(), p["stale_after"],
+                                                      expected=expected, sync_status=False)
+                return not problems, (conf_hash, problems)
+            _done, (conf_hash, problems), items = wait_konnect(client, synced, left)
+            facts["konnect_nodes"] = konnect_rows(items)
+            facts["cp_config_hash"] = conf_hash
+            if problems:
+                module.fail_json(msg=f"not every live data plane of Konnect control plane {kp['control_plane_id']} "
+                                     f"runs its configuration after {p['wait_timeout']}s: " + "; ".join(problems)
+                                     + ". Read that data plane's error.log (its connection to Konnect, or a "
+                                       "configuration it could not load)", **facts)
+    except KonnectError as exc:
+        module.fail_json(msg=f"cannot read Konnect's data-plane nodes: {exc}", url=exc.url, status_code=exc.status,
+                         body=exc.body, **facts)
 
 
 def main():
@@ -472,6 +657,10 @@ def main():
     if p["stale_after"] < 1:
         module.fail_json(msg=f"stale_after: {p['stale_after']} is not a number of seconds (1 or more; 90 is three "
                              "missed pings)", ready=False)
+    data_plane_checks(module, p, facts)
+    if p["konnect"]:
+        konnect_checks(module, p, facts)
+        module.exit_json(changed=False, **facts)
     now = time.time()
     if facts.get("mode") == "hybrid_cp":
         _live, stale = split_stale(facts["data_planes"], now, p["stale_after"])

@@ -406,7 +406,7 @@ def restore_declarative(module: AnsibleModule, run_dir: str, manifest: dict, res
     except KongAdminError as exc:
         if exc.status is not None or method == "config":
             raise
-    if mode == "hybrid_dp":
+    if mode in ("hybrid_dp", "konnect_dp"):
         module.fail_json(msg=f"the node at admin_url ({bk.public_url(admin.base_url)}) is a data plane: it takes its "
                              "configuration from its control plane, which replaces anything loaded into it. Restore "
                              "the control plane instead (its database, kinds: [database], or kinds: [declarative] "

@@ -26,7 +26,7 @@ except ImportError:
 else:
     HAS_YAML = True
 
-MODES = ("dbless", "traditional", "hybrid", "hybrid_cp", "hybrid_dp")
+MODES = ("dbless", "traditional", "hybrid", "hybrid_cp", "hybrid_dp", "konnect_dp")
 SEVERITIES = ("high", "medium", "low", "info")
 _ANY_PATCH = 999
 
@@ -283,7 +283,7 @@ def rolling_jump(plan: dict, mode: str, cp: KongVersion | None = None) -> dict |
     None unless the mode is upgraded rolling (dbless, hybrid_dp) and the path is reachable in several
     hops. `allowed` with the `reason` and its source; `covers` names the hops whose breaking-change
     rules the scan evaluated (scan() runs every hop of the plan)."""
-    if mode not in ("dbless", "hybrid_dp") or not plan["reachable"] or len(plan["hops"]) < 2:
+    if mode not in ("dbless", "hybrid_dp", "konnect_dp") or not plan["reachable"] or len(plan["hops"]) < 2:
         return None
     current, target = plan["path"][0], plan["path"][-1]
     steps = [f"{h['from']} -> {h['to']}" for h in plan["hops"]]
@@ -326,9 +326,14 @@ def _strategy(name: str, steps: list, reason: str) -> dict:
             "source": _STRATEGY_SOURCE}
 
 
+def _and(words) -> str:
+    words = list(words)
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def recommend_strategy(mode: str, spare_capacity: bool = False) -> dict:
-    if mode in ("dbless", "hybrid_dp"):
-        what = "DB-less nodes" if mode == "dbless" else "hybrid data planes"
+    if mode in ("dbless", "hybrid_dp", "konnect_dp"):
+        what = {"dbless": "DB-less nodes", "hybrid_dp": "hybrid data planes"}.get(mode, "Konnect data planes")
         return _strategy("rolling", [("nodes", "rolling")],
                          f"{what} hold no database: add Y nodes beside X, move traffic through the load "
                          "balancer in steps, drain and retire X.")
@@ -353,7 +358,7 @@ STRATEGY_CHOICES = ("auto", "in_place", "dual_cluster", "rolling")
 _STRATEGY_MODES = {
     "in_place": ("traditional", "hybrid_cp"),
     "dual_cluster": ("traditional",),
-    "rolling": ("dbless", "hybrid_dp"),
+    "rolling": ("dbless", "hybrid_dp", "konnect_dp"),
 }
 _STRATEGY_PLAYBOOKS = {"in_place": "playbooks/in_place_upgrade.yml", "dual_cluster": "playbooks/dual_cluster_upgrade.yml",
                        "rolling": "playbooks/rolling_upgrade.yml", "hybrid": "playbooks/hybrid_upgrade.yml"}
@@ -373,7 +378,7 @@ def choose_strategy(mode: str, spare_capacity: bool = False, requested: str = "a
         fits = _STRATEGY_MODES[requested]
         if mode not in fits:
             raise UpgradeRulesError(
-                f"strategy: {requested} does not upgrade {mode} nodes (it upgrades {' and '.join(fits)} nodes); the "
+                f"strategy: {requested} does not upgrade {mode} nodes (it upgrades {_and(fits)} nodes); the "
                 f"planner recommends {recommended['name']} for them ({_STRATEGY_PLAYBOOKS[recommended['name']]}). Set "
                 "kong_upgrade_strategy to auto or to a strategy that fits the mode.", param="strategy")
         if requested != recommended["name"]:
@@ -650,7 +655,7 @@ def evaluate(current_versions=None, target_version=None, mode="traditional", cp_
         raise UpgradeRulesError("current_versions: give the versions the nodes run now (or cp_version / "
                                 "dp_versions in hybrid modes)", param="current_versions")
     if database is None:
-        database = "off" if mode in ("dbless", "hybrid_dp") else "postgres"
+        database = "off" if mode in ("dbless", "hybrid_dp", "konnect_dp") else "postgres"
 
     warnings = []
     distinct = sorted(set(currents))

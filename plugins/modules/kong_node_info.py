@@ -128,22 +128,13 @@ options:
     type: str
   same_config_as:
     description:
-      - On a data plane, the other data planes of its group; waits (within O(wait_timeout)) until each reports
-        in C(GET /status) the C(configuration_hash) this one reports, and fails naming each that never does.
+      - On a data plane, the other data planes of its group, name (its inventory host) to Admin API or status
+        listener URL; waits (within O(wait_timeout)) until each reports in C(GET /status) the
+        C(configuration_hash) this one reports, and fails naming each that never does.
       - C(configuration_hash) is in C(GET /status) of data planes and DB-less nodes (Kong/kong 3.9.3
         kong/api/routes/health.lua:52-53), served on the Admin API and on the status listener
         (kong/status/init.lua:28).
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description: How the data plane is named in messages (its inventory host).
-        type: str
-        required: true
-      url:
-        description: Its Admin API or status listener URL.
-        type: str
-        required: true
+    type: dict
   konnect:
     description:
       - On a Konnect data plane (or any data plane of a Konnect control plane), read the control plane's
@@ -520,10 +511,7 @@ def argument_spec() -> dict:
         }},
         wait_config_sync={"type": "bool", "default": False},
         cluster_control_plane={"type": "str"},
-        same_config_as={"type": "list", "elements": "dict", "options": {
-            "name": {"type": "str", "required": True},
-            "url": {"type": "str", "required": True},
-        }},
+        same_config_as={"type": "dict"},
         konnect={"type": "dict", "options": KONNECT_ARG_OPTIONS},
     )
 
@@ -549,7 +537,8 @@ def data_plane_checks(module, p: dict, facts: dict) -> None:
                              "(kong_node_cluster_control_plane): fix its kong.conf", **facts)
     if p["same_config_as"]:
         own = facts.get("configuration_hash")
-        problems = wait_same_hash(_peer_hash(p), p["same_config_as"], own, max(0, p["wait_timeout"]))
+        peers = [{"name": k, "url": str(v)} for k, v in sorted(p["same_config_as"].items())]
+        problems = wait_same_hash(_peer_hash(p), peers, own, max(0, p["wait_timeout"]))
         if problems:
             module.fail_json(msg=f"the data planes of the group do not serve the configuration of "
                                  f"{facts.get('hostname')} (id {facts.get('node_id')}, hash {own}) after "

@@ -58,10 +58,12 @@ options:
   mode:
     description:
       - Deployment mode. V(hybrid) checks a whole hybrid cluster (control planes then data planes),
-        V(hybrid_cp) the control planes alone, V(hybrid_dp) the data planes alone.
+        V(hybrid_cp) the control planes alone, V(hybrid_dp) the data planes alone, V(konnect_dp) data planes of
+        a Konnect control plane (upgraded rolling like DB-less nodes; Konnect keeps its control planes on the
+        latest version, and its data-plane version policy is judged by M(kongops.upgrade.kong_node_info)).
     type: str
     required: true
-    choices: [dbless, traditional, hybrid, hybrid_cp, hybrid_dp]
+    choices: [dbless, traditional, hybrid, hybrid_cp, hybrid_dp, konnect_dp]
   cp_version:
     description:
       - Version of the control planes now. Required with O(mode=hybrid) and O(mode=hybrid_dp).
@@ -73,7 +75,7 @@ options:
     elements: raw
   database:
     description:
-      - The database the nodes use. Defaults to V(off) for V(dbless) and V(hybrid_dp), else V(postgres).
+      - The database the nodes use. Defaults to V(off) for V(dbless), V(hybrid_dp) and V(konnect_dp), else V(postgres).
     type: str
     choices: [postgres, cassandra, 'off']
   spare_capacity:
@@ -476,7 +478,7 @@ def main():
             "current_versions": {"type": "list", "elements": "raw"},
             "target_version": {"type": "str", "required": True},
             "mode": {"type": "str", "required": True,
-                     "choices": ["dbless", "traditional", "hybrid", "hybrid_cp", "hybrid_dp"]},
+                     "choices": ["dbless", "traditional", "hybrid", "hybrid_cp", "hybrid_dp", "konnect_dp"]},
             "cp_version": {"type": "str"},
             "dp_versions": {"type": "list", "elements": "raw"},
             "database": {"type": "str", "choices": ["postgres", "cassandra", "off"]},

@@ -212,7 +212,7 @@ def test_choose_strategy_recommends_dual_cluster_with_spare_capacity_and_says_wh
 @pytest.mark.parametrize("mode,requested,fits", [
     ("dbless", "in_place", "traditional and hybrid_cp"),
     ("hybrid_dp", "dual_cluster", "traditional"),
-    ("traditional", "rolling", "dbless and hybrid_dp"),
+    ("traditional", "rolling", "dbless, hybrid_dp and konnect_dp"),
     ("hybrid_cp", "dual_cluster", "traditional"),
 ])
 def test_choose_strategy_refuses_a_strategy_that_does_not_fit_the_mode(mode, requested, fits):

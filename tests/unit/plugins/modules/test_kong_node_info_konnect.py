@@ -122,3 +122,17 @@ def test_konnect_options_on_a_node_that_is_no_data_plane_are_refused(capsys, kon
     monkeypatch.setattr(kong_node_info.KongNodeInfo, "gather", lambda self, **kw: dict(dp, mode="dbless"))
     rc, result, _out = run_module(kong_node_info.main, capsys, _args(konnect))
     assert rc == 1 and "konnect:" in result["msg"] and "not a data plane" in result["msg"]
+
+
+def test_a_peer_data_plane_on_another_configuration_is_named(capsys, konnect, dp, monkeypatch):
+    seen = {"http://x1:8001": HASH, "http://x2:8001": OLD_HASH}
+    monkeypatch.setattr(kong_node_info, "_peer_hash", lambda p: seen.get)
+    rc, result, _out = run_module(kong_node_info.main, capsys, {
+        "admin_url": "http://127.0.0.1:8001", "wait_timeout": 1,
+        "same_config_as": {"x1": "http://x1:8001", "x2": "http://x2:8001"}})
+    assert rc == 1
+    assert "x2 (http://x2:8001): configuration hash " + OLD_HASH in result["msg"] and "x1 (" not in result["msg"]
+    seen["http://x2:8001"] = HASH
+    rc, result, _out = run_module(kong_node_info.main, capsys, {
+        "admin_url": "http://127.0.0.1:8001", "same_config_as": {"x1": "http://x1:8001", "x2": "http://x2:8001"}})
+    assert rc == 0, result.get("msg")

@@ -220,16 +220,19 @@ def konnect_rows(items: list) -> list:
 
 
 def judge_konnect(rows: list, now: float, stale_after: int = DEFAULT_STALE_AFTER, cp_version=None,
-                  target_version=None, newest_supported=KONNECT_NEWEST_SUPPORTED) -> dict:
+                  target_version=None, newest_supported=KONNECT_NEWEST_SUPPORTED, inventory_ids=None) -> dict:
     """Judge Konnect's node records: the live ones (last_ping within ``stale_after``) Konnect does not
-    support or that are newer than the control plane, and ``target_version`` the same way."""
+    support or that are newer than the control plane, and ``target_version`` the same way. A record whose
+    id is in ``inventory_ids`` (node id to inventory host) is named with its inventory host too."""
+    names = dict(inventory_ids or {})
     live, stale = split_stale(rows, now, stale_after)
     blocking = []
     for row in live:
         problem = konnect_version_problem(row.get("version"), cp_version, newest_supported)
         if problem:
-            blocking.append(f"data plane {label(row)} {problem}: stop that data plane or put it back on a version "
-                            f"Konnect supports")
+            host = names.get(row.get("id"))
+            blocking.append(f"data plane {host + ' = ' if host else ''}{label(row)} {problem}: stop that data plane "
+                            f"or put it back on a version Konnect supports")
     if target_version:
         problem = konnect_version_problem(target_version, cp_version, newest_supported)
         if problem:

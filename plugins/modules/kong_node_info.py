@@ -564,7 +564,8 @@ def konnect_checks(module, p: dict, facts: dict) -> None:
         if p["skew"]:
             facts["skew"] = judge_konnect(rows, now, p["stale_after"], cp_version=kp["control_plane_version"],
                                           target_version=p["skew"]["target_version"],
-                                          newest_supported=kp["newest_supported"] or None)
+                                          newest_supported=kp["newest_supported"] or None,
+                                          inventory_ids=p["skew"]["inventory_ids"])
             if facts["skew"]["blocking"]:
                 module.fail_json(msg=f"Konnect control plane {kp['control_plane_id']}: "
                                      + " | ".join(facts["skew"]["blocking"]), **facts)

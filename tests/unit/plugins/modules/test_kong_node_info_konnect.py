@@ -74,11 +74,11 @@ def test_a_data_plane_that_never_reaches_the_hash_stops_the_run_named(capsys, ko
 
 def test_a_data_plane_newer_than_its_control_plane_is_refused_named(capsys, konnect, dp):
     konnect.extra = [_row(SELF_ID, "y1", "3.7.1"), _row("x-3", "x3", "3.8.1")]
-    args = _args(konnect, skew={"target_version": "3.7.1"})
+    args = _args(konnect, skew={"target_version": "3.7.1", "inventory_ids": {"x-3": "edge-3"}})
     args["konnect"]["control_plane_version"] = "3.7.1"
     rc, result, _out = run_module(kong_node_info.main, capsys, args)
     assert rc == 1
-    assert "x3 (id x-3" in result["msg"] and "newer than its Konnect control plane on 3.7.1" in result["msg"]
+    assert "edge-3 = x3 (id x-3" in result["msg"] and "newer than its Konnect control plane on 3.7.1" in result["msg"]
     assert result["skew"]["blocking"] and len(result["skew"]["blocking"]) == 1
 
 

@@ -9,16 +9,23 @@ The cases run in this order on the same sandbox (3.6.1 -> 3.7.1), each starting 
 1. PostgreSQL restarts while ``pg_dump`` takes the backup;
 2. PostgreSQL restarts in the middle of ``kong migrations up`` (core migrated, ai-proxy not);
 3. the post-start verification finds an entity missing (a route lost after the backup);
-4. PostgreSQL restarts in the middle of ``kong migrations finish``; then ``--tags finish`` resumes.
+4. PostgreSQL restarts in the middle of ``kong migrations finish``; then ``--tags finish`` resumes;
+5. secrets kept: every run above runs at ``-vvv --diff`` with the sandbox's distinctive secrets (the
+   database password, the DBA restore password, an Admin API token); none of them appears in any
+   output, any file the runs left in the work directory, or any process's command line sampled during
+   the runs, and every file holding credentials is 0600.
 """
 from __future__ import annotations
 
 import glob
+import gzip
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
+import tarfile
 import threading
 import time
 
@@ -28,12 +35,59 @@ import requests
 
 from tests.loadgen import NOT_SENT, LoadGenerator
 from tests.sandbox import procs
-from tests.sandbox.core import Sandbox
+from tests.sandbox.core import ADMIN_TOKEN, PG_PASSWORD, Sandbox
 from tests.sandbox.seed import seed_services
-from tests.services.postgres import PG_BIN, PostgresServer
+from tests.services.postgres import PG_BIN, SUPERUSER_PASSWORD, PostgresServer
 
 X, Y = "3.6.1", "3.7.1"
 SEEDED = 50  # services, each with a route
+
+
+SECRETS = (PG_PASSWORD, SUPERUSER_PASSWORD, ADMIN_TOKEN)
+# One setting Y's kong.conf gets that X's has not: the first run that installs Y changes kong.conf (which
+# holds pg_password), so --diff shows it and kong_conf leaves a backup of the file beside it.
+CONF_CHANGE = json.dumps({"kong_node_conf": {"log_level": "notice"}})
+
+
+class CmdlineSampler(threading.Thread):
+    """Reads the command line of every process this test process started (directly or not) or that
+    names the sandbox, every 100 ms, and keeps those that hold a secret."""
+
+    def __init__(self, marker: str):
+        super().__init__(daemon=True)
+        self.marker, self.root = marker, os.getpid()
+        self.found: list[str] = []
+        self.samples = 0
+        self.stop = threading.Event()
+
+    def _ours(self, pid: str, cmdline: str) -> bool:
+        if self.marker in cmdline:
+            return True
+        for _hop in range(32):
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    pid = fh.read().rsplit(")", 1)[1].split()[1]
+            except (OSError, IndexError):
+                return False
+            if int(pid) == self.root:
+                return True
+            if int(pid) <= 1:
+                return False
+        return False
+
+    def run(self):
+        while not self.stop.wait(0.1):
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                        cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if any(secret in cmdline for secret in SECRETS) and self._ours(pid, cmdline):
+                    self.found.append(cmdline[:500])
+            self.samples += 1
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +100,12 @@ def box(tmp_path_factory):
         admin = f"http://127.0.0.1:{sandbox.state['nodes']['x1']['admin_port']}"
         seed_services(admin, SEEDED)
         sandbox.install(Y)
+        sandbox.cmdlines = CmdlineSampler(sandbox.state_dir)
+        sandbox.cmdlines.start()
         yield sandbox
     finally:
+        if getattr(sandbox, "cmdlines", None):
+            sandbox.cmdlines.stop.set()
         sandbox.down()
 
 
@@ -133,11 +191,13 @@ def _lock_path(box: Sandbox) -> str:
 
 
 def _upgrade(box: Sandbox, *extra: str, env: dict | None = None) -> int:
+    """One run of playbooks/in_place_upgrade.yml at -vvv with --diff (the secrets test sweeps every log)."""
     box.last_log = os.path.join(box.log_dir, f"upgrade-{len(os.listdir(box.log_dir))}.log")
     saved = dict(os.environ)
     os.environ.update(env or {})
     try:
-        return box.upgrade("in_place", Y, extra_args=list(extra), log_path=box.last_log, stream=lambda line: None)
+        return box.upgrade("in_place", Y, extra_args=["-vvv", "--diff", "-e", CONF_CHANGE, *extra],
+                           log_path=box.last_log, stream=lambda line: None)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -422,6 +482,92 @@ def test_postgres_restart_in_the_middle_of_migrations_finish_keeps_y_and_the_fre
     assert not any(pending for _executed, pending in final["schema_meta"].values()), final["schema_meta"]
     _same_tables(before, final)
     assert f"kong/{Y}" in _served_by(box)
+
+
+def _leaks(text: str) -> list:
+    return [secret for secret in SECRETS if secret in text]
+
+
+def _contents(path: str) -> list:
+    """(member, bytes) of a file as a reader of it sees them: a database dump as the SQL pg_restore
+    writes from it, an archive member by member, anything else as it is."""
+    if path.endswith(".dump"):
+        sql = subprocess.run([os.path.join(PG_BIN, "pg_restore"), "--file=-", path], capture_output=True, check=True)
+        return [("", sql.stdout)]
+    if path.endswith((".tar.gz", ".tgz", ".tar")):
+        with tarfile.open(path) as tar:
+            return [(":" + m.name, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()]
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return [("", gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)]
+
+
+def _keeps_kong_conf(path: str, member: str) -> bool:
+    """The `files` backup keeps each kong.conf as it is, pg_password included, so that a restore gives
+    the node its file back (0600 in a 0700 directory, checked with every backup)."""
+    return os.sep + "backups" + os.sep in path and path.endswith("files.tar.gz") and member.endswith("/kong.conf")
+
+
+def test_no_secret_in_any_output_file_or_command_line_and_credentials_kept_0600(box):
+    """Every run of this file ran at -vvv with --diff, holding the sandbox's distinctive secrets: the
+    Kong database user's password (kong.conf, `kong migrations`, pg_dump), the DBA's password (the
+    database-level restore of playbooks/rollback.yml, which the failed runs import) and an Admin API
+    token (every Admin API call). None of the secrets appears in ansible-playbook's output, in any file
+    under the work directory (journals, reports, freeze lock, backups and their
+    manifests, the database dump itself) or on a command line sampled during the runs; every backup
+    (the declarative one holds consumer credentials) is 0600 or stricter, and the kong.conf backups
+    the collection writes beside each kong.conf (it holds pg_password) are no looser than kong.conf."""
+    runs = sorted(glob.glob(os.path.join(box.log_dir, "upgrade-*.log")))
+    if not runs:  # this case run alone: one whole upgrade
+        assert _upgrade(box) == 0, _failure(box)
+        runs = [box.last_log]
+    outputs = {}
+    box.cmdlines.stop.set()
+    box.cmdlines.join(5)
+    for path in runs:
+        with open(path, errors="replace") as fh:
+            outputs[path] = fh.read()
+    leaked = {name: _leaks(text) for name, text in outputs.items() if _leaks(text)}
+    assert not leaked, f"secrets in ansible-playbook's output: {leaked}"
+    assert any("<127.0.0.1> EXEC" in text or "ESTABLISH LOCAL CONNECTION" in text for text in outputs.values()), \
+        "the runs were not at -vvv: the sweep proves nothing"
+
+    assert any("+log_level = notice" in text for text in outputs.values()), "no run showed kong.conf's diff"
+    assert any("pg_password = ********" in text for text in outputs.values()), "kong.conf's diff shows no masked pg_password"
+
+    files, loose = [], []
+    for root, _dirs, names in os.walk(box.work_dir):
+        for name in names:
+            path = os.path.join(root, name)
+            files.append(path)
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            for member, data in _contents(path):
+                if any(secret.encode() in data for secret in SECRETS) and not _keeps_kong_conf(path, member):
+                    loose.append(f"{path}{member} holds a secret")
+                holds_credentials = b"demo-key" in data or os.sep + "backups" + os.sep in path
+                if holds_credentials and mode & 0o177:
+                    loose.append(f"{path} is {oct(mode)}, not 0600")
+    assert any(p.endswith(".dump") for p in files) and any("manifest" in p for p in files) \
+        and any(p.endswith("report.json") for p in files) and any(p.endswith("journal.json") for p in files), files
+    conf_backups = 0
+    for node in box.state["nodes"].values():
+        if not os.path.exists(node["conf"]):
+            continue
+        conf_mode = stat.S_IMODE(os.stat(node["conf"]).st_mode)
+        for backup in glob.glob(node["conf"] + ".*~"):
+            conf_backups += 1
+            mode = stat.S_IMODE(os.stat(backup).st_mode)
+            if mode & ~conf_mode or mode & 0o007:
+                loose.append(f"{backup} is {oct(mode)}, kong.conf is {oct(conf_mode)}")
+    assert conf_backups, "kong_conf wrote no backup of kong.conf"
+    assert not loose, "\n".join(loose)
+    for root, dirs, _names in os.walk(box.work_dir):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if os.sep + "reports" not in path:
+                assert not stat.S_IMODE(os.stat(path).st_mode) & 0o077, f"{path} is open to others"
+    assert box.cmdlines.samples > 100, box.cmdlines.samples
+    assert not box.cmdlines.found, f"secrets on a command line: {box.cmdlines.found[:3]}"
 
 
 # ---------------------------------------------------------------------------------------------- rolling

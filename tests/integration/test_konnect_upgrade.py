@@ -5,7 +5,7 @@ The simulator's hybrid control plane plays Konnect's control plane for the data 
 kong_cp group). It reads the data planes themselves and the stand-in for the Konnect API
 (tests/services/konnect.py), whose data-plane node records come from the data planes' own pings. One X and
 one Y data plane, short soaks; the refusal cases of Konnect's records are module-level tests
-(tests/unit/plugins/modules/test_kong_node_info_konnect.py)."""
+(tests/integration/test_konnect_module.py)."""
 from __future__ import annotations
 
 import json

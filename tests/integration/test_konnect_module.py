@@ -1,5 +1,6 @@
 """kong_node_info on a Konnect data plane: Konnect's data-plane node records read from the stand-in
-(tests/services/konnect.py) over HTTP, the data plane's own Admin API faked in memory."""
+(tests/services/konnect.py) over HTTP, the data plane's own Admin API faked in memory. Kept beside the
+end-to-end suites: the stand-in lives in tests/services, which the sanity copy of the collection leaves out."""
 from __future__ import annotations
 
 import time

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: kong_cluster_tls_check
 short_description: Judge whether a hybrid control plane will accept the data planes' cluster certificates
-version_added: 0.1.0
+version_added: 0.3.0
 description:
   - Reads the cluster certificates of hybrid-mode data planes and of their control plane, and says, before
     any data plane starts, whether the two ends would accept each other on the cluster link.

@@ -467,4 +467,3 @@ class ScratchKong:
                 problems.append(f"Kong {self.version} (pid {pid}) did not stop within {timeout} s: killed")
         shutil.rmtree(self.dir, ignore_errors=True)
         return problems
-

@@ -36,6 +36,7 @@ import requests
 from tests.loadgen import NOT_SENT, LoadGenerator
 from tests.sandbox import procs
 from tests.sandbox.core import ADMIN_TOKEN, PG_PASSWORD, Sandbox
+from tests.sandbox.render import DEMO_KEY
 from tests.sandbox.seed import seed_services
 from tests.services.postgres import PG_BIN, SUPERUSER_PASSWORD, PostgresServer
 
@@ -529,6 +530,8 @@ def test_no_secret_in_any_output_file_or_command_line_and_credentials_kept_0600(
             outputs[path] = fh.read()
     leaked = {name: _leaks(text) for name, text in outputs.items() if _leaks(text)}
     assert not leaked, f"secrets in ansible-playbook's output: {leaked}"
+    # the consumer's key the smoke test sends (kong_smoke_key) is a credential too
+    assert not [name for name, text in outputs.items() if DEMO_KEY in text], "the smoke test's key is in the output"
     assert any("<127.0.0.1> EXEC" in text or "ESTABLISH LOCAL CONNECTION" in text for text in outputs.values()), \
         "the runs were not at -vvv: the sweep proves nothing"
 
@@ -544,7 +547,7 @@ def test_no_secret_in_any_output_file_or_command_line_and_credentials_kept_0600(
             for member, data in _contents(path):
                 if any(secret.encode() in data for secret in SECRETS) and not _keeps_kong_conf(path, member):
                     loose.append(f"{path}{member} holds a secret")
-                holds_credentials = b"demo-key" in data or os.sep + "backups" + os.sep in path
+                holds_credentials = DEMO_KEY.encode() in data or os.sep + "backups" + os.sep in path
                 if holds_credentials and mode & 0o177:
                     loose.append(f"{path} is {oct(mode)}, not 0600")
     assert any(p.endswith(".dump") for p in files) and any("manifest" in p for p in files) \

@@ -120,7 +120,7 @@ options:
     type: bool
     default: true
 requirements:
-  - cryptography >= 40 (on the host the module runs on)
+  - cryptography >= 42 (on the host the module runs on)
 """
 
 EXAMPLES = r"""

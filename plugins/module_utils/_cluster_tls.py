@@ -184,8 +184,10 @@ def judge_validity(cert, label, now, min_days, warn_days, refusals, warnings, ex
         refusals.append("%s expires on %s, in %.1f days, fewer than kong_cluster_cert_min_days (%s); fix: %s, or"
                         " lower kong_cluster_cert_min_days" % (label, _when(cert), left, min_days, RENEW))
     elif left < warn_days:
-        warnings.append("%s expires on %s, in %.1f days (kong_cluster_cert_warn_days is %s): renew it soon"
-                        % (label, _when(cert), left, warn_days))
+        # named by the certificate itself, so that one certificate several nodes share is one warning
+        warnings.append("the certificate CN=%s (sha256 %s...) expires on %s, in %.1f days (kong_cluster_cert_warn_days"
+                        " is %s): renew it soon" % (subject_cn(cert) or "-", digest(cert)[:16], _when(cert), left,
+                                                    warn_days))
 
 
 def judge(cp, dp, now=None, min_days=14, warn_days=30):

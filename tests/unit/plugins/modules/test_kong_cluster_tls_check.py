@@ -244,3 +244,10 @@ def test_only_the_refused_data_plane_is_named(capsys):
     bad = cert("y2", issuer=cert("elsewhere", ca=True))
     rc, r = run(capsys, pki_cp(ca, cp), [pki_dp("y1", good, ca), pki_dp("y2", bad, ca)])
     assert rc == 1 and r["refused"] == ["y2"] and "y1:" not in r["msg"]
+
+
+def test_one_certificate_shared_by_several_nodes_is_one_warning(capsys):
+    crt, _k = cert("kong_clustering", days=20)
+    rc, r = run(capsys, {"cert": _pem(crt)}, [{"name": "y1", "cert": _pem(crt)}, {"name": "y2", "cert": _pem(crt)}])
+    warnings = [w for w in warning_texts(r) if "kong_cluster_cert_warn_days" in w]
+    assert rc == 0 and len(warnings) == 1 and "CN=kong_clustering" in warnings[0]

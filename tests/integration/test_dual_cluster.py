@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 
+import psycopg2
 import pytest
 import requests
 import yaml
@@ -233,3 +234,71 @@ def test_dual_cluster_upgrade_under_load_loses_no_request(box):
         log = fh.read()
     assert "Strategy dual_cluster: Spare capacity" in log
     assert "FAILED - RETRYING" not in log
+
+
+RETIRE = os.path.join(REPO, "playbooks", "dual_cluster_retire.yml")
+
+
+def _retire(box: Sandbox, *extra: str) -> tuple:
+    box.last_log = os.path.join(box.log_dir, f"retire-{time.time():.3f}.log")
+    cmd = [os.path.join(VENV_BIN, "ansible-playbook"), RETIRE, "-i", box.dual_inventory,
+           "-e", f"kong_y_pg_database={Y_DB}"] + list(extra)
+    with open(box.last_log, "w") as fh:
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=box.ansible_env(), cwd=REPO,
+                            timeout=300, check=False).returncode
+    with open(box.last_log) as fh:
+        return rc, fh.read()
+
+
+def test_x_database_is_dropped_only_after_its_retention_and_once(box):
+    """After the done run above: X's database is dropped when asked and the retention has passed, from its
+    final verified backup's word; Y keeps serving; a second run has nothing to drop."""
+    x_db = box.state["postgres"]["database"]
+    journal = _journal(box)
+    assert journal["status"] == "done", "needs the successful run of the test above"
+    record = os.path.join(box.work_dir, "sandbox", f"x-database-retired-{journal['run_id']}.json")
+    # no retention given: refused naming the variable
+    rc, said = _retire(box, "-e", "kong_dual_drop_x_database=true")
+    assert rc != 0 and "kong_dual_x_db_retention_days: set the days" in said
+    # retention not passed: refused with the date it becomes possible, the database still there
+    rc, said = _retire(box, "-e", "kong_dual_x_db_retention_days=30", "-e", "kong_dual_drop_x_database=true")
+    ended = time.strptime(journal["ended_at"][:19], "%Y-%m-%dT%H:%M:%S")
+    until = time.strftime("%Y-%m-%d", time.gmtime(time.mktime(ended) - time.timezone + 30 * 86400))
+    assert rc != 0 and f"kong_dual_x_db_retention_days=30: X's database {x_db} is kept until {until}" in said, said[-3000:]
+    assert x_db in _databases(box)
+    # a session as Kong opens them (application_name 'kong') still on X's database: refused
+    pg = box.state["postgres"]
+    kong_session = psycopg2.connect(host="127.0.0.1", port=pg["port"], user=pg["user"], password=pg["password"],
+                                    dbname=x_db, application_name="kong")
+    try:
+        rc, said = _retire(box, "-e", "kong_dual_x_db_retention_days=0", "-e", "kong_dual_drop_x_database=true")
+    finally:
+        kong_session.close()
+    assert rc != 0 and f"PostgreSQL shows Kong sessions (application_name 'kong') on X's database {x_db}" in said
+    assert x_db in _databases(box)
+    # check mode: the plan, nothing dropped, no record
+    rc, said = _retire(box, "-e", "kong_dual_x_db_retention_days=0", "-e", "kong_dual_drop_x_database=true", "--check")
+    assert rc == 0, said[-3000:]
+    assert f"check mode: would drop X's database {x_db} (final backup {os.path.dirname(journal['backup']['manifest'])}" in said
+    assert x_db in _databases(box) and not os.path.exists(record)
+    # without kong_dual_drop_x_database nothing is dropped
+    rc, said = _retire(box, "-e", "kong_dual_x_db_retention_days=0")
+    assert rc == 0 and "set kong_dual_drop_x_database=true to drop it" in said and x_db in _databases(box)
+    # dropped, with Y serving every request meanwhile
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50.0, headers={"apikey": "demo-key"},
+                         timeout=2).start()
+    rc, said = _retire(box, "-e", "kong_dual_x_db_retention_days=0", "-e", "kong_dual_drop_x_database=true")
+    time.sleep(1)
+    summary = load.stop()
+    assert rc == 0, said[-3000:]
+    assert x_db not in _databases(box) and Y_DB in _databases(box)
+    with open(record) as fh:
+        entry = json.load(fh)
+    assert entry["database"] == x_db and entry["final_backup"] == os.path.dirname(journal["backup"]["manifest"])
+    assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
+    failed = [(r.status, r.error) for r in load.records if not r.ok and r.error != NOT_SENT]
+    assert summary["total"] > 0 and not failed, f"{len(failed)} requests failed: {failed[:10]}"
+    assert {r.version for r in load.records if r.ok} == {Y}
+    # a second run: nothing to drop, nothing changed
+    rc, said = _retire(box, "-e", "kong_dual_x_db_retention_days=0", "-e", "kong_dual_drop_x_database=true")
+    assert rc == 0 and "nothing to drop" in said and "changed=0" in said, said[-3000:]

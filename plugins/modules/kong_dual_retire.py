@@ -195,6 +195,8 @@ def run(module: AnsibleModule) -> dict:
     x = {"host": p["pg_host"], "port": p["pg_port"], "database": p["pg_database"]}
     y = {"host": p["y_pg_host"] or x["host"], "port": p["y_pg_port"] or x["port"], "database": p["y_pg_database"]}
     result = {"changed": False, "dropped": False, "record": "", "database": ""}
+    if p["retention_days"] < 0:
+        fail(module, f"retention_days ({dr.RETENTION_VAR}) is {p['retention_days']:g}: give 0 or more days", **result)
     try:
         with open(p["journal"]) as fh:
             journal = json.load(fh)

@@ -13,6 +13,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import
     KongAdminError,
     node_mode,
 )
+from ansible_collections.kongops.upgrade.plugins.module_utils._poll import poll
 
 MODES = ("dbless", "traditional", "hybrid_cp", "hybrid_dp", "konnect_dp")
 EMPTY_CONFIG_HASH = "0" * 32
@@ -169,32 +170,28 @@ class KongNodeInfo:
         """Poll this control plane's data-plane list until the row of ``want['id']`` is in sync:
         sync_status normal and, where given, ``version`` and ``config_hash`` equal. Returns
         {synced, data_plane (the last row seen, {} when not listed), waited_seconds, reason}."""
-        sleep = sleep or time.sleep
-        clock = clock or time.monotonic
-        start = clock()
-        while True:
-            row = next((dp for dp in self.data_planes() if dp.get("id") == want["id"]), {})
-            reason = data_plane_out_of_sync(row, want)
-            waited = round(clock() - start, 1)
-            if reason is None:
-                return {"synced": True, "data_plane": row, "waited_seconds": waited, "reason": None}
-            if clock() - start >= timeout:
-                return {"synced": False, "data_plane": row, "waited_seconds": waited, "reason": reason}
-            sleep(interval)
+        found = {}
+
+        def attempt():
+            found["row"] = next((dp for dp in self.data_planes() if dp.get("id") == want["id"]), {})
+            found["reason"] = data_plane_out_of_sync(found["row"], want)
+            return found["reason"] is None, None
+
+        synced, _value, waited = poll(attempt, timeout, interval, sleep, clock)
+        return {"synced": synced, "data_plane": found["row"], "waited_seconds": round(waited, 1),
+                "reason": found["reason"]}
 
     def wait_config_sync(self, timeout: float, stale_after: int, interval: float = 1.0, sleep=None, clock=None,
                          now=None) -> tuple:
         """Poll until every live data plane reports sync_status normal and one configuration hash
         (_dp_skew.hash_divergence). Returns (hash, []) or (None, what still differs) when time is up."""
-        sleep = sleep or time.sleep
-        clock = clock or time.monotonic
         now = now or time.time
-        start = clock()
-        while True:
+
+        def attempt():
             conf_hash, problems = hash_divergence(self.data_planes(), now(), stale_after)
-            if not problems or clock() - start >= timeout:
-                return conf_hash, problems
-            sleep(interval)
+            return not problems, (conf_hash, problems)
+
+        return poll(attempt, timeout, interval, sleep, clock)[1]
 
     def metrics(self) -> dict:
         """The node's own request counters from GET /metrics (the prometheus plugin), on the status

@@ -23,6 +23,8 @@ except ImportError:
 else:
     HAS_REQUESTS, REQUESTS_IMPORT_ERROR = True, None
 
+from ansible_collections.kongops.upgrade.plugins.module_utils._poll import poll
+
 KONNECT_ARG_OPTIONS = {
     "api_url": {"type": "str", "default": "https://us.api.konghq.com"},
     "token": {"type": "str", "no_log": True},
@@ -114,29 +116,22 @@ class KonnectClient:
 def wait_konnect(client: KonnectClient, check, timeout: float, interval: float = 1.0, sleep=None, clock=None):
     """Poll Konnect's node records until ``check(items)`` returns (True, value) or time is up; returns
     (done, value, items) of the last read."""
-    import time
+    last = {}
 
-    sleep = sleep or time.sleep
-    clock = clock or time.monotonic
-    start = clock()
-    while True:
-        items = client.nodes()
-        done, value = check(items)
-        if done or clock() - start >= timeout:
-            return done, value, items
-        sleep(interval)
+    def attempt():
+        last["items"] = client.nodes()
+        return check(last["items"])
+
+    done, value, _waited = poll(attempt, timeout, interval, sleep, clock)
+    return done, value, last["items"]
 
 
 def wait_same_hash(read_hash, peers: list, own_hash: str, timeout: float, interval: float = 1.0, sleep=None,
                    clock=None) -> list:
     """Poll the data planes ``peers`` ({name, url}) with ``read_hash(url)`` until each reports
     ``own_hash``; returns what still differs when time is up ([] when they agree)."""
-    import time
 
-    sleep = sleep or time.sleep
-    clock = clock or time.monotonic
-    start = clock()
-    while True:
+    def attempt():
         problems = []
         for peer in peers:
             try:
@@ -147,6 +142,6 @@ def wait_same_hash(read_hash, peers: list, own_hash: str, timeout: float, interv
                 why = f"configuration hash {seen}"
             if seen != own_hash:
                 problems.append(f"{peer['name']} ({peer['url']}): {why}")
-        if not problems or clock() - start >= timeout:
-            return problems
-        sleep(interval)
+        return not problems, problems
+
+    return poll(attempt, timeout, interval, sleep, clock)[1]

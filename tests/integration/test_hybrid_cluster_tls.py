@@ -16,7 +16,7 @@ import yaml
 
 from tests.kongsim.kongsim_testlib import gen_cluster_cert
 from tests.sandbox import procs, render
-from tests.sandbox.core import VENV_BIN as REPO_VENV_BIN, Sandbox, haproxy_servers
+from tests.sandbox.core import VENV_BIN as REPO_VENV_BIN, Sandbox, haproxy_admin_view
 
 X, Y = "3.6.1", "3.7.1"
 
@@ -62,7 +62,7 @@ def test_a_data_plane_certificate_the_control_plane_refuses_stops_the_hybrid_upg
     cert, key = gen_cluster_cert(str(other))
     _give_y1(box, cert, key)
     sock = box.state["haproxy"]["socket"]
-    before = {name: (s["weight"], s["status"]) for name, s in haproxy_servers(sock).items()}
+    before = haproxy_admin_view(sock)
     pids = {name: _pid(box, name) for name in ("cp", "x1")}
     assert all(pids.values()), pids
     assert _through_lb(box) == [200] * 20
@@ -78,7 +78,7 @@ def test_a_data_plane_certificate_the_control_plane_refuses_stops_the_hybrid_upg
     assert "PRIVATE KEY" not in log
     assert "Stop every X node" not in log and "kong migrations up" not in log
     # nothing moved: same weights, the control plane and X still run (same processes) and serve
-    after = {name: (s["weight"], s["status"]) for name, s in haproxy_servers(sock).items()}
+    after = haproxy_admin_view(sock)
     assert after == before
     assert {name: _pid(box, name) for name in ("cp", "x1")} == pids
     assert _through_lb(box) == [200] * 20

@@ -119,6 +119,18 @@ def haproxy_servers_settled(sock_path: str, backend: str = render.LB_POOL, timeo
         time.sleep(0.25)
 
 
+def haproxy_admin_view(sock_path: str, backend: str = render.LB_POOL) -> dict[str, tuple[int, str]]:
+    """Per server of ``backend``: (weight, admin state), the admin state ``MAINT``, ``DRAIN`` or ``READY``.
+    What the collection sets on HAProxy, without the health checks' verdict (``UP``/``DOWN``), which a busy
+    machine can flip between two reads while nothing was changed."""
+    view = {}
+    for name, server in haproxy_servers(sock_path, backend).items():
+        status = server["status"]
+        admin = "MAINT" if "MAINT" in status else "DRAIN" if "DRAIN" in status else "READY"
+        view[name] = (server["weight"], admin)
+    return view
+
+
 class Sandbox:
     def __init__(self, state_dir: str | None = None, inventory: str | None = None, lb_port: int | None = None,
                  out=None):

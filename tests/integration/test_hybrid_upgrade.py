@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.loadgen import LoadGenerator, share_between
-from tests.sandbox.core import Sandbox, haproxy_servers, haproxy_servers_settled
+from tests.sandbox.core import Sandbox, haproxy_admin_view, haproxy_servers
 from tests.sandbox import procs
 from tests.sandbox.seed import seed_services
 
@@ -27,7 +27,6 @@ X, Y = "3.6.1", "3.7.1"
 RATE = 150.0     # requests per second through HAProxy: modest on two shared cores
 SEEDED = 100     # services, each with a route, written on the control plane before the upgrade
 EMPTY_HASH = "0" * 32
-XS, YS = ("x1", "x2", "x3"), ("y1", "y2", "y3")
 
 
 
@@ -71,25 +70,29 @@ def _node_id(box: Sandbox, name: str) -> str | None:
 
 @pytest.fixture
 def hybrid(tmp_path):
-    """make(kong_cp): a hybrid sandbox, control plane on `kong_cp` and data planes x1..x3 on X,
-    with SEEDED services and routes written on the control plane and pushed to every data plane."""
+    """make(kong_cp, nodes): a hybrid sandbox, control plane on `kong_cp` and `nodes` data planes on X
+    (``box.xs``, and as many Y ``box.ys``), with SEEDED services and routes written on the control plane and
+    pushed to every data plane. Two data planes of each show every step, gate and drain; three where a
+    third proves more (nodes left on X beside one on Y)."""
     boxes = []
 
-    def make(kong_cp: str) -> Sandbox:
+    def make(kong_cp: str, nodes: int = 2) -> Sandbox:
         box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
         box.log_dir = str(tmp_path)
         boxes.append(box)
-        box.up(mode="hybrid", kong_x=X, kong_cp=kong_cp)
+        box.up(mode="hybrid", kong_x=X, kong_cp=kong_cp, nodes=nodes)
+        box.xs = tuple(f"x{i}" for i in range(1, nodes + 1))
+        box.ys = tuple(f"y{i}" for i in range(1, nodes + 1))
         seed_services(_admin(box, 'cp'), SEEDED)
         # every X data plane holds the seeded configuration and told the control plane so
-        box.x_ids = {x: _node_id(box, x) for x in XS}
+        box.x_ids = {x: _node_id(box, x) for x in box.xs}
 
         def synced():
             rows = _data_planes(box) or {}
-            hashes = {x: _config_hash(box, x) for x in XS}
-            listed = {x: (rows.get(box.x_ids[x]) or {}).get("config_hash") for x in XS}
+            hashes = {x: _config_hash(box, x) for x in box.xs}
+            listed = {x: (rows.get(box.x_ids[x]) or {}).get("config_hash") for x in box.xs}
             return (len(set(hashes.values())) == 1 and EMPTY_HASH not in hashes.values() and listed == hashes
-                    and all(len(_paged(_admin(box, x) + "/services")) >= SEEDED for x in XS))
+                    and all(len(_paged(_admin(box, x) + "/services")) >= SEEDED for x in box.xs))
 
         _wait("the X data planes in sync with the seeded configuration", synced)
         return box
@@ -205,7 +208,7 @@ class ClusterWatch:
                 servers = haproxy_servers(sock)
             except OSError:
                 servers = {}
-            for name in YS:
+            for name in self.box.ys:
                 if name not in self.y_ids:
                     node_id = _node_id(self.box, name)
                     if node_id:
@@ -213,12 +216,12 @@ class ClusterWatch:
             self.samples.append(Sample(wall, cp_version, rows, servers, dict(self.y_ids)))
 
 
-def _synced_before_traffic(samples: list[Sample], cp_hash: str) -> dict:
+def _synced_before_traffic(box: Sandbox, samples: list[Sample], cp_hash: str) -> dict:
     """Per Y server: was there a moment when the control plane listed it on Y, in sync, with `cp_hash`,
     while HAProxy had not yet sent it a single request? And did the control plane's last answer before
     that first request still list it so?"""
     verdict = {}
-    for name in YS:
+    for name in box.ys:
         first_traffic = next((i for i, s in enumerate(samples) if s.servers.get(name, {}).get("stot", 0) > 0), None)
         assert first_traffic is not None, f"{name} never received traffic"
 
@@ -248,18 +251,18 @@ def _assert_ends_on_y(box: Sandbox, summary: dict) -> None:
     last = [s for s in summary["per_second"] if s["versions"]][-2:]
     assert last and all(set(s["versions"]) == {Y} for s in last), f"traffic at the end: {last}"
     box.load()
-    running = [x for x in XS if _node_running(box, x)]
+    running = [x for x in box.xs if _node_running(box, x)]
     assert not running, f"X data planes still running: {running}"
-    assert all(_node_running(box, y) for y in YS)
+    assert all(_node_running(box, y) for y in box.ys)
     servers = haproxy_servers(box.state["haproxy"]["socket"])
     assert {name: s["weight"] > 0 for name, s in servers.items()} == {
-        "x1": False, "x2": False, "x3": False, "y1": True, "y2": True, "y3": True}
+        **dict.fromkeys(box.xs, False), **dict.fromkeys(box.ys, True)}
 
 
 def _assert_y_listed_in_sync(box: Sandbox, cp_hash: str) -> None:
     rows = _data_planes(box)
     assert rows is not None, "the control plane does not answer"
-    for name in YS:
+    for name in box.ys:
         node_id = _node_id(box, name)
         row = rows.get(node_id)
         assert row, f"{name} ({node_id}) is not in the control plane's /clustering/data-planes"
@@ -280,7 +283,7 @@ def _outside(box: Sandbox) -> dict:
             if "/reports/" not in d:
                 st = os.stat(os.path.join(d, f))
                 files[os.path.join(d, f)] = (st.st_size, st.st_mtime_ns, st.st_mode)
-    lb = {n: (s["weight"], s["status"]) for n, s in haproxy_servers_settled(box.state["haproxy"]["socket"]).items()}
+    lb = haproxy_admin_view(box.state["haproxy"]["socket"])
     return {"schema_meta": box.schema_meta(), "counts": _counts(box), "nodes": nodes, "lb": lb, "files": files}
 
 
@@ -344,19 +347,19 @@ def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
     assert (_get(_admin(box, "cp") + "/") or {}).get("version") == Y
     cp_up_at = samples[first_y].wall
     rows = _data_planes(box)
-    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in YS}
+    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in box.ys}
     assert len(y_hashes) == 1, f"the Y data planes report different hashes: {y_hashes}"
     cp_hash = next(iter(y_hashes))
     assert cp_hash and cp_hash != EMPTY_HASH
-    for x in XS:
+    for x in box.xs:
         row = rows.get(box.x_ids[x])
         assert row and row["version"] == X and row["sync_status"] == "normal", (x, row)
         assert row["last_seen"] >= int(cp_up_at) - 1, f"{x} never talked to the Y control plane: {row}"
         assert row["config_hash"] == cp_hash, (x, row["config_hash"], cp_hash)
     _assert_y_listed_in_sync(box, cp_hash)
-    verdict = _synced_before_traffic(samples, cp_hash)
+    verdict = _synced_before_traffic(box, samples, cp_hash)
     assert all(v["in_sync_before"] and v["in_sync_at_first_request"] for v in verdict.values()), verdict
-    assert all(len(_paged(_admin(box, y) + "/services")) == before_counts["services"] for y in YS)
+    assert all(len(_paged(_admin(box, y) + "/services")) == before_counts["services"] for y in box.ys)
 
     # every request ends on Y; the X data planes are stopped
     _assert_ends_on_y(box, summary)
@@ -369,10 +372,10 @@ def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
     box = hybrid(Y)
     assert (_get(_admin(box, "cp") + "/") or {}).get("version") == Y
     before = _data_planes(box)
-    x_hashes = {before[box.x_ids[x]]["config_hash"] for x in XS}
+    x_hashes = {before[box.x_ids[x]]["config_hash"] for x in box.xs}
     assert len(x_hashes) == 1 and EMPTY_HASH not in x_hashes, x_hashes
     cp_hash = x_hashes.pop()   # what the control plane pushes, as its data planes report it
-    assert all(before[box.x_ids[x]]["version"] == X for x in XS)
+    assert all(before[box.x_ids[x]]["version"] == X for x in box.xs)
 
     cp_pid = _pid(box, "cp")
     watch = ClusterWatch(box).start()
@@ -393,7 +396,7 @@ def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
         assert abs(measured - step["share"]) <= 3.0, f"step {step['share']} %: Y served {measured} %"
 
     # the control plane listed every Y data plane, on Y and in sync, before HAProxy sent it a request
-    verdict = _synced_before_traffic(samples, cp_hash)
+    verdict = _synced_before_traffic(box, samples, cp_hash)
     assert all(v["in_sync_before"] and v["in_sync_at_first_request"] for v in verdict.values()), verdict
     assert {s.cp_version for s in samples} - {None} == {Y} and _pid(box, "cp") == cp_pid, \
         "the control plane was not left alone"
@@ -458,7 +461,7 @@ def test_hybrid_data_planes_judged_from_what_the_control_plane_lists(hybrid):
     """Preflight reads the control plane's /clustering/data-planes: a data plane an earlier interrupted run
     left on X outside the inventory stops the run, named; one newer than its control plane too; kong_x
     hosts left on X beside one already on Y are upgraded when kong_dp_left_behind=upgrade says so."""
-    box = hybrid(Y)
+    box = hybrid(Y, nodes=3)
     for version in (Y, "3.8.1"):
         box.install(version)
     cp = _admin(box, "cp")
@@ -511,7 +514,7 @@ def test_hybrid_data_planes_judged_from_what_the_control_plane_lists(hybrid):
     _assert_clean_load(summary)
     _assert_ends_on_y(box, summary)
     rows = _data_planes(box)
-    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in YS}
+    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in box.ys}
     assert len(y_hashes) == 1 and EMPTY_HASH not in y_hashes
     _assert_y_listed_in_sync(box, y_hashes.pop())
     assert (_get(cp + "/") or {}).get("version") == Y

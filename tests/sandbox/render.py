@@ -172,8 +172,11 @@ def inventory(state: dict, repo: str, python: str) -> dict:
         "kong_smoke_path": DEMO_PATH,
         "kong_smoke_key": DEMO_KEY,
         "kong_smoke_key_header": "apikey",
-        "kong_gate_soak_seconds": 3,
-        "kong_post_upgrade_watch": 3,
+        # two seconds of soak per gate: two of HAProxy's health checks (inter 1s) and one poll of the
+        # gate (kong_gate_interval_seconds 2); the tests that break a node set a longer soak themselves
+        "kong_gate_soak_seconds": 2,
+        "kong_drain_gate_soak_seconds": 2,
+        "kong_post_upgrade_watch": 2,
         "kong_drain_timeout": 30,
         "kong_lb_pool": LB_POOL,
         "kong_lb_proxy_url": f"http://127.0.0.1:{state['lb_port']}",

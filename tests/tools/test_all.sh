@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make test`: sanity, lint, pytest and molecule, in that order, stopping at the first stage that
-# fails. Where a Docker Engine answers, molecule's images and kong packages build in the background
-# meanwhile (tests/molecule/run.sh --build-only: debootstrap and docker builds, minutes from an empty
+# `make test`: sanity and lint (side by side), pytest and molecule, in that order, stopping at the
+# first stage that fails. Where a Docker Engine answers, molecule's images and kong packages build in
+# the background meanwhile (tests/molecule/run.sh --build-only: debootstrap and docker builds, minutes from an empty
 # image store, mostly waiting on downloads), and the molecule stage finds them ready; the build is
 # stopped when an earlier stage fails or the run is interrupted.
 set -uo pipefail
@@ -27,9 +27,22 @@ if docker info >/dev/null 2>&1; then
   echo "molecule: building the images and kong packages in the background ($prebuild_log)"
 fi
 
-for stage in sanity lint pytest; do
-  make --no-print-directory "$stage" || exit $?
-done
+# sanity and lint read the same files and change nothing: lint runs beside sanity (its output printed
+# after sanity's), and either failing stops the run before pytest
+make --no-print-directory venv || exit $?
+mkdir -p .cache
+lint_log=".cache/lint.log"
+make --no-print-directory lint >"$lint_log" 2>&1 &
+lint=$!
+make --no-print-directory sanity
+sanity_rc=$?
+wait "$lint"
+lint_rc=$?
+echo "---- make lint ----"
+cat "$lint_log"
+[ "$sanity_rc" -eq 0 ] || exit "$sanity_rc"
+[ "$lint_rc" -eq 0 ] || exit "$lint_rc"
+make --no-print-directory pytest || exit $?
 
 if [ -n "$prebuild" ]; then
   if ! wait "$prebuild"; then

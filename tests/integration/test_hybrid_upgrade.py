@@ -369,7 +369,9 @@ def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
 
 
 def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
-    box = hybrid(Y)
+    # three data planes of each: the share each step measures (within 3 points) moves less when one X
+    # server misses a health check on a busy machine (2+2 once measured 53.6 % at the 50 % step)
+    box = hybrid(Y, nodes=3)
     assert (_get(_admin(box, "cp") + "/") or {}).get("version") == Y
     before = _data_planes(box)
     x_hashes = {before[box.x_ids[x]]["config_hash"] for x in box.xs}

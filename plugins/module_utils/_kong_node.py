@@ -170,16 +170,13 @@ class KongNodeInfo:
         """Poll this control plane's data-plane list until the row of ``want['id']`` is in sync:
         sync_status normal and, where given, ``version`` and ``config_hash`` equal. Returns
         {synced, data_plane (the last row seen, {} when not listed), waited_seconds, reason}."""
-        found = {}
-
         def attempt():
-            found["row"] = next((dp for dp in self.data_planes() if dp.get("id") == want["id"]), {})
-            found["reason"] = data_plane_out_of_sync(found["row"], want)
-            return found["reason"] is None, None
+            row = next((dp for dp in self.data_planes() if dp.get("id") == want["id"]), {})
+            reason = data_plane_out_of_sync(row, want)
+            return reason is None, (row, reason)
 
-        synced, _value, waited = poll(attempt, timeout, interval, sleep, clock)
-        return {"synced": synced, "data_plane": found["row"], "waited_seconds": round(waited, 1),
-                "reason": found["reason"]}
+        synced, (row, reason), waited = poll(attempt, timeout, interval, sleep, clock)
+        return {"synced": synced, "data_plane": row, "waited_seconds": round(waited, 1), "reason": reason}
 
     def wait_config_sync(self, timeout: float, stale_after: int, interval: float = 1.0, sleep=None, clock=None,
                          now=None) -> tuple:

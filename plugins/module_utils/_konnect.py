@@ -116,14 +116,13 @@ class KonnectClient:
 def wait_konnect(client: KonnectClient, check, timeout: float, interval: float = 1.0, sleep=None, clock=None):
     """Poll Konnect's node records until ``check(items)`` returns (True, value) or time is up; returns
     (done, value, items) of the last read."""
-    last = {}
-
     def attempt():
-        last["items"] = client.nodes()
-        return check(last["items"])
+        items = client.nodes()
+        done, value = check(items)
+        return done, (value, items)
 
-    done, value, _waited = poll(attempt, timeout, interval, sleep, clock)
-    return done, value, last["items"]
+    done, (value, items), _waited = poll(attempt, timeout, interval, sleep, clock)
+    return done, value, items
 
 
 def wait_same_hash(read_hash, peers: list, own_hash: str, timeout: float, interval: float = 1.0, sleep=None,

@@ -71,8 +71,8 @@ def _node_id(box: Sandbox, name: str) -> str | None:
 @pytest.fixture
 def hybrid(tmp_path):
     """make(kong_cp, nodes): a hybrid sandbox, control plane on `kong_cp` and `nodes` data planes on X
-    (``box.xs``, and as many Y ``box.ys``), with SEEDED services and routes written on the control plane and
-    pushed to every data plane. Two data planes of each show every step, gate and drain; three where a
+    (``box.names("kong_x")``) and as many Y, with SEEDED services and routes written on the control plane
+    and pushed to every data plane. Two data planes of each show every step, gate and drain; three where a
     third proves more (nodes left on X beside one on Y)."""
     boxes = []
 
@@ -81,18 +81,16 @@ def hybrid(tmp_path):
         box.log_dir = str(tmp_path)
         boxes.append(box)
         box.up(mode="hybrid", kong_x=X, kong_cp=kong_cp, nodes=nodes)
-        box.xs = tuple(f"x{i}" for i in range(1, nodes + 1))
-        box.ys = tuple(f"y{i}" for i in range(1, nodes + 1))
         seed_services(_admin(box, 'cp'), SEEDED)
         # every X data plane holds the seeded configuration and told the control plane so
-        box.x_ids = {x: _node_id(box, x) for x in box.xs}
+        box.x_ids = {x: _node_id(box, x) for x in box.names("kong_x")}
 
         def synced():
             rows = _data_planes(box) or {}
-            hashes = {x: _config_hash(box, x) for x in box.xs}
-            listed = {x: (rows.get(box.x_ids[x]) or {}).get("config_hash") for x in box.xs}
+            hashes = {x: _config_hash(box, x) for x in box.names("kong_x")}
+            listed = {x: (rows.get(box.x_ids[x]) or {}).get("config_hash") for x in box.names("kong_x")}
             return (len(set(hashes.values())) == 1 and EMPTY_HASH not in hashes.values() and listed == hashes
-                    and all(len(_paged(_admin(box, x) + "/services")) >= SEEDED for x in box.xs))
+                    and all(len(_paged(_admin(box, x) + "/services")) >= SEEDED for x in box.names("kong_x")))
 
         _wait("the X data planes in sync with the seeded configuration", synced)
         return box
@@ -208,7 +206,7 @@ class ClusterWatch:
                 servers = haproxy_servers(sock)
             except OSError:
                 servers = {}
-            for name in self.box.ys:
+            for name in self.box.names("kong_y"):
                 if name not in self.y_ids:
                     node_id = _node_id(self.box, name)
                     if node_id:
@@ -221,7 +219,7 @@ def _synced_before_traffic(box: Sandbox, samples: list[Sample], cp_hash: str) ->
     while HAProxy had not yet sent it a single request? And did the control plane's last answer before
     that first request still list it so?"""
     verdict = {}
-    for name in box.ys:
+    for name in box.names("kong_y"):
         first_traffic = next((i for i, s in enumerate(samples) if s.servers.get(name, {}).get("stot", 0) > 0), None)
         assert first_traffic is not None, f"{name} never received traffic"
 
@@ -251,18 +249,18 @@ def _assert_ends_on_y(box: Sandbox, summary: dict) -> None:
     last = [s for s in summary["per_second"] if s["versions"]][-2:]
     assert last and all(set(s["versions"]) == {Y} for s in last), f"traffic at the end: {last}"
     box.load()
-    running = [x for x in box.xs if _node_running(box, x)]
+    running = [x for x in box.names("kong_x") if _node_running(box, x)]
     assert not running, f"X data planes still running: {running}"
-    assert all(_node_running(box, y) for y in box.ys)
+    assert all(_node_running(box, y) for y in box.names("kong_y"))
     servers = haproxy_servers(box.state["haproxy"]["socket"])
     assert {name: s["weight"] > 0 for name, s in servers.items()} == {
-        **dict.fromkeys(box.xs, False), **dict.fromkeys(box.ys, True)}
+        **dict.fromkeys(box.names("kong_x"), False), **dict.fromkeys(box.names("kong_y"), True)}
 
 
 def _assert_y_listed_in_sync(box: Sandbox, cp_hash: str) -> None:
     rows = _data_planes(box)
     assert rows is not None, "the control plane does not answer"
-    for name in box.ys:
+    for name in box.names("kong_y"):
         node_id = _node_id(box, name)
         row = rows.get(node_id)
         assert row, f"{name} ({node_id}) is not in the control plane's /clustering/data-planes"
@@ -347,11 +345,11 @@ def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
     assert (_get(_admin(box, "cp") + "/") or {}).get("version") == Y
     cp_up_at = samples[first_y].wall
     rows = _data_planes(box)
-    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in box.ys}
+    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in box.names("kong_y")}
     assert len(y_hashes) == 1, f"the Y data planes report different hashes: {y_hashes}"
     cp_hash = next(iter(y_hashes))
     assert cp_hash and cp_hash != EMPTY_HASH
-    for x in box.xs:
+    for x in box.names("kong_x"):
         row = rows.get(box.x_ids[x])
         assert row and row["version"] == X and row["sync_status"] == "normal", (x, row)
         assert row["last_seen"] >= int(cp_up_at) - 1, f"{x} never talked to the Y control plane: {row}"
@@ -359,7 +357,7 @@ def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
     _assert_y_listed_in_sync(box, cp_hash)
     verdict = _synced_before_traffic(box, samples, cp_hash)
     assert all(v["in_sync_before"] and v["in_sync_at_first_request"] for v in verdict.values()), verdict
-    assert all(len(_paged(_admin(box, y) + "/services")) == before_counts["services"] for y in box.ys)
+    assert all(len(_paged(_admin(box, y) + "/services")) == before_counts["services"] for y in box.names("kong_y"))
 
     # every request ends on Y; the X data planes are stopped
     _assert_ends_on_y(box, summary)
@@ -374,10 +372,10 @@ def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
     box = hybrid(Y, nodes=3)
     assert (_get(_admin(box, "cp") + "/") or {}).get("version") == Y
     before = _data_planes(box)
-    x_hashes = {before[box.x_ids[x]]["config_hash"] for x in box.xs}
+    x_hashes = {before[box.x_ids[x]]["config_hash"] for x in box.names("kong_x")}
     assert len(x_hashes) == 1 and EMPTY_HASH not in x_hashes, x_hashes
     cp_hash = x_hashes.pop()   # what the control plane pushes, as its data planes report it
-    assert all(before[box.x_ids[x]]["version"] == X for x in box.xs)
+    assert all(before[box.x_ids[x]]["version"] == X for x in box.names("kong_x"))
 
     cp_pid = _pid(box, "cp")
     watch = ClusterWatch(box).start()
@@ -516,7 +514,7 @@ def test_hybrid_data_planes_judged_from_what_the_control_plane_lists(hybrid):
     _assert_clean_load(summary)
     _assert_ends_on_y(box, summary)
     rows = _data_planes(box)
-    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in box.ys}
+    y_hashes = {(rows.get(_node_id(box, y)) or {}).get("config_hash") for y in box.names("kong_y")}
     assert len(y_hashes) == 1 and EMPTY_HASH not in y_hashes
     _assert_y_listed_in_sync(box, y_hashes.pop())
     assert (_get(cp + "/") or {}).get("version") == Y

@@ -148,6 +148,10 @@ class Sandbox:
         self.state: dict = {}
 
     # ------------------------------------------------------------------ state
+    def names(self, group: str) -> tuple[str, ...]:
+        """The sandbox's nodes of an inventory group (``kong_x``, ``kong_y``, ``kong_cp``), in layout order."""
+        return tuple(n for n, node in self.state["nodes"].items() if node["group"] == group)
+
     def load(self) -> dict:
         try:
             with open(self.state_path) as fh:
@@ -441,7 +445,7 @@ class Sandbox:
                 if not procs.alive(hp["proc"]) or time.monotonic() > deadline:
                     raise SandboxError(f"haproxy did not start; see {hp['log']}") from None
                 time.sleep(0.05)
-        xs = [n for n, node in self.state["nodes"].items() if node["group"] == "kong_x"]
+        xs = self.names("kong_x")
         deadline = time.monotonic() + 20
         while True:
             servers = haproxy_servers(hp["socket"])

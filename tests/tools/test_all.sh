@@ -7,18 +7,23 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 prebuild=""
+lint=""
 prebuild_log=".cache/molecule-prebuild.log"
 
-stop_prebuild() {
-  if [ -n "$prebuild" ]; then
-    kill -TERM -- "-$prebuild" 2>/dev/null
-    wait "$prebuild" 2>/dev/null
-    prebuild=""
-  fi
+# the background jobs run in sessions of their own (setsid): stopping one stops every process it started
+stop_group() {
+  [ -n "$1" ] || return 0
+  kill -TERM -- "-$1" 2>/dev/null
+  wait "$1" 2>/dev/null
   return 0
 }
-trap stop_prebuild EXIT
-trap 'stop_prebuild; exit 130' INT TERM
+stop_jobs() {
+  stop_group "$lint"
+  stop_group "$prebuild"
+  lint="" prebuild=""
+}
+trap stop_jobs EXIT
+trap 'stop_jobs; exit 130' INT TERM
 
 if docker info >/dev/null 2>&1; then
   mkdir -p .cache
@@ -32,12 +37,13 @@ fi
 make --no-print-directory venv || exit $?
 mkdir -p .cache
 lint_log=".cache/lint.log"
-make --no-print-directory lint >"$lint_log" 2>&1 &
+setsid make --no-print-directory lint >"$lint_log" 2>&1 &
 lint=$!
 make --no-print-directory sanity
 sanity_rc=$?
 wait "$lint"
 lint_rc=$?
+lint=""
 echo "---- make lint ----"
 cat "$lint_log"
 [ "$sanity_rc" -eq 0 ] || exit "$sanity_rc"

@@ -249,6 +249,25 @@ class AdminAPI:
             body["configuration_hash"] = node.config_hash
         return body
 
+    async def probe_database(self) -> None:
+        """A node with a database connects to it on every /status, /status/ready and /metrics request
+        and closes the connection again (Kong/kong 3.9.3 kong/status/ready.lua:73-80,
+        kong/api/routes/health.lua:59-63, kong/plugins/prometheus/exporter.lua:438): the answer follows
+        the database from one request to the next, with no cached verdict in between."""
+        node = self.node
+        if node.dbless:
+            return
+        from . import pgdb
+
+        def connect() -> bool:
+            try:
+                pgdb.connect(node.conf, application_name="kong").close()
+            except Exception:  # noqa: BLE001 - any failure to connect is "unreachable"
+                return False
+            return True
+
+        node.db_reachable = await asyncio.get_running_loop().run_in_executor(None, connect)
+
     def ready_reason(self) -> str | None:
         node = self.node
         if node.draining:
@@ -275,9 +294,12 @@ class AdminAPI:
         if path == "/status":
             if request.method != "GET":
                 raise _err(405, "Method not allowed")
+            await self.probe_database()
             return 200, self.status_body(query), {}
         if path == "/status/ready" and self.info.status_ready:
             if request.method == "GET":
+                if not self.node.draining:
+                    await self.probe_database()
                 reason = self.ready_reason()
                 if reason:
                     return 503, {"message": reason}, {}
@@ -293,6 +315,7 @@ class AdminAPI:
         if path == "/status/dns" and (self.info.major, self.info.minor) >= (3, 8):
             return 501, {"message": "not implemented with the legacy DNS client"}, {}
         if path == "/metrics":
+            await self.probe_database()
             return 200, self._metrics(), {"Content-Type": "text/plain; charset=UTF-8"}
         raise _err(404, "Not found")
 
@@ -314,8 +337,10 @@ class AdminAPI:
         if head == "status" and len(segs) == 1:
             if m != "GET":
                 raise _err(405, "Method not allowed")
+            await self.probe_database()
             return 200, self.status_body(query), {}
         if head == "metrics" and len(segs) == 1:
+            await self.probe_database()
             return 200, self._metrics(), {"Content-Type": "text/plain; charset=UTF-8"}
         if head == "config" and len(segs) == 1:
             return await self.config_endpoint(request, query)

@@ -153,9 +153,7 @@ class App:
             await asyncio.sleep(freq)
             try:
                 latest = await loop.run_in_executor(None, self._poll_events)
-                self.node.db_reachable = True
             except Exception:  # noqa: BLE001
-                self.node.db_reachable = False
                 continue
             if latest is not None and latest != self._last_event:
                 self._last_event = latest

@@ -68,6 +68,11 @@ _HINTS = {
 }
 
 
+# Answers of a GET that are tried again (KongAdminClient._read): Kong's Admin API answers 500 when a
+# database query fails for a moment, and a proxy in front of it 502/503/504.
+_TRANSIENT = (500, 502, 503, 504)
+
+
 class KongAdminError(Exception):
     """An Admin API call failed; carries the HTTP status and a truncated body."""
 
@@ -79,9 +84,12 @@ class KongAdminError(Exception):
 class KongAdminClient:
     def __init__(self, admin_url: str, admin_token: str | None = None, validate_certs: bool = True,
                  ca_path: str | None = None, timeout: int = 10, retries: int = 2, session=None,
-                 client_cert: str | None = None, client_key: str | None = None):
+                 client_cert: str | None = None, client_key: str | None = None, read_retries: int = 2,
+                 sleep=None):
         self.base_url = admin_url.rstrip("/")
         self.timeout = timeout
+        self.read_retries = max(0, read_retries)
+        self.sleep = sleep or time.sleep
         if session is None:
             session = requests.Session()
             # Retries on connection errors only: a request that reached Kong is never repeated.
@@ -117,10 +125,15 @@ class KongAdminClient:
             raise KongAdminError(f"{method} {url} failed: {exc.__class__.__name__}: {exc}", url=url) from exc
 
     def request(self, method: str, path: str, expected=(200,), **kwargs):
-        resp = self.raw(method, path, **kwargs)
+        if method == "GET":
+            resp, tries = self._read(path, **kwargs)
+        else:
+            resp, tries = self.raw(method, path, **kwargs), 1
         if resp.status_code not in expected:
             hint = _HINTS.get(resp.status_code)
             msg = f"{method} {resp.url} returned HTTP {resp.status_code}"
+            if tries > 1:
+                msg += f" {tries} times in a row"
             raise KongAdminError(msg + (f" ({hint})" if hint else ""), status=resp.status_code,
                                  body=resp.text[:2000], url=resp.url)
         if not resp.content:
@@ -130,6 +143,26 @@ class KongAdminClient:
         except ValueError as exc:
             raise KongAdminError(f"{method} {resp.url} did not answer JSON", status=resp.status_code,
                                  body=resp.text[:2000], url=resp.url) from exc
+
+    def _read(self, path: str, **kwargs):
+        """GET with bounded retries; returns (response, tries). An answer of 500, 502, 503 or 504 (Kong's
+        Admin API failing for a moment, or a proxy in front of it) and a read that timed out are tried again
+        after 0.5 s, 1 s, ... up to ``read_retries`` times. A read changes nothing, so repeating it is safe;
+        other methods are never repeated once they reached Kong. The last answer or error stands."""
+        tries = self.read_retries + 1
+        for attempt in range(1, tries + 1):
+            try:
+                resp = self.raw("GET", path, **kwargs)
+            except KongAdminError as exc:
+                if attempt == tries or not isinstance(exc.__cause__, requests.ReadTimeout):
+                    if attempt > 1:
+                        raise KongAdminError(f"{exc} ({attempt} tries)", url=exc.url) from exc.__cause__
+                    raise
+            else:
+                if resp.status_code not in _TRANSIENT or attempt == tries:
+                    return resp, attempt
+            self.sleep(0.5 * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, path: str, **kwargs):
         return self.request("GET", path, **kwargs)

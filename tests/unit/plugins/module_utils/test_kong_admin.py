@@ -147,3 +147,60 @@ def test_post_config_413_from_lmdb_names_lmdb_map_size():
     with pytest.raises(KongAdminError) as err:
         _config_client(_Answers((413, body, {}))).post_config("x: 1\n")
     assert "raise lmdb_map_size" in str(err.value)
+
+
+class _Reads:
+    """A session answering each request with the next of the given statuses (or raising the exception)."""
+
+    def __init__(self, *answers):
+        self.answers, self.headers, self.calls = list(answers), {}, []
+
+    def request(self, method, url, **_kwargs):
+        self.calls.append(method)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        resp = requests.Response()
+        resp.status_code, resp.url = answer, url
+        resp._content = json.dumps({"message": "An unexpected error occurred"} if answer >= 500 else {"version": "3.9.3"}).encode()
+        return resp
+
+
+@pytest.mark.parametrize("first", [500, 502, 503, 504, requests.ReadTimeout("read timed out")])
+def test_a_read_is_tried_again_after_a_transient_failure(first):
+    slept: list = []
+    session = _Reads(first, first, 200)
+    c = KongAdminClient("http://kong:8001", session=session, sleep=slept.append)
+    assert c.node() == {"version": "3.9.3"}
+    assert session.calls == ["GET"] * 3 and slept == [0.5, 1.0]
+
+
+def test_a_read_that_keeps_failing_stops_bounded_and_says_how_often_it_was_tried():
+    slept: list = []
+    c = KongAdminClient("http://kong:8001", session=_Reads(502, 502, 502, 200), sleep=slept.append)
+    with pytest.raises(KongAdminError) as err:
+        c.node()
+    assert err.value.status == 502 and "returned HTTP 502 3 times in a row" in str(err.value)
+    assert slept == [0.5, 1.0]
+    c = KongAdminClient("http://kong:8001", session=_Reads(*[requests.ReadTimeout("read timed out")] * 3),
+                        sleep=slept.append)
+    with pytest.raises(KongAdminError, match=r"GET http://kong:8001/ failed: ReadTimeout: read timed out \(3 tries\)"):
+        c.node()
+
+
+def test_writes_and_other_errors_are_never_repeated():
+    slept: list = []
+    session = _Reads(502, 200)
+    c = KongAdminClient("http://kong:8001", session=session, sleep=slept.append)
+    with pytest.raises(KongAdminError, match="POST http://kong:8001/services returned HTTP 502$"):
+        c.request("POST", "/services", expected=(201,), json={})
+    assert session.calls == ["POST"] and slept == []
+    for status in (400, 404, 401):
+        session = _Reads(status, 200)
+        with pytest.raises(KongAdminError):
+            KongAdminClient("http://kong:8001", session=session, sleep=slept.append).node()
+        assert session.calls == ["GET"] and slept == []
+    session = _Reads(requests.ConnectionError("refused"), 200)
+    with pytest.raises(KongAdminError, match="ConnectionError"):
+        KongAdminClient("http://kong:8001", session=session, sleep=slept.append).node()
+    assert session.calls == ["GET"] and slept == []

@@ -114,6 +114,34 @@ def test_konnect_settings_refused_naming_the_variable_and_check_mode_changes_not
     assert (_get(_admin(box, "x1") + "/") or {}).get("version") == X
 
 
+def test_a_data_plane_konnect_never_sees_on_the_configuration_stops_the_run_named(konnect_box):
+    """Konnect lists the new data plane live but on a configuration hash its control plane no longer expects
+    (as for a data plane that never applied the latest push): the run stops in its deploy phase before y1 takes
+    traffic, naming y1, its Konnect id and both hashes, and x1 serves throughout."""
+    box = konnect_box
+    x_hash = _get(_admin(box, "x1") + "/status")["configuration_hash"]
+    stale = "5" * 32
+    box.konnect.expected = x_hash
+    box.konnect.rewrite = lambda row: dict(row, config_hash=stale) if row.get("version") == Y else row
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"},
+                         timeout=5).start()
+    try:
+        rc, log = _upgrade(box, "-e", "kong_node_ready_timeout=8")
+    finally:
+        summary = load.stop()
+        box.konnect.expected, box.konnect.rewrite = None, None
+    assert rc != 0, log[-3000:]
+    y_id = (_get(_admin(box, "y1") + "/") or {}).get("node_id")
+    failure = [ln for ln in log.splitlines() if "The upgrade stopped in phase deploy: y1 failed to come up" in ln]
+    assert y_id and failure and f"(id {y_id})" in failure[0], log[-4000:]
+    assert f"configuration hash {stale} (the node reports {x_hash})" in failure[0], failure[0]
+    assert TOKEN not in log
+    # y1 never took a request: every one went to x1, none failed
+    assert summary.get("not_sent", 0) == 0 and summary["total"] > 0 and summary["failed"] == 0, summary["failures_by_reason"]
+    assert {v for s in summary["per_second"] for v in s["versions"]} == {X}, summary["per_second"][-3:]
+    assert (_get(_admin(box, "x1") + "/") or {}).get("version") == X
+
+
 def test_konnect_data_planes_rolling_under_load(konnect_box):
     box = konnect_box
     x_hash = _get(_admin(box, "x1") + "/status")["configuration_hash"]

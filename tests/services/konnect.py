@@ -14,7 +14,8 @@ list-dataplane-nodes and get-expected-config-hash):
 Rows come from the data planes' own pings: with ``source`` (the Admin API of the simulator's hybrid control
 plane, which plays Konnect's control plane for the data planes' cluster connection) each read maps that
 control plane's ``GET /clustering/data-planes`` rows (last_seen is the last ping) onto node records. A test
-can add rows (``extra``), change fields of a row by id (``patch``) and set the expected hash (``expected``).
+can add rows (``extra``), change fields of a row by id (``patch``) or of any row through a function
+(``rewrite``: row -> row) and set the expected hash (``expected``).
 The values of ``type`` and ``compatibility_status.state`` are UNCONFIRMED (the documented schema names the
 fields but gives no values).
 
@@ -39,6 +40,7 @@ class KonnectStandIn:
         self.token, self.cp_id, self.source = token, control_plane_id, source
         self.extra: list = []
         self.patch: dict = {}
+        self.rewrite = None
         self.expected: str | None = None
         self.requests: list = []
         self._lock = threading.Lock()
@@ -68,9 +70,9 @@ class KonnectStandIn:
 
     def rows(self) -> list:
         with self._lock:
-            extra, patch = list(self.extra), dict(self.patch)
-        rows = self._from_source() + extra
-        return [dict(r, **patch.get(r.get("id"), {})) for r in rows]
+            extra, patch, rewrite = list(self.extra), dict(self.patch), self.rewrite
+        rows = [dict(r, **patch.get(r.get("id"), {})) for r in self._from_source() + extra]
+        return [rewrite(r) for r in rows] if rewrite else rows
 
     def expected_hash(self) -> str | None:
         """The set hash, else the hash of the row that pinged last (the control plane's latest push)."""

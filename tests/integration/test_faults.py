@@ -632,6 +632,62 @@ def rolling_box(tmp_path_factory):
         sandbox.down()
 
 
+def _rolling_journal(box: Sandbox) -> dict:
+    try:
+        with open(os.path.join(box.work_dir, "sandbox", "journal.json")) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def test_a_slow_y_node_trips_the_latency_gate_and_every_request_goes_back_to_x(rolling_box):
+    """y1 stalls (SIGSTOP, as a long pause of the process or a starved CPU does) for 1.5 s once the first
+    step gave Y its weight: the requests HAProxy sent it are answered late, its average response time
+    (HAProxy's rtime) crosses kong_gate_max_response_ms, the gate stops the run and every request goes
+    back to X. The journal ends rolled_back naming y1's response time, writes are thawed, and no client
+    request failed (the late ones were answered)."""
+    box = rolling_box
+    hp = box.state["haproxy"]
+    y1 = box.state["nodes"]["y1"]
+
+    def stall():
+        with open(os.path.join(y1["prefix"], "pids", "nginx.pid")) as fh:
+            master = int(fh.read())
+        pids = [master, *procs.children(master)]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.5)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
+    hook = Hook(lambda: haproxy_admin_view(hp["socket"]).get("y1", (0, ""))[0] > 0, stall)
+    hook.start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"},
+                         timeout=10).start()
+    box.last_log = os.path.join(box.log_dir, "rolling-latency.log")
+    try:
+        rc = box.upgrade("rolling", RY, extra_args=["-e", "kong_gate_max_response_ms=150", "-e",
+                                                     "kong_gate_soak_seconds=4"],
+                         log_path=box.last_log, stream=lambda line: None)
+    finally:
+        summary = load.stop()
+        hook.done()
+    assert hook.fired, "Y never got a weight: y1 was not stalled\n" + _failure(box)
+    assert rc != 0, _failure(box)
+    journal = _rolling_journal(box)
+    assert journal["status"] == "rolled_back", (journal.get("failure"), _failure(box))
+    reason = journal["failure"]["reason"]
+    assert "y1 average response time" in reason and "> 150 ms" in reason, reason
+    assert journal.get("thawed") is True
+    view = haproxy_admin_view(hp["socket"])
+    assert all(view[y][0] == 0 or view[y][1] == "MAINT" for y in ("y1", "y2")), view
+    assert all(view[x][0] > 0 and view[x][1] == "READY" for x in ("x1", "x2")), view
+    assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
+    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed"
+
+
 def test_haproxy_reloaded_in_the_middle_of_the_shift_keeps_the_weights(rolling_box):
     """HAProxy is reloaded (SIGUSR2 to its master: a new worker reads the configuration, where Y is
     `weight 0 disabled`) once the 10 % step is journaled. With kong_lb_persist=state_file every
@@ -668,7 +724,9 @@ def test_haproxy_reloaded_in_the_middle_of_the_shift_keeps_the_weights(rolling_b
         with open(os.path.join(box.work_dir, "sandbox", "journal.json")) as fh:
             return json.load(fh)
 
-    hook = Hook(lambda: len(journal().get("steps", [])) >= 1, reload)
+    # the run resumes the one the latency gate rolled back: the hook waits for a step of this run
+    steps_before = len(_rolling_journal(box).get("steps") or [])
+    hook = Hook(lambda: len(journal().get("steps", [])) > steps_before, reload)
     hook.start()
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}).start()
     box.last_log = os.path.join(box.log_dir, "rolling-reload.log")

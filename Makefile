@@ -61,6 +61,7 @@ sanity: venv $(HOME)/.ansible/test/cache/.seeded
 
 lint: venv
 	ruff check plugins tests bench
+	ruff format --check plugins tests bench
 	ansible-lint --offline -q
 	antsibull-changelog lint
 

@@ -1,5 +1,6 @@
 """Backup and restore of a Kong database: kongops.upgrade.kong_backup / kong_restore through
 ansible-playbook against plain ``pg_dump -Fc`` / ``pg_restore`` on the same database."""
+
 from __future__ import annotations
 
 import os
@@ -145,8 +146,10 @@ class BackupBench:
         os.makedirs(base)
         conf = os.path.join(base, "kong.conf")
         with open(conf, "w") as fh:
-            fh.write(f"prefix = {os.path.join(base, 'prefix')}\ndatabase = postgres\npg_host = 127.0.0.1\n"
-                     f"pg_port = {info['port']}\npg_user = {OWNER}\npg_password = {OWNER_PASSWORD}\npg_database = {db}\n")
+            fh.write(
+                f"prefix = {os.path.join(base, 'prefix')}\ndatabase = postgres\npg_host = 127.0.0.1\n"
+                f"pg_port = {info['port']}\npg_user = {OWNER}\npg_password = {OWNER_PASSWORD}\npg_database = {db}\n"
+            )
         os.chmod(conf, 0o600)
         seed = os.path.join(base, "seed.yml")
         with open(seed, "w") as fh:
@@ -158,9 +161,18 @@ class BackupBench:
                 raise RuntimeError(f"seeding {size} entities failed; see {log}:\n{tail(log)}")
         counts = self._counts(db)
         self.out(f"  backup: {sum(counts.values())} entities in {db} ({counts})")
-        extra = {"kong_bin": kong, "kong_conf": conf, "admin_url": "http://127.0.0.1:9", "pg_port": info["port"],
-                 "pg_user": OWNER, "pg_password": OWNER_PASSWORD, "pg_database": db, "pg_bin": PG_BIN,
-                 "pg_admin_user": SUPERUSER, "pg_admin_password": SUPERUSER_PASSWORD}
+        extra = {
+            "kong_bin": kong,
+            "kong_conf": conf,
+            "admin_url": "http://127.0.0.1:9",
+            "pg_port": info["port"],
+            "pg_user": OWNER,
+            "pg_password": OWNER_PASSWORD,
+            "pg_database": db,
+            "pg_bin": PG_BIN,
+            "pg_admin_user": SUPERUSER,
+            "pg_admin_password": SUPERUSER_PASSWORD,
+        }
         backup_pb, restore_pb = self._playbook("backup", BACKUP), self._playbook("restore", RESTORE)
         timings = {"kong_backup": [], "pg_dump": [], "kong_restore": [], "pg_restore": []}
         dump_size = None
@@ -173,8 +185,9 @@ class BackupBench:
             timings["kong_backup"].append(secs)
             dump = os.path.join(base, f"plain-{rep}.dump")
             log = os.path.join(self.logs, f"pg_dump-{size}.log")
-            rc, secs = run_logged([os.path.join(PG_BIN, "pg_dump"), "-Fc", "-h", "127.0.0.1", "-p", str(info["port"]),
-                                   "-U", OWNER, "-d", db, "-f", dump], log, env=self.pg_env)
+            rc, secs = run_logged(
+                [os.path.join(PG_BIN, "pg_dump"), "-Fc", "-h", "127.0.0.1", "-p", str(info["port"]), "-U", OWNER, "-d", db, "-f", dump], log, env=self.pg_env
+            )
             if rc != 0:
                 raise RuntimeError(f"pg_dump failed; see {log}")
             timings["pg_dump"].append(secs)
@@ -192,12 +205,13 @@ class BackupBench:
             if self._counts(db) != counts:
                 raise RuntimeError(f"after pg_restore the counts of {db} differ: {self._counts(db)} != {counts}")
         med = {k: round(statistics.median(v), 2) for k, v in timings.items()}
-        self.out(f"  backup {size}: kong_backup {med['kong_backup']} s vs pg_dump {med['pg_dump']} s; "
-                 f"kong_restore {med['kong_restore']} s vs pg_restore {med['pg_restore']} s")
+        self.out(
+            f"  backup {size}: kong_backup {med['kong_backup']} s vs pg_dump {med['pg_dump']} s; "
+            f"kong_restore {med['kong_restore']} s vs pg_restore {med['pg_restore']} s"
+        )
         self.pg.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         shutil.rmtree(os.path.join(base, "backups"), ignore_errors=True)
-        return {"entities": sum(counts.values()), "counts": counts, "dump_bytes": dump_size, "median_s": med,
-                "runs_s": timings}
+        return {"entities": sum(counts.values()), "counts": counts, "dump_bytes": dump_size, "median_s": med, "runs_s": timings}
 
     def _plain_restore(self, db: str, dump: str, port: int, size: int) -> float:
         """What recreate mode does, by hand: pg_restore into a new database, then swap it in."""
@@ -208,8 +222,7 @@ class BackupBench:
                 [os.path.join(PG_BIN, "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, "-O", OWNER, new],
                 [os.path.join(PG_BIN, "pg_restore"), "-h", "127.0.0.1", "-p", str(port), "-U", OWNER, "-d", new, dump],
                 [os.path.join(PG_BIN, "dropdb"), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, db],
-                ["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, "-d", "postgres",
-                 "-c", f'ALTER DATABASE "{new}" RENAME TO "{db}"'],
+                ["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, "-d", "postgres", "-c", f'ALTER DATABASE "{new}" RENAME TO "{db}"'],
             ]
             for argv in steps:
                 env = self.pg_env if argv[0].endswith("pg_restore") else self.admin_env

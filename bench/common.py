@@ -1,4 +1,5 @@
 """What every bench scenario shares: paths, timing, the machine description, logs."""
+
 from __future__ import annotations
 
 import json
@@ -96,16 +97,14 @@ class Timer:
         return False
 
 
-def run_logged(argv: list[str], log_path: str, env: dict | None = None, cwd: str | None = None,
-               timeout: float | None = None) -> tuple[int, float]:
+def run_logged(argv: list[str], log_path: str, env: dict | None = None, cwd: str | None = None, timeout: float | None = None) -> tuple[int, float]:
     """Run a command with its output in ``log_path``; (exit code, seconds)."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a") as log, Timer() as timer:
         log.write("$ " + " ".join(argv) + "\n")
         log.flush()
         try:
-            proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or REPO,
-                                  timeout=timeout, check=False)
+            proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or REPO, timeout=timeout, check=False)
             rc = proc.returncode
         except subprocess.TimeoutExpired:
             rc = -1

@@ -4,6 +4,7 @@
 fixed three of each; with ``nodes=3`` it is the sandbox unchanged. Everything else (ports,
 inventory, HAProxy configuration, start and stop) is the sandbox's.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,11 @@ class FleetSandbox(Sandbox):
         for name, group in names:
             base = self._path("nodes", name)
             self.state["nodes"][name] = {
-                "group": group, "proxy_port": ports.take(), "admin_port": ports.take(), "status_port": ports.take(),
-                "prefix": os.path.join(base, "prefix"), "conf": os.path.join(base, "kong.conf"),
+                "group": group,
+                "proxy_port": ports.take(),
+                "admin_port": ports.take(),
+                "status_port": ports.take(),
+                "prefix": os.path.join(base, "prefix"),
+                "conf": os.path.join(base, "kong.conf"),
                 "declarative": os.path.join(base, "kong.yml"),
             }

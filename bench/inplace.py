@@ -1,5 +1,6 @@
 """In-place upgrades of a traditional (PostgreSQL) sandbox under load: the downtime the clients saw
 against the time of each phase (stop, migrations, start) read from the run's task timeline."""
+
 from __future__ import annotations
 
 import os
@@ -13,12 +14,14 @@ from tests.loadgen import LoadGenerator
 from tests.sandbox import render
 from tests.sandbox.timeline import in_place_phases
 
+
 def in_place_under_load(work: str, kong_x: str, kong_y: str, rate: float, out=print) -> dict:
     name = f"inplace-{kong_x}-{kong_y}"
     state_dir = os.path.join(work, name)
     shutil.rmtree(state_dir, ignore_errors=True)
-    box = FleetSandbox(state_dir=state_dir, lb_port=low_port_base(40), nodes=3,
-                       out=lambda msg: out(f"    [{name}] {msg}") if msg.startswith("sandbox") else None)
+    box = FleetSandbox(
+        state_dir=state_dir, lb_port=low_port_base(40), nodes=3, out=lambda msg: out(f"    [{name}] {msg}") if msg.startswith("sandbox") else None
+    )
     log_path = os.path.join(work, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     result: dict = {"from": kong_x, "to": kong_y, "rate": rate, "log": log_path, "loadavg_before": loadavg()}
@@ -44,12 +47,16 @@ def in_place_under_load(work: str, kong_x: str, kong_y: str, rate: float, out=pr
             phases["first_stop_at"] = round(stop_start - summary["started_at"], 1)
             phases["last_ready_at"] = round(start_end - summary["started_at"], 1)
         result.update(
-            rc=rc, playbook_seconds=round(last["ended"] - last["started"], 1), load=_summary_fields(summary),
+            rc=rc,
+            playbook_seconds=round(last["ended"] - last["started"], 1),
+            load=_summary_fields(summary),
             client_downtime_seconds=round(final - first, 2) if first is not None else 0.0,
-            outage=outage(gen.records), failure_timeline=failure_timeline(summary),
+            outage=outage(gen.records),
+            failure_timeline=failure_timeline(summary),
             playbook_window=[round(last["started"] - summary["started_at"], 1), round(last["ended"] - summary["started_at"], 1)],
             journal_downtime_seconds=float(journal["downtime_seconds"]) if journal.get("downtime_seconds") else None,
-            journal_status=journal.get("status"), phases=phases,
+            journal_status=journal.get("status"),
+            phases=phases,
         )
         tail_seconds = [s for s in summary["per_second"] if s["versions"]][-2:]
         result["ends_on_y"] = bool(tail_seconds) and all(set(s["versions"]) == {kong_y} for s in tail_seconds)

@@ -1,5 +1,6 @@
 """DB-less rolling upgrades on fresh sandboxes: ours against the naive playbook under the same load,
 the traffic share of each step, and the orchestration overhead at several fleet sizes."""
+
 from __future__ import annotations
 
 import datetime
@@ -81,15 +82,17 @@ def share_accuracy(records, steps: list, version: str, skip: float = 0.2) -> lis
         total_w = sum(int(w) for w in weights.values()) if weights else 0
         y_w = sum(int(w) for name, w in weights.items() if name.startswith("y"))
         measured = round(100.0 * hits / len(window), 1) if window else None
-        rows.append({
-            "target": step.get("share"),
-            "weights": weights,
-            "weights_share": round(100.0 * y_w / total_w, 1) if total_w else None,
-            "measured": measured,
-            "error_points": round(measured - float(step.get("share")), 1) if measured is not None else None,
-            "requests": len(window),
-            "seconds": round(end - start - skip, 1),
-        })
+        rows.append(
+            {
+                "target": step.get("share"),
+                "weights": weights,
+                "weights_share": round(100.0 * y_w / total_w, 1) if total_w else None,
+                "measured": measured,
+                "error_points": round(measured - float(step.get("share")), 1) if measured is not None else None,
+                "requests": len(window),
+                "seconds": round(end - start - skip, 1),
+            }
+        )
     return rows
 
 
@@ -109,28 +112,45 @@ def outage(records) -> dict:
         return {"longest_seconds": None, "failed_inside": len(failed), "failed_outside": 0}
     gap, start, end = max((b - a, a, b) for a, b in zip(sent_ok, sent_ok[1:]))
     inside = sum(1 for w in failed if start < w < end)
-    return {"longest_seconds": round(gap, 2), "from": start, "to": end, "failed_inside": inside,
-            "failed_outside": len(failed) - inside}
+    return {"longest_seconds": round(gap, 2), "from": start, "to": end, "failed_inside": inside, "failed_outside": len(failed) - inside}
 
 
 def failure_timeline(summary: dict) -> list:
     """[second since the load started, failed, not sent] for every second with a failed or unsent request."""
-    return [[s["second"], s["failed"], s.get("not_sent", 0)] for s in summary.get("per_second", [])
-            if s["failed"] or s.get("not_sent")]
+    return [[s["second"], s["failed"], s.get("not_sent", 0)] for s in summary.get("per_second", []) if s["failed"] or s.get("not_sent")]
 
 
 def _summary_fields(summary: dict) -> dict:
-    return {key: summary.get(key) for key in ("due", "total", "ok", "failed", "not_sent", "failures_by_reason", "versions",
-                                              "latency_ms",
-                                              "achieved_rate", "target_rate", "duration_s", "first_failure_wall",
-                                              "last_failure_wall", "skipped_over_limit")}
+    return {
+        key: summary.get(key)
+        for key in (
+            "due",
+            "total",
+            "ok",
+            "failed",
+            "not_sent",
+            "failures_by_reason",
+            "versions",
+            "latency_ms",
+            "achieved_rate",
+            "target_rate",
+            "duration_s",
+            "first_failure_wall",
+            "last_failure_wall",
+            "skipped_over_limit",
+        )
+    }
 
 
 def _new_box(work: str, name: str, nodes: int, out) -> FleetSandbox:
     state_dir = os.path.join(work, name)
     shutil.rmtree(state_dir, ignore_errors=True)
-    return FleetSandbox(state_dir=state_dir, lb_port=low_port_base(3 * 2 * nodes + 20), nodes=nodes,
-                        out=lambda msg: out(f"    [{name}] {msg}") if msg.startswith("sandbox") else None)
+    return FleetSandbox(
+        state_dir=state_dir,
+        lb_port=low_port_base(3 * 2 * nodes + 20),
+        nodes=nodes,
+        out=lambda msg: out(f"    [{name}] {msg}") if msg.startswith("sandbox") else None,
+    )
 
 
 def short_error(exc: BaseException) -> str:
@@ -148,7 +168,8 @@ def teardown(box, result: dict, work: str, name: str) -> None:
         shutil.copytree(logs, dest)
         result["sandbox_logs"] = dest
         for found in glob.glob(os.path.join(box.work_dir, "sandbox", "journal.json")) + glob.glob(
-                os.path.join(box.work_dir, "sandbox", "reports", "*", "report.json")):
+            os.path.join(box.work_dir, "sandbox", "reports", "*", "report.json")
+        ):
             shutil.copy(found, dest)
     t0 = time.monotonic()
     try:
@@ -162,8 +183,7 @@ def teardown(box, result: dict, work: str, name: str) -> None:
 
 def _run_naive(box, kong_y: str, log_path: str) -> tuple[int, float, float]:
     box.install(kong_y)
-    argv = [os.path.join(VENV_BIN, "ansible-playbook"), NAIVE_PLAYBOOK, "-i", box.inventory,
-            "-e", f"kong_version_target={kong_y}"]
+    argv = [os.path.join(VENV_BIN, "ansible-playbook"), NAIVE_PLAYBOOK, "-i", box.inventory, "-e", f"kong_version_target={kong_y}"]
     started = time.time()
     rc, _secs = run_logged(argv, log_path, env=box.ansible_env())
     return rc, started, time.time()
@@ -182,8 +202,7 @@ def _run_ours(box, kong_y: str, log_path: str, extra: list[str] | None = None) -
 # GETs, through an HAProxy with its documented retry defaults (connection failures only).
 PROFILES = {
     "plain": {"lb_retries": "retrying", "label": "plain GETs, HAProxy retrying empty/timed-out responses"},
-    "realistic": {"lb_retries": "defaults", "label": "GETs + slow 1-3 s + POSTs + keep-alive clients, HAProxy's "
-                                                     "default retries (connection failures only)"},
+    "realistic": {"lb_retries": "defaults", "label": "GETs + slow 1-3 s + POSTs + keep-alive clients, HAProxy's default retries (connection failures only)"},
 }
 SLOW_RATE, POST_RATE, KEEPALIVE_CLIENTS = 20.0, 30.0, 8
 
@@ -197,8 +216,9 @@ class _Loads:
         self.parts = {"get": LoadGenerator(url, rate=rate, headers=headers)}
         if profile == "realistic":
             self.parts["slow"] = LoadGenerator(url, rate=SLOW_RATE, headers=headers, sleep_range=(1.0, 3.0))
-            self.parts["post"] = LoadGenerator(url, rate=POST_RATE, method="POST", body=b'{"order": 42}',
-                                               headers={**headers, "Content-Type": "application/json"})
+            self.parts["post"] = LoadGenerator(
+                url, rate=POST_RATE, method="POST", body=b'{"order": 42}', headers={**headers, "Content-Type": "application/json"}
+            )
             self.parts["keepalive"] = KeepAliveClients(url, clients=KEEPALIVE_CLIENTS, think=0.1, headers=headers)
         self.base = self.parts["get"]
 
@@ -214,17 +234,23 @@ class _Loads:
         return [r for part in self.parts.values() for r in part.records]
 
 
-def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: float, out=print,
-                       profile: str = "plain") -> dict:
+def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: float, out=print, profile: str = "plain") -> dict:
     """One fresh 3+3 DB-less sandbox, a load (PROFILES) through HAProxy, then ``ours`` or ``naive``."""
     name = f"rolling-{profile}-{kind}"
     box = _new_box(work, name, 3, out)
     log_path = os.path.join(work, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    result: dict = {"kind": kind, "profile": profile, "profile_label": PROFILES[profile]["label"],
-                    "from": kong_x, "to": kong_y, "rate": rate, "log": log_path,
-                    "playbook": "playbooks/rolling_upgrade.yml (kong_rolling_topology=beside)" if kind == "ours"
-                    else "bench/naive_rolling.yml (same hosts, serial 1)", "loadavg_before": loadavg()}
+    result: dict = {
+        "kind": kind,
+        "profile": profile,
+        "profile_label": PROFILES[profile]["label"],
+        "from": kong_x,
+        "to": kong_y,
+        "rate": rate,
+        "log": log_path,
+        "playbook": "playbooks/rolling_upgrade.yml (kong_rolling_topology=beside)" if kind == "ours" else "bench/naive_rolling.yml (same hosts, serial 1)",
+        "loadavg_before": loadavg(),
+    }
     try:
         box.up("dbless", kong_x, lb_retries=PROFILES[profile]["lb_retries"])
         url = f"http://127.0.0.1:{box.lb_port}{render.DEMO_PATH}"
@@ -240,12 +266,15 @@ def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: flo
         summary = parts["get"]
         # every part's requests together: the failed count is the sum over the parts
         combined = summarize(loads.records(), None, summary["started_at"])
-        result.update(rc=rc, playbook_seconds=round(ended - started, 1), load=_summary_fields(combined),
-                      parts={part: _summary_fields(s) | {k: s.get(k) for k in ("clients", "connections",
-                                                                               "retried_after_closed_keepalive")}
-                             for part, s in parts.items()},
-                      outage=outage(gen.records), failure_timeline=failure_timeline(combined),
-                      playbook_window=[round(started - summary["started_at"], 1), round(ended - summary["started_at"], 1)])
+        result.update(
+            rc=rc,
+            playbook_seconds=round(ended - started, 1),
+            load=_summary_fields(combined),
+            parts={part: _summary_fields(s) | {k: s.get(k) for k in ("clients", "connections", "retried_after_closed_keepalive")} for part, s in parts.items()},
+            outage=outage(gen.records),
+            failure_timeline=failure_timeline(combined),
+            playbook_window=[round(started - summary["started_at"], 1), round(ended - summary["started_at"], 1)],
+        )
         tail_seconds = [s for s in summary["per_second"] if s["versions"]][-2:]
         result["ends_on_y"] = bool(tail_seconds) and all(set(s["versions"]) == {kong_y} for s in tail_seconds)
         if kind == "ours":
@@ -275,13 +304,30 @@ def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak:
     box = _new_box(work, name, nodes, out)
     log_path = os.path.join(work, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    result: dict = {"nodes": nodes, "drain_serial": serial, "batches": math.ceil(nodes / serial), "soak_seconds": soak,
-                    "steps": steps, "log": log_path, "forks": int(os.environ.get("ANSIBLE_FORKS", "5")),
-                    "loadavg_before": loadavg()}
-    extra = ["-e", f"kong_gate_soak_seconds={soak}", "-e", "kong_gate_interval_seconds=1",
-             "-e", f"kong_post_upgrade_watch={soak}", "-e", f"kong_drain_serial={serial}",
-             "-e", f"kong_drain_gate_soak_seconds={soak}",
-             "-e", json.dumps({"kong_traffic_steps": steps})]
+    result: dict = {
+        "nodes": nodes,
+        "drain_serial": serial,
+        "batches": math.ceil(nodes / serial),
+        "soak_seconds": soak,
+        "steps": steps,
+        "log": log_path,
+        "forks": int(os.environ.get("ANSIBLE_FORKS", "5")),
+        "loadavg_before": loadavg(),
+    }
+    extra = [
+        "-e",
+        f"kong_gate_soak_seconds={soak}",
+        "-e",
+        "kong_gate_interval_seconds=1",
+        "-e",
+        f"kong_post_upgrade_watch={soak}",
+        "-e",
+        f"kong_drain_serial={serial}",
+        "-e",
+        f"kong_drain_gate_soak_seconds={soak}",
+        "-e",
+        json.dumps({"kong_traffic_steps": steps}),
+    ]
     try:
         t0 = time.monotonic()
         box.up("dbless", kong_x)
@@ -295,11 +341,17 @@ def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak:
         # the soaks the run is configured to wait: one per traffic step, one gate per drain batch, the watch
         soaks = soak * (len(steps) + result["batches"] + 1)
         report = read_report(box)
-        result.update(rc=rc, wall_seconds=round(wall, 1), configured_soak_seconds=soaks, configured_drain_seconds=0,
-                      overhead_seconds=round(wall - soaks, 1), overhead_per_node=round((wall - soaks) / nodes, 2),
-                      phases=phase_spans(report),
-                      drain_wait_seconds=task_seconds(report, "Drain "),
-                      journal_status=read_journal(box).get("status"))
+        result.update(
+            rc=rc,
+            wall_seconds=round(wall, 1),
+            configured_soak_seconds=soaks,
+            configured_drain_seconds=0,
+            overhead_seconds=round(wall - soaks, 1),
+            overhead_per_node=round((wall - soaks) / nodes, 2),
+            phases=phase_spans(report),
+            drain_wait_seconds=task_seconds(report, "Drain "),
+            journal_status=read_journal(box).get("status"),
+        )
         if rc != 0:
             result["error"] = f"playbook exit code {rc}; see {log_path}"
             result["log_tail"] = tail(log_path)

@@ -7,6 +7,7 @@
 Writes bench/results/<UTC date and time>.json and prints the table. Logs, journals and run reports
 of every scenario stay under .cache/bench/<same stamp>/logs. docs/benchmarks.md describes the method.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,12 @@ class Bench:
         self.work = os.path.join(WORK_ROOT, self.stamp)
         self.started = time.monotonic()
         self.deadline = self.started + args.budget_minutes * 60
-        self.results: dict = {"stamp": self.stamp, "command": "python -m bench.run " + " ".join(sys.argv[1:]),
-                              "budget_minutes": args.budget_minutes, "work_dir": self.work}
+        self.results: dict = {
+            "stamp": self.stamp,
+            "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+            "budget_minutes": args.budget_minutes,
+            "work_dir": self.work,
+        }
 
     def out(self, msg: str) -> None:
         print(f"[{time.monotonic() - self.started:7.1f} s] {msg}", flush=True)
@@ -80,8 +85,10 @@ class Bench:
         _enable_report_callback()
         os.makedirs(os.path.join(self.work, "logs"), exist_ok=True)
         self.results["machine"] = machine()
-        self.out(f"bench: {self.results['machine']['nproc']} CPUs, {self.results['machine']['memory_gib']} GiB, "
-                 f"load average {self.results['machine']['loadavg_at_start']}; work in {self.work}")
+        self.out(
+            f"bench: {self.results['machine']['nproc']} CPUs, {self.results['machine']['memory_gib']} GiB, "
+            f"load average {self.results['machine']['loadavg_at_start']}; work in {self.work}"
+        )
         only = self.args.only
         if "simulator" in only:
             self.simulator()
@@ -108,8 +115,7 @@ class Bench:
         self.out("6. simulator: single-node throughput and p99")
         # the simulator must keep 1,000 req/s on one core with p99 < 20 ms (well above any load the
         # other sections send), so the open loop runs at that rate or the bench's, whichever is higher
-        self.results["simulator"] = simulator_throughput(self.work, seconds=self.args.sim_seconds,
-                                                         rate=max(SIMULATOR_RATE, self.args.rate))
+        self.results["simulator"] = simulator_throughput(self.work, seconds=self.args.sim_seconds, rate=max(SIMULATOR_RATE, self.args.rate))
         self.save()
 
     def rolling(self) -> None:
@@ -120,8 +126,7 @@ class Bench:
             self.results[key] = {}
             for kind in ("ours", "naive"):
                 self.out(f"1. rolling 3 -> 3 under {self.args.rate:.0f} req/s, {profile} load: {kind}")
-                self.results[key][kind] = rolling_under_load(self.work, kind, self.args.kong_x, self.args.kong_y,
-                                                             self.args.rate, out=self.out, profile=profile)
+                self.results[key][kind] = rolling_under_load(self.work, kind, self.args.kong_x, self.args.kong_y, self.args.rate, out=self.out, profile=profile)
                 self.save()
 
     def inplace(self) -> None:
@@ -130,8 +135,7 @@ class Bench:
         self.results["inplace"] = {}
         for kong_x, kong_y in IN_PLACE_PATHS:
             self.out(f"3. in-place {kong_x} -> {kong_y} under {self.args.inplace_rate:.0f} req/s")
-            self.results["inplace"][f"{kong_x}->{kong_y}"] = in_place_under_load(
-                self.work, kong_x, kong_y, self.args.inplace_rate, out=self.out)
+            self.results["inplace"][f"{kong_x}->{kong_y}"] = in_place_under_load(self.work, kong_x, kong_y, self.args.inplace_rate, out=self.out)
             self.save()
 
     def backup(self) -> None:
@@ -139,8 +143,7 @@ class Bench:
 
         self.out(f"5. backup and restore of {', '.join(map(str, self.args.entities))} entities")
         try:
-            self.results["backup"] = BackupBench(os.path.join(self.work, "backup"), sizes=self.args.entities,
-                                                 reps=self.args.reps, out=self.out).run()
+            self.results["backup"] = BackupBench(os.path.join(self.work, "backup"), sizes=self.args.entities, reps=self.args.reps, out=self.out).run()
         except Exception as exc:  # noqa: BLE001 - recorded, the other sections still count
             self.results["backup"] = {"error": f"{type(exc).__name__}: {str(exc)[:700]}"}
         self.save()
@@ -157,9 +160,11 @@ class Bench:
         for nodes, serial in plan:
             estimate = self._estimate(runs, nodes, serial)
             if estimate is not None and estimate > self.remaining():
-                reason = (f"{nodes} nodes, drain serial {serial}: estimated {estimate / 60:.1f} min from the runs "
-                          f"before, {max(0.0, self.remaining()) / 60:.1f} min left of the "
-                          f"{self.args.budget_minutes} min budget")
+                reason = (
+                    f"{nodes} nodes, drain serial {serial}: estimated {estimate / 60:.1f} min from the runs "
+                    f"before, {max(0.0, self.remaining()) / 60:.1f} min left of the "
+                    f"{self.args.budget_minutes} min budget"
+                )
                 self.out(f"2. overhead skipped: {reason}")
                 self.results["overhead"]["skipped"].append({"nodes": nodes, "drain_serial": serial, "reason": reason})
                 continue
@@ -177,16 +182,14 @@ class Bench:
         done = [r for r in runs if r.get("total_seconds") and r.get("rc") == 0]
         if not done:
             return None
-        per_batch = [r["phases"].get(DRAIN_PHASE, 0) / r["batches"] for r in done
-                     if r["drain_serial"] == 1 and (r.get("phases") or {}).get(DRAIN_PHASE)]
+        per_batch = [r["phases"].get(DRAIN_PHASE, 0) / r["batches"] for r in done if r["drain_serial"] == 1 and (r.get("phases") or {}).get(DRAIN_PHASE)]
         batch_cost = sum(per_batch) / len(per_batch) if per_batch else 10.0
         points = [(r["nodes"], r["total_seconds"] - batch_cost * r["batches"]) for r in done]
         xs = {n for n, _t in points}
         if len(xs) >= 2:
             mean_n = sum(n for n, _t in points) / len(points)
             mean_t = sum(t for _n, t in points) / len(points)
-            slope = (sum((n - mean_n) * (t - mean_t) for n, t in points)
-                     / sum((n - mean_n) ** 2 for n, _t in points))
+            slope = sum((n - mean_n) * (t - mean_t) for n, t in points) / sum((n - mean_n) ** 2 for n, _t in points)
             fixed = mean_t - slope * mean_n
         else:
             fixed = 20.0
@@ -221,17 +224,21 @@ def _reasons(load: dict) -> str:
 
 def render_table(res: dict) -> str:
     m = res.get("machine", {})
-    lines = [f"kongops.upgrade bench {res.get('stamp')} - {m.get('nproc')} CPUs ({m.get('cpu')}), {m.get('memory_gib')} GiB, "
-             f"load average {m.get('loadavg_at_start')} at start, {m.get('loadavg_at_end')} at end"]
+    lines = [
+        f"kongops.upgrade bench {res.get('stamp')} - {m.get('nproc')} CPUs ({m.get('cpu')}), {m.get('memory_gib')} GiB, "
+        f"load average {m.get('loadavg_at_start')} at start, {m.get('loadavg_at_end')} at end"
+    ]
 
     rolling = res.get("rolling")
     runs_1 = [(key, res.get(key)) for key in ("rolling_realistic", "rolling") if res.get(key)]
     if runs_1:
         any_run = next(iter(runs_1[0][1].values()))
-        lines += ["", f"1. Failed requests, DB-less rolling upgrade 3 -> 3, Kong {any_run.get('from')} -> {any_run.get('to')}, "
-                      f"{any_run.get('rate'):.0f} req/s of GETs through HAProxy (fresh sandbox each)",
-                  f"   {'playbook':<46} {'rc':>3} {'playbook s':>10} {'requests':>9} {'failed':>7} {'not sent':>8} "
-                  f"{'p99 ms':>8} {'gap s':>6}  failures"]
+        lines += [
+            "",
+            f"1. Failed requests, DB-less rolling upgrade 3 -> 3, Kong {any_run.get('from')} -> {any_run.get('to')}, "
+            f"{any_run.get('rate'):.0f} req/s of GETs through HAProxy (fresh sandbox each)",
+            f"   {'playbook':<46} {'rc':>3} {'playbook s':>10} {'requests':>9} {'failed':>7} {'not sent':>8} {'p99 ms':>8} {'gap s':>6}  failures",
+        ]
         for _key, runs in runs_1:
             first = next(iter(runs.values()))
             lines.append(f"   load: {first.get('profile_label') or PLAIN_LABEL}")
@@ -243,109 +250,143 @@ def render_table(res: dict) -> str:
                 # p99 of the GETs alone: the slow requests' 1-3 s would hide the rest
                 gets = (r.get("parts") or {}).get("get") or load
                 label = "ours: playbooks/rolling_upgrade.yml (beside)" if kind == "ours" else "naive: bench/naive_rolling.yml (in place)"
-                lines.append(f"   {label:<46} {_fmt(r.get('rc')):>3} {_fmt(r.get('playbook_seconds')):>10} "
-                             f"{_fmt(load.get('total')):>9} {_fmt(real_failures(load) if load else None):>7} "
-                             f"{_fmt(not_sent(load) if load else None):>8} "
-                             f"{_fmt((gets.get('latency_ms') or {}).get('p99')):>8} "
-                             f"{_fmt((r.get('outage') or {}).get('longest_seconds'), digits=2):>6}  {_reasons(load) if load else '-'}")
+                lines.append(
+                    f"   {label:<46} {_fmt(r.get('rc')):>3} {_fmt(r.get('playbook_seconds')):>10} "
+                    f"{_fmt(load.get('total')):>9} {_fmt(real_failures(load) if load else None):>7} "
+                    f"{_fmt(not_sent(load) if load else None):>8} "
+                    f"{_fmt((gets.get('latency_ms') or {}).get('p99')):>8} "
+                    f"{_fmt((r.get('outage') or {}).get('longest_seconds'), digits=2):>6}  {_reasons(load) if load else '-'}"
+                )
                 parts = r.get("parts") or {}
                 if len(parts) > 1:
-                    lines.append("     by load: " + ", ".join(
-                        f"{part} {_fmt(p.get('total'))} sent / {_fmt(real_failures(p))} failed" for part, p in parts.items()))
+                    lines.append(
+                        "     by load: " + ", ".join(f"{part} {_fmt(p.get('total'))} sent / {_fmt(real_failures(p))} failed" for part, p in parts.items())
+                    )
                 if r.get("error"):
                     lines.append(f"     FAILED: {r['error'][:300]}")
-        lines.append("   failed = requests answered non-2xx, or not at all (connection error, timeout); not sent = requests "
-                     "due while the load generator's backlog was full (the machine could not keep the rate); gap = longest "
-                     "time between two GETs answered 2xx; p99 = of the GETs at 300/s; slow = GETs the upstream answers after 1-3 s "
-                     f"({SLOW_RATE:.0f}/s), post = POSTs with a body ({POST_RATE:.0f}/s), keepalive = "
-                     f"{KEEPALIVE_CLIENTS} clients each on one connection, 0.1 s between requests")
+        lines.append(
+            "   failed = requests answered non-2xx, or not at all (connection error, timeout); not sent = requests "
+            "due while the load generator's backlog was full (the machine could not keep the rate); gap = longest "
+            "time between two GETs answered 2xx; p99 = of the GETs at 300/s; slow = GETs the upstream answers after 1-3 s "
+            f"({SLOW_RATE:.0f}/s), post = POSTs with a body ({POST_RATE:.0f}/s), keepalive = "
+            f"{KEEPALIVE_CLIENTS} clients each on one connection, 0.1 s between requests"
+        )
 
     if rolling and rolling.get("ours", {}).get("steps"):
         ours = rolling["ours"]
-        lines += ["", f"4. Traffic-share accuracy of ours (same run as 1, plain load): share of Kong {ours.get('to')} while each step soaked",
-                  f"   {'target %':>8} {'weights %':>9} {'measured %':>10} {'error pts':>9} {'requests':>9} {'seconds':>8}"]
+        lines += [
+            "",
+            f"4. Traffic-share accuracy of ours (same run as 1, plain load): share of Kong {ours.get('to')} while each step soaked",
+            f"   {'target %':>8} {'weights %':>9} {'measured %':>10} {'error pts':>9} {'requests':>9} {'seconds':>8}",
+        ]
         for s in ours["steps"]:
-            lines.append(f"   {_fmt(s['target']):>8} {_fmt(s['weights_share']):>9} {_fmt(s['measured']):>10} "
-                         f"{_fmt(s['error_points']):>9} {_fmt(s['requests']):>9} {_fmt(s['seconds']):>8}")
+            lines.append(
+                f"   {_fmt(s['target']):>8} {_fmt(s['weights_share']):>9} {_fmt(s['measured']):>10} "
+                f"{_fmt(s['error_points']):>9} {_fmt(s['requests']):>9} {_fmt(s['seconds']):>8}"
+            )
 
     over = res.get("overhead")
     if over:
         runs = over.get("runs", [])
         soak = runs[0]["soak_seconds"] if runs else 1
-        lines += ["", f"2. Orchestration overhead of ours, no load, soak {soak} s x (4 steps + 1 gate per drain batch + the watch), "
-                      f"forks {runs[0].get('forks') if runs else '-'}: wall time minus soaks and drains",
-                  f"   {'X+Y nodes':>9} {'serial':>6} {'batches':>7} {'wall s':>7} {'soak s':>6} {'overhead s':>10} "
-                  f"{'per node s':>10} {'per batch s':>11} {'deploy s':>8} {'drain s':>7} {'ansible CPU s':>13}"]
+        lines += [
+            "",
+            f"2. Orchestration overhead of ours, no load, soak {soak} s x (4 steps + 1 gate per drain batch + the watch), "
+            f"forks {runs[0].get('forks') if runs else '-'}: wall time minus soaks and drains",
+            f"   {'X+Y nodes':>9} {'serial':>6} {'batches':>7} {'wall s':>7} {'soak s':>6} {'overhead s':>10} "
+            f"{'per node s':>10} {'per batch s':>11} {'deploy s':>8} {'drain s':>7} {'ansible CPU s':>13}",
+        ]
         for r in runs:
             phases = r.get("phases") or {}
             deploy, drain = phases.get(DEPLOY_PHASE), phases.get(DRAIN_PHASE)
             per_batch = round(drain / r["batches"], 2) if drain is not None else None
-            lines.append(f"   {str(r['nodes']) + '+' + str(r['nodes']):>9} {r['drain_serial']:>6} {r['batches']:>7} "
-                         f"{_fmt(r.get('wall_seconds')):>7} {_fmt(r.get('configured_soak_seconds')):>6} "
-                         f"{_fmt(r.get('overhead_seconds')):>10} {_fmt(r.get('overhead_per_node'), digits=2):>10} "
-                         f"{_fmt(per_batch, digits=2):>11} {_fmt(deploy):>8} {_fmt(drain):>7} "
-                         f"{_fmt(r.get('controller_cpu_seconds')):>13}")
+            lines.append(
+                f"   {str(r['nodes']) + '+' + str(r['nodes']):>9} {r['drain_serial']:>6} {r['batches']:>7} "
+                f"{_fmt(r.get('wall_seconds')):>7} {_fmt(r.get('configured_soak_seconds')):>6} "
+                f"{_fmt(r.get('overhead_seconds')):>10} {_fmt(r.get('overhead_per_node'), digits=2):>10} "
+                f"{_fmt(per_batch, digits=2):>11} {_fmt(deploy):>8} {_fmt(drain):>7} "
+                f"{_fmt(r.get('controller_cpu_seconds')):>13}"
+            )
             if r.get("error"):
                 lines.append(f"     FAILED: {r['error'][:300]}")
         fit = overhead_fit(runs)
         if fit:
-            lines.append(f"   least squares over the runs: overhead = {fit['fixed']:.1f} s + {fit['per_batch']:.2f} s per drain "
-                         f"batch + {fit['per_node']:.2f} s per node")
+            lines.append(
+                f"   least squares over the runs: overhead = {fit['fixed']:.1f} s + {fit['per_batch']:.2f} s per drain batch + {fit['per_node']:.2f} s per node"
+            )
         cpu = [(r["controller_cpu_seconds"], r["nodes"]) for r in runs if r.get("rc") == 0 and r.get("controller_cpu_seconds")]
         if cpu:
             per_node_cpu = sum(c for c, _n in cpu) / sum(2 * n for _c, n in cpu)
-            lines.append(f"   ansible-playbook's own CPU: {per_node_cpu:.2f} s per Kong node (X or Y) on "
-                         f"{os.cpu_count()} cores shared with the nodes = at least "
-                         f"{2 * per_node_cpu / (os.cpu_count() or 1):.2f} s of wall time per X+Y pair before any node starts")
+            lines.append(
+                f"   ansible-playbook's own CPU: {per_node_cpu:.2f} s per Kong node (X or Y) on "
+                f"{os.cpu_count()} cores shared with the nodes = at least "
+                f"{2 * per_node_cpu / (os.cpu_count() or 1):.2f} s of wall time per X+Y pair before any node starts"
+            )
         for skipped in over.get("skipped", []):
             lines.append(f"   skipped: {skipped['reason']}")
 
     inplace = res.get("inplace")
     if inplace:
-        lines += ["", "3. In-place upgrade downtime under load (traditional, 3 nodes, PostgreSQL): clients vs phases",
-                  f"   {'path':<15} {'rc':>3} {'clients s':>9} {'gap s':>6} {'journal s':>9} {'stop s':>6} {'migr. s':>7} "
-                  f"{'start s':>7} {'sum s':>6} {'stop->ready s':>13} {'failed':>7} {'outside gap':>11}"]
+        lines += [
+            "",
+            "3. In-place upgrade downtime under load (traditional, 3 nodes, PostgreSQL): clients vs phases",
+            f"   {'path':<15} {'rc':>3} {'clients s':>9} {'gap s':>6} {'journal s':>9} {'stop s':>6} {'migr. s':>7} "
+            f"{'start s':>7} {'sum s':>6} {'stop->ready s':>13} {'failed':>7} {'outside gap':>11}",
+        ]
         for path, r in inplace.items():
             ph = r.get("phases") or {}
             load = r.get("load") or {}
             gap = r.get("outage") or {}
-            lines.append(f"   {path:<15} {_fmt(r.get('rc')):>3} {_fmt(r.get('client_downtime_seconds'), digits=2):>9} "
-                         f"{_fmt(gap.get('longest_seconds'), digits=2):>6} "
-                         f"{_fmt(r.get('journal_downtime_seconds'), digits=2):>9} {_fmt(ph.get('stop'), digits=2):>6} "
-                         f"{_fmt(ph.get('migrations'), digits=2):>7} {_fmt(ph.get('start'), digits=2):>7} "
-                         f"{_fmt(ph.get('stop_migrations_start'), digits=2):>6} {_fmt(ph.get('first_stop_to_last_ready'), digits=2):>13} "
-                         f"{_fmt(real_failures(load) if load else None):>7} {_fmt(gap.get('failed_outside')):>11}")
+            lines.append(
+                f"   {path:<15} {_fmt(r.get('rc')):>3} {_fmt(r.get('client_downtime_seconds'), digits=2):>9} "
+                f"{_fmt(gap.get('longest_seconds'), digits=2):>6} "
+                f"{_fmt(r.get('journal_downtime_seconds'), digits=2):>9} {_fmt(ph.get('stop'), digits=2):>6} "
+                f"{_fmt(ph.get('migrations'), digits=2):>7} {_fmt(ph.get('start'), digits=2):>7} "
+                f"{_fmt(ph.get('stop_migrations_start'), digits=2):>6} {_fmt(ph.get('first_stop_to_last_ready'), digits=2):>13} "
+                f"{_fmt(real_failures(load) if load else None):>7} {_fmt(gap.get('failed_outside')):>11}"
+            )
             if r.get("error"):
                 lines.append(f"     FAILED: {r['error'][:300]}")
-        lines.append("   clients = first to last failed request; gap = longest time between two requests answered 2xx "
-                     "(outside gap = failed requests sent outside it); journal = the playbook's own downtime_seconds; "
-                     "stop/migr./start = task times from the run's timeline (migr. = up + finish)")
+        lines.append(
+            "   clients = first to last failed request; gap = longest time between two requests answered 2xx "
+            "(outside gap = failed requests sent outside it); journal = the playbook's own downtime_seconds; "
+            "stop/migr./start = task times from the run's timeline (migr. = up + finish)"
+        )
 
     backup = res.get("backup")
     if backup:
-        lines += ["", f"5. Backup and restore, database kind, Kong {backup.get('kong_version')}, median of {backup.get('reps')} "
-                      f"(ansible-playbook itself: {_fmt(backup.get('ansible_noop_s'), ' s', 2)} for a no-op play)",
-                  f"   {'entities':>8} {'dump KiB':>8} {'kong_backup s':>13} {'pg_dump -Fc s':>13} "
-                  f"{'kong_restore s':>14} {'pg_restore s':>12}"]
+        lines += [
+            "",
+            f"5. Backup and restore, database kind, Kong {backup.get('kong_version')}, median of {backup.get('reps')} "
+            f"(ansible-playbook itself: {_fmt(backup.get('ansible_noop_s'), ' s', 2)} for a no-op play)",
+            f"   {'entities':>8} {'dump KiB':>8} {'kong_backup s':>13} {'pg_dump -Fc s':>13} {'kong_restore s':>14} {'pg_restore s':>12}",
+        ]
         for size, r in (backup.get("sizes") or {}).items():
             med = r["median_s"]
-            lines.append(f"   {size:>8} {_fmt(round(r['dump_bytes'] / 1024) if r.get('dump_bytes') else None):>8} "
-                         f"{_fmt(med['kong_backup'], digits=2):>13} {_fmt(med['pg_dump'], digits=2):>13} "
-                         f"{_fmt(med['kong_restore'], digits=2):>14} {_fmt(med['pg_restore'], digits=2):>12}")
+            lines.append(
+                f"   {size:>8} {_fmt(round(r['dump_bytes'] / 1024) if r.get('dump_bytes') else None):>8} "
+                f"{_fmt(med['kong_backup'], digits=2):>13} {_fmt(med['pg_dump'], digits=2):>13} "
+                f"{_fmt(med['kong_restore'], digits=2):>14} {_fmt(med['pg_restore'], digits=2):>12}"
+            )
         if backup.get("error"):
             lines.append(f"     FAILED: {backup['error'][:300]}")
-        lines.append("   kong_* = ansible-playbook wall time (verified dump + manifest; restore into a new database, verified, "
-                     "swapped); pg_restore = createdb + pg_restore + dropdb + rename")
+        lines.append(
+            "   kong_* = ansible-playbook wall time (verified dump + manifest; restore into a new database, verified, "
+            "swapped); pg_restore = createdb + pg_restore + dropdb + rename"
+        )
 
     sim = res.get("simulator")
     if sim:
         o, c = sim.get("open_loop") or {}, sim.get("closed_loop") or {}
-        lines += ["", f"6. Simulator, one Kong {sim.get('version')} node pinned to one core, {sim.get('seconds')} s per load",
-                  f"   open loop at {sim.get('open_loop_target_rate'):.0f} req/s: achieved {_fmt(o.get('achieved_rate'))} req/s, "
-                  f"errors {_fmt(o.get('errors'), digits=0)}, p50 {_fmt(o.get('p50_ms'))} ms, p99 {_fmt(o.get('p99_ms'))} ms"
-                  f" - {_sim_verdict(sim)}",
-                  f"   closed loop, {_fmt(c.get('connections'), digits=0)} connections: {_fmt(c.get('max_rate'))} req/s max, "
-                  f"p50 {_fmt(c.get('p50_ms'))} ms, p99 {_fmt(c.get('p99_ms'))} ms"]
+        lines += [
+            "",
+            f"6. Simulator, one Kong {sim.get('version')} node pinned to one core, {sim.get('seconds')} s per load",
+            f"   open loop at {sim.get('open_loop_target_rate'):.0f} req/s: achieved {_fmt(o.get('achieved_rate'))} req/s, "
+            f"errors {_fmt(o.get('errors'), digits=0)}, p50 {_fmt(o.get('p50_ms'))} ms, p99 {_fmt(o.get('p99_ms'))} ms"
+            f" - {_sim_verdict(sim)}",
+            f"   closed loop, {_fmt(c.get('connections'), digits=0)} connections: {_fmt(c.get('max_rate'))} req/s max, "
+            f"p50 {_fmt(c.get('p50_ms'))} ms, p99 {_fmt(c.get('p99_ms'))} ms",
+        ]
         if sim.get("error"):
             lines.append(f"     FAILED: {sim['error']}")
     lines += ["", f"elapsed {_fmt(res.get('elapsed_seconds'))} s"]
@@ -364,8 +405,9 @@ def _sim_verdict(sim: dict) -> str:
 
 def overhead_fit(runs: list[dict]) -> dict | None:
     """overhead ~ fixed + a * batches + b * nodes, least squares over the successful runs (needs 3 distinct shapes)."""
-    rows = [(1.0, float(r["batches"]), float(r["nodes"]), float(r["overhead_seconds"])) for r in runs
-            if r.get("rc") == 0 and r.get("overhead_seconds") is not None]
+    rows = [
+        (1.0, float(r["batches"]), float(r["nodes"]), float(r["overhead_seconds"])) for r in runs if r.get("rc") == 0 and r.get("overhead_seconds") is not None
+    ]
     if len({(b, n) for _c, b, n, _y in rows}) < 3:
         return None
     # normal equations of a 3x3 system, solved with Cramer's rule
@@ -373,8 +415,11 @@ def overhead_fit(runs: list[dict]) -> dict | None:
     aty = [sum(r[i] * r[3] for r in rows) for i in range(3)]
 
     def det(m):
-        return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+        return (
+            m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+        )
 
     d = det(ata)
     if math.isclose(d, 0.0, abs_tol=1e-9):
@@ -388,19 +433,18 @@ def overhead_fit(runs: list[dict]) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", type=_sections, default=list(SECTIONS),
-                        help=f"sections to run, separated by commas: {', '.join(SECTIONS)} (share runs with rolling)")
+    parser.add_argument(
+        "--only", type=_sections, default=list(SECTIONS), help=f"sections to run, separated by commas: {', '.join(SECTIONS)} (share runs with rolling)"
+    )
     parser.add_argument("--rate", type=float, default=300.0, help="requests per second of the rolling runs (default 300)")
-    parser.add_argument("--inplace-rate", type=float, default=300.0,
-                        help="requests per second of the in-place runs (default 300)")
+    parser.add_argument("--inplace-rate", type=float, default=300.0, help="requests per second of the in-place runs (default 300)")
     parser.add_argument("--sizes", type=_sizes, default=[3, 10, 30], help="fleet sizes of the overhead runs (default 3,10,30)")
     parser.add_argument("--entities", type=_sizes, default=[1000, 10000], help="backup sizes (default 1000,10000)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each backup/restore timing (default 3)")
     parser.add_argument("--sim-seconds", type=float, default=5.0, help="seconds of each simulator load (default 5)")
     parser.add_argument("--kong-x", default="3.8.1", help="version X of the rolling runs (default 3.8.1)")
     parser.add_argument("--kong-y", default="3.9.3", help="version Y of the rolling runs (default 3.9.3)")
-    parser.add_argument("--budget-minutes", type=float, default=26.0,
-                        help="overhead runs that would end after this many minutes are skipped (default 26)")
+    parser.add_argument("--budget-minutes", type=float, default=26.0, help="overhead runs that would end after this many minutes are skipped (default 26)")
     parser.add_argument("--out", default=RESULTS_DIR, help="directory of the results JSON (default bench/results)")
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of an earlier run and exit")
     args = parser.parse_args(argv)
@@ -418,9 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return Bench(args).run()
     except KeyboardInterrupt:
-        print("bench: interrupted; the sandboxes of the interrupted scenario may still run: "
-              "see .cache/bench/<stamp>/ and stop them with `python -m tests.sandbox down` and KONGOPS_SANDBOX_DIR",
-              file=sys.stderr)
+        print(
+            "bench: interrupted; the sandboxes of the interrupted scenario may still run: "
+            "see .cache/bench/<stamp>/ and stop them with `python -m tests.sandbox down` and KONGOPS_SANDBOX_DIR",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -1,4 +1,5 @@
 """The Kong simulator's single-node throughput and p99, from tests/kongsim/bench_throughput.py."""
+
 from __future__ import annotations
 
 import os
@@ -12,10 +13,8 @@ def simulator_throughput(work: str, version: str = "3.9.3", seconds: float = 5, 
     log = os.path.join(work, "logs", "simulator-throughput.log")
     if os.path.exists(log):
         os.unlink(log)
-    result: dict = {"version": version, "seconds": seconds, "open_loop_target_rate": rate, "log": log,
-                    "loadavg_before": loadavg()}
-    rc, secs = run_logged([python(), SCRIPT, "--version", version, "--seconds", str(seconds), "--rate", str(rate)], log,
-                          timeout=300)
+    result: dict = {"version": version, "seconds": seconds, "open_loop_target_rate": rate, "log": log, "loadavg_before": loadavg()}
+    rc, secs = run_logged([python(), SCRIPT, "--version", version, "--seconds", str(seconds), "--rate", str(rate)], log, timeout=300)
     result.update(rc=rc, took_seconds=secs, loadavg_after=loadavg())
     text = tail(log, 20000)
     open_line = next((ln for ln in text.splitlines() if ln.startswith("open loop")), "")

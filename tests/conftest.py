@@ -1,4 +1,5 @@
 """Session fixtures shared by every test suite: real PostgreSQL, HAProxy and nginx."""
+
 from __future__ import annotations
 
 import os
@@ -56,18 +57,26 @@ def nginx_factory():
         server.destroy()
 
 
-
 # The end-to-end files that wait longest (soaks, drains, Kong's timers), longest first. Under
 # `-n 2 --dist loadfile --no-loadscope-reorder` (make pytest) the files are handed to the workers in
 # collection order, so these start first and the short files fill in behind them; xdist's default
 # order (most tests first) would start them last and leave one worker waiting on the tail.
-LONGEST_FILES = ("test_rolling_upgrade.py", "test_in_place_hops.py", "test_in_place_upgrade.py", "test_faults.py",
-                 "test_dual_cluster.py", "test_hybrid_upgrade.py", "test_awx_runner.py", "test_rehearse.py",
-                 "test_route_replay.py")
+LONGEST_FILES = (
+    "test_rolling_upgrade.py",
+    "test_in_place_hops.py",
+    "test_in_place_upgrade.py",
+    "test_faults.py",
+    "test_dual_cluster.py",
+    "test_hybrid_upgrade.py",
+    "test_awx_runner.py",
+    "test_rehearse.py",
+    "test_route_replay.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         name = os.path.basename(str(item.fspath))
         return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+
     items.sort(key=rank)  # stable: each file's tests keep their order and stay together

@@ -19,6 +19,7 @@ from ``Server: kong/<version>``. ``failed`` counts sent requests answered non-2x
 a request due while the backlog is full (the machine cannot keep the rate) is not sent and is
 counted as ``not_sent``, never silently dropped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,8 @@ def kong_version(via: str | None, server: str | None = None) -> str | None:
 
 @dataclass
 class Record:
-    t: float            # seconds since the load started, when the request was due
-    wall: float         # epoch seconds when the request was sent
+    t: float  # seconds since the load started, when the request was due
+    wall: float  # epoch seconds when the request was sent
     status: int | None  # HTTP status, None on a connection/timeout error
     error: str | None
     version: str | None
@@ -99,15 +100,17 @@ def summarize(records: list[Record], rate: float | None = None, started_at: floa
     for sec in sorted(per_second):
         bucket = per_second[sec]
         served = sum(bucket["versions"].values())
-        seconds.append({
-            "second": sec,
-            "wall": round(started_at + sec, 3) if started_at is not None else None,
-            "total": bucket["total"],
-            "failed": bucket["failed"],
-            "not_sent": bucket["not_sent"],
-            "versions": dict(bucket["versions"]),
-            "share": {v: round(100.0 * n / served, 1) for v, n in bucket["versions"].items()} if served else {},
-        })
+        seconds.append(
+            {
+                "second": sec,
+                "wall": round(started_at + sec, 3) if started_at is not None else None,
+                "total": bucket["total"],
+                "failed": bucket["failed"],
+                "not_sent": bucket["not_sent"],
+                "versions": dict(bucket["versions"]),
+                "share": {v: round(100.0 * n / served, 1) for v, n in bucket["versions"].items()} if served else {},
+            }
+        )
     duration = (records[-1].t - records[0].t) if len(records) > 1 else 0.0
     return {
         "started_at": started_at,
@@ -123,8 +126,12 @@ def summarize(records: list[Record], rate: float | None = None, started_at: floa
         "first_failure_wall": min((r.wall for r in failures), default=None),
         "last_failure_wall": max((r.wall for r in failures), default=None),
         "versions": dict(versions),
-        "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95),
-                       "p99": _percentile(latencies, 99), "max": latencies[-1] if latencies else None},
+        "latency_ms": {
+            "p50": _percentile(latencies, 50),
+            "p95": _percentile(latencies, 95),
+            "p99": _percentile(latencies, 99),
+            "max": latencies[-1] if latencies else None,
+        },
         "per_second": seconds,
     }
 
@@ -141,8 +148,9 @@ def share_between(summary: dict, start_wall: float, end_wall: float, version: st
     return round(100.0 * hit / served, 1) if served else None
 
 
-async def _request(session: aiohttp.ClientSession, method: str, url: str, headers: dict, body: bytes | None,
-                   on_retry) -> tuple[int | None, str | None, str | None]:
+async def _request(
+    session: aiohttp.ClientSession, method: str, url: str, headers: dict, body: bytes | None, on_retry
+) -> tuple[int | None, str | None, str | None]:
     """(status, serving Kong version, error) of one request. A keep-alive connection the server closed
     just as the request went out (nginx does so on every reload): an idempotent request is sent again
     once on a new connection, as HTTP clients do (RFC 9112 section 9.3.1), and ``on_retry()`` is
@@ -174,7 +182,7 @@ class _InBackground:
     def __init__(self):
         self.records: list[Record] = []
         self.started_at: float | None = None
-        self.retried = 0     # idempotent requests sent again after their keep-alive connection closed
+        self.retried = 0  # idempotent requests sent again after their keep-alive connection closed
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -219,9 +227,18 @@ class _InBackground:
 
 
 class LoadGenerator(_InBackground):
-    def __init__(self, url: str, rate: float = 300.0, headers: dict | None = None, duration: float | None = None,
-                 timeout: float = 10.0, method: str = "GET", max_in_flight: int | None = None,
-                 body: bytes | None = None, sleep_range: tuple[float, float] | None = None):
+    def __init__(
+        self,
+        url: str,
+        rate: float = 300.0,
+        headers: dict | None = None,
+        duration: float | None = None,
+        timeout: float = 10.0,
+        method: str = "GET",
+        max_in_flight: int | None = None,
+        body: bytes | None = None,
+        sleep_range: tuple[float, float] | None = None,
+    ):
         """``body``: sent with every request (a POST's payload). ``sleep_range``: (low, high) seconds; each
         request asks the echo upstream to wait a uniformly drawn time before it answers (``?sleep=``),
         a request that takes that long at the upstream, as slow API calls do."""
@@ -254,12 +271,10 @@ class LoadGenerator(_InBackground):
         if self.sleep_range:
             url += ("&" if "?" in url else "?") + f"sleep={self._rng.uniform(*self.sleep_range):.3f}"
         try:
-            status, version, error = await _request(session, self.method, url, self.headers, self.body,
-                                                    self._count_retry)
+            status, version, error = await _request(session, self.method, url, self.headers, self.body, self._count_retry)
         finally:
             sem.release()
-        self.records.append(Record(round(due, 4), round(wall, 4), status, error, version,
-                                   round((time.perf_counter() - begin) * 1000.0, 2)))
+        self.records.append(Record(round(due, 4), round(wall, 4), status, error, version, round((time.perf_counter() - begin) * 1000.0, 2)))
 
     async def run_async(self) -> dict:
         self._stop = asyncio.Event()
@@ -320,31 +335,30 @@ class KeepAliveClients(_InBackground):
     sidecar does). Records and summary() as LoadGenerator's; a connection the server closed just as
     a request went out is retried once on a new one, as HTTP clients do (RFC 9112 section 9.3.1)."""
 
-    def __init__(self, url: str, clients: int = 8, think: float = 0.1, headers: dict | None = None,
-                 timeout: float = 10.0):
+    def __init__(self, url: str, clients: int = 8, think: float = 0.1, headers: dict | None = None, timeout: float = 10.0):
         if clients < 1:
             raise ValueError("clients must be at least 1")
         super().__init__()
         self.name = "keep-alive clients"
         self.url, self.clients, self.think, self.timeout = url, clients, think, timeout
         self.headers = dict(headers or {})
-        self.connections = 0          # connections opened in all (one per client when nothing closed them)
+        self.connections = 0  # connections opened in all (one per client when nothing closed them)
 
     async def _client(self, start: float) -> None:
         trace = aiohttp.TraceConfig()
 
         async def on_connection(*_args):
             self.connections += 1
+
         trace.on_connection_create_end.append(on_connection)
         connector = aiohttp.TCPConnector(limit=1, force_close=False)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                         auto_decompress=False, trace_configs=[trace]) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), auto_decompress=False, trace_configs=[trace]
+        ) as session:
             while not self._stop.is_set():
                 due, wall, begin = time.perf_counter() - start, time.time(), time.perf_counter()
-                status, version, error = await _request(session, "GET", self.url, self.headers, None,
-                                                        self._count_retry)
-                self.records.append(Record(round(due, 4), round(wall, 4), status, error, version,
-                                           round((time.perf_counter() - begin) * 1000.0, 2)))
+                status, version, error = await _request(session, "GET", self.url, self.headers, None, self._count_retry)
+                self.records.append(Record(round(due, 4), round(wall, 4), status, error, version, round((time.perf_counter() - begin) * 1000.0, 2)))
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=self.think)
                 except TimeoutError:
@@ -362,8 +376,7 @@ class KeepAliveClients(_InBackground):
 
     def summary(self) -> dict:
         result = summarize(list(self.records), None, self.started_at)
-        result.update(url=self.url, clients=self.clients, connections=self.connections,
-                      retried_after_closed_keepalive=self.retried)
+        result.update(url=self.url, clients=self.clients, connections=self.connections, retried_after_closed_keepalive=self.retried)
         return result
 
 
@@ -375,8 +388,7 @@ def _header(text: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.loadgen",
-                                     description="Steady HTTP load at a fixed rate; counts what each Kong version served.")
+    parser = argparse.ArgumentParser(prog="python -m tests.loadgen", description="Steady HTTP load at a fixed rate; counts what each Kong version served.")
     parser.add_argument("url")
     parser.add_argument("--rate", type=float, default=300.0, help="requests per second (default 300)")
     parser.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C or SIGTERM)")
@@ -387,8 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rate <= 0:
         parser.error("--rate must be > 0")
-    gen = LoadGenerator(args.url, rate=args.rate, headers=dict(args.header), duration=args.duration,
-                        timeout=args.timeout)
+    gen = LoadGenerator(args.url, rate=args.rate, headers=dict(args.header), duration=args.duration, timeout=args.timeout)
 
     gen.start()
     stop = threading.Event()

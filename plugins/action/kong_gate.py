@@ -4,6 +4,7 @@
 # under which Ansible is distributed.
 """kong_gate: a soak runs as the module on the target (the load balancer's host); a judgment that
 needs no reading is made here on the controller. Either way one line per check is printed at -v."""
+
 from __future__ import annotations
 
 import copy
@@ -29,11 +30,9 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         args = self._task.args
-        local = args.get("lb_verdict") is not None or (
-            args.get("backend", "none") in ("none", "nginx") and not float(args.get("soak_seconds") or 0))
+        local = args.get("lb_verdict") is not None or (args.get("backend", "none") in ("none", "nginx") and not float(args.get("soak_seconds") or 0))
         if not local:
-            result.update(self._execute_module(module_name="kongops.upgrade.kong_gate", module_args=args,
-                                               task_vars=task_vars))
+            result.update(self._execute_module(module_name="kongops.upgrade.kong_gate", module_args=args, task_vars=task_vars))
         else:
             validation = ArgumentSpecValidator(copy.deepcopy(KONG_GATE_ARG_SPEC)).validate(args)
             if validation.error_messages:

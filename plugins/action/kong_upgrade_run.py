@@ -4,6 +4,7 @@
 # under which Ansible is distributed.
 """The run journal, run lock, abort flag and failure budget, kept on the controller in-process
 (no module is sent anywhere). Documentation: plugins/modules/kong_upgrade_run.py."""
+
 from __future__ import annotations
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -54,15 +55,17 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF,
-                                           required_together=REQUIRED_TOGETHER).validate(self._task.args)
+        validation = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF, required_together=REQUIRED_TOGETHER).validate(self._task.args)
         if validation.error_messages:
             result.update(failed=True, msg="kong_upgrade_run: " + "; ".join(validation.error_messages))
             return result
         p = validation.validated_parameters
         if p["lock_ttl"] < 1:
-            result.update(failed=True, msg=f"kong_upgrade_run: lock_ttl must be at least 1 second (got {p['lock_ttl']}); "
-                                           f"set kong_run_lock_ttl to how long a run may go without writing its journal")
+            result.update(
+                failed=True,
+                msg=f"kong_upgrade_run: lock_ttl must be at least 1 second (got {p['lock_ttl']}); "
+                f"set kong_run_lock_ttl to how long a run may go without writing its journal",
+            )
             return result
         check = bool(self._task.check_mode or self._play_context.check_mode)
         try:
@@ -98,16 +101,22 @@ class ActionModule(ActionBase):
     def _dispatch(state: RunState, p: dict, check: bool) -> dict:
         what = p["state"]
         if what == "opened":
-            return state.open(p["strategy"], p["to_version"], run_id=p["run_id"], mode=p["mode"],
-                              from_version=p["from_version"], path=p["path"], ttl=p["lock_ttl"],
-                              force=p["force"], check=check)
+            return state.open(
+                p["strategy"],
+                p["to_version"],
+                run_id=p["run_id"],
+                mode=p["mode"],
+                from_version=p["from_version"],
+                path=p["path"],
+                ttl=p["lock_ttl"],
+                force=p["force"],
+                check=check,
+            )
         if what == "read":
             journal = p["journal"] if (check and p["journal"] is not None) else state.read()
             return dict(journal=journal, changed=False)
         if what == "aborted":
-            return state.abort(p["phase"], p["reason"], p["needs_attention"], base=p["journal"], check=check,
-                               ttl=p["lock_ttl"])
+            return state.abort(p["phase"], p["reason"], p["needs_attention"], base=p["journal"], check=check, ttl=p["lock_ttl"])
         if what == "concluded":
             return state.conclude(p["update"], base=p["journal"], check=check, ttl=p["lock_ttl"])
-        return state.record(p["update"], node=p["node"], node_state=p["node_state"], step=p["step"],
-                            base=p["journal"], check=check, ttl=p["lock_ttl"])
+        return state.record(p["update"], node=p["node"], node_state=p["node_state"], step=p["step"], base=p["journal"], check=check, ttl=p["lock_ttl"])

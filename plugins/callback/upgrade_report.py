@@ -50,8 +50,7 @@ from ansible.plugins.callback import CallbackBase
 
 # Facts and includes are bookkeeping, not steps of the timeline; a gate verdict (the
 # kong_gate fact of roles/rolling_upgrade/tasks/gate.yml) is.
-QUIET_ACTIONS = ("ansible.builtin.set_fact", "set_fact", "ansible.builtin.include_tasks", "include_tasks",
-                 "ansible.builtin.include_role", "include_role")
+QUIET_ACTIONS = ("ansible.builtin.set_fact", "set_fact", "ansible.builtin.include_tasks", "include_tasks", "ansible.builtin.include_role", "include_role")
 GATE_FIELDS = ("requests", "errors", "error_rate", "failed", "reasons")
 
 
@@ -67,7 +66,7 @@ class CallbackModule(CallbackBase):
         self.play = ""
         self.timeline = []
         self._open = {}
-        self.journal_path = None     # the run journal, from the first kong_upgrade_run result
+        self.journal_path = None  # the run journal, from the first kong_upgrade_run result
 
     def v2_playbook_on_play_start(self, play):
         self.play = play.get_name().strip()
@@ -89,8 +88,7 @@ class CallbackModule(CallbackBase):
         gate = {k: verdict.get(k) for k in GATE_FIELDS if k in verdict} if isinstance(verdict, dict) else None
         if task.action in QUIET_ACTIONS and not gate:
             return
-        entry = dict(phase=self.play, task=task.get_name().strip(), node=host, start=round(start, 3),
-                     end=round(time.time(), 3), result=outcome)
+        entry = dict(phase=self.play, task=task.get_name().strip(), node=host, start=round(start, 3), end=round(time.time(), 3), result=outcome)
         # lb_weight runs once per load balancer (a loop): the weights are in the items
         weights = [r.get("computed_weights") for r in [res] + list(res.get("results") or []) if isinstance(r, dict)]
         weights = [w for w in weights if isinstance(w, dict)]
@@ -147,17 +145,19 @@ class CallbackModule(CallbackBase):
             # no journal on disk (check mode writes none) and no artifact: no run to report on yet
             return
         if not run:
-            run = {"run_id": journal.get("run_id"), "strategy": journal.get("strategy"), "journal": path,
-                   "status": journal.get("status") if final else f"{journal.get('status', 'running')} (in progress)",
-                   "versions": {"before": journal.get("from"), "after": journal.get("to")}}
-        report = dict(run=run, journal=journal, timeline=self.timeline, started=self.started, ended=time.time(),
-                      complete=final)
+            run = {
+                "run_id": journal.get("run_id"),
+                "strategy": journal.get("strategy"),
+                "journal": path,
+                "status": journal.get("status") if final else f"{journal.get('status', 'running')} (in progress)",
+                "versions": {"before": journal.get("from"), "after": journal.get("to")},
+            }
+        report = dict(run=run, journal=journal, timeline=self.timeline, started=self.started, ended=time.time(), complete=final)
         out_dir = self.get_option("report_dir") or os.path.dirname(path) or "."
         out_dir = os.path.join(os.path.expanduser(out_dir), "reports", str(run.get("run_id") or "run"))
         try:
             os.makedirs(out_dir, exist_ok=True)
-            for name, text in (("report.json", json.dumps(report, indent=2, default=str)),
-                               ("report.html", render_html(report))):
+            for name, text in (("report.json", json.dumps(report, indent=2, default=str)), ("report.html", render_html(report))):
                 # written whole or not at all: a reader (or a kill) never meets half a report
                 tmp = os.path.join(out_dir, f".{name}.tmp")
                 with open(tmp, "w") as fh:
@@ -171,16 +171,16 @@ class CallbackModule(CallbackBase):
             return
         self._display.banner("KONG UPGRADE REPORT")
         steps = journal.get("steps") or []
-        self._display.display(f"{run.get('strategy')} {(run.get('versions') or {}).get('before')} -> "
-                              f"{journal.get('to', '')}: {run.get('status')}")
+        self._display.display(f"{run.get('strategy')} {(run.get('versions') or {}).get('before')} -> {journal.get('to', '')}: {run.get('status')}")
         choice = run.get("strategy_choice") or {}
         if choice.get("reason"):
-            self._display.display(f"  strategy {choice.get('ran') or run.get('strategy')} "
-                                  f"(chosen by {choice.get('chosen_by', 'planner')}): {choice['reason']}")
+            self._display.display(f"  strategy {choice.get('ran') or run.get('strategy')} (chosen by {choice.get('chosen_by', 'planner')}): {choice['reason']}")
         for step in steps:
             gate = step.get("gate") or {}
-            self._display.display(f"  step {step.get('share')} %: {gate.get('requests', 0)} requests, "
-                                  f"{gate.get('errors', 0)} errors, gate {'FAILED' if gate.get('failed') else 'passed'}")
+            self._display.display(
+                f"  step {step.get('share')} %: {gate.get('requests', 0)} requests, "
+                f"{gate.get('errors', 0)} errors, gate {'FAILED' if gate.get('failed') else 'passed'}"
+            )
         if journal.get("downtime_seconds") is not None:
             self._display.display(f"  downtime: {_human(journal['downtime_seconds'])}")
         self._display.display(f"  report: {os.path.join(out_dir, 'report.html')}")
@@ -190,8 +190,7 @@ def _epoch(text):
     import datetime
 
     try:
-        return datetime.datetime.fromisoformat(str(text).removesuffix("Z")).replace(
-            tzinfo=datetime.timezone.utc).timestamp()
+        return datetime.datetime.fromisoformat(str(text).removesuffix("Z")).replace(tzinfo=datetime.timezone.utc).timestamp()
     except ValueError:
         return None
 
@@ -247,19 +246,25 @@ def _phase_chart(report: dict) -> str:
     except (TypeError, ValueError):
         down_a = down_b = None
     if down_a is not None and down_b is not None and down_b >= down_a:
-        parts.append(f'<rect class="downtime" x="{x(down_a):.1f}" y="{pad}" width="{max(x(down_b) - x(down_a), 2):.1f}" '
-                     f'height="{row * len(phases):.1f}" fill="#d33" opacity="0.15"><title>downtime '
-                     f'{_human(down_b - down_a)}</title></rect>')
+        parts.append(
+            f'<rect class="downtime" x="{x(down_a):.1f}" y="{pad}" width="{max(x(down_b) - x(down_a), 2):.1f}" '
+            f'height="{row * len(phases):.1f}" fill="#d33" opacity="0.15"><title>downtime '
+            f"{_human(down_b - down_a)}</title></rect>"
+        )
     for i, (name, a, b) in enumerate(phases):
         y = pad + i * row
         short = name if len(name) <= 46 else name[:45] + "…"
-        parts.append(f'<text x="4" y="{y + 15}" font-size="11">{html.escape(short)}</text>'
-                     f'<rect class="phase" x="{x(a):.1f}" y="{y + 3}" width="{max(x(b) - x(a), 2):.1f}" height="{row - 6}" '
-                     f'fill="#889"><title>{html.escape(name)}: {_human(b - a)}</title></rect>'
-                     f'<text x="{min(x(b) + 4, width - 60):.1f}" y="{y + 15}" font-size="11">{_human(b - a)}</text>')
-    parts.append(f'<text x="{label}" y="{height - 4}" font-size="11">{_clock(t0)}</text>'
-                 f'<text x="{width - pad}" y="{height - 4}" font-size="11" text-anchor="end">{_clock(t1)} UTC '
-                 f'({_human(t1 - t0)})</text>')
+        parts.append(
+            f'<text x="4" y="{y + 15}" font-size="11">{html.escape(short)}</text>'
+            f'<rect class="phase" x="{x(a):.1f}" y="{y + 3}" width="{max(x(b) - x(a), 2):.1f}" height="{row - 6}" '
+            f'fill="#889"><title>{html.escape(name)}: {_human(b - a)}</title></rect>'
+            f'<text x="{min(x(b) + 4, width - 60):.1f}" y="{y + 15}" font-size="11">{_human(b - a)}</text>'
+        )
+    parts.append(
+        f'<text x="{label}" y="{height - 4}" font-size="11">{_clock(t0)}</text>'
+        f'<text x="{width - pad}" y="{height - 4}" font-size="11" text-anchor="end">{_clock(t1)} UTC '
+        f"({_human(t1 - t0)})</text>"
+    )
     return f'<svg id="phase-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{"".join(parts)}</svg>'
 
 
@@ -289,30 +294,37 @@ def _plot(journal: dict) -> str:
         x_pts += [f"{a:.1f},{y(100 - share):.1f}", f"{b:.1f},{y(100 - share):.1f}"]
         err = (s.get("gate") or {}).get("errors", 0)
         h = err / max_err * (height - 2 * pad) * 0.3
-        bars.append(f'<rect class="errors" x="{a:.1f}" y="{height - pad - h:.1f}" width="{max(b - a, 2):.1f}" '
-                    f'height="{h:.1f}" fill="#d33" opacity="0.6"><title>{err} errors</title></rect>')
+        bars.append(
+            f'<rect class="errors" x="{a:.1f}" y="{height - pad - h:.1f}" width="{max(b - a, 2):.1f}" '
+            f'height="{h:.1f}" fill="#d33" opacity="0.6"><title>{err} errors</title></rect>'
+        )
         latency = (s.get("gate") or {}).get("response_ms")
         if latency is not None:
             # the slowest average response of the judged nodes, scaled to the slowest step
             level = float(latency) / slowest * 100.0
             lat_pts += [f"{a:.1f},{y(level):.1f}", f"{b:.1f},{y(level):.1f}"]
-    return (f'<svg id="share-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
-            f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#333"/>'
-            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>'
-            f'<text x="4" y="{y(100) + 4:.0f}" font-size="11">100%</text><text x="10" y="{y(0) + 4:.0f}" font-size="11">0%</text>'
-            + "".join(bars)
-            # the response line first: the share lines, drawn over it, stay whole where they meet
-            + (f'<polyline class="latency" fill="none" stroke="#a5a" stroke-width="2" points="{" ".join(lat_pts)}">'
-               f'<title>slowest average response, up to {slowest:.0f} ms</title></polyline>'
-               f'<text x="{pad + 360}" y="16" fill="#a5a" font-size="12">response (max {slowest:.0f} ms)</text>'
-               if lat_pts else "")
-            + f'<polyline class="share-y" fill="none" stroke="#2a7" stroke-width="3" points="{" ".join(y_pts)}"/>'
-            f'<polyline class="share-x" fill="none" stroke="#27c" stroke-width="3" stroke-dasharray="6,4" points="{" ".join(x_pts)}"/>'
-            + f'<text x="{pad}" y="{height - pad + 16}" font-size="11">{_clock(t0)}</text>'
-            f'<text x="{width - pad}" y="{height - pad + 16}" font-size="11" text-anchor="end">{_clock(t1)} UTC</text>'
-            f'<text x="{pad}" y="16" fill="#2a7" font-size="12">Kong {html.escape(str(journal.get("to", "Y")))}</text>'
-            f'<text x="{pad + 120}" y="16" fill="#27c" font-size="12">Kong {html.escape(str(journal.get("from", "X")))}</text>'
-            f'<text x="{pad + 240}" y="16" fill="#d33" font-size="12">errors per step</text></svg>')
+    return (
+        f'<svg id="share-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#333"/>'
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>'
+        f'<text x="4" y="{y(100) + 4:.0f}" font-size="11">100%</text><text x="10" y="{y(0) + 4:.0f}" font-size="11">0%</text>'
+        + "".join(bars)
+        # the response line first: the share lines, drawn over it, stay whole where they meet
+        + (
+            f'<polyline class="latency" fill="none" stroke="#a5a" stroke-width="2" points="{" ".join(lat_pts)}">'
+            f"<title>slowest average response, up to {slowest:.0f} ms</title></polyline>"
+            f'<text x="{pad + 360}" y="16" fill="#a5a" font-size="12">response (max {slowest:.0f} ms)</text>'
+            if lat_pts
+            else ""
+        )
+        + f'<polyline class="share-y" fill="none" stroke="#2a7" stroke-width="3" points="{" ".join(y_pts)}"/>'
+        f'<polyline class="share-x" fill="none" stroke="#27c" stroke-width="3" stroke-dasharray="6,4" points="{" ".join(x_pts)}"/>'
+        + f'<text x="{pad}" y="{height - pad + 16}" font-size="11">{_clock(t0)}</text>'
+        f'<text x="{width - pad}" y="{height - pad + 16}" font-size="11" text-anchor="end">{_clock(t1)} UTC</text>'
+        f'<text x="{pad}" y="16" fill="#2a7" font-size="12">Kong {html.escape(str(journal.get("to", "Y")))}</text>'
+        f'<text x="{pad + 120}" y="16" fill="#27c" font-size="12">Kong {html.escape(str(journal.get("from", "X")))}</text>'
+        f'<text x="{pad + 240}" y="16" fill="#d33" font-size="12">errors per step</text></svg>'
+    )
 
 
 def _step_seconds(step: dict):
@@ -343,31 +355,37 @@ def render_html(report: dict) -> str:
     rows = "".join(
         f"<tr class='{esc(e['result'])}'><td>{esc(e['phase'])}</td><td>{esc(e['node'])}</td><td>{esc(e['task'])}</td>"
         f"<td>{time.strftime('%H:%M:%S', time.gmtime(e['start']))}</td><td>{_human(e['end'] - e['start'])}</td>"
-        f"<td>{esc(e['result'])}</td><td>{esc(_details(e))}</td></tr>" for e in report.get("timeline", []))
+        f"<td>{esc(e['result'])}</td><td>{esc(_details(e))}</td></tr>"
+        for e in report.get("timeline", [])
+    )
     steps = "".join(
         f"<tr><td>{s.get('share')} %</td><td>{esc(str(s.get('started_at', '')))}</td>"
         f"<td>{_human(_step_seconds(s))}</td><td>{_rate(s)}</td>"
         f"<td>{(s.get('gate') or {}).get('requests', 0)}</td><td>{(s.get('gate') or {}).get('errors', 0)}</td>"
         f"<td>{esc(str((s.get('gate') or {}).get('response_ms', '')))}</td>"
         f"<td>{'FAILED: ' + esc('; '.join((s.get('gate') or {}).get('reasons', []))) if (s.get('gate') or {}).get('failed') else 'passed'}</td></tr>"
-        for s in journal.get("steps") or [])
+        for s in journal.get("steps") or []
+    )
     nodes = "".join(f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in sorted((journal.get("nodes") or {}).items()))
     failure = journal.get("failure")
     downtime = f"; downtime {_human(journal['downtime_seconds'])}" if journal.get("downtime_seconds") is not None else ""
     partial = "" if report.get("complete", True) else " (the run was still going when this was written)"
     choice = run.get("strategy_choice") or {}
-    strategy = (f'<p id="strategy">Strategy {esc(str(choice.get("ran", "")))} (chosen by '
-                f'{esc(str(choice.get("chosen_by", "")))}): {esc(str(choice["reason"]))}</p>') if choice.get("reason") else ""
+    strategy = (
+        (f'<p id="strategy">Strategy {esc(str(choice.get("ran", "")))} (chosen by {esc(str(choice.get("chosen_by", "")))}): {esc(str(choice["reason"]))}</p>')
+        if choice.get("reason")
+        else ""
+    )
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Kong upgrade {esc(str(journal.get('run_id', '')))}</title>
+<html><head><meta charset="utf-8"><title>Kong upgrade {esc(str(journal.get("run_id", "")))}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin-bottom:1.5em}}
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}} tr.failed{{background:#fdd}} tr.changed{{background:#ffd}}</style>
 </head><body>
-<h1>Kong {esc(str(journal.get('strategy', run.get('strategy', ''))))} upgrade {esc(str(journal.get('from', '')))} &rarr; {esc(str(journal.get('to', '')))}</h1>
-<p id="status">Status: <b>{esc(str(journal.get('status', run.get('status', ''))))}</b>{partial}; run {esc(str(journal.get('run_id', '')))};
-path {esc(' -> '.join(map(str, journal.get('path') or [])))}{downtime}</p>
+<h1>Kong {esc(str(journal.get("strategy", run.get("strategy", ""))))} upgrade {esc(str(journal.get("from", "")))} &rarr; {esc(str(journal.get("to", "")))}</h1>
+<p id="status">Status: <b>{esc(str(journal.get("status", run.get("status", ""))))}</b>{partial}; run {esc(str(journal.get("run_id", "")))};
+path {esc(" -> ".join(map(str, journal.get("path") or [])))}{downtime}</p>
 {strategy}
-{f'<p id="failure" style="color:#b00">Stopped in phase {esc(str(failure.get("phase")))}: {esc(str(failure.get("reason")))}</p>' if failure else ''}
+{f'<p id="failure" style="color:#b00">Stopped in phase {esc(str(failure.get("phase")))}: {esc(str(failure.get("reason")))}</p>' if failure else ""}
 <h2>Traffic share by version and errors</h2>
 {_plot(journal)}
 <h2>Phases</h2>

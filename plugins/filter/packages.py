@@ -5,6 +5,7 @@
 """Command lines (argv lists) for the package operations the kong_node role runs itself:
 holding and releasing Kong's installed version, and downloading a version without installing it;
 and the file modes that Kong's package post-install changed."""
+
 from __future__ import annotations
 
 
@@ -44,8 +45,11 @@ def kong_package_argv(action: str, manager: str, name: str, version: str = "") -
         if not version:
             raise KongPackageArgvError("kong_package_argv: download needs a version")
         if manager == "apt":
-            return (["apt-get", "install", "-y", "-q", "--download-only", "--allow-downgrades",
-                     "--allow-change-held-packages"] + _DPKG_OPTIONS + [package_spec(manager, name, version)])
+            return (
+                ["apt-get", "install", "-y", "-q", "--download-only", "--allow-downgrades", "--allow-change-held-packages"]
+                + _DPKG_OPTIONS
+                + [package_spec(manager, name, version)]
+            )
         return [manager, "install", "-y", "--downloadonly", package_spec(manager, name, version)]
     if action == "installed":
         if manager == "apt":

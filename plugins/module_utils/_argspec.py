@@ -9,6 +9,7 @@ Each group has its doc fragment, which a module using the group extends:
   pg     KONG_PG_ARG_SPEC     kongops.upgrade.kong_pg
   cli    KONG_CLI_ARG_SPEC    kongops.upgrade.kong_cli
 """
+
 from __future__ import annotations
 
 import copy

@@ -4,6 +4,7 @@
 """Verified Kong backups, the entry point of kong_backup and kong_restore. The work is split by concern:
 _backup_common (run directories, checksums), _backup_manifest (manifest, verification, retention),
 _backup_declarative, _backup_database and _backup_files; their public names are re-exported here."""
+
 from __future__ import annotations
 
 import traceback
@@ -218,9 +219,11 @@ def options_problem(p: dict) -> str | None:
 
 def missing_library(kinds) -> tuple | None:
     """(library, import error) of the first library the kinds need that is not installed."""
-    needs = [("declarative" in kinds, HAS_YAML, "PyYAML", YAML_IMPORT_ERROR),
-             ("database" in kinds, HAS_PSYCOPG2, "psycopg2", PSYCOPG2_IMPORT_ERROR),
-             (True, HAS_REQUESTS, "requests", REQUESTS_IMPORT_ERROR)]
+    needs = [
+        ("declarative" in kinds, HAS_YAML, "PyYAML", YAML_IMPORT_ERROR),
+        ("database" in kinds, HAS_PSYCOPG2, "psycopg2", PSYCOPG2_IMPORT_ERROR),
+        (True, HAS_REQUESTS, "requests", REQUESTS_IMPORT_ERROR),
+    ]
     return next(((lib, error) for needed, present, lib, error in needs if needed and not present), None)
 
 
@@ -230,8 +233,14 @@ def pg_tools_for(p: dict, pg: dict, run_command, get_bin_path) -> tuple:
     warning = None
     if p["pg_tool_timeout"] > 0 and not timeout_bin:
         warning = "no `timeout` command on this host: pg_dump/pg_restore run without the pg_tool_timeout bound"
-    tools = PgTools(run_command, p.get("pg_dump_bin") or "pg_dump", p["pg_restore_bin"], timeout=p["pg_tool_timeout"],
-                    timeout_bin=timeout_bin, lock_timeout=pg.get("pg_lock_timeout"))
+    tools = PgTools(
+        run_command,
+        p.get("pg_dump_bin") or "pg_dump",
+        p["pg_restore_bin"],
+        timeout=p["pg_tool_timeout"],
+        timeout_bin=timeout_bin,
+        lock_timeout=pg.get("pg_lock_timeout"),
+    )
     return tools, warning
 
 

@@ -2,6 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Backup runs on disk: names, checksums, atomic private writes, staged run directories, free space."""
+
 from __future__ import annotations
 
 import datetime
@@ -112,8 +113,9 @@ def default_run_id(ts: datetime.datetime) -> str:
 
 def check_run_id(run_id: str) -> None:
     if not _RUN_ID_RE.match(run_id or "") or run_id.endswith(PARTIAL_SUFFIX):
-        raise BackupError(f"run_id {run_id!r} is not usable as a directory name: use letters, digits, "
-                          "'.', '_' and '-' (at most 128 characters, not starting with '.' or '-')")
+        raise BackupError(
+            f"run_id {run_id!r} is not usable as a directory name: use letters, digits, '.', '_' and '-' (at most 128 characters, not starting with '.' or '-')"
+        )
 
 
 def free_bytes(path: str, statvfs=None) -> int:
@@ -130,9 +132,11 @@ def free_bytes(path: str, statvfs=None) -> int:
 def ensure_free_space(path: str, needed: int, statvfs=None) -> int:
     available = free_bytes(path, statvfs)
     if needed > available:
-        raise BackupError(f"not enough free space in {path}: the backup needs about {_human(needed)}, "
-                          f"{_human(available)} are available; free space or choose another dest",
-                          needed_bytes=needed, available_bytes=available)
+        raise BackupError(
+            f"not enough free space in {path}: the backup needs about {_human(needed)}, {_human(available)} are available; free space or choose another dest",
+            needed_bytes=needed,
+            available_bytes=available,
+        )
     return available
 
 

@@ -2,6 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Database backups and restores: snapshots, table digests, pg_dump/pg_restore, the restore swap, cluster identity."""
+
 from __future__ import annotations
 
 import re
@@ -22,6 +23,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._backup_common imp
     discard,
     partial_path,
 )
+
 try:
     from psycopg2 import Error as PgError, sql
 except ImportError:
@@ -33,8 +35,11 @@ SESSION_GRACE_S = 5
 # Row text must not depend on the session's settings, so that digests taken before a dump
 # and after a restore (possibly on another server) compare equal.
 _DIGEST_SETTINGS = (
-    "SET TIME ZONE 'UTC'", "SET DateStyle = 'ISO, YMD'", "SET IntervalStyle = 'postgres'",
-    "SET extra_float_digits = 1", "SET bytea_output = 'hex'",
+    "SET TIME ZONE 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 1",
+    "SET bytea_output = 'hex'",
 )
 
 
@@ -67,21 +72,34 @@ def database_state(db: KongDb) -> dict:
     for statement in _DIGEST_SETTINGS:
         db.query(statement)
     schema = db.query("SELECT current_schema()")[0][0]
-    names = [r[0] for r in db.query(
-        "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind = 'r' AND n.nspname = current_schema() ORDER BY c.relname")]
+    names = [
+        r[0]
+        for r in db.query(
+            "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname = current_schema() ORDER BY c.relname"
+        )
+    ]
     tables = {}
     for name in names:
-        rows, digest = db.query(sql.SQL(
-            "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), '')) "
-            "FROM (SELECT md5(t::text) AS h FROM {} t) s").format(sql.Identifier(schema, name)))[0]
+        rows, digest = db.query(
+            sql.SQL("SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(t::text) AS h FROM {} t) s").format(
+                sql.Identifier(schema, name)
+            )
+        )[0]
         tables[name] = {"rows": int(rows), "digest": digest}
     size, encoding, version = db.query(
         "SELECT pg_database_size(current_database()), pg_encoding_to_char(encoding), "
-        "current_setting('server_version') FROM pg_database WHERE datname = current_database()")[0]
-    return {"schema": schema, "tables": tables, "schema_meta": db.schema_meta(),
-            "entity_counts": {t: tables[t]["rows"] for t in KONG_TABLES if t in tables},
-            "size_bytes": int(size), "encoding": encoding, "server_version": version}
+        "current_setting('server_version') FROM pg_database WHERE datname = current_database()"
+    )[0]
+    return {
+        "schema": schema,
+        "tables": tables,
+        "schema_meta": db.schema_meta(),
+        "entity_counts": {t: tables[t]["rows"] for t in KONG_TABLES if t in tables},
+        "size_bytes": int(size),
+        "encoding": encoding,
+        "server_version": version,
+    }
 
 
 def compare_tables(expected: dict, actual: dict) -> tuple:
@@ -101,8 +119,9 @@ class PgTools:
     # `timeout` exits 124 when it stopped the command, 137 when it had to kill it (coreutils).
     TIMED_OUT = (124, 137)
 
-    def __init__(self, run_command, pg_dump: str = "pg_dump", pg_restore: str = "pg_restore",
-                 timeout: int = 0, timeout_bin: str | None = None, lock_timeout: int = 0):
+    def __init__(
+        self, run_command, pg_dump: str = "pg_dump", pg_restore: str = "pg_restore", timeout: int = 0, timeout_bin: str | None = None, lock_timeout: int = 0
+    ):
         self._run = run_command
         self.pg_dump, self.pg_restore = pg_dump, pg_restore
         # pg_dump and pg_restore set statement_timeout and lock_timeout to 0 in their own sessions, so
@@ -121,13 +140,15 @@ class PgTools:
         except (OSError, ValueError) as exc:
             raise BackupError(f"could not run {argv[0]}: {exc}", cmd=argv) from exc
         if rc in self.TIMED_OUT and self.timeout > 0 and self.timeout_bin:
-            raise BackupError(f"{what} did not finish within {self.timeout} s and was stopped (pg_tool_timeout); "
-                              "raise pg_tool_timeout for a large database or a slow server", cmd=argv, rc=rc,
-                              stderr=(err or "")[-4000:])
+            raise BackupError(
+                f"{what} did not finish within {self.timeout} s and was stopped (pg_tool_timeout); raise pg_tool_timeout for a large database or a slow server",
+                cmd=argv,
+                rc=rc,
+                stderr=(err or "")[-4000:],
+            )
         if rc != 0:
             lines = [ln for ln in (err or "").splitlines() if ln.strip()]
-            raise BackupError(f"{what} failed (rc={rc}): {lines[0] if lines else 'no error output'}",
-                              cmd=argv, rc=rc, stderr=(err or "")[-4000:])
+            raise BackupError(f"{what} failed (rc={rc}): {lines[0] if lines else 'no error output'}", cmd=argv, rc=rc, stderr=(err or "")[-4000:])
         return out or ""
 
     def version(self) -> str:
@@ -155,8 +176,7 @@ class PgTools:
         return found
 
     def restore(self, path: str, env: dict, database: str, clean: bool = False) -> list:
-        argv = [self.pg_restore, "--no-password", "--no-owner", "--exit-on-error", "--single-transaction",
-                "--dbname", database]
+        argv = [self.pg_restore, "--no-password", "--no-owner", "--exit-on-error", "--single-transaction", "--dbname", database]
         if clean:
             argv += ["--clean", "--if-exists"]
         argv.append(path)
@@ -168,8 +188,7 @@ def verify_dump_toc(toc: dict, schema: str, tables) -> None:
     for name in tables:
         for entry in ("TABLE", "TABLE DATA"):
             if (schema, name) not in toc[entry]:
-                raise BackupError(f"the dump does not list {entry} {schema}.{name} (pg_restore --list); "
-                                  "it is incomplete")
+                raise BackupError(f"the dump does not list {entry} {schema}.{name} (pg_restore --list); it is incomplete")
 
 
 class DatabaseBackup:
@@ -205,11 +224,20 @@ class DatabaseBackup:
             self.close()
         params = self.db.params
         self.section.update(
-            file=name, format="custom", host=params["host"], port=params["port"], user=params["user"],
-            database=self.db.database, schema=self.state["schema"], encoding=self.state["encoding"],
-            server_version=self.state["server_version"], pg_dump_version=self.tools.version(),
-            schema_meta=self.state["schema_meta"], entity_counts=self.state["entity_counts"],
-            tables=self.state["tables"])
+            file=name,
+            format="custom",
+            host=params["host"],
+            port=params["port"],
+            user=params["user"],
+            database=self.db.database,
+            schema=self.state["schema"],
+            encoding=self.state["encoding"],
+            server_version=self.state["server_version"],
+            pg_dump_version=self.tools.version(),
+            schema_meta=self.state["schema_meta"],
+            entity_counts=self.state["entity_counts"],
+            tables=self.state["tables"],
+        )
         return [dict(entry, name=name, kind=self.kind)]
 
 
@@ -225,8 +253,7 @@ class DatabaseRestore:
     swap renames it back). clean: pg_restore --clean --if-exists in a single transaction into the
     target itself."""
 
-    def __init__(self, params: dict, admin_params: dict, tools: PgTools, mode: str = "recreate",
-                 force: bool = False, only_if_different: bool = True):
+    def __init__(self, params: dict, admin_params: dict, tools: PgTools, mode: str = "recreate", force: bool = False, only_if_different: bool = True):
         self.params, self.admin_params, self.tools = params, admin_params, tools
         self.mode, self.force, self.only_if_different = mode, force, only_if_different
         self.target = params["pg_database"]
@@ -246,27 +273,31 @@ class DatabaseRestore:
             # the closed connection: wait a little (bounded) before calling a session someone else's
             deadline = time.monotonic() + SESSION_GRACE_S
             while True:
-                sessions = admin.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                                       "AND pid <> pg_backend_pid()", (self.target,))[0][0]
+                sessions = admin.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (self.target,))[0][0]
                 if not sessions or time.monotonic() >= deadline:
                     break
                 time.sleep(0.25)
             if sessions:
-                raise BackupError(f"database {self.target} still has {sessions} open session(s); stop every Kong "
-                                  "node using it (or set force to end them)")
+                raise BackupError(f"database {self.target} still has {sessions} open session(s); stop every Kong node using it (or set force to end them)")
         if self.mode == "recreate" or not exists:
             can_create = admin.query("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
             if not (can_create and can_create[0][0]):
-                raise BackupError(f"restoring database {self.target} needs to create a database and role "
-                                  f"{admin.params['user']} may not (no CREATEDB): set pg_admin_user to a role that "
-                                  "may, grant CREATEDB, or use database_mode=clean on an existing database")
+                raise BackupError(
+                    f"restoring database {self.target} needs to create a database and role "
+                    f"{admin.params['user']} may not (no CREATEDB): set pg_admin_user to a role that "
+                    "may, grant CREATEDB, or use database_mode=clean on an existing database"
+                )
         if exists and self.mode == "recreate":
-            owns = admin.query("SELECT pg_has_role(current_user, datdba, 'MEMBER') OR "
-                               "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
-                               "FROM pg_database WHERE datname = %s", (self.target,))
+            owns = admin.query(
+                "SELECT pg_has_role(current_user, datdba, 'MEMBER') OR "
+                "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+                "FROM pg_database WHERE datname = %s",
+                (self.target,),
+            )
             if not (owns and owns[0][0]):
-                raise BackupError(f"role {admin.params['user']} does not own database {self.target} and cannot drop "
-                                  "it: set pg_admin_user to its owner or a superuser")
+                raise BackupError(
+                    f"role {admin.params['user']} does not own database {self.target} and cannot drop it: set pg_admin_user to its owner or a superuser"
+                )
         return exists
 
     def _state(self, database: str) -> dict:
@@ -279,23 +310,23 @@ class DatabaseRestore:
     def _verify(self, section: dict, state: dict, where: str) -> list:
         differing, extra = compare_tables(section.get("tables") or {}, state["tables"])
         if differing:
-            raise BackupError(f"{where} does not match the backup after pg_restore: tables differing: "
-                              f"{', '.join(differing)}", tables_differing=differing)
+            raise BackupError(f"{where} does not match the backup after pg_restore: tables differing: {', '.join(differing)}", tables_differing=differing)
         if state["schema_meta"] != section.get("schema_meta"):
             raise BackupError(f"{where} does not match the backup after pg_restore: schema_meta differs")
         return extra
 
     def _create(self, admin: KongDb, name: str, encoding: str) -> None:
-        admin.query(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING %s").format(
-            sql.Identifier(name), sql.Identifier(self.params["pg_user"])), (encoding,))
+        admin.query(
+            sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING %s").format(sql.Identifier(name), sql.Identifier(self.params["pg_user"])),
+            (encoding,),
+        )
 
     def run(self, dump: str, section: dict, check_mode: bool) -> dict:
         admin = self._admin()
         try:
             exists = self._preflight(admin)
             before = self._state(self.target) if exists else None
-            result = {"database": self.target, "mode": self.mode, "existed": exists,
-                      "before": _summary(before), "after": _summary(before)}
+            result = {"database": self.target, "mode": self.mode, "existed": exists, "before": _summary(before), "after": _summary(before)}
             if before is not None and self.only_if_different:
                 differing, extra = compare_tables(section.get("tables") or {}, before["tables"])
                 if not differing and not extra and before["schema_meta"] == section.get("schema_meta"):
@@ -303,8 +334,7 @@ class DatabaseRestore:
                     return result
             result["changed"] = True
             if check_mode:
-                result["after"] = {"entity_counts": section.get("entity_counts"),
-                                   "schema_meta": section.get("schema_meta")}
+                result["after"] = {"entity_counts": section.get("entity_counts"), "schema_meta": section.get("schema_meta")}
                 return result
             encoding = section.get("encoding") or "UTF8"
             if self.mode == "recreate":
@@ -316,16 +346,14 @@ class DatabaseRestore:
             after = self._state(self.target)
             extra = self._verify(section, after, f"database {self.target}")
             if extra:
-                self.warnings.append(f"tables not in the backup remain in {self.target}: {', '.join(extra)} "
-                                     "(database_mode=recreate removes them)")
+                self.warnings.append(f"tables not in the backup remain in {self.target}: {', '.join(extra)} (database_mode=recreate removes them)")
             result.update(after=_summary(after), extra_tables=extra, verified=True)
             return result
         finally:
             admin.close()
 
     def _end_sessions(self, admin: KongDb, name: str) -> None:
-        admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                    "AND pid <> pg_backend_pid()", (name,))
+        admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
 
     def _rename(self, admin: KongDb, old: str, new: str, end_sessions: bool = False) -> None:
         """ALTER DATABASE old RENAME TO new; with end_sessions, sessions on old are ended first (and again
@@ -348,9 +376,12 @@ class DatabaseRestore:
         staging = self.target[:40] + STAGING_SUFFIX
         aside = self.target[:40] + ASIDE_SUFFIX
         if exists and admin.query("SELECT 1 FROM pg_database WHERE datname = %s", (aside,)):
-            raise BackupError(f"database {aside} exists: it may be the copy of {self.target} that an interrupted "
-                              f"restore left aside. Check it, then rename it back to {self.target} or drop it, and "
-                              "run the restore again", database=aside)
+            raise BackupError(
+                f"database {aside} exists: it may be the copy of {self.target} that an interrupted "
+                f"restore left aside. Check it, then rename it back to {self.target} or drop it, and "
+                "run the restore again",
+                database=aside,
+            )
         _q(admin, "DROP DATABASE IF EXISTS {}", staging)
         self._create(admin, staging, encoding)
         in_place = False
@@ -365,10 +396,12 @@ class DatabaseRestore:
                     try:
                         self._rename(admin, aside, self.target)
                     except Exception as back:  # noqa: BLE001 - name where the original is
-                        raise BackupError(f"the restored copy could not be renamed into place ({exc}) and the "
-                                          f"original could not be renamed back ({back}): the original database "
-                                          f"is intact as {aside}; rename it to {self.target}",
-                                          database=aside) from exc
+                        raise BackupError(
+                            f"the restored copy could not be renamed into place ({exc}) and the "
+                            f"original could not be renamed back ({back}): the original database "
+                            f"is intact as {aside}; rename it to {self.target}",
+                            database=aside,
+                        ) from exc
                     raise
             else:
                 self._rename(admin, staging, self.target)
@@ -385,8 +418,9 @@ class DatabaseRestore:
                 force = self.force and int(admin.query("SHOW server_version_num")[0][0]) >= 130000
                 _q(admin, "DROP DATABASE {}" + (" WITH (FORCE)" if force else ""), aside)
             except KongDbError as exc:
-                self.warnings.append(f"the restored database is in place, but the old copy {aside} could not be "
-                                     f"dropped ({exc}); drop it once it is no longer needed")
+                self.warnings.append(
+                    f"the restored database is in place, but the old copy {aside} could not be dropped ({exc}); drop it once it is no longer needed"
+                )
 
 
 # --- cluster identity --------------------------------------------------------------------------
@@ -402,8 +436,10 @@ def database_identity(db: KongDb) -> dict:
     host name reaches it."""
     ident = {"name": db.database, "host": db.params["host"], "port": db.params["port"], "system_identifier": None}
     if int(db.query("SHOW server_version_num")[0][0]) >= 90600:
-        rows = db.query("SELECT CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') "
-                        "THEN (SELECT system_identifier::text FROM pg_catalog.pg_control_system()) END")
+        rows = db.query(
+            "SELECT CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') "
+            "THEN (SELECT system_identifier::text FROM pg_catalog.pg_control_system()) END"
+        )
         ident["system_identifier"] = rows[0][0] if rows else None
     return ident
 
@@ -432,18 +468,17 @@ def identity_mismatches(recorded: dict | None, target: dict, kinds) -> list:
         rs, ts = ra.get("system_identifier"), ta.get("system_identifier")
         if rs and ts:
             if rs != ts:
-                found.append(f"the PostgreSQL server differs (system identifier {rs} in the backup, {ts} at the "
-                             "target)")
-        elif (_host_key(ra.get("host")), int(ra.get("port") or 0)) != (_host_key(ta.get("host")),
-                                                                       int(ta.get("port") or 0)):
-            found.append(f"the database server {ra.get('host')}:{ra.get('port')} (backup) differs from "
-                         f"{ta.get('host')}:{ta.get('port')} (target)")
+                found.append(f"the PostgreSQL server differs (system identifier {rs} in the backup, {ts} at the target)")
+        elif (_host_key(ra.get("host")), int(ra.get("port") or 0)) != (_host_key(ta.get("host")), int(ta.get("port") or 0)):
+            found.append(f"the database server {ra.get('host')}:{ra.get('port')} (backup) differs from {ta.get('host')}:{ta.get('port')} (target)")
     return found
 
 
 def identity_refusal(mismatches: list) -> str:
-    return ("the backup was taken from another cluster: " + "; ".join(mismatches) + ". Restoring it would "
-            "replace this cluster's configuration with another one's; set force: true to restore it here anyway")
+    return (
+        "the backup was taken from another cluster: " + "; ".join(mismatches) + ". Restoring it would "
+        "replace this cluster's configuration with another one's; set force: true to restore it here anyway"
+    )
 
 
 def _summary(state: dict | None) -> dict | None:

@@ -2,6 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Declarative backups and restores: canonical YAML, the Admin API export, POST /config and db_import."""
+
 from __future__ import annotations
 
 import os
@@ -18,6 +19,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._backup_common imp
     kong_text_hash,
     write_private,
 )
+
 try:
     import yaml
 except ImportError:
@@ -43,11 +45,28 @@ ADMIN_COLLECTIONS = (
     ("plugins", "/plugins"),
 )
 # Entity names that may appear nested inside another entity in a hand-written declarative file.
-_NESTED_ENTITIES = frozenset((
-    "services", "routes", "plugins", "consumers", "keyauth_credentials", "upstreams", "targets",
-    "certificates", "snis", "ca_certificates", "acls", "basicauth_credentials", "hmacauth_credentials",
-    "jwt_secrets", "oauth2_credentials", "vaults", "keys", "key_sets",
-))
+_NESTED_ENTITIES = frozenset(
+    (
+        "services",
+        "routes",
+        "plugins",
+        "consumers",
+        "keyauth_credentials",
+        "upstreams",
+        "targets",
+        "certificates",
+        "snis",
+        "ca_certificates",
+        "acls",
+        "basicauth_credentials",
+        "hmacauth_credentials",
+        "jwt_secrets",
+        "oauth2_credentials",
+        "vaults",
+        "keys",
+        "key_sets",
+    )
+)
 _TIMESTAMPS = ("created_at", "updated_at")
 
 
@@ -74,8 +93,7 @@ def canonical_doc(doc: dict) -> dict:
     """The same configuration with entity lists ordered by id (keys are sorted when dumped)."""
     out = {}
     for key, value in doc.items():
-        if isinstance(value, list) and value and all(isinstance(e, dict) and isinstance(e.get("id"), str)
-                                                     for e in value):
+        if isinstance(value, list) and value and all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in value):
             value = sorted(value, key=lambda e: e["id"])
         out[key] = value
     return out
@@ -83,8 +101,7 @@ def canonical_doc(doc: dict) -> dict:
 
 def canonical_yaml(doc: dict) -> str:
     require_yaml()
-    return yaml.dump(canonical_doc(doc), Dumper=_YAML_DUMPER, sort_keys=True, default_flow_style=False,
-                     allow_unicode=True, width=1 << 20)
+    return yaml.dump(canonical_doc(doc), Dumper=_YAML_DUMPER, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1 << 20)
 
 
 def entity_counts(doc: dict) -> dict:
@@ -145,8 +162,7 @@ def export_via_admin(client, kong_version) -> tuple:
 
 def compare_counts(expected: dict, actual: dict, types=None) -> list:
     names = types if types is not None else sorted(set(expected) | set(actual))
-    return [{"type": n, "expected": expected.get(n, 0), "actual": actual.get(n, 0)}
-            for n in names if expected.get(n, 0) != actual.get(n, 0)]
+    return [{"type": n, "expected": expected.get(n, 0), "actual": actual.get(n, 0)} for n in names if expected.get(n, 0) != actual.get(n, 0)]
 
 
 def entity_index(doc: dict) -> dict | None:
@@ -183,11 +199,11 @@ def compare_entities(backup: dict, current: dict) -> tuple:
 # Each part first gathers what it will write without writing (prepare: enough for check mode
 # and for the free-space estimate), then writes into the staged run directory and verifies.
 
+
 class DeclarativeBackup:
     kind = "declarative"
 
-    def __init__(self, method: str, admin=None, cli=None, node: dict | None = None, kong_version=None,
-                 loaded_file: str | None = None):
+    def __init__(self, method: str, admin=None, cli=None, node: dict | None = None, kong_version=None, loaded_file: str | None = None):
         self.method, self.admin, self.cli = method, admin, cli
         self.node, self.kong_version, self.loaded_file = node or {}, kong_version, loaded_file
         self.text, self.doc, self.section, self.warnings = None, None, {}, []
@@ -219,17 +235,19 @@ class DeclarativeBackup:
         exact = kong_text_hash(chosen[1]) == hash_before
         origin, text = chosen
         if self.loaded_file and origin != "declarative_config":
-            self.warnings.append(f"{self.loaded_file} is not the configuration the node runs (its md5 is not the "
-                                 "node's configuration_hash); GET /config was backed up instead")
+            self.warnings.append(
+                f"{self.loaded_file} is not the configuration the node runs (its md5 is not the node's configuration_hash); GET /config was backed up instead"
+            )
         if origin == "declarative_config":
             self.doc = None
         counts = self._source_counts()
         if self.admin.status().get("configuration_hash") != hash_before:
-            raise BackupError("the node's configuration changed while it was being backed up (configuration_hash "
-                              "moved); freeze the configuration (kong_config_freeze) and retry")
+            raise BackupError(
+                "the node's configuration changed while it was being backed up (configuration_hash "
+                "moved); freeze the configuration (kong_config_freeze) and retry"
+            )
         self.text = text
-        self.section.update(text_origin=origin, configuration_hash=hash_before, hash_exact=exact,
-                            source_counts=counts)
+        self.section.update(text_origin=origin, configuration_hash=hash_before, hash_exact=exact, source_counts=counts)
 
     def prepare(self) -> None:
         if self.method == "config":
@@ -250,9 +268,11 @@ class DeclarativeBackup:
         if source is not None:
             diff = compare_counts(source, counts, [t for t in source if t in counts or source[t]])
             if diff:
-                raise BackupError("the declarative backup does not hold what the node lists: " +
-                                  ", ".join(f"{d['type']} {d['actual']} in the file, {d['expected']} on the node"
-                                            for d in diff), count_mismatch=diff)
+                raise BackupError(
+                    "the declarative backup does not hold what the node lists: "
+                    + ", ".join(f"{d['type']} {d['actual']} in the file, {d['expected']} on the node" for d in diff),
+                    count_mismatch=diff,
+                )
 
         def verify(tmp):
             with open(tmp, "rb") as fh:
@@ -261,8 +281,13 @@ class DeclarativeBackup:
                 raise BackupError(f"{tmp} does not read back with the entity counts that were written")
 
         entry = write_private(path, self.text.encode("utf-8"), verify)
-        self.section.update(file=FILE_NAMES[self.kind], method=self.method, entity_counts=counts,
-                            format_version=str(doc.get("_format_version")), text_md5=kong_text_hash(self.text))
+        self.section.update(
+            file=FILE_NAMES[self.kind],
+            method=self.method,
+            entity_counts=counts,
+            format_version=str(doc.get("_format_version")),
+            text_md5=kong_text_hash(self.text),
+        )
         return [dict(entry, name=FILE_NAMES[self.kind], kind=self.kind)]
 
     def _db_export(self, run: StagedRun) -> None:
@@ -297,9 +322,13 @@ def restore_dbless(admin, text: str, section: dict, check_mode: bool, sleep=None
     """POST /config?check_hash=1 with the backed-up text; Kong answers 304 when it already runs it."""
     want = kong_text_hash(text)
     before = admin.status().get("configuration_hash")
-    result = {"method": "config", "configuration_hash_before": before, "configuration_hash_expected": want,
-              "original_configuration_hash": section.get("configuration_hash"),
-              "hash_exact": bool(section.get("hash_exact"))}
+    result = {
+        "method": "config",
+        "configuration_hash_before": before,
+        "configuration_hash_expected": want,
+        "original_configuration_hash": section.get("configuration_hash"),
+        "hash_exact": bool(section.get("hash_exact")),
+    }
     if check_mode:
         result.update(changed=before != want, status=None, configuration_hash_after=want if before != want else before)
         return result
@@ -307,16 +336,16 @@ def restore_dbless(admin, text: str, section: dict, check_mode: bool, sleep=None
     after = wait_for_hash(admin, want, sleep=sleep) if status != 304 else before
     result.update(changed=status != 304, status=status, configuration_hash_after=after)
     if after != want:
-        raise BackupError(f"the node reports configuration_hash {after} after loading the backup, expected {want}",
-                          declarative=result)
+        raise BackupError(f"the node reports configuration_hash {after} after loading the backup, expected {want}", declarative=result)
     counts = entity_counts(parse_declarative(admin.get_config(), "GET /config after the restore"))
-    diff = compare_counts(section.get("entity_counts") or {}, counts,
-                          [t for t, n in (section.get("entity_counts") or {}).items() if n])
+    diff = compare_counts(section.get("entity_counts") or {}, counts, [t for t, n in (section.get("entity_counts") or {}).items() if n])
     result["entity_counts"] = counts
     if diff:
-        raise BackupError("the node does not list the backed-up entities after the restore: " +
-                          ", ".join(f"{d['type']} {d['actual']} (backup {d['expected']})" for d in diff),
-                          declarative=result)
+        raise BackupError(
+            "the node does not list the backed-up entities after the restore: "
+            + ", ".join(f"{d['type']} {d['actual']} (backup {d['expected']})" for d in diff),
+            declarative=result,
+        )
     return result
 
 
@@ -354,8 +383,9 @@ def restore_db_import(cli, path: str, text: str, only_if_different: bool, check_
         if wanted is not None:
             missing, result["extra_entities"] = compare_entities(wanted, _db_export_index(cli, workdir) or {})
             if missing:
-                raise BackupError(f"{len(missing)} backed-up entities are missing or different after db_import, "
-                                  f"e.g. {', '.join(missing[:5])}", declarative=result)
+                raise BackupError(
+                    f"{len(missing)} backed-up entities are missing or different after db_import, e.g. {', '.join(missing[:5])}", declarative=result
+                )
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

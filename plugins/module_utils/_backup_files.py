@@ -2,6 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """The files archive of a backup: tarball written, verified and restored with owners and modes."""
+
 from __future__ import annotations
 
 import grp
@@ -61,9 +62,16 @@ def write_tarball(tmp: str, paths) -> list:
                 data = fh.read()
             info.size = len(data)
             tar.addfile(info, fileobj=io.BytesIO(data))
-            members.append({"path": path, "size": len(data), "sha256": sha256_bytes(data),
-                            "mode": "%04o" % (info.mode & 0o7777),
-                            "owner": info.uname or str(info.uid), "group": info.gname or str(info.gid)})
+            members.append(
+                {
+                    "path": path,
+                    "size": len(data),
+                    "sha256": sha256_bytes(data),
+                    "mode": "%04o" % (info.mode & 0o7777),
+                    "owner": info.uname or str(info.uid),
+                    "group": info.gname or str(info.gid),
+                }
+            )
     return members
 
 
@@ -112,8 +120,7 @@ def restore_files(tar_path: str, members: list, root: str | None = None, check_m
             raise BackupError(f"the files backup {tar_path} does not hold {member['path']} as the manifest says")
         target = os.path.join(root, _arcname(member["path"])) if root else member["path"]
         mode = int(member.get("mode", "0600"), 8)
-        if os.path.isfile(target) and sha256_file(target) == member["sha256"] and \
-                (os.stat(target).st_mode & 0o7777) == mode:
+        if os.path.isfile(target) and sha256_file(target) == member["sha256"] and (os.stat(target).st_mode & 0o7777) == mode:
             continue
         changed.append(target)
         if check_mode:

@@ -18,6 +18,7 @@ control plane's? Judged from the certificates alone, before anything starts, as 
 
 Pure logic over PEM text: no AnsibleModule, raises ClusterTlsError on unreadable input.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -34,7 +35,7 @@ else:
     HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR = True, None
 
 SHARED_SERVER_NAME = "kong_clustering"
-CP_VERIFY_DEPTH = 4          # ssl_verify_depth of the cluster listener in pki mode
+CP_VERIFY_DEPTH = 4  # ssl_verify_depth of the cluster listener in pki mode
 DP_VERIFY_DEPTH_DEFAULT = 1  # lua_ssl_verify_depth default
 SRC_LISTENER = "Kong/kong 3.9.3 kong/templates/nginx_kong.lua:568-576"
 SRC_SHARED = "Kong/kong 3.9.3 kong/clustering/tls.lua:28-39"
@@ -160,8 +161,11 @@ def _eku_refusal(cert, usage, label):
     oid = ExtendedKeyUsageOID.CLIENT_AUTH if usage == "client" else ExtendedKeyUsageOID.SERVER_AUTH
     if oid in eku or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku:
         return None
-    return ("%s has an extendedKeyUsage without %s, which OpenSSL's verification of a TLS %s refuses"
-            % (label, "clientAuth" if usage == "client" else "serverAuth", usage))
+    return "%s has an extendedKeyUsage without %s, which OpenSSL's verification of a TLS %s refuses" % (
+        label,
+        "clientAuth" if usage == "client" else "serverAuth",
+        usage,
+    )
 
 
 def _when(cert):
@@ -176,18 +180,20 @@ def judge_validity(cert, label, now, min_days, warn_days, refusals, warnings, ex
     left = (_not_after(cert) - now).total_seconds() / 86400.0
     expiries.append({"certificate": label, "not_after": _when(cert), "days_left": round(left, 1)})
     if _not_before(cert) > now:
-        refusals.append("%s is not valid before %s; fix: use a certificate valid now"
-                        % (label, _not_before(cert).strftime("%Y-%m-%dT%H:%M:%SZ")))
+        refusals.append("%s is not valid before %s; fix: use a certificate valid now" % (label, _not_before(cert).strftime("%Y-%m-%dT%H:%M:%SZ")))
     elif left <= 0:
         refusals.append("%s expired on %s, and TLS verification refuses it; fix: %s" % (label, _when(cert), RENEW))
     elif left < min_days:
-        refusals.append("%s expires on %s, in %.1f days, fewer than kong_cluster_cert_min_days (%s); fix: %s, or"
-                        " lower kong_cluster_cert_min_days" % (label, _when(cert), left, min_days, RENEW))
+        refusals.append(
+            "%s expires on %s, in %.1f days, fewer than kong_cluster_cert_min_days (%s); fix: %s, or"
+            " lower kong_cluster_cert_min_days" % (label, _when(cert), left, min_days, RENEW)
+        )
     elif left < warn_days:
         # named by the certificate itself, so that one certificate several nodes share is one warning
-        warnings.append("the certificate CN=%s (sha256 %s...) expires on %s, in %.1f days (kong_cluster_cert_warn_days"
-                        " is %s): renew it soon" % (subject_cn(cert) or "-", digest(cert)[:16], _when(cert), left,
-                                                    warn_days))
+        warnings.append(
+            "the certificate CN=%s (sha256 %s...) expires on %s, in %.1f days (kong_cluster_cert_warn_days"
+            " is %s): renew it soon" % (subject_cn(cert) or "-", digest(cert)[:16], _when(cert), left, warn_days)
+        )
 
 
 def judge(cp, dp, now=None, min_days=14, warn_days=30):
@@ -217,32 +223,37 @@ def judge(cp, dp, now=None, min_days=14, warn_days=30):
     cp_label = "the cluster certificate of %s (CN=%s)" % (cp_name, subject_cn(cp_leaf) or "-")
 
     if cp_mtls != dp_mtls:
-        refusals.append("%s has cluster_mtls = %s but %s has cluster_mtls = %s (%s); fix: set the same cluster_mtls"
-                        " on both (kong_node_conf.cluster_mtls)" % (dp_name, dp_mtls, cp_name, cp_mtls, SRC_LISTENER))
+        refusals.append(
+            "%s has cluster_mtls = %s but %s has cluster_mtls = %s (%s); fix: set the same cluster_mtls"
+            " on both (kong_node_conf.cluster_mtls)" % (dp_name, dp_mtls, cp_name, cp_mtls, SRC_LISTENER)
+        )
     if dp.get("key"):
         key = load_key(dp["key"], "cluster_cert_key of %s" % dp_name)
         if not key_matches(dp_leaf, key):
-            refusals.append("cluster_cert_key of %s is not the private key of its cluster_cert, so Kong cannot"
-                            " present the certificate; fix: point kong_node_cluster_cert_key at the key the"
-                            " certificate was issued for" % dp_name)
+            refusals.append(
+                "cluster_cert_key of %s is not the private key of its cluster_cert, so Kong cannot"
+                " present the certificate; fix: point kong_node_cluster_cert_key at the key the"
+                " certificate was issued for" % dp_name
+            )
 
     validity(dp_leaf, dp_label)
     validity(cp_leaf, cp_label)
 
     if cp_mtls == "shared":
         if digest(dp_leaf) != digest(cp_leaf):
-            refusals.append("%s is not the control plane's: with cluster_mtls = shared %s accepts only its own"
-                            " cluster_cert (sha256 %s..., CN=%s) and %s presents sha256 %s... (%s); fix: give %s"
-                            " the control plane's cluster_cert and cluster_cert_key (kong_node_cluster_cert,"
-                            " kong_node_cluster_cert_key), or move both ends to cluster_mtls = pki"
-                            % (dp_label, cp_name, digest(cp_leaf)[:16], subject_cn(cp_leaf) or "-", dp_name,
-                               digest(dp_leaf)[:16], SRC_SHARED, dp_name))
+            refusals.append(
+                "%s is not the control plane's: with cluster_mtls = shared %s accepts only its own"
+                " cluster_cert (sha256 %s..., CN=%s) and %s presents sha256 %s... (%s); fix: give %s"
+                " the control plane's cluster_cert and cluster_cert_key (kong_node_cluster_cert,"
+                " kong_node_cluster_cert_key), or move both ends to cluster_mtls = pki"
+                % (dp_label, cp_name, digest(cp_leaf)[:16], subject_cn(cp_leaf) or "-", dp_name, digest(dp_leaf)[:16], SRC_SHARED, dp_name)
+            )
         if not name_matches(cp_leaf, SHARED_SERVER_NAME):
-            refusals.append("%s does not carry the name %s, which every data plane checks in shared mode (%s);"
-                            " fix: issue the shared certificate for CN=%s (`kong hybrid gen_cert` does)"
-                            % (cp_label, SHARED_SERVER_NAME, SRC_DP, SHARED_SERVER_NAME))
-        return dict(refusals=_dedupe(refusals), warnings=_dedupe(warnings), expiries=expiries,
-                    server_name=SHARED_SERVER_NAME)
+            refusals.append(
+                "%s does not carry the name %s, which every data plane checks in shared mode (%s);"
+                " fix: issue the shared certificate for CN=%s (`kong hybrid gen_cert` does)" % (cp_label, SHARED_SERVER_NAME, SRC_DP, SHARED_SERVER_NAME)
+            )
+        return dict(refusals=_dedupe(refusals), warnings=_dedupe(warnings), expiries=expiries, server_name=SHARED_SERVER_NAME)
 
     # pki: the control plane verifies the data plane's chain against its cluster_ca_cert
     if not cp.get("ca_cert"):
@@ -250,17 +261,20 @@ def judge(cp, dp, now=None, min_days=14, warn_days=30):
     cp_anchors = load_certs(cp["ca_cert"], "cluster_ca_cert of %s" % cp_name)
     found = chain_to(dp_leaf, dp_chain[1:], cp_anchors)
     if found is None:
-        refusals.append("%s (issuer %s) is not issued by the cluster_ca_cert of %s (%s), so its cluster listener"
-                        " refuses it (%s); fix: issue %s's certificate from that CA (put any intermediate CA"
-                        " certificates after it in the file)"
-                        % (dp_label, dp_leaf.issuer.rfc4514_string(), cp_name,
-                           "; ".join(c.subject.rfc4514_string() for c in cp_anchors), SRC_LISTENER, dp_name))
+        refusals.append(
+            "%s (issuer %s) is not issued by the cluster_ca_cert of %s (%s), so its cluster listener"
+            " refuses it (%s); fix: issue %s's certificate from that CA (put any intermediate CA"
+            " certificates after it in the file)"
+            % (dp_label, dp_leaf.issuer.rfc4514_string(), cp_name, "; ".join(c.subject.rfc4514_string() for c in cp_anchors), SRC_LISTENER, dp_name)
+        )
     else:
         path, anchor = found
         if len(path) > CP_VERIFY_DEPTH:
-            refusals.append("%s reaches the cluster_ca_cert of %s through %d intermediate CA certificates and the"
-                            " cluster listener verifies %d at most (ssl_verify_depth 4, %s); fix: issue it from a"
-                            " CA closer to the root" % (dp_label, cp_name, len(path), CP_VERIFY_DEPTH, SRC_LISTENER))
+            refusals.append(
+                "%s reaches the cluster_ca_cert of %s through %d intermediate CA certificates and the"
+                " cluster listener verifies %d at most (ssl_verify_depth 4, %s); fix: issue it from a"
+                " CA closer to the root" % (dp_label, cp_name, len(path), CP_VERIFY_DEPTH, SRC_LISTENER)
+            )
         for cert in path + [anchor]:
             validity(cert, "CA certificate CN=%s (chain of %s)" % (subject_cn(cert) or "-", dp_name))
     eku = _eku_refusal(dp_leaf, "client", dp_label)
@@ -276,35 +290,41 @@ def judge(cp, dp, now=None, min_days=14, warn_days=30):
     server_name = (dp.get("server_name") or "").strip() or host
     depth = int(dp.get("verify_depth") or DP_VERIFY_DEPTH_DEFAULT)
     if not dp.get("ca_cert"):
-        refusals.append("%s has no cluster_ca_cert, which with cluster_mtls = pki it verifies %s against"
-                        " (Kong/kong 3.9.3 kong/conf_loader/parse.lua:775-780); fix: set kong_node_cluster_ca_cert"
-                        " (or kong_node_conf.cluster_ca_cert) for %s" % (dp_name, cp_name, dp_name))
+        refusals.append(
+            "%s has no cluster_ca_cert, which with cluster_mtls = pki it verifies %s against"
+            " (Kong/kong 3.9.3 kong/conf_loader/parse.lua:775-780); fix: set kong_node_cluster_ca_cert"
+            " (or kong_node_conf.cluster_ca_cert) for %s" % (dp_name, cp_name, dp_name)
+        )
     else:
         dp_anchors = load_certs(dp["ca_cert"], "cluster_ca_cert of %s" % dp_name)
         found = chain_to(cp_leaf, cp_chain[1:], dp_anchors)
         if found is None:
-            refusals.append("%s (issuer %s) is not issued by the cluster_ca_cert of %s, so %s refuses the control"
-                            " plane (%s); fix: give %s the CA that issued the control plane's certificate"
-                            % (cp_label, cp_leaf.issuer.rfc4514_string(), dp_name, dp_name, SRC_DP, dp_name))
+            refusals.append(
+                "%s (issuer %s) is not issued by the cluster_ca_cert of %s, so %s refuses the control"
+                " plane (%s); fix: give %s the CA that issued the control plane's certificate"
+                % (cp_label, cp_leaf.issuer.rfc4514_string(), dp_name, dp_name, SRC_DP, dp_name)
+            )
         elif len(found[0]) > depth:
-            refusals.append("%s reaches the cluster_ca_cert of %s through %d intermediate CA certificates, more"
-                            " than lua_ssl_verify_depth (%d) lets it verify; fix: raise lua_ssl_verify_depth of %s"
-                            " (kong_node_conf.lua_ssl_verify_depth) to %d"
-                            % (cp_label, dp_name, len(found[0]), depth, dp_name, len(found[0])))
+            refusals.append(
+                "%s reaches the cluster_ca_cert of %s through %d intermediate CA certificates, more"
+                " than lua_ssl_verify_depth (%d) lets it verify; fix: raise lua_ssl_verify_depth of %s"
+                " (kong_node_conf.lua_ssl_verify_depth) to %d" % (cp_label, dp_name, len(found[0]), depth, dp_name, len(found[0]))
+            )
         else:
             for cert in found[0] + [found[1]]:
                 validity(cert, "CA certificate CN=%s (chain of %s)" % (subject_cn(cert) or "-", cp_name))
     if not server_name:
-        refusals.append("%s has neither cluster_server_name nor a cluster_control_plane host to check %s by; fix:"
-                        " set kong_node_cluster_control_plane" % (dp_name, cp_name))
+        refusals.append(
+            "%s has neither cluster_server_name nor a cluster_control_plane host to check %s by; fix: set kong_node_cluster_control_plane" % (dp_name, cp_name)
+        )
     elif not name_matches(cp_leaf, server_name):
         dns, ips = names(cp_leaf)
-        refusals.append("%s names %s, not %s, the name %s checks it by (cluster_server_name, else the host of"
-                        " cluster_control_plane; %s); fix: set cluster_server_name of %s"
-                        " (kong_node_cluster_server_name or kong_node_conf.cluster_server_name) to a name of the"
-                        " certificate, or reissue it for %s"
-                        % (cp_label, ", ".join(dns + ips) or "nothing", server_name, dp_name, SRC_DP, dp_name,
-                           server_name))
+        refusals.append(
+            "%s names %s, not %s, the name %s checks it by (cluster_server_name, else the host of"
+            " cluster_control_plane; %s); fix: set cluster_server_name of %s"
+            " (kong_node_cluster_server_name or kong_node_conf.cluster_server_name) to a name of the"
+            " certificate, or reissue it for %s" % (cp_label, ", ".join(dns + ips) or "nothing", server_name, dp_name, SRC_DP, dp_name, server_name)
+        )
     eku = _eku_refusal(cp_leaf, "server", cp_label)
     if eku:
         refusals.append(eku + "; fix: issue it with serverAuth")

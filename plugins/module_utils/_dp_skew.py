@@ -26,8 +26,7 @@ def parse(version) -> tuple | None:
 
 def label(row: dict) -> str:
     """hostname (id ..., ip ..., Kong ...): how a data plane is named in every message."""
-    return (f"{row.get('hostname') or '?'} (id {row.get('id') or '?'}, ip {row.get('ip') or '?'}, "
-            f"Kong {row.get('version') or '?'})")
+    return f"{row.get('hostname') or '?'} (id {row.get('id') or '?'}, ip {row.get('ip') or '?'}, Kong {row.get('version') or '?'})"
 
 
 def _seen(row: dict) -> int:
@@ -62,8 +61,9 @@ def version_problem(dp_version, cp_version) -> str | None:
     return None
 
 
-def judge(rows: list, cp_version: str, now: float, stale_after: int = DEFAULT_STALE_AFTER,
-          target_version: str | None = None, inventory_ids=None, inventory_names=None) -> dict:
+def judge(
+    rows: list, cp_version: str, now: float, stale_after: int = DEFAULT_STALE_AFTER, target_version: str | None = None, inventory_ids=None, inventory_names=None
+) -> dict:
     """Judge a control plane's ``GET /clustering/data-planes`` rows.
 
     ``inventory_ids`` maps the node id of each data plane host of the inventory's current groups to its
@@ -78,14 +78,18 @@ def judge(rows: list, cp_version: str, now: float, stale_after: int = DEFAULT_ST
     for row in live:
         problem = version_problem(row.get("version"), cp_version)
         if problem:
-            blocking.append(f"data plane {label(row)} {problem}: upgrade the control plane first "
-                            f"(playbooks/hybrid_upgrade.yml), or stop that data plane or put it back on a version "
-                            f"its control plane accepts")
+            blocking.append(
+                f"data plane {label(row)} {problem}: upgrade the control plane first "
+                f"(playbooks/hybrid_upgrade.yml), or stop that data plane or put it back on a version "
+                f"its control plane accepts"
+            )
     if target_version:
         problem = version_problem(target_version, cp_version)
         if problem:
-            blocking.append(f"the data planes would run Kong {target_version}, which {problem}: upgrade the "
-                            f"control plane to {target_version} first (playbooks/hybrid_upgrade.yml)")
+            blocking.append(
+                f"the data planes would run Kong {target_version}, which {problem}: upgrade the "
+                f"control plane to {target_version} first (playbooks/hybrid_upgrade.yml)"
+            )
     left_behind, unreachable = [], []
     if inventory_ids is not None:
         names = dict(inventory_ids)
@@ -121,20 +125,24 @@ def left_behind_message(result: dict, choice: str) -> str | None:
         return None
     parts = []
     if unreachable:
-        parts.append("not in the inventory's current groups: " + "; ".join(r["label"] for r in unreachable)
-                     + ". No run can upgrade a data plane the inventory does not reach: put its host in kong_x "
-                       "so this run upgrades it, or stop it (the control plane keeps its row until "
-                       "cluster_data_plane_purge_delay, then it no longer counts once stale)")
+        parts.append(
+            "not in the inventory's current groups: "
+            + "; ".join(r["label"] for r in unreachable)
+            + ". No run can upgrade a data plane the inventory does not reach: put its host in kong_x "
+            "so this run upgrades it, or stop it (the control plane keeps its row until "
+            "cluster_data_plane_purge_delay, then it no longer counts once stale)"
+        )
     inventory = [r for r in rows if r.get("host")]
     if inventory and choice != "upgrade":
-        parts.append("kong_x hosts on an older version than the other kong_x data planes: "
-                     + "; ".join(f"{r['host']} = {r['label']}" for r in inventory)
-                     + ". Set kong_dp_left_behind=upgrade to upgrade it in this run, or finish the earlier run first")
-    return ("The control plane lists data planes an earlier interrupted run left behind, " + " | ".join(parts) + ".")
+        parts.append(
+            "kong_x hosts on an older version than the other kong_x data planes: "
+            + "; ".join(f"{r['host']} = {r['label']}" for r in inventory)
+            + ". Set kong_dp_left_behind=upgrade to upgrade it in this run, or finish the earlier run first"
+        )
+    return "The control plane lists data planes an earlier interrupted run left behind, " + " | ".join(parts) + "."
 
 
-def hash_divergence(rows: list, now: float, stale_after: int, ignore_ids=(), expected: str | None = None,
-                    sync_status: bool = True) -> tuple:
+def hash_divergence(rows: list, now: float, stale_after: int, ignore_ids=(), expected: str | None = None, sync_status: bool = True) -> tuple:
     """(hash, problems): every live data plane (rows not stale, ids not in ``ignore_ids``) must report
     sync_status normal and the one configuration hash the control plane sends to all of them (it
     computes it once per export, Kong/kong 3.9.3 kong/clustering/control_plane.lua:131-158). ``hash``
@@ -193,12 +201,13 @@ def konnect_version_problem(dp_version, cp_version=None, newest_supported=KONNEC
         return f"reports no Kong version that can be compared ({dp_version!r})"
     oldest, newest = parse(KONNECT_OLDEST_SUPPORTED), parse(newest_supported or KONNECT_NEWEST_SUPPORTED)
     if dp[:2] < oldest[:2]:
-        return (f"is older than Konnect supports ({KONNECT_OLDEST_SUPPORTED[:3]}.x is the oldest row of "
-                f"{KONNECT_POLICY_URL})")
+        return f"is older than Konnect supports ({KONNECT_OLDEST_SUPPORTED[:3]}.x is the oldest row of {KONNECT_POLICY_URL})"
     if newest and dp[:2] > newest[:2]:
-        return (f"is newer than the newest version Konnect's published compatibility table lists "
-                f"({newest[0]}.{newest[1]}.x, {KONNECT_POLICY_URL}); set kong_konnect_newest_supported once "
-                f"Konnect lists it")
+        return (
+            f"is newer than the newest version Konnect's published compatibility table lists "
+            f"({newest[0]}.{newest[1]}.x, {KONNECT_POLICY_URL}); set kong_konnect_newest_supported once "
+            f"Konnect lists it"
+        )
     cp = parse(cp_version)
     if cp is not None and dp[:2] > cp[:2]:
         return f"is newer than its Konnect control plane on {cp_version} (kong_konnect_control_plane_version)"
@@ -219,8 +228,15 @@ def konnect_rows(items: list) -> list:
     return rows
 
 
-def judge_konnect(rows: list, now: float, stale_after: int = DEFAULT_STALE_AFTER, cp_version=None,
-                  target_version=None, newest_supported=KONNECT_NEWEST_SUPPORTED, inventory_ids=None) -> dict:
+def judge_konnect(
+    rows: list,
+    now: float,
+    stale_after: int = DEFAULT_STALE_AFTER,
+    cp_version=None,
+    target_version=None,
+    newest_supported=KONNECT_NEWEST_SUPPORTED,
+    inventory_ids=None,
+) -> dict:
     """Judge Konnect's node records: the live ones (last_ping within ``stale_after``) Konnect does not
     support or that are newer than the control plane, and ``target_version`` the same way. A record whose
     id is in ``inventory_ids`` (node id to inventory host) is named with its inventory host too."""
@@ -231,13 +247,13 @@ def judge_konnect(rows: list, now: float, stale_after: int = DEFAULT_STALE_AFTER
         problem = konnect_version_problem(row.get("version"), cp_version, newest_supported)
         if problem:
             host = names.get(row.get("id"))
-            blocking.append(f"data plane {host + ' = ' if host else ''}{label(row)} {problem}: stop that data plane "
-                            f"or put it back on a version Konnect supports")
+            blocking.append(
+                f"data plane {host + ' = ' if host else ''}{label(row)} {problem}: stop that data plane or put it back on a version Konnect supports"
+            )
     if target_version:
         problem = konnect_version_problem(target_version, cp_version, newest_supported)
         if problem:
-            blocking.append(f"the data planes would run Kong {target_version}, which {problem}: choose a "
-                            f"kong_version_target Konnect supports")
+            blocking.append(f"the data planes would run Kong {target_version}, which {problem}: choose a kong_version_target Konnect supports")
     return {
         "live": [label(r) for r in live],
         "stale": [f"{label(r)} last seen {int(now - _seen(r))} s ago" for r in stale],

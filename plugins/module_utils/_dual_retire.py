@@ -2,6 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Retiring X's database after a dual-cluster upgrade: the rules that decide whether it may be dropped."""
+
 from __future__ import annotations
 
 import datetime
@@ -39,15 +40,14 @@ def run_problems(journal: dict) -> list:
     problems = []
     run = journal.get("run_id", "?")
     if journal.get("strategy") != "dual_cluster":
-        problems.append(f"the run {run} is a {journal.get('strategy') or 'unknown'} run, not a dual-cluster upgrade "
-                        "(playbooks/dual_cluster_upgrade.yml)")
+        problems.append(f"the run {run} is a {journal.get('strategy') or 'unknown'} run, not a dual-cluster upgrade (playbooks/dual_cluster_upgrade.yml)")
     elif journal.get("status") != "done":
-        problems.append(f"the run {run} ended {journal.get('status') or 'without a status'}, not done: X (and its "
-                        "database) may still be the cluster that serves; conclude the dual-cluster upgrade first")
-    elif not journal.get("steps") or (journal["steps"][-1] or {}).get("share") != 100 or \
-            (journal["steps"][-1].get("gate") or {}).get("failed"):
-        problems.append(f"the run {run} did not move every request to Y (its last traffic step is not 100 % "
-                        "with a passed gate)")
+        problems.append(
+            f"the run {run} ended {journal.get('status') or 'without a status'}, not done: X (and its "
+            "database) may still be the cluster that serves; conclude the dual-cluster upgrade first"
+        )
+    elif not journal.get("steps") or (journal["steps"][-1] or {}).get("share") != 100 or (journal["steps"][-1].get("gate") or {}).get("failed"):
+        problems.append(f"the run {run} did not move every request to Y (its last traffic step is not 100 % with a passed gate)")
     if not journal.get("x_database"):
         problems.append(f"the run {run} records no x_database (it never cloned X's database)")
     return problems
@@ -64,17 +64,18 @@ def database_problems(journal: dict, x: dict, y: dict) -> list:
     x_server = _server(x["host"], x["port"])
     recorded_x = journal.get("x_database") or {}
     if recorded_x and (recorded_x.get("server"), recorded_x.get("database")) != (x_server, x["database"]):
-        problems.append(f"kong_pg_database: the inventory names {x['database']} on {x_server} as X's database, the "
-                        f"run {journal.get('run_id', '?')} recorded {recorded_x.get('database')} on "
-                        f"{recorded_x.get('server')}; point the kong_x hosts' kong_pg_* at the database the run kept")
+        problems.append(
+            f"kong_pg_database: the inventory names {x['database']} on {x_server} as X's database, the "
+            f"run {journal.get('run_id', '?')} recorded {recorded_x.get('database')} on "
+            f"{recorded_x.get('server')}; point the kong_x hosts' kong_pg_* at the database the run kept"
+        )
     recorded_y = journal.get("y_database") or {}
     candidates = [("kong_y_pg_database", _server(y["host"], y["port"]), y["database"])] if y.get("database") else []
     if recorded_y.get("database"):
         candidates.append(("the journal's y_database", recorded_y.get("server"), recorded_y.get("database")))
     for what, server, database in candidates:
         if (server, database) == (x_server, x["database"]):
-            problems.append(f"{what}: {database} on {server} is the database Y serves from; X's database must be "
-                            "another one and Y's is never dropped")
+            problems.append(f"{what}: {database} on {server} is the database Y serves from; X's database must be another one and Y's is never dropped")
     return problems
 
 

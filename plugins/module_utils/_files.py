@@ -3,6 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Atomic file writes: the one way the collection replaces a file a server or another run reads."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,7 @@ def write_temp(directory: str, data, mode: int, prefix: str = ".kongops-") -> st
     """A new file in `directory` (same file system as its final name) holding `data`, synced, with `mode`."""
     fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory or ".")
     try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w",
-                       **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w", **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -2,6 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Configuration freeze: fingerprint, lock record, Admin API marker, enforcement at the front."""
+
 from __future__ import annotations
 
 import calendar
@@ -146,8 +147,7 @@ def lock_age(record: dict, now: float | None = None) -> dict:
 
 
 def describe_lock(info: dict) -> str:
-    text = (f"held by {info['holder']} (run_id {info['run_id']}, reason '{info['reason']}') since "
-            f"{info['time']}, {info['age']} ago")
+    text = f"held by {info['holder']} (run_id {info['run_id']}, reason '{info['reason']}') since {info['time']}, {info['age']} ago"
     if info["expired"]:
         text += f"; its expiry {info['expiry']} has passed, so the run that took it most likely died"
     return text
@@ -177,8 +177,7 @@ class LockFile:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise FreezeError(f"cannot read the lock file {self.path}: {exc}; inspect it, then remove it or "
-                              "use force=true") from exc
+            raise FreezeError(f"cannot read the lock file {self.path}: {exc}; inspect it, then remove it or use force=true") from exc
         if not isinstance(record, dict) or "run_id" not in record:
             raise FreezeError(f"the lock file {self.path} is not a kong_config_freeze lock record")
         return record
@@ -322,10 +321,16 @@ def compute_fingerprint(client: KongAdminClient, kind: dict | None = None, shape
                 leaves = {k: v for k, v in leaves.items() if k in known}
         entities[f"{etype}/{item.get('id')}"] = [_digest(leaves), _label(etype, item, fields)]
     canonical = hashlib.sha256("".join(f"{k} {v[0]}\n" for k, v in sorted(entities.items())).encode()).hexdigest()
-    fp = {"kind": "entities_sha256", "value": canonical, "entities_sha256": canonical, "entities": entities,
-          "shapes": {k: sorted(v) for k, v in seen_shapes.items()}, "skipped": skipped, "node": kind,
-          "new_fields": {k: sorted(".".join(str(x) for x in json.loads(p)) for p in v)
-                         for k, v in new_fields.items()}}
+    fp = {
+        "kind": "entities_sha256",
+        "value": canonical,
+        "entities_sha256": canonical,
+        "entities": entities,
+        "shapes": {k: sorted(v) for k, v in seen_shapes.items()},
+        "skipped": skipped,
+        "node": kind,
+        "new_fields": {k: sorted(".".join(str(x) for x in json.loads(p)) for p in v) for k, v in new_fields.items()},
+    }
     if kind["dbless"]:
         config_hash = client.status().get("configuration_hash")
         if config_hash:
@@ -339,9 +344,15 @@ def summary(fp: dict) -> dict:
         etype = key.split("/", 1)[0]
         by_type[etype] = by_type.get(etype, 0) + 1
     node = fp.get("node") or {}
-    return {"kind": fp.get("kind"), "value": fp.get("value"), "entities_sha256": fp.get("entities_sha256"),
-            "entity_count": len(fp.get("entities", {})), "by_type": by_type, "node_id": node.get("node_id"),
-            "version": node.get("version")}
+    return {
+        "kind": fp.get("kind"),
+        "value": fp.get("value"),
+        "entities_sha256": fp.get("entities_sha256"),
+        "entity_count": len(fp.get("entities", {})),
+        "by_type": by_type,
+        "node_id": node.get("node_id"),
+        "version": node.get("version"),
+    }
 
 
 def same_node(before: dict, after: dict) -> bool:
@@ -368,8 +379,7 @@ def compare(before: dict, after: dict) -> dict:
     added = [item(k, "added", new[k]) for k in sorted(set(new) - set(old))]
     removed = [item(k, "removed", old[k]) for k in sorted(set(old) - set(new))]
     changed = [item(k, "changed", new[k]) for k in sorted(set(old) & set(new)) if old[k][0] != new[k][0]]
-    value_compared = before.get("kind") == after.get("kind") and (
-        before.get("kind") != "configuration_hash" or same_node(before, after))
+    value_compared = before.get("kind") == after.get("kind") and (before.get("kind") != "configuration_hash" or same_node(before, after))
     value_changed = value_compared and before.get("value") != after.get("value")
     return {
         "drifted": bool(value_changed or added or removed or changed),
@@ -392,17 +402,16 @@ def _singular(etype: str) -> str:
 
 def describe_drift(drift: dict, limit: int = 20) -> str:
     items = drift["added"] + drift["removed"] + drift["changed"]
-    parts = [f"{i['change']} {_singular(i['type'])} "
-             f"{repr(i['name']) + ' ' if i['name'] else ''}(id {i['id']})" for i in items[:limit]]
+    parts = [f"{i['change']} {_singular(i['type'])} {repr(i['name']) + ' ' if i['name'] else ''}(id {i['id']})" for i in items[:limit]]
     if len(items) > limit:
         parts.append(f"... and {len(items) - limit} more")
     if not items:
-        parts.append(f"no entity differs, but {drift['kind']} changed from {drift['value_before']} to "
-                     f"{drift['value_after']} (the configuration was reloaded)")
+        parts.append(f"no entity differs, but {drift['kind']} changed from {drift['value_before']} to {drift['value_after']} (the configuration was reloaded)")
     return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------- Admin API marker
+
 
 def marker_name(cluster: str) -> str:
     return f"kongops-freeze-{_safe_name(cluster)}"
@@ -428,8 +437,7 @@ def read_marker(client: KongAdminClient, cluster: str) -> dict | None:
 
 
 def write_marker(client: KongAdminClient, cluster: str, record: dict) -> dict:
-    return client.request("PUT", f"/consumers/{marker_name(cluster)}", expected=(200, 201),
-                          json=marker_body(record))
+    return client.request("PUT", f"/consumers/{marker_name(cluster)}", expected=(200, 201), json=marker_body(record))
 
 
 def delete_marker(client: KongAdminClient, cluster: str) -> None:
@@ -437,6 +445,7 @@ def delete_marker(client: KongAdminClient, cluster: str) -> None:
 
 
 # ---------------------------------------------------------------------------- enforcement
+
 
 def refusal_body(record: dict) -> str:
     """JSON answered with 423 to write methods while frozen."""
@@ -460,8 +469,7 @@ class NginxEnforcer:
 
     kind = "nginx"
 
-    def __init__(self, path: str, run_command, nginx_bin: str = "nginx", nginx_conf: str | None = None,
-                 nginx_prefix: str | None = None):
+    def __init__(self, path: str, run_command, nginx_bin: str = "nginx", nginx_conf: str | None = None, nginx_prefix: str | None = None):
         self.path = path
         self._run = run_command
         self.base = [nginx_bin] + (["-p", nginx_prefix] if nginx_prefix else []) + (["-c", nginx_conf] if nginx_conf else [])
@@ -524,10 +532,10 @@ class NginxEnforcer:
         try:
             write_test_reload(self.path, text, previous, self._cmd, mode=0o644, prefix=".kongops-freeze-")
         except NginxStepError as exc:
-            what = (f"nginx rejected the configuration with {self.path}" if exc.step == "test"
-                    else "nginx reload failed")
-            raise FreezeError(f"{what} (previous file restored): {(exc.stderr or exc.stdout).strip()}",
-                              cmd=exc.cmd, rc=exc.rc, stdout=exc.stdout, stderr=exc.stderr) from exc
+            what = f"nginx rejected the configuration with {self.path}" if exc.step == "test" else "nginx reload failed"
+            raise FreezeError(
+                f"{what} (previous file restored): {(exc.stderr or exc.stdout).strip()}", cmd=exc.cmd, rc=exc.rc, stdout=exc.stdout, stderr=exc.stderr
+            ) from exc
         except OSError as exc:
             raise FreezeError(f"cannot write enforce_file {self.path}: {exc}") from exc
 
@@ -557,23 +565,23 @@ class HaproxyEnforcer:
         self.persist = persist
 
     def settings(self) -> dict:
-        return {"type": "haproxy", "socket": self.socket_addr, "map": self.map_path, "key": self.key,
-                "persist": self.persist}
+        return {"type": "haproxy", "socket": self.socket_addr, "map": self.map_path, "key": self.key, "persist": self.persist}
 
     def command(self, cmd: str) -> str:
         try:
             return HaproxyRuntime(self.socket_addr, timeout=self.timeout).command(cmd)
         except HaproxyRuntimeError as exc:
-            raise FreezeError(f"HAProxy runtime API failed for '{' '.join(cmd.split(' ')[:2])}': {exc}",
-                              socket=self.socket_addr) from exc
+            raise FreezeError(f"HAProxy runtime API failed for '{' '.join(cmd.split(' ')[:2])}': {exc}", socket=self.socket_addr) from exc
 
     def _entries(self) -> dict:
         out = self.command(f"show map {self.map_path}")
         first = out.strip().splitlines()[0] if out.strip() else ""
         if first and not re.match(r"^0x[0-9a-f]+ ", first):
-            raise FreezeError(f"HAProxy does not know the map {self.map_path}: {out.strip()} (add the 423 rule "
-                              "that references it to the frontend, see the module documentation)",
-                              socket=self.socket_addr)
+            raise FreezeError(
+                f"HAProxy does not know the map {self.map_path}: {out.strip()} (add the 423 rule "
+                "that references it to the frontend, see the module documentation)",
+                socket=self.socket_addr,
+            )
         entries = {}
         for line in out.splitlines():
             parts = line.split(" ", 2)
@@ -589,8 +597,7 @@ class HaproxyEnforcer:
                 run_id = json.loads(value).get("run_id")
             except ValueError:
                 run_id = None
-        return {"type": "haproxy", "active": value is not None, "run_id": run_id, "map": self.map_path,
-                "key": self.key}
+        return {"type": "haproxy", "active": value is not None, "run_id": run_id, "map": self.map_path, "key": self.key}
 
     def _check(self, out: str, what: str) -> None:
         if out.strip():
@@ -627,15 +634,15 @@ class HaproxyEnforcer:
         self._persist(None)
 
 
-def probe_enforcement(url: str, expect_frozen: bool, timeout: float, admin_token: str | None = None,
-                      validate_certs: bool = True, ca_path: str | None = None) -> dict:
+def probe_enforcement(
+    url: str, expect_frozen: bool, timeout: float, admin_token: str | None = None, validate_certs: bool = True, ca_path: str | None = None
+) -> dict:
     """Check the front of the Admin API really refuses (or accepts) writes.
 
     The probe deletes a consumer that cannot exist: a no-op answered 204 when writes pass
     (405 on a DB-less node), and 423 when the freeze holds.
     """
-    client = KongAdminClient(url, admin_token=admin_token, validate_certs=validate_certs, ca_path=ca_path,
-                             timeout=5)
+    client = KongAdminClient(url, admin_token=admin_token, validate_certs=validate_certs, ca_path=ca_path, timeout=5)
     path = f"/consumers/kongops-freeze-probe-{uuid.uuid4().hex}"
     deadline = time.monotonic() + timeout
     status = None

@@ -7,6 +7,7 @@
 A gate compares two readings of the load balancer's per-server counters (the soak's first and the
 latest) and each new node's own request counters and readiness (read before and after the soak by
 kong_node_info on the node), and says whether the step holds, with the figures that decided it."""
+
 from __future__ import annotations
 
 import time
@@ -57,15 +58,12 @@ def check_params(p: dict) -> None:
     if p["soak_seconds"] < 0:
         raise GateParamError(f"soak_seconds: must be 0 or more seconds, got {p['soak_seconds']}", "soak_seconds")
     if p["interval_seconds"] <= 0:
-        raise GateParamError(f"interval_seconds: must be more than 0 seconds, got {p['interval_seconds']}",
-                             "interval_seconds")
+        raise GateParamError(f"interval_seconds: must be more than 0 seconds, got {p['interval_seconds']}", "interval_seconds")
     if not 0 <= p["max_error_rate"] <= 100:
-        raise GateParamError(f"max_error_rate: must be a percentage from 0 to 100, got {p['max_error_rate']}",
-                             "max_error_rate")
+        raise GateParamError(f"max_error_rate: must be a percentage from 0 to 100, got {p['max_error_rate']}", "max_error_rate")
 
 
-def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: float = 1.0,
-              max_response_ms: int = 2000, min_requests: int = 0) -> dict:
+def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: float = 1.0, max_response_ms: int = 2000, min_requests: int = 0) -> dict:
     """Compare two readings (server -> counters and state, as lb_weight returns them).
 
     Requests are the server's sessions (HAProxy opens one per HTTP request); errors are 5xx
@@ -99,8 +97,9 @@ def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: floa
         reasons.append(f"error rate {rate}% ({errors} of {requests}) > {max_error_rate}%")
     if servers and requests < int(min_requests):
         reasons.append(f"only {requests} requests reached the servers (< {min_requests}): the step is not proven")
-    return dict(failed=bool(reasons), reasons=reasons, requests=requests, errors=errors, error_rate=rate,
-                response_ms=slowest, servers=per_server, not_in_lb=outside)
+    return dict(
+        failed=bool(reasons), reasons=reasons, requests=requests, errors=errors, error_rate=rate, response_ms=slowest, servers=per_server, not_in_lb=outside
+    )
 
 
 def node_gate_eval(current: dict, baseline: dict, max_error_rate: float = 1.0) -> dict:
@@ -122,8 +121,7 @@ def node_gate_eval(current: dict, baseline: dict, max_error_rate: float = 1.0) -
         rate = round(100.0 * d_err / d_req, 3) if d_req else 0.0
         per_node[name] = dict(requests=d_req, errors=d_err, error_rate=rate, restarted=restarted)
         if d_req and rate > float(max_error_rate):
-            reasons.append(f"{name} answered {d_err} of {d_req} requests with a 5xx ({rate}%) by its own "
-                           f"/metrics > {max_error_rate}%")
+            reasons.append(f"{name} answered {d_err} of {d_req} requests with a 5xx ({rate}%) by its own /metrics > {max_error_rate}%")
     return dict(failed=bool(reasons), reasons=reasons, nodes=per_node, unavailable=unavailable)
 
 
@@ -149,8 +147,7 @@ def soak(read, p: dict, clock=time.monotonic, sleep=time.sleep) -> dict:
     if read is None:
         if p["soak_seconds"] > 0:
             sleep(p["soak_seconds"])
-        return dict(failed=False, reasons=[], polls=[], soaked_seconds=round(clock() - started, 3),
-                    lb_counters=False)
+        return dict(failed=False, reasons=[], polls=[], soaked_seconds=round(clock() - started, 3), lb_counters=False)
     baseline = read()
     polls = []
     while True:
@@ -159,15 +156,23 @@ def soak(read, p: dict, clock=time.monotonic, sleep=time.sleep) -> dict:
         if remaining > 0:
             sleep(min(p["interval_seconds"], remaining))
         current = read()
-        verdict = gate_eval(current, baseline, p["servers"], max_error_rate=p["max_error_rate"],
-                            max_response_ms=p["max_response_ms"])
-        polls.append(dict(at=round(clock() - started, 3), requests=verdict["requests"], errors=verdict["errors"],
-                          error_rate=verdict["error_rate"], failed=verdict["failed"], reasons=verdict["reasons"]))
+        verdict = gate_eval(current, baseline, p["servers"], max_error_rate=p["max_error_rate"], max_response_ms=p["max_response_ms"])
+        polls.append(
+            dict(
+                at=round(clock() - started, 3),
+                requests=verdict["requests"],
+                errors=verdict["errors"],
+                error_rate=verdict["error_rate"],
+                failed=verdict["failed"],
+                reasons=verdict["reasons"],
+            )
+        )
         if verdict["failed"] or clock() - started >= p["soak_seconds"]:
             break
     # the proof of the step (enough requests) is judged over the whole soak, once
-    verdict = gate_eval(current, baseline, p["servers"], max_error_rate=p["max_error_rate"],
-                        max_response_ms=p["max_response_ms"], min_requests=p["min_requests"])
+    verdict = gate_eval(
+        current, baseline, p["servers"], max_error_rate=p["max_error_rate"], max_response_ms=p["max_response_ms"], min_requests=p["min_requests"]
+    )
     verdict.update(polls=polls, soaked_seconds=round(clock() - started, 3), lb_counters=True)
     return verdict
 
@@ -188,8 +193,7 @@ def judge(lb: dict, p: dict) -> dict:
         metrics_after = {name: (res or {}).get("metrics") for name, res in after.items()}
         if any(m is not None for m in metrics_after.values()):
             before = {name: (res or {}).get("metrics") or {} for name, res in (p.get("nodes_before") or {}).items()}
-            nodes = node_gate_eval({k: v or {} for k, v in metrics_after.items()}, before,
-                                   max_error_rate=p["max_error_rate"])
+            nodes = node_gate_eval({k: v or {} for k, v in metrics_after.items()}, before, max_error_rate=p["max_error_rate"])
             verdict["reasons"] += nodes["reasons"]
             verdict.update(nodes=nodes["nodes"], nodes_without_metrics=nodes["unavailable"])
     verdict["failed"] = bool(verdict["reasons"])
@@ -200,11 +204,12 @@ def judge(lb: dict, p: dict) -> dict:
 def summary(verdict: dict) -> str:
     state = "FAILED: " + "; ".join(verdict["reasons"]) if verdict.get("failed") else "passed"
     slowest = f", slowest average response {verdict['response_ms']:g} ms" if verdict.get("response_ms") else ""
-    return (f"{verdict.get('label', 'gate')}: {verdict.get('requests', 0)} requests, {verdict.get('errors', 0)} errors "
-            f"({verdict.get('error_rate', 0.0)} %){slowest}, {state}")
+    return (
+        f"{verdict.get('label', 'gate')}: {verdict.get('requests', 0)} requests, {verdict.get('errors', 0)} errors "
+        f"({verdict.get('error_rate', 0.0)} %){slowest}, {state}"
+    )
 
 
 def poll_line(label: str, index: int, poll: dict) -> str:
     state = "crossed: " + "; ".join(poll["reasons"]) if poll.get("failed") else "holding"
-    return (f"{label}: check {index} at {poll['at']:.1f} s: {poll['requests']} requests, {poll['errors']} errors "
-            f"({poll['error_rate']} %), {state}")
+    return f"{label}: check {index} at {poll['at']:.1f} s: {poll['requests']} requests, {poll['errors']} errors ({poll['error_rate']} %), {state}"

@@ -3,6 +3,7 @@
 # PRIVATE to the collection: not a public API.
 """HAProxy runtime API (stats socket) client, and the HAProxy implementation of the
 lb_weight backend interface, with persistence to the server-state file or the config."""
+
 from __future__ import annotations
 
 import csv
@@ -38,8 +39,23 @@ OP_STATES = {0: "down", 1: "starting", 2: "up", 3: "stopping"}
 
 # The CLI answers refused commands with text, on a socket that stays "successful".
 _REFUSED = ("Permission denied", "Unknown command")
-_SECTIONS = ("global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist", "cache",
-             "program", "http-errors", "ring", "mailers", "fcgi-app", "log-forward")
+_SECTIONS = (
+    "global",
+    "defaults",
+    "frontend",
+    "backend",
+    "listen",
+    "peers",
+    "resolvers",
+    "userlist",
+    "cache",
+    "program",
+    "http-errors",
+    "ring",
+    "mailers",
+    "fcgi-app",
+    "log-forward",
+)
 
 
 class HaproxyRuntimeError(Exception):
@@ -101,24 +117,26 @@ class HaproxyRuntime:
                         break
                     chunks.append(data)
         except FileNotFoundError as exc:
-            raise HaproxyRuntimeError(f"{where} does not exist: is HAProxy running with a 'stats socket "
-                                      f"{self.socket} level admin' line?", command=cmd, param="socket") from exc
+            raise HaproxyRuntimeError(
+                f"{where} does not exist: is HAProxy running with a 'stats socket {self.socket} level admin' line?", command=cmd, param="socket"
+            ) from exc
         except PermissionError as exc:
-            raise HaproxyRuntimeError(f"{where}: not permitted to open it; run as a user that may (become: true) "
-                                      "or set the socket's mode and user in HAProxy's config",
-                                      command=cmd, param="socket") from exc
+            raise HaproxyRuntimeError(
+                f"{where}: not permitted to open it; run as a user that may (become: true) or set the socket's mode and user in HAProxy's config",
+                command=cmd,
+                param="socket",
+            ) from exc
         except ConnectionRefusedError as exc:
-            raise HaproxyRuntimeError(f"{where} refused the connection: HAProxy is not listening there",
-                                      command=cmd, param="socket") from exc
+            raise HaproxyRuntimeError(f"{where} refused the connection: HAProxy is not listening there", command=cmd, param="socket") from exc
         except socketlib.timeout as exc:  # noqa: UP041 - not TimeoutError before Python 3.10 (targets: 3.8+)
-            raise HaproxyRuntimeError(f"{where} did not answer {cmd!r} within timeout={self.timeout}s",
-                                      command=cmd, param="socket") from exc
+            raise HaproxyRuntimeError(f"{where} did not answer {cmd!r} within timeout={self.timeout}s", command=cmd, param="socket") from exc
         except OSError as exc:
             raise HaproxyRuntimeError(f"{where}: {exc}", command=cmd, param="socket") from exc
         reply = b"".join(chunks).decode("utf-8", "replace")
         if reply.startswith(_REFUSED):
-            raise HaproxyRuntimeError(f"{where} refused {cmd!r} ({reply.strip()}): the socket needs 'level admin'",
-                                      command=cmd, response=reply.strip(), param="socket")
+            raise HaproxyRuntimeError(
+                f"{where} refused {cmd!r} ({reply.strip()}): the socket needs 'level admin'", command=cmd, response=reply.strip(), param="socket"
+            )
         return reply
 
     def backends(self) -> list:
@@ -131,10 +149,12 @@ class HaproxyRuntime:
         lines = [ln for ln in reply.splitlines() if ln.strip()]
         if not lines or not lines[0].strip().isdigit():
             if "find backend" in reply:
-                raise HaproxyRuntimeError(f"haproxy_backend: no backend {backend} in HAProxy (known backends: "
-                                          f"{known(self.backends())})", backend=backend, param="haproxy_backend")
-            raise HaproxyRuntimeError(f"unexpected reply to 'show servers state {backend}': {reply[:500]}",
-                                      backend=backend, command="show servers state", response=reply[:2000])
+                raise HaproxyRuntimeError(
+                    f"haproxy_backend: no backend {backend} in HAProxy (known backends: {known(self.backends())})", backend=backend, param="haproxy_backend"
+                )
+            raise HaproxyRuntimeError(
+                f"unexpected reply to 'show servers state {backend}': {reply[:500]}", backend=backend, command="show servers state", response=reply[:2000]
+            )
         header = lines[1].lstrip("# ").split() if len(lines) > 1 and lines[1].startswith("#") else []
         rows = (dict(zip(header, line.split())) for line in lines[1:] if not line.startswith("#"))
         return {row["srv_name"]: row for row in rows if row.get("be_name") == backend}
@@ -143,11 +163,11 @@ class HaproxyRuntime:
         """`show stat <proxy> 4 -1` (type 4: servers only): CSV after a "# " prefix on the header."""
         reply = self.command(f"show stat {backend} 4 -1")
         if not reply.startswith("# "):
-            raise HaproxyRuntimeError(f"unexpected reply to 'show stat {backend}': {reply.strip()[:500]}",
-                                      backend=backend, command="show stat", response=reply[:2000])
+            raise HaproxyRuntimeError(
+                f"unexpected reply to 'show stat {backend}': {reply.strip()[:500]}", backend=backend, command="show stat", response=reply[:2000]
+            )
         rows = csv.DictReader(reply[2:].splitlines())
-        return {r["svname"]: r for r in rows if r.get("pxname") == backend and r.get("svname") not in
-                ("BACKEND", "FRONTEND")}
+        return {r["svname"]: r for r in rows if r.get("pxname") == backend and r.get("svname") not in ("BACKEND", "FRONTEND")}
 
     def set(self, backend: str, server: str, what: str, value) -> None:
         cmd = f"set server {backend}/{server} {what} {value}"
@@ -155,15 +175,13 @@ class HaproxyRuntime:
         # Success is an empty reply; anything else is HAProxy's reason, e.g. "No such server.", or
         # "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.".
         if reply:
-            raise HaproxyRuntimeError(f"HAProxy refused {cmd!r}: {reply}", backend=backend, server=server,
-                                      command=cmd, response=reply)
+            raise HaproxyRuntimeError(f"HAProxy refused {cmd!r}: {reply}", backend=backend, server=server, command=cmd, response=reply)
 
     def dump_state(self) -> str:
         """Every backend's `show servers state`: the server-state file format HAProxy loads."""
         reply = self.command("show servers state")
         if not reply.lstrip().split("\n", 1)[0].strip().isdigit():
-            raise HaproxyRuntimeError(f"unexpected reply to 'show servers state': {reply[:500]}",
-                                      command="show servers state", response=reply[:2000])
+            raise HaproxyRuntimeError(f"unexpected reply to 'show servers state': {reply[:500]}", command="show servers state", response=reply[:2000])
         return reply.rstrip("\n") + "\n"
 
 
@@ -241,7 +259,7 @@ def edit_config(text: str, backend: str, desired: dict, initial: dict):
             new = list(tokens)
             if "weight" in new[3:]:
                 idx = new.index("weight", 3)
-                new[idx + 1:idx + 2] = [str(want["weight"])]
+                new[idx + 1 : idx + 2] = [str(want["weight"])]
             elif want["weight"] != initial.get(tokens[1]):
                 new += ["weight", str(want["weight"])]
             new = new[:3] + [t for t in new[3:] if t not in ("disabled", "enabled")]
@@ -264,8 +282,7 @@ class HaproxyBackend(LbBackend):
 
     kind = "haproxy"
 
-    def __init__(self, runtime: HaproxyRuntime, backend: str, persist: str = "none", state_file=None,
-                 config_file=None, run_command=None, haproxy_bin=None):
+    def __init__(self, runtime: HaproxyRuntime, backend: str, persist: str = "none", state_file=None, config_file=None, run_command=None, haproxy_bin=None):
         super().__init__()
         self.runtime, self.backend = runtime, backend
         self.persist, self.state_file, self.config_file = persist, state_file, config_file
@@ -279,8 +296,14 @@ class HaproxyBackend(LbBackend):
         return {name: server_view(row, self._stats.get(name, {})) for name, row in self._rows.items()}
 
     def stats(self) -> dict:
-        wanted = {"total_sessions": "stot", "http_5xx": "hrsp_5xx", "connection_errors": "econ",
-                  "response_errors": "eresp", "check_failures": "chkfail", "response_time_ms": "rtime"}
+        wanted = {
+            "total_sessions": "stot",
+            "http_5xx": "hrsp_5xx",
+            "connection_errors": "econ",
+            "response_errors": "eresp",
+            "check_failures": "chkfail",
+            "response_time_ms": "rtime",
+        }
         return {name: {k: _int(row.get(col)) for k, col in wanted.items()} for name, row in self._stats.items()}
 
     def _admin(self, name: str) -> int:
@@ -305,11 +328,13 @@ class HaproxyBackend(LbBackend):
         self._check_writable(self.state_file, "state_file")
         old = read_text(self.state_file)
         saved = _state_rows(old, self.backend)
-        stale = [n for n, d in desired.items()
-                 if n not in saved
-                 or _int(saved[n].get("srv_uweight"), -1) != d["weight"]
-                 or _int(saved[n].get("srv_admin_state")) & ADMF_FORCED
-                 != predict_admin(self._admin(n), d["state"]) & ADMF_FORCED]
+        stale = [
+            n
+            for n, d in desired.items()
+            if n not in saved
+            or _int(saved[n].get("srv_uweight"), -1) != d["weight"]
+            or _int(saved[n].get("srv_admin_state")) & ADMF_FORCED != predict_admin(self._admin(n), d["state"]) & ADMF_FORCED
+        ]
         if old is not None and not stale:
             return []
         lines = []
@@ -321,8 +346,7 @@ class HaproxyBackend(LbBackend):
                 fields[7] = str(want["weight"])
                 line = " ".join(fields)
             lines.append(line)
-        return [{"path": self.state_file, "before": old or "", "existed": old is not None,
-                 "after": "\n".join(lines) + "\n"}]
+        return [{"path": self.state_file, "before": old or "", "existed": old is not None, "after": "\n".join(lines) + "\n"}]
 
     def _prepare_config(self, current: dict, desired: dict) -> list:
         self._check_writable(self.config_file, "config_file")
@@ -338,12 +362,12 @@ class HaproxyBackend(LbBackend):
         initial = {n: _int(row.get("srv_iweight"), -1) for n, row in self._rows.items()}
         new, missing = edit_config(old, self.backend, forced, initial)
         if missing:
-            raise LbParamError(f"config_file: {self.config_file} has no server line for {', '.join(missing)} in "
-                               f"backend {self.backend}", "config_file")
+            raise LbParamError(f"config_file: {self.config_file} has no server line for {', '.join(missing)} in backend {self.backend}", "config_file")
         drained = sorted(n for n, d in forced.items() if d["state"] == "drain")
         if drained:
-            self.warnings.append("persist=config cannot write drain (HAProxy has no such server keyword); after a "
-                                 f"reload these servers are ready again: {', '.join(drained)}")
+            self.warnings.append(
+                f"persist=config cannot write drain (HAProxy has no such server keyword); after a reload these servers are ready again: {', '.join(drained)}"
+            )
         if new == old:
             return []
         self._validate_config(new)
@@ -361,14 +385,11 @@ class HaproxyBackend(LbBackend):
         finally:
             os.unlink(tmp)
         if rc != 0:
-            raise LbParamError(f"config_file: the edited {self.config_file} fails 'haproxy -c': "
-                               f"{(err or out).strip()[:1000]}", "config_file")
+            raise LbParamError(f"config_file: the edited {self.config_file} fails 'haproxy -c': {(err or out).strip()[:1000]}", "config_file")
 
     def apply(self, current: dict, desired: dict, files: list) -> None:
-        steps = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in sorted(desired)
-                 if desired[n]["weight"] != current[n]["weight"]]
-        steps += [(n, "state", desired[n]["state"], current[n]["state"]) for n in sorted(desired)
-                  if desired[n]["state"] != current[n]["state"]]
+        steps = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in sorted(desired) if desired[n]["weight"] != current[n]["weight"]]
+        steps += [(n, "state", desired[n]["state"], current[n]["state"]) for n in sorted(desired) if desired[n]["state"] != current[n]["state"]]
         done = []
         try:
             for name, what, value, undo in steps:

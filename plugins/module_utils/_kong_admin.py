@@ -3,6 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Kong Admin API client shared by the modules."""
+
 from __future__ import annotations
 
 import time
@@ -82,10 +83,20 @@ class KongAdminError(Exception):
 
 
 class KongAdminClient:
-    def __init__(self, admin_url: str, admin_token: str | None = None, validate_certs: bool = True,
-                 ca_path: str | None = None, timeout: int = 10, retries: int = 2, session=None,
-                 client_cert: str | None = None, client_key: str | None = None, read_retries: int = 2,
-                 sleep=None):
+    def __init__(
+        self,
+        admin_url: str,
+        admin_token: str | None = None,
+        validate_certs: bool = True,
+        ca_path: str | None = None,
+        timeout: int = 10,
+        retries: int = 2,
+        session=None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        read_retries: int = 2,
+        sleep=None,
+    ):
         self.base_url = admin_url.rstrip("/")
         self.timeout = timeout
         self.read_retries = max(0, read_retries)
@@ -93,8 +104,7 @@ class KongAdminClient:
         if session is None:
             session = requests.Session()
             # Retries on connection errors only: a request that reached Kong is never repeated.
-            retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=0.3,
-                          allowed_methods=None, raise_on_status=False)
+            retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=0.3, allowed_methods=None, raise_on_status=False)
             session.mount("http://", HTTPAdapter(max_retries=retry))
             session.mount("https://", HTTPAdapter(max_retries=retry))
         self.session = session
@@ -110,10 +120,15 @@ class KongAdminClient:
 
     @classmethod
     def from_params(cls, params: dict, url_key: str = "admin_url") -> "KongAdminClient":
-        return cls(admin_url=params[url_key], admin_token=params.get("admin_token"),
-                   validate_certs=params.get("validate_certs", True), ca_path=params.get("ca_path"),
-                   timeout=params.get("timeout", 10), client_cert=params.get("client_cert"),
-                   client_key=params.get("client_key"))
+        return cls(
+            admin_url=params[url_key],
+            admin_token=params.get("admin_token"),
+            validate_certs=params.get("validate_certs", True),
+            ca_path=params.get("ca_path"),
+            timeout=params.get("timeout", 10),
+            client_cert=params.get("client_cert"),
+            client_key=params.get("client_key"),
+        )
 
     def raw(self, method: str, path: str, **kwargs):
         """Send a request and return the response whatever its status."""
@@ -134,15 +149,13 @@ class KongAdminClient:
             msg = f"{method} {resp.url} returned HTTP {resp.status_code}"
             if tries > 1:
                 msg += f" {tries} times in a row"
-            raise KongAdminError(msg + (f" ({hint})" if hint else ""), status=resp.status_code,
-                                 body=resp.text[:2000], url=resp.url)
+            raise KongAdminError(msg + (f" ({hint})" if hint else ""), status=resp.status_code, body=resp.text[:2000], url=resp.url)
         if not resp.content:
             return {}
         try:
             return resp.json()
         except ValueError as exc:
-            raise KongAdminError(f"{method} {resp.url} did not answer JSON", status=resp.status_code,
-                                 body=resp.text[:2000], url=resp.url) from exc
+            raise KongAdminError(f"{method} {resp.url} did not answer JSON", status=resp.status_code, body=resp.text[:2000], url=resp.url) from exc
 
     def _read(self, path: str, **kwargs):
         """GET with bounded retries; returns (response, tries). An answer of 500, 502, 503 or 504 (Kong's
@@ -240,22 +253,28 @@ class KongAdminClient:
                 break
             left = deadline - clock()
             if left <= 0:
-                raise KongAdminError(f"POST {resp.url} returned HTTP 429: the node was still loading a previous "
-                                     f"configuration after {busy_wait:g}s of waiting ({_message(resp)}); try again "
-                                     "once its earlier load has finished", status=429, body=resp.text[:2000],
-                                     url=resp.url)
+                raise KongAdminError(
+                    f"POST {resp.url} returned HTTP 429: the node was still loading a previous "
+                    f"configuration after {busy_wait:g}s of waiting ({_message(resp)}); try again "
+                    "once its earlier load has finished",
+                    status=429,
+                    body=resp.text[:2000],
+                    url=resp.url,
+                )
             sleep(min(_retry_after(resp), left))
         if resp.status_code == 413:
             if "lmdb" in resp.text.lower():
-                hint = (f"Kong: {_message(resp)}; raise lmdb_map_size in kong.conf on this node")
+                hint = f"Kong: {_message(resp)}; raise lmdb_map_size in kong.conf on this node"
             else:
-                hint = (f"the configuration ({len(body)} bytes) is larger than the Admin API accepts: raise "
-                        "nginx_admin_client_max_body_size in kong.conf (10m by default) on this node")
-            raise KongAdminError(f"POST {resp.url} returned HTTP 413: {hint}", status=413, body=resp.text[:2000],
-                                 url=resp.url)
+                hint = (
+                    f"the configuration ({len(body)} bytes) is larger than the Admin API accepts: raise "
+                    "nginx_admin_client_max_body_size in kong.conf (10m by default) on this node"
+                )
+            raise KongAdminError(f"POST {resp.url} returned HTTP 413: {hint}", status=413, body=resp.text[:2000], url=resp.url)
         if resp.status_code not in (200, 201, 304):
-            raise KongAdminError(f"POST {resp.url} returned HTTP {resp.status_code}: {resp.text[:500]}",
-                                 status=resp.status_code, body=resp.text[:2000], url=resp.url)
+            raise KongAdminError(
+                f"POST {resp.url} returned HTTP {resp.status_code}: {resp.text[:500]}", status=resp.status_code, body=resp.text[:2000], url=resp.url
+            )
         return resp.status_code
 
 

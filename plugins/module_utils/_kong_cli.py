@@ -3,6 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Runner for the `kong` command line on a node."""
+
 from __future__ import annotations
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._versions import KongVersionError, parse_version
@@ -38,7 +39,7 @@ def kong_error_line(stderr: str) -> str:
     """Kong's own error line: every failing sub-command prints `Error: <message>` on stderr."""
     for line in (stderr or "").splitlines():
         if line.startswith("Error: "):
-            return line[len("Error: "):].strip()
+            return line[len("Error: ") :].strip()
     lines = [ln for ln in (stderr or "").splitlines() if ln.strip()]
     return lines[-1].strip() if lines else ""
 
@@ -47,8 +48,7 @@ class KongCli:
     """Builds `kong` argv lists and runs them through a `run_command(argv, environ_update=...)`
     callable (AnsibleModule.run_command in production, a fake in unit tests)."""
 
-    def __init__(self, run_command, kong_bin: str = "kong", kong_conf: str | None = None,
-                 kong_prefix: str | None = None, kong_env: dict | None = None):
+    def __init__(self, run_command, kong_bin: str = "kong", kong_conf: str | None = None, kong_prefix: str | None = None, kong_env: dict | None = None):
         self._run = run_command
         self.kong_bin = kong_bin
         self.kong_conf = kong_conf
@@ -57,8 +57,7 @@ class KongCli:
 
     @classmethod
     def from_params(cls, run_command, params: dict) -> "KongCli":
-        return cls(run_command, params["kong_bin"], params.get("kong_conf"), params.get("kong_prefix"),
-                   params.get("kong_env"))
+        return cls(run_command, params["kong_bin"], params.get("kong_conf"), params.get("kong_prefix"), params.get("kong_env"))
 
     def argv(self, *args: str, conf: bool = True, prefix: bool = False) -> list:
         cmd = [self.kong_bin] + list(args)
@@ -75,13 +74,13 @@ class KongCli:
         except (OSError, ValueError) as exc:
             raise KongCliError(f"could not run {cmd[0]}: {exc}", cmd=cmd) from exc
         if rc == 127 or (rc != 0 and "No such file or directory" in (err or "") and cmd[0] in (err or "")):
-            raise KongCliError(f"the kong binary '{self.kong_bin}' was not found on this host (set kong_bin)",
-                               cmd=cmd, rc=rc, stdout=out, stderr=err)
+            raise KongCliError(f"the kong binary '{self.kong_bin}' was not found on this host (set kong_bin)", cmd=cmd, rc=rc, stdout=out, stderr=err)
         result = CliResult(cmd, rc, out, err)
         if ok_rcs is not None and rc not in ok_rcs:
             line = kong_error_line(err) or (out or "").strip().splitlines()[-1:] or ""
-            raise KongCliError(f"'{' '.join(cmd)}' failed (rc={rc}): {line if isinstance(line, str) else ''.join(line)}",
-                               cmd=cmd, rc=rc, stdout=out, stderr=err)
+            raise KongCliError(
+                f"'{' '.join(cmd)}' failed (rc={rc}): {line if isinstance(line, str) else ''.join(line)}", cmd=cmd, rc=rc, stdout=out, stderr=err
+            )
         return result
 
     def version(self) -> str:
@@ -90,5 +89,4 @@ class KongCli:
         try:
             return str(parse_version(text))
         except KongVersionError as exc:
-            raise KongCliError(f"unexpected `kong version` output: {text!r}", cmd=result.cmd, rc=result.rc,
-                               stdout=result.stdout, stderr=result.stderr) from exc
+            raise KongCliError(f"unexpected `kong version` output: {text!r}", cmd=result.cmd, rc=result.rc, stdout=result.stdout, stderr=result.stderr) from exc

@@ -14,6 +14,7 @@ Before 3.2.0 Kong copies the values into the prefix's .kong_env without that esc
 kong/cmd/utils/prefix_handler.lua line 498; `quote_hash` came with 3.2.0), and the node reads
 .kong_env back: there a `#` in a value cannot survive at all.
 """
+
 from __future__ import annotations
 
 import re
@@ -60,26 +61,28 @@ def format_value(key: str, value, kong_version: str | None = None) -> str:
         raise KongConfError(
             f"kong.conf setting '{key}' contains a newline: kong.conf holds one setting per line and Kong "
             "would read the rest as further directives; give a single-line value (a PEM goes in a file, "
-            "named by its *_cert/*_key path setting)", key)
+            "named by its *_cert/*_key path setting)",
+            key,
+        )
     if text.rstrip().endswith("\\"):
         raise KongConfError(
-            f"kong.conf setting '{key}' ends with a backslash: Kong's parser would join the next line "
-            "to it; remove the trailing backslash", key)
+            f"kong.conf setting '{key}' ends with a backslash: Kong's parser would join the next line to it; remove the trailing backslash", key
+        )
     if text != text.strip():
-        raise KongConfError(
-            f"kong.conf setting '{key}' starts or ends with white space, which Kong strips; remove it", key)
+        raise KongConfError(f"kong.conf setting '{key}' starts or ends with white space, which Kong strips; remove it", key)
     if "#" in text and kong_version and _before_3_2(kong_version):
         raise KongConfError(
             f"kong.conf setting '{key}' contains '#': Kong {kong_version} copies kong.conf into its prefix's "
             ".kong_env without escaping it (Kong 3.2.0 added that) and would cut the value there; choose a "
-            "value without '#' (for a password: change it) or upgrade through a version that has the fix", key)
+            "value without '#' (for a password: change it) or upgrade through a version that has the fix",
+            key,
+        )
     return text.replace("#", "\\#")
 
 
 def check_key(key: str) -> None:
     if not KEY_RE.match(str(key)):
-        raise KongConfError(
-            f"'{key}' is not a kong.conf setting name (lowercase letters, digits and underscores)", str(key))
+        raise KongConfError(f"'{key}' is not a kong.conf setting name (lowercase letters, digits and underscores)", str(key))
 
 
 def parse(text: str) -> dict:
@@ -97,11 +100,12 @@ def _split_rest(rest: str) -> tuple:
     m = _COMMENT_RE.search(rest)
     if not m or m.start() == len(rest):
         return rest.rstrip(), ""
-    return rest[:m.start()].rstrip(), rest[m.start():]
+    return rest[: m.start()].rstrip(), rest[m.start() :]
 
 
-def edit(text: str, settings: dict | None = None, remove=None, rename: dict | None = None,
-         remove_note: str = "kongops.upgrade", kong_version: str | None = None) -> tuple:
+def edit(
+    text: str, settings: dict | None = None, remove=None, rename: dict | None = None, remove_note: str = "kongops.upgrade", kong_version: str | None = None
+) -> tuple:
     """Return (new_text, changes). `settings` sets values (the last active line of a key is rewritten
     in place, keeping its trailing comment; a new key goes after its commented-out template line, or
     at the end); `rename` maps an old key to its new name, keeping the value; `remove` comments out

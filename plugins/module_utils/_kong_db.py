@@ -3,6 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """PostgreSQL access to a Kong database (schema_meta, entity counts, libpq environment)."""
+
 from __future__ import annotations
 
 import traceback
@@ -34,8 +35,7 @@ KONG_PG_ARG_SPEC = dict(
 )
 
 
-def sslmode(pg_ssl: bool = False, pg_ssl_required: bool = False, pg_ssl_verify: bool = False,
-            pg_ssl_ca: str | None = None) -> tuple:
+def sslmode(pg_ssl: bool = False, pg_ssl_required: bool = False, pg_ssl_verify: bool = False, pg_ssl_ca: str | None = None) -> tuple:
     """(libpq sslmode, sslrootcert) for Kong's pg_ssl, pg_ssl_required and pg_ssl_verify.
 
     Kong connects in plain text unless pg_ssl is on; with pg_ssl it asks for TLS and goes on without
@@ -75,8 +75,16 @@ def pg_params_problem(params: dict) -> str | None:
 
 # The tables behind the Admin API entities that a backup and a restore compare.
 KONG_TABLES = (
-    "services", "routes", "plugins", "consumers", "keyauth_credentials", "upstreams", "targets",
-    "certificates", "snis", "ca_certificates",
+    "services",
+    "routes",
+    "plugins",
+    "consumers",
+    "keyauth_credentials",
+    "upstreams",
+    "targets",
+    "certificates",
+    "snis",
+    "ca_certificates",
 )
 
 
@@ -85,8 +93,7 @@ def bound_hint(message: str) -> str:
     if "statement timeout" in message:
         return " (pg_statement_timeout bounds every statement; raise it for a slow server or a large database)"
     if "lock timeout" in message:
-        return (" (pg_lock_timeout bounds every lock wait: another session holds the lock; end that session "
-                "or raise pg_lock_timeout)")
+        return " (pg_lock_timeout bounds every lock wait: another session holds the lock; end that session or raise pg_lock_timeout)"
     return ""
 
 
@@ -103,12 +110,33 @@ class KongDbConfigError(KongDbError):
 
 
 class KongDb:
-    def __init__(self, pg_host="127.0.0.1", pg_port=5432, pg_user="kong", pg_password=None, pg_database="kong",
-                 pg_schema=None, pg_connect_timeout=10, pg_ssl=False, pg_ssl_required=False, pg_ssl_verify=False,
-                 pg_ssl_ca=None, pg_statement_timeout=600, pg_lock_timeout=30):
+    def __init__(
+        self,
+        pg_host="127.0.0.1",
+        pg_port=5432,
+        pg_user="kong",
+        pg_password=None,
+        pg_database="kong",
+        pg_schema=None,
+        pg_connect_timeout=10,
+        pg_ssl=False,
+        pg_ssl_required=False,
+        pg_ssl_verify=False,
+        pg_ssl_ca=None,
+        pg_statement_timeout=600,
+        pg_lock_timeout=30,
+    ):
         mode, rootcert = sslmode(pg_ssl, pg_ssl_required, pg_ssl_verify, pg_ssl_ca)
-        self.params = dict(host=pg_host, port=pg_port, user=pg_user, password=pg_password, dbname=pg_database,
-                           connect_timeout=pg_connect_timeout, sslmode=mode, sslrootcert=rootcert)
+        self.params = dict(
+            host=pg_host,
+            port=pg_port,
+            user=pg_user,
+            password=pg_password,
+            dbname=pg_database,
+            connect_timeout=pg_connect_timeout,
+            sslmode=mode,
+            sslrootcert=rootcert,
+        )
         self.schema = pg_schema
         self.statement_timeout, self.lock_timeout = pg_statement_timeout, pg_lock_timeout
         self._conn = None
@@ -116,8 +144,7 @@ class KongDb:
     def session_options(self) -> str:
         """libpq `options` for every session: the schema and the statement and lock bounds (milliseconds),
         so that no query and no lock wait of the module or of pg_dump/pg_restore hangs unbounded."""
-        opts = [f"-c statement_timeout={int(self.statement_timeout or 0) * 1000}",
-                f"-c lock_timeout={int(self.lock_timeout or 0) * 1000}"]
+        opts = [f"-c statement_timeout={int(self.statement_timeout or 0) * 1000}", f"-c lock_timeout={int(self.lock_timeout or 0) * 1000}"]
         if self.schema:
             opts.append(f"-c search_path={self.schema}")
         return " ".join(opts)
@@ -163,8 +190,7 @@ class KongDb:
                 cur.execute(query, args)
                 return cur.fetchall() if cur.description else []
         except psycopg2.Error as exc:
-            raise KongDbError(f"query failed on {self.describe()}: {str(exc).strip()}{bound_hint(str(exc))}",
-                              query=text) from exc
+            raise KongDbError(f"query failed on {self.describe()}: {str(exc).strip()}{bound_hint(str(exc))}", query=text) from exc
 
     def table_exists(self, name: str) -> bool:
         rows = self.query("SELECT to_regclass(%s) IS NOT NULL", (name if not self.schema else f"{self.schema}.{name}",))
@@ -174,10 +200,8 @@ class KongDb:
         """`schema_meta` rows by subsystem, or None when the table does not exist (needs bootstrap)."""
         if not self.table_exists("schema_meta"):
             return None
-        rows = self.query("SELECT subsystem, last_executed, executed, pending FROM schema_meta "
-                          "WHERE key = 'schema_meta' ORDER BY subsystem")
-        return {sub: dict(last_executed=last, executed=list(ex or []), pending=list(pe or []))
-                for sub, last, ex, pe in rows}
+        rows = self.query("SELECT subsystem, last_executed, executed, pending FROM schema_meta WHERE key = 'schema_meta' ORDER BY subsystem")
+        return {sub: dict(last_executed=last, executed=list(ex or []), pending=list(pe or [])) for sub, last, ex, pe in rows}
 
     def entity_counts(self, tables=KONG_TABLES) -> dict:
         counts = {}
@@ -188,9 +212,13 @@ class KongDb:
 
     def libpq_env(self, database: str | None = None) -> dict:
         """Environment for pg_dump/pg_restore/psql: the password never goes on a command line."""
-        env = dict(PGHOST=str(self.params["host"]), PGPORT=str(self.params["port"]),
-                   PGUSER=str(self.params["user"]), PGDATABASE=database or self.database,
-                   PGCONNECT_TIMEOUT=str(self.params["connect_timeout"]))
+        env = dict(
+            PGHOST=str(self.params["host"]),
+            PGPORT=str(self.params["port"]),
+            PGUSER=str(self.params["user"]),
+            PGDATABASE=database or self.database,
+            PGCONNECT_TIMEOUT=str(self.params["connect_timeout"]),
+        )
         if self.params.get("password"):
             env["PGPASSWORD"] = str(self.params["password"])
         env["PGOPTIONS"] = self.session_options()

@@ -42,9 +42,7 @@ LIST_OK_RCS = (LIST_RC_CURRENT, LIST_RC_BOOTSTRAP, LIST_RC_PENDING, LIST_RC_NEW)
 
 NEEDS_BOOTSTRAP_MARK = "Database needs bootstrapping or is older than Kong 1.0."
 LOCK_ABORTED_MARK = "aborted: another node is performing database changes"
-UP_REFUSED_PENDING_MARK = (
-    "Database has pending migrations; run 'kong migrations finish'"
-)
+UP_REFUSED_PENDING_MARK = "Database has pending migrations; run 'kong migrations finish'"
 
 _HEADERS = {
     "Executed migrations:": "executed",
@@ -69,10 +67,7 @@ _PREFIX_CREATED = re.compile(r"^prefix directory .+ not found, trying to create 
 _DB_HINTS = (
     (
         "password authentication failed",
-        (
-            "wrong database credentials: pass the password as kong_env.KONG_PG_PASSWORD "
-            "(or set pg_password in kong.conf) and check pg_user"
-        ),
+        ("wrong database credentials: pass the password as kong_env.KONG_PG_PASSWORD (or set pg_password in kong.conf) and check pg_user"),
     ),
     (
         "no pg_hba.conf entry",
@@ -81,10 +76,7 @@ _DB_HINTS = (
     ("does not exist", "the database or role named in kong.conf does not exist"),
     (
         "connection refused",
-        (
-            "the database is unreachable from this node: check pg_host/pg_port in kong.conf "
-            "and that PostgreSQL is running"
-        ),
+        ("the database is unreachable from this node: check pg_host/pg_port in kong.conf and that PostgreSQL is running"),
     ),
     (
         "timeout",
@@ -201,8 +193,7 @@ def parse_list(rc: int, stdout: str, stderr: str = "") -> MigrationsState:
     """Parse `kong migrations list`; the exit code and the text must tell the same story."""
     if rc not in LIST_OK_RCS:
         raise MigrationsParseError(
-            f"kong migrations list exited {rc}, which Kong does not use for a state "
-            f"(expected 0, 3, 4 or 5)",
+            f"kong migrations list exited {rc}, which Kong does not use for a state (expected 0, 3, 4 or 5)",
             rc=rc,
             stdout=stdout,
             stderr=stderr,
@@ -211,8 +202,7 @@ def parse_list(rc: int, stdout: str, stderr: str = "") -> MigrationsState:
     if rc == LIST_RC_BOOTSTRAP:
         if NEEDS_BOOTSTRAP_MARK not in text:
             raise MigrationsParseError(
-                "kong migrations list exited 3 (needs bootstrap) without Kong's "
-                "'Database needs bootstrapping' text",
+                "kong migrations list exited 3 (needs bootstrap) without Kong's 'Database needs bootstrapping' text",
                 rc=rc,
                 stdout=stdout,
                 stderr=stderr,
@@ -286,35 +276,22 @@ def parse_list(rc: int, stdout: str, stderr: str = "") -> MigrationsState:
 
 def parse_status_json(stdout: str) -> MigrationsState:
     """Parse `kong migrations status` (3.0+): one line of JSON; keys only present when non-empty."""
-    line = next(
-        (ln for ln in (stdout or "").splitlines() if ln.strip().startswith("{")), None
-    )
+    line = next((ln for ln in (stdout or "").splitlines() if ln.strip().startswith("{")), None)
     if line is None:
-        raise MigrationsParseError(
-            "kong migrations status printed no JSON", stdout=stdout
-        )
+        raise MigrationsParseError("kong migrations status printed no JSON", stdout=stdout)
     try:
         data = json.loads(line)
     except ValueError as exc:
-        raise MigrationsParseError(
-            f"kong migrations status printed invalid JSON: {exc}", stdout=stdout
-        ) from exc
+        raise MigrationsParseError(f"kong migrations status printed invalid JSON: {exc}", stdout=stdout) from exc
     if not isinstance(data, dict):
-        raise MigrationsParseError(
-            "kong migrations status JSON is not an object", stdout=stdout
-        )
+        raise MigrationsParseError("kong migrations status JSON is not an object", stdout=stdout)
 
     def blocks(key):
         out = {}
         for entry in data.get(key) or []:
             if not isinstance(entry, dict) or "subsystem" not in entry:
-                raise MigrationsParseError(
-                    f"kong migrations status: unexpected entry in {key}", stdout=stdout
-                )
-            out[entry["subsystem"]] = [
-                m if isinstance(m, str) else str(m.get("name"))
-                for m in entry.get("migrations") or []
-            ]
+                raise MigrationsParseError(f"kong migrations status: unexpected entry in {key}", stdout=stdout)
+            out[entry["subsystem"]] = [m if isinstance(m, str) else str(m.get("name")) for m in entry.get("migrations") or []]
         return out
 
     return MigrationsState(
@@ -334,9 +311,7 @@ def state_differences(listed: MigrationsState, other: MigrationsState) -> list:
         mine, theirs = getattr(listed, kind), getattr(other, kind)
         for sub in sorted(set(mine) | set(theirs)):
             if list(mine.get(sub, [])) != list(theirs.get(sub, [])):
-                diffs.append(
-                    f"{kind} {sub}: {mine.get(sub, [])} vs {theirs.get(sub, [])}"
-                )
+                diffs.append(f"{kind} {sub}: {mine.get(sub, [])} vs {theirs.get(sub, [])}")
     return diffs
 
 
@@ -350,43 +325,27 @@ def schema_meta_differences(listed: MigrationsState, rows: dict | None) -> list:
         return (
             []
             if listed.needs_bootstrap
-            else [
-                (
-                    "schema_meta does not exist (database needs bootstrap), "
-                    "but kong migrations list reports a bootstrapped database"
-                )
-            ]
+            else [("schema_meta does not exist (database needs bootstrap), but kong migrations list reports a bootstrapped database")]
         )
     if listed.needs_bootstrap:
-        return [
-            (
-                f"kong migrations list reports that the database needs bootstrapping, but schema_meta "
-                f"exists with {len(rows)} subsystem row(s)"
-            )
-        ]
+        return [(f"kong migrations list reports that the database needs bootstrapping, but schema_meta exists with {len(rows)} subsystem row(s)")]
     diffs = []
     for sub, names in listed.executed.items():
         have = set((rows.get(sub) or {}).get("executed") or [])
         missing = [n for n in names if n not in have]
         if missing:
-            diffs.append(
-                f"{sub}: listed as executed but not in schema_meta.executed: {', '.join(missing)}"
-            )
+            diffs.append(f"{sub}: listed as executed but not in schema_meta.executed: {', '.join(missing)}")
     for sub, names in listed.pending.items():
         have = set((rows.get(sub) or {}).get("pending") or [])
         missing = [n for n in names if n not in have]
         if missing:
-            diffs.append(
-                f"{sub}: listed as pending but not in schema_meta.pending: {', '.join(missing)}"
-            )
+            diffs.append(f"{sub}: listed as pending but not in schema_meta.pending: {', '.join(missing)}")
     for sub, names in listed.new.items():
         row = rows.get(sub) or {}
         recorded = set(row.get("executed") or []) | set(row.get("pending") or [])
         found = [n for n in names if n in recorded]
         if found:
-            diffs.append(
-                f"{sub}: listed as new but recorded in schema_meta: {', '.join(found)}"
-            )
+            diffs.append(f"{sub}: listed as new but recorded in schema_meta: {', '.join(found)}")
     return diffs
 
 
@@ -398,9 +357,7 @@ def parse_run_output(stdout: str, stderr: str = "") -> dict:
         stripped = line.strip()
         match = _RUN_MIGRATED.match(stripped)
         if match:
-            migrated.setdefault(match.group(1), []).append(
-                {"name": match.group(2), "state": match.group(3)}
-            )
+            migrated.setdefault(match.group(1), []).append({"name": match.group(2), "state": match.group(3)})
             continue
         match = _RUN_PROCESSED.match(stripped)
         if match:
@@ -423,17 +380,13 @@ def db_error_hint(line: str) -> str | None:
     return None
 
 
-def next_command(
-    desired: str, state: MigrationsState, force: bool = False
-) -> str | None:
+def next_command(desired: str, state: MigrationsState, force: bool = False) -> str | None:
     """The `kong migrations` sub-command that moves `state` toward `desired`, None when it is there.
 
     Raises KongMigrationsError when the state cannot be reached without the operator's decision.
     """
     if desired not in DESIRED_STATES:
-        raise KongMigrationsError(
-            f"state must be one of {', '.join(DESIRED_STATES)}, got '{desired}'"
-        )
+        raise KongMigrationsError(f"state must be one of {', '.join(DESIRED_STATES)}, got '{desired}'")
     if desired == "list":
         return None
     if state.needs_bootstrap:
@@ -516,9 +469,7 @@ def predict_after(desired: str, state: MigrationsState) -> MigrationsState | Non
         executed = _merge(state.executed, state.pending)
         return MigrationsState(executed=executed, new=state.new)
     if desired == "current":
-        return MigrationsState(
-            executed=_merge(_merge(state.executed, state.pending), state.new)
-        )
+        return MigrationsState(executed=_merge(_merge(state.executed, state.pending), state.new))
     return None
 
 
@@ -615,9 +566,7 @@ class KongMigrations:
             try:
                 self.kong_version = self.cli.version()
             except KongCliError as exc:
-                raise KongMigrationsError(
-                    f"cannot tell the kong binary's version: {exc}", **exc.context()
-                ) from exc
+                raise KongMigrationsError(f"cannot tell the kong binary's version: {exc}", **exc.context()) from exc
         return self.kong_version
 
     def _status_cross_check(self, listed: MigrationsState) -> list:
@@ -629,23 +578,16 @@ class KongMigrations:
             if "No such command for migrations: status" in (status.stderr or ""):
                 self.status_available = False
             else:
-                self._warn_once(
-                    f"kong migrations status failed (rc={status.rc}), so only 'list' was used: "
-                    f"{kong_error_line(status.stderr)}"
-                )
+                self._warn_once(f"kong migrations status failed (rc={status.rc}), so only 'list' was used: {kong_error_line(status.stderr)}")
             return []
         self.status_available = True
         try:
             other = parse_status_json(status.stdout)
         except MigrationsParseError as exc:
-            self._warn_once(
-                f"kong migrations status could not be used as a cross-check: {exc}"
-            )
+            self._warn_once(f"kong migrations status could not be used as a cross-check: {exc}")
             return []
         self.status_checked = True
-        return [
-            f"kong migrations status: {d}" for d in state_differences(listed, other)
-        ]
+        return [f"kong migrations status: {d}" for d in state_differences(listed, other)]
 
     def _read_once(self, with_status: bool = False) -> tuple:
         result = self._run("list", *self._options(), ok_rcs=LIST_OK_RCS)
@@ -654,10 +596,7 @@ class KongMigrations:
         if self.db is not None:
             rows = self._schema_meta()
             self.schema_meta_checked = True
-            diffs += [
-                f"schema_meta in {self.db.describe()}: {d}"
-                for d in schema_meta_differences(listed, rows)
-            ]
+            diffs += [f"schema_meta in {self.db.describe()}: {d}" for d in schema_meta_differences(listed, rows)]
         return listed, diffs
 
     def _warn_once(self, text: str) -> None:
@@ -668,9 +607,7 @@ class KongMigrations:
         try:
             return self.db.schema_meta()
         except KongDbError as exc:
-            raise KongMigrationsError(
-                f"cannot read schema_meta: {exc}", query=exc.query
-            ) from exc
+            raise KongMigrationsError(f"cannot read schema_meta: {exc}", query=exc.query) from exc
 
     def lock_held(self) -> bool | None:
         """Whether another process holds Kong's migration lock (None when the database is not reachable here)."""
@@ -679,13 +616,9 @@ class KongMigrations:
         try:
             if not self.db.table_exists("locks"):
                 return False
-            rows = self.db.query(
-                "SELECT count(*) FROM locks WHERE key = 'migrations' AND ttl >= now()"
-            )
+            rows = self.db.query("SELECT count(*) FROM locks WHERE key = 'migrations' AND ttl >= now()")
         except KongDbError as exc:
-            raise KongMigrationsError(
-                f"cannot read Kong's migration lock: {exc}", query=exc.query
-            ) from exc
+            raise KongMigrationsError(f"cannot read Kong's migration lock: {exc}", query=exc.query) from exc
         return bool(rows and rows[0][0])
 
     def read(self, with_status: bool = False) -> MigrationsState:
@@ -723,8 +656,7 @@ class KongMigrations:
         while self.lock_held():
             if self.clock() >= deadline:
                 raise KongMigrationsError(
-                    f"another node held Kong's migration lock for more than "
-                    f"{self.lock_timeout or 60} s (table 'locks', key 'migrations')"
+                    f"another node held Kong's migration lock for more than {self.lock_timeout or 60} s (table 'locks', key 'migrations')"
                 )
             self.sleep(self.POLL_INTERVAL)
         return self.read()
@@ -768,12 +700,7 @@ class KongMigrations:
         waited = self.wait_for_lock()
         if waited is not None:
             before = waited
-        if (
-            before.status == "pending_and_new"
-            and desired == "up"
-            and not self.force
-            and self.db is None
-        ):
+        if before.status == "pending_and_new" and desired == "up" and not self.force and self.db is None:
             before = self.settle(before)
         steps = plan(desired, before, self.force)
         report = {
@@ -811,12 +738,7 @@ class KongMigrations:
                 report["concurrent"] = True
                 state = self.wait_for_other_node(desired, cmd)
                 continue
-            if (
-                result.rc != 0
-                and cmd == "up"
-                and UP_REFUSED_PENDING_MARK in error
-                and not state.pending
-            ):
+            if result.rc != 0 and cmd == "up" and UP_REFUSED_PENDING_MARK in error and not state.pending:
                 # Another node's `up` recorded pending migrations after our read: it is doing the work.
                 report["concurrent"] = True
                 state = self.wait_for_other_node(desired, cmd)
@@ -824,8 +746,7 @@ class KongMigrations:
             if result.rc != 0:
                 hint = db_error_hint(error)
                 raise KongMigrationsError(
-                    f"'{' '.join(result.cmd)}' failed (rc={result.rc}): {error or result.stdout.strip()}"
-                    + (f" ({hint})" if hint else ""),
+                    f"'{' '.join(result.cmd)}' failed (rc={result.rc}): {error or result.stdout.strip()}" + (f" ({hint})" if hint else ""),
                     cmd=result.cmd,
                     rc=result.rc,
                     stdout=result.stdout,
@@ -842,15 +763,13 @@ class KongMigrations:
             state = self.read()
         else:
             raise KongMigrationsError(
-                f"state={desired} not reached after {self.MAX_STEPS} commands; "
-                f"last state: {state.status}",
+                f"state={desired} not reached after {self.MAX_STEPS} commands; last state: {state.status}",
                 ran=report["ran"],
             )
         report["after"] = state
         if not satisfied(desired, state):
             raise KongMigrationsError(
-                f"state={desired} was not reached: the database is '{state.status}' after "
-                f"{', '.join(report['ran']) or 'waiting for another node'}",
+                f"state={desired} was not reached: the database is '{state.status}' after {', '.join(report['ran']) or 'waiting for another node'}",
                 after=state.as_dict(),
                 ran=report["ran"],
                 lock_aborted=report["lock_aborted"],
@@ -858,9 +777,7 @@ class KongMigrations:
         return report
 
 
-def check_finish_gate(
-    nodes: list, target: str, unreachable: str, client_factory
-) -> dict:
+def check_finish_gate(nodes: list, target: str, unreachable: str, client_factory) -> dict:
     """Refuse `finish` while a listed node (Admin API URL) runs a version older than `target`.
 
     `client_factory(url)` returns a KongAdminClient. A node that cannot be reached counts as gone
@@ -874,9 +791,7 @@ def check_finish_gate(
             info = client_factory(url).node()
         except KongAdminError as exc:
             if exc.status is None and unreachable == "absent":
-                entry.update(
-                    verdict="absent", reason=f"unreachable, counted as absent: {exc}"
-                )
+                entry.update(verdict="absent", reason=f"unreachable, counted as absent: {exc}")
             else:
                 entry.update(
                     verdict="unreachable" if exc.status is None else "error",
@@ -893,9 +808,7 @@ def check_finish_gate(
                 )
             else:
                 if running < wanted:
-                    entry.update(
-                        verdict="older", reason=f"runs {running}, older than {wanted}"
-                    )
+                    entry.update(verdict="older", reason=f"runs {running}, older than {wanted}")
         checked.append(entry)
         if entry["verdict"] not in ("ok", "absent"):
             offenders.append(entry)
@@ -947,13 +860,16 @@ def resolve_clients(names: list, resolver=None) -> set:
 def check_db_sessions(sessions: list, allowed: set) -> dict:
     """Refuse `finish` while a Kong connection comes from an address that is none of the checked nodes."""
     foreign = [(addr, count) for addr, count in sessions if addr not in allowed]
-    result = {"sessions": [{"client": addr or "local socket", "count": count} for addr, count in sessions],
-              "foreign": [{"client": addr or "local socket", "count": count} for addr, count in foreign],
-              "passed": not foreign}
+    result = {
+        "sessions": [{"client": addr or "local socket", "count": count} for addr, count in sessions],
+        "foreign": [{"client": addr or "local socket", "count": count} for addr, count in foreign],
+        "passed": not foreign,
+    }
     if foreign:
         raise KongMigrationsError(
             "refusing 'kong migrations finish': PostgreSQL shows Kong connections (application_name 'kong') "
-            "from " + ", ".join(f"{addr or 'a local socket'} ({count} session(s))" for addr, count in foreign)
+            "from "
+            + ", ".join(f"{addr or 'a local socket'} ({count} session(s))" for addr, count in foreign)
             + ", none of the nodes that were checked to run the new version. Stop or upgrade the Kong node "
             "there, or add its address to finish_gate_db_clients",
             finish_gate_db=result,
@@ -970,10 +886,7 @@ def summary(desired: str, report: dict) -> str:
         how = "held Kong's migration lock and " if report.get("lock_aborted") else ""
         return f"another node {how}ran the migrations at the same time; the database is now '{state}'"
     if report.get("concurrent"):
-        return (
-            f"ran {', '.join(report['ran'])} while another node migrated too; the database is now "
-            f"'{state}'"
-        )
+        return f"ran {', '.join(report['ran'])} while another node migrated too; the database is now '{state}'"
     if desired == "list":
         return f"the database is '{before.status}'"
     if report.get("plan") and report.get("check_mode"):
@@ -987,20 +900,19 @@ def summary(desired: str, report: dict) -> str:
             f"'finish' ({_names(before.pending)}): use state=finished once no older node uses the database"
         )
     if desired == "finished" and before.new:
-        return (
-            f"nothing to finish, but {_count(before.new)} new migration(s) wait for 'up' "
-            f"({_names(before.new)})"
-        )
+        return f"nothing to finish, but {_count(before.new)} new migration(s) wait for 'up' ({_names(before.new)})"
     return f"the database is already '{before.status}' (state={desired})"
 
 
 # ---------------------------------------------------------------------------------------------
 # Shared by kong_migrations and kong_migrations_info: options, their checks, and the runner.
 
+
 def migrations_argument_spec() -> dict:
     """The options both migrations modules take: the kong CLI, the database and the read bounds."""
     return kong_argument_spec(
-        pg=True, cli=True,
+        pg=True,
+        cli=True,
         db_timeout={"type": "int"},
         lock_timeout={"type": "int"},
         schema_meta_check={"type": "bool"},
@@ -1017,8 +929,7 @@ def check_migrations_params(p: dict, isfile=None) -> str | None:
         if p.get(name) is not None and p[name] <= 0:
             return f"{name} must be a positive number of seconds, got {p[name]}"
     if p.get("kong_conf") and not isfile(p["kong_conf"]):
-        return (f"kong_conf: {p['kong_conf']} does not exist on this host; set kong_conf to the "
-                "node's kong.conf")
+        return f"kong_conf: {p['kong_conf']} does not exist on this host; set kong_conf to the node's kong.conf"
     return None
 
 
@@ -1034,8 +945,7 @@ def find_kong(kong_bin: str, get_bin_path) -> str | None:
 
 
 def kong_not_found(kong_bin: str) -> str:
-    return (f"kong_bin: '{kong_bin}' was not found on this host (not in PATH or not executable); "
-            "set kong_bin to the path of the kong executable")
+    return f"kong_bin: '{kong_bin}' was not found on this host (not in PATH or not executable); set kong_bin to the path of the kong executable"
 
 
 def read_state(runner: "KongMigrations", db=None) -> dict:

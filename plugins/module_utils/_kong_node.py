@@ -86,8 +86,7 @@ def ready_from_status(mode: str, status: dict) -> tuple:
 
 # Per-status request counters of Kong's prometheus plugin: kong_http_requests_total (3.x, with
 # status_code_metrics enabled) and kong_http_status (2.x).
-_STATUS_COUNTER = re.compile(
-    r'^(kong_http_requests_total|kong_http_status)\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+-]+)\s*$')
+_STATUS_COUNTER = re.compile(r"^(kong_http_requests_total|kong_http_status)\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+-]+)\s*$")
 _CODE_LABEL = re.compile(r'(?:^|,)code="(\d{3})"')
 
 
@@ -113,8 +112,7 @@ def parse_status_counters(text: str) -> dict:
         found = True
         cls = f"{code.group(1)[0]}xx"
         by_class[cls] = by_class.get(cls, 0) + value
-    return {"available": found, "requests": sum(by_class.values()), "errors": by_class.get("5xx", 0),
-            "by_class": by_class}
+    return {"available": found, "requests": sum(by_class.values()), "errors": by_class.get("5xx", 0), "by_class": by_class}
 
 
 class KongNodeInfo:
@@ -170,6 +168,7 @@ class KongNodeInfo:
         """Poll this control plane's data-plane list until the row of ``want['id']`` is in sync:
         sync_status normal and, where given, ``version`` and ``config_hash`` equal. Returns
         {synced, data_plane (the last row seen, {} when not listed), waited_seconds, reason}."""
+
         def attempt():
             row = next((dp for dp in self.data_planes() if dp.get("id") == want["id"]), {})
             reason = data_plane_out_of_sync(row, want)
@@ -178,8 +177,7 @@ class KongNodeInfo:
         synced, (row, reason), waited = poll(attempt, timeout, interval, sleep, clock)
         return {"synced": synced, "data_plane": row, "waited_seconds": round(waited, 1), "reason": reason}
 
-    def wait_config_sync(self, timeout: float, stale_after: int, interval: float = 1.0, sleep=None, clock=None,
-                         now=None) -> tuple:
+    def wait_config_sync(self, timeout: float, stale_after: int, interval: float = 1.0, sleep=None, clock=None, now=None) -> tuple:
         """Poll until every live data plane reports sync_status normal and one configuration hash
         (_dp_skew.hash_divergence). Returns (hash, []) or (None, what still differs) when time is up."""
         now = now or time.time
@@ -198,16 +196,23 @@ class KongNodeInfo:
         try:
             resp = api.raw("GET", "/metrics")
         except KongAdminError as exc:
-            return {"available": False, "requests": 0, "errors": 0, "by_class": {}, "url": None,
-                    "reason": f"/metrics unreachable: {exc}"}
+            return {"available": False, "requests": 0, "errors": 0, "by_class": {}, "url": None, "reason": f"/metrics unreachable: {exc}"}
         if resp.status_code != 200:
-            return {"available": False, "requests": 0, "errors": 0, "by_class": {}, "url": resp.url,
-                    "reason": f"GET {resp.url} answered HTTP {resp.status_code}: is the prometheus plugin enabled?"}
+            return {
+                "available": False,
+                "requests": 0,
+                "errors": 0,
+                "by_class": {},
+                "url": resp.url,
+                "reason": f"GET {resp.url} answered HTTP {resp.status_code}: is the prometheus plugin enabled?",
+            }
         counts = parse_status_counters(resp.text)
         counts["url"] = resp.url
-        counts["reason"] = None if counts["available"] else (
-            "no per-status request counters in /metrics: enable the prometheus plugin globally "
-            "(with status_code_metrics: true from Kong 3.0)")
+        counts["reason"] = (
+            None
+            if counts["available"]
+            else ("no per-status request counters in /metrics: enable the prometheus plugin globally (with status_code_metrics: true from Kong 3.0)")
+        )
         return counts
 
     def gather(self, include_data_planes: bool = True, include_metrics: bool = False) -> dict:
@@ -225,16 +230,10 @@ class KongNodeInfo:
             "mode": mode,
             "role": conf.get("role") or "traditional",
             "database": conf.get("database"),
-            "database_reachable": (
-                (status.get("database") or {}).get("reachable")
-                if mode in DB_MODES
-                else None
-            ),
+            "database_reachable": ((status.get("database") or {}).get("reachable") if mode in DB_MODES else None),
             "configuration_hash": status.get("configuration_hash"),
             "cluster_control_plane": conf.get("cluster_control_plane") if conf.get("role") == "data_plane" else None,
-            "connections": {
-                key: server.get(key) for key in CONNECTION_KEYS if key in server
-            },
+            "connections": {key: server.get(key) for key in CONNECTION_KEYS if key in server},
             "plugins_enabled": sorted(plugins.get("enabled_in_cluster") or []),
             "plugins_available": sorted(plugins.get("available_on_server") or {}),
             "data_planes": [],

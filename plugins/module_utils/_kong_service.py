@@ -7,6 +7,7 @@ unit (the `kong.service` of Kong's packages, Kong/kong 3.9.3 build/package/kong.
 runs in the foreground in the default prefix, `ExecStop=/bin/kill -s QUIT $MAINPID`), else
 through the `kong` command line (`kong start`, `kong quit -t -w`, `kong stop`, `kong health -p`).
 """
+
 from __future__ import annotations
 
 import os
@@ -79,10 +80,24 @@ class KongService:
     `ready_probe()` returns (ready, detail) or None when no API URL was given; `sd_booted()` tells
     whether systemd is PID 1 (sd_booted(3): /run/systemd/system exists)."""
 
-    def __init__(self, run_command, kong_bin="kong", prefix="/usr/local/kong", conf=None, env=None,
-                 unit="kong.service", manager="auto", systemctl="systemctl", ready_probe=None,
-                 sd_booted=None, sleep=time.sleep, clock=time.monotonic, check_mode=False,
-                 unit_dir="/etc/systemd/system", env_file="/etc/kong/kongops.env"):
+    def __init__(
+        self,
+        run_command,
+        kong_bin="kong",
+        prefix="/usr/local/kong",
+        conf=None,
+        env=None,
+        unit="kong.service",
+        manager="auto",
+        systemctl="systemctl",
+        ready_probe=None,
+        sd_booted=None,
+        sleep=time.sleep,
+        clock=time.monotonic,
+        check_mode=False,
+        unit_dir="/etc/systemd/system",
+        env_file="/etc/kong/kongops.env",
+    ):
         self._run = run_command
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.cli = KongCli(run_command, kong_bin, conf, prefix, self.env)
@@ -111,8 +126,7 @@ class KongService:
             self.commands.append(list(argv))
         if ok_rcs is not None and rc not in ok_rcs:
             detail = (err or out or "").strip().splitlines()
-            raise KongServiceError(f"'{' '.join(argv)}' failed (rc={rc}): {detail[-1] if detail else ''}",
-                                   cmd=list(argv), rc=rc, stdout=out, stderr=err)
+            raise KongServiceError(f"'{' '.join(argv)}' failed (rc={rc}): {detail[-1] if detail else ''}", cmd=list(argv), rc=rc, stdout=out, stderr=err)
         return rc, out, err
 
     def _systemctl(self, *args, ok_rcs=(0,), mutating=True):
@@ -137,8 +151,7 @@ class KongService:
         if not self.sd_booted():
             return None
         try:
-            rc, out = self._exec([self.systemctl, "show", self.unit, "--no-pager",
-                                  "--property=" + ",".join(SHOW_PROPERTIES)], ok_rcs=None, mutating=False)[:2]
+            rc, out = self._exec([self.systemctl, "show", self.unit, "--no-pager", "--property=" + ",".join(SHOW_PROPERTIES)], ok_rcs=None, mutating=False)[:2]
         except KongServiceError:
             return None
         if rc != 0:
@@ -155,10 +168,12 @@ class KongService:
         loaded = bool(self._unit) and self._unit.get("LoadState") == "loaded"
         if self.requested == "systemd":
             if not loaded:
-                why = ("systemd is not running on this host" if self._unit is None else
-                       f"systemd has no unit {self.unit} (LoadState={self._unit.get('LoadState', '?')})")
-                raise KongServiceError(f"manager=systemd but {why}: install Kong's package (it brings the unit) "
-                                       "or set manager=auto or cli")
+                why = (
+                    "systemd is not running on this host"
+                    if self._unit is None
+                    else f"systemd has no unit {self.unit} (LoadState={self._unit.get('LoadState', '?')})"
+                )
+                raise KongServiceError(f"manager=systemd but {why}: install Kong's package (it brings the unit) or set manager=auto or cli")
             self.manager = "systemd"
         elif self.requested == "cli":
             self.manager = "cli"
@@ -185,11 +200,16 @@ class KongService:
         if self.manager == "systemd":
             active = self.unit_active()
             enabled = self._unit.get("UnitFileState")
-            return dict(manager="systemd", running=active or cli, active=active,
-                        running_outside_systemd=cli and not active, enabled=enabled,
-                        unit=self.unit, main_pid=int(self._unit.get("MainPID") or 0) or None)
-        return dict(manager="cli", running=cli, active=None, running_outside_systemd=False, enabled=None,
-                    unit=None, main_pid=None)
+            return dict(
+                manager="systemd",
+                running=active or cli,
+                active=active,
+                running_outside_systemd=cli and not active,
+                enabled=enabled,
+                unit=self.unit,
+                main_pid=int(self._unit.get("MainPID") or 0) or None,
+            )
+        return dict(manager="cli", running=cli, active=None, running_outside_systemd=False, enabled=None, unit=None, main_pid=None)
 
     def refresh(self) -> None:
         if self.manager == "systemd":

@@ -10,6 +10,7 @@ and get-expected-config-hash; Kong/developer.konghq.com api-specs/konnect/contro
 type, created_at, updated_at, config_hash, compatibility_status}], "page": {total, next}}`` and pages with
 ``page[size]`` and ``page[after]``; ``GET /v2/control-planes/{controlPlaneId}/expected-config-hash`` answers
 ``{expected_hash, created_at, updated_at}``. Every call carries ``Authorization: Bearer <token>``."""
+
 from __future__ import annotations
 
 import re
@@ -46,20 +47,32 @@ def check_params(params: dict) -> str | None:
     url = str(params.get("api_url") or "")
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        return (f"konnect.api_url (kong_konnect_api_url): {url!r} is not a URL; give Konnect's regional API, "
-                "for example https://us.api.konghq.com or https://eu.api.konghq.com")
+        return (
+            f"konnect.api_url (kong_konnect_api_url): {url!r} is not a URL; give Konnect's regional API, "
+            "for example https://us.api.konghq.com or https://eu.api.konghq.com"
+        )
     if not params.get("token"):
-        return ("konnect.token (kong_konnect_token): a Konnect personal or system account access token is needed "
-                "to read the control plane's data-plane nodes")
+        return "konnect.token (kong_konnect_token): a Konnect personal or system account access token is needed to read the control plane's data-plane nodes"
     if not _UUID.match(str(params.get("control_plane_id") or "")):
-        return (f"konnect.control_plane_id (kong_konnect_control_plane_id): {params.get('control_plane_id')!r} is "
-                "not a control plane id (a UUID, shown in Konnect's Gateway Manager)")
+        return (
+            f"konnect.control_plane_id (kong_konnect_control_plane_id): {params.get('control_plane_id')!r} is "
+            "not a control plane id (a UUID, shown in Konnect's Gateway Manager)"
+        )
     return None
 
 
 class KonnectClient:
-    def __init__(self, api_url: str, token: str, control_plane_id: str, timeout: int = 10,
-                 validate_certs: bool = True, ca_path: str | None = None, session=None, **_ignored):
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        control_plane_id: str,
+        timeout: int = 10,
+        validate_certs: bool = True,
+        ca_path: str | None = None,
+        session=None,
+        **_ignored,
+    ):
         self.base_url = api_url.rstrip("/")
         if self.base_url.endswith("/v2"):
             self.base_url = self.base_url[:-3]
@@ -75,16 +88,17 @@ class KonnectClient:
         except requests.RequestException as exc:
             raise KonnectError(f"GET {url} failed: {exc}", url=url) from exc
         if resp.status_code in (401, 403):
-            raise KonnectError(f"GET {url} returned HTTP {resp.status_code}: Konnect refused the token "
-                               "(kong_konnect_token) for this control plane", status=resp.status_code, url=url)
+            raise KonnectError(
+                f"GET {url} returned HTTP {resp.status_code}: Konnect refused the token (kong_konnect_token) for this control plane",
+                status=resp.status_code,
+                url=url,
+            )
         if resp.status_code != 200:
-            raise KonnectError(f"GET {url} returned HTTP {resp.status_code}", status=resp.status_code,
-                               body=resp.text[:2000], url=url)
+            raise KonnectError(f"GET {url} returned HTTP {resp.status_code}", status=resp.status_code, body=resp.text[:2000], url=url)
         try:
             return resp.json()
         except ValueError as exc:
-            raise KonnectError(f"GET {url} did not answer JSON", status=resp.status_code, body=resp.text[:500],
-                               url=url) from exc
+            raise KonnectError(f"GET {url} did not answer JSON", status=resp.status_code, body=resp.text[:500], url=url) from exc
 
     def nodes(self, page_size: int = 100) -> list:
         """Every data-plane node record of the control plane, page by page (page.next)."""
@@ -116,6 +130,7 @@ class KonnectClient:
 def wait_konnect(client: KonnectClient, check, timeout: float, interval: float = 1.0, sleep=None, clock=None):
     """Poll Konnect's node records until ``check(items)`` returns (True, value) or time is up; returns
     (done, value, items) of the last read."""
+
     def attempt():
         items = client.nodes()
         done, value = check(items)
@@ -125,8 +140,7 @@ def wait_konnect(client: KonnectClient, check, timeout: float, interval: float =
     return done, value, items
 
 
-def wait_same_hash(read_hash, peers: list, own_hash: str, timeout: float, interval: float = 1.0, sleep=None,
-                   clock=None) -> list:
+def wait_same_hash(read_hash, peers: list, own_hash: str, timeout: float, interval: float = 1.0, sleep=None, clock=None) -> list:
     """Poll the data planes ``peers`` ({name, url}) with ``read_hash(url)`` until each reports
     ``own_hash``; returns what still differs when time is up ([] when they agree)."""
 

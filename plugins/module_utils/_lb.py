@@ -3,6 +3,7 @@
 # PRIVATE to the collection: not a public API.
 """Load-balancer independent parts of lb_weight: the backend interface, planning of the
 desired weights and states, the group-share arithmetic and the drain wait."""
+
 from __future__ import annotations
 
 import re
@@ -91,8 +92,9 @@ def parse_weight(value, initial: int, server: str, param: str = "weights") -> in
     elif isinstance(value, str) and _PERCENT.match(value):
         return min(MAX_WEIGHT, int(initial) * int(_PERCENT.match(value).group(1)) // 100)
     else:
-        raise LbParamError(f"{param}.{server}: {value!r} is not a weight; use an integer 0-{MAX_WEIGHT} "
-                           "or a percentage of the initial weight such as '50%'", param)
+        raise LbParamError(
+            f"{param}.{server}: {value!r} is not a weight; use an integer 0-{MAX_WEIGHT} or a percentage of the initial weight such as '50%'", param
+        )
     if not 0 <= weight <= MAX_WEIGHT:
         raise LbParamError(f"{param}.{server}: weight {weight} is out of range; use 0-{MAX_WEIGHT}", param)
     return weight
@@ -122,8 +124,7 @@ def share_targets(groups: dict, share: dict) -> dict:
             raise LbParamError(f"groups.{group}: must be a non-empty list of server names", "groups")
         for name in members:
             if name in owner:
-                raise LbParamError(f"groups: server {name} is in both {owner[name]} and {group}; a server "
-                                   "belongs to one group", "groups")
+                raise LbParamError(f"groups: server {name} is in both {owner[name]} and {group}; a server belongs to one group", "groups")
             owner[name] = group
     unknown = sorted(set(share) - set(groups))
     if unknown:
@@ -132,8 +133,7 @@ def share_targets(groups: dict, share: dict) -> dict:
     for group, value in share.items():
         number = _number(value)
         if number is None or not 0 <= number <= 100:
-            raise LbParamError(f"share.{group}: {value!r} is not a percentage; use a number from 0 to 100",
-                               "share")
+            raise LbParamError(f"share.{group}: {value!r} is not a percentage; use a number from 0 to 100", "share")
         targets[group] = number
     named = sum(targets.values())
     rest = [g for g in groups if g not in targets]
@@ -143,8 +143,7 @@ def share_targets(groups: dict, share: dict) -> dict:
         for group in rest:
             targets[group] = (100.0 - named) / len(rest)
     elif abs(named - 100) > 1e-6:
-        raise LbParamError(f"share: the shares of all groups add up to {named:g} %; they must add up to 100",
-                           "share")
+        raise LbParamError(f"share: the shares of all groups add up to {named:g} %; they must add up to 100", "share")
     if not any(targets.values()):
         raise LbParamError("share: at least one group needs a share above 0", "share")
     return targets
@@ -177,9 +176,12 @@ def compute_share_weights(groups: dict, share: dict, max_weight: int = MAX_WEIGH
     error, weights, split = best
     if error > SHARE_TOLERANCE:
         closest = ", ".join(f"{g} {split[g]:.2f} %" for g in sorted(split))
-        raise LbParamError(f"share: weights of at most {max_weight} per server cannot split traffic as asked "
-                           f"within {SHARE_TOLERANCE:g} percentage point (closest: {closest}); change the share "
-                           "or the group sizes", "share")
+        raise LbParamError(
+            f"share: weights of at most {max_weight} per server cannot split traffic as asked "
+            f"within {SHARE_TOLERANCE:g} percentage point (closest: {closest}); change the share "
+            "or the group sizes",
+            "share",
+        )
     result = {name: weights.get(group, 0) for group, members in groups.items() for name in members}
     expected = {g: round(split.get(g, 0.0), 2) for g in groups}
     return result, expected
@@ -188,20 +190,17 @@ def compute_share_weights(groups: dict, share: dict, max_weight: int = MAX_WEIGH
 def _check_known(names, current: dict, param: str) -> None:
     unknown = sorted(set(names) - set(current))
     if unknown:
-        raise LbParamError(f"{param}: no such server in the load balancer: {', '.join(unknown)} "
-                           f"(known servers: {known(current)})", param.split(".")[0])
+        raise LbParamError(f"{param}: no such server in the load balancer: {', '.join(unknown)} (known servers: {known(current)})", param.split(".")[0])
 
 
 def _restore_entry(name: str, entry) -> tuple:
     if not isinstance(entry, dict) or "weight" not in entry or "state" not in entry:
-        raise LbParamError(f"restore.{name}: expected a dict with weight and state, as returned in before",
-                           "restore")
+        raise LbParamError(f"restore.{name}: expected a dict with weight and state, as returned in before", "restore")
     if isinstance(entry["weight"], str) and _PERCENT.match(entry["weight"]):
         raise LbParamError(f"restore.{name}: weight must be absolute, as returned in before", "restore")
     weight = parse_weight(entry["weight"], 0, name, "restore")
     if entry["state"] not in STATES:
-        raise LbParamError(f"restore.{name}: state {entry['state']!r} is not one of {', '.join(STATES)}",
-                           "restore")
+        raise LbParamError(f"restore.{name}: state {entry['state']!r} is not one of {', '.join(STATES)}", "restore")
     return weight, entry["state"]
 
 
@@ -237,8 +236,7 @@ def plan(current: dict, weights=None, groups=None, share=None, state=None, serve
 
 
 def changed_servers(current: dict, desired: dict) -> list:
-    return sorted(n for n in desired
-                  if (desired[n]["weight"], desired[n]["state"]) != (current[n]["weight"], current[n]["state"]))
+    return sorted(n for n in desired if (desired[n]["weight"], desired[n]["state"]) != (current[n]["weight"], current[n]["state"]))
 
 
 def predict(current: dict, desired: dict) -> dict:
@@ -250,14 +248,12 @@ def share_warnings(current: dict, desired: dict, groups: dict) -> list:
     yet taking traffic, or in a group with a share but out of rotation."""
     grouped = {n for members in groups.values() for n in members}
     warnings = []
-    strays = sorted(n for n in current
-                    if n not in grouped and desired[n]["weight"] > 0 and desired[n]["state"] == "ready")
+    strays = sorted(n for n in current if n not in grouped and desired[n]["weight"] > 0 and desired[n]["state"] == "ready")
     if strays:
         warnings.append(f"servers outside every group still take traffic and distort the share: {', '.join(strays)}")
     idle = sorted(n for n in grouped if n in desired and desired[n]["weight"] > 0 and desired[n]["state"] != "ready")
     if idle:
-        warnings.append(f"servers with a share are not in state ready and take no traffic (set state ready): "
-                        f"{', '.join(idle)}")
+        warnings.append(f"servers with a share are not in state ready and take no traffic (set state ready): {', '.join(idle)}")
     return warnings
 
 

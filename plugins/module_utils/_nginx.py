@@ -3,6 +3,7 @@
 # PRIVATE to the collection: not a public API.
 """nginx implementation of the lb_weight backend interface: an upstream include file owned by
 the module, validated with `nginx -t` and applied with a graceful reload."""
+
 from __future__ import annotations
 
 import os
@@ -46,13 +47,13 @@ class NginxStepError(NginxError):
     """`nginx -t` or `nginx -s reload` failed in write_test_reload; the previous file is back."""
 
     def __init__(self, step: str, cmd, rc, stdout, stderr):
-        super().__init__(f"nginx {'-t' if step == 'test' else '-s reload'} failed: {(stderr or stdout).strip()[-1500:]}",
-                         cmd=cmd, rc=rc, stdout=stdout, stderr=stderr)
+        super().__init__(
+            f"nginx {'-t' if step == 'test' else '-s reload'} failed: {(stderr or stdout).strip()[-1500:]}", cmd=cmd, rc=rc, stdout=stdout, stderr=stderr
+        )
         self.step = step
 
 
-def write_test_reload(path: str, text: str, previous, run, conf_args=(), reload: bool = True,
-                      mode: int | None = None, prefix: str = ".kongops-") -> None:
+def write_test_reload(path: str, text: str, previous, run, conf_args=(), reload: bool = True, mode: int | None = None, prefix: str = ".kongops-") -> None:
     """The one way a file nginx reads is changed: write `text` atomically, `nginx -t`, then (with
     `reload`) `nginx -s reload`. If anything fails, test or reload included, the previous content
     (`previous`; None = the file did not exist) is put back before the error propagates, so nginx
@@ -165,17 +166,14 @@ def parse_upstream(text: str, upstream_name=None, path: str = "upstream_file"):
         elif first == "server" or (current is None and first == "upstream") or (current and "}" in body):
             found.setdefault(current, []).append(index)
     if current is not None:
-        raise NginxError(f"upstream_file: {path}: upstream {current} is not closed by a line holding only '}}'",
-                         param="upstream_file")
+        raise NginxError(f"upstream_file: {path}: upstream {current} is not closed by a line holding only '}}'", param="upstream_file")
     if blocks:
         if upstream_name is None:
             if len(blocks) > 1:
-                raise NginxError(f"upstream_name: {path} holds several upstream blocks ({', '.join(blocks)}); "
-                                 "name the one to manage", param="upstream_name")
+                raise NginxError(f"upstream_name: {path} holds several upstream blocks ({', '.join(blocks)}); name the one to manage", param="upstream_name")
             upstream_name = blocks[0]
         if upstream_name not in blocks:
-            raise NginxError(f"upstream_name: no upstream {upstream_name} in {path} (upstreams there: "
-                             f"{known(blocks)})", param="upstream_name")
+            raise NginxError(f"upstream_name: no upstream {upstream_name} in {path} (upstreams there: {known(blocks)})", param="upstream_name")
         indices = found.get(upstream_name, [])
     else:
         indices = found.get(None, [])
@@ -184,17 +182,18 @@ def parse_upstream(text: str, upstream_name=None, path: str = "upstream_file"):
         body, comment = _split_comment(lines[index])
         match = _SERVER.match(body)
         if not match:
-            raise NginxError(f"upstream_file: {path} line {index + 1}: cannot parse {lines[index].strip()!r}; write "
-                             "'upstream NAME {', each server directive and the closing '}' on lines of their own, "
-                             "e.g. 'server 10.0.0.1:8000 weight=10; # kong1'", param="upstream_file")
+            raise NginxError(
+                f"upstream_file: {path} line {index + 1}: cannot parse {lines[index].strip()!r}; write "
+                "'upstream NAME {', each server directive and the closing '}' on lines of their own, "
+                "e.g. 'server 10.0.0.1:8000 weight=10; # kong1'",
+                param="upstream_file",
+            )
         server = UpstreamServer(index, match.group(1), match.group(2), match.group(3).split(), comment)
         if server.label in servers:
-            raise NginxError(f"upstream_file: {path} names server {server.label} twice; give each line its own "
-                             "'# NAME' comment", param="upstream_file")
+            raise NginxError(f"upstream_file: {path} names server {server.label} twice; give each line its own '# NAME' comment", param="upstream_file")
         servers[server.label] = server
     if not servers:
-        raise NginxError(f"upstream_file: {path} has no server lines in upstream {upstream_name or '(bare)'}",
-                         param="upstream_file")
+        raise NginxError(f"upstream_file: {path} has no server lines in upstream {upstream_name or '(bare)'}", param="upstream_file")
     return servers, upstream_name
 
 
@@ -232,9 +231,18 @@ class NginxUpstream(LbBackend):
 
     kind = "nginx"
 
-    def __init__(self, run_command, upstream_file: str, upstream_name=None, nginx_bin: str = "nginx",
-                 nginx_conf=None, reload: bool = True, proc_root: str = "/proc", sleep=time.sleep,
-                 clock=time.monotonic):
+    def __init__(
+        self,
+        run_command,
+        upstream_file: str,
+        upstream_name=None,
+        nginx_bin: str = "nginx",
+        nginx_conf=None,
+        reload: bool = True,
+        proc_root: str = "/proc",
+        sleep=time.sleep,
+        clock=time.monotonic,
+    ):
         super().__init__()
         self.run_command = run_command
         self.path, self.upstream_name = upstream_file, upstream_name
@@ -263,15 +271,13 @@ class NginxUpstream(LbBackend):
     def read(self) -> dict:
         text = read_text(self.path)
         if text is None:
-            raise NginxError(f"upstream_file: {self.path} does not exist; template it with the upstream's server "
-                             "lines first", param="upstream_file")
+            raise NginxError(f"upstream_file: {self.path} does not exist; template it with the upstream's server lines first", param="upstream_file")
         self.text = text
         self.servers, self.upstream_name = parse_upstream(text, self.upstream_name, self.path)
         result = {}
         for name, server in self.servers.items():
             weight, state, initial = server.logical()
-            result[name] = {"weight": weight, "initial_weight": initial, "state": state, "sessions": None,
-                            "address": server.address, "down": server.down}
+            result[name] = {"weight": weight, "initial_weight": initial, "state": state, "sessions": None, "address": server.address, "down": server.down}
         return result
 
     def render(self, current: dict, desired: dict) -> str:
@@ -296,14 +302,23 @@ class NginxUpstream(LbBackend):
         try:
             write_test_reload(self.path, files[0]["after"], self.text, self._run, self._conf_args(), self.reload)
         except NginxStepError as exc:
-            what = (f"upstream_file: nginx -t rejected the new {self.path}, the previous file is back in place"
-                    if exc.step == "test" else f"reload: nginx -s reload failed, the previous {self.path} is back in place")
-            raise NginxError(f"{what}: {(exc.stderr or exc.stdout).strip()[-1500:]}",
-                             param="upstream_file" if exc.step == "test" else "reload", cmd=exc.cmd, rc=exc.rc,
-                             stdout=exc.stdout, stderr=exc.stderr) from exc
+            what = (
+                f"upstream_file: nginx -t rejected the new {self.path}, the previous file is back in place"
+                if exc.step == "test"
+                else f"reload: nginx -s reload failed, the previous {self.path} is back in place"
+            )
+            raise NginxError(
+                f"{what}: {(exc.stderr or exc.stdout).strip()[-1500:]}",
+                param="upstream_file" if exc.step == "test" else "reload",
+                cmd=exc.cmd,
+                rc=exc.rc,
+                stdout=exc.stdout,
+                stderr=exc.stderr,
+            ) from exc
         if self.reload and not self._new_workers_started():
-            self.warnings.append(f"nginx started no new worker within {NEW_WORKER_WAIT:g}s of the reload; the old "
-                                 "weights may still be in use, check nginx's error log")
+            self.warnings.append(
+                f"nginx started no new worker within {NEW_WORKER_WAIT:g}s of the reload; the old weights may still be in use, check nginx's error log"
+            )
 
     def master_pid(self):
         if self._master is None:

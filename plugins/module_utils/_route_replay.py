@@ -12,6 +12,7 @@ global request-termination plugin with `echo` and `trigger`: a request that carr
 is answered by the plugin with `matched_route` and `matched_service` (Kong/kong
 kong/plugins/request-termination/handler.lua:26-61 at 2.8.5, 26-62 at 3.4.2, `kong.router.get_route()`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,8 +43,7 @@ _NAMESPACE = uuid.UUID("6f1c7d1e-3a0b-4b8e-9d1f-2c5a7e4b9a10")
 
 # what a scratch Kong keeps of the configuration: routing needs these (a service may name a
 # certificate, a certificate a vault); plugins, consumers and every credential are left out
-KEPT_ENTITIES = ("services", "routes", "upstreams", "targets", "certificates", "ca_certificates", "snis",
-                 "vaults")
+KEPT_ENTITIES = ("services", "routes", "upstreams", "targets", "certificates", "ca_certificates", "snis", "vaults")
 # 2.x took a path as a regex unless it held only these characters (Kong/kong kong/router.lua:510 at
 # 2.8.5); 3.x takes it as a regex only with a leading "~" (kong/router/utils.lua:260 at 3.4.2)
 _PLAIN_PATH = re.compile(r"^[a-zA-Z0-9.\-_~/%]*$")
@@ -61,6 +61,7 @@ class RouteReplayError(Exception):
 
 # ---------------------------------------------------------------------------------------------
 # the scratch configuration
+
 
 def iter_routes(doc: dict):
     """(route, service) for every route of the document: top-level and nested under services."""
@@ -99,22 +100,34 @@ def scratch_config(doc: dict, trigger: str) -> dict:
             for i, route in enumerate(svc.get("routes") or []):
                 if isinstance(route, dict):
                     route.pop("plugins", None)
-                    route.setdefault("id", str(uuid.uuid5(_NAMESPACE, f"{svc.get('name') or svc.get('id')}:{i}:"
-                                                                      f"{route.get('name') or ''}")))
+                    route.setdefault("id", str(uuid.uuid5(_NAMESPACE, f"{svc.get('name') or svc.get('id')}:{i}:{route.get('name') or ''}")))
     for i, route in enumerate(out.get("routes") or []):
         if isinstance(route, dict):
             route.pop("plugins", None)
             route.setdefault("id", str(uuid.uuid5(_NAMESPACE, f"route:{i}:{route.get('name') or ''}")))
-    out.setdefault("services", []).append({
-        "name": "kong-route-replay-sentinel", "url": "http://127.0.0.1:9",
-        "routes": [{"name": "kong-route-replay-sentinel", "id": str(uuid.uuid5(_NAMESPACE, "sentinel")), "hosts": [SENTINEL_HOST], "paths": [SENTINEL_PATH],
-                    "methods": ["GET"], "headers": {"x-kong-route-replay-sentinel": ["1"]}}]})
+    out.setdefault("services", []).append(
+        {
+            "name": "kong-route-replay-sentinel",
+            "url": "http://127.0.0.1:9",
+            "routes": [
+                {
+                    "name": "kong-route-replay-sentinel",
+                    "id": str(uuid.uuid5(_NAMESPACE, "sentinel")),
+                    "hosts": [SENTINEL_HOST],
+                    "paths": [SENTINEL_PATH],
+                    "methods": ["GET"],
+                    "headers": {"x-kong-route-replay-sentinel": ["1"]},
+                }
+            ],
+        }
+    )
     out["plugins"] = [{"name": "request-termination", "config": {"echo": True, "trigger": trigger}}]
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # the requests
+
 
 def _sample(tokens, groups: dict) -> str:
     out = []
@@ -200,7 +213,7 @@ def top_level_alternatives(regex: str) -> list:
             in_class = c != "]"
         elif c == "[":
             in_class = True
-            if regex[i + 1:i + 2] == "]" or regex[i + 1:i + 3] == "^]":
+            if regex[i + 1 : i + 2] == "]" or regex[i + 1 : i + 3] == "^]":
                 i += 2 if regex[i + 1] == "]" else 3
                 continue
         elif c == "(":
@@ -274,8 +287,7 @@ def build_requests(doc: dict, near_misses: bool = True, max_requests: int = 2000
                 paths += [(s, False) for s in samples]
                 if is_regex and near_misses:
                     paths += [(NEAR_MISS_PREFIX + s, True) for s in samples]
-            headers = {str(k): header_sample(v) for k, v in (route.get("headers") or {}).items()
-                       if str(k).lower() != "host"}
+            headers = {str(k): header_sample(v) for k, v in (route.get("headers") or {}).items() if str(k).lower() != "host"}
             if "host" in {str(k).lower() for k in route.get("headers") or {}}:
                 hosts = hosts or [header_sample(v) for k, v in route["headers"].items() if str(k).lower() == "host"]
         except (ValueError, TypeError, OverflowError, re.error) as exc:
@@ -291,17 +303,26 @@ def build_requests(doc: dict, near_misses: bool = True, max_requests: int = 2000
             if key in seen:
                 continue
             seen.add(key)
-            requests.append({"route": label, "route_id": route.get("id"), "method": str(methods[0]).upper(),
-                             "host": host, "path": path, "headers": headers, "near_miss": near})
+            requests.append(
+                {
+                    "route": label,
+                    "route_id": route.get("id"),
+                    "method": str(methods[0]).upper(),
+                    "host": host,
+                    "path": path,
+                    "headers": headers,
+                    "near_miss": near,
+                }
+            )
     if len(requests) > max_requests:
-        skipped.append({"route": "*", "reason": f"{len(requests) - max_requests} request(s) over max_requests "
-                                                f"({max_requests}) not sent"})
+        skipped.append({"route": "*", "reason": f"{len(requests) - max_requests} request(s) over max_requests ({max_requests}) not sent"})
         requests = requests[:max_requests]
     return requests, skipped
 
 
 # ---------------------------------------------------------------------------------------------
 # the comparison
+
 
 def outcome(status: int, body: bytes | str | None) -> dict:
     """Which route and service answered, from the echo body; None where no route matched (Kong's own
@@ -346,19 +367,22 @@ def compare(requests: list, x_results: list, y_results: list, x_version: str, y_
         xr, yr = (x.get("route") or {}).get("id"), (y.get("route") or {}).get("id")
         if xr == yr and x.get("status") == y.get("status") and not x.get("error") and not y.get("error"):
             continue
-        out.append({
-            "route": req["route"],
-            "request": {k: req[k] for k in ("method", "host", "path", "headers") if req.get(k)},
-            "near_miss": req.get("near_miss", False),
-            "x": x, "y": y,
-            "message": (f"{describe(req)} (built from route '{req['route']}'): {_name(x)} on {x_version}, "
-                        f"{_name(y)} on {y_version}"),
-        })
+        out.append(
+            {
+                "route": req["route"],
+                "request": {k: req[k] for k in ("method", "host", "path", "headers") if req.get(k)},
+                "near_miss": req.get("near_miss", False),
+                "x": x,
+                "y": y,
+                "message": (f"{describe(req)} (built from route '{req['route']}'): {_name(x)} on {x_version}, {_name(y)} on {y_version}"),
+            }
+        )
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # the scratch Kong processes
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -395,10 +419,16 @@ class ScratchKong:
         first = str(version).split(".", maxsplit=1)[0]
         major = int(first) if first.isdigit() else 3
         settings = {
-            "prefix": self.prefix, "database": "off", "role": "traditional",
+            "prefix": self.prefix,
+            "database": "off",
+            "role": "traditional",
             "declarative_config": os.path.join(self.dir, "kong.json"),
-            "proxy_listen": f"127.0.0.1:{self.port}", "admin_listen": "off", "status_listen": "off",
-            "stream_listen": "off", "nginx_worker_processes": "1", "anonymous_reports": "off",
+            "proxy_listen": f"127.0.0.1:{self.port}",
+            "admin_listen": "off",
+            "status_listen": "off",
+            "stream_listen": "off",
+            "nginx_worker_processes": "1",
+            "anonymous_reports": "off",
             "plugins": "bundled",
         }
         if major >= 3:
@@ -413,8 +443,7 @@ class ScratchKong:
         self.cli = KongCli(run_command, kong_bin, self.conf_path, self.prefix, self.env)
 
     def write(self, doc_text: str) -> None:
-        for path, text in ((self.settings["declarative_config"], doc_text),
-                           (self.conf_path, "".join(f"{k} = {v}\n" for k, v in self.settings.items()))):
+        for path, text in ((self.settings["declarative_config"], doc_text), (self.conf_path, "".join(f"{k} = {v}\n" for k, v in self.settings.items()))):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
@@ -425,19 +454,18 @@ class ScratchKong:
         except KongCliError as exc:
             if exc.rc is None or "was not found" in str(exc):
                 raise RouteReplayError(f"could not run {self.kong_bin}: {exc}", cmd=exc.cmd) from exc
-            raise RouteReplayError(f"Kong {self.version} ({self.kong_bin}) did not start with the configuration",
-                                   cmd=exc.cmd, rc=exc.rc, stdout=exc.stdout, stderr=exc.stderr) from exc
+            raise RouteReplayError(
+                f"Kong {self.version} ({self.kong_bin}) did not start with the configuration", cmd=exc.cmd, rc=exc.rc, stdout=exc.stdout, stderr=exc.stderr
+            ) from exc
         self.started = True
-        probe = {"method": "GET", "host": SENTINEL_HOST, "path": SENTINEL_PATH,
-                 "headers": {"x-kong-route-replay-sentinel": "1"}}
+        probe = {"method": "GET", "host": SENTINEL_HOST, "path": SENTINEL_PATH, "headers": {"x-kong-route-replay-sentinel": "1"}}
         deadline = time.monotonic() + timeout
         # `kong start` returns once nginx's master runs; the workers still build their router
         while time.monotonic() < deadline:
             if send(self.port, probe, trigger, 2.0).get("route"):
                 return
             time.sleep(0.2)
-        raise RouteReplayError(f"Kong {self.version} on 127.0.0.1:{self.port} did not answer the replay's "
-                               f"probe within {timeout} s", cmd=self.cli.argv("start"))
+        raise RouteReplayError(f"Kong {self.version} on 127.0.0.1:{self.port} did not answer the replay's probe within {timeout} s", cmd=self.cli.argv("start"))
 
     def _pid(self):
         try:

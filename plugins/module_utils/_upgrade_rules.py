@@ -5,6 +5,7 @@
 
 Pure functions over plain data; the rules themselves live in ``_breaking_changes.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -137,41 +138,42 @@ def _hop_kind(src: str, dst: str) -> str:
     return "major" if src.split(".")[0] != dst.split(".")[0] else "minor"
 
 
-def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditional",
-              database: str | None = None) -> dict:
+def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditional", database: str | None = None) -> dict:
     """Judge current -> target against Kong's guaranteed upgrade paths (https://docs.konghq.com/gateway/3.9.x/upgrade/).
 
     `supported` is true only when the direct jump is guaranteed; `reachable` when a chain of
     guaranteed hops exists, named in `path`/`hops`.
     """
     reasons: list = []
-    result = {"current": str(current), "target": str(target), "supported": False, "reachable": False,
-              "path": [], "hops": [], "reasons": reasons}
+    result = {"current": str(current), "target": str(target), "supported": False, "reachable": False, "path": [], "hops": [], "reasons": reasons}
     src, dst = series_of(current), series_of(target)
     known = data.KNOWN_SERIES
     if target < current:
-        reasons.append(f"{current} -> {target} is a downgrade: Kong migrations are not reversible, so a "
-                       "downgrade is not an upgrade path; roll back by restoring the backup taken before "
-                       "the upgrade (https://docs.konghq.com/gateway/3.9.x/upgrade/).")
+        reasons.append(
+            f"{current} -> {target} is a downgrade: Kong migrations are not reversible, so a "
+            "downgrade is not an upgrade path; roll back by restoring the backup taken before "
+            "the upgrade (https://docs.konghq.com/gateway/3.9.x/upgrade/)."
+        )
         return result
     if database == "cassandra" and target >= KongVersion(data.CASSANDRA_REMOVED_IN):
-        reasons.append(f"Kong {target} does not support Cassandra (removed in {data.CASSANDRA_REMOVED_IN}: "
-                       "'Cassandra as a datastore for Kong is not supported in versions 3.4 and above. Please "
-                       "use Postgres.', Kong/kong 3.4.0 kong/conf_loader/init.lua); migrate the data to "
-                       "PostgreSQL first.")
+        reasons.append(
+            f"Kong {target} does not support Cassandra (removed in {data.CASSANDRA_REMOVED_IN}: "
+            "'Cassandra as a datastore for Kong is not supported in versions 3.4 and above. Please "
+            "use Postgres.', Kong/kong 3.4.0 kong/conf_loader/init.lua); migrate the data to "
+            "PostgreSQL first."
+        )
         return result
     for ver, name, param in ((current, src, "current"), (target, dst, "target")):
         if name not in known:
-            where = ("older than" if _series_key(name) < _series_key(known[0]) else "newer than")
-            hint = (" Upgrade to 2.8.x first with Kong's 2.x guides (1.x goes to 2.1.0 first)."
-                    if where == "older than" else "")
-            reasons.append(f"The {param} version {ver} is {where} the release series this planner knows "
-                           f"({known[0]} to {known[-1]}).{hint}")
+            where = "older than" if _series_key(name) < _series_key(known[0]) else "newer than"
+            hint = " Upgrade to 2.8.x first with Kong's 2.x guides (1.x goes to 2.1.0 first)." if where == "older than" else ""
+            reasons.append(f"The {param} version {ver} is {where} the release series this planner knows ({known[0]} to {known[-1]}).{hint}")
             return result
     avoid = data.VERSIONS_TO_AVOID.get(str(target))
     if avoid:
-        reasons.append(f"Kong's documentation says not to upgrade to {target}: {avoid['why']}. Set the target to "
-                       f"{avoid['instead']} instead ({avoid['source']}).")
+        reasons.append(
+            f"Kong's documentation says not to upgrade to {target}: {avoid['why']}. Set the target to {avoid['instead']} instead ({avoid['source']})."
+        )
         return result
     if current == target:
         result.update(supported=True, reachable=True, path=[str(current)])
@@ -184,30 +186,26 @@ def plan_path(current: KongVersion, target: KongVersion, mode: str = "traditiona
         return result
     points = [str(current)] + [f"{s}.x" for s in route[1:-1]] + [str(target)]
     step = data.HYBRID_WIRE_PROTOCOL_STEP
-    if (mode in ("hybrid", "hybrid_cp", "hybrid_dp") and str(current) in step["from"]
-            and target > KongVersion(step["via"])):
+    if mode in ("hybrid", "hybrid_cp", "hybrid_dp") and str(current) in step["from"] and target > KongVersion(step["via"]):
         points.insert(1, step["via"])
-        reasons.append(f"Hybrid mode on {current}: go to {step['via']} first (wire-protocol change, "
-                       "https://docs.konghq.com/gateway/3.9.x/upgrade/).")
-    hops = [{"from": points[i], "to": points[i + 1],
-             "kind": _hop_kind(_point_series(points[i]), _point_series(points[i + 1]))}
-            for i in range(len(points) - 1)]
+        reasons.append(f"Hybrid mode on {current}: go to {step['via']} first (wire-protocol change, https://docs.konghq.com/gateway/3.9.x/upgrade/).")
+    hops = [{"from": points[i], "to": points[i + 1], "kind": _hop_kind(_point_series(points[i]), _point_series(points[i + 1]))} for i in range(len(points) - 1)]
     result.update(path=points, hops=hops, reachable=True, supported=len(hops) == 1)
     if len(hops) == 1:
         why = {
             "patch": "patch to patch within one minor",
             "minor": "one minor to the next minor",
             "major": "the next release after 2.8 (3.0 migrates from >= 2.1.x)",
-            "lts": f"LTS to the next LTS ({src} -> {dst}, Kong's LTS upgrade guide "
-                   f"{data.LTS_SOURCES.get((src, dst), '')})",
+            "lts": f"LTS to the next LTS ({src} -> {dst}, Kong's LTS upgrade guide {data.LTS_SOURCES.get((src, dst), '')})",
         }[hops[0]["kind"]]
-        reasons.append(f"{current} -> {target} is a guaranteed upgrade path: {why} ("
-                       f"https://docs.konghq.com/gateway/3.9.x/upgrade/).")
+        reasons.append(f"{current} -> {target} is a guaranteed upgrade path: {why} (https://docs.konghq.com/gateway/3.9.x/upgrade/).")
     else:
         lts = ", ".join(f"{a} -> {b}" for a, b in data.LTS_JUMPS)
-        reasons.append(f"{current} -> {target} skips releases: Kong only guarantees patch -> patch, minor -> "
-                       f"next minor and LTS -> next LTS ({lts}), so go {' -> '.join(points)} ({len(hops)} hops, each one "
-                       "migrated and verified before the next; https://docs.konghq.com/gateway/3.9.x/upgrade/).")
+        reasons.append(
+            f"{current} -> {target} skips releases: Kong only guarantees patch -> patch, minor -> "
+            f"next minor and LTS -> next LTS ({lts}), so go {' -> '.join(points)} ({len(hops)} hops, each one "
+            "migrated and verified before the next; https://docs.konghq.com/gateway/3.9.x/upgrade/)."
+        )
     return result
 
 
@@ -215,8 +213,7 @@ def _dp_vs_cp(dp: KongVersion, cp: KongVersion) -> str | None:
     """Kong's CP check of a DP version (Kong/kong 3.9.3 kong/clustering/compat/init.lua
     check_kong_version_compatibility): only major and minor count."""
     if dp.major != cp.major:
-        return (f"data plane version {dp} is incompatible with control plane version {cp} "
-                f"({cp.major}.x.y are accepted)")
+        return f"data plane version {dp} is incompatible with control plane version {cp} ({cp.major}.x.y are accepted)"
     if dp.minor > cp.minor:
         return f"data plane version {dp} is incompatible with older control plane version {cp}"
     return None
@@ -230,31 +227,35 @@ def hybrid_check(mode: str, target: KongVersion, cp: KongVersion | None, dps: li
         if cp is not None:
             err = _dp_vs_cp(dp, cp)
             if err:
-                blocking.append(f"Already broken before the upgrade: {err} ("
-                                "Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
+                blocking.append(f"Already broken before the upgrade: {err} (Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
     if mode == "hybrid_dp":
         err = _dp_vs_cp(target, cp)
         if err:
-            blocking.append(f"Upgrading the data planes to {target} while the control plane runs {cp}: {err}. "
-                            f"Upgrade the control planes to {target} first (CP before DP, "
-                            "Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
+            blocking.append(
+                f"Upgrading the data planes to {target} while the control plane runs {cp}: {err}. "
+                f"Upgrade the control planes to {target} first (CP before DP, "
+                "Kong/kong 3.9.3 kong/clustering/compat/init.lua)."
+            )
         else:
             notes.append(f"Control plane {cp} accepts data planes on {target} (same major, minor not newer).")
     else:
         for dp in sorted(set(dps)):
             err = _dp_vs_cp(dp, target)
             if err and dp.major != target.major:
-                notes.append(f"Data planes on {dp} are rejected by a {target} control plane "
-                             f"(sync_status kong_version_incompatible: '{err}') until they are upgraded: "
-                             "upgrade them right after the control plane ("
-                             "Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
+                notes.append(
+                    f"Data planes on {dp} are rejected by a {target} control plane "
+                    f"(sync_status kong_version_incompatible: '{err}') until they are upgraded: "
+                    "upgrade them right after the control plane ("
+                    "Kong/kong 3.9.3 kong/clustering/compat/init.lua)."
+                )
             elif err:
-                blocking.append(f"A control plane on {target} would reject data planes on {dp}: {err} "
-                                "(Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
-        notes.append("Upgrade the control planes first (in place), then the data planes (rolling); a newer "
-                     "CP may serve older DPs of the same major for a while, but do not run mixed versions "
-                     "long-term (https://docs.konghq.com/gateway/3.9.x/production/deployment-topologies/"
-                     "hybrid-mode/).")
+                blocking.append(f"A control plane on {target} would reject data planes on {dp}: {err} (Kong/kong 3.9.3 kong/clustering/compat/init.lua).")
+        notes.append(
+            "Upgrade the control planes first (in place), then the data planes (rolling); a newer "
+            "CP may serve older DPs of the same major for a while, but do not run mixed versions "
+            "long-term (https://docs.konghq.com/gateway/3.9.x/production/deployment-topologies/"
+            "hybrid-mode/)."
+        )
     return {
         "order": ["control_plane", "data_planes"],
         "cp_version": str(cp) if cp is not None else None,
@@ -268,13 +269,16 @@ def hybrid_check(mode: str, target: KongVersion, cp: KongVersion | None, dps: li
 # kong_upgrade_hops=auto for nodes without a database (rolling strategy): Kong's step-by-step path
 # guards the order of database migrations, which such nodes never run; what they carry from X to Y is
 # the declarative configuration (DB-less) or the control plane's version (data planes).
-_JUMP_NO_MIGRATIONS = ("with database=off every migration of the running version counts as executed and none is "
-                       "pending, Kong/kong 3.9.3 kong/db/strategies/off/connector.lua:50-65")
-_JUMP_FORMATS = ("Kong 3.x reads the declarative `_format_version` 1.1, 2.1 and 3.0 (Kong/kong 3.9.3 "
-                 "kong/db/schema/others/declarative_config.lua:254) and converts the older formats' paths on "
-                 "load (kong/db/declarative/migrations/route_path.lua)")
-_JUMP_COMPAT = ("the control plane only compares major and minor, accepting any older minor of its major "
-                "(Kong/kong 3.9.3 kong/clustering/compat/init.lua:38-74)")
+_JUMP_NO_MIGRATIONS = (
+    "with database=off every migration of the running version counts as executed and none is "
+    "pending, Kong/kong 3.9.3 kong/db/strategies/off/connector.lua:50-65"
+)
+_JUMP_FORMATS = (
+    "Kong 3.x reads the declarative `_format_version` 1.1, 2.1 and 3.0 (Kong/kong 3.9.3 "
+    "kong/db/schema/others/declarative_config.lua:254) and converts the older formats' paths on "
+    "load (kong/db/declarative/migrations/route_path.lua)"
+)
+_JUMP_COMPAT = "the control plane only compares major and minor, accepting any older minor of its major (Kong/kong 3.9.3 kong/clustering/compat/init.lua:38-74)"
 
 
 def rolling_jump(plan: dict, mode: str, cp: KongVersion | None = None) -> dict | None:
@@ -287,34 +291,48 @@ def rolling_jump(plan: dict, mode: str, cp: KongVersion | None = None) -> dict |
         return None
     current, target = plan["path"][0], plan["path"][-1]
     steps = [f"{h['from']} -> {h['to']}" for h in plan["hops"]]
-    out = {"allowed": False, "from": current, "to": target, "covers": steps,
-           "chain": [h["to"] for h in plan["hops"]], "reason": ""}
+    out = {"allowed": False, "from": current, "to": target, "covers": steps, "chain": [h["to"] for h in plan["hops"]], "reason": ""}
     via = data.HYBRID_WIRE_PROTOCOL_STEP["via"]
     if via in plan["path"][1:-1]:
-        out["reason"] = (f"Kong's upgrade guide makes {via} a step of its own for hybrid mode on {current} (wire-"
-                         f"protocol change, https://docs.konghq.com/gateway/3.9.x/upgrade/): upgrade the data planes "
-                         f"to {via} in one rolling run, then to {target} in another.")
+        out["reason"] = (
+            f"Kong's upgrade guide makes {via} a step of its own for hybrid mode on {current} (wire-"
+            f"protocol change, https://docs.konghq.com/gateway/3.9.x/upgrade/): upgrade the data planes "
+            f"to {via} in one rolling run, then to {target} in another."
+        )
         return out
     if mode == "hybrid_dp":
         cp_text = str(cp) if cp is not None else "(unknown)"
         if cp is None or _dp_vs_cp(KongVersion(target), cp):
-            out["reason"] = (f"The control plane runs {cp_text}: data planes may only jump to {target} behind a "
-                             f"control plane that accepts {target}; {_JUMP_COMPAT}. Upgrade the control planes "
-                             "first (playbooks/hybrid_upgrade.yml does).")
+            out["reason"] = (
+                f"The control plane runs {cp_text}: data planes may only jump to {target} behind a "
+                f"control plane that accepts {target}; {_JUMP_COMPAT}. Upgrade the control planes "
+                "first (playbooks/hybrid_upgrade.yml does)."
+            )
             return out
-        out.update(allowed=True, reason=(
-            f"Data planes hold no database ({_JUMP_NO_MIGRATIONS}) and the control plane on {cp_text} accepts data "
-            f"planes of {target}: {_JUMP_COMPAT}. So the data planes go {current} -> {target} in one rolling "
-            f"upgrade; the breaking-change rules of every hop ({', '.join(steps)}) are evaluated."))
+        out.update(
+            allowed=True,
+            reason=(
+                f"Data planes hold no database ({_JUMP_NO_MIGRATIONS}) and the control plane on {cp_text} accepts data "
+                f"planes of {target}: {_JUMP_COMPAT}. So the data planes go {current} -> {target} in one rolling "
+                f"upgrade; the breaking-change rules of every hop ({', '.join(steps)}) are evaluated."
+            ),
+        )
         return out
     formats = accepted_format_versions(_point_series(target))
-    read = (_JUMP_FORMATS if formats is not None else
-            f"the `_format_version` values Kong {target} accepts were not read from its source (UNCONFIRMED): "
-            "Y's own `kong config parse` of the configuration decides")
-    out.update(allowed=True, reason=(
-        f"DB-less nodes run no database migrations ({_JUMP_NO_MIGRATIONS}) and carry only the declarative "
-        f"configuration: {read}. So the nodes go {current} -> {target} in one rolling upgrade; the breaking-change "
-        f"rules of every hop ({', '.join(steps)}) are evaluated against the configuration."))
+    read = (
+        _JUMP_FORMATS
+        if formats is not None
+        else f"the `_format_version` values Kong {target} accepts were not read from its source (UNCONFIRMED): "
+        "Y's own `kong config parse` of the configuration decides"
+    )
+    out.update(
+        allowed=True,
+        reason=(
+            f"DB-less nodes run no database migrations ({_JUMP_NO_MIGRATIONS}) and carry only the declarative "
+            f"configuration: {read}. So the nodes go {current} -> {target} in one rolling upgrade; the breaking-change "
+            f"rules of every hop ({', '.join(steps)}) are evaluated against the configuration."
+        ),
+    )
     return out
 
 
@@ -322,8 +340,7 @@ _STRATEGY_SOURCE = "Kong Gateway upgrade guide, upgrade strategies: https://docs
 
 
 def _strategy(name: str, steps: list, reason: str) -> dict:
-    return {"name": name, "steps": [{"component": c, "strategy": st} for c, st in steps], "reason": reason,
-            "source": _STRATEGY_SOURCE}
+    return {"name": name, "steps": [{"component": c, "strategy": st} for c, st in steps], "reason": reason, "source": _STRATEGY_SOURCE}
 
 
 def _and(words) -> str:
@@ -334,23 +351,31 @@ def _and(words) -> str:
 def recommend_strategy(mode: str, spare_capacity: bool = False) -> dict:
     if mode in ("dbless", "hybrid_dp", "konnect_dp"):
         what = {"dbless": "DB-less nodes", "hybrid_dp": "hybrid data planes"}.get(mode, "Konnect data planes")
-        return _strategy("rolling", [("nodes", "rolling")],
-                         f"{what} hold no database: add Y nodes beside X, move traffic through the load "
-                         "balancer in steps, drain and retire X.")
+        return _strategy(
+            "rolling",
+            [("nodes", "rolling")],
+            f"{what} hold no database: add Y nodes beside X, move traffic through the load balancer in steps, drain and retire X.",
+        )
     if mode == "traditional" and spare_capacity:
-        return _strategy("dual_cluster", [("cluster", "dual_cluster")],
-                         "Spare capacity for a second cluster: build Y with its own database restored from "
-                         "the backup and shift traffic, no downtime (DB-stored counters diverge meanwhile).")
+        return _strategy(
+            "dual_cluster",
+            [("cluster", "dual_cluster")],
+            "Spare capacity for a second cluster: build Y with its own database restored from "
+            "the backup and shift traffic, no downtime (DB-stored counters diverge meanwhile).",
+        )
     if mode == "traditional":
-        return _strategy("in_place", [("cluster", "in_place")],
-                         "No spare capacity declared: stop X, keep the database, install Y, `kong migrations "
-                         "up` then `finish`, start Y; downtime is expected.")
+        return _strategy(
+            "in_place",
+            [("cluster", "in_place")],
+            "No spare capacity declared: stop X, keep the database, install Y, `kong migrations up` then `finish`, start Y; downtime is expected.",
+        )
     if mode == "hybrid_cp":
-        return _strategy("in_place", [("control_plane", "in_place")],
-                         "Control planes own the database: upgrade them in place, before any data plane.")
-    return _strategy("hybrid", [("control_plane", "in_place"), ("data_planes", "rolling")],
-                     "Hybrid: control planes first with a traditional (in-place) upgrade, then the data "
-                     "planes rolling.")
+        return _strategy("in_place", [("control_plane", "in_place")], "Control planes own the database: upgrade them in place, before any data plane.")
+    return _strategy(
+        "hybrid",
+        [("control_plane", "in_place"), ("data_planes", "rolling")],
+        "Hybrid: control planes first with a traditional (in-place) upgrade, then the data planes rolling.",
+    )
 
 
 # The strategies an operator may ask for (kong_upgrade_strategy), and the modes each upgrades.
@@ -360,8 +385,12 @@ _STRATEGY_MODES = {
     "dual_cluster": ("traditional",),
     "rolling": ("dbless", "hybrid_dp", "konnect_dp"),
 }
-_STRATEGY_PLAYBOOKS = {"in_place": "playbooks/in_place_upgrade.yml", "dual_cluster": "playbooks/dual_cluster_upgrade.yml",
-                       "rolling": "playbooks/rolling_upgrade.yml", "hybrid": "playbooks/hybrid_upgrade.yml"}
+_STRATEGY_PLAYBOOKS = {
+    "in_place": "playbooks/in_place_upgrade.yml",
+    "dual_cluster": "playbooks/dual_cluster_upgrade.yml",
+    "rolling": "playbooks/rolling_upgrade.yml",
+    "hybrid": "playbooks/hybrid_upgrade.yml",
+}
 
 
 def choose_strategy(mode: str, spare_capacity: bool = False, requested: str = "auto") -> dict:
@@ -370,8 +399,10 @@ def choose_strategy(mode: str, spare_capacity: bool = False, requested: str = "a
     The result is recommend_strategy's with `recommended` (the planner's name), `requested`,
     `chosen_by` (operator or planner), `playbook` (the one that runs it) and a `reason` saying why."""
     if requested not in STRATEGY_CHOICES:
-        raise UpgradeRulesError(f"strategy: '{requested}' is not one of {', '.join(STRATEGY_CHOICES)} (set "
-                                "kong_upgrade_strategy to auto to take the planner's recommendation)", param="strategy")
+        raise UpgradeRulesError(
+            f"strategy: '{requested}' is not one of {', '.join(STRATEGY_CHOICES)} (set kong_upgrade_strategy to auto to take the planner's recommendation)",
+            param="strategy",
+        )
     recommended = recommend_strategy(mode, spare_capacity)
     out = dict(recommended, recommended=recommended["name"], requested=requested, chosen_by="planner")
     if requested != "auto":
@@ -380,16 +411,18 @@ def choose_strategy(mode: str, spare_capacity: bool = False, requested: str = "a
             raise UpgradeRulesError(
                 f"strategy: {requested} does not upgrade {mode} nodes (it upgrades {_and(fits)} nodes); the "
                 f"planner recommends {recommended['name']} for them ({_STRATEGY_PLAYBOOKS[recommended['name']]}). Set "
-                "kong_upgrade_strategy to auto or to a strategy that fits the mode.", param="strategy")
+                "kong_upgrade_strategy to auto or to a strategy that fits the mode.",
+                param="strategy",
+            )
         if requested != recommended["name"]:
-            why = ("no spare capacity is declared (kong_spare_capacity=false): Y's hosts must be there"
-                   if requested == "dual_cluster" else recommended["reason"])
-            out.update(name=requested, steps=[{"component": "cluster", "strategy": requested}],
-                       reason=f"Chosen by the operator (kong_upgrade_strategy={requested}); the planner recommends "
-                              f"{recommended['name']}: {why}")
+            why = "no spare capacity is declared (kong_spare_capacity=false): Y's hosts must be there" if requested == "dual_cluster" else recommended["reason"]
+            out.update(
+                name=requested,
+                steps=[{"component": "cluster", "strategy": requested}],
+                reason=f"Chosen by the operator (kong_upgrade_strategy={requested}); the planner recommends {recommended['name']}: {why}",
+            )
         else:
-            out["reason"] = f"Chosen by the operator (kong_upgrade_strategy={requested}), as the planner recommends: " \
-                            f"{recommended['reason']}"
+            out["reason"] = f"Chosen by the operator (kong_upgrade_strategy={requested}), as the planner recommends: {recommended['reason']}"
         out["chosen_by"] = "operator"
     out["playbook"] = _STRATEGY_PLAYBOOKS[out["name"]]
     return out
@@ -407,8 +440,9 @@ def parse_config_text(text: str, param: str = "config") -> dict:
         except yaml.YAMLError as exc:
             raise UpgradeRulesError(f"{param}: neither JSON nor YAML: {exc}", param=param) from exc
     if not isinstance(parsed, dict):
-        raise UpgradeRulesError(f"{param}: a declarative configuration is a mapping with `_format_version` "
-                                f"and entity lists, got {type(parsed).__name__}", param=param)
+        raise UpgradeRulesError(
+            f"{param}: a declarative configuration is a mapping with `_format_version` and entity lists, got {type(parsed).__name__}", param=param
+        )
     return parsed
 
 
@@ -446,8 +480,14 @@ def _collect(config: dict) -> tuple:
             add_plugins(consumer, f"consumers[{i}]", _label("consumer", consumer))
     for k, plugin in enumerate(config.get("plugins") or []):
         if isinstance(plugin, dict):
-            scope = next((f"{key} {plugin[key] if not isinstance(plugin[key], dict) else plugin[key].get('id')}"
-                          for key in ("route", "service", "consumer") if plugin.get(key)), "global")
+            scope = next(
+                (
+                    f"{key} {plugin[key] if not isinstance(plugin[key], dict) else plugin[key].get('id')}"
+                    for key in ("route", "service", "consumer")
+                    if plugin.get(key)
+                ),
+                "global",
+            )
             plugins.append((plugin, f"plugins[{k}]", scope))
     return routes, plugins
 
@@ -477,12 +517,12 @@ def conf_hits(rule: dict, hop: dict, conf_settings: dict) -> list:
         for ver, names in match["removed"].items():
             if _point_key(hop["from"]) < _point_key(ver) <= _point_key(hop["to"]):
                 table.update(names)
-    return [(host, name, table[name]) for host in sorted(conf_settings)
-            for name in sorted(set(conf_settings[host] or ())) if name in table]
+    return [(host, name, table[name]) for host in sorted(conf_settings) for name in sorted(set(conf_settings[host] or ())) if name in table]
 
 
-def _match(rule: dict, hop: dict, config: dict | None, mode: str, collected: tuple, bundled: dict | None,
-           custom_plugins: frozenset, conf_settings: dict | None = None) -> list:
+def _match(
+    rule: dict, hop: dict, config: dict | None, mode: str, collected: tuple, bundled: dict | None, custom_plugins: frozenset, conf_settings: dict | None = None
+) -> list:
     """Places in the config (or the deployment) that `rule` hits on `hop`; [] = no hit."""
     match = rule["match"]
     kind = match["kind"]
@@ -492,14 +532,16 @@ def _match(rule: dict, hop: dict, config: dict | None, mode: str, collected: tup
     if kind == "mode":
         return [f"mode {mode}"] if mode in match["modes"] else []
     if kind in ("conf_setting", "conf_setting_removed"):
-        return [f"{host}: {name}" + (f" (set {new} instead)" if new else "")
-                for host, name, new in conf_hits(rule, hop, conf_settings or {})]
+        return [f"{host}: {name}" + (f" (set {new} instead)" if new else "") for host, name, new in conf_hits(rule, hop, conf_settings or {})]
     if kind == "custom_plugin_bundled":
         now, before = bundled_plugins(to_series, bundled), bundled_plugins(from_series, bundled)
         if now is None:
             return []  # unknown for a series never read from source: evaluate() says so
-        return [f"custom plugin '{name}' (kong.conf `plugins`): bundled from {to_series}"
-                for name in sorted(custom_plugins) if name in now and name not in (before or frozenset())]
+        return [
+            f"custom plugin '{name}' (kong.conf `plugins`): bundled from {to_series}"
+            for name in sorted(custom_plugins)
+            if name in now and name not in (before or frozenset())
+        ]
     if config is None:
         return []
     routes, plugins = collected
@@ -568,8 +610,9 @@ def _fill(text: str, values: dict) -> str:
     return text
 
 
-def scan(hops: list, config: dict | None, mode: str, rules: list | None = None, bundled: dict | None = None,
-         custom_plugins=(), conf_settings: dict | None = None) -> list:
+def scan(
+    hops: list, config: dict | None, mode: str, rules: list | None = None, bundled: dict | None = None, custom_plugins=(), conf_settings: dict | None = None
+) -> list:
     """Findings of the breaking-change rules on each hop; a rule that fires on several hops for the same
     places (e.g. a missing `_format_version`) is reported once, on its first hop."""
     rules = data.RULES if rules is None else rules
@@ -581,23 +624,24 @@ def scan(hops: list, config: dict | None, mode: str, rules: list | None = None, 
         for rule in rules:
             if not _rule_applies(rule, hop):
                 continue
-            hits = [h for h in _match(rule, hop, config, mode, collected, bundled, custom, conf_settings)
-                    if (rule["id"], h) not in seen]
+            hits = [h for h in _match(rule, hop, config, mode, collected, bundled, custom, conf_settings) if (rule["id"], h) not in seen]
             if not hits:
                 continue
             seen.update((rule["id"], h) for h in hits)
             values = {"target": hop["to"], "value": (config or {}).get("_format_version", "(missing)")}
             values["accepted"] = ", ".join(accepted_format_versions(_point_series(hop["to"])) or ())
-            findings.append({
-                "id": rule["id"],
-                "severity": rule["severity"],
-                "hop": f"{hop['from']} -> {hop['to']}",
-                "introduced": rule.get("introduced"),
-                "message": _fill(rule["message"], values),
-                "where": hits,
-                "source": rule["source"],
-                "fix": rule.get("fix"),
-            })
+            findings.append(
+                {
+                    "id": rule["id"],
+                    "severity": rule["severity"],
+                    "hop": f"{hop['from']} -> {hop['to']}",
+                    "introduced": rule.get("introduced"),
+                    "message": _fill(rule["message"], values),
+                    "where": hits,
+                    "source": rule["source"],
+                    "fix": rule.get("fix"),
+                }
+            )
     return findings
 
 
@@ -626,15 +670,26 @@ def _versions_from(items, param: str) -> list:
     for item in items or []:
         text = item.get("version") if isinstance(item, dict) else item
         if text is None:
-            raise UpgradeRulesError(f"{param}: each element is a version string or a dict with a `version` "
-                                    f"key (as kong_node_info returns), got {item!r}", param=param)
+            raise UpgradeRulesError(
+                f"{param}: each element is a version string or a dict with a `version` key (as kong_node_info returns), got {item!r}", param=param
+            )
         out.append(version(text, param))
     return out
 
 
-def evaluate(current_versions=None, target_version=None, mode="traditional", cp_version=None, dp_versions=None,
-             database=None, spare_capacity=False, config=None, custom_plugins=(), conf_settings=None,
-             strategy="auto") -> dict:
+def evaluate(
+    current_versions=None,
+    target_version=None,
+    mode="traditional",
+    cp_version=None,
+    dp_versions=None,
+    database=None,
+    spare_capacity=False,
+    config=None,
+    custom_plugins=(),
+    conf_settings=None,
+    strategy="auto",
+) -> dict:
     """The whole check: path, hybrid compatibility, strategy and breaking-change findings."""
     if mode not in MODES:
         raise UpgradeRulesError(f"mode: '{mode}' is not one of {', '.join(MODES)}", param="mode")
@@ -646,23 +701,25 @@ def evaluate(current_versions=None, target_version=None, mode="traditional", cp_
         currents = currents or [cp]
     if mode == "hybrid_dp":
         if cp is None:
-            raise UpgradeRulesError("cp_version: required with mode=hybrid_dp (the control plane version the "
-                                    "data planes must stay compatible with)", param="cp_version")
+            raise UpgradeRulesError(
+                "cp_version: required with mode=hybrid_dp (the control plane version the data planes must stay compatible with)", param="cp_version"
+            )
         currents = currents or dps
     if mode == "hybrid" and not (cp and dps):
         raise UpgradeRulesError("cp_version and dp_versions: both required with mode=hybrid", param="cp_version")
     if not currents:
-        raise UpgradeRulesError("current_versions: give the versions the nodes run now (or cp_version / "
-                                "dp_versions in hybrid modes)", param="current_versions")
+        raise UpgradeRulesError("current_versions: give the versions the nodes run now (or cp_version / dp_versions in hybrid modes)", param="current_versions")
     if database is None:
         database = "off" if mode in ("dbless", "hybrid_dp", "konnect_dp") else "postgres"
 
     warnings = []
     distinct = sorted(set(currents))
     if len({series_of(v) for v in distinct}) > 1:
-        warnings.append(f"The nodes run different release series ({', '.join(str(v) for v in distinct)}): "
-                        f"planning from the oldest, {distinct[0]}. Finish or roll back the interrupted "
-                        "upgrade first.")
+        warnings.append(
+            f"The nodes run different release series ({', '.join(str(v) for v in distinct)}): "
+            f"planning from the oldest, {distinct[0]}. Finish or roll back the interrupted "
+            "upgrade first."
+        )
     newer = [v for v in distinct if v > target]
     start = distinct[0]
     plan = plan_path(newer[0] if newer else start, target, mode, database)
@@ -684,17 +741,19 @@ def evaluate(current_versions=None, target_version=None, mode="traditional", cp_
             f"accepted `_format_version` values from their source (those checks stop at "
             f"{data.LAST_SOURCED_SERIES}.x), and its breaking-change rules cover what Kong's source showed up to "
             f"{data.LAST_SOURCED_SERIES}.x: review https://developer.konghq.com/gateway/breaking-changes/ for "
-            "these versions.")
-    enterprise_lts = [f"{h['from']} -> {h['to']}" for h in plan["hops"]
-                      if h["kind"] == "lts" and not sourced(_point_series(h["to"]))]
+            "these versions."
+        )
+    enterprise_lts = [f"{h['from']} -> {h['to']}" for h in plan["hops"] if h["kind"] == "lts" and not sourced(_point_series(h["to"]))]
     if enterprise_lts:
-        warnings.append(f"The LTS jump {', '.join(enterprise_lts)} is a Kong Gateway Enterprise path: the "
-                        "nodes must run Kong Gateway Enterprise packages.")
+        warnings.append(f"The LTS jump {', '.join(enterprise_lts)} is a Kong Gateway Enterprise path: the nodes must run Kong Gateway Enterprise packages.")
     ok = hybrid is None or hybrid["compatible"]
-    if conf_settings is not None and not (isinstance(conf_settings, dict) and all(
-            isinstance(v, (list, tuple)) and all(isinstance(n, str) for n in v) for v in conf_settings.values())):
-        raise UpgradeRulesError("conf_settings: a mapping of host to the list of property names its kong.conf "
-                                "sets (as kong_node_info returns them in conf_settings)", param="conf_settings")
+    if conf_settings is not None and not (
+        isinstance(conf_settings, dict) and all(isinstance(v, (list, tuple)) and all(isinstance(n, str) for n in v) for v in conf_settings.values())
+    ):
+        raise UpgradeRulesError(
+            "conf_settings: a mapping of host to the list of property names its kong.conf sets (as kong_node_info returns them in conf_settings)",
+            param="conf_settings",
+        )
     hops = plan["hops"] if plan["reachable"] else []
     findings = scan(hops, config, mode, custom_plugins=custom_plugins, conf_settings=conf_settings)
     return {

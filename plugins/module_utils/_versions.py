@@ -3,6 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
 """Kong version strings: parsing and ordering."""
+
 from __future__ import annotations
 
 import re

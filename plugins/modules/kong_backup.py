@@ -288,7 +288,9 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._versions import (
 
 def argument_spec() -> dict:
     return kong_argument_spec(
-        admin=True, pg=True, cli=True,
+        admin=True,
+        pg=True,
+        cli=True,
         dest={"type": "path", "required": True},
         run_id={"type": "str"},
         kinds={"type": "list", "elements": "str", "choices": list(bk.KINDS), "default": ["declarative"]},
@@ -340,24 +342,33 @@ def source_node(module: AnsibleModule, admin, cli, kinds: list, method: str) -> 
     try:
         node = admin.node()
     except KongAdminError as exc:
-        if exc.status is not None or method in ("config", "admin_api") or \
-                ("declarative" in kinds and method == "auto" and not module.get_bin_path(cli.kong_bin)):
+        if (
+            exc.status is not None
+            or method in ("config", "admin_api")
+            or ("declarative" in kinds and method == "auto" and not module.get_bin_path(cli.kong_bin))
+        ):
             raise
         module.warn(f"the Admin API does not answer ({exc}); recording the version of `{cli.kong_bin} version`")
         try:
             version = parse_version(cli.version()) if module.get_bin_path(cli.kong_bin) else None
         except KongCliError:
             version = None
-        return {"admin_url": bk.public_url(admin.base_url), "kong_version": str(version) if version else None,
-                "answering": False}, version
+        return {"admin_url": bk.public_url(admin.base_url), "kong_version": str(version) if version else None, "answering": False}, version
     conf = node.get("configuration") or {}
     try:
         version = parse_version(node.get("version", ""))
     except KongVersionError:
         version = None
-    return {"admin_url": bk.public_url(admin.base_url), "hostname": node.get("hostname"),
-            "node_id": node.get("node_id"), "kong_version": node.get("version"), "edition": node.get("edition"),
-            "database": conf.get("database"), "role": conf.get("role"), "answering": True}, version
+    return {
+        "admin_url": bk.public_url(admin.base_url),
+        "hostname": node.get("hostname"),
+        "node_id": node.get("node_id"),
+        "kong_version": node.get("version"),
+        "edition": node.get("edition"),
+        "database": conf.get("database"),
+        "role": conf.get("role"),
+        "answering": True,
+    }, version
 
 
 def resolve_method(module: AnsibleModule, method: str, source: dict, cli) -> str:
@@ -374,14 +385,24 @@ def build_parts(module: AnsibleModule, kinds: list, admin, cli, source: dict, ve
     for kind in kinds:
         if kind == "declarative":
             if method == "config" and source.get("database") not in (None, "off"):
-                module.fail_json(msg="declarative_method=config needs a DB-less node (GET /config answers only "
-                                     f"with database=off; this node has database={source.get('database')}); use "
-                                     "db_export or admin_api")
-            loaded = p["declarative_config"] or (kong_setting("declarative_config", p["kong_conf"], p["kong_env"])
-                                                 if method == "config" and p["kong_conf"] else None)
-            parts.append(bk.DeclarativeBackup(method, admin=admin if source.get("answering") else None, cli=cli,
-                                              node=source if source.get("answering") else None, kong_version=version,
-                                              loaded_file=loaded))
+                module.fail_json(
+                    msg="declarative_method=config needs a DB-less node (GET /config answers only "
+                    f"with database=off; this node has database={source.get('database')}); use "
+                    "db_export or admin_api"
+                )
+            loaded = p["declarative_config"] or (
+                kong_setting("declarative_config", p["kong_conf"], p["kong_env"]) if method == "config" and p["kong_conf"] else None
+            )
+            parts.append(
+                bk.DeclarativeBackup(
+                    method,
+                    admin=admin if source.get("answering") else None,
+                    cli=cli,
+                    node=source if source.get("answering") else None,
+                    kong_version=version,
+                    loaded_file=loaded,
+                )
+            )
         elif kind == "database":
             pg = pg_params_from_kong_conf(p) if p["pg_from_kong_conf"] else dict(p)
             if pg.get("pg_password"):
@@ -406,9 +427,11 @@ def run(module: AnsibleModule) -> dict:
     bk.prepare_dest(dest, module.check_mode)
     existing = bk.existing_run(dest, run_id, kinds)
     if existing is not None:
-        result.update(manifest=existing, paths={f["kind"]: os.path.join(final, f["name"]) for f in existing["files"]},
-                      planned=[{"kind": f["kind"], "path": os.path.join(final, f["name"]),
-                                                   "size": f["size"]} for f in existing["files"]])
+        result.update(
+            manifest=existing,
+            paths={f["kind"]: os.path.join(final, f["name"]) for f in existing["files"]},
+            planned=[{"kind": f["kind"], "path": os.path.join(final, f["name"]), "size": f["size"]} for f in existing["files"]],
+        )
         return result
 
     admin = KongAdminClient.from_params(p)
@@ -421,15 +444,20 @@ def run(module: AnsibleModule) -> dict:
             part.prepare()
             flush_warnings(module, part)
         bk.ensure_free_space(dest, sum(part.estimate for part in parts) + (1 << 20))
-        result["planned"] = [{"kind": part.kind, "path": os.path.join(final, bk.FILE_NAMES[part.kind]),
-                              "size": part.estimate} for part in parts]
+        result["planned"] = [{"kind": part.kind, "path": os.path.join(final, bk.FILE_NAMES[part.kind]), "size": part.estimate} for part in parts]
         result["changed"] = True
         if module.check_mode:
             result["removed"] = bk.apply_retention(dest, p["retention"], current=final, check_mode=True)
             return result
-        manifest = {"format": bk.MANIFEST_FORMAT, "collection": "kongops.upgrade", "run_id": run_id,
-                    "created": bk.iso(now), "kinds": kinds,
-                    "source": {k: v for k, v in source.items() if k != "answering"}, "files": []}
+        manifest = {
+            "format": bk.MANIFEST_FORMAT,
+            "collection": "kongops.upgrade",
+            "run_id": run_id,
+            "created": bk.iso(now),
+            "kinds": kinds,
+            "source": {k: v for k, v in source.items() if k != "answering"},
+            "files": [],
+        }
         staged = bk.StagedRun(dest, run_id).open()
         try:
             for part in parts:
@@ -437,8 +465,7 @@ def run(module: AnsibleModule) -> dict:
                 manifest["files_archive" if part.kind == "files" else part.kind] = part.section
                 flush_warnings(module, part)
             db_part = next((part for part in parts if isinstance(part, bk.DatabaseBackup)), None)
-            manifest["cluster"] = bk.cluster_identity(p["cluster"], db_part.identity if db_part else None,
-                                                      [source.get("node_id")])
+            manifest["cluster"] = bk.cluster_identity(p["cluster"], db_part.identity if db_part else None, [source.get("node_id")])
             counts = (manifest.get("database") or manifest.get("declarative") or {}).get("entity_counts")
             if counts is not None:
                 manifest["entity_counts"] = counts
@@ -452,8 +479,7 @@ def run(module: AnsibleModule) -> dict:
                 part.close()
     result["manifest"] = manifest
     result["paths"] = {f["kind"]: os.path.join(final, f["name"]) for f in manifest["files"]}
-    result["planned"] = [{"kind": f["kind"], "path": os.path.join(final, f["name"]), "size": f["size"]}
-                         for f in manifest["files"]]
+    result["planned"] = [{"kind": f["kind"], "path": os.path.join(final, f["name"]), "size": f["size"]} for f in manifest["files"]]
     result["removed"] = bk.apply_retention(dest, p["retention"], current=final)
     return result
 

@@ -183,22 +183,31 @@ from ansible_collections.kongops.upgrade.plugins.module_utils import _cluster_tl
 
 def main():
     argument_spec = dict(
-        control_plane=dict(type="dict", required=True, options=dict(
-            name=dict(type="str", default="the control plane"),
-            mtls=dict(type="str", choices=["shared", "pki"], default="shared"),
-            cert=dict(type="str", required=True),
-            ca_cert=dict(type="str"),
-        )),
-        data_planes=dict(type="list", elements="dict", required=True, options=dict(
-            name=dict(type="str", required=True),
-            mtls=dict(type="str", choices=["shared", "pki"], default="shared"),
-            cert=dict(type="str", required=True),
-            key=dict(type="str", no_log=True),
-            ca_cert=dict(type="str"),
-            server_name=dict(type="str", default=""),
-            control_plane=dict(type="str", default=""),
-            verify_depth=dict(type="int", default=1),
-        )),
+        control_plane=dict(
+            type="dict",
+            required=True,
+            options=dict(
+                name=dict(type="str", default="the control plane"),
+                mtls=dict(type="str", choices=["shared", "pki"], default="shared"),
+                cert=dict(type="str", required=True),
+                ca_cert=dict(type="str"),
+            ),
+        ),
+        data_planes=dict(
+            type="list",
+            elements="dict",
+            required=True,
+            options=dict(
+                name=dict(type="str", required=True),
+                mtls=dict(type="str", choices=["shared", "pki"], default="shared"),
+                cert=dict(type="str", required=True),
+                key=dict(type="str", no_log=True),
+                ca_cert=dict(type="str"),
+                server_name=dict(type="str", default=""),
+                control_plane=dict(type="str", default=""),
+                verify_depth=dict(type="int", default=1),
+            ),
+        ),
         min_days=dict(type="int", default=14),
         warn_days=dict(type="int", default=30),
         fail_on_refusal=dict(type="bool", default=True),
@@ -208,21 +217,23 @@ def main():
     if not ctls.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=ctls.CRYPTOGRAPHY_IMPORT_ERROR)
     if p["min_days"] < 0 or p["warn_days"] < p["min_days"]:
-        module.fail_json(msg="min_days must be 0 or more and warn_days at least min_days (got min_days=%s, "
-                             "warn_days=%s): set kong_cluster_cert_min_days and kong_cluster_cert_warn_days so"
-                         % (p["min_days"], p["warn_days"]))
+        module.fail_json(
+            msg="min_days must be 0 or more and warn_days at least min_days (got min_days=%s, "
+            "warn_days=%s): set kong_cluster_cert_min_days and kong_cluster_cert_warn_days so" % (p["min_days"], p["warn_days"])
+        )
     cp = p["control_plane"]
     if cp["mtls"] == "pki" and not cp.get("ca_cert"):
-        module.fail_json(msg="control_plane.ca_cert is required with control_plane.mtls=pki: the control plane "
-                             "%s verifies data planes against its cluster_ca_cert; set it (kong_node_cluster_ca_cert "
-                             "or kong_node_conf.cluster_ca_cert of the control plane)" % cp["name"])
+        module.fail_json(
+            msg="control_plane.ca_cert is required with control_plane.mtls=pki: the control plane "
+            "%s verifies data planes against its cluster_ca_cert; set it (kong_node_cluster_ca_cert "
+            "or kong_node_conf.cluster_ca_cert of the control plane)" % cp["name"]
+        )
     results, refused, warned = [], [], []
     for dp in p["data_planes"]:
         try:
             found = ctls.judge(cp, dp, min_days=p["min_days"], warn_days=p["warn_days"])
         except ctls.ClusterTlsError as exc:
-            found = dict(refusals=["%s; fix: point the setting at a PEM file" % exc], warnings=[], expiries=[],
-                         server_name="")
+            found = dict(refusals=["%s; fix: point the setting at a PEM file" % exc], warnings=[], expiries=[], server_name="")
         results.append(dict(name=dp["name"], **found))
         if found["refusals"]:
             refused.append(dp["name"])

@@ -154,7 +154,7 @@ def mask(text: str, secrets) -> str:
         m = SETTING_RE.match(line.rstrip("\r\n"))
         key = m.group("key").lower() if m else ""
         if m and (key in secrets or SECRET_NAME_RE.search(key)):
-            end = line[len(line.rstrip("\r\n")):]
+            end = line[len(line.rstrip("\r\n")) :]
             lines[i] = f"{m.group('indent')}{m.group('key')}{m.group('sep')}{MASK}{end}"
     return "".join(lines)
 
@@ -177,8 +177,12 @@ def main():
     )
     p = module.params
     path = p["path"]
-    for plain, secret in (("settings", "secret_settings"), ("create_settings", "create_secret_settings"),
-                          ("settings", "create_secret_settings"), ("create_settings", "secret_settings")):
+    for plain, secret in (
+        ("settings", "secret_settings"),
+        ("create_settings", "create_secret_settings"),
+        ("settings", "create_secret_settings"),
+        ("create_settings", "secret_settings"),
+    ):
         overlap = sorted(set(p[plain]) & set(p[secret]))
         if overlap:
             module.fail_json(msg=f"{plain} and {secret} both name {', '.join(overlap)}: give each once")
@@ -204,8 +208,7 @@ def main():
     changed = after != before or created
     result = dict(changed=changed, changes=changes, created=created, path=path)
     if module._diff:
-        result["diff"] = dict(before_header=path, after_header=path, before=mask(before, secrets),
-                              after=mask(after, secrets))
+        result["diff"] = dict(before_header=path, after_header=path, before=mask(before, secrets), after=mask(after, secrets))
     if changed and not module.check_mode:
         if not created and p["backup"]:
             result["backup_file"] = module.backup_local(path)
@@ -222,8 +225,7 @@ def main():
         file_args = module.load_file_common_arguments(p)
         result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
     plugins = parse(after).get("plugins", "")
-    result["custom_plugins"] = [name.strip() for name in plugins.split(",")
-                                if name.strip() and name.strip() not in ("bundled", "off")]
+    result["custom_plugins"] = [name.strip() for name in plugins.split(",") if name.strip() and name.strip() not in ("bundled", "off")]
     module.exit_json(**result)
 
 

@@ -416,11 +416,9 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import
 
 def _enforcer_from_params(module, p):
     if p["enforce"] == "nginx":
-        return NginxEnforcer(p["enforce_file"], module.run_command, p["nginx_bin"], p["nginx_conf"],
-                             p["nginx_prefix"])
+        return NginxEnforcer(p["enforce_file"], module.run_command, p["nginx_bin"], p["nginx_conf"], p["nginx_prefix"])
     if p["enforce"] == "haproxy":
-        return HaproxyEnforcer(p["haproxy_socket"], p["haproxy_map"], p["haproxy_map_key"] or p["cluster"],
-                               p["timeout"], p["haproxy_persist"])
+        return HaproxyEnforcer(p["haproxy_socket"], p["haproxy_map"], p["haproxy_map_key"] or p["cluster"], p["timeout"], p["haproxy_persist"])
     return None
 
 
@@ -433,8 +431,7 @@ def _enforcer_from_record(module, settings):
         conf = cmd[cmd.index("-c") + 1] if "-c" in cmd else None
         return NginxEnforcer(settings["file"], module.run_command, cmd[0], conf, prefix)
     if settings.get("type") == "haproxy":
-        return HaproxyEnforcer(settings["socket"], settings["map"], settings["key"], module.params["timeout"],
-                               settings.get("persist", True))
+        return HaproxyEnforcer(settings["socket"], settings["map"], settings["key"], module.params["timeout"], settings.get("persist", True))
     return None
 
 
@@ -456,14 +453,15 @@ class Freeze:
         url = self.p["enforce_probe_url"]
         if not url or self.module.check_mode:
             return
-        res = probe_enforcement(url, expect_frozen, self.p["enforce_probe_timeout"], self.p["admin_token"],
-                                self.p["validate_certs"], self.p["ca_path"])
+        res = probe_enforcement(url, expect_frozen, self.p["enforce_probe_timeout"], self.p["admin_token"], self.p["validate_certs"], self.p["ca_path"])
         self.result["probe"] = res
         if not res["verified"]:
             want = "423" if expect_frozen else "an answer other than 423"
-            raise FreezeError(f"The enforcement probe through {url} did not get {want} within "
-                              f"{self.p['enforce_probe_timeout']} s (last status {res['status']}): the front of "
-                              "the Admin API does not behave as the freeze requires")
+            raise FreezeError(
+                f"The enforcement probe through {url} did not get {want} within "
+                f"{self.p['enforce_probe_timeout']} s (last status {res['status']}): the front of "
+                "the Admin API does not behave as the freeze requires"
+            )
 
     def stale(self, record):
         info = lock_age(record)
@@ -478,9 +476,15 @@ class Freeze:
     def view(record, enforcement_active, marker_present):
         if record is None:
             return {"frozen": False, "enforcement_active": enforcement_active, "marker_present": marker_present}
-        return {"frozen": True, "run_id": record.get("run_id"), "holder": record.get("holder"),
-                "reason": record.get("reason"), "expiry": record.get("expiry"),
-                "enforcement_active": enforcement_active, "marker_present": marker_present}
+        return {
+            "frozen": True,
+            "run_id": record.get("run_id"),
+            "holder": record.get("holder"),
+            "reason": record.get("reason"),
+            "expiry": record.get("expiry"),
+            "enforcement_active": enforcement_active,
+            "marker_present": marker_present,
+        }
 
     def verify(self, record):
         frozen = record.get("fingerprint") or {}
@@ -491,8 +495,7 @@ class Freeze:
         drift = compare(frozen, current)
         self.result["drift"] = drift
         if not drift["value_compared"]:
-            self.result["compared"] = (f"entities only: the {frozen.get('kind')} of another node or another Kong "
-                                       "version is not comparable")
+            self.result["compared"] = f"entities only: the {frozen.get('kind')} of another node or another Kong version is not comparable"
         return drift
 
     # ------------------------------------------------------------------ frozen
@@ -502,8 +505,10 @@ class Freeze:
         if existing and existing.get("run_id") != p["run_id"]:
             info = self.stale(existing)
             if not p["force"]:
-                self.fail(f"Kong cluster '{p['cluster']}' is already frozen: lock {self.lock.path} "
-                          f"{describe_lock(info)}. Thaw it with that run_id, or take it over with force=true.")
+                self.fail(
+                    f"Kong cluster '{p['cluster']}' is already frozen: lock {self.lock.path} "
+                    f"{describe_lock(info)}. Thaw it with that run_id, or take it over with force=true."
+                )
             self.module.warn(f"Taking over the freeze lock {self.lock.path} {describe_lock(info)} (force=true).")
             return self.freeze(takeover=True)
         if existing:
@@ -519,8 +524,10 @@ class Freeze:
         record["enforcement"] = enforcer.settings() if enforcer else {"type": "none"}
         use_marker = p["marker"]
         if use_marker and kind["dbless"]:
-            self.module.warn("marker=true skipped: the node is DB-less or a data plane, which refuses every "
-                             "entity write (405, Kong/kong kong/db/strategies/off/init.lua); the lock file and the fingerprint still apply.")
+            self.module.warn(
+                "marker=true skipped: the node is DB-less or a data plane, which refuses every "
+                "entity write (405, Kong/kong kong/db/strategies/off/init.lua); the lock file and the fingerprint still apply."
+            )
             use_marker = False
         record["marker"] = use_marker
         before_enf = enforcer.state() if enforcer else None
@@ -530,8 +537,7 @@ class Freeze:
             self.result.update(lock=public_record(record), fingerprint=summary(record["fingerprint"]))
             if enforcer:
                 self.result["enforcement"] = dict(before_enf, active=True, run_id=p["run_id"])
-            self.diff(self.view(None, bool(before_enf and before_enf["active"]), False),
-                      self.view(record, bool(enforcer), use_marker))
+            self.diff(self.view(None, bool(before_enf and before_enf["active"]), False), self.view(record, bool(enforcer), use_marker))
             return
         done = []
         try:
@@ -555,16 +561,14 @@ class Freeze:
             self.result["enforcement"] = enforcer.state()
         if use_marker:
             self.result["marker"] = read_marker(self.client, p["cluster"])
-        self.diff(self.view(None, bool(before_enf and before_enf["active"]), False),
-                  self.view(record, bool(enforcer), use_marker))
+        self.diff(self.view(None, bool(before_enf and before_enf["active"]), False), self.view(record, bool(enforcer), use_marker))
 
     def rollback(self, done, enforcer):
         if "enforcement" in done:
             try:
                 enforcer.remove()
             except FreezeError as exc:
-                self.module.warn(f"Could not remove the enforcement after the failed freeze: {exc}; remove it "
-                                 "by hand or run state=thawed with force=true")
+                self.module.warn(f"Could not remove the enforcement after the failed freeze: {exc}; remove it by hand or run state=thawed with force=true")
         if "marker" in done:
             try:
                 delete_marker(self.client, self.p["cluster"])
@@ -584,8 +588,7 @@ class Freeze:
             missing.append("marker")
         drift = self.verify(record)
         if drift["drifted"]:
-            self.module.warn(f"The configuration drifted since run {record['run_id']} froze it: "
-                             f"{describe_drift(drift)}")
+            self.module.warn(f"The configuration drifted since run {record['run_id']} froze it: {describe_drift(drift)}")
         self.result["lock"] = public_record(record)
         before = self.view(record, bool(enf and enf["active"]), marker is not None)
         if missing:
@@ -611,8 +614,10 @@ class Freeze:
         if p["run_id"] and record.get("run_id") != p["run_id"]:
             info = self.stale(record)
             if not p["force"]:
-                self.fail(f"The lock {self.lock.path} belongs to another run: {describe_lock(info)}; this task "
-                          f"runs as run_id {p['run_id']}. Use that run_id, or force=true.")
+                self.fail(
+                    f"The lock {self.lock.path} belongs to another run: {describe_lock(info)}; this task "
+                    f"runs as run_id {p['run_id']}. Use that run_id, or force=true."
+                )
             self.module.warn(f"Acting on the lock of another run (force=true): {describe_lock(info)}")
 
     def verified(self):
@@ -626,13 +631,14 @@ class Freeze:
             enf = enforcer.state()
             self.result["enforcement"] = enf
             if not (enf["active"] and enf["run_id"] == record["run_id"]):
-                self.module.warn(f"The {enf['type']} enforcement of run {record['run_id']} is no longer in place "
-                                 f"({enf}); writes through the front are not blocked. Re-run state=frozen to "
-                                 "restore it.")
+                self.module.warn(
+                    f"The {enf['type']} enforcement of run {record['run_id']} is no longer in place "
+                    f"({enf}); writes through the front are not blocked. Re-run state=frozen to "
+                    "restore it."
+                )
         drift = self.verify(record)
         if drift["drifted"]:
-            self.fail(f"The Kong configuration drifted while frozen by run {record['run_id']}: "
-                      f"{describe_drift(drift)}")
+            self.fail(f"The Kong configuration drifted while frozen by run {record['run_id']}: {describe_drift(drift)}")
 
     # ------------------------------------------------------------------ thawed
     def thawed(self):
@@ -646,9 +652,11 @@ class Freeze:
             else:
                 drift = self.verify(record)
                 if drift["drifted"]:
-                    self.fail(f"Not thawing: the Kong configuration drifted while frozen by run "
-                              f"{record['run_id']}: {describe_drift(drift)}. Nothing was released; investigate, "
-                              "then thaw with force=true.")
+                    self.fail(
+                        f"Not thawing: the Kong configuration drifted while frozen by run "
+                        f"{record['run_id']}: {describe_drift(drift)}. Nothing was released; investigate, "
+                        "then thaw with force=true."
+                    )
             enforcer = _enforcer_from_record(self.module, record.get("enforcement"))
             use_marker = bool(record.get("marker"))
         else:
@@ -731,8 +739,7 @@ def main():
     except FreezeError as exc:
         module.fail_json(msg=str(exc), **exc.context, **task.result)
     except KongAdminError as exc:
-        module.fail_json(msg=f"Kong Admin API error: {exc}", status_code=exc.status, body=exc.body,
-                         **task.result)
+        module.fail_json(msg=f"Kong Admin API error: {exc}", status_code=exc.status, body=exc.body, **task.result)
     except Exception as exc:  # noqa: BLE001  # pylint: disable=broad-except
         module.fail_json(msg=f"Unexpected error: {exc}", exception=traceback.format_exc(), **task.result)
     module.exit_json(**task.result)

@@ -172,8 +172,11 @@ def verify_backup(module, journal: dict, x_db: KongDb, result: dict) -> None:
     p = module.params
     src = (journal.get("backup") or {}).get("manifest") or ""
     if not src:
-        fail(module, f"the run {journal.get('run_id')} records no backup of X's database: take one "
-                     "(playbooks/backup.yml) before its database is dropped", **result)
+        fail(
+            module,
+            f"the run {journal.get('run_id')} records no backup of X's database: take one (playbooks/backup.yml) before its database is dropped",
+            **result,
+        )
     run_dir = os.path.dirname(src) if os.path.basename(src) == "manifest.json" else src
     manifest = load_manifest(src)
     verify_files(run_dir, manifest, ["database"])
@@ -183,10 +186,14 @@ def verify_backup(module, journal: dict, x_db: KongDb, result: dict) -> None:
     state = database_state(x_db)
     differing, extra = compare_tables(section.get("tables") or {}, state["tables"])
     if differing or extra or state["schema_meta"] != section.get("schema_meta"):
-        fail(module, f"X's database {x_db.database} differs from the backup {run_dir} (tables "
-                     f"{', '.join(differing + extra) or 'schema_meta'}): it was written since, so that backup is not "
-                     "its final state. Take a backup of it (playbooks/backup.yml) and find out who writes to it "
-                     "before dropping it", **result)
+        fail(
+            module,
+            f"X's database {x_db.database} differs from the backup {run_dir} (tables "
+            f"{', '.join(differing + extra) or 'schema_meta'}): it was written since, so that backup is not "
+            "its final state. Take a backup of it (playbooks/backup.yml) and find out who writes to it "
+            "before dropping it",
+            **result,
+        )
     result["backup"] = run_dir
 
 
@@ -206,9 +213,9 @@ def run(module: AnsibleModule) -> dict:
     result["record"] = record
     x_db = KongDb.from_params(p)
     result["database"] = x_db.describe()
-    admin = KongDb.from_params(dict(p, pg_database=p["pg_maintenance_database"],
-                                    pg_user=p["pg_admin_user"] or p["pg_user"],
-                                    pg_password=p["pg_admin_password"] or p["pg_password"]))
+    admin = KongDb.from_params(
+        dict(p, pg_database=p["pg_maintenance_database"], pg_user=p["pg_admin_user"] or p["pg_user"], pg_password=p["pg_admin_password"] or p["pg_password"])
+    )
     try:
         problems = dr.run_problems(journal) + dr.database_problems(journal, x, y)
         if problems:
@@ -216,15 +223,20 @@ def run(module: AnsibleModule) -> dict:
         when = dr.eligible_at(journal, p["retention_days"])
         result["eligible_at"] = dr.fmt_utc(when)
         if not admin.query("SELECT 1 FROM pg_database WHERE datname = %s", (x["database"],)):
-            result["msg"] = (f"X's database {x['database']} does not exist on {x['host']}:{x['port']}: nothing to drop"
-                             + (f" (dropped as {record} records)" if os.path.exists(record) else ""))
+            result["msg"] = f"X's database {x['database']} does not exist on {x['host']}:{x['port']}: nothing to drop" + (
+                f" (dropped as {record} records)" if os.path.exists(record) else ""
+            )
             return result
         now = dr.utc_now()
         if now < when:
-            fail(module, f"{dr.RETENTION_VAR}={p['retention_days']:g}: X's database {x['database']} is kept until "
-                         f"{dr.fmt_utc(when)} (the run {journal.get('run_id')} ended done at "
-                         f"{dr.fmt_utc(dr.parse_utc(journal['ended_at']))}); it can be dropped from then on, or "
-                         f"with a shorter {dr.RETENTION_VAR}", **result)
+            fail(
+                module,
+                f"{dr.RETENTION_VAR}={p['retention_days']:g}: X's database {x['database']} is kept until "
+                f"{dr.fmt_utc(when)} (the run {journal.get('run_id')} ended done at "
+                f"{dr.fmt_utc(dr.parse_utc(journal['ended_at']))}); it can be dropped from then on, or "
+                f"with a shorter {dr.RETENTION_VAR}",
+                **result,
+            )
         deadline = time.monotonic() + SESSION_GRACE_S
         while True:
             sessions = kong_sessions(x_db)
@@ -232,16 +244,20 @@ def run(module: AnsibleModule) -> dict:
                 break
             time.sleep(0.25)
         if sessions:
-            fail(module, f"PostgreSQL shows Kong sessions (application_name 'kong') on X's database {x['database']} "
-                         "from " + ", ".join(f"{addr or 'a local socket'} ({count})" for addr, count in sessions)
-                         + ": a Kong node still uses it. Stop it (kong_dual_decommission_x) before dropping the "
-                         "database", sessions=[{"client": a or "local socket", "count": c} for a, c in sessions],
-                 **result)
+            fail(
+                module,
+                f"PostgreSQL shows Kong sessions (application_name 'kong') on X's database {x['database']} "
+                "from "
+                + ", ".join(f"{addr or 'a local socket'} ({count})" for addr, count in sessions)
+                + ": a Kong node still uses it. Stop it (kong_dual_decommission_x) before dropping the "
+                "database",
+                sessions=[{"client": a or "local socket", "count": c} for a, c in sessions],
+                **result,
+            )
         verify_backup(module, journal, x_db, result)
         x_db.close()
         if not p["drop"]:
-            result["msg"] = (f"X's database {x['database']} could be dropped (final verified backup "
-                             f"{result['backup']}); set {dr.DROP_VAR}=true to drop it")
+            result["msg"] = f"X's database {x['database']} could be dropped (final verified backup {result['backup']}); set {dr.DROP_VAR}=true to drop it"
             return result
         result["changed"] = True
         if module.check_mode:
@@ -249,9 +265,15 @@ def run(module: AnsibleModule) -> dict:
             return result
         admin.query(sql.SQL("DROP DATABASE {}").format(sql.Identifier(x["database"])))
         result["dropped"] = True
-        entry = {"run_id": journal.get("run_id"), "database": x["database"], "server": f"{x['host']}:{x['port']}",
-                 "dropped_at": dr.utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "final_backup": result["backup"],
-                 "retention_days": p["retention_days"], "eligible_at": result["eligible_at"]}
+        entry = {
+            "run_id": journal.get("run_id"),
+            "database": x["database"],
+            "server": f"{x['host']}:{x['port']}",
+            "dropped_at": dr.utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "final_backup": result["backup"],
+            "retention_days": p["retention_days"],
+            "eligible_at": result["eligible_at"],
+        }
         write_private(record, (json.dumps(entry, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         result["msg"] = f"dropped X's database {x['database']}; its final backup is {result['backup']}"
         return result

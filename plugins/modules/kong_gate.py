@@ -212,8 +212,7 @@ def main():
     except GateParamError as exc:
         module.fail_json(msg=str(exc), param=exc.param)
     except HaproxyRuntimeError as exc:
-        module.fail_json(msg=f"{p['label']}: reading the load balancer failed: {exc}",
-                         **{"backend": p["haproxy_backend"], **exc.context()})
+        module.fail_json(msg=f"{p['label']}: reading the load balancer failed: {exc}", **{"backend": p["haproxy_backend"], **exc.context()})
     verdict = judge(lb, p)
     result = dict(changed=False, verdict=verdict, ansible_facts={"kong_gate": verdict})
     if verdict["failed"] and p["fail_on_gate"]:

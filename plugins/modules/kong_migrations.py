@@ -385,8 +385,10 @@ def argument_spec() -> dict:
 def check_params(module) -> None:
     p = module.params
     if p["state"] not in DESIRED_STATES:
-        module.fail_json(msg=f"value of state must be one of: {', '.join(s for s in DESIRED_STATES if s != 'list')}, "
-                             f"got: {p['state']} (to read the state use kongops.upgrade.kong_migrations_info)")
+        module.fail_json(
+            msg=f"value of state must be one of: {', '.join(s for s in DESIRED_STATES if s != 'list')}, "
+            f"got: {p['state']} (to read the state use kongops.upgrade.kong_migrations_info)"
+        )
     problem = check_migrations_params(p)
     if problem:
         module.fail_json(msg=problem)
@@ -397,9 +399,7 @@ def check_params(module) -> None:
             module.fail_json(msg=f"finish_gate_version: {exc}")
     for url in p["finish_gate_nodes"]:
         if not url.startswith(("http://", "https://")):
-            module.fail_json(
-                msg=f"finish_gate_nodes: '{url}' is not an Admin API URL (http:// or https://)"
-            )
+            module.fail_json(msg=f"finish_gate_nodes: '{url}' is not an Admin API URL (http:// or https://)")
 
 
 def state_dict(state):
@@ -412,8 +412,7 @@ def main():
     check_params(module)
     if p["state"] == "list":
         module.deprecate(
-            "state=list is deprecated: read the state with kongops.upgrade.kong_migrations_info, which takes "
-            "the same kong_* and pg_* options",
+            "state=list is deprecated: read the state with kongops.upgrade.kong_migrations_info, which takes the same kong_* and pg_* options",
             version="2.0.0",
             collection_name="kongops.upgrade",
         )
@@ -433,9 +432,7 @@ def main():
         module.fail_json(msg=kong_not_found(p["kong_bin"]))
 
     run_command = functools.partial(module.run_command, handle_exceptions=False)
-    cli = KongCli(
-        run_command, kong_path, p["kong_conf"], p["kong_prefix"], p["kong_env"]
-    )
+    cli = KongCli(run_command, kong_path, p["kong_conf"], p["kong_prefix"], p["kong_env"])
     db = KongDb.from_params(p) if use_db else None
     runner = KongMigrations(
         cli,
@@ -461,15 +458,11 @@ def main():
                 retries=1,
             )
 
-        gate_result["value"] = check_finish_gate(
-            p["finish_gate_nodes"], target, p["finish_gate_unreachable"], client
-        )
+        gate_result["value"] = check_finish_gate(p["finish_gate_nodes"], target, p["finish_gate_unreachable"], client)
         if p["finish_gate_db_clients"]:
             sessions_db = db or KongDb.from_params(p)
             try:
-                gate_result["db"] = check_db_sessions(
-                    kong_sessions(sessions_db), resolve_clients(p["finish_gate_db_clients"])
-                )
+                gate_result["db"] = check_db_sessions(kong_sessions(sessions_db), resolve_clients(p["finish_gate_db_clients"]))
             finally:
                 if sessions_db is not db:
                     sessions_db.close()
@@ -529,10 +522,7 @@ def main():
         module.warn(text)
     final = after if after is not None else report["before"]
     if p["state"] == "finished" and final.new:
-        module.warn(
-            f"state=finished: {sum(len(v) for v in final.new.values())} new migration(s) have not run "
-            "'up' yet; use state=up or state=current"
-        )
+        module.warn(f"state=finished: {sum(len(v) for v in final.new.values())} new migration(s) have not run 'up' yet; use state=up or state=current")
     if module._diff and after is not None:
         result["diff"] = {
             "before": {

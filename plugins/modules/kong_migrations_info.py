@@ -178,13 +178,11 @@ def main():
         module.fail_json(msg=problem)
     use_db = uses_schema_meta(p)
     if use_db and not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2") + " (needed by schema_meta_check)",
-                         exception=PSYCOPG2_IMPORT_ERROR)
+        module.fail_json(msg=missing_required_lib("psycopg2") + " (needed by schema_meta_check)", exception=PSYCOPG2_IMPORT_ERROR)
     kong_path = find_kong(p["kong_bin"], module.get_bin_path)
     if kong_path is None:
         module.fail_json(msg=kong_not_found(p["kong_bin"]))
-    cli = KongCli(functools.partial(module.run_command, handle_exceptions=False), kong_path,
-                  p["kong_conf"], p["kong_prefix"], p["kong_env"])
+    cli = KongCli(functools.partial(module.run_command, handle_exceptions=False), kong_path, p["kong_conf"], p["kong_prefix"], p["kong_env"])
     db = KongDb.from_params(p) if use_db else None
     runner = KongMigrations(cli, db=db, db_timeout=p["db_timeout"], lock_timeout=p["lock_timeout"])
     try:

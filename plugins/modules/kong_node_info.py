@@ -497,18 +497,24 @@ def argument_spec() -> dict:
         status_url={"type": "str", "fallback": (env_fallback, ["KONG_STATUS_URL"])},
         data_planes={"type": "bool", "default": True},
         metrics={"type": "bool", "default": False},
-        wait_data_plane={"type": "dict", "options": {
-            "id": {"type": "str", "required": True},
-            "version": {"type": "str"},
-            "config_hash": {"type": "str"},
-        }},
+        wait_data_plane={
+            "type": "dict",
+            "options": {
+                "id": {"type": "str", "required": True},
+                "version": {"type": "str"},
+                "config_hash": {"type": "str"},
+            },
+        },
         wait_timeout={"type": "int", "default": 60},
         stale_after={"type": "int", "default": DEFAULT_STALE_AFTER},
-        skew={"type": "dict", "options": {
-            "target_version": {"type": "str"},
-            "inventory_ids": {"type": "dict"},
-            "left_behind": {"type": "str", "choices": list(LEFT_BEHIND_CHOICES), "default": "stop"},
-        }},
+        skew={
+            "type": "dict",
+            "options": {
+                "target_version": {"type": "str"},
+                "inventory_ids": {"type": "dict"},
+                "left_behind": {"type": "str", "choices": list(LEFT_BEHIND_CHOICES), "default": "stop"},
+            },
+        },
         wait_config_sync={"type": "bool", "default": False},
         cluster_control_plane={"type": "str"},
         same_config_as={"type": "dict"},
@@ -520,6 +526,7 @@ def _peer_hash(p: dict):
     def read(url: str):
         peer = KongAdminClient.from_params(dict(p, admin_url=url))
         return peer.status().get("configuration_hash")
+
     return read
 
 
@@ -528,21 +535,28 @@ def data_plane_checks(module, p: dict, facts: dict) -> None:
     peers of the group serve."""
     for name in ("cluster_control_plane", "same_config_as", "konnect"):
         if p[name] and facts.get("mode") not in DP_MODES:
-            module.fail_json(msg=f"{name}: {p['admin_url']} is not a data plane (mode {facts.get('mode')}); point "
-                                 "admin_url at the data plane's Admin API", **facts)
+            module.fail_json(
+                msg=f"{name}: {p['admin_url']} is not a data plane (mode {facts.get('mode')}); point admin_url at the data plane's Admin API", **facts
+            )
     want = p["cluster_control_plane"]
     if want and str(facts.get("cluster_control_plane") or "") != want:
-        module.fail_json(msg=f"data plane {facts.get('hostname')} (id {facts.get('node_id')}) is configured with "
-                             f"cluster_control_plane {facts.get('cluster_control_plane')!r}, not {want!r} "
-                             "(kong_node_cluster_control_plane): fix its kong.conf", **facts)
+        module.fail_json(
+            msg=f"data plane {facts.get('hostname')} (id {facts.get('node_id')}) is configured with "
+            f"cluster_control_plane {facts.get('cluster_control_plane')!r}, not {want!r} "
+            "(kong_node_cluster_control_plane): fix its kong.conf",
+            **facts,
+        )
     if p["same_config_as"]:
         own = facts.get("configuration_hash")
         peers = [{"name": k, "url": str(v)} for k, v in sorted(p["same_config_as"].items())]
         problems = wait_same_hash(_peer_hash(p), peers, own, max(0, p["wait_timeout"]))
         if problems:
-            module.fail_json(msg=f"the data planes of the group do not serve the configuration of "
-                                 f"{facts.get('hostname')} (id {facts.get('node_id')}, hash {own}) after "
-                                 f"{p['wait_timeout']}s: " + "; ".join(problems), **facts)
+            module.fail_json(
+                msg=f"the data planes of the group do not serve the configuration of "
+                f"{facts.get('hostname')} (id {facts.get('node_id')}, hash {own}) after "
+                f"{p['wait_timeout']}s: " + "; ".join(problems),
+                **facts,
+            )
 
 
 def konnect_checks(module, p: dict, facts: dict) -> None:
@@ -559,18 +573,22 @@ def konnect_checks(module, p: dict, facts: dict) -> None:
         now = time.time()
         _live, stale = split_stale(rows, now, p["stale_after"])
         facts["konnect_nodes"] = rows
-        facts["data_planes_stale"] = [f"{label(r)} last seen {int(now - (r.get('last_seen') or 0))} s ago"
-                                      for r in stale]
+        facts["data_planes_stale"] = [f"{label(r)} last seen {int(now - (r.get('last_seen') or 0))} s ago" for r in stale]
         if p["skew"]:
-            facts["skew"] = judge_konnect(rows, now, p["stale_after"], cp_version=kp["control_plane_version"],
-                                          target_version=p["skew"]["target_version"],
-                                          newest_supported=kp["newest_supported"] or None,
-                                          inventory_ids=p["skew"]["inventory_ids"])
+            facts["skew"] = judge_konnect(
+                rows,
+                now,
+                p["stale_after"],
+                cp_version=kp["control_plane_version"],
+                target_version=p["skew"]["target_version"],
+                newest_supported=kp["newest_supported"] or None,
+                inventory_ids=p["skew"]["inventory_ids"],
+            )
             if facts["skew"]["blocking"]:
-                module.fail_json(msg=f"Konnect control plane {kp['control_plane_id']}: "
-                                     + " | ".join(facts["skew"]["blocking"]), **facts)
+                module.fail_json(msg=f"Konnect control plane {kp['control_plane_id']}: " + " | ".join(facts["skew"]["blocking"]), **facts)
         want = p["wait_data_plane"]
         if want:
+
             def listed(items):
                 row = next((r for r in konnect_rows(items) if r.get("id") == want["id"]), {})
                 live, _stale = split_stale([row], time.time(), p["stale_after"]) if row else ([], [])
@@ -583,34 +601,40 @@ def konnect_checks(module, p: dict, facts: dict) -> None:
                     if want.get("version") and row.get("version") != want["version"]:
                         why.append(f"version {row.get('version')} (expected {want['version']})")
                     if want.get("config_hash") and row.get("config_hash") != want["config_hash"]:
-                        why.append(f"configuration hash {row.get('config_hash')} (the node reports "
-                                   f"{want['config_hash']})")
+                        why.append(f"configuration hash {row.get('config_hash')} (the node reports {want['config_hash']})")
                 return not why, (row, ", ".join(why))
+
             done, (row, why), _items = wait_konnect(client, listed, max(0, p["wait_timeout"]))
             facts.update(data_plane=row, waited_seconds=round(time.monotonic() - started, 1))
             if not done:
-                module.fail_json(msg=f"Konnect does not list data plane {facts.get('hostname')} (id {want['id']}) "
-                                     f"connected to control plane {kp['control_plane_id']} after "
-                                     f"{p['wait_timeout']}s: {why}", **facts)
+                module.fail_json(
+                    msg=f"Konnect does not list data plane {facts.get('hostname')} (id {want['id']}) "
+                    f"connected to control plane {kp['control_plane_id']} after "
+                    f"{p['wait_timeout']}s: {why}",
+                    **facts,
+                )
         if p["wait_config_sync"]:
             expected = client.expected_hash()
             left = max(0.0, p["wait_timeout"] - (time.monotonic() - started))
 
             def synced(items):
-                conf_hash, problems = hash_divergence(konnect_rows(items), time.time(), p["stale_after"],
-                                                      expected=expected, sync_status=False)
+                conf_hash, problems = hash_divergence(konnect_rows(items), time.time(), p["stale_after"], expected=expected, sync_status=False)
                 return not problems, (conf_hash, problems)
+
             _done, (conf_hash, problems), items = wait_konnect(client, synced, left)
             facts["konnect_nodes"] = konnect_rows(items)
             facts["cp_config_hash"] = conf_hash
             if problems:
-                module.fail_json(msg=f"not every live data plane of Konnect control plane {kp['control_plane_id']} "
-                                     f"runs its configuration after {p['wait_timeout']}s: " + "; ".join(problems)
-                                     + ". Read that data plane's error.log (its connection to Konnect, or a "
-                                       "configuration it could not load)", **facts)
+                module.fail_json(
+                    msg=f"not every live data plane of Konnect control plane {kp['control_plane_id']} "
+                    f"runs its configuration after {p['wait_timeout']}s: "
+                    + "; ".join(problems)
+                    + ". Read that data plane's error.log (its connection to Konnect, or a "
+                    "configuration it could not load)",
+                    **facts,
+                )
     except KonnectError as exc:
-        module.fail_json(msg=f"cannot read Konnect's data-plane nodes: {exc}", url=exc.url, status_code=exc.status,
-                         body=exc.body, **facts)
+        module.fail_json(msg=f"cannot read Konnect's data-plane nodes: {exc}", url=exc.url, status_code=exc.status, body=exc.body, **facts)
 
 
 def main():
@@ -629,11 +653,7 @@ def main():
                 ready=False,
             )
     admin = KongAdminClient.from_params(p)
-    status = (
-        KongAdminClient.from_params(p, url_key="status_url")
-        if p["status_url"]
-        else None
-    )
+    status = KongAdminClient.from_params(p, url_key="status_url") if p["status_url"] else None
     try:
         facts = KongNodeInfo(admin, status).gather(include_data_planes=p["data_planes"], include_metrics=p["metrics"])
     except KongAdminError as exc:
@@ -645,8 +665,7 @@ def main():
             body=exc.body,
         )
     if p["stale_after"] < 1:
-        module.fail_json(msg=f"stale_after: {p['stale_after']} is not a number of seconds (1 or more; 90 is three "
-                             "missed pings)", ready=False)
+        module.fail_json(msg=f"stale_after: {p['stale_after']} is not a number of seconds (1 or more; 90 is three missed pings)", ready=False)
     data_plane_checks(module, p, facts)
     if p["konnect"]:
         konnect_checks(module, p, facts)
@@ -659,50 +678,50 @@ def main():
         facts["data_planes_stale"] = []
     for name in ("skew", "wait_config_sync"):
         if p[name] and facts.get("mode") != "hybrid_cp":
-            module.fail_json(msg=f"{name}: {p['admin_url']} is not a control plane (mode {facts.get('mode')}); "
-                                 "point admin_url at the control plane's Admin API", **facts)
+            module.fail_json(
+                msg=f"{name}: {p['admin_url']} is not a control plane (mode {facts.get('mode')}); point admin_url at the control plane's Admin API", **facts
+            )
     if p["skew"]:
         if not p["data_planes"]:
-            module.fail_json(msg="skew: needs data_planes=true (the judgement reads GET /clustering/data-planes)",
-                             **facts)
+            module.fail_json(msg="skew: needs data_planes=true (the judgement reads GET /clustering/data-planes)", **facts)
         sk = p["skew"]
-        facts["skew"] = judge(facts["data_planes"], facts.get("version"), now, p["stale_after"],
-                              target_version=sk["target_version"], inventory_ids=sk["inventory_ids"])
+        facts["skew"] = judge(
+            facts["data_planes"], facts.get("version"), now, p["stale_after"], target_version=sk["target_version"], inventory_ids=sk["inventory_ids"]
+        )
         problems = list(facts["skew"]["blocking"])
         left = left_behind_message(facts["skew"], sk["left_behind"])
         if left:
             problems.append(left)
         if problems:
-            module.fail_json(msg=f"control plane {facts.get('hostname')} on Kong {facts.get('version')}: "
-                                 + " | ".join(problems), **facts)
+            module.fail_json(msg=f"control plane {facts.get('hostname')} on Kong {facts.get('version')}: " + " | ".join(problems), **facts)
     started = time.monotonic()
     want = p["wait_data_plane"]
     if want:
         if facts.get("mode") != "hybrid_cp":
-            module.fail_json(msg=f"wait_data_plane: {p['admin_url']} is not a control plane (mode {facts.get('mode')})",
-                             **facts)
+            module.fail_json(msg=f"wait_data_plane: {p['admin_url']} is not a control plane (mode {facts.get('mode')})", **facts)
         try:
             waited = KongNodeInfo(admin, status).wait_data_plane(want, max(0, p["wait_timeout"]))
         except KongAdminError as exc:
-            module.fail_json(msg=f"cannot read the control plane's data planes: {exc}", ready=False, url=exc.url,
-                             status_code=exc.status, body=exc.body)
+            module.fail_json(msg=f"cannot read the control plane's data planes: {exc}", ready=False, url=exc.url, status_code=exc.status, body=exc.body)
         facts.update(data_plane=waited["data_plane"], waited_seconds=waited["waited_seconds"])
         if not waited["synced"]:
-            module.fail_json(msg=f"the control plane does not list data plane {want['id']} in sync after "
-                                 f"{p['wait_timeout']}s: {waited['reason']}", **facts)
+            module.fail_json(msg=f"the control plane does not list data plane {want['id']} in sync after {p['wait_timeout']}s: {waited['reason']}", **facts)
     if p["wait_config_sync"]:
         left = max(0.0, p["wait_timeout"] - (time.monotonic() - started))
         try:
             conf_hash, problems = KongNodeInfo(admin, status).wait_config_sync(left, p["stale_after"])
         except KongAdminError as exc:
-            module.fail_json(msg=f"cannot read the control plane's data planes: {exc}", ready=False, url=exc.url,
-                             status_code=exc.status, body=exc.body)
+            module.fail_json(msg=f"cannot read the control plane's data planes: {exc}", ready=False, url=exc.url, status_code=exc.status, body=exc.body)
         facts["cp_config_hash"] = conf_hash
         if problems:
-            module.fail_json(msg=f"not every live data plane of control plane {facts.get('hostname')} runs its "
-                                 f"configuration after {p['wait_timeout']}s: " + "; ".join(problems)
-                                 + ". Read that data plane's error.log (its connection to the control plane, or "
-                                   "a configuration it could not load)", **facts)
+            module.fail_json(
+                msg=f"not every live data plane of control plane {facts.get('hostname')} runs its "
+                f"configuration after {p['wait_timeout']}s: "
+                + "; ".join(problems)
+                + ". Read that data plane's error.log (its connection to the control plane, or "
+                "a configuration it could not load)",
+                **facts,
+            )
     module.exit_json(changed=False, **facts)
 
 

@@ -130,8 +130,16 @@ def main():
     verify = (p["ca_path"] or True) if p["validate_certs"] else False
     cert = (p["client_cert"], p["client_key"]) if p["client_cert"] and p["client_key"] else p["client_cert"]
     try:
-        result = check(p["url"], expect=tuple(p["status_code"]), headers=p["headers"], retries=p["retries"],
-                       delay=p["delay"], timeout=p["timeout"], verify=verify, cert=cert)
+        result = check(
+            p["url"],
+            expect=tuple(p["status_code"]),
+            headers=p["headers"],
+            retries=p["retries"],
+            delay=p["delay"],
+            timeout=p["timeout"],
+            verify=verify,
+            cert=cert,
+        )
     except KongProxyError as exc:
         module.fail_json(msg=str(exc), status=exc.status, attempts=exc.attempts)
     module.exit_json(changed=False, **result)

@@ -291,7 +291,9 @@ ORDER = ("files", "database", "declarative")
 
 def argument_spec() -> dict:
     return kong_argument_spec(
-        admin=True, pg=True, cli=True,
+        admin=True,
+        pg=True,
+        cli=True,
         src={"type": "path", "required": True},
         kinds={"type": "list", "elements": "str", "choices": list(bk.KINDS), "required": True},
         declarative_method={"type": "str", "choices": ["auto", "config", "db_import"], "default": "auto"},
@@ -332,8 +334,7 @@ def check_params(module: AnsibleModule) -> list:
 
 
 def node_client(p: dict, url: str) -> KongAdminClient:
-    return KongAdminClient(url, admin_token=p["admin_token"], validate_certs=p["validate_certs"],
-                           ca_path=p["ca_path"], timeout=min(p["timeout"], 5), retries=0)
+    return KongAdminClient(url, admin_token=p["admin_token"], validate_certs=p["validate_certs"], ca_path=p["ca_path"], timeout=min(p["timeout"], 5), retries=0)
 
 
 def target_pg(module: AnsibleModule) -> tuple:
@@ -342,8 +343,9 @@ def target_pg(module: AnsibleModule) -> tuple:
     pg = pg_params_from_kong_conf(p) if p["pg_from_kong_conf"] else dict(p)
     if pg.get("pg_password"):
         module.no_log_values.add(pg["pg_password"])
-    admin_params = dict(pg, pg_database=p["pg_maintenance_database"], pg_user=p["pg_admin_user"] or pg["pg_user"],
-                        pg_password=p["pg_admin_password"] or pg.get("pg_password"))
+    admin_params = dict(
+        pg, pg_database=p["pg_maintenance_database"], pg_user=p["pg_admin_user"] or pg["pg_user"], pg_password=p["pg_admin_password"] or pg.get("pg_password")
+    )
     return pg, admin_params
 
 
@@ -371,16 +373,17 @@ def restore_database(module: AnsibleModule, run_dir: str, manifest: dict, result
     section = manifest.get("database") or {}
     answering = bk.answering_nodes(p["kong_nodes"], lambda url: node_client(p, url))
     if answering and not p["force"]:
-        module.fail_json(msg=f"Kong nodes still answer: {', '.join(answering)}; stop every node that uses the "
-                             "database before restoring it (or set force)", answering_nodes=answering)
+        module.fail_json(
+            msg=f"Kong nodes still answer: {', '.join(answering)}; stop every node that uses the database before restoring it (or set force)",
+            answering_nodes=answering,
+        )
     if answering:
         module.warn(f"restoring the database while Kong nodes answer (force): {', '.join(answering)}")
     pg, admin_params = target_pg(module)
     tools = pg_tools(module, pg)
     dump = os.path.join(run_dir, section.get("file") or bk.FILE_NAMES["database"])
     tools.toc(dump)
-    job = bk.DatabaseRestore(pg, admin_params, tools, mode=p["database_mode"], force=p["force"],
-                             only_if_different=p["only_if_different"])
+    job = bk.DatabaseRestore(pg, admin_params, tools, mode=p["database_mode"], force=p["force"], only_if_different=p["only_if_different"])
     try:
         outcome = job.run(dump, section, module.check_mode)
     finally:
@@ -407,10 +410,12 @@ def restore_declarative(module: AnsibleModule, run_dir: str, manifest: dict, res
         if exc.status is not None or method == "config":
             raise
     if mode in ("hybrid_dp", "konnect_dp"):
-        module.fail_json(msg=f"the node at admin_url ({bk.public_url(admin.base_url)}) is a data plane: it takes its "
-                             "configuration from its control plane, which replaces anything loaded into it. Restore "
-                             "the control plane instead (its database, kinds: [database], or kinds: [declarative] "
-                             "with admin_url of the control plane)")
+        module.fail_json(
+            msg=f"the node at admin_url ({bk.public_url(admin.base_url)}) is a data plane: it takes its "
+            "configuration from its control plane, which replaces anything loaded into it. Restore "
+            "the control plane instead (its database, kinds: [database], or kinds: [declarative] "
+            "with admin_url of the control plane)"
+        )
     if method == "auto":
         method = "config" if mode is not None and serves_declarative(mode) else "db_import"
     if method == "config":
@@ -421,8 +426,10 @@ def restore_declarative(module: AnsibleModule, run_dir: str, manifest: dict, res
         cli = KongCli.from_params(module.run_command, p)
         outcome = bk.restore_db_import(cli, path, text, p["only_if_different"], module.check_mode)
         if outcome["extra_entities"]:
-            module.warn(f"kong config db_import keeps {len(outcome['extra_entities'])} entities that are not in the "
-                        f"backup, e.g. {', '.join(outcome['extra_entities'][:5])}")
+            module.warn(
+                f"kong config db_import keeps {len(outcome['extra_entities'])} entities that are not in the "
+                f"backup, e.g. {', '.join(outcome['extra_entities'][:5])}"
+            )
         result["before"]["declarative"] = {"differing_entities": outcome.get("differing_entities")}
         result["after"]["declarative"] = {"differing_entities": 0}
     result["declarative"] = outcome
@@ -445,9 +452,15 @@ def run(module: AnsibleModule) -> dict:
     manifest = bk.load_manifest(src)
     run_dir = os.path.dirname(bk.manifest_path_of(src))
     verified = bk.verify_files(run_dir, manifest, kinds)
-    result = {"changed": False, "src": run_dir, "kinds": kinds, "before": {}, "after": {},
-              "verified_files": [{k: v for k, v in f.items() if k != "path"} for f in verified],
-              "manifest": {k: manifest.get(k) for k in ("run_id", "created", "source", "kinds")}}
+    result = {
+        "changed": False,
+        "src": run_dir,
+        "kinds": kinds,
+        "before": {},
+        "after": {},
+        "verified_files": [{k: v for k, v in f.items() if k != "path"} for f in verified],
+        "manifest": {k: manifest.get(k) for k in ("run_id", "created", "source", "kinds")},
+    }
     check_identity(module, manifest, kinds, result)
     steps = {"files": restore_files, "database": restore_database, "declarative": restore_declarative}
     for kind in kinds:

@@ -215,14 +215,20 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kongops.upgrade.plugins.module_utils._backup_common import BackupError
-from ansible_collections.kongops.upgrade.plugins.module_utils._backup_declarative import (
-    HAS_YAML, YAML_IMPORT_ERROR, parse_declarative)
+from ansible_collections.kongops.upgrade.plugins.module_utils._backup_declarative import HAS_YAML, YAML_IMPORT_ERROR, parse_declarative
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import kong_error_line
 from ansible_collections.kongops.upgrade.plugins.module_utils._route_replay import (
-    DEFAULT_TRIGGER, RouteReplayError, ScratchKong, build_requests, compare, iter_routes, scratch_config, send)
+    DEFAULT_TRIGGER,
+    RouteReplayError,
+    ScratchKong,
+    build_requests,
+    compare,
+    iter_routes,
+    scratch_config,
+    send,
+)
 
-_SIDE = dict(version=dict(type="str", required=True), kong_bin=dict(type="path", required=True),
-             conf=dict(type="dict", default={}))
+_SIDE = dict(version=dict(type="str", required=True), kong_bin=dict(type="path", required=True), conf=dict(type="dict", default={}))
 _HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 
 
@@ -234,8 +240,7 @@ def replay(module, p, doc, requests, result):
     cleanup = []
     try:
         for side, spec in (("x", x), ("y", y)):
-            kong = ScratchKong(module.run_command, spec["kong_bin"], spec["version"], p["work_dir"], side,
-                               spec["conf"])
+            kong = ScratchKong(module.run_command, spec["kong_bin"], spec["version"], p["work_dir"], side, spec["conf"])
             sides[side] = kong
             kong.write(text)
         for side, kong in sides.items():
@@ -244,11 +249,9 @@ def replay(module, p, doc, requests, result):
             except RouteReplayError as exc:
                 if exc.rc is None:
                     raise
-                result["refused"].append({"side": side, "version": kong.version,
-                                          "error": kong_error_line(exc.stderr) or str(exc)})
+                result["refused"].append({"side": side, "version": kong.version, "error": kong_error_line(exc.stderr) or str(exc)})
         if not result["refused"]:
-            answers = {side: [send(kong.port, req, p["trigger"], p["request_timeout"]) for req in requests]
-                       for side, kong in sides.items()}
+            answers = {side: [send(kong.port, req, p["trigger"], p["request_timeout"]) for req in requests] for side, kong in sides.items()}
             result["mismatches"] = compare(requests, answers["x"], answers["y"], x["version"], y["version"])
     finally:
         for kong in sides.values():
@@ -278,16 +281,17 @@ def main():
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
     if not re.match(_HEADER_NAME, p["trigger"] or ""):
-        module.fail_json(msg=f"trigger: '{p['trigger']}' is not a header name; give letters, digits and dashes "
-                             f"(default {DEFAULT_TRIGGER}).")
+        module.fail_json(msg=f"trigger: '{p['trigger']}' is not a header name; give letters, digits and dashes (default {DEFAULT_TRIGGER}).")
     for key in ("max_requests", "start_timeout", "request_timeout"):
         if p[key] < 1:
             module.fail_json(msg=f"{key}: {p[key]} must be at least 1.")
     for side in ("x", "y"):
         if not module.check_mode:
             if not os.access(p[side]["kong_bin"], os.X_OK):
-                module.fail_json(msg=f"{side}.kong_bin: {p[side]['kong_bin']} is not an executable on this host; "
-                                     f"give the kong binary of {p[side]['version']} (a versioned prefix install).")
+                module.fail_json(
+                    msg=f"{side}.kong_bin: {p[side]['kong_bin']} is not an executable on this host; "
+                    f"give the kong binary of {p[side]['version']} (a versioned prefix install)."
+                )
     try:
         with open(p["src"], encoding="utf-8") as fh:
             doc = parse_declarative(fh.read(), origin=p["src"])
@@ -297,29 +301,37 @@ def main():
         module.fail_json(msg=f"src: {exc}")
     requests, skipped = build_requests(doc, p["near_misses"], p["max_requests"])
     routes = len(list(iter_routes(doc)))
-    result = dict(changed=False, routes=routes, requests=len(requests), unreplayed=skipped,
-                  sample=[{k: r[k] for k in ("route", "method", "host", "path", "headers", "near_miss") if r.get(k)}
-                          for r in requests[:20]],
-                  mismatches=[], refused=[], cleanup=[])
+    result = dict(
+        changed=False,
+        routes=routes,
+        requests=len(requests),
+        unreplayed=skipped,
+        sample=[{k: r[k] for k in ("route", "method", "host", "path", "headers", "near_miss") if r.get(k)} for r in requests[:20]],
+        mismatches=[],
+        refused=[],
+        cleanup=[],
+    )
     versions = f"{p['x']['version']} and {p['y']['version']}"
     if module.check_mode:
-        result["summary"] = (f"check mode: {len(requests)} request(s) from {routes} route(s) would be replayed "
-                             f"on {versions}; no Kong was started")
+        result["summary"] = f"check mode: {len(requests)} request(s) from {routes} route(s) would be replayed on {versions}; no Kong was started"
         module.exit_json(**result)
     try:
         replay(module, p, doc, requests, result)
     except RouteReplayError as exc:
-        module.fail_json(msg=f"the route replay could not run: {exc}", cmd=exc.cmd, rc=exc.rc,
-                         stderr=(exc.stderr or "")[-2000:], **{k: result[k] for k in ("routes", "requests")})
+        module.fail_json(
+            msg=f"the route replay could not run: {exc}",
+            cmd=exc.cmd,
+            rc=exc.rc,
+            stderr=(exc.stderr or "")[-2000:],
+            **{k: result[k] for k in ("routes", "requests")},
+        )
     except Exception as exc:  # noqa: BLE001 - last resort: stopped and removed in replay()'s finally
         module.fail_json(msg=f"the route replay failed: {exc}", exception=traceback.format_exc())
     result["passed"] = not result["mismatches"] and not result["refused"]
     if result["refused"]:
-        result["summary"] = "; ".join(f"Kong {r['version']} refused the configuration: {r['error']}"
-                                      for r in result["refused"])
+        result["summary"] = "; ".join(f"Kong {r['version']} refused the configuration: {r['error']}" for r in result["refused"])
     else:
-        result["summary"] = (f"{len(requests)} request(s) from {routes} route(s): "
-                             f"{len(result['mismatches'])} matched differently on {versions}")
+        result["summary"] = f"{len(requests)} request(s) from {routes} route(s): {len(result['mismatches'])} matched differently on {versions}"
     module.exit_json(**result)
 
 

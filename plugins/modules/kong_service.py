@@ -264,16 +264,27 @@ def main():
         # a missing systemctl or kong raises OSError here, which the service maps to "not found"
         return module.run_command(argv, environ_update=environ_update, handle_exceptions=False)
 
-    svc = KongService(run, kong_bin=p["kong_bin"], prefix=p["kong_prefix"], conf=p["kong_conf"],
-                      env=p["kong_env"], unit=p["unit"], manager=p["manager"], ready_probe=ready_probe(p),
-                      check_mode=module.check_mode, env_file=p["unit_env_file"])
+    svc = KongService(
+        run,
+        kong_bin=p["kong_bin"],
+        prefix=p["kong_prefix"],
+        conf=p["kong_conf"],
+        env=p["kong_env"],
+        unit=p["unit"],
+        manager=p["manager"],
+        ready_probe=ready_probe(p),
+        check_mode=module.check_mode,
+        env_file=p["unit_env_file"],
+    )
     result = dict(changed=False, manager=None, handed_over=False, ready=None)
     try:
         manager = svc.choose()
         result["manager"] = manager
         if manager == "systemd" and p["kong_conf"] and p["kong_conf"] != "/etc/kong/kong.conf":
-            module.warn(f"Kong's unit prepares its prefix from /etc/kong/kong.conf (ExecStartPre=kong prepare "
-                        f"without -c), not from kong_conf {p['kong_conf']}: keep the node's settings there")
+            module.warn(
+                f"Kong's unit prepares its prefix from /etc/kong/kong.conf (ExecStartPre=kong prepare "
+                f"without -c), not from kong_conf {p['kong_conf']}: keep the node's settings there"
+            )
         before = svc.status()
         changed = svc.configure_unit(p["unit_stop_timeout"], use_env_file=True)
         if p["enabled"] is not None and (manager == "systemd" or p["manager"] == "cli"):
@@ -297,14 +308,13 @@ def main():
         elif state == "reloaded":
             acted = svc.reload(before)
         elif state == "stopped":
-            acted = (svc.quit(before, p["quit_timeout"], p["quit_wait"]) if p["graceful"] else svc.stop(before))
+            acted = svc.quit(before, p["quit_timeout"], p["quit_wait"]) if p["graceful"] else svc.stop(before)
         changed |= acted
         if not module.check_mode:
             svc.refresh()
             after = svc.status()
         else:
-            running = {"started": True, "restarted": True, "reloaded": before["running"],
-                       "stopped": False}.get(state, before["running"])
+            running = {"started": True, "restarted": True, "reloaded": before["running"], "stopped": False}.get(state, before["running"])
             after = dict(before, running=running)
             if p["enabled"] is not None and manager == "systemd":
                 after["enabled"] = "enabled" if p["enabled"] else "disabled"
@@ -312,17 +322,20 @@ def main():
             result["ready"] = svc.wait_ready(p["ready_timeout"])["ready"]
             after = svc.status() if not after["running"] else after
     except KongServiceError as exc:
-        module.fail_json(msg=str(exc), commands=svc.commands, **{k: v for k, v in result.items() if k != "changed"},
-                         **exc.context())
+        module.fail_json(msg=str(exc), commands=svc.commands, **{k: v for k, v in result.items() if k != "changed"}, **exc.context())
     if not after["running"] or module.check_mode:
         version = ""
     else:
         version = seen_version if seen_version and not acted else running_version(p)
-    result.update(changed=changed, running=after["running"], enabled=after["enabled"],
-                  running_outside_systemd=before["running_outside_systemd"], version=version,
-                  commands=svc.commands)
-    result["ansible_facts"] = dict(kong_service=dict(manager=manager, running=after["running"],
-                                                     enabled=after["enabled"], version=version))
+    result.update(
+        changed=changed,
+        running=after["running"],
+        enabled=after["enabled"],
+        running_outside_systemd=before["running_outside_systemd"],
+        version=version,
+        commands=svc.commands,
+    )
+    result["ansible_facts"] = dict(kong_service=dict(manager=manager, running=after["running"], enabled=after["enabled"], version=version))
     if module._diff:
         keys = ("running", "enabled")
         result["diff"] = dict(before={k: before[k] for k in keys}, after={k: after[k] for k in keys})

@@ -474,24 +474,26 @@ def _load_config(module):
 
 def main():
     module = AnsibleModule(
-        argument_spec=kong_argument_spec(admin=True, **{
-            "current_versions": {"type": "list", "elements": "raw"},
-            "target_version": {"type": "str", "required": True},
-            "mode": {"type": "str", "required": True,
-                     "choices": ["dbless", "traditional", "hybrid", "hybrid_cp", "hybrid_dp", "konnect_dp"]},
-            "cp_version": {"type": "str"},
-            "dp_versions": {"type": "list", "elements": "raw"},
-            "database": {"type": "str", "choices": ["postgres", "cassandra", "off"]},
-            "spare_capacity": {"type": "bool", "default": False},
-            "strategy": {"type": "str", "default": "auto", "choices": list(STRATEGY_CHOICES)},
-            "config_file": {"type": "path"},
-            "config": {"type": "raw"},
-            "custom_plugins": {"type": "list", "elements": "str", "default": []},
-            "conf_settings": {"type": "dict"},
-            "fail_on_unsupported": {"type": "bool", "default": True},
-            "fail_on_severity": {"type": "str", "default": "none", "choices": ["none", "high", "medium", "low", "info"]},
-            "config_from_admin": {"type": "bool", "default": False},
-        }),
+        argument_spec=kong_argument_spec(
+            admin=True,
+            **{
+                "current_versions": {"type": "list", "elements": "raw"},
+                "target_version": {"type": "str", "required": True},
+                "mode": {"type": "str", "required": True, "choices": ["dbless", "traditional", "hybrid", "hybrid_cp", "hybrid_dp", "konnect_dp"]},
+                "cp_version": {"type": "str"},
+                "dp_versions": {"type": "list", "elements": "raw"},
+                "database": {"type": "str", "choices": ["postgres", "cassandra", "off"]},
+                "spare_capacity": {"type": "bool", "default": False},
+                "strategy": {"type": "str", "default": "auto", "choices": list(STRATEGY_CHOICES)},
+                "config_file": {"type": "path"},
+                "config": {"type": "raw"},
+                "custom_plugins": {"type": "list", "elements": "str", "default": []},
+                "conf_settings": {"type": "dict"},
+                "fail_on_unsupported": {"type": "bool", "default": True},
+                "fail_on_severity": {"type": "str", "default": "none", "choices": ["none", "high", "medium", "low", "info"]},
+                "config_from_admin": {"type": "bool", "default": False},
+            },
+        ),
         mutually_exclusive=[("config_file", "config", "config_from_admin")],
         supports_check_mode=True,
     )
@@ -499,10 +501,17 @@ def main():
     try:
         config = _load_config(module)
         result = evaluate(
-            current_versions=p["current_versions"], target_version=p["target_version"], mode=p["mode"],
-            cp_version=p["cp_version"], dp_versions=p["dp_versions"], database=p["database"],
-            spare_capacity=p["spare_capacity"], config=config, custom_plugins=p["custom_plugins"],
-            conf_settings=p["conf_settings"], strategy=p["strategy"],
+            current_versions=p["current_versions"],
+            target_version=p["target_version"],
+            mode=p["mode"],
+            cp_version=p["cp_version"],
+            dp_versions=p["dp_versions"],
+            database=p["database"],
+            spare_capacity=p["spare_capacity"],
+            config=config,
+            custom_plugins=p["custom_plugins"],
+            conf_settings=p["conf_settings"],
+            strategy=p["strategy"],
         )
     except UpgradeRulesError as exc:
         module.fail_json(msg=str(exc), param=exc.param)
@@ -516,8 +525,7 @@ def main():
     result["changed"] = False
     if p["fail_on_unsupported"] and not result["supported"]:
         if result["reachable"]:
-            what = (f"{result['current_version']} -> {result['target_version']} is not a supported upgrade "
-                    f"jump; take the path {result['path_text']}")
+            what = f"{result['current_version']} -> {result['target_version']} is not a supported upgrade jump; take the path {result['path_text']}"
         else:
             what = f"{result['current_version']} -> {result['target_version']} cannot be upgraded"
         module.fail_json(msg=f"{what}. " + " ".join(result["reasons"]), **result)
@@ -526,8 +534,7 @@ def main():
         hits = [f for f in result["findings"] if severity_at_least(f["severity"], threshold)]
         if hits:
             ids = ", ".join(sorted({f"{f['id']} ({f['severity']}, {f['hop']})" for f in hits}))
-            module.fail_json(msg=f"{len(hits)} breaking change(s) at or above severity {threshold}: {ids}",
-                             **result)
+            module.fail_json(msg=f"{len(hits)} breaking change(s) at or above severity {threshold}: {ids}", **result)
     module.exit_json(**result)
 
 

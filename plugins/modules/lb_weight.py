@@ -394,8 +394,15 @@ def make_backend(module):
     p = module.params
     if p["backend"] == "haproxy":
         haproxy_bin = module.get_bin_path("haproxy", opt_dirs=SBIN) if p["persist"] == "config" else None
-        return HaproxyBackend(HaproxyRuntime.from_params(p), p["haproxy_backend"], p["persist"], p["state_file"],
-                              p["config_file"], run_command=module.run_command, haproxy_bin=haproxy_bin)
+        return HaproxyBackend(
+            HaproxyRuntime.from_params(p),
+            p["haproxy_backend"],
+            p["persist"],
+            p["state_file"],
+            p["config_file"],
+            run_command=module.run_command,
+            haproxy_bin=haproxy_bin,
+        )
     return NginxUpstream.from_params(module.run_command, p)
 
 
@@ -403,8 +410,9 @@ def resolve_nginx(module, lb) -> None:
     """run_command fails the module itself on a missing binary: find it before any file changes."""
     found = module.get_bin_path(lb.nginx_bin, opt_dirs=SBIN)
     if not found:
-        raise NginxError(f"nginx_bin: {lb.nginx_bin} was not found (looked in PATH and {', '.join(SBIN)}); set "
-                         "nginx_bin to the nginx binary", param="nginx_bin")
+        raise NginxError(
+            f"nginx_bin: {lb.nginx_bin} was not found (looked in PATH and {', '.join(SBIN)}); set nginx_bin to the nginx binary", param="nginx_bin"
+        )
     lb.nginx_bin = found
 
 
@@ -450,20 +458,19 @@ def drain(module, lb, desired: dict, result: dict) -> None:
         waited = wait_drained(lambda: lb.drain_probe(targets), p["drain_timeout"], p["poll_interval"])
     except DrainTimeout as exc:
         after = lb.read()
-        result.update(after=after, sessions=sessions_of(after), still_open=exc.still_open, drained=False,
-                      drain_seconds=round(exc.waited, 2))
+        result.update(after=after, sessions=sessions_of(after), still_open=exc.still_open, drained=False, drain_seconds=round(exc.waited, 2))
         for warning in lb.warnings:
             module.warn(warning)
-        module.fail_json(msg=f"wait_drained: {exc}. The change stays applied (see after); pass before as restore "
-                             "to undo it, or raise drain_timeout", **result)
+        module.fail_json(msg=f"wait_drained: {exc}. The change stays applied (see after); pass before as restore to undo it, or raise drain_timeout", **result)
     result.update(drained=True, drain_seconds=round(waited, 2), after=lb.read())
 
 
 def run(module, lb, result: dict) -> None:
     p = module.params
     current = lb.read()
-    desired, computed, expected = plan(current, weights=p["weights"], groups=p["groups"], share=p["share"],
-                                       state=p["state"], servers=p["servers"], restore=p["restore"])
+    desired, computed, expected = plan(
+        current, weights=p["weights"], groups=p["groups"], share=p["share"], state=p["state"], servers=p["servers"], restore=p["restore"]
+    )
     if computed is not None:
         result.update(computed_weights=computed, expected_share=expected)
         lb.warnings.extend(share_warnings(current, desired, p["groups"]))
@@ -476,12 +483,11 @@ def run(module, lb, result: dict) -> None:
             resolve_nginx(module, lb)
         lb.apply(current, desired, files)
         after = lb.read()
-    result.update(changed=changed, before=current, after=after, changed_servers=changes,
-                  files=[f["path"] for f in files])
+    result.update(changed=changed, before=current, after=after, changed_servers=changes, files=[f["path"] for f in files])
     if module._diff:
         result["diff"] = [{"before": managed(current), "after": managed(after)}] + [
-            {"before_header": f["path"], "after_header": f["path"], "before": f["before"], "after": f["after"]}
-            for f in files]
+            {"before_header": f["path"], "after_header": f["path"], "before": f["before"], "after": f["after"]} for f in files
+        ]
     if p["wait_drained"] and not module.check_mode:
         drain(module, lb, desired, result)
     result["sessions"] = sessions_of(result["after"])
@@ -501,8 +507,7 @@ def main():
         ],
         required_by={"state": ("servers",)},
         required_together=[("groups", "share")],
-        mutually_exclusive=[("weights", "share"), ("restore", "weights"), ("restore", "share"),
-                            ("restore", "state")],
+        mutually_exclusive=[("weights", "share"), ("restore", "weights"), ("restore", "share"), ("restore", "state")],
     )
     p = module.params
     if p["backend"] == "nginx":
@@ -521,8 +526,7 @@ def main():
     except NginxError as exc:
         module.fail_json(msg=str(exc), **{**result, **exc.context()})
     except OSError as exc:
-        module.fail_json(msg=f"{exc.filename or 'file access'}: {exc.strerror or exc}; nothing was left changed",
-                         **result)
+        module.fail_json(msg=f"{exc.filename or 'file access'}: {exc.strerror or exc}; nothing was left changed", **result)
     except Exception as exc:  # noqa: BLE001 - last resort: report with the traceback, never crash
         module.fail_json(msg=f"unexpected error: {exc}", exception=traceback.format_exc(), **result)
     for warning in lb.warnings:

@@ -15,6 +15,7 @@ The run lock (``run.lock`` beside it) says which run owns the cluster: host, pid
 refused while the holder lives; the lock is stale when the holder's process is gone (same host) or
 when it has not written for ``ttl`` seconds (any host). A live lock is taken over only with force.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,8 +58,7 @@ def utc_stamp(epoch: float | None = None) -> str:
 
 def _epoch(stamp) -> float | None:
     try:
-        return datetime.datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-            tzinfo=datetime.timezone.utc).timestamp()
+        return datetime.datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
     except ValueError:
         return None
 
@@ -101,9 +101,11 @@ def _read_json(path: str) -> dict | None:
 
 
 def describe(holder: dict) -> str:
-    return (f"run {holder.get('run_id') or '?'} of {holder.get('user') or '?'} on {holder.get('host') or '?'} "
-            f"(pid {holder.get('pid') or '?'}, started {holder.get('started') or '?'}, "
-            f"last write {holder.get('updated') or holder.get('started') or '?'})")
+    return (
+        f"run {holder.get('run_id') or '?'} of {holder.get('user') or '?'} on {holder.get('host') or '?'} "
+        f"(pid {holder.get('pid') or '?'}, started {holder.get('started') or '?'}, "
+        f"last write {holder.get('updated') or holder.get('started') or '?'})"
+    )
 
 
 class RunState:
@@ -155,14 +157,23 @@ class RunState:
         return None
 
     def _write_lock(self, run_id: str, started: str | None, ttl: int) -> dict:
-        holder = dict(self.owner, run_id=run_id, started=started or utc_stamp(self.now()),
-                      updated=utc_stamp(self.now()), ttl=int(ttl))
+        holder = dict(self.owner, run_id=run_id, started=started or utc_stamp(self.now()), updated=utc_stamp(self.now()), ttl=int(ttl))
         write_atomic(self.lock_path, holder)
         return holder
 
     # -- operations ------------------------------------------------------------------------
-    def open(self, strategy: str, to_version: str, run_id: str = "", mode: str = "", from_version: str = "",
-             path: list | None = None, ttl: int = DEFAULT_TTL, force: bool = False, check: bool = False) -> dict:
+    def open(
+        self,
+        strategy: str,
+        to_version: str,
+        run_id: str = "",
+        mode: str = "",
+        from_version: str = "",
+        path: list | None = None,
+        ttl: int = DEFAULT_TTL,
+        force: bool = False,
+        check: bool = False,
+    ) -> dict:
         """Take the run lock, then resume the unfinished run of the same upgrade or start a new one
         (a previous journal that cannot be resumed is kept as ``journal-<run_id>.json``)."""
         with self._guard(check):
@@ -176,47 +187,65 @@ class RunState:
                 elif force:
                     taken_over = dict(holder, why="force")
                 elif check:
-                    warnings.append(f"cluster {os.path.basename(self.dir)} is locked by {describe(holder)}; "
-                                    f"a real run would be refused")
+                    warnings.append(f"cluster {os.path.basename(self.dir)} is locked by {describe(holder)}; a real run would be refused")
                 else:
                     raise RunStateError(
                         f"cluster {os.path.basename(self.dir)} is being upgraded by {describe(holder)}: "
                         f"wait for it to finish, or if that run is dead take the lock over with "
                         f"kong_run_lock_force=true (it becomes stale by itself after its TTL of "
-                        f"{int(holder.get('ttl') or ttl)} s)", holder=holder)
+                        f"{int(holder.get('ttl') or ttl)} s)",
+                        holder=holder,
+                    )
             previous = self.read()
-            resume = ((previous.get("status") in RESUMABLE
-                       or (previous.get("status") == "rolled_back" and strategy in RESUMABLE_ROLLED_BACK))
-                      and previous.get("to") == to_version and previous.get("strategy") == strategy)
+            resume = (
+                (previous.get("status") in RESUMABLE or (previous.get("status") == "rolled_back" and strategy in RESUMABLE_ROLLED_BACK))
+                and previous.get("to") == to_version
+                and previous.get("strategy") == strategy
+            )
             stamp = utc_stamp(self.now())
             if resume:
                 journal = merge(previous, {"status": "running", "resumed_at": stamp})
             else:
-                journal = {"run_id": run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.now())),
-                           "cluster": os.path.basename(self.dir), "strategy": strategy, "mode": mode,
-                           "from": from_version, "to": to_version, "path": list(path or []), "status": "running",
-                           "started_at": stamp, "phases": {}, "nodes": {}, "steps": []}
+                journal = {
+                    "run_id": run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.now())),
+                    "cluster": os.path.basename(self.dir),
+                    "strategy": strategy,
+                    "mode": mode,
+                    "from": from_version,
+                    "to": to_version,
+                    "path": list(path or []),
+                    "status": "running",
+                    "started_at": stamp,
+                    "phases": {},
+                    "nodes": {},
+                    "steps": [],
+                }
             archived = ""
             if not check:
                 if previous and not resume:
                     archived = os.path.join(self.dir, f"journal-{previous.get('run_id') or 'old'}.json")
                     os.replace(self.journal_path, archived)
-                held = self._write_lock(journal["run_id"], (holder or {}).get("started") if self._mine(holder)
-                                        else None, ttl)
+                held = self._write_lock(journal["run_id"], (holder or {}).get("started") if self._mine(holder) else None, ttl)
                 write_atomic(self.journal_path, journal)
             else:
                 held = holder or {}
-            return dict(journal=journal, resumed=resume, archived=archived, lock=held, taken_over=taken_over,
-                        warnings=warnings, changed=not check)
+            return dict(journal=journal, resumed=resume, archived=archived, lock=held, taken_over=taken_over, warnings=warnings, changed=not check)
 
-    def record(self, update: dict | None = None, node: str = "", node_state: str = "", step: dict | None = None,
-               base: dict | None = None, check: bool = False, ttl: int = DEFAULT_TTL) -> dict:
+    def record(
+        self,
+        update: dict | None = None,
+        node: str = "",
+        node_state: str = "",
+        step: dict | None = None,
+        base: dict | None = None,
+        check: bool = False,
+        ttl: int = DEFAULT_TTL,
+    ) -> dict:
         """Merge ``update`` into the journal; ``node``/``node_state`` set one node (a failed node also
         joins ``failed_nodes``); ``step`` is appended to ``steps``. In check mode nothing is written and
         ``base`` (the journal as the play knows it) is the starting point."""
         if not check and not os.path.exists(self.journal_path):
-            raise RunStateError(f"{self.journal_path} does not exist: open the run first "
-                                f"(the preflight role's start_run.yml)")
+            raise RunStateError(f"{self.journal_path} does not exist: open the run first (the preflight role's start_run.yml)")
         with self._guard(check):
             journal = copy.deepcopy(base) if (check and base is not None) else self.read()
             if not check:
@@ -233,15 +262,13 @@ class RunState:
                 write_atomic(self.journal_path, journal)
             return dict(journal=journal, changed=not check)
 
-    def abort(self, phase: str, reason: str, needs_attention: bool = False, base: dict | None = None,
-              check: bool = False, ttl: int = DEFAULT_TTL) -> dict:
+    def abort(self, phase: str, reason: str, needs_attention: bool = False, base: dict | None = None, check: bool = False, ttl: int = DEFAULT_TTL) -> dict:
         failure = dict(phase=phase, reason=reason, at=utc_stamp(self.now()), needs_attention=bool(needs_attention))
         result = self.record({"status": "failed", "failure": failure}, base=base, check=check, ttl=ttl)
         result["abort"] = dict(phase=phase, reason=reason, needs_attention=bool(needs_attention))
         return result
 
-    def conclude(self, update: dict | None = None, base: dict | None = None, check: bool = False,
-                 ttl: int = DEFAULT_TTL) -> dict:
+    def conclude(self, update: dict | None = None, base: dict | None = None, check: bool = False, ttl: int = DEFAULT_TTL) -> dict:
         """Close the journal (``ended_at``) and release the run lock."""
         update = merge({"ended_at": utc_stamp(self.now())}, update or {})
         result = self.record(update, base=base, check=check, ttl=ttl)
@@ -263,11 +290,12 @@ class RunState:
             self._write_lock(holder.get("run_id", ""), holder.get("started"), int(holder.get("ttl") or ttl))
             return
         if not self.stale_reason(holder, ttl):
-            raise RunStateError(f"this run does not hold the run lock of cluster {os.path.basename(self.dir)}: "
-                                f"{describe(holder)} holds it; this run stops without writing", holder=holder)
+            raise RunStateError(
+                f"this run does not hold the run lock of cluster {os.path.basename(self.dir)}: {describe(holder)} holds it; this run stops without writing",
+                holder=holder,
+            )
 
     @staticmethod
     def budget(journal: dict, max_failed_nodes) -> dict:
         failed = list(journal.get("failed_nodes") or [])
-        return dict(failed_nodes=failed, failed=len(failed), max_failed_nodes=int(max_failed_nodes),
-                    spent=len(failed) > int(max_failed_nodes))
+        return dict(failed_nodes=failed, failed=len(failed), max_failed_nodes=int(max_failed_nodes), spent=len(failed) > int(max_failed_nodes))

@@ -4,6 +4,7 @@
 ``ansible_collections`` symlink) and the ``json`` stdout callback, so tests can assert on
 every task result as well as on the state of the real servers.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,18 @@ COLLECTIONS = os.path.join(REPO, ".venv", "collections")
 
 def ansible_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
-    env.update({
-        "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
-        "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "true",
-        "ANSIBLE_HOST_KEY_CHECKING": "false",
-        "ANSIBLE_RETRY_FILES_ENABLED": "false",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_PYTHON_INTERPRETER": os.path.join(VENV_BIN, "python"),
-        "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
-    })
+    env.update(
+        {
+            "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
+            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "true",
+            "ANSIBLE_HOST_KEY_CHECKING": "false",
+            "ANSIBLE_RETRY_FILES_ENABLED": "false",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_PYTHON_INTERPRETER": os.path.join(VENV_BIN, "python"),
+            "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -62,9 +65,18 @@ class RunResult:
         return self.data.get("stats", {})
 
 
-def run_playbook(playbook: str, inventory: str | None = None, extra_vars: dict | None = None,
-                 check: bool = False, diff: bool = False, env: dict | None = None, verbosity: int = 0,
-                 callback: str = "json", tags: str | None = None, timeout: int = 900) -> RunResult:
+def run_playbook(
+    playbook: str,
+    inventory: str | None = None,
+    extra_vars: dict | None = None,
+    check: bool = False,
+    diff: bool = False,
+    env: dict | None = None,
+    verbosity: int = 0,
+    callback: str = "json",
+    tags: str | None = None,
+    timeout: int = 900,
+) -> RunResult:
     """``playbook`` is a path or YAML text; ``inventory`` a path or inline text (default: localhost)."""
     tmp = tempfile.mkdtemp(prefix="kongops-play-")
     if "\n" in playbook or not os.path.exists(playbook):
@@ -98,7 +110,7 @@ def run_playbook(playbook: str, inventory: str | None = None, extra_vars: dict |
     data = {}
     if callback == "json":
         try:
-            data = json.loads(proc.stdout[proc.stdout.index("{"):])
+            data = json.loads(proc.stdout[proc.stdout.index("{") :])
         except ValueError:
             data = {}
     return RunResult(proc.returncode, proc.stdout, proc.stderr, data)

@@ -4,6 +4,7 @@ One simulated DB-less node (tests/kongsim) on free loopback ports: no task names
 module can only reach the node through the group defaults (the built-in default, 127.0.0.1:8001,
 is not where the node listens).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "kongsim"))
 from kongsim_testlib import KongNode, install_kong  # noqa: E402
 
 VERSION = "3.9.3"
-DBLESS = ("_format_version: '3.0'\nservices:\n- name: echo\n  url: http://127.0.0.1:9/\n"
-          "  routes:\n  - name: echo\n    paths: [/echo]\n")
+DBLESS = "_format_version: '3.0'\nservices:\n- name: echo\n  url: http://127.0.0.1:9/\n  routes:\n  - name: echo\n    paths: [/echo]\n"
 
 
 def group_members() -> list:
@@ -54,21 +54,29 @@ def test_module_defaults_of_the_kong_group_reach_every_module(node, tmp_path):
         # observes only (no state): the version comes from the group's admin_url
         "kong_service": {"manager": "cli", "kong_prefix": node.prefix, **cli},
         # the scan reads the configuration from the group's admin_url
-        "kong_upgrade_check": {"current_versions": ["3.8.1"], "target_version": VERSION, "mode": "dbless",
-                               "config_from_admin": True, "fail_on_unsupported": False},
+        "kong_upgrade_check": {
+            "current_versions": ["3.8.1"],
+            "target_version": VERSION,
+            "mode": "dbless",
+            "config_from_admin": True,
+            "fail_on_unsupported": False,
+        },
     }
     members = group_members()
     assert sorted(members) == sorted(tasks), "the test runs every module of the group"
-    play = [{
-        "name": "group defaults",
-        "hosts": "localhost",
-        "gather_facts": False,
-        "module_defaults": {"group/kongops.upgrade.kong": {"admin_url": node.admin_url, "timeout": 5}},
-        "tasks": [{"name": m, f"kongops.upgrade.{m}": args, "ignore_errors": True} for m, args in tasks.items()]
-        + [{"name": "kong_migrations_info", "kongops.upgrade.kong_migrations_info": cli, "ignore_errors": True},
-           {"name": "thaw", "kongops.upgrade.kong_config_freeze": {"state": "thawed", "run_id": "r1",
-                                                                   "lock_path": lock}, "ignore_errors": True}],
-    }]
+    play = [
+        {
+            "name": "group defaults",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "module_defaults": {"group/kongops.upgrade.kong": {"admin_url": node.admin_url, "timeout": 5}},
+            "tasks": [{"name": m, f"kongops.upgrade.{m}": args, "ignore_errors": True} for m, args in tasks.items()]
+            + [
+                {"name": "kong_migrations_info", "kongops.upgrade.kong_migrations_info": cli, "ignore_errors": True},
+                {"name": "thaw", "kongops.upgrade.kong_config_freeze": {"state": "thawed", "run_id": "r1", "lock_path": lock}, "ignore_errors": True},
+            ],
+        }
+    ]
     run = run_playbook(yaml.safe_dump(play, sort_keys=False))
     assert run.data, run.stdout[-3000:] + run.stderr[-3000:]
     results = {m: run.result(m) for m in list(tasks) + ["kong_migrations_info", "thaw"]}
@@ -87,4 +95,3 @@ def test_module_defaults_of_the_kong_group_reach_every_module(node, tmp_path):
     assert results["kong_service"]["manager"] == "cli" and results["kong_service"]["running"] is True
     assert results["kong_service"]["version"] == VERSION and results["kong_service"]["changed"] is False
     assert results["kong_upgrade_check"]["scanned"] is True and results["kong_upgrade_check"]["supported"] is True
-

@@ -6,6 +6,7 @@ nobody to answer a prompt. The rolling upgrade's ``set_stats`` artifact is read 
 ``playbook_on_stats`` event AWX hands to the next workflow node, and the report of the
 ``kongops.upgrade.upgrade_report`` callback is opened in headless Chromium (Debian's ``chromium``).
 """
+
 from __future__ import annotations
 
 import html.parser
@@ -39,8 +40,6 @@ SHORT_TIMEOUT = 600
 CHROMIUM = "/usr/bin/chromium"
 # the plot's colours in upgrade_report.py: share of Y (#2a7) and of X (#27c)
 Y_RGB, X_RGB = (0x22, 0xAA, 0x77), (0x22, 0x77, 0xCC)
-
-
 
 
 class Fleet:
@@ -104,8 +103,7 @@ class Job:
 
     def task_events(self) -> list[dict]:
         """Per host, each task's outcome."""
-        return [e for e in self.events()
-                if e["event"] in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")]
+        return [e for e in self.events() if e["event"] in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")]
 
     def plays(self) -> list[str]:
         return [e["event_data"]["play"] for e in self.events() if e["event"] == "playbook_on_play_start"]
@@ -119,8 +117,7 @@ class Job:
         return f"status {self.runner.status}, rc {self.runner.rc}; {self.artifact_dir}/stdout ends:\n{self.stdout[-chars:]}"
 
 
-def run_job(box: Sandbox, root, ident: str, extravars: dict, tags: str | None = None, check: bool = False,
-            timeout: int = SHORT_TIMEOUT) -> Job:
+def run_job(box: Sandbox, root, ident: str, extravars: dict, tags: str | None = None, check: bool = False, timeout: int = SHORT_TIMEOUT) -> Job:
     """One AWX-style job: a private data dir of its own and ``ansible_runner.run``, which answers no
     prompt (no passwords given): a prompt would hang the job until ``timeout`` cancels it."""
     pdd = os.path.join(str(root), ident)
@@ -140,8 +137,9 @@ def run_job(box: Sandbox, root, ident: str, extravars: dict, tags: str | None = 
     }
     with open(os.path.join(pdd, "env", "envvars"), "w") as fh:
         yaml.safe_dump(envvars, fh)
-    runner = ansible_runner.run(private_data_dir=pdd, playbook=PLAYBOOK, ident=ident, tags=tags,
-                                cmdline="--check" if check else None, quiet=True, timeout=timeout)
+    runner = ansible_runner.run(
+        private_data_dir=pdd, playbook=PLAYBOOK, ident=ident, tags=tags, cmdline="--check" if check else None, quiet=True, timeout=timeout
+    )
     return Job(runner, pdd, ident)
 
 
@@ -183,10 +181,13 @@ def snapshot(box: Sandbox) -> dict:
 # --------------------------------------------------------------------------- jobs on the sandbox
 
 
-@pytest.mark.parametrize("bad, variable", [
-    ({"kong_traffic_steps": [10, "x"]}, "kong_traffic_steps"),
-    ({"kong_rolling_topology": "sideways"}, "kong_rolling_topology"),
-])
+@pytest.mark.parametrize(
+    "bad, variable",
+    [
+        ({"kong_traffic_steps": [10, "x"]}, "kong_traffic_steps"),
+        ({"kong_rolling_topology": "sideways"}, "kong_rolling_topology"),
+    ],
+)
 def test_invalid_survey_answer_fails_first_naming_the_variable(fleet, tmp_path, bad, variable):
     box = fleet.fresh()
     before = snapshot(box)
@@ -212,21 +213,20 @@ def test_invalid_survey_answer_fails_first_naming_the_variable(fleet, tmp_path, 
 def test_preflight_phase_in_check_mode_shows_the_plan_and_changes_nothing(fleet, tmp_path):
     box = fleet.fresh()
     before = snapshot(box)
-    job = run_job(box, tmp_path, "preflight-check", {"kong_version_target": Y, "kong_upgrade_confirm": True},
-                  tags="preflight", check=True)
+    job = run_job(box, tmp_path, "preflight-check", {"kong_version_target": Y, "kong_upgrade_confirm": True}, tags="preflight", check=True)
 
     assert job.runner.status == "successful" and job.runner.rc == 0, job.log_tail()
     assert {e["event_data"]["play"] for e in job.task_events()} == {
-        "Validate the settings before anything is contacted", "Preflight - observe every node and plan the upgrade",
+        "Validate the settings before anything is contacted",
+        "Preflight - observe every node and plan the upgrade",
         "Check the load balancers know the pool and every server, before Y exists",
-        "Open or resume the run journal"}, "a phase other than the preflight ran"
-    plan = [e for e in job.task_events()
-            if e["event_data"]["task"] == "Plan the upgrade path and scan for breaking changes"]
+        "Open or resume the run journal",
+    }, "a phase other than the preflight ran"
+    plan = [e for e in job.task_events() if e["event_data"]["task"] == "Plan the upgrade path and scan for breaking changes"]
     assert len(plan) == 1 and plan[0]["event"] == "runner_on_ok", job.log_tail()
     assert plan[0]["event_data"]["res"]["supported"] is True
     assert plan[0]["event_data"]["res"]["path"] == [X, Y]
-    observed = {e["event_data"]["host"]: e["event_data"]["res"].get("version") for e in job.task_events()
-                if e["event_data"]["task"] == "Observe the node"}
+    observed = {e["event_data"]["host"]: e["event_data"]["res"].get("version") for e in job.task_events() if e["event_data"]["task"] == "Observe the node"}
     assert observed == {"x1": X, "x2": X}
     assert f"rolling upgrade {X} -> {Y}" in job.stdout
     assert "steps 10 -> 25 -> 50 -> 100 %" in job.stdout
@@ -239,8 +239,9 @@ def awx_job(fleet, tmp_path_factory):
     box = fleet.take()
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"}).start()
     try:
-        job = run_job(box, tmp_path_factory.mktemp("awx-jobs"), "rolling-upgrade",
-                      {"kong_version_target": Y, "kong_upgrade_confirm": True}, timeout=UPGRADE_TIMEOUT)
+        job = run_job(
+            box, tmp_path_factory.mktemp("awx-jobs"), "rolling-upgrade", {"kong_version_target": Y, "kong_upgrade_confirm": True}, timeout=UPGRADE_TIMEOUT
+        )
     finally:
         summary = load.stop()
     return box, job, summary
@@ -273,14 +274,12 @@ def test_awx_job_upgrades_and_publishes_the_artifacts(awx_job):
     with open(run["backup"]["manifest"]) as fh:
         manifest = json.load(fh)
     assert run["run_id"] in run["backup"]["manifest"] and manifest
-    assert run["backup"]["counts"] == {"consumers": 1, "keyauth_credentials": 1, "plugins": 2, "routes": 1,
-                                       "services": 1}
+    assert run["backup"]["counts"] == {"consumers": 1, "keyauth_credentials": 1, "plugins": 2, "routes": 1, "services": 1}
     assert os.path.exists(run["backup"]["declarative"])
 
     assert _running_nodes(box) == ["y1", "y2"]
     servers = haproxy_servers(box.state["haproxy"]["socket"])
-    assert {name: s["weight"] > 0 for name, s in servers.items()} == {
-        "x1": False, "x2": False, "y1": True, "y2": True}
+    assert {name: s["weight"] > 0 for name, s in servers.items()} == {"x1": False, "x2": False, "y1": True, "y2": True}
     assert load["failed"] == 0, f"{load['failed']} of {load['total']} requests failed: {load.get('errors')}"
 
 
@@ -333,9 +332,19 @@ def chromium():
 
 def _chromium(binary: str, profile: str, *args: str) -> subprocess.CompletedProcess:
     # root needs --no-sandbox; the host resolver maps every name to nothing: the report needs no network
-    argv = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-            "--hide-scrollbars", "--force-device-scale-factor=1", f"--user-data-dir={profile}",
-            "--host-resolver-rules=MAP * ~NOTFOUND", *args]
+    argv = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        *args,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
 
 
@@ -369,8 +378,8 @@ def read_png(path: str) -> tuple[int, int, list[bytes]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     pos, idat, header = 8, [], None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", chunk)
@@ -386,7 +395,7 @@ def read_png(path: str) -> tuple[int, int, list[bytes]]:
     rows, prev = [], bytearray(stride)
     for y in range(height):
         start = y * (stride + 1)
-        ftype, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        ftype, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         if ftype == 1:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 0xFF
@@ -403,7 +412,7 @@ def read_png(path: str) -> tuple[int, int, list[bytes]]:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
-        rows.append(b"".join(bytes(line[x:x + 3]) for x in range(0, stride, bpp)) if bpp == 4 else bytes(line))
+        rows.append(b"".join(bytes(line[x : x + 3]) for x in range(0, stride, bpp)) if bpp == 4 else bytes(line))
         prev = line
     return width, height, rows
 
@@ -472,8 +481,7 @@ def test_report_renders_in_headless_chromium_with_the_plot(awx_job, chromium, tm
     assert len(re.findall(r"gate passed \(\d+ requests, 0 errors\)", dom_run.stdout)) == 4 + 2 + 1
 
     shot = tmp_path / "report.png"
-    shot_run = _chromium(chromium, str(tmp_path / "profile-shot"), "--window-size=900,700", f"--screenshot={shot}",
-                         f"file://{html_path}")
+    shot_run = _chromium(chromium, str(tmp_path / "profile-shot"), "--window-size=900,700", f"--screenshot={shot}", f"file://{html_path}")
     assert shot_run.returncode == 0 and shot.exists(), shot_run.stderr[-2000:]
     width, img_height, rows = read_png(str(shot))
     assert (width, img_height) == (900, 700)

@@ -1,6 +1,7 @@
 """kong_backup / kong_restore end to end: simulated Kong nodes (tests/kongsim) on real PostgreSQL,
 the modules run through ansible-playbook, every outcome read back independently (psql as the
 superuser, the node's Admin and Status API, the files on disk)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -87,13 +88,11 @@ def assert_no_secret(*texts):
 
 def generated_config(services: int, consumers: int, upstreams: int) -> tuple:
     """A flat declarative file with services+routes(+key-auth), consumers+keys, upstreams+targets."""
-    doc = {"_format_version": "3.0", "services": [], "routes": [], "plugins": [], "consumers": [],
-           "keyauth_credentials": [], "upstreams": [], "targets": []}
+    doc = {"_format_version": "3.0", "services": [], "routes": [], "plugins": [], "consumers": [], "keyauth_credentials": [], "upstreams": [], "targets": []}
     for i in range(services):
         sid = str(uuid.uuid4())
         doc["services"].append({"id": sid, "name": f"svc-{i}", "url": f"http://127.0.0.1:{9000 + i % 50}/p{i}"})
-        doc["routes"].append({"id": str(uuid.uuid4()), "name": f"route-{i}", "paths": [f"/r{i}"],
-                              "service": {"id": sid}})
+        doc["routes"].append({"id": str(uuid.uuid4()), "name": f"route-{i}", "paths": [f"/r{i}"], "service": {"id": sid}})
         if i % 2 == 0:
             doc["plugins"].append({"id": str(uuid.uuid4()), "name": "key-auth", "service": {"id": sid}})
     for i in range(consumers):
@@ -117,9 +116,17 @@ class DbCluster:
         self.owner, self.dba = f"kong_bk_{suffix}", f"kongops_dba_{suffix}"
         self.db = postgres.create_database(f"kong_bk_{suffix}", owner=self.owner, password=PG_PASSWORD)
         postgres.psql(f"CREATE ROLE {self.dba} LOGIN CREATEDB PASSWORD '{DBA_PASSWORD}' IN ROLE {self.owner}")
-        self.node = KongNode(kong_bin, self.base, name="db1", database="postgres", pg_host=self.db["host"],
-                             pg_port=self.db["port"], pg_user=self.owner, pg_password=PG_PASSWORD,
-                             pg_database=self.db["database"])
+        self.node = KongNode(
+            kong_bin,
+            self.base,
+            name="db1",
+            database="postgres",
+            pg_host=self.db["host"],
+            pg_port=self.db["port"],
+            pg_user=self.owner,
+            pg_password=PG_PASSWORD,
+            pg_database=self.db["database"],
+        )
         self.kong_bin = kong_bin
 
     @property
@@ -144,9 +151,17 @@ class DbCluster:
         return requests.request(method, self.node.admin_url + path, timeout=10, **kwargs)
 
     def vars(self, **extra) -> dict:
-        base = {"admin_url": self.node.admin_url, "admin_token": ADMIN_TOKEN, "kong_bin": self.kong_bin,
-                "kong_conf": self.node.conf_path, "pg_host": self.db["host"], "pg_port": self.db["port"],
-                "pg_user": self.owner, "pg_password": PG_PASSWORD, "pg_database": self.name}
+        base = {
+            "admin_url": self.node.admin_url,
+            "admin_token": ADMIN_TOKEN,
+            "kong_bin": self.kong_bin,
+            "kong_conf": self.node.conf_path,
+            "pg_host": self.db["host"],
+            "pg_port": self.db["port"],
+            "pg_user": self.owner,
+            "pg_password": PG_PASSWORD,
+            "pg_database": self.name,
+        }
         base.update(extra)
         return base
 
@@ -156,12 +171,9 @@ class DbCluster:
         out = {"counts": {}, "samples": {}, "digests": {}}
         for table in KONG_TABLES:
             out["counts"][table] = int(self.postgres.psql(f"SELECT count(*) FROM {table}", database=db))
-            out["samples"][table] = self.postgres.psql(f"SELECT t::text FROM {table} t ORDER BY id LIMIT 15",
-                                                       database=db)
-            out["digests"][table] = self.postgres.psql(
-                f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM {table} t", database=db)
-        out["schema_meta"] = self.postgres.psql(
-            "SELECT subsystem, last_executed, executed, pending FROM schema_meta ORDER BY subsystem", database=db)
+            out["samples"][table] = self.postgres.psql(f"SELECT t::text FROM {table} t ORDER BY id LIMIT 15", database=db)
+            out["digests"][table] = self.postgres.psql(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM {table} t", database=db)
+        out["schema_meta"] = self.postgres.psql("SELECT subsystem, last_executed, executed, pending FROM schema_meta ORDER BY subsystem", database=db)
         return out
 
     def databases(self) -> list:
@@ -204,8 +216,7 @@ def test_database_with_1000_entities_dropped_and_restored_identically(cluster, t
     assert before["counts"]["services"] == 251 and before["counts"]["targets"] == 80
 
     dest = tmp_path / "backups"
-    res, result = backup(cluster.vars(dest=str(dest), run_id="before-upgrade", kinds=["database", "declarative"]),
-                         verbosity=3)
+    res, result = backup(cluster.vars(dest=str(dest), run_id="before-upgrade", kinds=["database", "declarative"]), verbosity=3)
     assert res.rc == 0 and result["changed"] is True, res.stdout[-3000:]
     manifest_text = (dest / "before-upgrade" / "manifest.json").read_text()
     assert_no_secret(res.stdout, res.stderr, manifest_text)
@@ -220,9 +231,9 @@ def test_database_with_1000_entities_dropped_and_restored_identically(cluster, t
         data = (dest / "before-upgrade" / entry["name"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["size"]
 
-    restore_vars = cluster.vars(src=str(dest / "before-upgrade"), kinds=["database"],
-                                kong_nodes=[cluster.node.admin_url], pg_admin_user=cluster.dba,
-                                pg_admin_password=DBA_PASSWORD)
+    restore_vars = cluster.vars(
+        src=str(dest / "before-upgrade"), kinds=["database"], kong_nodes=[cluster.node.admin_url], pg_admin_user=cluster.dba, pg_admin_password=DBA_PASSWORD
+    )
     res, result = restore(restore_vars)
     assert res.rc != 0 and "Kong nodes still answer" in result["msg"]
     assert cluster.probe() == before
@@ -246,8 +257,7 @@ def test_database_with_1000_entities_dropped_and_restored_identically(cluster, t
 
 
 def _run_command(argv, environ_update=None, **_kw):
-    proc = subprocess.run(argv, env={**os.environ, **(environ_update or {})}, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(argv, env={**os.environ, **(environ_update or {})}, capture_output=True, text=True, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -261,8 +271,7 @@ def test_a_failed_swap_keeps_the_original_database(cluster, tmp_path, monkeypatc
     res, _result = backup(cluster.vars(dest=str(dest), run_id="r1", kinds=["database"]))
     assert res.rc == 0, res.stdout[-3000:]
     cluster.cli("config", "db_import", os.path.join(cluster.base, "seed.yml"))
-    cluster.postgres.psql("INSERT INTO consumers (id, username) VALUES (gen_random_uuid(), 'after-backup')",
-                          database=cluster.name)
+    cluster.postgres.psql("INSERT INTO consumers (id, username) VALUES (gen_random_uuid(), 'after-backup')", database=cluster.name)
     before = cluster.probe()
     manifest = json.loads((dest / "r1" / "manifest.json").read_text())
 
@@ -274,8 +283,7 @@ def test_a_failed_swap_keeps_the_original_database(cluster, tmp_path, monkeypatc
         return real_q(db, template, *idents, args=args)
 
     monkeypatch.setattr(bk_db, "_q", failing_q)
-    params = {"pg_host": cluster.db["host"], "pg_port": cluster.db["port"], "pg_user": cluster.owner,
-              "pg_password": PG_PASSWORD, "pg_database": cluster.name}
+    params = {"pg_host": cluster.db["host"], "pg_port": cluster.db["port"], "pg_user": cluster.owner, "pg_password": PG_PASSWORD, "pg_database": cluster.name}
     admin = dict(params, pg_database="postgres", pg_user=cluster.dba, pg_password=DBA_PASSWORD)
     job = bk.DatabaseRestore(params, admin, bk.PgTools(_run_command), only_if_different=False)
     with pytest.raises(bk.KongDbError, match="simulated"):
@@ -296,10 +304,8 @@ def test_restore_into_another_database_is_refused_unless_force(cluster, tmp_path
 
     other = cluster.name + "_other"
     cluster.postgres.psql(f'CREATE DATABASE "{other}" OWNER {cluster.owner}')
-    cluster.postgres.psql(f"CREATE TABLE precious (v int); INSERT INTO precious VALUES (42); "
-                          f"ALTER TABLE precious OWNER TO {cluster.owner}", database=other)
-    target = cluster.vars(src=str(dest / "r1"), kinds=["database"], pg_database=other,
-                          pg_admin_user=cluster.dba, pg_admin_password=DBA_PASSWORD)
+    cluster.postgres.psql(f"CREATE TABLE precious (v int); INSERT INTO precious VALUES (42); ALTER TABLE precious OWNER TO {cluster.owner}", database=other)
+    target = cluster.vars(src=str(dest / "r1"), kinds=["database"], pg_database=other, pg_admin_user=cluster.dba, pg_admin_password=DBA_PASSWORD)
     res, result = restore(target)
     assert res.rc != 0 and "force" in result["msg"] and other in result["msg"] and cluster.name in result["msg"]
     assert cluster.postgres.psql("SELECT v FROM precious", database=other) == "42"
@@ -332,15 +338,15 @@ def test_damaged_dump_is_refused_before_anything_is_touched(cluster, tmp_path):
             data[len(data) // 2] ^= 0x20
         os.chmod(dump, 0o600)
         dump.write_bytes(bytes(data))
-        res, result = restore(cluster.vars(src=str(copy), kinds=["database"], kong_nodes=[cluster.node.admin_url],
-                                           pg_admin_user=cluster.dba, pg_admin_password=DBA_PASSWORD))
+        res, result = restore(
+            cluster.vars(src=str(copy), kinds=["database"], kong_nodes=[cluster.node.admin_url], pg_admin_user=cluster.dba, pg_admin_password=DBA_PASSWORD)
+        )
         assert res.rc != 0
         assert ("truncated" if damage == "truncate" else "fails its sha256 check") in result["msg"]
         assert cluster.probe() == before
         assert [d for d in cluster.databases() if "kongops_restore" in d] == []
 
-    intact = cluster.vars(src=str(dest / "r1"), kinds=["database"], kong_nodes=[cluster.node.admin_url],
-                          database_mode="clean")
+    intact = cluster.vars(src=str(dest / "r1"), kinds=["database"], kong_nodes=[cluster.node.admin_url], database_mode="clean")
     res, result = restore(intact, check=True)
     assert res.rc == 0 and result["changed"] is True and cluster.probe() == before
 
@@ -349,15 +355,13 @@ def test_damaged_dump_is_refused_before_anything_is_touched(cluster, tmp_path):
     assert result["database"]["verified"] is True and result["database"]["extra_tables"] == []
     after = cluster.probe()
     assert after["counts"]["consumers"] == before["counts"]["consumers"] - 1
-    assert "added-after-the-backup" not in cluster.postgres.psql("SELECT username FROM consumers",
-                                                                 database=cluster.name)
+    assert "added-after-the-backup" not in cluster.postgres.psql("SELECT username FROM consumers", database=cluster.name)
 
 
 def test_wrong_database_password_fails_clearly_and_writes_nothing(cluster, tmp_path):
     cluster.cli("migrations", "bootstrap")
     dest = tmp_path / "backups"
-    res, result = backup(cluster.vars(dest=str(dest), run_id="r1", kinds=["database"],
-                                      pg_password="not-the-password", admin_url="http://127.0.0.1:1"))
+    res, result = backup(cluster.vars(dest=str(dest), run_id="r1", kinds=["database"], pg_password="not-the-password", admin_url="http://127.0.0.1:1"))
     assert res.rc != 0
     assert "password authentication failed" in result["msg"] and cluster.name in result["msg"]
     assert not (dest / "r1").exists() and [p for p in os.listdir(dest) if p.startswith(".")] == []
@@ -368,15 +372,13 @@ def test_declarative_backup_of_a_database_node_and_db_import_restore(cluster, tm
     cluster.node.start()
     before = cluster.probe()
     dest = tmp_path / "backups"
-    res, exported = backup(cluster.vars(dest=str(dest), run_id="export", kinds=["declarative"],
-                                        method="db_export"))
+    res, exported = backup(cluster.vars(dest=str(dest), run_id="export", kinds=["declarative"], method="db_export"))
     assert res.rc == 0, res.stdout[-3000:]
     res, paged = backup(cluster.vars(dest=str(dest), run_id="paged", kinds=["declarative"], method="admin_api"))
     assert res.rc == 0, res.stdout[-3000:]
     exported_counts = exported["manifest"]["declarative"]["entity_counts"]
     paged_counts = paged["manifest"]["declarative"]["entity_counts"]
-    assert {t: paged_counts[t] for t in KONG_TABLES} == {t: exported_counts[t] for t in KONG_TABLES} == \
-        before["counts"]
+    assert {t: paged_counts[t] for t in KONG_TABLES} == {t: exported_counts[t] for t in KONG_TABLES} == before["counts"]
 
     routes = cluster.admin("GET", "/routes?size=5").json()["data"]
     for route in routes:
@@ -422,27 +424,24 @@ def test_dbless_backup_change_restore_gives_the_original_hash_back(kong_bin, tmp
     node = KongNode(kong_bin, str(tmp_path / "dbless"), name="dl1", declarative=DBLESS)
     node.start()
     try:
+
         def status():
             return requests.get(node.admin_url + "/status", timeout=5).json()
 
         original = status()["configuration_hash"]
         assert original == hashlib.md5(DBLESS.encode()).hexdigest()
         yml = os.path.join(str(tmp_path / "dbless"), "dl1.yml")
-        vars_ = {"admin_url": node.admin_url, "admin_token": ADMIN_TOKEN, "kong_bin": kong_bin,
-                 "kong_conf": node.conf_path}
+        vars_ = {"admin_url": node.admin_url, "admin_token": ADMIN_TOKEN, "kong_bin": kong_bin, "kong_conf": node.conf_path}
         dest = tmp_path / "backups"
-        res, result = backup(dict(vars_, dest=str(dest), run_id="r1", kinds=["declarative", "files"],
-                                  files=[node.conf_path, yml]), verbosity=3)
+        res, result = backup(dict(vars_, dest=str(dest), run_id="r1", kinds=["declarative", "files"], files=[node.conf_path, yml]), verbosity=3)
         assert res.rc == 0, res.stdout[-3000:]
         assert_no_secret(res.stdout, res.stderr)
         decl = result["manifest"]["declarative"]
         assert decl["hash_exact"] is True and decl["text_origin"] == "declarative_config"
-        assert decl["entity_counts"] == {"services": 1, "routes": 1, "plugins": 1, "consumers": 1,
-                                         "keyauth_credentials": 1}
+        assert decl["entity_counts"] == {"services": 1, "routes": 1, "plugins": 1, "consumers": 1, "keyauth_credentials": 1}
 
         changed = DBLESS.replace("/echo]", "/moved]").replace("demo-key", "other-key")
-        posted = requests.post(node.admin_url + "/config", data=changed, timeout=10,
-                               headers={"Content-Type": "application/yaml"})
+        posted = requests.post(node.admin_url + "/config", data=changed, timeout=10, headers={"Content-Type": "application/yaml"})
         assert posted.status_code == 201
         assert status()["configuration_hash"] != original
 

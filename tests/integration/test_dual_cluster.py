@@ -3,6 +3,7 @@ Kong nodes. Cluster X (x1..x3, Kong 3.6.1) serves under load; cluster Y (y1..y3,
 declares beside X) comes up on a migrated clone of X's database and takes the traffic in gated steps.
 One sandbox for both cases: first a gate that fails (every request back on X, X's database never
 written), then the upgrade that goes through (zero failed requests, both versions seen by the clients)."""
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,9 @@ def box(tmp_path_factory):
         inventory = yaml.safe_load(fh)
     local = dict(inventory["all"]["children"]["kong_x"]["hosts"]["x1"])
     local = {k: v for k, v in local.items() if k.startswith("ansible_")}
-    inventory["all"]["children"]["kong_y"] = {"hosts": {
-        name: dict(local, **render._node_vars(node)) for name, node in sandbox.state["nodes"].items()
-        if node["group"] == "lb_only"}}
+    inventory["all"]["children"]["kong_y"] = {
+        "hosts": {name: dict(local, **render._node_vars(node)) for name, node in sandbox.state["nodes"].items() if node["group"] == "lb_only"}
+    }
     sandbox.dual_inventory = str(tmp / "dual-inventory.yml")
     with open(sandbox.dual_inventory, "w") as fh:
         yaml.safe_dump(inventory, fh)
@@ -60,12 +61,24 @@ def box(tmp_path_factory):
 
 def _upgrade(box: Sandbox, *extra: str) -> int:
     box.last_log = os.path.join(box.log_dir, f"dual-{time.time():.0f}.log")
-    cmd = [os.path.join(VENV_BIN, "ansible-playbook"), PLAYBOOK, "-i", box.dual_inventory,
-           "-e", f"kong_version_target={Y}", "-e", f"kong_y_pg_database={Y_DB}", "-e", "kong_spare_capacity=true",
-           "-e", '{"kong_traffic_steps": [50, 100]}', "-e", "kong_gate_soak_seconds=4"] + list(extra)
+    cmd = [
+        os.path.join(VENV_BIN, "ansible-playbook"),
+        PLAYBOOK,
+        "-i",
+        box.dual_inventory,
+        "-e",
+        f"kong_version_target={Y}",
+        "-e",
+        f"kong_y_pg_database={Y_DB}",
+        "-e",
+        "kong_spare_capacity=true",
+        "-e",
+        '{"kong_traffic_steps": [50, 100]}',
+        "-e",
+        "kong_gate_soak_seconds=4",
+    ] + list(extra)
     with open(box.last_log, "w") as fh:
-        return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=box.ansible_env(), cwd=REPO,
-                              timeout=900, check=False).returncode
+        return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=box.ansible_env(), cwd=REPO, timeout=900, check=False).returncode
 
 
 def _failure(box: Sandbox) -> str:
@@ -82,8 +95,7 @@ def _journal(box: Sandbox) -> dict:
 def _state(box: Sandbox, database: str) -> dict:
     """Row count and content digest of every table (the collection's own digest, as its backups record it)."""
     pg = box.state["postgres"]
-    db = KongDb(pg_host="127.0.0.1", pg_port=pg["port"], pg_user=pg["user"], pg_password=pg["password"],
-                pg_database=database)
+    db = KongDb(pg_host="127.0.0.1", pg_port=pg["port"], pg_user=pg["user"], pg_password=pg["password"], pg_database=database)
     try:
         return database_state(db)
     finally:
@@ -146,8 +158,7 @@ def test_failed_gate_puts_every_request_back_on_x_and_x_database_is_never_writte
     killed: dict = {}
     killer = threading.Thread(target=_kill_y2_after_first_step, args=(box, killed), daemon=True)
     killer.start()
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"},
-                         timeout=2).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"}, timeout=2).start()
     rc = _upgrade(box)
     time.sleep(2)
     summary = load.stop()
@@ -183,8 +194,7 @@ def test_failed_gate_puts_every_request_back_on_x_and_x_database_is_never_writte
 def test_dual_cluster_upgrade_under_load_loses_no_request(box):
     x_db = box.state["postgres"]["database"]
     before = _state(box, x_db)
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"},
-                         timeout=2).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"}, timeout=2).start()
     rc = _upgrade(box, "-e", "kong_drain_serial=3")
     time.sleep(1)
     summary = load.stop()
@@ -205,8 +215,7 @@ def test_dual_cluster_upgrade_under_load_loses_no_request(box):
     servers = haproxy_servers(box.state["haproxy"]["socket"])
     assert all(servers[y]["weight"] > 0 for y in ("y1", "y2", "y3")), servers
     assert all(servers[x]["weight"] == 0 or "MAINT" in servers[x]["status"] for x in ("x1", "x2", "x3")), servers
-    assert f"kong/{Y}" in requests.get(f"http://127.0.0.1:{box.lb_port}/echo", headers={"apikey": "demo-key"},
-                                       timeout=5).headers.get("Via", "")
+    assert f"kong/{Y}" in requests.get(f"http://127.0.0.1:{box.lb_port}/echo", headers={"apikey": "demo-key"}, timeout=5).headers.get("Via", "")
 
     # X's database: table for table (rows and content digests) as before the run, and as the backup
     # taken with writes frozen that Y was cloned from
@@ -241,11 +250,9 @@ RETIRE = os.path.join(REPO, "playbooks", "dual_cluster_retire.yml")
 
 def _retire(box: Sandbox, *extra: str) -> tuple:
     box.last_log = os.path.join(box.log_dir, f"retire-{time.time():.3f}.log")
-    cmd = [os.path.join(VENV_BIN, "ansible-playbook"), RETIRE, "-i", box.dual_inventory,
-           "-e", f"kong_y_pg_database={Y_DB}"] + list(extra)
+    cmd = [os.path.join(VENV_BIN, "ansible-playbook"), RETIRE, "-i", box.dual_inventory, "-e", f"kong_y_pg_database={Y_DB}"] + list(extra)
     with open(box.last_log, "w") as fh:
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=box.ansible_env(), cwd=REPO,
-                            timeout=300, check=False).returncode
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=box.ansible_env(), cwd=REPO, timeout=300, check=False).returncode
     with open(box.last_log) as fh:
         return rc, fh.read()
 
@@ -268,8 +275,7 @@ def test_x_database_is_dropped_only_after_its_retention_and_once(box):
     assert x_db in _databases(box)
     # a session as Kong opens them (application_name 'kong') still on X's database: refused
     pg = box.state["postgres"]
-    kong_session = psycopg2.connect(host="127.0.0.1", port=pg["port"], user=pg["user"], password=pg["password"],
-                                    dbname=x_db, application_name="kong")
+    kong_session = psycopg2.connect(host="127.0.0.1", port=pg["port"], user=pg["user"], password=pg["password"], dbname=x_db, application_name="kong")
     try:
         rc, said = _retire(box, "-e", "kong_dual_x_db_retention_days=0", "-e", "kong_dual_drop_x_database=true")
     finally:
@@ -285,8 +291,7 @@ def test_x_database_is_dropped_only_after_its_retention_and_once(box):
     rc, said = _retire(box, "-e", "kong_dual_x_db_retention_days=0")
     assert rc == 0 and "set kong_dual_drop_x_database=true to drop it" in said and x_db in _databases(box)
     # dropped, with Y serving every request meanwhile
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50.0, headers={"apikey": "demo-key"},
-                         timeout=2).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50.0, headers={"apikey": "demo-key"}, timeout=2).start()
     rc, said = _retire(box, "-e", "kong_dual_x_db_retention_days=0", "-e", "kong_dual_drop_x_database=true")
     time.sleep(1)
     summary = load.stop()

@@ -15,6 +15,7 @@ The cases run in this order on the same sandbox (3.6.1 -> 3.7.1), each starting 
    output, any file the runs left in the work directory, or any process's command line sampled during
    the runs, and every file holding credentials is 0600.
 """
+
 from __future__ import annotations
 
 import glob
@@ -112,6 +113,7 @@ def box(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------- helpers
 
+
 def _pg(box: Sandbox) -> PostgresServer:
     pg = box.state["postgres"]
     return PostgresServer(pg["dir"], pg["port"])
@@ -121,8 +123,12 @@ def _crash_and_restart_postgres(box: Sandbox) -> None:
     """PostgreSQL stops at once (`pg_ctl stop -m immediate`: every session is cut, as a crash or an
     OOM kill does) and its supervisor starts it again (crash recovery)."""
     server = _pg(box)
-    subprocess.run(server._as + [os.path.join(PG_BIN, "pg_ctl"), "-D", server.data_dir, "-m", "immediate", "-w",
-                                 "stop"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        server._as + [os.path.join(PG_BIN, "pg_ctl"), "-D", server.data_dir, "-m", "immediate", "-w", "stop"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     server.start()
 
 
@@ -197,8 +203,7 @@ def _upgrade(box: Sandbox, *extra: str, env: dict | None = None) -> int:
     saved = dict(os.environ)
     os.environ.update(env or {})
     try:
-        return box.upgrade("in_place", Y, extra_args=["-vvv", "--diff", "-e", CONF_CHANGE, *extra],
-                           log_path=box.last_log, stream=lambda line: None)
+        return box.upgrade("in_place", Y, extra_args=["-vvv", "--diff", "-e", CONF_CHANGE, *extra], log_path=box.last_log, stream=lambda line: None)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -231,9 +236,11 @@ def _database(box: Sandbox) -> dict:
     """schema_meta and a digest of every table of Kong's schema, read as the superuser."""
     server, db = _pg(box), box.state["postgres"]["database"]
     tables = server.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", database=db).split()
-    digests = {t: server.psql(f"SELECT count(*) || ':' || md5(coalesce(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) "
-                              f"FROM public.{t} t", database=db) for t in tables
-               if t not in ("locks", "cluster_events", "clustering_data_planes", "schema_meta")}
+    digests = {
+        t: server.psql(f"SELECT count(*) || ':' || md5(coalesce(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) FROM public.{t} t", database=db)
+        for t in tables
+        if t not in ("locks", "cluster_events", "clustering_data_planes", "schema_meta")
+    }
     return {"schema_meta": box.schema_meta(), "tables": digests}
 
 
@@ -262,16 +269,18 @@ def _back_in_haproxy(box: Sandbox) -> None:
     """Kong's /status/ready connects to the database (Kong/kong 3.9.3 kong/status/ready.lua:73-80), so
     HAProxy's health checks may take the nodes out while PostgreSQL restarts; they are back after
     `rise` checks (2 x 1 s) once it answers again."""
-    _wait(lambda: all(v["status"] == "UP" for v in haproxy_servers_settled(box.state["haproxy"]["socket"]).values()
-                      if v["weight"] > 0), 15, "the nodes back in HAProxy after the restart")
+    _wait(
+        lambda: all(v["status"] == "UP" for v in haproxy_servers_settled(box.state["haproxy"]["socket"]).values() if v["weight"] > 0),
+        15,
+        "the nodes back in HAProxy after the restart",
+    )
 
 
 def _failed_after_the_restart(load: LoadGenerator, restart: dict) -> list:
     """The requests that failed once PostgreSQL answered again and the health checks had their `rise`
     (2 x 1 s, and 1 s for the check in flight). While it was down the load balancer may have taken the
     nodes out, as it would in front of Kong."""
-    return [(r.status, r.error) for r in load.records if not r.ok and r.error != NOT_SENT
-            and r.wall >= restart["back"] + 3.0]
+    return [(r.status, r.error) for r in load.records if not r.ok and r.error != NOT_SENT and r.wall >= restart["back"] + 3.0]
 
 
 def _x_serves(box: Sandbox) -> None:
@@ -286,14 +295,13 @@ def _pg_dump_wrapper(tmp_path, real: str) -> tuple[str, str, str]:
     bindir.mkdir()
     started, go = tmp_path / "dump-started", tmp_path / "dump-go"
     wrapper = bindir / "pg_dump"
-    wrapper.write_text("#!/bin/sh\n"
-                       f'case " $* " in *" --file "*) touch {started}; while [ ! -e {go} ]; do sleep 0.05; done;; esac\n'
-                       f'exec {real} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\ncase " $* " in *" --file "*) touch {started}; while [ ! -e {go} ]; do sleep 0.05; done;; esac\nexec {real} "$@"\n')
     wrapper.chmod(0o755)
     return str(bindir), str(started), str(go)
 
 
 # ---------------------------------------------------------------------------------------------- cases
+
 
 def test_postgres_restart_during_the_backup_changes_nothing_and_the_rerun_is_clean(box, tmp_path):
     """PostgreSQL restarts while pg_dump is about to read the snapshot the backup's manifest was
@@ -342,8 +350,9 @@ def test_postgres_restart_during_the_backup_changes_nothing_and_the_rerun_is_cle
     assert _database(box) == before
     assert summary.get("not_sent", 0) == 0 and summary["total"] > 0
     assert [r for r in load.records if r.wall >= restart["back"] + 3.0], "no request after the restart"
-    failed = [(r.status, r.error) for r in load.records if not r.ok and r.error != NOT_SENT
-              and r.wall < restart["crash"]] + _failed_after_the_restart(load, restart)
+    failed = [(r.status, r.error) for r in load.records if not r.ok and r.error != NOT_SENT and r.wall < restart["crash"]] + _failed_after_the_restart(
+        load, restart
+    )
     assert not failed, f"{len(failed)} of {summary['total']} requests failed outside the restart: {failed[:5]}"
 
     # writes were thawed, so one lands on X now; the re-run must freeze and back up again, or a rollback
@@ -362,14 +371,16 @@ def test_postgres_restart_during_the_backup_changes_nothing_and_the_rerun_is_cle
         assert json.load(fh)["run_id"] == run_id, "writes are not frozen again"
     # the next test starts with no run open: this one is set aside as a finished run would be
     os.remove(_lock_path(box))
-    os.replace(os.path.join(box.work_dir, "sandbox", "journal.json"),
-               os.path.join(box.work_dir, "sandbox", f"journal-{run_id}.json"))
+    os.replace(os.path.join(box.work_dir, "sandbox", "journal.json"), os.path.join(box.work_dir, "sandbox", f"journal-{run_id}.json"))
 
 
 def _blocked_by(box: Sandbox, holder) -> int:
     """How many sessions wait for a lock the holder's session holds."""
-    return int(_pg(box).psql(f"SELECT count(*) FROM pg_stat_activity WHERE {holder.get_backend_pid()} = "
-                             "ANY(pg_blocking_pids(pid))", database=box.state["postgres"]["database"]))
+    return int(
+        _pg(box).psql(
+            f"SELECT count(*) FROM pg_stat_activity WHERE {holder.get_backend_pid()} = ANY(pg_blocking_pids(pid))", database=box.state["postgres"]["database"]
+        )
+    )
 
 
 def _release(holder) -> None:
@@ -403,8 +414,7 @@ def test_postgres_restart_in_the_middle_of_migrations_up_restores_the_backup(box
 
     hook = Hook(lambda: _blocked_by(box, holder) > 0, fault)
     hook.start()
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"},
-                         timeout=2).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"}, timeout=2).start()
     try:
         rc = _upgrade(box)
         ended = time.time()
@@ -435,8 +445,7 @@ def test_an_entity_missing_at_the_verification_restores_the_backup(box):
     before = _database(box)
     db = box.state["postgres"]["database"]
     earlier = _run_id(box)
-    hook = Hook(lambda: "backup" in _phases_of_a_new_run(box, earlier),
-                lambda: _pg(box).psql("DELETE FROM routes WHERE name = 'r7'", database=db))
+    hook = Hook(lambda: "backup" in _phases_of_a_new_run(box, earlier), lambda: _pg(box).psql("DELETE FROM routes WHERE name = 'r7'", database=db))
     hook.start()
     try:
         rc = _upgrade(box)
@@ -469,8 +478,7 @@ def test_postgres_restart_in_the_middle_of_migrations_finish_keeps_y_and_the_fre
         if "holder" not in state:
             if "up" not in _phases_of_a_new_run(box, earlier):
                 return False
-            state["holder"] = _hold(box, "SELECT 1 FROM schema_meta WHERE key = 'schema_meta' AND "
-                                         "subsystem = 'ai-proxy' FOR UPDATE")
+            state["holder"] = _hold(box, "SELECT 1 FROM schema_meta WHERE key = 'schema_meta' AND subsystem = 'ai-proxy' FOR UPDATE")
         return _blocked_by(box, state["holder"]) > 0
 
     def fault():
@@ -480,8 +488,7 @@ def test_postgres_restart_in_the_middle_of_migrations_finish_keeps_y_and_the_fre
 
     hook = Hook(ready, fault)
     hook.start()
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"},
-                         timeout=2).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"}, timeout=2).start()
     try:
         rc = _upgrade(box)
         # the load goes on until the health checks have had their rise after the restart, and beyond
@@ -509,8 +516,7 @@ def test_postgres_restart_in_the_middle_of_migrations_finish_keeps_y_and_the_fre
     assert "001_360_to_370" in after["schema_meta"]["ai-proxy"][1], after["schema_meta"]
     # Y keeps serving through the restart: no request fails once PostgreSQL answers again
     from_crash = _failed_after_the_restart(load, state)
-    assert summary["total"] > 0 and [r for r in load.records if r.wall >= state["back"] + 3.0], \
-        "no request after the restart"
+    assert summary["total"] > 0 and [r for r in load.records if r.wall >= state["back"] + 3.0], "no request after the restart"
     assert not from_crash, f"Y failed requests after PostgreSQL restarted: {from_crash[:5]}"
 
     # the resume the message names
@@ -572,8 +578,9 @@ def test_no_secret_in_any_output_file_or_command_line_and_credentials_kept_0600(
     assert not leaked, f"secrets in ansible-playbook's output: {leaked}"
     # the consumer's key the smoke test sends (kong_smoke_key) is a credential too
     assert not [name for name, text in outputs.items() if DEMO_KEY in text], "the smoke test's key is in the output"
-    assert any("<127.0.0.1> EXEC" in text or "ESTABLISH LOCAL CONNECTION" in text for text in outputs.values()), \
+    assert any("<127.0.0.1> EXEC" in text or "ESTABLISH LOCAL CONNECTION" in text for text in outputs.values()), (
         "the runs were not at -vvv: the sweep proves nothing"
+    )
 
     assert any("+log_level = notice" in text for text in outputs.values()), "no run showed kong.conf's diff"
     assert any("pg_password = ********" in text for text in outputs.values()), "kong.conf's diff shows no masked pg_password"
@@ -590,8 +597,12 @@ def test_no_secret_in_any_output_file_or_command_line_and_credentials_kept_0600(
                 holds_credentials = DEMO_KEY.encode() in data or os.sep + "backups" + os.sep in path
                 if holds_credentials and mode & 0o177:
                     loose.append(f"{path} is {oct(mode)}, not 0600")
-    assert any(p.endswith(".dump") for p in files) and any("manifest" in p for p in files) \
-        and any(p.endswith("report.json") for p in files) and any(p.endswith("journal.json") for p in files), files
+    assert (
+        any(p.endswith(".dump") for p in files)
+        and any("manifest" in p for p in files)
+        and any(p.endswith("report.json") for p in files)
+        and any(p.endswith("journal.json") for p in files)
+    ), files
     conf_backups = 0
     for node in box.state["nodes"].values():
         if not os.path.exists(node["conf"]):
@@ -664,13 +675,12 @@ def test_a_slow_y_node_trips_the_latency_gate_and_every_request_goes_back_to_x(r
 
     hook = Hook(lambda: haproxy_admin_view(hp["socket"]).get("y1", (0, ""))[0] > 0, stall)
     hook.start()
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"},
-                         timeout=10).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=10).start()
     box.last_log = os.path.join(box.log_dir, "rolling-latency.log")
     try:
-        rc = box.upgrade("rolling", RY, extra_args=["-e", "kong_gate_max_response_ms=150", "-e",
-                                                     "kong_gate_soak_seconds=4"],
-                         log_path=box.last_log, stream=lambda line: None)
+        rc = box.upgrade(
+            "rolling", RY, extra_args=["-e", "kong_gate_max_response_ms=150", "-e", "kong_gate_soak_seconds=4"], log_path=box.last_log, stream=lambda line: None
+        )
     finally:
         summary = load.stop()
         hook.done()
@@ -731,9 +741,13 @@ def test_haproxy_reloaded_in_the_middle_of_the_shift_keeps_the_weights(rolling_b
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}).start()
     box.last_log = os.path.join(box.log_dir, "rolling-reload.log")
     try:
-        rc = box.upgrade("rolling", RY, extra_args=["-e", "kong_lb_persist=state_file", "-e",
-                                                     f"kong_lb_state_file={hp['state_file']}"],
-                         log_path=box.last_log, stream=lambda line: None)
+        rc = box.upgrade(
+            "rolling",
+            RY,
+            extra_args=["-e", "kong_lb_persist=state_file", "-e", f"kong_lb_state_file={hp['state_file']}"],
+            log_path=box.last_log,
+            stream=lambda line: None,
+        )
     finally:
         summary = load.stop()
         hook.done()

@@ -1,6 +1,7 @@
 """The finish gate's second check (issue 27, item 1): before `kong migrations finish`, Kong's own
 connections in pg_stat_activity (application_name 'kong', as Kong's PostgreSQL connector names them)
 must all come from nodes that were checked to run the new version. Real PostgreSQL."""
+
 from __future__ import annotations
 
 import psycopg2
@@ -23,13 +24,13 @@ def kong_database(postgres):
 
 
 def _connect(db: dict, application_name: str):
-    return psycopg2.connect(host=db["host"], port=db["port"], user=db["user"], password=db["password"],
-                            dbname=db["database"], application_name=application_name)
+    return psycopg2.connect(
+        host=db["host"], port=db["port"], user=db["user"], password=db["password"], dbname=db["database"], application_name=application_name
+    )
 
 
 def _kong_db(db: dict) -> KongDb:
-    return KongDb(pg_host=db["host"], pg_port=db["port"], pg_user=db["user"], pg_password=db["password"],
-                  pg_database=db["database"])
+    return KongDb(pg_host=db["host"], pg_port=db["port"], pg_user=db["user"], pg_password=db["password"], pg_database=db["database"])
 
 
 def test_a_kong_session_from_an_unchecked_address_refuses_finish(kong_database):

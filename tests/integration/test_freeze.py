@@ -1,6 +1,7 @@
 """kong_config_freeze end to end: simulated Kong nodes (tests/kongsim) on real PostgreSQL, fronted by
 real nginx and HAProxy, the module run through ansible-playbook, the state checked independently
 (HTTP through the front and straight to the node, the include/map files, the lock file)."""
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,7 @@ def kong_bin(tmp_path_factory):
 
 def seed(admin: str) -> dict:
     """A small configuration of every kind the fingerprint walks, written through the Admin API."""
+
     def post(path, body):
         resp = requests.post(admin + path, json=body, timeout=10)
         assert resp.status_code == 201, resp.text
@@ -46,8 +48,17 @@ def seed(admin: str) -> dict:
 @pytest.fixture
 def db_node(kong_bin, postgres, tmp_path):
     db = postgres.create_database("kong_freeze")
-    node = KongNode(kong_bin, str(tmp_path / "kong"), name="kong1", database="postgres", pg_host=db["host"],
-                    pg_port=db["port"], pg_user=db["user"], pg_password=db["password"], pg_database=db["database"])
+    node = KongNode(
+        kong_bin,
+        str(tmp_path / "kong"),
+        name="kong1",
+        database="postgres",
+        pg_host=db["host"],
+        pg_port=db["port"],
+        pg_user=db["user"],
+        pg_password=db["password"],
+        pg_database=db["database"],
+    )
     res = node.cli("migrations", "bootstrap", "-c", node.conf_path)
     assert res.returncode == 0, res.stderr
     node.start()
@@ -59,8 +70,7 @@ def db_node(kong_bin, postgres, tmp_path):
 def playbook(steps: list, check: bool = False, diff: bool = False):
     """Run kong_config_freeze tasks (name, args) in one ansible-playbook; returns RunResult and the
     task results by name."""
-    tasks = [{"name": name, "kongops.upgrade.kong_config_freeze": args, "ignore_errors": True}
-             for name, args in steps]
+    tasks = [{"name": name, "kongops.upgrade.kong_config_freeze": args, "ignore_errors": True} for name, args in steps]
     play = [{"name": "freeze", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
     run = run_playbook(yaml.safe_dump(play, sort_keys=False), check=check, diff=diff)
     assert run.data, run.stdout[-3000:] + run.stderr[-3000:]
@@ -92,9 +102,17 @@ def test_nginx_enforced_freeze_blocks_writes_verifies_and_thaws(db_node, nginx_f
     }}""")
     front = f"http://127.0.0.1:{lb.ports['admin']}"
     lock = str(tmp_path / "locks" / "prod.json")
-    common = {"admin_url": admin, "cluster": "prod", "lock_path": lock, "enforce": "nginx",
-              "enforce_file": str(include), "nginx_bin": NGINX, "nginx_conf": lb.config,
-              "nginx_prefix": lb.base_dir, "enforce_probe_url": front}
+    common = {
+        "admin_url": admin,
+        "cluster": "prod",
+        "lock_path": lock,
+        "enforce": "nginx",
+        "enforce_file": str(include),
+        "nginx_bin": NGINX,
+        "nginx_conf": lb.config,
+        "nginx_prefix": lb.base_dir,
+        "enforce_probe_url": front,
+    }
     before = services(admin)
     assert post_service(front, "before-freeze").status_code == 201
     requests.delete(admin + "/services/before-freeze", timeout=10)
@@ -103,13 +121,11 @@ def test_nginx_enforced_freeze_blocks_writes_verifies_and_thaws(db_node, nginx_f
     assert res["changed"] is True and not os.path.exists(lock)
     assert include.read_text() == "# not frozen yet\n"
 
-    run, res = freeze(tmp_path, "freeze", state="frozen", run_id="4711", reason="upgrade 3.8.1 to 3.9.3",
-                      holder="ci@runner", marker=True, **common)
+    run, res = freeze(tmp_path, "freeze", state="frozen", run_id="4711", reason="upgrade 3.8.1 to 3.9.3", holder="ci@runner", marker=True, **common)
     assert run.rc == 0, run.stdout[-3000:]
     assert res["changed"] is True and res["probe"] == {"url": front, "status": 423, "verified": True}
     fingerprint = res["fingerprint"]["value"]
-    assert res["fingerprint"]["by_type"] == {"services": 2, "routes": 2, "consumers": 1, "plugins": 1,
-                                             "upstreams": 1, "keyauth_credentials": 1, "targets": 1}
+    assert res["fingerprint"]["by_type"] == {"services": 2, "routes": 2, "consumers": 1, "plugins": 1, "upstreams": 1, "keyauth_credentials": 1, "targets": 1}
 
     blocked = post_service(front, "through-the-front")
     assert blocked.status_code == 423 and blocked.headers["Content-Type"].startswith("application/json")
@@ -127,9 +143,13 @@ def test_nginx_enforced_freeze_blocks_writes_verifies_and_thaws(db_node, nginx_f
         record = json.load(fh)
     assert record["fingerprint"]["value"] == fingerprint and record["holder"] == "ci@runner"
 
-    run, res = playbook([("again", dict(state="frozen", run_id="4711", **common)),
-                         ("other run", dict(state="frozen", run_id="4712", **common)),
-                         ("verify", dict(state="verified", run_id="4711", **common))])
+    run, res = playbook(
+        [
+            ("again", dict(state="frozen", run_id="4711", **common)),
+            ("other run", dict(state="frozen", run_id="4712", **common)),
+            ("verify", dict(state="verified", run_id="4711", **common)),
+        ]
+    )
     assert res["again"]["changed"] is False
     other = res["other run"]
     assert other["failed"] is True and "already frozen" in other["msg"] and "ci@runner" in other["msg"]
@@ -137,8 +157,7 @@ def test_nginx_enforced_freeze_blocks_writes_verifies_and_thaws(db_node, nginx_f
     assert res["verify"].get("failed") is not True and res["verify"]["drift"]["drifted"] is False
     assert res["verify"]["fingerprint"]["value"] == fingerprint
 
-    run, results = playbook([("thaw", dict(state="thawed", run_id="4711", **common)),
-                             ("thaw again", dict(state="thawed", run_id="4711", **common))], diff=True)
+    run, results = playbook([("thaw", dict(state="thawed", run_id="4711", **common)), ("thaw again", dict(state="thawed", run_id="4711", **common))], diff=True)
     res = results["thaw"]
     assert res.get("failed") is not True and res["changed"] is True
     assert res["diff"]["before"]["frozen"] is True and res["diff"]["after"]["frozen"] is False
@@ -158,8 +177,15 @@ def test_haproxy_enforced_freeze_catches_a_write_that_bypassed_the_front(db_node
     lb = haproxy_factory(freeze_front_config("prod", str(freeze_map), f"127.0.0.1:{node_port}"))
     front = f"http://127.0.0.1:{lb.ports['admin']}"
     lock = str(tmp_path / "prod.json")
-    common = {"admin_url": admin, "cluster": "prod", "lock_path": lock, "enforce": "haproxy",
-              "haproxy_socket": lb.socket, "haproxy_map": str(freeze_map), "enforce_probe_url": front}
+    common = {
+        "admin_url": admin,
+        "cluster": "prod",
+        "lock_path": lock,
+        "enforce": "haproxy",
+        "haproxy_socket": lb.socket,
+        "haproxy_map": str(freeze_map),
+        "enforce_probe_url": front,
+    }
 
     run, res = freeze(tmp_path, "freeze", state="frozen", run_id="run-9", holder="ops@bastion", **common)
     assert run.rc == 0, run.stdout[-3000:]
@@ -176,8 +202,7 @@ def test_haproxy_enforced_freeze_catches_a_write_that_bypassed_the_front(db_node
     patched = requests.patch(f"{admin}/routes/{db_node.ids['route']}", json={"paths": ["/people"]}, timeout=10)
     assert patched.status_code == 200
 
-    run, results = playbook([("verify", dict(state="verified", run_id="run-9", **common)),
-                             ("thaw refused", dict(state="thawed", run_id="run-9", **common))])
+    run, results = playbook([("verify", dict(state="verified", run_id="run-9", **common)), ("thaw refused", dict(state="thawed", run_id="run-9", **common))])
     res = results["verify"]
     assert res["failed"] is True
     assert f"added service 'sneaky' (id {sneaky.json()['id']})" in res["msg"]
@@ -197,17 +222,18 @@ def test_dbless_freeze_holds_across_nodes_and_versions(kong_bin, tmp_path_factor
     """Rolling upgrade of DB-less nodes: frozen on an X node (3.6.1), verified on a Y node (3.7.1) that
     loaded X's export; Y's configuration_hash differs and 3.7 adds key-auth `config.realm`, neither
     is drift; a change posted to Y is."""
-    declarative = ("_format_version: '3.0'\nservices:\n- name: users\n  url: http://127.0.0.1:9/users\n"
-                   "  routes:\n  - name: users-route\n    paths: [/users]\n    plugins:\n    - name: key-auth\n"
-                   "consumers:\n- username: alice\n  keyauth_credentials:\n  - key: alice-secret-key\n")
+    declarative = (
+        "_format_version: '3.0'\nservices:\n- name: users\n  url: http://127.0.0.1:9/users\n"
+        "  routes:\n  - name: users-route\n    paths: [/users]\n    plugins:\n    - name: key-auth\n"
+        "consumers:\n- username: alice\n  keyauth_credentials:\n  - key: alice-secret-key\n"
+    )
     x_bin = install_kong("3.6.1", str(tmp_path_factory.mktemp("kong-361")))
     y_bin = install_kong("3.7.1", str(tmp_path_factory.mktemp("kong-371")))
     x = KongNode(x_bin, str(tmp_path / "x"), name="x1", declarative=declarative)
     x.start()
     try:
         lock = str(tmp_path / "edge.json")
-        run, res = freeze(tmp_path, "freeze", state="frozen", run_id="r1", marker=True, admin_url=x.admin_url,
-                          cluster="edge", lock_path=lock)
+        run, res = freeze(tmp_path, "freeze", state="frozen", run_id="r1", marker=True, admin_url=x.admin_url, cluster="edge", lock_path=lock)
         assert run.rc == 0, run.stdout[-3000:]
         x_hash = requests.get(x.admin_url + "/status", timeout=10).json()["configuration_hash"]
         assert res["fingerprint"]["kind"] == "configuration_hash" and res["fingerprint"]["value"] == x_hash
@@ -231,8 +257,7 @@ def test_dbless_freeze_holds_across_nodes_and_versions(kong_bin, tmp_path_factor
         config = yaml.safe_load(export)
         config["services"].append({"name": "sneaky", "host": "sneaky.internal", "port": 80, "protocol": "http"})
         changed = yaml.safe_dump(config)
-        resp = requests.post(y.admin_url + "/config", data=changed,
-                             headers={"Content-Type": "application/yaml"}, timeout=10)
+        resp = requests.post(y.admin_url + "/config", data=changed, headers={"Content-Type": "application/yaml"}, timeout=10)
         assert resp.status_code == 201, resp.text
         run, res = freeze(tmp_path, "verify after a write", state="verified", **common)
         assert res["failed"] is True and "added service 'sneaky'" in res["msg"]

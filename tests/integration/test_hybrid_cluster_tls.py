@@ -5,6 +5,7 @@ and before any traffic moves: HAProxy's weights read back unchanged, the control
 and serving, and the message names the data plane and the fix. Smallest fleet: cp, x1, y1. The same
 preflight tasks with cluster_mtls = pki run alone on a local inventory (no sandbox). The accepted path
 on the sandbox is every other hybrid end-to-end test, which runs through the same check."""
+
 from __future__ import annotations
 
 import os
@@ -101,10 +102,16 @@ def _pki_files(directory):
     def issue(cn, issuer=None, ca=False, dns=None):
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer[0].subject if issuer else name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=90))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer[0].subject if issuer else name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=90))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if dns:
             builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
         return builder.sign(issuer[1] if issuer else key, hashes.SHA256()), key
@@ -115,8 +122,9 @@ def _pki_files(directory):
         paths[name] = str(directory / f"{name}.crt")
         paths[name + "_key"] = str(directory / f"{name}.key")
         (directory / f"{name}.crt").write_bytes(pair[0].public_bytes(serialization.Encoding.PEM))
-        (directory / f"{name}.key").write_bytes(pair[1].private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (directory / f"{name}.key").write_bytes(
+            pair[1].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
     return paths
 
 
@@ -127,24 +135,34 @@ def test_preflight_pki_names_the_data_plane_that_checks_the_wrong_server_name(tm
     pki = {"cluster_mtls": "pki", "cluster_ca_cert": f["ca"]}
     hosts = {
         "cp": {"kong_node_cluster_cert": f["cp"], "kong_node_cluster_cert_key": f["cp_key"], "kong_node_conf": pki},
-        "y1": {"kong_node_cluster_cert": f["dp"], "kong_node_cluster_cert_key": f["dp_key"],
-               "kong_node_conf": dict(pki, cluster_server_name="cp.kong.test")},
+        "y1": {"kong_node_cluster_cert": f["dp"], "kong_node_cluster_cert_key": f["dp_key"], "kong_node_conf": dict(pki, cluster_server_name="cp.kong.test")},
         # no cluster_server_name: the host of cluster_control_plane is checked, and the certificate does not carry it
-        "y2": {"kong_node_cluster_cert": f["dp"], "kong_node_cluster_cert_key": f["dp_key"], "kong_node_conf": pki,
-               "kong_node_cluster_control_plane": "10.1.2.3:8005"},
+        "y2": {
+            "kong_node_cluster_cert": f["dp"],
+            "kong_node_cluster_cert_key": f["dp_key"],
+            "kong_node_conf": pki,
+            "kong_node_cluster_control_plane": "10.1.2.3:8005",
+        },
     }
     local = {"ansible_connection": "local", "ansible_python_interpreter": os.path.join(REPO_VENV_BIN, "python")}
-    inventory = {"all": {"vars": {"kong_mode": "hybrid_dp"}, "children": {
-        "kong_cp": {"hosts": {"cp": dict(local, **hosts["cp"])}},
-        "kong_y": {"hosts": {"y1": dict(local, **hosts["y1"]), "y2": dict(local, **hosts["y2"])}}}}}
+    inventory = {
+        "all": {
+            "vars": {"kong_mode": "hybrid_dp"},
+            "children": {
+                "kong_cp": {"hosts": {"cp": dict(local, **hosts["cp"])}},
+                "kong_y": {"hosts": {"y1": dict(local, **hosts["y1"]), "y2": dict(local, **hosts["y2"])}},
+            },
+        }
+    }
     inv_path = tmp_path / "inventory.yml"
     inv_path.write_text(yaml.safe_dump(inventory))
-    play = ("- hosts: kong_cp\n  gather_facts: false\n  tasks:\n"
-            "    - ansible.builtin.include_role:\n        name: kongops.upgrade.preflight\n"
-            "        tasks_from: cluster_tls.yml\n")
+    play = (
+        "- hosts: kong_cp\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.include_role:\n        name: kongops.upgrade.preflight\n"
+        "        tasks_from: cluster_tls.yml\n"
+    )
     res = run_playbook(play, inventory=str(inv_path))
-    judged = res.result("kongops.upgrade.preflight : Judge whether the control plane accepts each Y data plane, and each "
-                        "Y data plane the control plane")
+    judged = res.result("kongops.upgrade.preflight : Judge whether the control plane accepts each Y data plane, and each Y data plane the control plane")
     assert res.rc != 0 and judged["refused"] == ["y2"], judged
     assert "names cp.kong.test, not 10.1.2.3" in judged["msg"] and "kong_node_cluster_server_name" in judged["msg"]
     assert "y1:" not in judged["msg"] and "PRIVATE KEY" not in res.stdout

@@ -4,6 +4,7 @@ checked, and a watcher that samples the control plane's view of its data planes 
 
 FACTS 5.2: a control plane accepts data planes of its major and an older-or-equal minor, so the
 control plane goes first (in place, with migrations) and the data planes follow (rolling)."""
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Kong's migrations per version, as the simulator carries them (from Kong's source at each tag)
 MIGRATIONS = json.load(open(os.path.join(REPO, "tests", "kongsim", "kongsim", "data", "migrations-by-version.json")))
 X, Y = "3.6.1", "3.7.1"
-RATE = 150.0     # requests per second through HAProxy: modest on two shared cores
-SEEDED = 100     # services, each with a route, written on the control plane before the upgrade
+RATE = 150.0  # requests per second through HAProxy: modest on two shared cores
+SEEDED = 100  # services, each with a route, written on the control plane before the upgrade
 EMPTY_HASH = "0" * 32
-
-
 
 
 def _admin(box: Sandbox, name: str) -> str:
@@ -81,7 +80,7 @@ def hybrid(tmp_path):
         box.log_dir = str(tmp_path)
         boxes.append(box)
         box.up(mode="hybrid", kong_x=X, kong_cp=kong_cp, nodes=nodes)
-        seed_services(_admin(box, 'cp'), SEEDED)
+        seed_services(_admin(box, "cp"), SEEDED)
         # every X data plane holds the seeded configuration and told the control plane so
         box.x_ids = {x: _node_id(box, x) for x in box.names("kong_x")}
 
@@ -89,8 +88,12 @@ def hybrid(tmp_path):
             rows = _data_planes(box) or {}
             hashes = {x: _config_hash(box, x) for x in box.names("kong_x")}
             listed = {x: (rows.get(box.x_ids[x]) or {}).get("config_hash") for x in box.names("kong_x")}
-            return (len(set(hashes.values())) == 1 and EMPTY_HASH not in hashes.values() and listed == hashes
-                    and all(len(_paged(_admin(box, x) + "/services")) >= SEEDED for x in box.names("kong_x")))
+            return (
+                len(set(hashes.values())) == 1
+                and EMPTY_HASH not in hashes.values()
+                and listed == hashes
+                and all(len(_paged(_admin(box, x) + "/services")) >= SEEDED for x in box.names("kong_x"))
+            )
 
         _wait("the X data planes in sync with the seeded configuration", synced)
         return box
@@ -169,10 +172,10 @@ def _node_running(box: Sandbox, name: str) -> bool:
 @dataclass
 class Sample:
     wall: float
-    cp_version: str | None              # GET / on the control plane; None while it does not answer
-    rows: dict | None                   # its /clustering/data-planes by id; None while it does not answer
-    servers: dict                       # HAProxy's per-server counters
-    y_ids: dict = field(default_factory=dict)   # Y server name -> data plane id, once the node answers
+    cp_version: str | None  # GET / on the control plane; None while it does not answer
+    rows: dict | None  # its /clustering/data-planes by id; None while it does not answer
+    servers: dict  # HAProxy's per-server counters
+    y_ids: dict = field(default_factory=dict)  # Y server name -> data plane id, once the node answers
 
 
 class ClusterWatch:
@@ -227,21 +230,18 @@ def _synced_before_traffic(box: Sandbox, samples: list[Sample], cp_hash: str) ->
             row = (s.rows or {}).get(s.y_ids.get(name, "?")) or {}
             return row.get("version") == Y and row.get("sync_status") == "normal" and row.get("config_hash") == cp_hash
 
-        answered = [s for s in samples[:first_traffic + 1] if s.rows is not None]
-        verdict[name] = {"in_sync_before": any(listed(s) for s in samples[:first_traffic]),
-                         "in_sync_at_first_request": bool(answered) and listed(answered[-1])}
+        answered = [s for s in samples[: first_traffic + 1] if s.rows is not None]
+        verdict[name] = {"in_sync_before": any(listed(s) for s in samples[:first_traffic]), "in_sync_at_first_request": bool(answered) and listed(answered[-1])}
     return verdict
 
 
 def _load(box: Sandbox) -> LoadGenerator:
-    return LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"},
-                         timeout=5).start()
+    return LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"}, timeout=5).start()
 
 
 def _assert_clean_load(summary: dict) -> None:
     assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
-    assert summary["failed"] == 0, (f"{summary['failed']} of {summary['total']} requests failed: "
-                                    f"{summary['failures_by_reason']}")
+    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed: {summary['failures_by_reason']}"
     assert summary["total"] >= RATE * 10
 
 
@@ -253,8 +253,7 @@ def _assert_ends_on_y(box: Sandbox, summary: dict) -> None:
     assert not running, f"X data planes still running: {running}"
     assert all(_node_running(box, y) for y in box.names("kong_y"))
     servers = haproxy_servers(box.state["haproxy"]["socket"])
-    assert {name: s["weight"] > 0 for name, s in servers.items()} == {
-        **dict.fromkeys(box.names("kong_x"), False), **dict.fromkeys(box.names("kong_y"), True)}
+    assert {name: s["weight"] > 0 for name, s in servers.items()} == {**dict.fromkeys(box.names("kong_x"), False), **dict.fromkeys(box.names("kong_y"), True)}
 
 
 def _assert_y_listed_in_sync(box: Sandbox, cp_hash: str) -> None:
@@ -321,8 +320,9 @@ def test_hybrid_upgrade_control_plane_in_place_then_data_planes_rolling(hybrid):
     last_x = max((i for i, s in enumerate(samples) if s.cp_version == X), default=None)
     first_y = next((i for i, s in enumerate(samples) if s.cp_version == Y), None)
     assert last_x is not None and first_y is not None and last_x < first_y, "the watcher did not see X, then Y"
-    assert all(s.cp_version is None for s in samples[last_x + 1:first_y]) and first_y - last_x > 1, \
+    assert all(s.cp_version is None for s in samples[last_x + 1 : first_y]) and first_y - last_x > 1, (
         "the control plane never stopped: the run proves nothing about its downtime"
+    )
     during = [r for r in load.records if samples[last_x].wall < r.wall < samples[first_y].wall]
     assert during and all(r.ok for r in during), "requests failed while the control plane was down"
     assert {r.version for r in during} == {X}, "only the X data planes serve while the control plane migrates"
@@ -374,7 +374,7 @@ def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
     before = _data_planes(box)
     x_hashes = {before[box.x_ids[x]]["config_hash"] for x in box.names("kong_x")}
     assert len(x_hashes) == 1 and EMPTY_HASH not in x_hashes, x_hashes
-    cp_hash = x_hashes.pop()   # what the control plane pushes, as its data planes report it
+    cp_hash = x_hashes.pop()  # what the control plane pushes, as its data planes report it
     assert all(before[box.x_ids[x]]["version"] == X for x in box.names("kong_x"))
 
     cp_pid = _pid(box, "cp")
@@ -398,8 +398,7 @@ def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
     # the control plane listed every Y data plane, on Y and in sync, before HAProxy sent it a request
     verdict = _synced_before_traffic(box, samples, cp_hash)
     assert all(v["in_sync_before"] and v["in_sync_at_first_request"] for v in verdict.values()), verdict
-    assert {s.cp_version for s in samples} - {None} == {Y} and _pid(box, "cp") == cp_pid, \
-        "the control plane was not left alone"
+    assert {s.cp_version for s in samples} - {None} == {Y} and _pid(box, "cp") == cp_pid, "the control plane was not left alone"
     _assert_y_listed_in_sync(box, cp_hash)
     _assert_ends_on_y(box, summary)
 
@@ -418,16 +417,19 @@ def _start_stray(box: Sandbox, version: str) -> str:
     conf = os.path.join(base, "kong.conf")
     if not os.path.exists(conf):
         ports = _procs.PortAllocator(box.lb_port + 35)
-        settings = {"prefix": os.path.join(base, "prefix"), "proxy_listen": f"127.0.0.1:{ports.take()}",
-                    "admin_listen": f"127.0.0.1:{ports.take()}", "status_listen": f"127.0.0.1:{ports.take()}"}
+        settings = {
+            "prefix": os.path.join(base, "prefix"),
+            "proxy_listen": f"127.0.0.1:{ports.take()}",
+            "admin_listen": f"127.0.0.1:{ports.take()}",
+            "status_listen": f"127.0.0.1:{ports.take()}",
+        }
         with open(box.state["nodes"]["x1"]["conf"]) as fh:
             text = re.sub(r"(?m)^\s*(prefix|proxy_listen|admin_listen|status_listen)\s*=.*\n?", "", fh.read())
         with open(conf, "w") as fh:
             fh.write(text.rstrip("\n") + "\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
         os.chmod(conf, 0o600)
     _stop_stray(box)
-    proc = subprocess.run([box.kong_bin(version), "start", "-c", conf],
-                          capture_output=True, text=True, check=False, timeout=60)
+    proc = subprocess.run([box.kong_bin(version), "start", "-c", conf], capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     with open(conf) as fh:
         admin = "http://" + re.search(r"(?m)^admin_listen = (\S+)", fh.read()).group(1)
@@ -451,8 +453,7 @@ def _restart(box: Sandbox, name: str, version: str) -> None:
     node = box.state["nodes"][name]
     subprocess.run([box.kong_bin(X), "stop", "-p", node["prefix"]], capture_output=True, check=False, timeout=60)
     _wait(f"{name} stopped", lambda: not _node_running(box, name))
-    proc = subprocess.run([box.kong_bin(version), "start", "-c", node["conf"]], capture_output=True, text=True,
-                          check=False, timeout=60)
+    proc = subprocess.run([box.kong_bin(version), "start", "-c", node["conf"]], capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     _wait(f"{name} on {version}", lambda: (_get(_admin(box, name) + "/") or {}).get("version") == version)
 
@@ -476,8 +477,7 @@ def test_hybrid_data_planes_judged_from_what_the_control_plane_lists(hybrid):
     before = _outside(box)
     assert _upgrade(box, "rolling") != 0
     failure = _failure(box)
-    assert (f"not in the inventory's current groups: {host} (id {stray_id}, ip 127.0.0.1, Kong {X})"
-            in failure), failure
+    assert f"not in the inventory's current groups: {host} (id {stray_id}, ip 127.0.0.1, Kong {X})" in failure, failure
     assert _outside(box) == before
 
     # the same data plane now newer than its control plane: named with the fix
@@ -486,8 +486,10 @@ def test_hybrid_data_planes_judged_from_what_the_control_plane_lists(hybrid):
     assert ((_data_planes(box) or {})[stray_id]["sync_status"]) == "kong_version_incompatible"
     assert _upgrade(box, "rolling") != 0
     failure = _failure(box)
-    assert (f"data plane {host} (id {stray_id}, ip 127.0.0.1, Kong 3.8.1) is newer than its control plane on {Y}"
-            in failure and "upgrade the control plane first" in failure), failure
+    assert (
+        f"data plane {host} (id {stray_id}, ip 127.0.0.1, Kong 3.8.1) is newer than its control plane on {Y}" in failure
+        and "upgrade the control plane first" in failure
+    ), failure
     assert _outside(box) == before
 
     # back on Y (the version the run goes to, so not left behind), then gone: its row stays, last hash kept
@@ -500,8 +502,9 @@ def test_hybrid_data_planes_judged_from_what_the_control_plane_lists(hybrid):
     _wait("the control plane lists x3 on Y", row_of(box.x_ids["x3"], Y))
     load = _load(box)
     # two traffic steps and the X nodes drained together keep this run short; the steps are tested above
-    rc = _upgrade(box, "rolling", "-e", "kong_dp_left_behind=upgrade", "-e", "kong_version_current=",
-                  "-e", '{"kong_traffic_steps": [50, 100], "kong_drain_serial": 3}')
+    rc = _upgrade(
+        box, "rolling", "-e", "kong_dp_left_behind=upgrade", "-e", "kong_version_current=", "-e", '{"kong_traffic_steps": [50, 100], "kong_drain_serial": 3}'
+    )
     time.sleep(2)
     summary = load.stop()
     assert rc == 0, _failure(box)

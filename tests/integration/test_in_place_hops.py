@@ -2,6 +2,7 @@
 real HAProxy, simulated Kong nodes): 3.4.2 -> 3.7.1 is three hops (3.5.x, 3.6.x between). A failure
 in the 3.6.1 hop's migrations restores the pre-upgrade backup and restarts 3.4.2; the same cluster
 then goes 3.4.2 -> 3.7.1 in one run under load, in one downtime window."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,7 @@ from tests.sandbox.core import Sandbox
 from tests.sandbox.seed import seed_services
 from tests.services.postgres import PostgresServer
 
-HOPS = ["-e", "kong_upgrade_hops=auto",
-        "-e", json.dumps({"kong_rehearse_hop_versions": {"3.5.x": "3.5.0", "3.6.x": "3.6.1"}})]
+HOPS = ["-e", "kong_upgrade_hops=auto", "-e", json.dumps({"kong_rehearse_hop_versions": {"3.5.x": "3.5.0", "3.6.x": "3.6.1"}})]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,12 @@ def _digests(box: Sandbox) -> dict:
     """Row count and content digest of every table of the cluster's database."""
     server, db = _pg(box), box.state["postgres"]["database"]
     tables = server.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", database=db).split()
-    return {t: server.psql(f"SELECT count(*) || ':' || md5(coalesce(string_agg(h, '' ORDER BY h), '')) "
-                           f"FROM (SELECT md5(x::text) AS h FROM \"{t}\" x) s", database=db) for t in tables}
+    return {
+        t: server.psql(
+            f"SELECT count(*) || ':' || md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(x::text) AS h FROM \"{t}\" x) s", database=db
+        )
+        for t in tables
+    }
 
 
 def _journal(box: Sandbox) -> dict:
@@ -75,10 +79,13 @@ def test_failed_hop_restores_the_backup_and_x(box):
     passes, the 3.6.1 hop's `up` (rate-limiting 006_350_to_360 copies the redis settings) fails after
     the 3.5.0 hop's `finish`: X cannot run on that database, the backup is restored and 3.4.2 serves."""
     db, role = box.state["postgres"]["database"], box.state["postgres"]["user"]
-    _pg(box).psql(f"SET ROLE {role}; CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS "
-                  "$$ BEGIN RAISE EXCEPTION 'plugins are read-only here'; END $$; "
-                  "CREATE TRIGGER refuse_update BEFORE UPDATE ON plugins FOR EACH STATEMENT "
-                  "EXECUTE FUNCTION refuse_update()", database=db)
+    _pg(box).psql(
+        f"SET ROLE {role}; CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'plugins are read-only here'; END $$; "
+        "CREATE TRIGGER refuse_update BEFORE UPDATE ON plugins FOR EACH STATEMENT "
+        "EXECUTE FUNCTION refuse_update()",
+        database=db,
+    )
     before = _digests(box)
     rc, log = _upgrade(box)
     assert rc != 0, _tail(log)
@@ -114,8 +121,7 @@ def test_three_hops_in_one_run_under_load(box):
     assert "rate-limiting: 006_350_to_360" in plan
     assert _digests(box) == before and "kong/3.4.2" in _served_by(box)
 
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"},
-                         timeout=2).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=2).start()
     rc, log = _upgrade(box)
     load.stop()
     assert rc == 0, _tail(log)
@@ -124,8 +130,7 @@ def test_three_hops_in_one_run_under_load(box):
     assert journal["status"] == "done", journal
     assert journal["hops"]["finished"] == ["3.5.0", "3.6.1"] and journal["hops"]["chain"] == ["3.5.0", "3.6.1", "3.7.1"]
     # 3.5.0's only migration has no teardown: its `finish` finds nothing pending; 3.6.1's plugins have one
-    assert [(h["from"], h["to"], h["up"], h["finish"]) for h in journal["hops"]["ran"]] == [
-        ("3.4.2", "3.5.0", True, False), ("3.5.0", "3.6.1", True, True)]
+    assert [(h["from"], h["to"], h["up"], h["finish"]) for h in journal["hops"]["ran"]] == [("3.4.2", "3.5.0", True, False), ("3.5.0", "3.6.1", True, True)]
     meta = box.schema_meta()
     for version in ("3.5.0", "3.6.1", "3.7.1"):
         for sub in MIGRATIONS["versions"][version]["subsystems"]:

@@ -1,5 +1,6 @@
 """The in-place upgrade end to end on a traditional sandbox: real PostgreSQL, real HAProxy,
 simulated Kong nodes, the collection's playbooks, and a load that measures the downtime."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Kong's migrations per version, as the simulator carries them (from Kong's source at each tag)
 MIGRATIONS = json.load(open(os.path.join(REPO, "tests", "kongsim", "kongsim", "data", "migrations-by-version.json")))
 SEEDED = 500  # services, each with a route: 1,000 entities plus the demo configuration
-
-
-
 
 
 @pytest.fixture
@@ -116,9 +114,15 @@ def _check_mode_changes_nothing(box: Sandbox, kong_y: str) -> set:
     # the other playbooks of the collection, in check mode too
     said = {}
     for playbook in ("backup.yml", "rollback.yml"):
-        run = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), os.path.join(REPO, "playbooks", playbook),
-                              "-i", box.inventory, "--check"], capture_output=True, text=True, env=box.ansible_env(),
-                             cwd=REPO, timeout=600, check=False)
+        run = subprocess.run(
+            [os.path.join(VENV_BIN, "ansible-playbook"), os.path.join(REPO, "playbooks", playbook), "-i", box.inventory, "--check"],
+            capture_output=True,
+            text=True,
+            env=box.ansible_env(),
+            cwd=REPO,
+            timeout=600,
+            check=False,
+        )
         assert run.returncode == 0, f"{playbook} --check: {run.stdout[-3000:]}"
         said[playbook] = run.stdout
     assert "check mode: nothing was written; would write " in said["backup.yml"]
@@ -142,8 +146,7 @@ def test_traditional_in_place_upgrade(traditional, monkeypatch, kong_x, kong_y):
     box = traditional(kong_x)
     before = _counts(box)
     planned = _check_mode_changes_nothing(box, kong_y) if kong_x == "3.6.1" else set()
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"},
-                         timeout=2).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=2).start()
     rc = _upgrade(box, kong_y)
     summary = load.stop()
     assert rc == 0, _failure(box)
@@ -185,8 +188,7 @@ def test_failed_migration_rolls_back_to_x(traditional):
     db = box.state["postgres"]["database"]
     before_meta, before_counts = _schema_meta(box), _counts(box)
     # a DBA mistake: the table 023_360_to_370 alters now belongs to another role
-    _pg(box).psql("ALTER TABLE clustering_data_planes OWNER TO postgres; "
-                  "GRANT SELECT ON clustering_data_planes TO kong", database=db)
+    _pg(box).psql("ALTER TABLE clustering_data_planes OWNER TO postgres; GRANT SELECT ON clustering_data_planes TO kong", database=db)
     rc = _upgrade(box, "3.7.1")
     assert rc != 0
     journal = _journal(box)
@@ -204,16 +206,14 @@ def test_rollback_playbook_restores_x_and_then_changes_nothing(traditional):
     assert "kong/3.7.1" in _served_by(box)
 
     rollback = os.path.join(REPO, "playbooks", "rollback.yml")
-    first = run_playbook(rollback, inventory=box.inventory,
-                         extra_vars={"kong_version_target": "3.7.1", "kong_rollback_confirm": True}, env=box.ansible_env())
+    first = run_playbook(rollback, inventory=box.inventory, extra_vars={"kong_version_target": "3.7.1", "kong_rollback_confirm": True}, env=box.ansible_env())
     assert first.rc == 0, first.stdout[-3000:]
     assert "kong/3.6.1" in _served_by(box)
     assert _schema_meta(box) == before_meta
     assert _counts(box) == before_counts
     assert _journal(box)["status"] == "rolled_back"
 
-    second = run_playbook(rollback, inventory=box.inventory,
-                          extra_vars={"kong_version_target": "3.7.1", "kong_rollback_confirm": True}, env=box.ansible_env())
+    second = run_playbook(rollback, inventory=box.inventory, extra_vars={"kong_version_target": "3.7.1", "kong_rollback_confirm": True}, env=box.ansible_env())
     assert second.rc == 0
     assert sum(h.get("changed", 0) for h in second.stats.values()) == 0
 
@@ -287,20 +287,20 @@ def test_point_of_no_return_and_a_guarded_rollback(traditional):
     assert "kong/3.7.1" in _served_by(box) and _journal(box)["status"] == "done"
 
     admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"
-    assert requests.post(f"{admin}/services", json={"name": "after-upgrade", "url": "http://127.0.0.1:9/"},
-                         timeout=10).status_code == 201
+    assert requests.post(f"{admin}/services", json={"name": "after-upgrade", "url": "http://127.0.0.1:9/"}, timeout=10).status_code == 201
     after_write = _counts(box)
-    confirmed = run_playbook(rollback, inventory=box.inventory, extra_vars=dict(extra, kong_rollback_confirm=True),
-                             env=box.ansible_env())
+    confirmed = run_playbook(rollback, inventory=box.inventory, extra_vars=dict(extra, kong_rollback_confirm=True), env=box.ansible_env())
     assert confirmed.rc != 0 and "kong_rollback_force" in confirmed.stdout, confirmed.stdout[-3000:]
     assert "kong/3.7.1" in _served_by(box) and _counts(box) == after_write
 
-    forced = run_playbook(rollback, inventory=box.inventory,
-                          extra_vars=dict(extra, kong_rollback_confirm=True, kong_rollback_force=True),
-                          env=box.ansible_env())
-    assert forced.rc == 0, _pg_log(box) + "\n" + "\n".join(
-        str(r.get("msg")) for p in forced.data.get("plays", []) for t in p["tasks"] for r in t["hosts"].values()
-        if r.get("failed"))
+    forced = run_playbook(
+        rollback, inventory=box.inventory, extra_vars=dict(extra, kong_rollback_confirm=True, kong_rollback_force=True), env=box.ansible_env()
+    )
+    assert forced.rc == 0, (
+        _pg_log(box)
+        + "\n"
+        + "\n".join(str(r.get("msg")) for p in forced.data.get("plays", []) for t in p["tasks"] for r in t["hosts"].values() if r.get("failed"))
+    )
     assert "kong/3.6.1" in _served_by(box)
     assert _counts(box) == before_counts
     assert _journal(box)["status"] == "rolled_back"

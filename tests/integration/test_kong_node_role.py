@@ -8,6 +8,7 @@ line is less forgiving than the role once assumed.
 - `kong stop` sends SIGTERM and returns at once (kong/cmd/utils/nginx_signals.lua:221 at 3.9.3):
   state `stopped` must mean the process is gone.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,17 +57,20 @@ def _alive(pid: int) -> bool:
 def dbless_vars(tmp_path):
     kong = install_kong("3.9.3", str(tmp_path / "install"))
     src = tmp_path / "kong.yml"
-    src.write_text("_format_version: '3.0'\nservices:\n- name: s1\n  url: http://127.0.0.1:9/\n"
-                   "  routes:\n  - name: r1\n    paths: [/s1]\n")
+    src.write_text("_format_version: '3.0'\nservices:\n- name: s1\n  url: http://127.0.0.1:9/\n  routes:\n  - name: r1\n    paths: [/s1]\n")
     admin, status = free_port(), free_port()
     return {
-        "kong_node_version": "3.9.3", "kong_node_mode": "dbless", "kong_node_install_method": "prefix",
-        "kong_node_bin": kong, "kong_node_prefix": str(tmp_path / "prefix"),
+        "kong_node_version": "3.9.3",
+        "kong_node_mode": "dbless",
+        "kong_node_install_method": "prefix",
+        "kong_node_bin": kong,
+        "kong_node_prefix": str(tmp_path / "prefix"),
         "kong_node_conf_path": str(tmp_path / "etc" / "kong.conf"),
         "kong_node_declarative_config_src": str(src),
         "kong_node_declarative_config": str(tmp_path / "etc" / "kong.yml"),
         "kong_node_proxy_listen": f"127.0.0.1:{free_port()}",
-        "kong_node_admin_listen": f"127.0.0.1:{admin}", "kong_node_status_listen": f"127.0.0.1:{status}",
+        "kong_node_admin_listen": f"127.0.0.1:{admin}",
+        "kong_node_status_listen": f"127.0.0.1:{status}",
         # Kong's default pg_port, empty: `config parse` without a DB-less kong.conf would fail here
         "kong_node_env": {"KONG_PG_PORT": str(free_port())},
         "_admin": f"http://127.0.0.1:{admin}",
@@ -105,8 +109,7 @@ def test_breaking_change_conversions_are_applied_to_the_operators_kong_conf(tmp_
     """kong_node_conf_fixes (what preflight's scan gives with kong_breaking_fix) renames and comments
     out properties in the operator's file, keeping its other lines and comments, shown in --diff."""
     conf = tmp_path / "kong.conf"
-    conf.write_text("# grown since 2.x\nclient_max_body_size = 10m  # uploads\nnginx_optimizations = on\n"
-                    "database = postgres\n")
+    conf.write_text("# grown since 2.x\nclient_max_body_size = 10m  # uploads\nnginx_optimizations = on\ndatabase = postgres\n")
     play = """
 - hosts: localhost
   gather_facts: false
@@ -115,9 +118,12 @@ def test_breaking_change_conversions_are_applied_to_the_operators_kong_conf(tmp_
         name: kongops.upgrade.kong_node
         tasks_from: configure.yml
 """
-    extra = {"kong_node_version": "3.4.2", "kong_node_mode": "traditional", "kong_node_conf_path": str(conf),
-             "kong_node_conf_fixes": {"rename": {"client_max_body_size": "nginx_http_client_max_body_size"},
-                                      "remove": ["nginx_optimizations"]}}
+    extra = {
+        "kong_node_version": "3.4.2",
+        "kong_node_mode": "traditional",
+        "kong_node_conf_path": str(conf),
+        "kong_node_conf_fixes": {"rename": {"client_max_body_size": "nginx_http_client_max_body_size"}, "remove": ["nginx_optimizations"]},
+    }
     res = run_playbook(play, extra_vars=extra, diff=True, timeout=120)
     assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
     lines = conf.read_text().splitlines()

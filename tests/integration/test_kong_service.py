@@ -32,21 +32,19 @@ def test_conf_kept_node_started_observed_and_quit(kong_bin, tmp_path):
     operator = "# operator's comment, kept\n" + open(node.conf_path).read() + "nginx_http_client_max_body_size = 64m  # ours\n"
     with open(node.conf_path, "w") as fh:
         fh.write(operator)
-    svc = {"kong_bin": kong_bin, "kong_conf": node.conf_path, "kong_prefix": node.prefix,
-           "kong_env": {"KONG_PG_PASSWORD": SECRET}, "admin_url": node.admin_url}
+    svc = {"kong_bin": kong_bin, "kong_conf": node.conf_path, "kong_prefix": node.prefix, "kong_env": {"KONG_PG_PASSWORD": SECRET}, "admin_url": node.admin_url}
     tasks = [
-        {"name": "conf", "kongops.upgrade.kong_conf": {"path": node.conf_path,
-                                                       "settings": {"pg_database": "kong#1", "log_level": "info"}}},
-        {"name": "start", "kongops.upgrade.kong_service": dict(svc, state="started", ready_timeout=30,
-                                                               ready_url=node.status_url + "/status/ready")},
+        {"name": "conf", "kongops.upgrade.kong_conf": {"path": node.conf_path, "settings": {"pg_database": "kong#1", "log_level": "info"}}},
+        {"name": "start", "kongops.upgrade.kong_service": dict(svc, state="started", ready_timeout=30, ready_url=node.status_url + "/status/ready")},
         {"name": "observe", "kongops.upgrade.kong_service": svc},
         {"name": "start again", "kongops.upgrade.kong_service": dict(svc, state="started")},
         {"name": "quit", "kongops.upgrade.kong_service": dict(svc, state="stopped", quit_timeout=5)},
         {"name": "after quit", "kongops.upgrade.kong_service": svc},
     ]
     try:
-        run = run_playbook(yaml.safe_dump([{"name": "svc", "hosts": "localhost", "gather_facts": False,
-                                            "tasks": tasks}], sort_keys=False), verbosity=3, callback="json")
+        run = run_playbook(
+            yaml.safe_dump([{"name": "svc", "hosts": "localhost", "gather_facts": False, "tasks": tasks}], sort_keys=False), verbosity=3, callback="json"
+        )
         assert run.rc == 0, run.stdout[-4000:] + run.stderr[-2000:]
         text = open(node.conf_path).read()
         kept = [ln for ln in operator.splitlines() if ln and not ln.startswith(("pg_database", "log_level"))]
@@ -67,10 +65,8 @@ def test_conf_kept_node_started_observed_and_quit(kong_bin, tmp_path):
 
 def test_escaped_hash_read_back_by_kong(kong_bin, tmp_path):
     node = KongNode(kong_bin, str(tmp_path), name="n2", declarative=DECL)
-    tasks = [{"name": "conf", "kongops.upgrade.kong_conf": {"path": node.conf_path,
-                                                            "settings": {"pg_database": "kong#1"}}}]
-    run = run_playbook(yaml.safe_dump([{"name": "c", "hosts": "localhost", "gather_facts": False,
-                                        "tasks": tasks}], sort_keys=False))
+    tasks = [{"name": "conf", "kongops.upgrade.kong_conf": {"path": node.conf_path, "settings": {"pg_database": "kong#1"}}}]
+    run = run_playbook(yaml.safe_dump([{"name": "c", "hosts": "localhost", "gather_facts": False, "tasks": tasks}], sort_keys=False))
     assert run.rc == 0, run.stdout[-3000:]
     try:
         node.start()

@@ -1,6 +1,7 @@
 """kong_node_info on a Konnect data plane: Konnect's data-plane node records read from the stand-in
 (tests/services/konnect.py) over HTTP, the data plane's own Admin API faked in memory. Kept beside the
 end-to-end suites: the stand-in lives in tests/services, which the sanity copy of the collection leaves out."""
+
 from __future__ import annotations
 
 import time
@@ -18,9 +19,17 @@ HASH, OLD_HASH = "a" * 32, "b" * 32
 
 def _row(node_id, host, version, conf_hash=HASH, age=2):
     now = int(time.time())
-    return {"id": node_id, "hostname": host, "version": version, "last_ping": now - age, "type": "kong-proxy",
-            "created_at": now - 100, "updated_at": now - age, "config_hash": conf_hash,
-            "compatibility_status": {"state": "COMPATIBILITY_STATE_FULLY_COMPATIBLE", "issues": []}}
+    return {
+        "id": node_id,
+        "hostname": host,
+        "version": version,
+        "last_ping": now - age,
+        "type": "kong-proxy",
+        "created_at": now - 100,
+        "updated_at": now - age,
+        "config_hash": conf_hash,
+        "compatibility_status": {"state": "COMPATIBILITY_STATE_FULLY_COMPATIBLE", "issues": []},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -34,27 +43,47 @@ def konnect():
 def dp(monkeypatch, konnect):
     """This data plane's own facts (a Konnect data plane on 3.7.1 serving HASH) and a clean stand-in."""
     konnect.extra, konnect.patch, konnect.expected = [], {}, None
-    facts = {"version": "3.7.1", "node_id": SELF_ID, "hostname": "y1", "mode": "konnect_dp", "role": "data_plane",
-             "database": "off", "configuration_hash": HASH, "cluster_control_plane": "abc.us.cp0.konghq.com:443",
-             "ready": True, "data_planes": []}
+    facts = {
+        "version": "3.7.1",
+        "node_id": SELF_ID,
+        "hostname": "y1",
+        "mode": "konnect_dp",
+        "role": "data_plane",
+        "database": "off",
+        "configuration_hash": HASH,
+        "cluster_control_plane": "abc.us.cp0.konghq.com:443",
+        "ready": True,
+        "data_planes": [],
+    }
     monkeypatch.setattr(kong_node_info.KongNodeInfo, "gather", lambda self, **kw: dict(facts))
     return facts
 
 
 def _args(konnect, **extra):
-    args = {"admin_url": "http://127.0.0.1:8001", "stale_after": 90, "wait_timeout": 2,
-            "konnect": {"api_url": konnect.url, "token": TOKEN, "control_plane_id": CP_ID}}
+    args = {
+        "admin_url": "http://127.0.0.1:8001",
+        "stale_after": 90,
+        "wait_timeout": 2,
+        "konnect": {"api_url": konnect.url, "token": TOKEN, "control_plane_id": CP_ID},
+    }
     args.update(extra)
     return args
 
 
 def test_lists_nodes_and_waits_for_the_group_hash(capsys, konnect, dp):
-    konnect.extra = [_row(SELF_ID, "y1", "3.7.1"), _row("x-1", "x1", "3.6.1"),
-                     _row("gone", "old", "3.4.2", OLD_HASH, age=4000)]
+    konnect.extra = [_row(SELF_ID, "y1", "3.7.1"), _row("x-1", "x1", "3.6.1"), _row("gone", "old", "3.4.2", OLD_HASH, age=4000)]
     konnect.expected = HASH
-    rc, result, out = run_module(kong_node_info.main, capsys, _args(
-        konnect, wait_data_plane={"id": SELF_ID, "version": "3.7.1", "config_hash": HASH},
-        wait_config_sync=True, skew={"target_version": "3.7.1"}, cluster_control_plane="abc.us.cp0.konghq.com:443"))
+    rc, result, out = run_module(
+        kong_node_info.main,
+        capsys,
+        _args(
+            konnect,
+            wait_data_plane={"id": SELF_ID, "version": "3.7.1", "config_hash": HASH},
+            wait_config_sync=True,
+            skew={"target_version": "3.7.1"},
+            cluster_control_plane="abc.us.cp0.konghq.com:443",
+        ),
+    )
     assert rc == 0, result["msg"]
     assert result["cp_config_hash"] == HASH
     assert {r["id"] for r in result["konnect_nodes"]} == {SELF_ID, "x-1", "gone"}
@@ -92,18 +121,20 @@ def test_a_target_newer_than_konnect_supports_is_refused(capsys, konnect, dp):
 
 def test_a_data_plane_konnect_does_not_list_live_is_named(capsys, konnect, dp):
     konnect.extra = [_row(SELF_ID, "y1", "3.7.1", age=4000)]
-    rc, result, _out = run_module(kong_node_info.main, capsys, _args(
-        konnect, wait_data_plane={"id": SELF_ID}, wait_timeout=1))
+    rc, result, _out = run_module(kong_node_info.main, capsys, _args(konnect, wait_data_plane={"id": SELF_ID}, wait_timeout=1))
     assert rc == 1
     assert "Konnect does not list data plane y1" in result["msg"] and "last ping" in result["msg"]
 
 
-@pytest.mark.parametrize("change, variable", [
-    ({"token": None}, "kong_konnect_token"),
-    ({"token": "wrong"}, "kong_konnect_token"),
-    ({"api_url": "us.api.konghq.com"}, "kong_konnect_api_url"),
-    ({"control_plane_id": "not-a-uuid"}, "kong_konnect_control_plane_id"),
-])
+@pytest.mark.parametrize(
+    "change, variable",
+    [
+        ({"token": None}, "kong_konnect_token"),
+        ({"token": "wrong"}, "kong_konnect_token"),
+        ({"api_url": "us.api.konghq.com"}, "kong_konnect_api_url"),
+        ({"control_plane_id": "not-a-uuid"}, "kong_konnect_control_plane_id"),
+    ],
+)
 def test_bad_konnect_input_is_refused_naming_the_variable(capsys, konnect, dp, change, variable):
     args = _args(konnect)
     args["konnect"].update(change)
@@ -113,8 +144,7 @@ def test_bad_konnect_input_is_refused_naming_the_variable(capsys, konnect, dp, c
 
 
 def test_a_data_plane_configured_with_another_control_plane_is_named(capsys, konnect, dp):
-    rc, result, _out = run_module(kong_node_info.main, capsys, {
-        "admin_url": "http://127.0.0.1:8001", "cluster_control_plane": "other.us.cp0.konghq.com:443"})
+    rc, result, _out = run_module(kong_node_info.main, capsys, {"admin_url": "http://127.0.0.1:8001", "cluster_control_plane": "other.us.cp0.konghq.com:443"})
     assert rc == 1
     assert "other.us.cp0.konghq.com:443" in result["msg"] and "abc.us.cp0.konghq.com:443" in result["msg"]
 
@@ -128,12 +158,15 @@ def test_konnect_options_on_a_node_that_is_no_data_plane_are_refused(capsys, kon
 def test_a_peer_data_plane_on_another_configuration_is_named(capsys, konnect, dp, monkeypatch):
     seen = {"http://x1:8001": HASH, "http://x2:8001": OLD_HASH}
     monkeypatch.setattr(kong_node_info, "_peer_hash", lambda p: seen.get)
-    rc, result, _out = run_module(kong_node_info.main, capsys, {
-        "admin_url": "http://127.0.0.1:8001", "wait_timeout": 1,
-        "same_config_as": {"x1": "http://x1:8001", "x2": "http://x2:8001"}})
+    rc, result, _out = run_module(
+        kong_node_info.main,
+        capsys,
+        {"admin_url": "http://127.0.0.1:8001", "wait_timeout": 1, "same_config_as": {"x1": "http://x1:8001", "x2": "http://x2:8001"}},
+    )
     assert rc == 1
     assert "x2 (http://x2:8001): configuration hash " + OLD_HASH in result["msg"] and "x1 (" not in result["msg"]
     seen["http://x2:8001"] = HASH
-    rc, result, _out = run_module(kong_node_info.main, capsys, {
-        "admin_url": "http://127.0.0.1:8001", "same_config_as": {"x1": "http://x1:8001", "x2": "http://x2:8001"}})
+    rc, result, _out = run_module(
+        kong_node_info.main, capsys, {"admin_url": "http://127.0.0.1:8001", "same_config_as": {"x1": "http://x1:8001", "x2": "http://x2:8001"}}
+    )
     assert rc == 0, result.get("msg")

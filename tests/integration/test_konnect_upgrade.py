@@ -6,6 +6,7 @@ kong_cp group). It reads the data planes themselves and the stand-in for the Kon
 (tests/services/konnect.py), whose data-plane node records come from the data planes' own pings. One X and
 one Y data plane, short soaks; the refusal cases of Konnect's records are module-level tests
 (tests/integration/test_konnect_module.py)."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ from tests.sandbox import procs
 from tests.sandbox.core import Sandbox
 from tests.services.konnect import KonnectStandIn
 
-X, Y = "3.6.1", "3.7.1"   # Konnect keeps its control plane on the newest version: the CP runs Y
+X, Y = "3.6.1", "3.7.1"  # Konnect keeps its control plane on the newest version: the CP runs Y
 RATE = 100.0
 TOKEN = "kpat_" + uuid.uuid4().hex
 CP_ID = str(uuid.uuid4())
@@ -61,21 +62,26 @@ def konnect_box(tmp_path_factory):
     box.up(mode="hybrid", kong_x=X, kong_cp=Y, nodes=1)
     konnect = KonnectStandIn(TOKEN, CP_ID, source=_admin(box, "cp")).start()
     x_id = _get(_admin(box, "x1") + "/")["node_id"]
-    _wait("Konnect lists x1 with a configuration",
-          lambda: any(r["id"] == x_id and r["config_hash"] not in (None, EMPTY_HASH) for r in konnect.rows()))
+    _wait("Konnect lists x1 with a configuration", lambda: any(r["id"] == x_id and r["config_hash"] not in (None, EMPTY_HASH) for r in konnect.rows()))
     with open(box.inventory) as fh:
         inventory = yaml.safe_load(fh)
     groups, all_vars = inventory["all"]["children"], inventory["all"]["vars"]
     groups.pop("kong_cp")
-    all_vars.update({
-        "kong_mode": "konnect_dp",
-        "kong_konnect_api_url": konnect.url, "kong_konnect_token": TOKEN, "kong_konnect_control_plane_id": CP_ID,
-        "kong_konnect_control_plane_version": Y,
-        # pki against the control plane's certificate, as Konnect's installer writes it
-        "kong_node_cluster_server_name": "kong_clustering",
-        "kong_node_cluster_ca_cert": box.state["cluster_cert"],
-        "kong_gate_soak_seconds": 1, "kong_post_upgrade_watch": 1, "kong_traffic_steps": [50, 100],
-    })
+    all_vars.update(
+        {
+            "kong_mode": "konnect_dp",
+            "kong_konnect_api_url": konnect.url,
+            "kong_konnect_token": TOKEN,
+            "kong_konnect_control_plane_id": CP_ID,
+            "kong_konnect_control_plane_version": Y,
+            # pki against the control plane's certificate, as Konnect's installer writes it
+            "kong_node_cluster_server_name": "kong_clustering",
+            "kong_node_cluster_ca_cert": box.state["cluster_cert"],
+            "kong_gate_soak_seconds": 1,
+            "kong_post_upgrade_watch": 1,
+            "kong_traffic_steps": [50, 100],
+        }
+    )
     with open(box.inventory, "w") as fh:
         yaml.safe_dump(inventory, fh)
     box.konnect, box.x_id = konnect, x_id
@@ -123,8 +129,7 @@ def test_a_data_plane_konnect_never_sees_on_the_configuration_stops_the_run_name
     stale = "5" * 32
     box.konnect.expected = x_hash
     box.konnect.rewrite = lambda row: dict(row, config_hash=stale) if row.get("version") == Y else row
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"},
-                         timeout=5).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"}, timeout=5).start()
     try:
         rc, log = _upgrade(box, "-e", "kong_node_ready_timeout=8")
     finally:
@@ -145,8 +150,7 @@ def test_a_data_plane_konnect_never_sees_on_the_configuration_stops_the_run_name
 def test_konnect_data_planes_rolling_under_load(konnect_box):
     box = konnect_box
     x_hash = _get(_admin(box, "x1") + "/status")["configuration_hash"]
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"},
-                         timeout=5).start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"}, timeout=5).start()
     rc, log = _upgrade(box)
     time.sleep(1)
     summary = load.stop()
@@ -160,8 +164,13 @@ def test_konnect_data_planes_rolling_under_load(konnect_box):
 
     # y1 runs as a Konnect data plane: pki against the cluster's CA, the same configuration x1 served
     conf = open(box.state["nodes"]["y1"]["conf"]).read()
-    for line in ("role = data_plane", "database = off", "cluster_mtls = pki", "cluster_server_name = kong_clustering",
-                 f"cluster_ca_cert = {box.state['cluster_cert']}"):
+    for line in (
+        "role = data_plane",
+        "database = off",
+        "cluster_mtls = pki",
+        "cluster_server_name = kong_clustering",
+        f"cluster_ca_cert = {box.state['cluster_cert']}",
+    ):
         assert line in conf, conf
     y_node = _get(_admin(box, "y1") + "/")
     assert y_node["version"] == Y
@@ -171,8 +180,7 @@ def test_konnect_data_planes_rolling_under_load(konnect_box):
     assert rows[y_node["node_id"]]["version"] == Y and rows[y_node["node_id"]]["config_hash"] == x_hash
     assert f"/v2/control-planes/{CP_ID}/nodes" in box.konnect.requests
     folder = os.path.join(box.work_dir, "sandbox")
-    journals = [json.load(open(os.path.join(folder, n))) for n in sorted(os.listdir(folder))
-                if n.startswith("journal") and n.endswith(".json")]
+    journals = [json.load(open(os.path.join(folder, n))) for n in sorted(os.listdir(folder)) if n.startswith("journal") and n.endswith(".json")]
     journal = [j for j in journals if j.get("status") == "done"][-1]
     assert journal["status"] == "done" and journal["mode"] == "konnect_dp"
     # no declarative export of a Konnect data plane: kong.conf only

@@ -1,6 +1,7 @@
 """lb_weight through ansible-playbook against a real HAProxy and a real nginx in front of real HTTP
 backends: measured traffic shares, drain waiting for an in-flight request, exact restore, and
 errors that leave everything as it was."""
+
 from __future__ import annotations
 
 import collections
@@ -57,8 +58,10 @@ def backends():
 
 def haproxy_config(backends, weights):
     lines = [f"    server {n} 127.0.0.1:{backends[n].server_address[1]} weight {weights[n]}" for n in NAMES]
-    return ("frontend fe\n    bind 127.0.0.1:{port:proxy}\n    default_backend kong\n"
-            "backend kong\n    balance roundrobin\n    timeout server 150s\n" + "\n".join(lines) + "\n")
+    return (
+        "frontend fe\n    bind 127.0.0.1:{port:proxy}\n    default_backend kong\n"
+        "backend kong\n    balance roundrobin\n    timeout server 150s\n" + "\n".join(lines) + "\n"
+    )
 
 
 def start_nginx(nginx_factory, tmp_path, upstream_lines):
@@ -142,12 +145,14 @@ SHARE_PLAY = """
 
 def test_shares_measured_through_haproxy_and_nginx(backends, haproxy_factory, nginx_factory, tmp_path):
     lb = haproxy_factory(haproxy_config(backends, {"x1": 100, "x2": 100, "x3": 100, "y1": 0, "y2": 0}))
-    web = start_nginx(nginx_factory, tmp_path, [
-        f"server 127.0.0.1:{backends[n].server_address[1]} weight=100; # {n}" for n in GROUPS["kong_x"]] + [
-        f"server 127.0.0.1:{backends[n].server_address[1]} down; # {n} weight=0" for n in GROUPS["kong_y"]])
+    web = start_nginx(
+        nginx_factory,
+        tmp_path,
+        [f"server 127.0.0.1:{backends[n].server_address[1]} weight=100; # {n}" for n in GROUPS["kong_x"]]
+        + [f"server 127.0.0.1:{backends[n].server_address[1]} down; # {n} weight=0" for n in GROUPS["kong_y"]],
+    )
     assert measure(lb.ports["proxy"], 200)["kong_y"] == 0 and measure(web.ports["proxy"], 200)["kong_y"] == 0
-    extra = {"haproxy_socket": lb.socket, "upstream_file": str(web.upstream), "nginx_conf": web.config,
-             "lb_groups": GROUPS}
+    extra = {"haproxy_socket": lb.socket, "upstream_file": str(web.upstream), "nginx_conf": web.config, "lb_groups": GROUPS}
     for share, count in ((10, 2000), (50, 1000), (100, 500)):
         run = run_playbook(SHARE_PLAY, extra_vars=dict(extra, share=share))
         assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -203,9 +208,11 @@ DRAIN_PLAY = {
 
 def test_drain_waits_for_the_slow_request_which_succeeds(backends, haproxy_factory, nginx_factory, tmp_path):
     lb = haproxy_factory(haproxy_config(backends, {"x1": 100, "x2": 0, "x3": 0, "y1": 0, "y2": 0}))
-    web = start_nginx(nginx_factory, tmp_path, [
-        f"server 127.0.0.1:{backends['x1'].server_address[1]}; # x1",
-        f"server 127.0.0.1:{backends['x2'].server_address[1]} down; # x2 weight=0"])
+    web = start_nginx(
+        nginx_factory,
+        tmp_path,
+        [f"server 127.0.0.1:{backends['x1'].server_address[1]}; # x1", f"server 127.0.0.1:{backends['x2'].server_address[1]} down; # x2 weight=0"],
+    )
     ports = {"haproxy": lb.ports["proxy"], "nginx": web.ports["proxy"]}
     extra = {"haproxy_socket": lb.socket, "upstream_file": str(web.upstream), "nginx_conf": web.config}
     slow, runs = {}, {}
@@ -255,8 +262,7 @@ def task_end(run, name) -> datetime.datetime:
     for play in run.data["plays"]:
         for task in play["tasks"]:
             if task["task"]["name"] == name:
-                return datetime.datetime.fromisoformat(task["task"]["duration"]["end"].rstrip("Z")).replace(
-                    tzinfo=datetime.UTC)
+                return datetime.datetime.fromisoformat(task["task"]["duration"]["end"].rstrip("Z")).replace(tzinfo=datetime.UTC)
     raise KeyError(name)
 
 
@@ -318,24 +324,46 @@ def test_restore_check_mode_and_errors(backends, haproxy_factory, nginx_factory,
         assert lb.command(cmd).strip() == ""
     initial = runtime_state(lb)
     port = {n: backends[n].server_address[1] for n in NAMES}
-    web = start_nginx(nginx_factory, tmp_path, [
-        f"server 127.0.0.1:{port['x1']} weight=37; # x1",
-        f"server 127.0.0.1:{port['x2']} weight=100 down; # x2 state=drain",
-        f"server 127.0.0.1:{port['x3']} weight=100; # x3",
-        f"server 127.0.0.1:{port['y1']} down; # y1 weight=0",
-        f"server 127.0.0.1:{port['y2']} weight=5 down; # y2"])
-    run = run_playbook(RESTORE_PLAY, extra_vars={
-        "haproxy_socket": lb.socket, "upstream_file": str(web.upstream), "nginx_conf": web.config,
-        "extra_conf": str(web.extra), "lb_groups": GROUPS})
+    web = start_nginx(
+        nginx_factory,
+        tmp_path,
+        [
+            f"server 127.0.0.1:{port['x1']} weight=37; # x1",
+            f"server 127.0.0.1:{port['x2']} weight=100 down; # x2 state=drain",
+            f"server 127.0.0.1:{port['x3']} weight=100; # x3",
+            f"server 127.0.0.1:{port['y1']} down; # y1 weight=0",
+            f"server 127.0.0.1:{port['y2']} weight=5 down; # y2",
+        ],
+    )
+    run = run_playbook(
+        RESTORE_PLAY,
+        extra_vars={
+            "haproxy_socket": lb.socket,
+            "upstream_file": str(web.upstream),
+            "nginx_conf": web.config,
+            "extra_conf": str(web.extra),
+            "lb_groups": GROUPS,
+        },
+    )
     assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     check = run.result("check")["results"]
     assert all(r["changed"] and "diff" in r for r in check)
     step = run.result("step")["results"]
     assert {n: (s["weight"], s["state"]) for n, s in step[0]["before"].items()} == {
-        "x1": (37, "ready"), "x2": (100, "drain"), "x3": (100, "ready"), "y1": (100, "ready"), "y2": (100, "maint")}
+        "x1": (37, "ready"),
+        "x2": (100, "drain"),
+        "x3": (100, "ready"),
+        "y1": (100, "ready"),
+        "y2": (100, "maint"),
+    }
     assert {n: (s["weight"], s["state"]) for n, s in step[1]["before"].items()} == {
-        "x1": (37, "ready"), "x2": (100, "drain"), "x3": (100, "ready"), "y1": (0, "ready"), "y2": (5, "maint")}
+        "x1": (37, "ready"),
+        "x2": (100, "drain"),
+        "x3": (100, "ready"),
+        "y1": (0, "ready"),
+        "y2": (5, "maint"),
+    }
     restored = run.result("restore")["results"]
     assert all(r["changed"] for r in restored)
 

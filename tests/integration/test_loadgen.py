@@ -1,5 +1,6 @@
 """The bench's realistic load (tests/loadgen.py): slow requests, POSTs with a body, long-lived
 keep-alive clients, each counted from the outside against a real echo server."""
+
 from __future__ import annotations
 
 import time

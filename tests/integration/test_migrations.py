@@ -24,10 +24,7 @@ from kongsim_testlib import KongNode, install_kong
 MODULE = "kongops.upgrade.kong_migrations"
 # Not "kong": Ansible masks no_log values (kong_env, pg_password) wherever they appear in output.
 DB_OWNER, DB_PASSWORD = "mig_owner", "Mig-7f3e-pw"
-SCHEMA_META_SQL = (
-    "SELECT subsystem, array_to_string(executed, ','), array_to_string(pending, ',') "
-    "FROM schema_meta ORDER BY subsystem"
-)
+SCHEMA_META_SQL = "SELECT subsystem, array_to_string(executed, ','), array_to_string(pending, ',') FROM schema_meta ORDER BY subsystem"
 # FACTS 2.2 / 2.3
 CORE_285 = [
     "000_base", "003_100_to_110", "004_110_to_120", "005_120_to_130", "006_130_to_140", "007_140_to_150",
@@ -140,9 +137,7 @@ class Cluster:
         }
 
     def schema_meta(self) -> dict:
-        return parse_schema_meta(
-            self.postgres.psql(SCHEMA_META_SQL, database=self.db["database"])
-        )
+        return parse_schema_meta(self.postgres.psql(SCHEMA_META_SQL, database=self.db["database"]))
 
     def stop(self):
         for node in self.nodes:
@@ -186,18 +181,9 @@ def test_285_bootstrapped_then_342_up_finished_current(cluster):
         cluster.task("bootstrap again", cluster.args(x, "bootstrapped")),
     ])  # fmt: skip
     boot = r["bootstrap"]
-    assert boot["changed"] is True and boot["before"]["status"] == "needs_bootstrap", (
-        boot.get("msg")
-    )
-    assert (
-        boot["status"] == "current"
-        and boot["schema_meta_checked"] is True
-        and boot["status_checked"] is False
-    )
-    assert (
-        r["bootstrap again"]["changed"] is False
-        and "already" in r["bootstrap again"]["msg"]
-    )
+    assert boot["changed"] is True and boot["before"]["status"] == "needs_bootstrap", boot.get("msg")
+    assert boot["status"] == "current" and boot["schema_meta_checked"] is True and boot["status_checked"] is False
+    assert r["bootstrap again"]["changed"] is False and "already" in r["bootstrap again"]["msg"]
     assert cluster.schema_meta()["core"] == (CORE_285, [])
     x.start(env=cluster.env)
 
@@ -211,44 +197,26 @@ def test_285_bootstrapped_then_342_up_finished_current(cluster):
         cluster.task("up again", cluster.args(y, "up")),
     ])  # fmt: skip
     assert r["list"]["changed"] is False and r["list"]["status"] == "new"
-    assert (
-        r["list"]["before"]["new"] == NEW_285_342
-        and r["list"]["status_checked"] is True
-    )
+    assert r["list"]["before"]["new"] == NEW_285_342 and r["list"]["status_checked"] is True
     check = r["check up"]
-    assert check["changed"] is True and check["plan"] == [
-        {"command": "up", "migrations": NEW_285_342}
-    ]
-    assert check["after"] is None and not [
-        c for c in check["commands"] if c["cmd"][2] == "up"
-    ]
+    assert check["changed"] is True and check["plan"] == [{"command": "up", "migrations": NEW_285_342}]
+    assert check["after"] is None and not [c for c in check["commands"] if c["cmd"][2] == "up"]
     assert schema_meta_of(r["after check"]) == schema_meta_of(r["before check"])
     up = r["up"]
     assert up["changed"] is True and up["ran"] == ["up"], up["msg"]
     assert up["after"]["pending"] == PENDING_285_342 and up["after"]["new"] == {}
     after_up = schema_meta_of(r["after up"])
-    assert (
-        pending_of(after_up) == PENDING_285_342 and after_up["core"][0] == CORE_AFTER_UP
-    )
-    ran_pending = {
-        s: [e["name"] for e in v if e["state"] == "pending"]
-        for s, v in up["migrated"].items()
-    }
+    assert pending_of(after_up) == PENDING_285_342 and after_up["core"][0] == CORE_AFTER_UP
+    ran_pending = {s: [e["name"] for e in v if e["state"] == "pending"] for s, v in up["migrated"].items()}
     assert {s: n for s, n in ran_pending.items() if n} == PENDING_285_342
     assert all(cluster.db["password"] not in " ".join(c["cmd"]) for c in up["commands"])
     again = r["up again"]
-    assert (
-        again["changed"] is False
-        and "already up" in again["msg"]
-        and "state=finished" in again["msg"]
-    )
+    assert again["changed"] is False and "already up" in again["msg"] and "state=finished" in again["msg"]
     assert pending_of(cluster.schema_meta()) == PENDING_285_342
 
     y.start(env=cluster.env)
     gate = {"finish_gate_nodes": [x.admin_url, y.admin_url]}
-    r = play(
-        [cluster.task("finish while x runs 2.8.5", cluster.args(y, "finished", **gate))]
-    )
+    r = play([cluster.task("finish while x runs 2.8.5", cluster.args(y, "finished", **gate))])
     refused = r["finish while x runs 2.8.5"]
     assert refused.get("failed") is True
     assert f"{x.admin_url} (runs 2.8.5, older than 3.4.2)" in refused["msg"]
@@ -268,29 +236,18 @@ def test_285_bootstrapped_then_342_up_finished_current(cluster):
         cluster.probe("after finish"),
     ] + [cluster.task(f"rerun {s}", cluster.args(y, s, **absent)) for s in reruns])  # fmt: skip
     still = r["finish, x unreachable"]
-    assert (
-        still.get("failed") is True
-        and still["finish_gate"]["nodes"][0]["verdict"] == "unreachable"
-    )
+    assert still.get("failed") is True and still["finish_gate"]["nodes"][0]["verdict"] == "unreachable"
     check = r["check finish"]
     assert check["changed"] is True and check["after"]["status"] == "current"
     assert check["diff"]["after"] == {"status": "current", "pending": {}, "new": {}}
-    assert schema_meta_of(r["after check finish"]) == schema_meta_of(
-        r["before check finish"]
-    )
+    assert schema_meta_of(r["after check finish"]) == schema_meta_of(r["before check finish"])
     assert pending_of(schema_meta_of(r["after check finish"])) == PENDING_285_342
     finished = r["finish"]
-    assert finished["changed"] is True and finished["ran"] == ["finish"], finished[
-        "msg"
-    ]
+    assert finished["changed"] is True and finished["ran"] == ["finish"], finished["msg"]
     assert [n["verdict"] for n in finished["finish_gate"]["nodes"]] == ["absent", "ok"]
-    assert (
-        finished["status"] == "current" and finished["entity_counts"]["services"] == 0
-    )
+    assert finished["status"] == "current" and finished["entity_counts"]["services"] == 0
     after_finish = schema_meta_of(r["after finish"])
-    assert (
-        pending_of(after_finish) == {} and after_finish["core"][0] == CORE_AFTER_FINISH
-    )
+    assert pending_of(after_finish) == {} and after_finish["core"][0] == CORE_AFTER_FINISH
     assert after_finish["http-log"] == (["001_280_to_300"], [])
     for state in reruns:
         rerun = r[f"rerun {state}"]
@@ -298,9 +255,7 @@ def test_285_bootstrapped_then_342_up_finished_current(cluster):
             state,
             rerun.get("msg"),
         )
-        assert not [
-            c for c in rerun["commands"] if c["cmd"][2] in ("up", "finish", "bootstrap")
-        ], state
+        assert not [c for c in rerun["commands"] if c["cmd"][2] in ("up", "finish", "bootstrap")], state
     assert cluster.schema_meta() == after_finish
 
 
@@ -314,9 +269,7 @@ def test_current_from_new_runs_up_and_finish_without_pg_options(cluster):
         cluster.task("current", cluster.args(y, "current", pg=False, db_timeout=30, lock_timeout=30)),
     ])  # fmt: skip
     check = r["check current"]
-    assert [s["command"] for s in check["plan"]] == ["up", "finish"] and check["after"][
-        "status"
-    ] == "current"
+    assert [s["command"] for s in check["plan"]] == ["up", "finish"] and check["after"]["status"] == "current"
     assert pending_of(schema_meta_of(r["after check"])) == {}
     assert schema_meta_of(r["after check"])["core"][0] == CORE_285
     res = r["current"]
@@ -324,20 +277,14 @@ def test_current_from_new_runs_up_and_finish_without_pg_options(cluster):
     assert res["schema_meta_checked"] is False and res["entity_counts"] is None
     up = next(c["cmd"] for c in res["commands"] if c["cmd"][2] == "up")
     assert up[3:7] == ["--db-timeout", "30", "--lock-timeout", "30"]
-    assert (
-        pending_of(cluster.schema_meta()) == {}
-        and cluster.schema_meta()["core"][0] == CORE_AFTER_FINISH
-    )
+    assert pending_of(cluster.schema_meta()) == {} and cluster.schema_meta()["core"][0] == CORE_AFTER_FINISH
 
 
 def two_hosts(cluster, nodes, state, pg):
     """Both hosts of one play run the module at the same time (forks)."""
     inventory = "\n".join(f"{n.name} ansible_connection=local" for n in nodes) + "\n"
     per_host = {n.name: cluster.args(n, state, pg=pg, lock_timeout=30) for n in nodes}
-    task_args = {
-        key: f"{{{{ per_host[inventory_hostname]['{key}'] }}}}"
-        for key in per_host[nodes[0].name]
-    }
+    task_args = {key: f"{{{{ per_host[inventory_hostname]['{key}'] }}}}" for key in per_host[nodes[0].name]}
     pb = [
         {
             "name": "two nodes",
@@ -355,33 +302,18 @@ def two_hosts(cluster, nodes, state, pg):
 @pytest.mark.parametrize("pg", [True, False], ids=["with-schema-meta", "kong-cli-only"])
 def test_two_concurrent_up_exactly_one_migrates(cluster, pg):
     cluster.bootstrap(cluster.node("2.8.5", "x"))
-    results = two_hosts(
-        cluster, [cluster.node("3.4.2", "y1"), cluster.node("3.4.2", "y2")], "up", pg
-    )
-    assert all(not r.get("failed") for r in results.values()), {
-        k: r.get("msg") for k, r in results.items()
-    }
+    results = two_hosts(cluster, [cluster.node("3.4.2", "y1"), cluster.node("3.4.2", "y2")], "up", pg)
+    assert all(not r.get("failed") for r in results.values()), {k: r.get("msg") for k, r in results.items()}
     changed = [name for name, r in results.items() if r["changed"]]
     assert len(changed) == 1, {k: (r["changed"], r["msg"]) for k, r in results.items()}
     for r in results.values():
-        assert (
-            r["status"] == "pending"
-            and r["after"]["pending"] == PENDING_285_342
-            and r["after"]["new"] == {}
-        )
+        assert r["status"] == "pending" and r["after"]["pending"] == PENDING_285_342 and r["after"]["new"] == {}
     loser = results[({"y1", "y2"} - set(changed)).pop()]
     assert loser["ran"] == [] and loser["migrated"] == {}
     # Either Kong's lock (aborted), Kong refusing `up` over the winner's pending ones, or it came late.
-    assert (
-        loser["lock_aborted"]
-        or loser["concurrent"]
-        or loser["before"]["status"] == "pending"
-    ), loser["msg"]
+    assert loser["lock_aborted"] or loser["concurrent"] or loser["before"]["status"] == "pending", loser["msg"]
     if loser["concurrent"]:
-        assert (
-            loser["msg"].startswith("another node ")
-            and "the database is now 'pending'" in loser["msg"]
-        )
+        assert loser["msg"].startswith("another node ") and "the database is now 'pending'" in loser["msg"]
     # Two runners appending to schema_meta arrays would duplicate names.
     rows = cluster.schema_meta()
     assert pending_of(rows) == PENDING_285_342 and rows["core"][0] == CORE_AFTER_UP
@@ -395,9 +327,7 @@ def test_two_playbook_processes_at_once(cluster):
 
     def one(node):
         barrier.wait()
-        r = play(
-            [cluster.task("current", cluster.args(node, "current", lock_timeout=30))]
-        )
+        r = play([cluster.task("current", cluster.args(node, "current", lock_timeout=30))])
         results[node.name] = r["current"]
 
     threads = [threading.Thread(target=one, args=(n,)) for n in nodes]
@@ -405,15 +335,9 @@ def test_two_playbook_processes_at_once(cluster):
         t.start()
     for t in threads:
         t.join(600)
-    assert all(not r.get("failed") for r in results.values()), {
-        k: r.get("msg") for k, r in results.items()
-    }
+    assert all(not r.get("failed") for r in results.values()), {k: r.get("msg") for k, r in results.items()}
     for r in results.values():
-        assert (
-            r["status"] == "current"
-            and r["after"]["pending"] == {}
-            and r["after"]["new"] == {}
-        )
+        assert r["status"] == "current" and r["after"]["pending"] == {} and r["after"]["new"] == {}
     ups = [name for name, r in results.items() if "up" in r["ran"]]
     assert len(ups) == 1, {k: (r["ran"], r["msg"]) for k, r in results.items()}
     rows = cluster.schema_meta()
@@ -424,9 +348,7 @@ def test_errors_name_kongs_error_line(cluster, tmp_path):
     y = cluster.node("3.4.2", "y")
     cluster.bootstrap(y)
     down = cluster.node("3.4.2", "down", pg_port=1)
-    other = cluster.postgres.create_database(
-        "kong_mig_other", owner=DB_OWNER, password=DB_PASSWORD
-    )
+    other = cluster.postgres.create_database("kong_mig_other", owner=DB_OWNER, password=DB_PASSWORD)
     o = KongNode(
         cluster.bins["2.8.5"], cluster.base, name="o", database="postgres", pg_host=other["host"],
         pg_port=other["port"], pg_user=other["user"], pg_password=other["password"], pg_database=other["database"],
@@ -442,28 +364,14 @@ def test_errors_name_kongs_error_line(cluster, tmp_path):
     ])  # fmt: skip
     wrong = r["wrong password"]
     assert wrong.get("failed") is True and wrong["rc"] == 1
-    assert (
-        "password authentication failed" in wrong["msg"]
-        and "KONG_PG_PASSWORD" in wrong["msg"]
-    )
+    assert "password authentication failed" in wrong["msg"] and "KONG_PG_PASSWORD" in wrong["msg"]
     assert "not-it" not in str(wrong)
     unreachable = r["database down"]
-    assert (
-        unreachable.get("failed") is True and "[PostgreSQL error]" in unreachable["msg"]
-    )
+    assert unreachable.get("failed") is True and "[PostgreSQL error]" in unreachable["msg"]
     assert "unreachable" in unreachable["msg"]
     missing = r["no kong"]
-    assert (
-        missing.get("failed") is True
-        and "kong_bin" in missing["msg"]
-        and "not found" in missing["msg"]
-    )
+    assert missing.get("failed") is True and "kong_bin" in missing["msg"] and "not found" in missing["msg"]
     mismatch = r["pg options name another database"]
-    assert mismatch.get("failed") is True and "disagree" in mismatch["msg"], mismatch[
-        "msg"
-    ]
-    assert (
-        other["database"] in mismatch["msg"]
-        and "kong migrations list" in mismatch["msg"]
-    )
+    assert mismatch.get("failed") is True and "disagree" in mismatch["msg"], mismatch["msg"]
+    assert other["database"] in mismatch["msg"] and "kong migrations list" in mismatch["msg"]
     assert cluster.schema_meta() == before

@@ -95,40 +95,21 @@ def test_dbless_nodes_of_several_versions(kong_bins, nodes):
         root, status = probe(node)
         assert not res.get("failed"), res.get("msg")
         assert res["changed"] is False and res["version"] == version == root["version"]
-        assert (
-            res["mode"] == "dbless"
-            and res["database"] == "off"
-            and res["database_reachable"] is None
-        )
+        assert res["mode"] == "dbless" and res["database"] == "off" and res["database_reachable"] is None
         assert res["node_id"] == root["node_id"] and res["hostname"] == root["hostname"]
         assert res["configuration_hash"] == status["configuration_hash"] != "0" * 32
-        assert (
-            res["plugins_enabled"] == ["key-auth"] and "acl" in res["plugins_available"]
-        )
+        assert res["plugins_enabled"] == ["key-auth"] and "acl" in res["plugins_available"]
         assert set(res["connections"]) == set(status["server"])
         assert res["ready"] is True and res["data_planes"] == []
     # FACTS 8.1: edition from 3.6; /status/ready from 3.3.
-    assert (
-        r["2.8.5"]["edition"] is None
-        and r["3.4.2"]["edition"] is None
-        and r["3.9.3"]["edition"] == "community"
-    )
-    assert (
-        r["2.8.5"]["ready_source"] == "status"
-        and "no /status/ready before Kong 3.3" in r["2.8.5"]["ready_reason"]
-    )
-    assert (
-        r["3.4.2"]["ready_source"] == "status_ready"
-        and r["3.4.2"]["ready_reason"] == "ready"
-    )
+    assert r["2.8.5"]["edition"] is None and r["3.4.2"]["edition"] is None and r["3.9.3"]["edition"] == "community"
+    assert r["2.8.5"]["ready_source"] == "status" and "no /status/ready before Kong 3.3" in r["2.8.5"]["ready_reason"]
+    assert r["3.4.2"]["ready_source"] == "status_ready" and r["3.4.2"]["ready_reason"] == "ready"
     assert r["3.9.3"]["ready_http_status"] == 200
     assert r["empty"]["ready"] is False and r["empty"]["ready_http_status"] == 503
     assert r["empty"]["ready_reason"].startswith("no configuration available")
     assert r["empty"]["configuration_hash"] == "0" * 32
-    assert (
-        r["no status url"]["ready"] is True
-        and r["no status url"]["ready_source"] == "status"
-    )
+    assert r["no status url"]["ready"] is True and r["no status url"]["ready_source"] == "status"
     assert r["check mode"]["changed"] is False and r["check mode"]["version"] == "3.4.2"
 
 
@@ -175,42 +156,24 @@ def test_control_plane_lists_its_data_planes(kong_bins, nodes, postgres, tmp_pat
     }  # fmt: skip
 
     def listed():
-        data = requests.get(
-            cp.admin_url + "/clustering/data-planes", timeout=10
-        ).json()["data"]
+        data = requests.get(cp.admin_url + "/clustering/data-planes", timeout=10).json()["data"]
         return len(data) == 2 and all(d["config_hash"] != "0" * 32 for d in data)
 
-    wait_until(
-        listed, timeout=60, interval=0.5, message="both data planes reported to the CP"
-    )
+    wait_until(listed, timeout=60, interval=0.5, message="both data planes reported to the CP")
     r = play([info_task("cp", cp)] + [info_task(f"dp {v}", n) for v, n in dps.items()])
     res = r["cp"]
-    assert (
-        res["mode"] == "hybrid_cp"
-        and res["role"] == "control_plane"
-        and res["database_reachable"] is True
-    )
+    assert res["mode"] == "hybrid_cp" and res["role"] == "control_plane" and res["database_reachable"] is True
     by_version = {d["version"]: d for d in res["data_planes"]}
     assert set(by_version) == {"3.6.1", "3.7.1"}
     for version, dp in dps.items():
         entry = by_version[version]
         dp_root, dp_status = probe(dp)
-        assert (
-            entry["id"] == dp_root["node_id"]
-            and entry["hostname"] == dp_root["hostname"]
-        )
+        assert entry["id"] == dp_root["node_id"] and entry["hostname"] == dp_root["hostname"]
         assert entry["config_hash"] == dp_status["configuration_hash"]
         assert entry["sync_status"] == "normal" and isinstance(entry["last_seen"], int)
         dp_res = r[f"dp {version}"]
-        assert (
-            dp_res["mode"] == "hybrid_dp"
-            and dp_res["role"] == "data_plane"
-            and dp_res["data_planes"] == []
-        )
-        assert (
-            dp_res["configuration_hash"] == entry["config_hash"]
-            and dp_res["database_reachable"] is None
-        )
+        assert dp_res["mode"] == "hybrid_dp" and dp_res["role"] == "data_plane" and dp_res["data_planes"] == []
+        assert dp_res["configuration_hash"] == entry["config_hash"] and dp_res["database_reachable"] is None
     assert "labels" in by_version["3.7.1"] and "updated_at" in by_version["3.7.1"]
 
 
@@ -242,19 +205,10 @@ def test_until_ready_gate_and_unreachable_node(kong_bins, nodes, tmp_path):
     ])  # fmt: skip
     loader.join(30)
     before = r["before"]
-    assert before["ready"] is False and before["ready_reason"].startswith(
-        "no configuration available"
-    )
+    assert before["ready"] is False and before["ready_reason"].startswith("no configuration available")
     res = r["wait ready"]
-    assert res["ready"] is True and not res.get("failed") and res["attempts"] > 1, (
-        res.get("attempts")
-    )
-    assert res["configuration_hash"] != "0" * 32 and res["plugins_enabled"] == [
-        "key-auth"
-    ]
+    assert res["ready"] is True and not res.get("failed") and res["attempts"] > 1, res.get("attempts")
+    assert res["configuration_hash"] != "0" * 32 and res["plugins_enabled"] == ["key-auth"]
     down = r["stopped"]
     assert down.get("failed") is True and down["ready"] is False
-    assert (
-        "cannot read the node's Admin API" in down["msg"]
-        and stopped.admin_url in down["msg"]
-    )
+    assert "cannot read the node's Admin API" in down["msg"] and stopped.admin_url in down["msg"]

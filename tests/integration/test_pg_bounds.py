@@ -1,6 +1,7 @@
 """The database bounds on a real PostgreSQL (issue 27 item 10): a slow statement, a lock held by another
 session, a pg_dump waiting for a table lock and a pg_dump that does not finish are each stopped, with a
 message naming the option."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import Ko
 
 
 def _run_command(argv, environ_update=None, **_kw):
-    proc = subprocess.run(argv, env={**os.environ, **(environ_update or {})}, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(argv, env={**os.environ, **(environ_update or {})}, capture_output=True, text=True, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -31,13 +31,11 @@ def database(postgres):
 
 
 def kong_db(db, **bounds) -> KongDb:
-    return KongDb(pg_host=db["host"], pg_port=db["port"], pg_user=db["user"], pg_password=db["password"],
-                  pg_database=db["database"], **bounds)
+    return KongDb(pg_host=db["host"], pg_port=db["port"], pg_user=db["user"], pg_password=db["password"], pg_database=db["database"], **bounds)
 
 
 def hold_lock(db):
-    conn = psycopg2.connect(host=db["host"], port=db["port"], user=db["user"], password=db["password"],
-                            dbname=db["database"])
+    conn = psycopg2.connect(host=db["host"], port=db["port"], user=db["user"], password=db["password"], dbname=db["database"])
     conn.cursor().execute("LOCK TABLE services IN ACCESS EXCLUSIVE MODE")
     return conn
 

@@ -1,5 +1,6 @@
 """Static checks of the playbooks and roles an AWX job runs: no prompt, every pause bounded, every
 play in a phase tag, and every variable a role reads documented by `ansible-doc -t role`."""
+
 from __future__ import annotations
 
 import os
@@ -49,10 +50,13 @@ def test_no_prompt_anywhere_and_every_pause_has_a_timeout():
     assert not offenders, "\n".join(offenders)
 
 
-@pytest.mark.parametrize("playbook, phases", [
-    ("rolling_upgrade.yml", {"freeze", "backup", "deploy", "shift", "drain", "thaw"}),
-    ("in_place_upgrade.yml", {"freeze", "backup", "deploy", "migrate", "finish", "thaw"}),
-])
+@pytest.mark.parametrize(
+    "playbook, phases",
+    [
+        ("rolling_upgrade.yml", {"freeze", "backup", "deploy", "shift", "drain", "thaw"}),
+        ("in_place_upgrade.yml", {"freeze", "backup", "deploy", "migrate", "finish", "thaw"}),
+    ],
+)
 def test_every_play_runs_in_a_phase_tag(playbook, phases):
     def plays_of(name: str) -> list[dict]:
         with open(os.path.join(REPO, "playbooks", name)) as fh:
@@ -87,8 +91,16 @@ _CONDITIONALS = {"when", "that", "until", "failed_when", "changed_when", "loop",
 _NAME = re.compile(r"(?<![.\w])kong_[a-z0-9_]+")
 
 
-_INCLUDES = {"ansible.builtin.include_role", "ansible.builtin.import_role", "ansible.builtin.include_tasks",
-             "ansible.builtin.import_tasks", "include_role", "import_role", "include_tasks", "import_tasks"}
+_INCLUDES = {
+    "ansible.builtin.include_role",
+    "ansible.builtin.import_role",
+    "ansible.builtin.include_tasks",
+    "ansible.builtin.import_tasks",
+    "include_role",
+    "import_role",
+    "include_tasks",
+    "import_tasks",
+}
 
 
 def _set_by_the_collection() -> set[str]:
@@ -126,17 +138,45 @@ def _read_by(node, key: str = "") -> set[str]:
     return set().union(*(_NAME.findall(expr) for expr in re.findall(r"{{(.*?)}}", node, re.S)))
 
 
-@pytest.mark.parametrize("role, must_list", [
-    ("rolling_upgrade", ("kong_version_target", "kong_upgrade_confirm", "kong_traffic_steps", "kong_gate_soak_seconds",
-                         "kong_gate_max_error_rate", "kong_rolling_topology", "kong_drain_serial", "kong_lb_socket",
-                         "kong_smoke_key", "kong_admin_url", "kong_gate_node_metrics", "kong_lb_nginx_conf")),
-    ("in_place_upgrade", ("kong_version_target", "kong_upgrade_confirm", "kong_inplace_hosts", "kong_admin_url",
-                          "kong_restore_database_mode", "kong_pg_password", "kong_smoke_path")),
-])
+@pytest.mark.parametrize(
+    "role, must_list",
+    [
+        (
+            "rolling_upgrade",
+            (
+                "kong_version_target",
+                "kong_upgrade_confirm",
+                "kong_traffic_steps",
+                "kong_gate_soak_seconds",
+                "kong_gate_max_error_rate",
+                "kong_rolling_topology",
+                "kong_drain_serial",
+                "kong_lb_socket",
+                "kong_smoke_key",
+                "kong_admin_url",
+                "kong_gate_node_metrics",
+                "kong_lb_nginx_conf",
+            ),
+        ),
+        (
+            "in_place_upgrade",
+            (
+                "kong_version_target",
+                "kong_upgrade_confirm",
+                "kong_inplace_hosts",
+                "kong_admin_url",
+                "kong_restore_database_mode",
+                "kong_pg_password",
+                "kong_smoke_path",
+            ),
+        ),
+    ],
+)
 def test_role_documentation_lists_every_variable_the_role_reads(role, must_list):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".venv", "collections"))
-    doc = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "-t", "role", f"kongops.upgrade.{role}"],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    doc = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-doc"), "-t", "role", f"kongops.upgrade.{role}"], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert doc.returncode == 0, doc.stderr
     text = re.sub(r"\x1b\[[0-9;]*m", "", doc.stdout)
     listed = set(re.findall(r"^ {3}(kong_\w+)", text, re.M))
@@ -167,8 +207,7 @@ def test_every_admin_api_call_passes_the_tls_and_token_settings():
             data = yaml.safe_load(fh)
         for task in _walk_tasks(data):
             for key, args in task.items():
-                if isinstance(key, str) and key.startswith("kongops.upgrade.") and isinstance(args, dict) \
-                        and "admin_url" in args:
+                if isinstance(key, str) and key.startswith("kongops.upgrade.") and isinstance(args, dict) and "admin_url" in args:
                     missing = [p for p in wanted if p not in args]
                     if missing:
                         offenders.append(f"{os.path.relpath(path, REPO)}: {task.get('name')!r} lacks {missing}")

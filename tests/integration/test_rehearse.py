@@ -2,6 +2,7 @@
 traditional sandbox: real PostgreSQL, simulated Kong nodes. Every rehearsal restores a verified backup
 into a scratch database, runs the hops' migrations there and drops it; the production database's table
 digests are compared before and after."""
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,13 @@ def _pg(box: Sandbox) -> PostgresServer:
 def _digests(box: Sandbox, database: str) -> dict:
     """Row count and content digest of every table of the database's public schema."""
     server = _pg(box)
-    tables = server.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-                         database=database).split()
-    return {t: server.psql(f"SELECT count(*) || ':' || md5(coalesce(string_agg(h, '' ORDER BY h), '')) "
-                           f"FROM (SELECT md5(x::text) AS h FROM \"{t}\" x) s", database=database) for t in tables}
+    tables = server.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", database=database).split()
+    return {
+        t: server.psql(
+            f"SELECT count(*) || ':' || md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(x::text) AS h FROM \"{t}\" x) s", database=database
+        )
+        for t in tables
+    }
 
 
 def _scratch_databases(box: Sandbox) -> list:
@@ -58,13 +62,14 @@ def _env(box: Sandbox) -> dict:
 
 
 def _rehearse(box: Sandbox, target: str, check: bool = False, **extra):
-    return run_playbook(REHEARSE, inventory=box.inventory, extra_vars=dict(kong_version_target=target, **extra),
-                        check=check, env=_env(box))
+    return run_playbook(REHEARSE, inventory=box.inventory, extra_vars=dict(kong_version_target=target, **extra), check=check, env=_env(box))
 
 
 def _why(run) -> str:
-    return "\n".join(str(r.get("msg")) for p in run.data.get("plays", []) for t in p["tasks"]
-                     for r in t["hosts"].values() if r.get("failed")) or run.stdout[-3000:] + run.stderr[-2000:]
+    return (
+        "\n".join(str(r.get("msg")) for p in run.data.get("plays", []) for t in p["tasks"] for r in t["hosts"].values() if r.get("failed"))
+        or run.stdout[-3000:] + run.stderr[-2000:]
+    )
 
 
 def _stats(run) -> dict:
@@ -127,11 +132,14 @@ def test_rehearse_three_hops(box):
     os.makedirs(work, exist_ok=True)
     conf = os.path.join(work, "kong.conf")
     with open(conf, "w") as fh:
-        fh.write(f"database = postgres\nprefix = {work}/prefix\npg_host = 127.0.0.1\npg_port = {pg['port']}\n"
-                 f"pg_user = {pg['user']}\npg_password = {pg['password']}\npg_database = {source}\n")
-    doc = {"_format_version": "3.0", "services": [
-        {"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}", "routes": [{"name": f"r{i}", "paths": [f"/r{i}"]}]}
-        for i in range(SEEDED)]}
+        fh.write(
+            f"database = postgres\nprefix = {work}/prefix\npg_host = 127.0.0.1\npg_port = {pg['port']}\n"
+            f"pg_user = {pg['user']}\npg_password = {pg['password']}\npg_database = {source}\n"
+        )
+    doc = {
+        "_format_version": "3.0",
+        "services": [{"name": f"svc{i}", "url": f"http://127.0.0.1:9/{i}", "routes": [{"name": f"r{i}", "paths": [f"/r{i}"]}]} for i in range(SEEDED)],
+    }
     with open(os.path.join(work, "kong.yml"), "w") as fh:
         yaml.safe_dump(doc, fh)
     for argv in (["migrations", "bootstrap"], ["config", "db_import", os.path.join(work, "kong.yml")]):
@@ -144,18 +152,23 @@ def test_rehearse_three_hops(box):
         "        pg_port: '{{ port }}'\n        pg_user: '{{ user }}'\n        pg_password: '{{ password }}'\n"
         "        pg_database: '{{ database }}'\n      register: b\n    - ansible.builtin.set_stats:\n"
         "        data: {dir: '{{ b.backup_dir }}'}\n",
-        extra_vars={"dest": backups, "port": pg["port"], "user": pg["user"], "password": pg["password"],
-                    "database": source}, env=_env(box))
+        extra_vars={"dest": backups, "port": pg["port"], "user": pg["user"], "password": pg["password"], "database": source},
+        env=_env(box),
+    )
     assert backup.rc == 0, _why(backup)
     before = _digests(box, source)
 
-    run = _rehearse(box, "3.7.1", kong_rehearse_backup=backup.data["global_custom_stats"]["dir"],
-                    kong_rehearse_from="3.4.2", kong_rehearse_hop_versions={"3.5.x": "3.5.0", "3.6.x": "3.6.1"})
+    run = _rehearse(
+        box,
+        "3.7.1",
+        kong_rehearse_backup=backup.data["global_custom_stats"]["dir"],
+        kong_rehearse_from="3.4.2",
+        kong_rehearse_hop_versions={"3.5.x": "3.5.0", "3.6.x": "3.6.1"},
+    )
     assert run.rc == 0, _why(run)
     report = _stats(run)
     assert report["status"] == "passed", report
-    assert [(h["from"], h["to"]) for h in report["hops"]] == [("3.4.2", "3.5.0"), ("3.5.0", "3.6.1"),
-                                                              ("3.6.1", "3.7.1")]
+    assert [(h["from"], h["to"]) for h in report["hops"]] == [("3.4.2", "3.5.0"), ("3.5.0", "3.6.1"), ("3.6.1", "3.7.1")]
     for hop in report["hops"]:
         _assert_timed(hop)
         assert hop["binary"].endswith(f"/{hop['to']}/bin/kong")
@@ -174,18 +187,18 @@ def test_failed_rehearsal_stops_the_in_place_upgrade(box):
     db = box.state["postgres"]["database"]
     admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"
     assert requests.post(f"{admin}/upstreams", json={"name": "twice"}, timeout=10).status_code == 201
-    assert requests.post(f"{admin}/upstreams/twice/targets", json={"target": "10.0.0.1:80"},
-                         timeout=10).status_code == 201
-    _pg(box).psql("INSERT INTO targets (id, created_at, upstream_id, target, weight, ws_id) "
-                  "SELECT gen_random_uuid(), created_at, upstream_id, target, weight, ws_id FROM targets "
-                  "WHERE target = '10.0.0.1:80'", database=db)
+    assert requests.post(f"{admin}/upstreams/twice/targets", json={"target": "10.0.0.1:80"}, timeout=10).status_code == 201
+    _pg(box).psql(
+        "INSERT INTO targets (id, created_at, upstream_id, target, weight, ws_id) "
+        "SELECT gen_random_uuid(), created_at, upstream_id, target, weight, ws_id FROM targets "
+        "WHERE target = '10.0.0.1:80'",
+        database=db,
+    )
     before = _digests(box, db)
-    pids = {name: open(os.path.join(node["prefix"], "pids", "nginx.pid")).read()
-            for name, node in box.state["nodes"].items() if node["group"] == "kong_x"}
+    pids = {name: open(os.path.join(node["prefix"], "pids", "nginx.pid")).read() for name, node in box.state["nodes"].items() if node["group"] == "kong_x"}
 
     log = os.path.join(box.log_dir, "in-place-rehearsed.log")
-    rc = box.upgrade("in_place", "3.4.2", extra_args=["-e", "kong_rehearse=true"], log_path=log,
-                     stream=lambda line: None)
+    rc = box.upgrade("in_place", "3.4.2", extra_args=["-e", "kong_rehearse=true"], log_path=log, stream=lambda line: None)
     with open(log) as fh:
         text = fh.read()
     assert rc != 0, text[-3000:]
@@ -206,8 +219,7 @@ def test_failed_rehearsal_stops_the_in_place_upgrade(box):
     assert report["scratch_dropped"] is True and not _scratch_databases(box)
 
     # nothing was stopped: the same X processes serve through the load balancer
-    assert {name: open(os.path.join(box.state["nodes"][name]["prefix"], "pids", "nginx.pid")).read()
-            for name in pids} == pids
+    assert {name: open(os.path.join(box.state["nodes"][name]["prefix"], "pids", "nginx.pid")).read() for name in pids} == pids
     resp = requests.get(f"http://127.0.0.1:{box.lb_port}/echo", headers={"apikey": "demo-key"}, timeout=5)
     assert resp.status_code == 200 and "kong/2.8.5" in resp.headers.get("Via", "")
     assert _digests(box, db) == before

@@ -1,6 +1,7 @@
 """kong_upgrade_hops=auto in the rolling flow, end to end on the smallest DB-less fleet (real HAProxy,
 simulated Kong nodes, one X and one Y): 3.6.1 -> 3.8.1 is two hops for a database (3.7.x between);
 DB-less nodes run no migrations, so one rolling upgrade covers both hops, under load."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,7 @@ from tests.sandbox.core import Sandbox
 
 X, Y = "3.6.1", "3.8.1"
 RATE = 100.0
-FAST = ["-e", json.dumps({"kong_traffic_steps": [50, 100], "kong_gate_soak_seconds": 1,
-                          "kong_drain_gate_soak_seconds": 1})]
+FAST = ["-e", json.dumps({"kong_traffic_steps": [50, 100], "kong_gate_soak_seconds": 1, "kong_drain_gate_soak_seconds": 1})]
 
 
 @pytest.fixture(scope="module")

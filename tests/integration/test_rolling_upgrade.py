@@ -1,5 +1,6 @@
 """The rolling upgrade end to end on the local sandbox: real HAProxy, simulated Kong nodes,
 the collection's playbook, and a steady load whose every response is checked."""
+
 from __future__ import annotations
 
 import glob
@@ -32,9 +33,6 @@ def _epoch(text: str) -> float:
     import datetime
 
     return datetime.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=datetime.UTC).timestamp()
-
-
-
 
 
 @pytest.fixture
@@ -98,8 +96,7 @@ def _outside(box: Sandbox) -> dict:
             for f in names:
                 path = os.path.join(d, f)
                 # reports/ holds the run's report, which check mode writes too (the plan, for an approval)
-                if os.path.isfile(path) and not path.endswith((".log", ".sock", ".pid")) and "/logs/" not in path \
-                        and "/reports/" not in path:
+                if os.path.isfile(path) and not path.endswith((".log", ".sock", ".pid")) and "/logs/" not in path and "/reports/" not in path:
                     st = os.stat(path)
                     files[path] = (st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
     return {"lb": lb, "nodes": nodes, "files": files}
@@ -142,13 +139,17 @@ def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
     last = [s for s in summary["per_second"] if s["versions"]][-2:]
     assert all(set(s["versions"]) == {Y} for s in last), f"traffic at the end: {last}"
     servers = haproxy_servers(box.state["haproxy"]["socket"])
-    assert {name: s["weight"] > 0 for name, s in servers.items()} == {
-        "x1": False, "x2": False, "x3": False, "y1": True, "y2": True, "y3": True}
+    assert {name: s["weight"] > 0 for name, s in servers.items()} == {"x1": False, "x2": False, "x3": False, "y1": True, "y2": True, "y3": True}
     box.load()
     assert not any(_node_running(box, name) for name in ("x1", "x2", "x3"))
-    assert set(journal["nodes"].items()) >= {("x1", "decommissioned"), ("x2", "decommissioned"),
-                                              ("x3", "decommissioned"), ("y1", "verified"), ("y2", "verified"),
-                                              ("y3", "verified")}
+    assert set(journal["nodes"].items()) >= {
+        ("x1", "decommissioned"),
+        ("x2", "decommissioned"),
+        ("x3", "decommissioned"),
+        ("y1", "verified"),
+        ("y2", "verified"),
+        ("y3", "verified"),
+    }
     # a healthy run says nothing alarming: no "FAILED - RETRYING" from healthy polls, no failed task
     with open(box.last_log) as fh:
         alarming = [ln for ln in fh.read().splitlines() if "FAILED" in ln or "fatal:" in ln]
@@ -219,9 +220,13 @@ def _kill_run_when(box, reached) -> None:
     would end) once ``reached(journal)`` holds."""
     box.install(Y)
     env = dict(box.ansible_env(), ANSIBLE_CALLBACKS_ENABLED="kongops.upgrade.upgrade_report")
-    proc = subprocess.Popen([os.path.join(".venv", "bin", "ansible-playbook"), ROLLING_PLAYBOOK, "-i", box.inventory,
-                             "-e", f"kong_version_target={Y}"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [os.path.join(".venv", "bin", "ansible-playbook"), ROLLING_PLAYBOOK, "-i", box.inventory, "-e", f"kong_version_target={Y}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -237,10 +242,10 @@ def _kill_run_when(box, reached) -> None:
     report = read_report(box.work_dir)
     steps = _journal(box).get("steps", [])
     assert report and report.get("complete") is False, "the killed run left no report"
-    assert [s["share"] for s in report["journal"].get("steps", [])] == [s["share"] for s in steps][:len(
-        report["journal"].get("steps", []))] and len(report["journal"].get("steps", [])) >= len(steps) - 1
-    html_path = os.path.join(os.path.dirname(glob.glob(os.path.join(box.work_dir, "sandbox", "reports", "*",
-                                                                      "report.json"))[0]), "report.html")
+    assert [s["share"] for s in report["journal"].get("steps", [])] == [s["share"] for s in steps][: len(report["journal"].get("steps", []))] and len(
+        report["journal"].get("steps", [])
+    ) >= len(steps) - 1
+    html_path = os.path.join(os.path.dirname(glob.glob(os.path.join(box.work_dir, "sandbox", "reports", "*", "report.json"))[0]), "report.html")
     with open(html_path) as fh:
         assert "still going" in fh.read()
 
@@ -254,15 +259,15 @@ def test_interrupted_run_resumes_without_touching_finished_nodes(sandbox):
 
     from tests.integration.ansible_run import run_playbook
 
-    result = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y},
-                          env=box.ansible_env())
+    result = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y}, env=box.ansible_env())
     assert result.rc == 0, result.stdout[-3000:]
     journal = _journal(box)
     assert journal["status"] == "done"
     assert all(journal["nodes"][x] == "decommissioned" for x in ("x1", "x2"))
     drains = result.results("Drain and retire - {{ inventory_hostname }}") or []
-    touched = {h for task in result.data["plays"] for t in task["tasks"] for h, r in t["hosts"].items()
-               if h in finished and not r.get("skipped") and r.get("changed")}
+    touched = {
+        h for task in result.data["plays"] for t in task["tasks"] for h, r in t["hosts"].items() if h in finished and not r.get("skipped") and r.get("changed")
+    }
     assert not touched, f"the resumed run changed finished nodes: {touched} ({len(drains)})"
 
 
@@ -305,11 +310,10 @@ def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
     summary = load.stop()
     assert rc == 0, _failure(box)
     # each failed request with its status or error and when it was sent relative to the playbook's tasks
-    failed = [(round(r.wall - load.started_at, 2), r.status, r.error, r.version, r.latency_ms) for r in load.records
-              if not r.ok][:10]
-    assert summary["failed"] == 0, (f"{summary['failed']} of {summary['total']} requests failed "
-                                    f"(seconds into the load, status, error, version, ms): {failed}; "
-                                    f"playbook log {box.last_log}")
+    failed = [(round(r.wall - load.started_at, 2), r.status, r.error, r.version, r.latency_ms) for r in load.records if not r.ok][:10]
+    assert summary["failed"] == 0, (
+        f"{summary['failed']} of {summary['total']} requests failed (seconds into the load, status, error, version, ms): {failed}; playbook log {box.last_log}"
+    )
     assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
 
     journal = _journal(box)
@@ -321,8 +325,7 @@ def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
         # behind nginx (no per-server counters) each Y node's own /metrics is the error-rate gate
         nodes = step["gate"]["nodes"]
         assert set(nodes) == {"y1", "y2"} and all(n["requests"] > 0 and n["errors"] == 0 for n in nodes.values())
-    assert {name: in_rotation for name, (_w, in_rotation) in _nginx_servers(box).items()} == {
-        "x1": False, "x2": False, "y1": True, "y2": True}
+    assert {name: in_rotation for name, (_w, in_rotation) in _nginx_servers(box).items()} == {"x1": False, "x2": False, "y1": True, "y2": True}
     last = [s for s in summary["per_second"] if s["versions"]][-2:]
     assert all(set(s["versions"]) == {Y} for s in last), f"traffic at the end: {last}"
     box.load()
@@ -344,11 +347,13 @@ def test_node_error_rate_gate_behind_nginx_puts_every_request_back_on_x(sandbox)
             time.sleep(0.05)
         with open(box.state["demo_config"]) as fh:
             config = yaml.safe_load(fh)
-        config.setdefault("plugins", []).append(
-            {"name": "request-termination", "config": {"status_code": 503, "message": "broken node"}})
-        req = urllib.request.Request(f"http://127.0.0.1:{box.state['nodes']['y2']['admin_port']}/config",
-                                     data=json.dumps(config).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+        config.setdefault("plugins", []).append({"name": "request-termination", "config": {"status_code": 503, "message": "broken node"}})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{box.state['nodes']['y2']['admin_port']}/config",
+            data=json.dumps(config).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             broken["status"] = resp.status
 
@@ -431,13 +436,11 @@ def test_failure_budget_decides_when_an_x_node_fails_at_its_drain(sandbox, tmp_p
     box = sandbox()
     fault = tmp_path / "x2-fault"
     shim = tmp_path / "x2-python"
-    shim.write_text(f"#!/bin/sh\nif [ -e {fault} ]; then echo 'injected fault: x2 runs no module' >&2; exit 1; fi\n"
-                    f"exec {sys.executable} \"$@\"\n")
+    shim.write_text(f"#!/bin/sh\nif [ -e {fault} ]; then echo 'injected fault: x2 runs no module' >&2; exit 1; fi\nexec {sys.executable} \"$@\"\n")
     shim.chmod(0o755)
     # a second inventory source: its host variables win over the sandbox's for x2
     overlay = tmp_path / "fault.yml"
-    overlay.write_text(json.dumps({"all": {"children": {"kong_x": {"hosts": {"x2": {
-        "ansible_python_interpreter": str(shim)}}}}}}))
+    overlay.write_text(json.dumps({"all": {"children": {"kong_x": {"hosts": {"x2": {"ansible_python_interpreter": str(shim)}}}}}}))
     done = threading.Event()
 
     def arm():

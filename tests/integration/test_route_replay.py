@@ -3,6 +3,7 @@ regex `/api/v1|/api/v2` Kong 2.8.5 anchors as a whole (kong/router.lua:977, "ajo
 its first alternative (kong/router/compat.lua:235, "^" .. path) stops the rolling upgrade at its backup
 phase, naming the route and the request, before any Y node starts; a configuration without such a route
 passes the replay."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,7 @@ def box(tmp_path_factory):
 def _with_alternation(box: Sandbox) -> dict:
     with open(box.state["demo_config"]) as fh:
         doc = yaml.safe_load(fh)
-    doc.setdefault("services", []).append({
-        "name": "versions", "url": "http://127.0.0.1:9",
-        "routes": [{"name": "api-versions", "paths": ["/api/v1|/api/v2"]}]})
+    doc.setdefault("services", []).append({"name": "versions", "url": "http://127.0.0.1:9", "routes": [{"name": "api-versions", "paths": ["/api/v1|/api/v2"]}]})
     return doc
 
 
@@ -42,12 +41,12 @@ def test_replay_stops_the_rolling_upgrade_on_a_route_that_matches_differently(bo
     doc = _with_alternation(box)
     for name, node in box.state["nodes"].items():
         if node["group"] == "kong_x":
-            r = requests.post(f"http://127.0.0.1:{node['admin_port']}/config", json={"config": yaml.safe_dump(doc)},
-                              timeout=30)
+            r = requests.post(f"http://127.0.0.1:{node['admin_port']}/config", json={"config": yaml.safe_dump(doc)}, timeout=30)
             assert r.status_code == 201, (name, r.text)
     log = os.path.join(box.log_dir, "rolling-replayed.log")
-    rc = box.upgrade("rolling", "3.4.2", extra_args=["-e", "kong_route_replay=true", "-e", "kong_breaking_fail_on=none"], log_path=log,
-                     stream=lambda line: None)
+    rc = box.upgrade(
+        "rolling", "3.4.2", extra_args=["-e", "kong_route_replay=true", "-e", "kong_breaking_fail_on=none"], log_path=log, stream=lambda line: None
+    )
     with open(log) as fh:
         text = fh.read()
     assert rc != 0, text[-3000:]
@@ -79,12 +78,13 @@ def test_replay_of_a_configuration_without_differences_passes(box, tmp_path):
         doc = yaml.safe_load(fh)
     doc.setdefault("consumers", []).append({"username": "replay", "keyauth_credentials": [{"key": "TOPSECRET"}]})
     src.write_text(yaml.safe_dump(doc))
-    play = ("- hosts: localhost\n  gather_facts: false\n  tasks:\n    - kongops.upgrade.kong_route_replay:\n"
-            "        src: '{{ src }}'\n        x: {version: 2.8.5, kong_bin: '{{ x }}'}\n"
-            "        y: {version: 3.4.2, kong_bin: '{{ y }}'}\n        work_dir: '{{ work }}'\n      register: r\n"
-            "    - ansible.builtin.set_stats:\n        data: {r: '{{ r }}'}\n")
-    extra = {"src": str(src), "x": box.kong_bin("2.8.5"), "y": box.kong_bin(box.install("3.4.2") and "3.4.2"),
-             "work": str(tmp_path)}
+    play = (
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - kongops.upgrade.kong_route_replay:\n"
+        "        src: '{{ src }}'\n        x: {version: 2.8.5, kong_bin: '{{ x }}'}\n"
+        "        y: {version: 3.4.2, kong_bin: '{{ y }}'}\n        work_dir: '{{ work }}'\n      register: r\n"
+        "    - ansible.builtin.set_stats:\n        data: {r: '{{ r }}'}\n"
+    )
+    extra = {"src": str(src), "x": box.kong_bin("2.8.5"), "y": box.kong_bin(box.install("3.4.2") and "3.4.2"), "work": str(tmp_path)}
     env = dict(box.ansible_env(), ANSIBLE_SHOW_CUSTOM_STATS="true")
     checked = run_playbook(play, extra_vars=extra, env=env, check=True)
     assert checked.rc == 0, checked.stdout[-3000:]

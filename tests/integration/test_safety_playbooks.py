@@ -2,6 +2,7 @@
 inventories of local hosts, with simulated Kong nodes (tests/kongsim) where a node must answer.
 
 Each test names the defect it guards against (docs/reliability.md lists them)."""
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,7 @@ def inventory(groups: dict, **all_vars) -> str:
 
 
 def base_vars(work_dir, **extra) -> dict:
-    return {"kong_work_dir": str(work_dir), "kong_cluster_name": "c1", "kong_upgrade_confirm": True,
-            "kong_version_target": "3.9.3", **extra}
+    return {"kong_work_dir": str(work_dir), "kong_cluster_name": "c1", "kong_upgrade_confirm": True, "kong_version_target": "3.9.3", **extra}
 
 
 def failure_messages(run) -> str:
@@ -103,6 +103,7 @@ def finished_journal(work_dir) -> str:
 
 # Item 9: inputs refused early, before the journal is opened or an earlier one archived.
 
+
 def test_empty_kong_x_is_refused_by_name(tmp_path):
     journal = finished_journal(tmp_path)
     run = run_playbook(IN_PLACE, inventory=inventory({"kong_x": {}}), extra_vars=base_vars(tmp_path, kong_mode="traditional"))
@@ -132,15 +133,20 @@ def test_kong_conf_properties_the_path_stops_reading_are_refused_before_the_jour
     plugin.mkdir(parents=True)
     for part in ("handler", "schema"):
         (plugin / f"{part}.lua").write_text("return {}\n")
-    old = KongNode(install_kong("2.8.5", str(tmp_path / "k285")), str(tmp_path / "nodes"), name="x1",
-                   declarative=DECLARATIVE.replace("'3.0'", "'2.1'") + "  routes:\n  - name: users\n    paths: ['/users/\\d+']\n",
-                   client_max_body_size="10m", nginx_optimizations="on", plugins="bundled,  opentelemetry ",
-                   lua_package_path=f"{tmp_path}/lua/?.lua;;")
+    old = KongNode(
+        install_kong("2.8.5", str(tmp_path / "k285")),
+        str(tmp_path / "nodes"),
+        name="x1",
+        declarative=DECLARATIVE.replace("'3.0'", "'2.1'") + "  routes:\n  - name: users\n    paths: ['/users/\\d+']\n",
+        client_max_body_size="10m",
+        nginx_optimizations="on",
+        plugins="bundled,  opentelemetry ",
+        lua_package_path=f"{tmp_path}/lua/?.lua;;",
+    )
     old.start()
     try:
         journal = finished_journal(tmp_path)
-        inv = inventory({"kong_x": {"x1": {"kong_admin_url": old.admin_url, "kong_node_conf_path": old.conf_path}}},
-                        kong_mode="traditional")
+        inv = inventory({"kong_x": {"x1": {"kong_admin_url": old.admin_url, "kong_node_conf_path": old.conf_path}}}, kong_mode="traditional")
         run = run_playbook(IN_PLACE, inventory=inv, extra_vars=base_vars(tmp_path, kong_version_target="3.4.2"))
         assert run.rc != 0
         msg = failure_messages(run)
@@ -151,8 +157,7 @@ def test_kong_conf_properties_the_path_stops_reading_are_refused_before_the_jour
         assert "route-regex-path-tilde" in msg and "(route 'users') -> '~/users/\\d+'" in msg
         assert "custom-plugin-name-bundled" in msg and "custom plugin 'opentelemetry' (kong.conf `plugins`): bundled from 3.4" in msg
         assert "3 breaking change(s) at severity high" in msg and "2 finding(s) below high are in the plan too" in msg
-        run = run_playbook(IN_PLACE, inventory=inv, extra_vars=base_vars(tmp_path, kong_version_target="3.4.2",
-                                                                         kong_breaking_fail_on="medium"))
+        run = run_playbook(IN_PLACE, inventory=inv, extra_vars=base_vars(tmp_path, kong_version_target="3.4.2", kong_breaking_fail_on="medium"))
         msg = failure_messages(run)
         assert run.rc != 0 and "conf-setting-removed" in msg and "x1: nginx_optimizations" in msg
         assert not ran(run, "Start the run") and not ran(run, "Archive a finished journal")
@@ -188,8 +193,10 @@ def test_same_host_in_kong_x_and_kong_y_is_refused_outside_the_replace_topology(
 def test_kong_y_smaller_than_kong_x_is_refused_before_the_journal_is_archived(tmp_path, node):
     journal = finished_journal(tmp_path)
     x = node("3.8.1", "x")
-    inv = inventory({"kong_x": {"x1": {"kong_admin_url": x.admin_url}, "x2": {"kong_admin_url": x.admin_url}},
-                     "kong_y": {"y1": {}}, "kong_lb": {"lb": {}}}, kong_mode="dbless")
+    inv = inventory(
+        {"kong_x": {"x1": {"kong_admin_url": x.admin_url}, "x2": {"kong_admin_url": x.admin_url}}, "kong_y": {"y1": {}}, "kong_lb": {"lb": {}}},
+        kong_mode="dbless",
+    )
     run = run_playbook(ROLLING, inventory=inv, extra_vars=base_vars(tmp_path))
     assert run.rc != 0
     assert "cannot carry the traffic of 2 kong_x node(s)" in failure_messages(run), failure_messages(run)
@@ -212,6 +219,7 @@ def test_free_space_is_measured_on_the_node_the_backup_lands_on(tmp_path):
 
 # Item 2: each phase tagged on its own; `finish` (the point of no return) only in its own phase.
 
+
 def listed_tasks(tmp_path, *args: str) -> str:
     import subprocess
 
@@ -219,17 +227,20 @@ def listed_tasks(tmp_path, *args: str) -> str:
 
     inv = tmp_path / "inventory.ini"
     inv.write_text(inventory({"kong_x": {"x1": {}, "x2": {}}}, kong_mode="traditional"))
-    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(inv), IN_PLACE, "--list-tasks",
-                           "-e", "kong_version_target=3.9.3", *args],
-                          capture_output=True, text=True, env=ansible_env(), check=False)
+    proc = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(inv), IN_PLACE, "--list-tasks", "-e", "kong_version_target=3.9.3", *args],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
 def test_tags_migrate_runs_up_and_not_finish(tmp_path):
     out = listed_tasks(tmp_path, "--tags", "migrate")
-    for name in ("Stop every X node", "Install Y", "Run kong migrations up", "Start and smoke-test Y",
-                 "Verify entity counts", "Watch the new version"):
+    for name in ("Stop every X node", "Install Y", "Run kong migrations up", "Start and smoke-test Y", "Verify entity counts", "Watch the new version"):
         assert name in out, out
     assert "Run kong migrations finish" not in out, out
 
@@ -249,6 +260,7 @@ def test_skip_tags_finish_keeps_stop_install_migrate_start(tmp_path):
 
 
 # Item 1: the finish gate and the restore guard need a URL per node that the gating host reaches.
+
 
 def test_loopback_gate_url_of_a_remote_node_is_refused(tmp_path):
     finished_journal(tmp_path)
@@ -274,8 +286,9 @@ def test_duplicate_gate_urls_are_refused_and_distinct_ones_pass(tmp_path):
     # distinct URLs, a remote node's loopback admin URL overridden by its gate URL, the controller's own nodes
     # on loopback: the gate check passes (the run then stops because nothing answers)
     remote = {"ansible_connection": "ssh", "ansible_host": "192.0.2.10", "kong_admin_gate_url": "http://192.0.2.10:8001"}
-    inv = inventory({"kong_x": {"x1": {"kong_admin_url": "http://127.0.0.1:9"}, "x2": {"kong_admin_url": "http://127.0.0.1:10"},
-                                "x3": remote}}, kong_mode="traditional")
+    inv = inventory(
+        {"kong_x": {"x1": {"kong_admin_url": "http://127.0.0.1:9"}, "x2": {"kong_admin_url": "http://127.0.0.1:10"}, "x3": remote}}, kong_mode="traditional"
+    )
     run = run_playbook(IN_PLACE, inventory=inv, extra_vars=base_vars(tmp_path))
     assert task(run, "Refuse gate URLs that do not single out each node").get("failed") is not True
     # the addresses PostgreSQL sees the nodes connect from, for the pg_stat_activity check before finish
@@ -287,15 +300,39 @@ def test_duplicate_gate_urls_are_refused_and_distinct_ones_pass(tmp_path):
 # Item 7: freeze ownership. The conclusion verifies and thaws with the run's own run_id and never
 # forces on abort; kong_freeze_force reaches the module; haproxy enforcement gets its socket and map.
 
+
 def _freeze_play(work_dir, node_url: str, tasks: list, **extra_vars) -> str:
     import yaml
 
-    play = [{"hosts": "localhost", "gather_facts": False,
-             "vars": {"kong_work_dir": str(work_dir), "kong_cluster_name": "c1", "kong_admin_url": node_url,
-                      "kong_version_target": "3.9.3", "kong_strategy": "rolling", **extra_vars},
-             "tasks": [{"name": "This run's journal", "kongops.upgrade.kong_upgrade_run": {
-                 "state": "opened", "work_dir": str(work_dir), "cluster": "c1", "run_id": "mine",
-                 "strategy": "rolling", "from_version": "3.8.1", "to_version": "3.9.3"}}] + tasks}]
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars": {
+                "kong_work_dir": str(work_dir),
+                "kong_cluster_name": "c1",
+                "kong_admin_url": node_url,
+                "kong_version_target": "3.9.3",
+                "kong_strategy": "rolling",
+                **extra_vars,
+            },
+            "tasks": [
+                {
+                    "name": "This run's journal",
+                    "kongops.upgrade.kong_upgrade_run": {
+                        "state": "opened",
+                        "work_dir": str(work_dir),
+                        "cluster": "c1",
+                        "run_id": "mine",
+                        "strategy": "rolling",
+                        "from_version": "3.8.1",
+                        "to_version": "3.9.3",
+                    },
+                }
+            ]
+            + tasks,
+        }
+    ]
     return yaml.safe_dump(play, sort_keys=False)
 
 
@@ -309,23 +346,38 @@ def _lock(work_dir) -> dict | None:
 
 def _other_runs_lock(work_dir, node_url: str):
     os.makedirs(os.path.join(str(work_dir), "c1"), exist_ok=True)
-    run = run_playbook(_freeze_play(work_dir, node_url, [{"name": "another run freezes", "kongops.upgrade.kong_config_freeze": {
-        "state": "frozen", "admin_url": node_url, "run_id": "other",
-        "lock_path": os.path.join(str(work_dir), "c1", "freeze.lock.json")}}]))
+    run = run_playbook(
+        _freeze_play(
+            work_dir,
+            node_url,
+            [
+                {
+                    "name": "another run freezes",
+                    "kongops.upgrade.kong_config_freeze": {
+                        "state": "frozen",
+                        "admin_url": node_url,
+                        "run_id": "other",
+                        "lock_path": os.path.join(str(work_dir), "c1", "freeze.lock.json"),
+                    },
+                }
+            ],
+        )
+    )
     assert run.rc == 0, failure_messages(run)
     assert _lock(work_dir)["run_id"] == "other"
 
 
-CONCLUDE = {"name": "Conclude", "ansible.builtin.include_role": {"name": "kongops.upgrade.preflight",
-                                                                  "tasks_from": "conclude.yml"}}
+CONCLUDE = {"name": "Conclude", "ansible.builtin.include_role": {"name": "kongops.upgrade.preflight", "tasks_from": "conclude.yml"}}
 FREEZE = {"name": "Freeze", "ansible.builtin.include_role": {"name": "kongops.upgrade.preflight", "tasks_from": "freeze.yml"}}
 
 
 def test_an_aborted_run_leaves_another_runs_lock_alone(tmp_path, node):
     x = node("3.8.1", "x")
     _other_runs_lock(tmp_path, x.admin_url)
-    abort = {"name": "The run failed on the lock", "ansible.builtin.set_fact": {
-        "kong_abort": {"phase": "backup", "reason": "the cluster is frozen by run other", "needs_attention": False}}}
+    abort = {
+        "name": "The run failed on the lock",
+        "ansible.builtin.set_fact": {"kong_abort": {"phase": "backup", "reason": "the cluster is frozen by run other", "needs_attention": False}},
+    }
     run = run_playbook(_freeze_play(tmp_path, x.admin_url, [abort, CONCLUDE], kong_conclude_admin_url=x.admin_url))
     assert run.rc != 0 and "The upgrade stopped in phase backup" in failure_messages(run)
     assert _lock(tmp_path) is not None and _lock(tmp_path)["run_id"] == "other", "another run's lock was released"
@@ -347,8 +399,12 @@ def test_haproxy_enforcement_gets_its_socket_and_map(tmp_path, node, haproxy_fac
     freeze_map = tmp_path / "kong-freeze.map"
     freeze_map.write_text("")
     lb = haproxy_factory(freeze_front_config("c1", str(freeze_map), x.admin_url.split("//")[1]))
-    settings = {"kong_freeze_enforce": "haproxy", "kong_freeze_enforce_file": str(freeze_map),
-                "kong_freeze_haproxy_socket": lb.socket, "kong_conclude_admin_url": x.admin_url}
+    settings = {
+        "kong_freeze_enforce": "haproxy",
+        "kong_freeze_enforce_file": str(freeze_map),
+        "kong_freeze_haproxy_socket": lb.socket,
+        "kong_conclude_admin_url": x.admin_url,
+    }
     run = run_playbook(_freeze_play(tmp_path, x.admin_url, [FREEZE], **settings))
     assert run.rc == 0, failure_messages(run)
     assert "c1 {" in lb.command(f"show map {freeze_map}")
@@ -358,6 +414,7 @@ def test_haproxy_enforcement_gets_its_socket_and_map(tmp_path, node, haproxy_fac
 
 
 # Item 4: whatever fails, the conclusion runs; pool and server names are checked before Y exists.
+
 
 def _rolling_lb(haproxy_factory, servers: list):
     lines = "\n".join(f"    server {name} 127.0.0.1:{9 + i} weight 100" for i, name in enumerate(servers))
@@ -374,8 +431,9 @@ def test_unknown_server_names_are_refused_before_the_journal(tmp_path, node, hap
     journal = finished_journal(tmp_path)
     x = node("3.8.1", "x")
     lb = _rolling_lb(haproxy_factory, ["x1", "kong-y1"])
-    inv = inventory({"kong_x": {"x1": {"kong_admin_url": x.admin_url}}, "kong_y": {"y1": {}},
-                     "kong_lb": {"lb": {"kong_lb_socket": lb.socket}}}, kong_mode="dbless")
+    inv = inventory(
+        {"kong_x": {"x1": {"kong_admin_url": x.admin_url}}, "kong_y": {"y1": {}}, "kong_lb": {"lb": {"kong_lb_socket": lb.socket}}}, kong_mode="dbless"
+    )
     run = run_playbook(ROLLING, inventory=inv, extra_vars=base_vars(tmp_path))
     assert run.rc != 0
     msg = failure_messages(run)
@@ -391,8 +449,14 @@ def test_a_failing_rescue_still_closes_the_run(tmp_path, node, haproxy_factory):
 
     x = node("3.8.1", "x")
     lb = _rolling_lb(haproxy_factory, ["x1", "y1"])
-    inv = inventory({"kong_x": {"x1": {"kong_admin_url": x.admin_url}}, "kong_y": {"y1": {"kong_admin_url": x.admin_url}},
-                     "kong_lb": {"lb": {"kong_lb_socket": lb.socket}}}, kong_mode="dbless")
+    inv = inventory(
+        {
+            "kong_x": {"x1": {"kong_admin_url": x.admin_url}},
+            "kong_y": {"y1": {"kong_admin_url": x.admin_url}},
+            "kong_lb": {"lb": {"kong_lb_socket": lb.socket}},
+        },
+        kong_mode="dbless",
+    )
     path = os.path.join(str(tmp_path), "c1", "journal.json")
 
     def kill_lb_once_the_journal_is_open():
@@ -424,11 +488,15 @@ def test_gate_urls_of_nodes_left_out_by_limit_are_checked_too(tmp_path):
     finished_journal(tmp_path)
     remote = {"ansible_connection": "ssh", "ansible_host": "192.0.2.10", "kong_admin_url": "http://127.0.0.1:8001"}
     inv = tmp_path / "inventory.ini"
-    inv.write_text(inventory({"kong_x": {"x1": {"kong_admin_url": "http://127.0.0.1:8002"}, "x2": remote}},
-                             kong_mode="traditional"))
+    inv.write_text(inventory({"kong_x": {"x1": {"kong_admin_url": "http://127.0.0.1:8002"}, "x2": remote}}, kong_mode="traditional"))
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps(base_vars(tmp_path)))
-    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(inv), IN_PLACE, "--limit", "x1,localhost",
-                           "-e", f"@{extra}"], capture_output=True, text=True, env=ansible_env(), check=False)
+    proc = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(inv), IN_PLACE, "--limit", "x1,localhost", "-e", f"@{extra}"],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        check=False,
+    )
     assert proc.returncode != 0
     assert "reaches x1 itself, not the node: x2" in proc.stdout, proc.stdout[-3000:]

@@ -4,6 +4,7 @@ simulated Kong nodes started by the kong_node role.
 One DB-less sandbox (Kong 3.8.1) in a private state directory and on its own ports, so a sandbox
 a developer keeps running is never touched.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -22,8 +23,6 @@ from tests.sandbox.core import VENV_BIN
 from tests.sandbox.demo import build_report, read_journal
 
 KONG_X = "3.8.1"
-
-
 
 
 @pytest.fixture(scope="module")
@@ -124,13 +123,18 @@ def test_inventory_follows_the_inventory_contract(sandbox):
     assert y1["kong_node_prefix"] != groups["kong_x"]["hosts"]["x1"]["kong_node_prefix"]
 
     # Ansible itself reads it the same way (and kong_x resolves its version from the fleet variable)
-    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-inventory"), "-i", sandbox.inventory, "--list",
-                           "--export"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-inventory"), "-i", sandbox.inventory, "--list", "--export"], capture_output=True, text=True, check=True
+    )
     listed = json.loads(proc.stdout)
     assert sorted(listed["kong_y"]["hosts"]) == ["y1", "y2", "y3"]
-    proc = subprocess.run([os.path.join(VENV_BIN, "ansible"), "-i", sandbox.inventory, "x2", "-m",
-                           "ansible.builtin.debug", "-a", "var=kong_node_version"],
-                          capture_output=True, text=True, check=False, env=sandbox.ansible_env())
+    proc = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible"), "-i", sandbox.inventory, "x2", "-m", "ansible.builtin.debug", "-a", "var=kong_node_version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=sandbox.ansible_env(),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f'"kong_node_version": "{KONG_X}"' in proc.stdout
 
@@ -158,8 +162,7 @@ def test_load_generator_counts_rejections_and_connection_errors(sandbox):
 
 def test_load_generator_counts_requests_it_could_not_send_apart(sandbox):
     # the echo upstream answers after ?sleep seconds; two in flight at most, 20 due per second
-    gen = LoadGenerator(_url(sandbox, "/echo?sleep=0.5"), rate=20, headers={"apikey": "demo-key"}, duration=1.5,
-                        max_in_flight=2)
+    gen = LoadGenerator(_url(sandbox, "/echo?sleep=0.5"), rate=20, headers={"apikey": "demo-key"}, duration=1.5, max_in_flight=2)
     summary = gen.start().wait(30)
     assert summary["due"] == 30
     assert summary["failed"] == 0
@@ -208,13 +211,24 @@ def test_demo_report_measures_each_journal_step_from_the_load(tmp_path):
     records.append(Record(29.995, t0 + 29.995, None, "ServerDisconnectedError", None, 1.0))
     summary = summarize(records, rate=100, started_at=t0)
     iso = datetime.datetime.fromtimestamp
-    journal = {"run_id": "r1", "status": "done", "steps": [
-        {"share": 25, "started_at": iso(t0 + 10, datetime.UTC).isoformat() + "Z",
-         "ended_at": iso(t0 + 20, datetime.UTC).isoformat() + "Z",
-         "gate": {"failed": False, "requests": 250, "errors": 0}},
-        {"share": 100, "started_at": iso(t0 + 20, datetime.UTC).replace(tzinfo=None).isoformat(),
-         "ended_at": iso(t0 + 30, datetime.UTC).replace(tzinfo=None).isoformat(),
-         "gate": {"failed": True, "reasons": ["y1 is DOWN while in rotation"]}}]}
+    journal = {
+        "run_id": "r1",
+        "status": "done",
+        "steps": [
+            {
+                "share": 25,
+                "started_at": iso(t0 + 10, datetime.UTC).isoformat() + "Z",
+                "ended_at": iso(t0 + 20, datetime.UTC).isoformat() + "Z",
+                "gate": {"failed": False, "requests": 250, "errors": 0},
+            },
+            {
+                "share": 100,
+                "started_at": iso(t0 + 20, datetime.UTC).replace(tzinfo=None).isoformat(),
+                "ended_at": iso(t0 + 30, datetime.UTC).replace(tzinfo=None).isoformat(),
+                "gate": {"failed": True, "reasons": ["y1 is DOWN while in rotation"]},
+            },
+        ],
+    }
     (tmp_path / "sandbox").mkdir()
     (tmp_path / "sandbox" / "journal.json").write_text(json.dumps(journal))
     found = read_journal(str(tmp_path))

@@ -1,4 +1,5 @@
 """The real services the other suites depend on behave as the suites expect."""
+
 from __future__ import annotations
 
 import http.server
@@ -11,8 +12,7 @@ import pytest
 
 def test_postgres_row_written_and_read_back(postgres):
     conn_info = postgres.create_database("kongops_services", owner="svc", password="s3cret")
-    conn = psycopg2.connect(host=conn_info["host"], port=conn_info["port"], user="svc",
-                            password="s3cret", dbname="kongops_services")
+    conn = psycopg2.connect(host=conn_info["host"], port=conn_info["port"], user="svc", password="s3cret", dbname="kongops_services")
     with conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id int primary key, name text)")
         cur.execute("INSERT INTO t VALUES (1, 'kong')")
@@ -23,8 +23,7 @@ def test_postgres_row_written_and_read_back(postgres):
 def test_postgres_rejects_wrong_password(postgres):
     postgres.create_database("kongops_auth", owner="svc2", password="right")
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(host=postgres.host, port=postgres.port, user="svc2", password="wrong",
-                         dbname="kongops_auth")
+        psycopg2.connect(host=postgres.host, port=postgres.port, user="svc2", password="wrong", dbname="kongops_auth")
 
 
 class _Named(http.server.BaseHTTPRequestHandler):
@@ -60,8 +59,8 @@ frontend fe
     default_backend kong
 backend kong
     balance roundrobin
-    server a 127.0.0.1:{named_backends['alpha']} weight 100
-    server b 127.0.0.1:{named_backends['beta']} weight 100
+    server a 127.0.0.1:{named_backends["alpha"]} weight 100
+    server b 127.0.0.1:{named_backends["beta"]} weight 100
 """)
     assert "Success" not in lb.command("set server kong/b weight 0")
     state = lb.command("show servers state kong")
@@ -84,6 +83,7 @@ def test_nginx_reload_reaches_new_upstream(nginx_factory, named_backends, tmp_pa
     upstream.write_text(f"server 127.0.0.1:{named_backends['beta']};\n")
     web.reload()
     import time
+
     deadline = time.monotonic() + 10
     while urllib.request.urlopen(url).read() != b"beta":
         assert time.monotonic() < deadline, "nginx still proxies to the old upstream after reload"

@@ -7,6 +7,7 @@ Starts an echo upstream and one simulated node pinned to one CPU core, then meas
 (2) an open-loop load at --rate requests/s: achieved rate, errors, p50/p99 latency.
 The client is the simulator's own small HTTP client (cheap enough not to be the bottleneck).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -118,16 +119,19 @@ def main() -> int:
             pin(echo.proc.pid, 1)
         url = node.proxy_url + "/echo/bench"
         headers = {"apikey": "demo-key"}
-        asyncio.run(closed_loop(url, headers, 4, 1.0))   # warm-up
+        asyncio.run(closed_loop(url, headers, 4, 1.0))  # warm-up
         max_rate, lat2 = asyncio.run(closed_loop(url, headers, args.concurrency, args.seconds))
-        print(f"closed loop: {args.concurrency} connections, {max_rate:.0f} req/s, "
-              f"p50 {pct(lat2, 0.50):.1f} ms, p99 {pct(lat2, 0.99):.1f} ms")
+        print(f"closed loop: {args.concurrency} connections, {max_rate:.0f} req/s, p50 {pct(lat2, 0.50):.1f} ms, p99 {pct(lat2, 0.99):.1f} ms")
         rate, errors, lat, statuses = asyncio.run(open_loop(url, headers, args.rate, args.seconds))
-        print(f"open loop  : target {args.rate:.0f} req/s, achieved {rate:.0f} req/s, errors {errors}, "
-              f"p50 {pct(lat, 0.50):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, statuses {statuses}")
+        print(
+            f"open loop  : target {args.rate:.0f} req/s, achieved {rate:.0f} req/s, errors {errors}, "
+            f"p50 {pct(lat, 0.50):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, statuses {statuses}"
+        )
         ok = rate >= 0.95 * args.rate and errors == 0 and pct(lat, 0.99) < 20
-        print(f"single node on one core: {max_rate:.0f} req/s max; at {args.rate:.0f} req/s p99 "
-              f"{pct(lat, 0.99):.1f} ms -> {'OK' if ok else 'BELOW TARGET'} (target >= 1000 req/s, p99 < 20 ms)")
+        print(
+            f"single node on one core: {max_rate:.0f} req/s max; at {args.rate:.0f} req/s p99 "
+            f"{pct(lat, 0.99):.1f} ms -> {'OK' if ok else 'BELOW TARGET'} (target >= 1000 req/s, p99 < 20 ms)"
+        )
         return 0
     finally:
         if node is not None:

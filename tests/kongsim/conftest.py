@@ -1,4 +1,5 @@
 """Fixtures for the simulator's own tests (tests/kongsim): installs, nodes, an echo upstream."""
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@
 - EchoUpstream(): an HTTP upstream in its own process answering JSON
   {method, path, query, headers, body}; `?sleep=SECONDS` delays the answer.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,17 +57,35 @@ def gen_cluster_cert(directory: str) -> tuple:
     cert = os.path.join(directory, "cluster.crt")
     key = os.path.join(directory, "cluster.key")
     if not os.path.exists(cert):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", key, "-out", cert, "-days", "1095", "-subj", "/CN=kong_clustering"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                key,
+                "-out",
+                cert,
+                "-days",
+                "1095",
+                "-subj",
+                "/CN=kong_clustering",
+            ],
+            check=True,
+            capture_output=True,
+        )
     return cert, key
 
 
 class KongNode:
     """One simulated Kong node in its own prefix, driven through the real CLI."""
 
-    def __init__(self, kong_bin: str, base_dir: str | None = None, *, name: str = "kong",
-                 declarative: str | None = None, **settings):
+    def __init__(self, kong_bin: str, base_dir: str | None = None, *, name: str = "kong", declarative: str | None = None, **settings):
         self.kong_bin = kong_bin
         self.base_dir = base_dir or tempfile.mkdtemp(prefix="kongsim-node-")
         os.makedirs(self.base_dir, exist_ok=True)
@@ -117,8 +136,9 @@ class KongNode:
             if key.startswith("KONG_"):
                 del full_env[key]
         full_env.update(env or {})
-        return subprocess.run([self.kong_bin, *args], capture_output=True, text=True, env=full_env,
-                              timeout=timeout, cwd=self.base_dir, input=input, check=False)
+        return subprocess.run(
+            [self.kong_bin, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=self.base_dir, input=input, check=False
+        )
 
     def start(self, check: bool = True, env=None, ready: bool = True) -> subprocess.CompletedProcess:
         """`kong start -c <conf>`; with ``ready`` (and a start that worked), then wait until the
@@ -127,8 +147,7 @@ class KongNode:
         real node must."""
         res = self.cli("start", "-c", self.conf_path, env=env)
         if check and res.returncode != 0:
-            raise RuntimeError(f"kong start failed ({res.returncode}): {res.stdout}{res.stderr}\n"
-                               + self.error_log()[-3000:])
+            raise RuntimeError(f"kong start failed ({res.returncode}): {res.stdout}{res.stderr}\n" + self.error_log()[-3000:])
         self.started = res.returncode == 0 or self.started
         if ready and res.returncode == 0:
             self.wait_workers()
@@ -211,7 +230,7 @@ class KongNode:
             return ""
 
 
-ECHO_CODE = r'''
+ECHO_CODE = r"""
 import asyncio, json, sys
 from aiohttp import web
 
@@ -241,7 +260,7 @@ async def main():
     print("ready", flush=True)
     await asyncio.Event().wait()
 asyncio.run(main())
-'''
+"""
 
 
 class EchoUpstream:
@@ -261,8 +280,7 @@ class EchoUpstream:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> EchoUpstream:
-        self.proc = subprocess.Popen([self.python, "-c", ECHO_CODE, str(self.port)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen([self.python, "-c", ECHO_CODE, str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         if "ready" not in line:
             raise RuntimeError("echo upstream did not start")
@@ -284,8 +302,7 @@ class EchoUpstream:
         self.stop()
 
 
-def simple_config(upstream_url: str, *, fmt: str = "3.0", key_auth: bool = True,
-                  prometheus: bool = True, extra: str = "") -> str:
+def simple_config(upstream_url: str, *, fmt: str = "3.0", key_auth: bool = True, prometheus: bool = True, extra: str = "") -> str:
     """A declarative config: service `echo` -> upstream, route /echo, key-auth, consumer demo."""
     plugins = "  plugins:\n  - name: key-auth\n" if key_auth else ""
     prom = ""
@@ -293,13 +310,14 @@ def simple_config(upstream_url: str, *, fmt: str = "3.0", key_auth: bool = True,
         prom = "plugins:\n- name: prometheus\n"
         if fmt == "3.0":
             prom += "  config:\n    status_code_metrics: true\n"
-    return (f'_format_version: "{fmt}"\n'
-            f"services:\n- name: echo\n  url: {upstream_url}\n{plugins}"
-            "  routes:\n  - name: echo-route\n    paths:\n    - /echo\n"
-            "consumers:\n- username: demo\n  keyauth_credentials:\n  - key: demo-key\n"
-            f"{prom}{extra}")
+    return (
+        f'_format_version: "{fmt}"\n'
+        f"services:\n- name: echo\n  url: {upstream_url}\n{plugins}"
+        "  routes:\n  - name: echo-route\n    paths:\n    - /echo\n"
+        "consumers:\n- username: demo\n  keyauth_credentials:\n  - key: demo-key\n"
+        f"{prom}{extra}"
+    )
 
 
 def json_of(resp) -> dict:
     return json.loads(resp.text if hasattr(resp, "text") else resp)
-

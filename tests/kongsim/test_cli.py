@@ -1,4 +1,5 @@
 """`kong` CLI texts, streams and exit codes (FACTS preamble, 4.1-4.3, 8.1)."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,7 @@ HINT = "\n  Run with --v (verbose) or --vv (debug) for more details\n"
 def run(kong, *args, cwd=None, env=None):
     full = {k: v for k, v in os.environ.items() if not k.startswith("KONG_")}
     full.update(env or {})
-    return subprocess.run([kong, *args], capture_output=True, text=True, cwd=cwd, env=full, timeout=60,
-                          check=False)
+    return subprocess.run([kong, *args], capture_output=True, text=True, cwd=cwd, env=full, timeout=60, check=False)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -42,8 +42,7 @@ def test_usage_and_unknown_command(kong_install, version):
 
 
 def test_install_rejects_unknown_version(tmp_path):
-    res = subprocess.run(["bash", INSTALL_SH, "3.3.0", str(tmp_path)], capture_output=True, text=True,
-                         check=False)
+    res = subprocess.run(["bash", INSTALL_SH, "3.3.0", str(tmp_path)], capture_output=True, text=True, check=False)
     assert res.returncode == 2 and "unsupported Kong version '3.3.0'" in res.stderr
     assert not os.path.exists(tmp_path / "bin" / "kong")
 
@@ -69,8 +68,7 @@ def test_lifecycle_texts(kong_node_factory, echo_upstream, version):
     node = kong_node_factory(version, start=False, declarative=simple_config(echo_upstream.url, fmt=fmt))
     res = node.start()
     # a fresh prefix: prefix_handler.lua's `prefix directory ... not found` line (test_cli_as_kong.py)
-    assert (res.returncode, res.stdout, res.stderr) == (
-        0, f"prefix directory {node.prefix} not found, trying to create it\nKong started\n", "")
+    assert (res.returncode, res.stdout, res.stderr) == (0, f"prefix directory {node.prefix} not found, trying to create it\nKong started\n", "")
     pid = node.pid()
     assert pid and os.path.exists(os.path.join(node.prefix, ".kong_env"))
     res = node.start(check=False)
@@ -101,6 +99,7 @@ def test_reload_loads_new_declarative_config(kong_node_factory, echo_upstream):
         fh.write("upstreams:\n- name: extra.internal\n")
     assert node.cli("reload", "-c", node.conf_path).returncode == 0
     import time
+
     deadline = time.time() + 10
     while time.time() < deadline:
         after = requests.get(node.admin_url + "/status").json()["configuration_hash"]
@@ -121,13 +120,15 @@ def test_env_overrides_conf_file(kong_node_factory, echo_upstream, tmp_path):
     assert conf["declarative_config"] == str(path) and conf["log_level"] == "info"
 
 
-@pytest.mark.parametrize("version,setting,message", [
-    ("3.9.3", "database = mongo", "database has an invalid value: 'mongo' (postgres, cassandra, off)"),
-    ("3.4.2", "database = cassandra",
-     "Cassandra as a datastore for Kong is not supported in versions 3.4 and above. Please use Postgres."),
-    ("3.9.3", "role = primary", "role has an invalid value: 'primary' (traditional, control_plane, data_plane)"),
-    ("3.9.3", "pg_port = abc", "pg_port is not a number"),
-])
+@pytest.mark.parametrize(
+    "version,setting,message",
+    [
+        ("3.9.3", "database = mongo", "database has an invalid value: 'mongo' (postgres, cassandra, off)"),
+        ("3.4.2", "database = cassandra", "Cassandra as a datastore for Kong is not supported in versions 3.4 and above. Please use Postgres."),
+        ("3.9.3", "role = primary", "role has an invalid value: 'primary' (traditional, control_plane, data_plane)"),
+        ("3.9.3", "pg_port = abc", "pg_port is not a number"),
+    ],
+)
 def test_bad_conf_fails_like_kong(kong_install, tmp_path, version, setting, message):
     conf = tmp_path / "kong.conf"
     conf.write_text(f"prefix = {tmp_path / 'p'}\n{setting}\n")
@@ -171,11 +172,9 @@ def test_config_parse_and_init(kong_install, tmp_path, echo_upstream, version):
     bad.write_text(f'_format_version: "{fmt}"\nservices:\n- name: x\n')
     res = run(kong, "config", "parse", "-c", str(dbless), str(bad), cwd=tmp_path)
     assert res.returncode == 1
-    assert res.stderr == ("Error: Failed parsing:\nin 'services':\n  - in entry 1 of 'services':\n"
-                          "    in 'host': required field missing\n" + HINT)
+    assert res.stderr == ("Error: Failed parsing:\nin 'services':\n  - in entry 1 of 'services':\n    in 'host': required field missing\n" + HINT)
     res = run(kong, "config", "parse", "-c", str(dbless), str(tmp_path / "x.txt"), cwd=tmp_path)
-    assert res.stderr.startswith(f"Error: Failed parsing:\nunknown file type: {tmp_path / 'x.txt'}. "
-                                 "(Accepted types: json, yaml)")
+    assert res.stderr.startswith(f"Error: Failed parsing:\nunknown file type: {tmp_path / 'x.txt'}. (Accepted types: json, yaml)")
     res = run(kong, "config", "parse", "-c", str(dbless), cwd=tmp_path)
     assert res.stderr == "Error: expected a declarative configuration file; see `kong config --help`\n" + HINT
     init_dir = tmp_path / "init"
@@ -199,26 +198,27 @@ def test_prepare_writes_prefix(kong_install, tmp_path):
     conf = tmp_path / "kong.conf"
     conf.write_text(f"prefix = {tmp_path / 'pfx'}\ndatabase = off\n")
     res = run(kong_install("3.6.1"), "prepare", "-c", str(conf))
-    assert (res.returncode, res.stdout, res.stderr) == (
-        0, f"prefix directory {tmp_path / 'pfx'} not found, trying to create it\n", "")
+    assert (res.returncode, res.stdout, res.stderr) == (0, f"prefix directory {tmp_path / 'pfx'} not found, trying to create it\n", "")
     res = run(kong_install("3.6.1"), "prepare", "-c", str(conf))
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
     assert os.path.exists(tmp_path / "pfx" / ".kong_env")
     assert os.path.isdir(tmp_path / "pfx" / "logs")
 
 
-@pytest.mark.parametrize("version, written, served", [
-    # 2.8.5 kong/cmd/utils/prefix_handler.lua line 498: .kong_env gets the value as it is, and the
-    # node, which reads .kong_env back through conf_loader, cuts it at the `#`.
-    ("2.8.5", "pg_database = kong#1", "kong"),
-    # 3.9.3 kong/cmd/utils/prefix_handler.lua lines 855-857 and 892 (`quote_hash`, from 3.2.0): the
-    # `#` is written `\#` and the node reads the whole value.
-    ("3.9.3", "pg_database = kong\\#1", "kong#1"),
-])
+@pytest.mark.parametrize(
+    "version, written, served",
+    [
+        # 2.8.5 kong/cmd/utils/prefix_handler.lua line 498: .kong_env gets the value as it is, and the
+        # node, which reads .kong_env back through conf_loader, cuts it at the `#`.
+        ("2.8.5", "pg_database = kong#1", "kong"),
+        # 3.9.3 kong/cmd/utils/prefix_handler.lua lines 855-857 and 892 (`quote_hash`, from 3.2.0): the
+        # `#` is written `\#` and the node reads the whole value.
+        ("3.9.3", "pg_database = kong\\#1", "kong#1"),
+    ],
+)
 def test_kong_env_quotes_hash_from_3_2(kong_node_factory, echo_upstream, version, written, served):
     fmt = "2.1" if version == "2.8.5" else "3.0"
-    node = kong_node_factory(version, start=False, declarative=simple_config(echo_upstream.url, fmt=fmt),
-                             pg_database="kong\\#1")
+    node = kong_node_factory(version, start=False, declarative=simple_config(echo_upstream.url, fmt=fmt), pg_database="kong\\#1")
     node.start()
     with open(os.path.join(node.prefix, ".kong_env"), encoding="utf-8") as fh:
         assert written in fh.read().splitlines()

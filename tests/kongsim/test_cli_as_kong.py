@@ -3,6 +3,7 @@
 Each test names the Kong source (repository Kong/kong, tag, file:line) it follows. All run the
 installed `bin/kong` of tests/kongsim/install.sh as a subprocess.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,7 @@ def run(kong, *args, cwd=None, env=None, nofile=None, timeout=60):
             _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
 
-    return subprocess.run([kong, *args], capture_output=True, text=True, cwd=cwd, env=full, timeout=timeout,
-                          check=False, preexec_fn=limit)
+    return subprocess.run([kong, *args], capture_output=True, text=True, cwd=cwd, env=full, timeout=timeout, check=False, preexec_fn=limit)
 
 
 def write_conf(path, **settings) -> str:
@@ -42,6 +42,7 @@ def write_conf(path, **settings) -> str:
 
 
 # ------------------------------------------------------------------------------ kong config parse
+
 
 @pytest.mark.parametrize("version", ["2.8.5", "3.4.2", "3.9.3"])
 def test_config_parse_without_conf_connects_to_the_default_postgres(kong_install, tmp_path, version):
@@ -59,8 +60,7 @@ def test_config_parse_without_conf_connects_to_the_default_postgres(kong_install
     env = {"KONG_PREFIX": str(tmp_path / "prefix"), "KONG_PG_PORT": str(free_port())}
     res = run(kong, "config", "parse", str(dec), env=env)
     assert (res.returncode, res.stdout) == (1, "")
-    assert res.stderr == ("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: "
-                          "connection refused\n" + HINT)
+    assert res.stderr == ("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: connection refused\n" + HINT)
     # the database is reached before the missing file argument is noticed
     res = run(kong, "config", "parse", env=env)
     assert res.returncode == 1 and "connection refused" in res.stderr
@@ -77,16 +77,21 @@ def test_config_parse_with_a_reachable_database(kong_install, tmp_path, postgres
     info = postgres.create_database("kongsim_parse")
     dec = tmp_path / "kong.yml"
     dec.write_text(DECLARATIVE)
-    settings = {"prefix": tmp_path / "prefix", "database": "postgres", "pg_host": info["host"],
-                "pg_port": info["port"], "pg_user": info["user"], "pg_database": "kongsim_parse"}
+    settings = {
+        "prefix": tmp_path / "prefix",
+        "database": "postgres",
+        "pg_host": info["host"],
+        "pg_port": info["port"],
+        "pg_user": info["user"],
+        "pg_database": "kongsim_parse",
+    }
     conf = write_conf(tmp_path / "kong.conf", pg_password=info["password"], **settings)
     res = run(kong, "config", "parse", "-c", conf, str(dec))
     assert (res.returncode, res.stdout, res.stderr) == (0, "parse successful\n", "")
     bad = write_conf(tmp_path / "bad.conf", pg_password="not-the-password", **settings)
     res = run(kong, "config", "parse", "-c", bad, str(dec))
     assert res.returncode == 1
-    assert res.stderr.startswith("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: "
-                                 "FATAL: password authentication failed")
+    assert res.stderr.startswith("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: FATAL: password authentication failed")
 
 
 def test_config_parse_reads_the_prefix_kong_env_instead_of_conf(kong_install, tmp_path):
@@ -103,14 +108,14 @@ def test_config_parse_reads_the_prefix_kong_env_instead_of_conf(kong_install, tm
     assert run(kong, "config", "parse", "-c", off_conf, str(dec)).returncode == 0
     assert run(kong, "prepare", "-c", pg_conf).returncode == 0
     res = run(kong, "config", "parse", "-c", off_conf, str(dec))
-    assert res.returncode == 1 and "[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: " \
-        "connection refused" in res.stderr
+    assert res.returncode == 1 and "[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: connection refused" in res.stderr
     assert run(kong, "prepare", "-c", off_conf).returncode == 0
     res = run(kong, "config", "parse", "-c", pg_conf, str(dec))
     assert (res.returncode, res.stdout) == (0, "parse successful\n")
 
 
 # ------------------------------------------------------------------------------ prefix handling
+
 
 @pytest.mark.parametrize("version", ["2.8.5", "3.9.3"])
 def test_migrations_create_a_missing_prefix_and_say_so_on_stdout(kong_install, tmp_path, version):
@@ -123,8 +128,7 @@ def test_migrations_create_a_missing_prefix_and_say_so_on_stdout(kong_install, t
     conf = write_conf(tmp_path / "kong.conf", prefix=prefix, database="off")
     res = run(kong, "migrations", "list", "-c", conf, nofile=8192)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith(f"prefix directory {prefix} not found, trying to create it\n"
-                                 "Executed migrations:\n")
+    assert res.stdout.startswith(f"prefix directory {prefix} not found, trying to create it\nExecuted migrations:\n")
     assert res.stderr == ""
     assert os.path.isdir(prefix / "logs") and os.path.isdir(prefix / "pids")
     res = run(kong, "migrations", "list", "-c", conf, nofile=8192)
@@ -137,8 +141,7 @@ def test_migrations_create_a_missing_prefix_and_say_so_on_stdout(kong_install, t
     verbose_prefix = tmp_path / "verbose"
     conf = write_conf(tmp_path / "verbose.conf", prefix=verbose_prefix, database="off")
     res = run(kong, "migrations", "up", "--v", "-c", conf, nofile=8192)
-    assert re.search(rf"^{TS} \[info\] prefix directory {verbose_prefix} not found, trying to create it$",
-                     res.stdout, re.MULTILINE), res.stdout
+    assert re.search(rf"^{TS} \[info\] prefix directory {verbose_prefix} not found, trying to create it$", res.stdout, re.MULTILINE), res.stdout
 
 
 def test_migrations_prefix_that_is_a_file(kong_install, tmp_path):
@@ -152,8 +155,7 @@ def test_migrations_prefix_that_is_a_file(kong_install, tmp_path):
     res = run(kong, "migrations", "list", "-c", conf)
     assert (res.returncode, res.stdout, res.stderr) == (1, "", f"Error: {prefix} is not a directory\n" + HINT)
     res = run(kong, "prepare", "-c", conf)
-    assert (res.returncode, res.stderr) == (
-        1, f"Error: could not prepare Kong prefix at {prefix}: {prefix} is not a directory\n" + HINT)
+    assert (res.returncode, res.stderr) == (1, f"Error: could not prepare Kong prefix at {prefix}: {prefix} is not a directory\n" + HINT)
 
 
 @pytest.mark.parametrize("version", ["2.8.5", "3.4.2", "3.9.3"])
@@ -165,8 +167,11 @@ def test_low_open_files_limit_warns_on_stderr(kong_install, tmp_path, version):
     conf = write_conf(tmp_path / "kong.conf", prefix=tmp_path / "prefix", database="off")
     res = run(kong, "migrations", "list", "-c", conf, nofile=1024)
     assert res.returncode == 0
-    assert re.fullmatch(rf'{TS} \[warn\] ulimit is currently set to "1024". For better performance set it '
-                        r'to at least "4096" using "ulimit -n"\n', res.stderr), res.stderr
+    assert re.fullmatch(
+        rf'{TS} \[warn\] ulimit is currently set to "1024". For better performance set it '
+        r'to at least "4096" using "ulimit -n"\n',
+        res.stderr,
+    ), res.stderr
     assert "ulimit" not in res.stdout
     res = run(kong, "migrations", "list", "-c", conf, nofile=4096)
     assert (res.returncode, res.stderr) == (0, "")
@@ -181,8 +186,7 @@ def test_start_and_prepare_create_the_prefix_and_say_so(kong_install, tmp_path):
     prefix = tmp_path / "p"
     conf = write_conf(tmp_path / "kong.conf", prefix=prefix, database="off")
     res = run(kong, "prepare", "-c", conf, nofile=8192)
-    assert (res.returncode, res.stdout, res.stderr) == (
-        0, f"prefix directory {prefix} not found, trying to create it\n", "")
+    assert (res.returncode, res.stdout, res.stderr) == (0, f"prefix directory {prefix} not found, trying to create it\n", "")
     res = run(kong, "prepare", "-c", conf, nofile=8192)
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 
@@ -230,8 +234,7 @@ def test_stop_sends_term_and_does_not_wait(kong_install, tmp_path, slow_nginx):
     in " .. conf.prefix)` (kong/cmd/start.lua:56-57 at 3.9.3, :26-27 at 2.8.5)."""
     kong = kong_install("3.9.3")
     prefix = tmp_path / "prefix"
-    conf = write_conf(tmp_path / "kong.conf", prefix=prefix, database="off",
-                      declarative_config=tmp_path / "kong.yml")
+    conf = write_conf(tmp_path / "kong.conf", prefix=prefix, database="off", declarative_config=tmp_path / "kong.yml")
     (tmp_path / "kong.yml").write_text(DECLARATIVE)
     assert run(kong, "prepare", "-c", conf).returncode == 0
     proc = slow_nginx(str(prefix), delay=2.0)

@@ -3,6 +3,7 @@
 One database per purpose in this module, bootstrapped by the simulator's own migrations; every
 write is checked by reading the real rows back with psql.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,13 +29,34 @@ HINT = "\n  Run with --v (verbose) or --vv (debug) for more details\n"
 V = "3.9.3"
 CERT = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIBfake\n-----END PRIVATE KEY-----\n"
-ENTITY_TABLES = ("plugins", "keyauth_credentials", "targets", "upstreams", "routes", "services", "snis",
-                 "certificates", "ca_certificates", "consumers", "acls", "cluster_events", "tags")
+ENTITY_TABLES = (
+    "plugins",
+    "keyauth_credentials",
+    "targets",
+    "upstreams",
+    "routes",
+    "services",
+    "snis",
+    "certificates",
+    "ca_certificates",
+    "consumers",
+    "acls",
+    "cluster_events",
+    "tags",
+)
 
 
 def make_conf(info, name):
-    return {"database": "postgres", "pg_host": info["host"], "pg_port": info["port"], "pg_user": info["user"],
-            "pg_password": info["password"], "pg_database": name, "pg_timeout": 5000, "plugins": "bundled"}
+    return {
+        "database": "postgres",
+        "pg_host": info["host"],
+        "pg_port": info["port"],
+        "pg_user": info["user"],
+        "pg_password": info["password"],
+        "pg_database": name,
+        "pg_timeout": 5000,
+        "plugins": "bundled",
+    }
 
 
 def migrate(conf, *steps):
@@ -78,15 +100,16 @@ def populate(store):
     cert = new(store, "certificates", {"cert": CERT, "key": KEY, "tags": ["tls"]})
     new(store, "snis", {"name": "example.test", "certificate": {"id": cert["id"]}})
     new(store, "ca_certificates", {"cert": CERT})
-    svc = new(store, "services", {"name": "orders", "url": "https://orders.internal:8443/v1",
-                                  "client_certificate": {"id": cert["id"]}, "tags": ["team-a"]})
-    route = new(store, "routes", {"name": "orders-route", "paths": ["/orders"], "methods": ["GET", "POST"],
-                                  "service": {"id": svc["id"]}, "headers": {"x-env": ["prod"]}})
+    svc = new(store, "services", {"name": "orders", "url": "https://orders.internal:8443/v1", "client_certificate": {"id": cert["id"]}, "tags": ["team-a"]})
+    route = new(
+        store,
+        "routes",
+        {"name": "orders-route", "paths": ["/orders"], "methods": ["GET", "POST"], "service": {"id": svc["id"]}, "headers": {"x-env": ["prod"]}},
+    )
     alice = new(store, "consumers", {"username": "alice", "custom_id": "a-1"})
     new(store, "keyauth_credentials", {"consumer": {"id": alice["id"]}, "key": "alice-key"})
     new(store, "plugins", {"name": "key-auth", "route": {"id": route["id"]}}, enabled_plugins=("key-auth",))
-    new(store, "plugins", {"name": "rate-limiting", "service": {"id": svc["id"]}, "config": {"minute": 10}},
-        enabled_plugins=("rate-limiting",))
+    new(store, "plugins", {"name": "rate-limiting", "service": {"id": svc["id"]}, "config": {"minute": 10}}, enabled_plugins=("rate-limiting",))
     up = new(store, "upstreams", {"name": "orders-upstream", "algorithm": "least-connections"})
     new(store, "targets", {"upstream": {"id": up["id"]}, "target": "10.0.0.1:80", "weight": 50})
     new(store, "targets", {"upstream": {"id": up["id"]}, "target": "10.0.0.2:80", "weight": 150})
@@ -97,30 +120,33 @@ def populate(store):
 # store
 # --------------------------------------------------------------------------------------------
 
+
 def test_entities_land_in_real_columns(pg, store):
     made = populate(store)
     svc = made["service"]
-    assert psql(pg, f"SELECT name, protocol, host, port, path, array_to_string(tags, ',') FROM services "
-                    f"WHERE id = '{svc['id']}'") == "orders|https|orders.internal|8443|/v1|team-a"
-    assert psql(pg, "SELECT s.name, array_to_string(r.paths, ','), array_to_string(r.methods, ','), "
-                    "r.headers::text FROM routes r JOIN services s ON s.id = r.service_id") == \
-        'orders|/orders|GET,POST|{"x-env": ["prod"]}'
-    assert psql(pg, "SELECT c.username, k.key FROM keyauth_credentials k JOIN consumers c "
-                    "ON c.id = k.consumer_id") == "alice|alice-key"
-    assert psql(pg, "SELECT name, config ->> 'minute' FROM plugins WHERE service_id IS NOT NULL") == \
-        "rate-limiting|10"
-    assert psql(pg, "SELECT string_agg(target || '=' || weight, ',' ORDER BY target) FROM targets") == \
-        "10.0.0.1:80=50,10.0.0.2:80=150"
+    assert (
+        psql(pg, f"SELECT name, protocol, host, port, path, array_to_string(tags, ',') FROM services WHERE id = '{svc['id']}'")
+        == "orders|https|orders.internal|8443|/v1|team-a"
+    )
+    assert (
+        psql(
+            pg,
+            "SELECT s.name, array_to_string(r.paths, ','), array_to_string(r.methods, ','), "
+            "r.headers::text FROM routes r JOIN services s ON s.id = r.service_id",
+        )
+        == 'orders|/orders|GET,POST|{"x-env": ["prod"]}'
+    )
+    assert psql(pg, "SELECT c.username, k.key FROM keyauth_credentials k JOIN consumers c ON c.id = k.consumer_id") == "alice|alice-key"
+    assert psql(pg, "SELECT name, config ->> 'minute' FROM plugins WHERE service_id IS NOT NULL") == "rate-limiting|10"
+    assert psql(pg, "SELECT string_agg(target || '=' || weight, ',' ORDER BY target) FROM targets") == "10.0.0.1:80=50,10.0.0.2:80=150"
     assert psql(pg, "SELECT sn.name FROM snis sn JOIN certificates c ON c.id = sn.certificate_id") == "example.test"
     assert psql(pg, "SELECT count(*) FROM ca_certificates WHERE cert_digest IS NOT NULL") == "1"
     # internal columns Kong keeps: default workspace, cache keys, tags table (trigger)
     ws = psql(pg, "SELECT id FROM workspaces WHERE name = 'default'")
     assert psql(pg, "SELECT count(*) FROM services WHERE ws_id = '" + ws + "'") == "1"
-    assert psql(pg, "SELECT cache_key FROM plugins WHERE name = 'key-auth'") == \
-        f"plugins:key-auth:{made['route']['id']}:::" + f":{ws}"
+    assert psql(pg, "SELECT cache_key FROM plugins WHERE name = 'key-auth'") == f"plugins:key-auth:{made['route']['id']}:::" + f":{ws}"
     assert psql(pg, "SELECT count(*) FROM targets WHERE cache_key LIKE 'targets:%::::" + ws + "'") == "2"
-    assert psql(pg, "SELECT entity_name || '=' || array_to_string(tags, ',') FROM tags ORDER BY 1") == \
-        "certificates=tls\nservices=team-a"
+    assert psql(pg, "SELECT entity_name || '=' || array_to_string(tags, ',') FROM tags ORDER BY 1") == "certificates=tls\nservices=team-a"
 
 
 def test_reads_return_admin_api_shape(store):
@@ -138,9 +164,19 @@ def test_reads_return_admin_api_shape(store):
     assert store.get("services", "nope") is None
     ids = [s["id"] for s in store.list("plugins")]
     assert ids == sorted(ids)
-    assert store.counts() == {**dict.fromkeys(store_pg.ORDER, 0), "certificates": 1, "snis": 1,
-                              "ca_certificates": 1, "services": 1, "routes": 1, "consumers": 1,
-                              "keyauth_credentials": 1, "plugins": 2, "upstreams": 1, "targets": 2}
+    assert store.counts() == {
+        **dict.fromkeys(store_pg.ORDER, 0),
+        "certificates": 1,
+        "snis": 1,
+        "ca_certificates": 1,
+        "services": 1,
+        "routes": 1,
+        "consumers": 1,
+        "keyauth_credentials": 1,
+        "plugins": 2,
+        "upstreams": 1,
+        "targets": 2,
+    }
     loaded = store.load_all()
     assert set(loaded) == set(store_pg.ORDER)
     assert [r["name"] for r in loaded["routes"]] == ["orders-route"]
@@ -185,11 +221,9 @@ def test_cluster_events_are_shared_through_the_database(pg, conf):
         node = "7f0c8a52-4f55-4b0e-9a8e-2b1f6a0e7c31"
         writer.post_cluster_event("invalidations", "services:orders:::::", node_id=node)
         events = reader.cluster_events(since, channels=["invalidations"])
-        assert [(e["channel"], e["data"], e["node_id"]) for e in events] == \
-            [("invalidations", "services:orders:::::", node)]
+        assert [(e["channel"], e["data"], e["node_id"]) for e in events] == [("invalidations", "services:orders:::::", node)]
         assert reader.cluster_events(events[0]["at"]) == []
-        assert psql(pg, "SELECT channel, data, expire_at > at, nbf IS NULL FROM cluster_events") == \
-            "invalidations|services:orders:::::|t|t"
+        assert psql(pg, "SELECT channel, data, expire_at > at, nbf IS NULL FROM cluster_events") == "invalidations|services:orders:::::|t|t"
     finally:
         writer.close()
         reader.close()
@@ -226,8 +260,7 @@ def test_connection_failure_is_worded_like_kong(conf):
     store = store_pg.PgStore(dict(conf, pg_port=free_port()))
     with pytest.raises(store_pg.PgError) as exc:
         store.list("services")
-    assert str(exc.value) == ("[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: "
-                              "connection refused")
+    assert str(exc.value) == ("[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: connection refused")
 
 
 def test_many_entities(pg, store):
@@ -235,14 +268,16 @@ def test_many_entities(pg, store):
         c = new(store, "consumers", {"username": f"user-{i:03d}"})
         new(store, "keyauth_credentials", {"consumer": {"id": c["id"]}, "key": f"key-{i:03d}"})
     assert psql(pg, "SELECT count(*) FROM consumers") == "300"
-    assert psql(pg, "SELECT count(*) FROM keyauth_credentials k JOIN consumers c ON c.id = k.consumer_id "
-                    "WHERE substr(k.key, 5) = substr(c.username, 6)") == "300"
+    assert (
+        psql(pg, "SELECT count(*) FROM keyauth_credentials k JOIN consumers c ON c.id = k.consumer_id WHERE substr(k.key, 5) = substr(c.username, 6)") == "300"
+    )
     assert store.counts()["keyauth_credentials"] == 300
 
 
 # --------------------------------------------------------------------------------------------
 # kong config db_export / db_import
 # --------------------------------------------------------------------------------------------
+
 
 def config(conf, version, *args):
     out, err = io.StringIO(), io.StringIO()
@@ -260,8 +295,18 @@ def test_db_export_file_format(conf, store, tmp_path):
     assert text.startswith("_format_version: '3.0'\n_transform: false\n")
     assert "workspaces" not in doc
     assert {k for k in doc if not k.startswith("_")} == {
-        "services", "routes", "plugins", "consumers", "keyauth_credentials", "upstreams", "targets",
-        "certificates", "snis", "ca_certificates", "parameters"}
+        "services",
+        "routes",
+        "plugins",
+        "consumers",
+        "keyauth_credentials",
+        "upstreams",
+        "targets",
+        "certificates",
+        "snis",
+        "ca_certificates",
+        "parameters",
+    }
     route = doc["routes"][0]
     assert route["service"] == made["service"]["id"] and route["hosts"] is None
     assert "  hosts: ~\n" in text
@@ -300,11 +345,13 @@ def test_db_export_285_format(pg, tmp_path):
 
 def test_dbless_refuses_db_export_and_db_import(conf, tmp_path):
     off = dict(conf, database="off")
-    assert config(off, V, "db_export", str(tmp_path / "x.yml")) == (
-        1, "", "Error: 'kong config db_export' only works with a database.\n" + HINT)
+    assert config(off, V, "db_export", str(tmp_path / "x.yml")) == (1, "", "Error: 'kong config db_export' only works with a database.\n" + HINT)
     assert config(off, V, "db_import", str(tmp_path / "x.yml")) == (
-        1, "", "Error: 'kong config db_import' only works with a database.\nWhen using database=off, reload "
-               "your declarative configuration\nusing the /config endpoint.\n" + HINT)
+        1,
+        "",
+        "Error: 'kong config db_import' only works with a database.\nWhen using database=off, reload "
+        "your declarative configuration\nusing the /config endpoint.\n" + HINT,
+    )
     assert not (tmp_path / "x.yml").exists()
 
 
@@ -324,8 +371,7 @@ def test_db_export_import_round_trip(pg, conf, store, second_db, tmp_path):
     target = store_pg.PgStore(second_db)
     try:
         extra = new(target, "services", {"name": "only-in-target", "host": "t.internal"})
-        assert config(second_db, V, "db_import", str(dump)) == (
-            0, "parse successful, beginning import\nimport successful\n", "")
+        assert config(second_db, V, "db_import", str(dump)) == (0, "parse successful, beginning import\nimport successful\n", "")
         src_counts = store.counts()
         dst_counts = target.counts()
         assert dst_counts == {**src_counts, "services": src_counts["services"] + 1}
@@ -334,8 +380,7 @@ def test_db_export_import_round_trip(pg, conf, store, second_db, tmp_path):
         assert psql(pg, "SELECT value FROM parameters WHERE key = 'cluster_id'", database=DB2) == cluster_src
         for entity in ("routes", "plugins", "keyauth_credentials", "targets", "snis", "certificates"):
             assert target.list(entity) == store.list(entity), entity
-        assert psql(pg, "SELECT name, host, port FROM services WHERE name = 'orders'", database=DB2) == \
-            "orders|orders.internal|8443"
+        assert psql(pg, "SELECT name, host, port FROM services WHERE name = 'orders'", database=DB2) == "orders|orders.internal|8443"
         # importing again changes nothing
         assert config(second_db, V, "db_import", str(dump))[0] == 0
         assert target.counts() == dst_counts
@@ -377,12 +422,10 @@ plugins:
     minute: 5
 """)
     assert config(conf, V, "db_import", str(path))[0] == 0
-    assert psql(pg, "SELECT r.name FROM routes r JOIN services s ON s.id = r.service_id "
-                    "WHERE s.name = 'billing'") == "billing-route"
+    assert psql(pg, "SELECT r.name FROM routes r JOIN services s ON s.id = r.service_id WHERE s.name = 'billing'") == "billing-route"
     assert psql(pg, "SELECT p.name FROM plugins p JOIN routes r ON r.id = p.route_id") == "key-auth"
     assert psql(pg, "SELECT p.config ->> 'minute' FROM plugins p JOIN services s ON s.id = p.service_id") == "5"
-    assert psql(pg, "SELECT k.key FROM keyauth_credentials k JOIN consumers c ON c.id = k.consumer_id "
-                    "WHERE c.username = 'bob'") == "bob-key"
+    assert psql(pg, "SELECT k.key FROM keyauth_credentials k JOIN consumers c ON c.id = k.consumer_id WHERE c.username = 'bob'") == "bob-key"
 
 
 def test_db_import_errors(conf, tmp_path):
@@ -393,8 +436,7 @@ def test_db_import_errors(conf, tmp_path):
     bad.write_text("_format_version: '3.0'\nservices:\n- name: nohost\n")
     rc, out, err = config(conf, V, "db_import", str(bad))
     assert (rc, out) == (1, "")
-    assert err == ("Error: Failed parsing:\nin 'services':\n  - in entry 1 of 'services':\n"
-                   "    in 'host': required field missing\n" + HINT)
+    assert err == ("Error: Failed parsing:\nin 'services':\n  - in entry 1 of 'services':\n    in 'host': required field missing\n" + HINT)
     broken = tmp_path / "broken.yml"
     broken.write_text("services: [\n")
     rc, _out, err = config(conf, V, "db_import", str(broken))
@@ -413,6 +455,7 @@ def test_db_import_errors(conf, tmp_path):
 # through the installed binary
 # --------------------------------------------------------------------------------------------
 
+
 def test_binary_db_export_and_import(pg, conf, store, second_db, tmp_path, kong_install):
     populate(store)
     kong = kong_install(V)
@@ -420,20 +463,23 @@ def test_binary_db_export_and_import(pg, conf, store, second_db, tmp_path, kong_
 
     def kong_conf(c, name):
         path = tmp_path / name
-        path.write_text(f"prefix = {tmp_path / 'prefix'}\npg_host = {c['pg_host']}\npg_port = {c['pg_port']}\n"
-                        f"pg_user = {c['pg_user']}\npg_password = {c['pg_password']}\npg_database = {c['pg_database']}\n")
+        path.write_text(
+            f"prefix = {tmp_path / 'prefix'}\npg_host = {c['pg_host']}\npg_port = {c['pg_port']}\n"
+            f"pg_user = {c['pg_user']}\npg_password = {c['pg_password']}\npg_database = {c['pg_database']}\n"
+        )
         return str(path)
 
     dump = str(tmp_path / "dump.yml")
-    proc = subprocess.run([kong, "config", "db_export", dump, "-c", kong_conf(conf, "a.conf")], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [kong, "config", "db_export", dump, "-c", kong_conf(conf, "a.conf")], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
-    proc = subprocess.run([kong, "config", "db_import", dump, "-c", kong_conf(second_db, "b.conf")], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [kong, "config", "db_import", dump, "-c", kong_conf(second_db, "b.conf")], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert (proc.returncode, proc.stdout) == (0, "parse successful, beginning import\nimport successful\n"), proc.stderr
     assert psql(pg, "SELECT count(*) FROM routes", database=DB2) == "1"
-    assert psql(pg, "SELECT string_agg(target, ',' ORDER BY target) FROM targets", database=DB2) == \
-        "10.0.0.1:80,10.0.0.2:80"
+    assert psql(pg, "SELECT string_agg(target, ',' ORDER BY target) FROM targets", database=DB2) == "10.0.0.1:80,10.0.0.2:80"
 
 
 def test_superuser_view_matches_store(pg, store):

@@ -1,4 +1,5 @@
 """DB-less nodes of every version: Admin API, Status API, /config, proxy headers, key-auth (FACTS 3, 4, 8.1)."""
+
 from __future__ import annotations
 
 import re
@@ -19,10 +20,9 @@ def vt(v):
 @pytest.fixture(scope="module")
 def nodes(module_node_factory, echo_upstream):
     """One DB-less node per version with the same declarative config (format 2.1 for 2.8.5)."""
-    return module_node_factory.many({
-        v: (v, {"name": f"dbless-{v}",
-                "declarative": simple_config(echo_upstream.url, fmt="2.1" if v == "2.8.5" else "3.0")})
-        for v in VERSIONS})
+    return module_node_factory.many(
+        {v: (v, {"name": f"dbless-{v}", "declarative": simple_config(echo_upstream.url, fmt="2.1" if v == "2.8.5" else "3.0")}) for v in VERSIONS}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,15 @@ def test_status_fields(nodes, version):
     assert ("database" in body) == (version == "2.8.5")
     if version == "2.8.5":
         assert body["database"] == {"reachable": True}
-    assert set(body["server"]) == {"connections_accepted", "connections_active", "connections_handled",
-                                   "connections_reading", "connections_writing", "connections_waiting",
-                                   "total_requests"}
+    assert set(body["server"]) == {
+        "connections_accepted",
+        "connections_active",
+        "connections_handled",
+        "connections_reading",
+        "connections_writing",
+        "connections_waiting",
+        "total_requests",
+    }
     assert re.fullmatch(r"\d+\.\d\d MiB", body["memory"]["workers_lua_vms"][0]["http_allocated_gc"])
     again = requests.get(nodes[version].status_url + "/status").json()
     assert again["configuration_hash"] == body["configuration_hash"]
@@ -110,10 +116,12 @@ def test_get_config_format(nodes, version):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_writes_refused_405_code_12(nodes, version):
     base = nodes[version].admin_url
-    cases = [("post", "/services", "cannot create 'services' entities when not using a database"),
-             ("put", "/services/echo", "cannot create or update 'services' entities by 'name' when not using a database"),
-             ("patch", "/consumers/demo", "cannot update 'consumers' entities by 'username' when not using a database"),
-             ("delete", "/routes/echo-route", "cannot remove 'routes' entities by 'name' when not using a database")]
+    cases = [
+        ("post", "/services", "cannot create 'services' entities when not using a database"),
+        ("put", "/services/echo", "cannot create or update 'services' entities by 'name' when not using a database"),
+        ("patch", "/consumers/demo", "cannot update 'consumers' entities by 'username' when not using a database"),
+        ("delete", "/routes/echo-route", "cannot remove 'routes' entities by 'name' when not using a database"),
+    ]
     for method, path, msg in cases:
         r = getattr(requests, method)(base + path, json={"name": "x", "host": "h"})
         assert r.status_code == 405, path
@@ -137,6 +145,7 @@ def test_post_config_201_304_400(module_node_factory, echo_upstream, version):
     assert body["services"][sid]["name"] == "echo"
     h = requests.get(node.admin_url + "/status").json()["configuration_hash"]
     import hashlib
+
     assert h == hashlib.md5(text.encode()).hexdigest()
     r = requests.post(node.admin_url + "/config?check_hash=1", files={"config": ("kong.yml", text)})
     assert r.status_code == 304 and r.text == ""
@@ -241,8 +250,12 @@ def test_metrics_naming(nodes, version):
         assert re.search(r'^kong_http_status\{service="echo",route="echo-route",code="401"\} \d+$', text, re.MULTILINE)
         assert "kong_http_requests_total" not in text
     else:
-        assert re.search(r'^kong_http_requests_total\{service="echo",route="echo-route",code="200",'
-                         r'source="service",workspace="default",consumer=""\} \d+$', text, re.MULTILINE)
+        assert re.search(
+            r'^kong_http_requests_total\{service="echo",route="echo-route",code="200",'
+            r'source="service",workspace="default",consumer=""\} \d+$',
+            text,
+            re.MULTILINE,
+        )
         assert re.search(r'code="401",source="exit"', text)
 
 
@@ -250,8 +263,7 @@ def test_metrics_naming(nodes, version):
 def test_pagination(module_node_factory, version):
     fmt = "2.1" if version == "2.8.5" else "3.0"
     services = "".join(f"- name: s{i}\n  url: http://127.0.0.1:9/{i}\n" for i in range(5))
-    node = module_node_factory(version, name=f"page-{version}",
-                               declarative=f'_format_version: "{fmt}"\nservices:\n{services}')
+    node = module_node_factory(version, name=f"page-{version}", declarative=f'_format_version: "{fmt}"\nservices:\n{services}')
     seen = []
     r = requests.get(node.admin_url + "/services?size=2").json()
     assert len(r["data"]) == 2 and r["next"].startswith("/services?offset=")

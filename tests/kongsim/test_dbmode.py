@@ -1,5 +1,6 @@
 """Traditional (PostgreSQL) nodes: start gate on migrations, Admin API writes to real tables,
 cache invalidation between nodes through cluster_events (FACTS 1.3, 2.1, 3.2, 3.4)."""
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,15 @@ MIG_LUA = "/usr/local/share/lua/5.1/kong/cmd/utils/migrations.lua"
 
 
 def pg_settings(db: dict) -> dict:
-    return {"database": "postgres", "pg_host": db["host"], "pg_port": db["port"], "pg_user": db["user"],
-            "pg_password": db["password"], "pg_database": db["database"], "db_update_frequency": 1}
+    return {
+        "database": "postgres",
+        "pg_host": db["host"],
+        "pg_port": db["port"],
+        "pg_user": db["user"],
+        "pg_password": db["password"],
+        "pg_database": db["database"],
+        "db_update_frequency": 1,
+    }
 
 
 @pytest.fixture
@@ -35,8 +43,9 @@ def test_start_gate_and_blue_green(kong_node_factory, db, postgres, echo_upstrea
     old.start()
     res = new.start(check=False)
     assert res.returncode == 1 and res.stdout == ""
-    assert res.stderr == (f"Error: {MIG_LUA}:20: New migrations available; run 'kong migrations up' to proceed\n"
-                          "\n  Run with --v (verbose) or --vv (debug) for more details\n")
+    assert res.stderr == (
+        f"Error: {MIG_LUA}:20: New migrations available; run 'kong migrations up' to proceed\n\n  Run with --v (verbose) or --vv (debug) for more details\n"
+    )
     up = new.cli("migrations", "up", "-c", new.conf_path)
     assert up.returncode == 0, up.stderr
     res = new.start()
@@ -68,19 +77,24 @@ def test_start_gate_and_blue_green(kong_node_factory, db, postgres, echo_upstrea
     assert dup.json()["message"] == "UNIQUE violation detected on '{name=\"echo\"}'"
     bad = requests.post(new.admin_url + "/services", json={"name": "nohost"})
     assert bad.status_code == 400
-    assert bad.json() == {"code": 2, "name": "schema violation",
-                          "message": "schema violation (host: required field missing)",
-                          "fields": {"host": "required field missing"}}
+    assert bad.json() == {
+        "code": 2,
+        "name": "schema violation",
+        "message": "schema violation (host: required field missing)",
+        "fields": {"host": "required field missing"},
+    }
 
-    assert postgres.psql("SELECT name, host, port FROM services", database=db["database"]).strip() \
-        == f"echo|127.0.0.1|{echo_upstream.port}"
+    assert postgres.psql("SELECT name, host, port FROM services", database=db["database"]).strip() == f"echo|127.0.0.1|{echo_upstream.port}"
     assert postgres.psql("SELECT key FROM keyauth_credentials", database=db["database"]).strip() == "demo-key"
 
     r = requests.get(new.proxy_url + "/echo/a", headers={"apikey": "demo-key"})
     assert r.status_code == 200 and r.json()["path"] == "/a"
     # the other node (2.8.5, same database) learns the change through cluster_events
-    wait_until(lambda: requests.get(old.proxy_url + "/echo/b", headers={"apikey": "demo-key"}).status_code == 200,
-               timeout=15, message="2.8.5 node serving the new route")
+    wait_until(
+        lambda: requests.get(old.proxy_url + "/echo/b", headers={"apikey": "demo-key"}).status_code == 200,
+        timeout=15,
+        message="2.8.5 node serving the new route",
+    )
     r = requests.get(old.proxy_url + "/echo/b", headers={"apikey": "demo-key"})
     assert r.headers["Via"] == "kong/2.8.5"
     assert requests.get(old.admin_url + "/services/echo").json()["id"] == sid
@@ -89,8 +103,7 @@ def test_start_gate_and_blue_green(kong_node_factory, db, postgres, echo_upstrea
     assert requests.delete(new.admin_url + "/routes/r1").status_code == 204
     assert requests.get(new.admin_url + "/routes/r1").status_code == 404
     assert postgres.psql("SELECT count(*) FROM routes", database=db["database"]).strip() == "0"
-    wait_until(lambda: requests.get(old.proxy_url + "/echo/b").status_code == 404, timeout=15,
-               message="route removal reaching the 2.8.5 node")
+    wait_until(lambda: requests.get(old.proxy_url + "/echo/b").status_code == 404, timeout=15, message="route removal reaching the 2.8.5 node")
 
 
 def test_db_crud_and_pagination(kong_node_factory, db):

@@ -1,4 +1,5 @@
 """Hybrid mode: CP/DP version rules, config push, DP cache (FACTS 3.6, 3.7, 5.2; issue 4 item 4)."""
+
 from __future__ import annotations
 
 import re
@@ -11,8 +12,15 @@ from kongsim_testlib import gen_cluster_cert, wait_until
 
 
 def pg_settings(db: dict) -> dict:
-    return {"database": "postgres", "pg_host": db["host"], "pg_port": db["port"], "pg_user": db["user"],
-            "pg_password": db["password"], "pg_database": db["database"], "db_update_frequency": 1}
+    return {
+        "database": "postgres",
+        "pg_host": db["host"],
+        "pg_port": db["port"],
+        "pg_user": db["user"],
+        "pg_password": db["password"],
+        "pg_database": db["database"],
+        "db_update_frequency": 1,
+    }
 
 
 @pytest.fixture
@@ -25,8 +33,7 @@ def cluster(kong_node_factory, postgres, tmp_path):
     cp.start()
 
     def dp(version, name):
-        return kong_node_factory(version, name=name, role="data_plane", database="off",
-                                 cluster_control_plane=f"127.0.0.1:{cp.cluster_port}", **tls)
+        return kong_node_factory(version, name=name, role="data_plane", database="off", cluster_control_plane=f"127.0.0.1:{cp.cluster_port}", **tls)
 
     return cp, dp
 
@@ -45,8 +52,20 @@ def test_cp_accepts_and_rejects_per_version(cluster, echo_upstream):
     log = cp.error_log()
     assert "data plane version 3.8.1 is incompatible with older control plane version 3.7.1" in log
     assert "data plane version 2.8.5 is incompatible with control plane version 3.7.1 (3.x.y are accepted)" in log
-    assert set(rows["3.7.1"]) == {"id", "ip", "hostname", "version", "sync_status", "config_hash", "last_seen",
-                                  "ttl", "updated_at", "labels", "cert_details", "rpc_capabilities"}
+    assert set(rows["3.7.1"]) == {
+        "id",
+        "ip",
+        "hostname",
+        "version",
+        "sync_status",
+        "config_hash",
+        "last_seen",
+        "ttl",
+        "updated_at",
+        "labels",
+        "cert_details",
+        "rpc_capabilities",
+    }
     # a config change on the CP reaches every compatible DP
     svc = requests.post(cp.admin_url + "/services", json={"name": "echo", "url": echo_upstream.url})
     assert svc.status_code == 201
@@ -54,14 +73,11 @@ def test_cp_accepts_and_rejects_per_version(cluster, echo_upstream):
 
     def synced():
         rows = dps(cp)
-        hashes = {v: requests.get(nodes[v].status_url + "/status").json()["configuration_hash"]
-                  for v in ("3.6.1", "3.7.1")}
-        return all(rows[v]["sync_status"] == "normal" and rows[v]["config_hash"] == hashes[v] != "0" * 32
-                   for v in hashes) and len(set(hashes.values())) == 1
+        hashes = {v: requests.get(nodes[v].status_url + "/status").json()["configuration_hash"] for v in ("3.6.1", "3.7.1")}
+        return all(rows[v]["sync_status"] == "normal" and rows[v]["config_hash"] == hashes[v] != "0" * 32 for v in hashes) and len(set(hashes.values())) == 1
 
     for v in ("3.6.1", "3.7.1"):
-        wait_until(lambda v=v: requests.get(nodes[v].proxy_url + "/echo/x").status_code == 200, timeout=20,
-                   message=f"DP {v} serving the new route")
+        wait_until(lambda v=v: requests.get(nodes[v].proxy_url + "/echo/x").status_code == 200, timeout=20, message=f"DP {v} serving the new route")
     wait_until(synced, timeout=20, message="DPs in sync")
     for v in ("3.6.1", "3.7.1"):
         r = requests.get(nodes[v].proxy_url + "/echo/x")
@@ -73,7 +89,8 @@ def test_cp_accepts_and_rejects_per_version(cluster, echo_upstream):
     assert st.headers["Deprecation"] == "true"
     assert {e["hostname"] for e in st.json().values()} and len(st.json()) == 4
     assert requests.get(nodes["3.7.1"].admin_url + "/clustering/data-planes").json() == {
-        "message": "this endpoint is only available when Kong is configured to run as Control Plane for the cluster"}
+        "message": "this endpoint is only available when Kong is configured to run as Control Plane for the cluster"
+    }
     assert re.fullmatch(r"[0-9a-f]{32}", rows["3.7.1"]["config_hash"])
 
 
@@ -82,8 +99,7 @@ def test_dp_serves_from_cache_without_cp(cluster, echo_upstream):
     requests.post(cp.admin_url + "/services", json={"name": "echo", "url": echo_upstream.url})
     requests.post(cp.admin_url + "/services/echo/routes", json={"paths": ["/echo"]})
     dp = make_dp("3.7.1", "dp")
-    wait_until(lambda: requests.get(dp.proxy_url + "/echo/1").status_code == 200, timeout=20,
-               message="DP serving the CP config")
+    wait_until(lambda: requests.get(dp.proxy_url + "/echo/1").status_code == 200, timeout=20, message="DP serving the CP config")
     h = requests.get(dp.status_url + "/status").json()["configuration_hash"]
     cp.stop()
     assert requests.get(dp.proxy_url + "/echo/2").status_code == 200
@@ -95,8 +111,7 @@ def test_dp_serves_from_cache_without_cp(cluster, echo_upstream):
     assert requests.get(dp.status_url + "/status/ready").json() == {"message": "ready"}
     cp.start()
     requests.post(cp.admin_url + "/services/echo/routes", json={"paths": ["/other"]})
-    wait_until(lambda: requests.get(dp.proxy_url + "/other/1").status_code == 200, timeout=20,
-               message="DP reconnected and updated")
+    wait_until(lambda: requests.get(dp.proxy_url + "/other/1").status_code == 200, timeout=20, message="DP reconnected and updated")
 
 
 def test_older_minor_dp_loads_plugin_config_with_fields_it_does_not_know(cluster, echo_upstream):
@@ -111,8 +126,11 @@ def test_older_minor_dp_loads_plugin_config_with_fields_it_does_not_know(cluster
     assert requests.post(cp.admin_url + "/consumers/demo/key-auth", json={"key": "k1"}).status_code == 201
     nodes = {v: make_dp(v, f"dp-{v}") for v in ("3.6.1", "3.7.1")}
     for v, node in nodes.items():
-        wait_until(lambda node=node: requests.get(node.proxy_url + "/echo/1", headers={"apikey": "k1"}).status_code == 200,
-                   timeout=20, message=f"DP {v} serving the key-auth route")
+        wait_until(
+            lambda node=node: requests.get(node.proxy_url + "/echo/1", headers={"apikey": "k1"}).status_code == 200,
+            timeout=20,
+            message=f"DP {v} serving the key-auth route",
+        )
         assert requests.get(node.proxy_url + "/echo/1").status_code == 401
     assert "unable to update running config" not in nodes["3.6.1"].error_log()
     hashes = {requests.get(n.status_url + "/status").json()["configuration_hash"] for n in nodes.values()}
@@ -142,9 +160,12 @@ def test_data_planes_live_in_the_database_with_a_ttl(cluster, postgres, kong_nod
     stored = postgres.psql(f"SELECT id, version FROM clustering_data_planes WHERE id = '{row['id']}'", database=db)
     assert row["id"] in stored and "3.7.1" in stored
     # a second control plane on the same database lists the same data plane
-    other = kong_node_factory("3.7.1", name="cp2", role="control_plane", **{
-        k: v for k, v in cp.settings.items()
-        if k.startswith("pg_") or k in ("database", "cluster_cert", "cluster_cert_key", "db_update_frequency")})
+    other = kong_node_factory(
+        "3.7.1",
+        name="cp2",
+        role="control_plane",
+        **{k: v for k, v in cp.settings.items() if k.startswith("pg_") or k in ("database", "cluster_cert", "cluster_cert_key", "db_update_frequency")},
+    )
     assert dps(other)["3.7.1"]["id"] == row["id"]
     # the data plane goes away; the restarted control plane still lists it from the table
     dp.stop()
@@ -153,8 +174,7 @@ def test_data_planes_live_in_the_database_with_a_ttl(cluster, postgres, kong_nod
     kept = dps(cp)["3.7.1"]
     assert kept["id"] == row["id"] and kept["last_seen"] >= row["last_seen"]
     # until its ttl has passed
-    postgres.psql(f"UPDATE clustering_data_planes SET ttl = CURRENT_TIMESTAMP - interval '1 second' "
-                  f"WHERE id = '{row['id']}'", database=db)
+    postgres.psql(f"UPDATE clustering_data_planes SET ttl = CURRENT_TIMESTAMP - interval '1 second' WHERE id = '{row['id']}'", database=db)
     assert "3.7.1" not in dps(cp) and "3.7.1" not in dps(other)
 
 
@@ -170,8 +190,7 @@ def test_data_plane_reconnects_after_five_to_ten_seconds(cluster):
     cp.stop()
     cp.start()
     restarted = time.monotonic() - t0
-    wait_until(lambda: cp.error_log().count("data plane connected") > connects, timeout=20, interval=0.1,
-               message="reconnected")
+    wait_until(lambda: cp.error_log().count("data plane connected") > connects, timeout=20, interval=0.1, message="reconnected")
     waited = time.monotonic() - t0
     assert 5.0 <= waited <= restarted + 11.5, (waited, restarted)
     assert dp.pid()
@@ -190,19 +209,50 @@ def test_shared_mode_refuses_a_data_plane_with_another_certificate(cluster, tmp_
     cp, _make_dp = cluster
     other = tmp_path / "other"
     other.mkdir()
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-             "cluster.key", "-out", "cluster.crt", "-days", "2", "-subj", "/CN=kong_clustering", cwd=other)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "cluster.key",
+        "-out",
+        "cluster.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kong_clustering",
+        cwd=other,
+    )
     # it trusts the control plane's certificate (lua_ssl_trusted_certificate) but presents its own
-    stranger = kong_node_factory("3.7.1", name="dp-stranger", role="data_plane", database="off",
-                                 cluster_control_plane=f"127.0.0.1:{cp.cluster_port}",
-                                 lua_ssl_trusted_certificate=cp.settings["cluster_cert"],
-                                 cluster_cert=str(other / "cluster.crt"), cluster_cert_key=str(other / "cluster.key"))
-    wait_until(lambda: "data plane presented incorrect client certificate during handshake (digest does not "
-                       "match the control plane certificate)" in cp.error_log(), timeout=20, message="Kong's line")
+    stranger = kong_node_factory(
+        "3.7.1",
+        name="dp-stranger",
+        role="data_plane",
+        database="off",
+        cluster_control_plane=f"127.0.0.1:{cp.cluster_port}",
+        lua_ssl_trusted_certificate=cp.settings["cluster_cert"],
+        cluster_cert=str(other / "cluster.crt"),
+        cluster_cert_key=str(other / "cluster.key"),
+    )
+    wait_until(
+        lambda: "data plane presented incorrect client certificate during handshake (digest does not match the control plane certificate)" in cp.error_log(),
+        timeout=20,
+        message="Kong's line",
+    )
     # one that trusts only its own certificate refuses the control plane's before showing its own
-    lost = kong_node_factory("3.6.1", name="dp-lost", role="data_plane", database="off",
-                             cluster_control_plane=f"127.0.0.1:{cp.cluster_port}",
-                             cluster_cert=str(other / "cluster.crt"), cluster_cert_key=str(other / "cluster.key"))
+    lost = kong_node_factory(
+        "3.6.1",
+        name="dp-lost",
+        role="data_plane",
+        database="off",
+        cluster_control_plane=f"127.0.0.1:{cp.cluster_port}",
+        cluster_cert=str(other / "cluster.crt"),
+        cluster_cert_key=str(other / "cluster.key"),
+    )
     wait_until(lambda: "certificate verify failed" in lost.error_log(), timeout=20, message="the DP's refusal")
     assert not dps(cp), "a data plane with another certificate was listed"
     assert stranger.pid() and lost.pid(), "the data planes keep running (and retrying)"
@@ -223,37 +273,75 @@ def test_shared_mode_refuses_a_data_plane_with_another_certificate(cluster, tmp_
 def test_pki_mode_accepts_certificates_of_the_ca_and_refuses_others(kong_node_factory, postgres, tmp_path):
     pki = tmp_path / "pki"
     pki.mkdir()
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-             "-subj", "/CN=cluster CA", cwd=pki)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=cluster CA", cwd=pki)
     (pki / "san.cnf").write_text("subjectAltName=DNS:cp.kong.test\n")
     for name in ("cp", "dp"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={name}.kong.test", cwd=pki)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "2", "-extfile", "san.cnf", "-out", f"{name}.crt", cwd=pki)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue.key", "-out", "rogue.crt",
-             "-days", "2", "-subj", "/CN=rogue", cwd=pki)
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}.kong.test", cwd=pki)
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+            "-out",
+            f"{name}.crt",
+            cwd=pki,
+        )
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue.key", "-out", "rogue.crt", "-days", "2", "-subj", "/CN=rogue", cwd=pki)
     db = postgres.create_database("kongsim_hybrid_pki")
     common = {"cluster_mtls": "pki", "cluster_ca_cert": str(pki / "ca.crt")}
-    cp = kong_node_factory("3.7.1", start=False, name="cp", role="control_plane", cluster_cert=str(pki / "cp.crt"),
-                           cluster_cert_key=str(pki / "cp.key"), **common, **pg_settings(db))
+    cp = kong_node_factory(
+        "3.7.1",
+        start=False,
+        name="cp",
+        role="control_plane",
+        cluster_cert=str(pki / "cp.crt"),
+        cluster_cert_key=str(pki / "cp.key"),
+        **common,
+        **pg_settings(db),
+    )
     assert cp.cli("migrations", "bootstrap", "-c", cp.conf_path).returncode == 0
     cp.start()
-    dp = kong_node_factory("3.7.1", name="dp-pki", role="data_plane", database="off",
-                           cluster_control_plane=f"127.0.0.1:{cp.cluster_port}", cluster_server_name="cp.kong.test",
-                           cluster_cert=str(pki / "dp.crt"), cluster_cert_key=str(pki / "dp.key"), **common)
+    dp = kong_node_factory(
+        "3.7.1",
+        name="dp-pki",
+        role="data_plane",
+        database="off",
+        cluster_control_plane=f"127.0.0.1:{cp.cluster_port}",
+        cluster_server_name="cp.kong.test",
+        cluster_cert=str(pki / "dp.crt"),
+        cluster_cert_key=str(pki / "dp.key"),
+        **common,
+    )
     wait_until(lambda: dps(cp).get("3.7.1", {}).get("sync_status") == "normal", timeout=20, message="pki DP in sync")
-    rogue = kong_node_factory("3.6.1", name="dp-rogue", role="data_plane", database="off",
-                              cluster_control_plane=f"127.0.0.1:{cp.cluster_port}", cluster_server_name="cp.kong.test",
-                              cluster_cert=str(pki / "rogue.crt"), cluster_cert_key=str(pki / "rogue.key"), **common)
+    rogue = kong_node_factory(
+        "3.6.1",
+        name="dp-rogue",
+        role="data_plane",
+        database="off",
+        cluster_control_plane=f"127.0.0.1:{cp.cluster_port}",
+        cluster_server_name="cp.kong.test",
+        cluster_cert=str(pki / "rogue.crt"),
+        cluster_cert_key=str(pki / "rogue.key"),
+        **common,
+    )
     time.sleep(3)
     assert "3.6.1" not in dps(cp) and rogue.pid() and dp.pid()
 
 
 def test_pki_mode_needs_cluster_ca_cert(kong_node_factory, tmp_path):
     cert, key = gen_cluster_cert(str(tmp_path))
-    node = kong_node_factory("3.7.1", start=False, name="dp-noca", role="data_plane", database="off",
-                             cluster_mtls="pki", cluster_cert=cert, cluster_cert_key=key)
+    node = kong_node_factory(
+        "3.7.1", start=False, name="dp-noca", role="data_plane", database="off", cluster_mtls="pki", cluster_cert=cert, cluster_cert_key=key
+    )
     res = node.start(check=False)
     assert res.returncode == 1
     assert 'cluster_ca_cert must be specified when cluster_mtls = "pki"' in res.stderr
@@ -283,8 +371,7 @@ def test_an_accepted_data_plane_is_listed_from_its_first_ping_never_unknown(clus
     watcher.start()
     try:
         dp = make_dp("3.7.1", "dp")
-        wait_until(lambda: requests.get(dp.proxy_url + "/s29/x").status_code == 200, timeout=20,
-                   message="DP serving the CP config")
+        wait_until(lambda: requests.get(dp.proxy_url + "/s29/x").status_code == 200, timeout=20, message="DP serving the CP config")
         dp_hash = requests.get(dp.status_url + "/status").json()["configuration_hash"]
         wait_until(lambda: any(r["config_hash"] == dp_hash for r in seen), timeout=20, message="row with the DP hash")
     finally:

@@ -6,6 +6,7 @@ two-`up` race, the TTY prompt, the 2.8.5 -> 3.4.2 upgrade), through `bin/kong` i
 tests/kongsim/install.sh. Expected names below are copied from FACTS.md, not computed from the
 simulator's catalog.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,8 +30,7 @@ from kongsim import cmd_migrations, migrations
 
 DB = "kongsim_migrations"
 VERSIONS = ("2.8.5", "3.4.2", "3.5.0", "3.6.1", "3.7.1", "3.8.1", "3.9.3")
-REFERENCE_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "reference", "kong",
-                              "migrations-by-version.json")
+REFERENCE_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "reference", "kong", "migrations-by-version.json")
 HINT = "\n  Run with --v (verbose) or --vv (debug) for more details\n"
 TS = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d"
 NOT_LEADER = "aborted: another node is performing database changes\n"
@@ -44,12 +44,33 @@ NEEDS_BOOTSTRAP = (
 )
 
 # FACTS 2.2
-CORE_285 = ["000_base", "003_100_to_110", "004_110_to_120", "005_120_to_130", "006_130_to_140",
-            "007_140_to_150", "008_150_to_200", "009_200_to_210", "010_210_to_211", "011_212_to_213",
-            "012_213_to_220", "013_220_to_230", "014_230_to_270", "015_270_to_280"]
-CORE_393 = CORE_285 + ["016_280_to_300", "017_300_to_310", "018_310_to_320", "019_320_to_330",
-                       "020_330_to_340", "021_340_to_350", "022_350_to_360", "023_360_to_370",
-                       "024_380_to_390"]
+CORE_285 = [
+    "000_base",
+    "003_100_to_110",
+    "004_110_to_120",
+    "005_120_to_130",
+    "006_130_to_140",
+    "007_140_to_150",
+    "008_150_to_200",
+    "009_200_to_210",
+    "010_210_to_211",
+    "011_212_to_213",
+    "012_213_to_220",
+    "013_220_to_230",
+    "014_230_to_270",
+    "015_270_to_280",
+]
+CORE_393 = CORE_285 + [
+    "016_280_to_300",
+    "017_300_to_310",
+    "018_310_to_320",
+    "019_320_to_330",
+    "020_330_to_340",
+    "021_340_to_350",
+    "022_350_to_360",
+    "023_360_to_370",
+    "024_380_to_390",
+]
 # FACTS 1.2, example of `list` on a fully migrated 3.9.3 database (plugin lines verbatim).
 PLUGINS_393_BLOCK = """\
                   acl: 000_base_acl, 002_130_to_140, 003_200_to_210, 004_212_to_213
@@ -71,31 +92,45 @@ response-ratelimiting: 000_base_response_rate_limiting, 001_350_to_360
               session: 000_base_session, 001_add_ttl_index, 002_320_to_330"""
 
 # FACTS 2.3 / 8.2: (new names, pending after up, list exit codes before up / after up / after finish)
-NEW_285_342 = {"core": ["016_280_to_300", "017_300_to_310", "018_310_to_320", "019_320_to_330", "020_330_to_340"],
-               "acme": ["001_280_to_300", "002_320_to_330"], "http-log": ["001_280_to_300"],
-               "key-auth": ["004_320_to_330"], "oauth2": ["006_320_to_330", "007_320_to_330"],
-               "post-function": ["001_280_to_300"], "pre-function": ["001_280_to_300"],
-               "rate-limiting": ["005_320_to_330"], "session": ["002_320_to_330"]}
-PENDING_285_342 = {"core": ["016_280_to_300"], "http-log": ["001_280_to_300"],
-                   "post-function": ["001_280_to_300"], "pre-function": ["001_280_to_300"]}
-PENDING_342_371 = {"acme": ["003_350_to_360"], "ai-proxy": ["001_360_to_370"],
-                   "opentelemetry": ["001_331_to_332"], "rate-limiting": ["006_350_to_360"],
-                   "response-ratelimiting": ["001_350_to_360"]}
+NEW_285_342 = {
+    "core": ["016_280_to_300", "017_300_to_310", "018_310_to_320", "019_320_to_330", "020_330_to_340"],
+    "acme": ["001_280_to_300", "002_320_to_330"],
+    "http-log": ["001_280_to_300"],
+    "key-auth": ["004_320_to_330"],
+    "oauth2": ["006_320_to_330", "007_320_to_330"],
+    "post-function": ["001_280_to_300"],
+    "pre-function": ["001_280_to_300"],
+    "rate-limiting": ["005_320_to_330"],
+    "session": ["002_320_to_330"],
+}
+PENDING_285_342 = {"core": ["016_280_to_300"], "http-log": ["001_280_to_300"], "post-function": ["001_280_to_300"], "pre-function": ["001_280_to_300"]}
+PENDING_342_371 = {
+    "acme": ["003_350_to_360"],
+    "ai-proxy": ["001_360_to_370"],
+    "opentelemetry": ["001_331_to_332"],
+    "rate-limiting": ["006_350_to_360"],
+    "response-ratelimiting": ["001_350_to_360"],
+}
 NEW_342_371 = {"core": ["021_340_to_350", "022_350_to_360", "023_360_to_370"], **PENDING_342_371}
 HOPS = {
     ("2.8.5", "3.4.2"): (NEW_285_342, PENDING_285_342, (5, 4, 0)),
     ("3.4.2", "3.5.0"): ({"core": ["021_340_to_350"]}, {}, (5, 0, 0)),
-    ("3.5.0", "3.6.1"): ({"core": ["022_350_to_360"], "acme": ["003_350_to_360"],
-                          "opentelemetry": ["001_331_to_332"], "rate-limiting": ["006_350_to_360"],
-                          "response-ratelimiting": ["001_350_to_360"]},
-                         {"opentelemetry": ["001_331_to_332"]}, (5, 4, 0)),
-    ("3.6.1", "3.7.1"): ({"core": ["023_360_to_370"], "ai-proxy": ["001_360_to_370"]},
-                         {"ai-proxy": ["001_360_to_370"]}, (5, 4, 0)),
+    ("3.5.0", "3.6.1"): (
+        {
+            "core": ["022_350_to_360"],
+            "acme": ["003_350_to_360"],
+            "opentelemetry": ["001_331_to_332"],
+            "rate-limiting": ["006_350_to_360"],
+            "response-ratelimiting": ["001_350_to_360"],
+        },
+        {"opentelemetry": ["001_331_to_332"]},
+        (5, 4, 0),
+    ),
+    ("3.6.1", "3.7.1"): ({"core": ["023_360_to_370"], "ai-proxy": ["001_360_to_370"]}, {"ai-proxy": ["001_360_to_370"]}, (5, 4, 0)),
     ("3.7.1", "3.8.1"): ({}, {}, (0, 0, 0)),
     ("3.8.1", "3.9.3"): ({"core": ["024_380_to_390"]}, {}, (5, 0, 0)),
     ("3.4.2", "3.7.1"): (NEW_342_371, PENDING_342_371, (5, 4, 0)),
-    ("3.4.2", "3.9.3"): ({**NEW_342_371, "core": NEW_342_371["core"] + ["024_380_to_390"]}, PENDING_342_371,
-                         (5, 4, 0)),
+    ("3.4.2", "3.9.3"): ({**NEW_342_371, "core": NEW_342_371["core"] + ["024_380_to_390"]}, PENDING_342_371, (5, 4, 0)),
     ("3.7.1", "3.9.3"): ({"core": ["024_380_to_390"]}, {}, (5, 0, 0)),
 }
 
@@ -172,8 +207,16 @@ def sql(pg, text: str) -> str:
 def conf(pg):
     _server, info, _su = pg
     sql(pg, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public AUTHORIZATION kong")
-    return {"database": "postgres", "pg_host": info["host"], "pg_port": info["port"], "pg_user": info["user"],
-            "pg_password": info["password"], "pg_database": DB, "pg_timeout": 5000, "plugins": "bundled"}
+    return {
+        "database": "postgres",
+        "pg_host": info["host"],
+        "pg_port": info["port"],
+        "pg_user": info["user"],
+        "pg_password": info["password"],
+        "pg_database": DB,
+        "pg_timeout": 5000,
+        "plugins": "bundled",
+    }
 
 
 def kong(conf, version, *args, stdin=None) -> Result:
@@ -193,8 +236,11 @@ def psql(pg, sql):
 
 def schema_meta(pg) -> dict:
     """{subsystem: (executed list, pending list, last_executed)} read with psql."""
-    text = psql(pg, "SELECT subsystem, array_to_string(executed, ','), array_to_string(pending, ','), "
-                    "coalesce(last_executed, '') FROM schema_meta WHERE key = 'schema_meta' ORDER BY subsystem")
+    text = psql(
+        pg,
+        "SELECT subsystem, array_to_string(executed, ','), array_to_string(pending, ','), "
+        "coalesce(last_executed, '') FROM schema_meta WHERE key = 'schema_meta' ORDER BY subsystem",
+    )
     out = {}
     for line in text.splitlines():
         sub, executed, pending, last = line.split("|")
@@ -224,6 +270,7 @@ def migrated_lines(text: str) -> dict:
 # catalog
 # --------------------------------------------------------------------------------------------
 
+
 def test_catalog_data_is_the_reference_file():
     if not os.path.exists(REFERENCE_JSON):
         pytest.skip("shared reference folder not mounted")
@@ -241,7 +288,7 @@ def test_every_migration_has_sql_and_teardowns_match_the_binary(version):
     names = {s.name: s.names() for s in migrations.catalog(version)}
     core_len = {"2.8.5": 14, "3.4.2": 19, "3.5.0": 20, "3.6.1": 21, "3.7.1": 22, "3.8.1": 22, "3.9.3": 23}
     assert len(names["core"]) == core_len[version]
-    assert names["core"] == CORE_393[:core_len[version]] if version != "3.9.3" else names["core"] == CORE_393
+    assert names["core"] == CORE_393[: core_len[version]] if version != "3.9.3" else names["core"] == CORE_393
     n_plugins = {"2.8.5": 12, "3.4.2": 15, "3.5.0": 15, "3.6.1": 16, "3.7.1": 17, "3.8.1": 17, "3.9.3": 17}
     assert len(names) - 1 == n_plugins[version]
 
@@ -258,6 +305,7 @@ def test_plugins_setting_limits_subsystems(conf):
 # --------------------------------------------------------------------------------------------
 # list: every exit code and text (FACTS 1.2)
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_list_needs_bootstrap_exit_3(conf, pg, version):
@@ -306,12 +354,16 @@ def test_list_pending_and_new_exit_4_warns_on_stderr(conf, pg):
     _head, rest = res.out.split("\n\nPending migrations:\n")
     pending, rest = rest.split("\n\nNew migrations available:\n")
     assert pending == block(PENDING_285_342)
-    new_393 = ordered({"core": ["021_340_to_350", "022_350_to_360", "023_360_to_370", "024_380_to_390"],
-                       **PENDING_342_371})
-    assert rest == (block(new_393) + "\n\n\nRun 'kong migrations finish' when ready to complete pending "
-                    "migrations (postgres database will be incompatible with the previous Kong version)\n")
-    assert re.fullmatch(TS + r" \[warn\] Database has pending migrations from a previous upgrade, and new "
-                        r"migrations from this upgrade \(version 3\.9\.3\)\n", res.err), res.err
+    new_393 = ordered({"core": ["021_340_to_350", "022_350_to_360", "023_360_to_370", "024_380_to_390"], **PENDING_342_371})
+    assert rest == (
+        block(new_393) + "\n\n\nRun 'kong migrations finish' when ready to complete pending "
+        "migrations (postgres database will be incompatible with the previous Kong version)\n"
+    )
+    assert re.fullmatch(
+        TS + r" \[warn\] Database has pending migrations from a previous upgrade, and new "
+        r"migrations from this upgrade \(version 3\.9\.3\)\n",
+        res.err,
+    ), res.err
     # and `up` refuses while pending migrations exist (FACTS 1.2 up step 2)
     up = kong(conf, "3.9.3", "up")
     assert up.rc == 1
@@ -325,19 +377,18 @@ def test_list_unreachable_database_exit_1(conf, pg):
     res = kong(dict(conf, pg_port=free_port()), "3.9.3", "list")
     assert res.rc == 1
     assert res.out == ""
-    assert res.err == ("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: "
-                       "connection refused\n" + HINT)
+    assert res.err == ("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: connection refused\n" + HINT)
 
 
 def test_wrong_password_and_unknown_database(conf):
     res = kong(dict(conf, pg_password="wrong"), "3.4.2", "list")
     assert res.rc == 1
-    assert res.err == ("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: "
-                       'FATAL: password authentication failed for user "kong"\n' + HINT)
+    assert res.err == (
+        'Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: FATAL: password authentication failed for user "kong"\n' + HINT
+    )
     res = kong(dict(conf, pg_database="no_such_db"), "3.4.2", "up")
     assert res.rc == 1
-    assert res.err == ("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: "
-                       'FATAL: database "no_such_db" does not exist\n' + HINT)
+    assert res.err == ('Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: FATAL: database "no_such_db" does not exist\n' + HINT)
 
 
 def test_verbose_prefixes_every_line_and_quiet_silences(conf, pg):
@@ -357,6 +408,7 @@ def test_verbose_prefixes_every_line_and_quiet_silences(conf, pg):
 # usage, sub-commands, status (FACTS 1.1, 1.2, 8.1)
 # --------------------------------------------------------------------------------------------
 
+
 def test_unknown_and_missing_sub_command(conf):
     res = kong(conf, "3.9.3", "frobnicate")
     assert res.rc == 1 and res.out == ""
@@ -365,9 +417,16 @@ def test_unknown_and_missing_sub_command(conf):
     assert res.rc == 1 and res.err.startswith("Usage: kong migrations COMMAND [OPTIONS]\n")
 
 
-@pytest.mark.parametrize("version,has_status,db_timeout", [
-    ("2.8.5", False, "(default 60)"), ("3.4.2", True, "(default 60)"), ("3.6.1", True, "(default 60)"),
-    ("3.7.1", True, "(optional number)"), ("3.9.3", True, "(optional number)")])
+@pytest.mark.parametrize(
+    "version,has_status,db_timeout",
+    [
+        ("2.8.5", False, "(default 60)"),
+        ("3.4.2", True, "(default 60)"),
+        ("3.6.1", True, "(default 60)"),
+        ("3.7.1", True, "(optional number)"),
+        ("3.9.3", True, "(optional number)"),
+    ],
+)
 def test_usage_per_version(version, has_status, db_timeout):
     text = cmd_migrations.usage(version)
     assert text.startswith("Usage: kong migrations COMMAND [OPTIONS]\n")
@@ -391,8 +450,7 @@ def test_status_json(conf, pg):
     doc = json.loads(res.out)
     assert doc["needs_bootstrap"] is True
     assert set(doc) == {"needs_bootstrap", "new_migrations"}
-    assert doc["new_migrations"][0] == {"subsystem": "core", "namespace": "kong.db.migrations.core",
-                                        "migrations": CORE_393[:19]}
+    assert doc["new_migrations"][0] == {"subsystem": "core", "namespace": "kong.db.migrations.core", "migrations": CORE_393[:19]}
     bootstrap(conf, "2.8.5")
     assert kong(conf, "3.4.2", "up").rc == 0
     res = kong(conf, "3.9.3", "status")
@@ -410,6 +468,7 @@ def test_status_json(conf, pg):
 # --------------------------------------------------------------------------------------------
 # bootstrap / up / finish texts (FACTS 1.2)
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_bootstrap_runs_everything_and_records_executed(conf, pg, version):
@@ -452,8 +511,7 @@ def test_upgrade_hop(conf, pg, hop):
     res = kong(conf, dst, "list")
     assert res.rc == codes[0], res
     if new:
-        assert res.out.endswith("\n\nNew migrations available:\n" + block(new)
-                                + "\n\nRun 'kong migrations up' to proceed\n")
+        assert res.out.endswith("\n\nNew migrations available:\n" + block(new) + "\n\nRun 'kong migrations up' to proceed\n")
     st = migrations.schema_state(conf, dst)
     assert (st.new, st.pending, st.missing) == (new, {}, {})
 
@@ -464,8 +522,7 @@ def test_upgrade_hop(conf, pg, hop):
     else:
         migrated = migrated_lines(up.out)
         assert {k: [n for n, _s in v] for k, v in migrated.items()} == new
-        assert {k: [n for n, s in v if s == "pending"] for k, v in migrated.items()
-                if any(s == "pending" for _n, s in v)} == pending
+        assert {k: [n for n, s in v if s == "pending"] for k, v in migrated.items() if any(s == "pending" for _n, s in v)} == pending
         n = sum(len(v) for v in new.values())
         p = sum(len(v) for v in pending.values())
         assert f"\n{n} migration{'s' if n > 1 else ''} processed\n" in up.out
@@ -479,13 +536,12 @@ def test_upgrade_hop(conf, pg, hop):
         assert pend == pending.get(sub, [])
         assert [x for x in names if x not in pending.get(sub, [])] == [x for x in executed if x in names]
     for sub, (executed, _p, _l) in before.items():
-        assert meta[sub][0][:len(executed)] == executed
+        assert meta[sub][0][: len(executed)] == executed
 
     res = kong(conf, dst, "list")
     assert res.rc == codes[1], res
     if pending:
-        assert res.out.endswith("\n\nPending migrations:\n" + block(pending)
-                                + "\n\nRun 'kong migrations finish' when ready\n")
+        assert res.out.endswith("\n\nPending migrations:\n" + block(pending) + "\n\nRun 'kong migrations finish' when ready\n")
 
     fin = kong(conf, dst, "finish")
     assert fin.rc == 0, fin
@@ -532,8 +588,7 @@ def test_finish_reports_new_migrations_after_teardowns(conf, pg):
     assert kong(conf, "3.4.2", "up").rc == 0
     res = kong(conf, "3.9.3", "finish")
     assert res.rc == 0
-    assert res.out.endswith("4 migrations processed\n4 executed\n\nNew migrations available; "
-                            "run 'kong migrations up' to proceed\n")
+    assert res.out.endswith("4 migrations processed\n4 executed\n\nNew migrations available; run 'kong migrations up' to proceed\n")
     assert all(p == [] for _e, p, _l in schema_meta(pg).values())
 
 
@@ -554,6 +609,7 @@ def test_up_force_reruns_executed_migrations(conf, pg):
 # --------------------------------------------------------------------------------------------
 # schema_meta reading rules (FACTS 2.1, 8.4)
 # --------------------------------------------------------------------------------------------
+
 
 def test_reading_rules_missing_new_and_unknown_names(conf, pg):
     bootstrap(conf, "3.9.3")
@@ -576,8 +632,11 @@ def test_reading_rules_missing_new_and_unknown_names(conf, pg):
 
 
 def test_schema_meta_table_exists_without_rows_means_bootstrapped(conf, pg):
-    sql(pg, "SET ROLE kong; CREATE TABLE schema_meta (key TEXT, subsystem TEXT, last_executed TEXT, "
-             "executed TEXT[], pending TEXT[], PRIMARY KEY (key, subsystem)); RESET ROLE")
+    sql(
+        pg,
+        "SET ROLE kong; CREATE TABLE schema_meta (key TEXT, subsystem TEXT, last_executed TEXT, "
+        "executed TEXT[], pending TEXT[], PRIMARY KEY (key, subsystem)); RESET ROLE",
+    )
     res = kong(conf, "3.9.3", "list")
     assert res.rc == 5
     assert res.out.startswith("New migrations available:\n                 core: 000_base, ")
@@ -587,9 +646,12 @@ def test_schema_meta_table_exists_without_rows_means_bootstrapped(conf, pg):
 # teardowns do real work
 # --------------------------------------------------------------------------------------------
 
+
 def test_teardowns_change_data_only_at_finish(conf, pg):
     bootstrap(conf, "2.8.5")
-    sql(pg, """
+    sql(
+        pg,
+        """
         INSERT INTO upstreams (id, name, slots) VALUES ('11111111-1111-1111-1111-111111111111', 'u', 100);
         INSERT INTO targets (id, created_at, upstream_id, target, weight, ws_id) VALUES
           ('22222222-2222-2222-2222-222222222221', now() - interval '1 hour', '11111111-1111-1111-1111-111111111111',
@@ -599,28 +661,31 @@ def test_teardowns_change_data_only_at_finish(conf, pg):
         INSERT INTO plugins (id, name, config, enabled) VALUES
           ('33333333-3333-3333-3333-333333333331', 'pre-function', '{"functions": ["return 1"]}', true),
           ('33333333-3333-3333-3333-333333333332', 'rate-limiting', '{"policy": "redis", "redis_host": "r1", "redis_port": 6379}', true);
-    """)
+    """,
+    )
     assert kong(conf, "3.4.2", "up").rc == 0
     assert psql(pg, "SELECT count(*), count(cache_key) FROM targets") == "2|0"
     assert psql(pg, "SELECT config ? 'functions' FROM plugins WHERE name = 'pre-function'") == "t"
     assert kong(conf, "3.4.2", "finish").rc == 0
     assert psql(pg, "SELECT id, weight, cache_key FROM targets") == (
         "22222222-2222-2222-2222-222222222222|20|targets:11111111-1111-1111-1111-111111111111:a:80::::"
-        + psql(pg, "SELECT id FROM workspaces WHERE name = 'default'"))
+        + psql(pg, "SELECT id FROM workspaces WHERE name = 'default'")
+    )
     assert psql(pg, "SELECT config::text FROM plugins WHERE name = 'pre-function'") == '{"access": ["return 1"]}'
     # 3.4.2 -> 3.7.1: the redis move keeps the old keys until finish (pending teardown)
     assert kong(conf, "3.7.1", "up").rc == 0
-    assert psql(pg, "SELECT config -> 'redis' ->> 'host', config ? 'redis_host' FROM plugins "
-                    "WHERE name = 'rate-limiting'") == "r1|t"
+    assert psql(pg, "SELECT config -> 'redis' ->> 'host', config ? 'redis_host' FROM plugins WHERE name = 'rate-limiting'") == "r1|t"
     assert kong(conf, "3.7.1", "finish").rc == 0
-    assert psql(pg, "SELECT config -> 'redis' ->> 'host', config ? 'redis_host' FROM plugins "
-                    "WHERE name = 'rate-limiting'") == "r1|f"
+    assert psql(pg, "SELECT config -> 'redis' ->> 'host', config ? 'redis_host' FROM plugins WHERE name = 'rate-limiting'") == "r1|f"
 
 
 def test_361_up_does_the_whole_redis_move_at_once(conf, pg):
     bootstrap(conf, "3.5.0")
-    sql(pg, "INSERT INTO plugins (id, name, config, enabled) VALUES ('33333333-3333-3333-3333-333333333332', "
-             "'rate-limiting', '{\"policy\": \"redis\", \"redis_host\": \"r1\"}', true)")
+    sql(
+        pg,
+        "INSERT INTO plugins (id, name, config, enabled) VALUES ('33333333-3333-3333-3333-333333333332', "
+        '\'rate-limiting\', \'{"policy": "redis", "redis_host": "r1"}\', true)',
+    )
     assert kong(conf, "3.6.1", "up").rc == 0
     assert psql(pg, "SELECT config -> 'redis' ->> 'host', config ? 'redis_host' FROM plugins") == "r1|f"
 
@@ -629,13 +694,13 @@ def test_361_up_does_the_whole_redis_move_at_once(conf, pg):
 # cluster mutex (FACTS 1.4)
 # --------------------------------------------------------------------------------------------
 
+
 def hold_lock(pg, seconds=60, owner="another-node"):
     sql(pg, f"INSERT INTO locks (key, owner, ttl) VALUES ('migrations', '{owner}', now() + interval '{seconds} seconds')")
 
 
 def test_bootstrap_finish_reset_do_not_wait_for_the_lock(conf, pg):
-    sql(pg, "SET ROLE kong; CREATE TABLE locks (key TEXT PRIMARY KEY, owner TEXT, ttl TIMESTAMP WITH TIME ZONE); "
-             "RESET ROLE")
+    sql(pg, "SET ROLE kong; CREATE TABLE locks (key TEXT PRIMARY KEY, owner TEXT, ttl TIMESTAMP WITH TIME ZONE); RESET ROLE")
     hold_lock(pg)
     res = kong(conf, "2.8.5", "bootstrap")
     assert (res.rc, res.out, res.err) == (0, "Bootstrapping database...\n" + NOT_LEADER, "")
@@ -684,8 +749,7 @@ def _wait_for(predicate, timeout=30.0, step=0.05):
 
 
 def _polling_the_lock(pg) -> bool:
-    return sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kong migrations' "
-                    "AND query LIKE 'SELECT 1 FROM locks WHERE key%'") != "0"
+    return sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kong migrations' AND query LIKE 'SELECT 1 FROM locks WHERE key%'") != "0"
 
 
 def test_up_aborts_when_the_holder_releases(conf, pg):
@@ -737,8 +801,9 @@ def test_db_timeout_defaults_per_version(conf, pg):
         blocker.rollback()
         blocker.close()
     assert res.rc == 1
-    assert res.err.startswith("Error: [PostgreSQL error] cluster_mutex callback threw an error: "
-                              "[PostgreSQL error] failed to run migration '024_380_to_390' up: timeout")
+    assert res.err.startswith(
+        "Error: [PostgreSQL error] cluster_mutex callback threw an error: [PostgreSQL error] failed to run migration '024_380_to_390' up: timeout"
+    )
     assert "024_380_to_390" not in schema_meta(pg)["core"][0]
     assert psql(pg, "SELECT count(*) FROM locks") == "0"
 
@@ -765,8 +830,13 @@ def test_db_timeout_defaults_per_version(conf, pg):
 
 
 def test_effective_timeouts():
-    for version, args, expected in (("2.8.5", [], 60000), ("3.6.1", [], 60000), ("3.6.1", ["--db-timeout", "7"], 7000),
-                                    ("3.7.1", [], 1234), ("3.9.3", ["--db-timeout=2"], 2000)):
+    for version, args, expected in (
+        ("2.8.5", [], 60000),
+        ("3.6.1", [], 60000),
+        ("3.6.1", ["--db-timeout", "7"], 7000),
+        ("3.7.1", [], 1234),
+        ("3.9.3", ["--db-timeout=2"], 2000),
+    ):
         parsed = cmd_migrations._parse(["list", *args], version, io.StringIO())
         assert cmd_migrations._effective_conf({"pg_timeout": 1234}, parsed)["pg_timeout"] == expected
 
@@ -774,6 +844,7 @@ def test_effective_timeouts():
 # --------------------------------------------------------------------------------------------
 # reset (FACTS 1.2)
 # --------------------------------------------------------------------------------------------
+
 
 def test_reset_rules(conf, pg):
     res = kong(conf, "3.9.3", "reset")
@@ -804,8 +875,7 @@ def test_pg_schema_setting(conf, pg):
     sql(pg, "DROP SCHEMA IF EXISTS kong_custom CASCADE")
     assert kong(custom, "3.9.3", "list").rc == 3
     assert kong(custom, "3.9.3", "bootstrap").rc == 0
-    assert psql(pg, "SELECT table_schema FROM information_schema.tables WHERE table_name = 'schema_meta'") == \
-        "kong_custom"
+    assert psql(pg, "SELECT table_schema FROM information_schema.tables WHERE table_name = 'schema_meta'") == "kong_custom"
     assert psql(pg, "SELECT count(*) FROM kong_custom.services") == "0"
     assert kong(conf, "3.9.3", "list").rc == 3
     assert kong(custom, "3.9.3", "list").rc == 0
@@ -831,6 +901,7 @@ def test_dbless_every_command_succeeds(conf):
 # through the installed `kong` binary
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def kong_bin(kong_install):
     """kong_bin(version) -> `bin/kong` installed by tests/kongsim/install.sh (cached per session)."""
@@ -843,20 +914,20 @@ def kong_conf(conf, tmp_path):
     see test_cli_as_kong.py)."""
     (tmp_path / "prefix").mkdir()
     path = tmp_path / "kong.conf"
-    path.write_text(f"prefix = {tmp_path / 'prefix'}\ndatabase = postgres\npg_host = {conf['pg_host']}\n"
-                    f"pg_port = {conf['pg_port']}\npg_user = {conf['pg_user']}\npg_password = {conf['pg_password']}\n"
-                    f"pg_database = {conf['pg_database']}\n")
+    path.write_text(
+        f"prefix = {tmp_path / 'prefix'}\ndatabase = postgres\npg_host = {conf['pg_host']}\n"
+        f"pg_port = {conf['pg_port']}\npg_user = {conf['pg_user']}\npg_password = {conf['pg_password']}\n"
+        f"pg_database = {conf['pg_database']}\n"
+    )
     return str(path)
 
 
 def _env():
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("KONG_") and k != "PYTHONDONTWRITEBYTECODE"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("KONG_") and k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def run_bin(kong_bin, version, kong_conf, *args, **kw):
-    proc = subprocess.run([kong_bin(version), "migrations", *args, "-c", kong_conf], check=False,
-                          capture_output=True, text=True, env=_env(), timeout=120, **kw)
+    proc = subprocess.run([kong_bin(version), "migrations", *args, "-c", kong_conf], check=False, capture_output=True, text=True, env=_env(), timeout=120, **kw)
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -896,8 +967,7 @@ def test_binary_two_ups_at_once(conf, pg, kong_bin, kong_conf):
         cmd = [kong_bin("3.9.3"), "migrations", "up", "-c", kong_conf, "--db-timeout", "120"]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()))
         _wait_for(lambda: sql(pg, "SELECT count(*) FROM locks") == "1")
-        _wait_for(lambda: sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                                   "'kong migrations' AND wait_event_type = 'Lock'") == "1")
+        _wait_for(lambda: sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kong migrations' AND wait_event_type = 'Lock'") == "1")
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()))
         _wait_for(lambda: _polling_the_lock(pg))
     finally:
@@ -911,19 +981,22 @@ def test_binary_two_ups_at_once(conf, pg, kong_bin, kong_conf):
     assert psql(pg, "SELECT count(*) FROM locks") == "0"
 
 
-@pytest.mark.parametrize("version,answers,prompt,expected_out,reset_done", [
-    ("3.9.3", b"n\n", "[y/n]", "cancelled\n", False),
-    ("3.9.3", b"yes\n", "[y/n]", "Resetting database...\nDatabase successfully reset\n", True),
-    ("2.8.5", b"Y\n", "[Y/n]", "Resetting database...\nDatabase successfully reset\n", True),
-    ("3.4.2", b"maybe\nsure\nok\n", "[y/n]", "cancelled\n", False),
-])
-def test_binary_reset_prompts_on_a_tty(conf, pg, kong_bin, kong_conf, version, answers, prompt, expected_out,
-                                       reset_done):
+@pytest.mark.parametrize(
+    "version,answers,prompt,expected_out,reset_done",
+    [
+        ("3.9.3", b"n\n", "[y/n]", "cancelled\n", False),
+        ("3.9.3", b"yes\n", "[y/n]", "Resetting database...\nDatabase successfully reset\n", True),
+        ("2.8.5", b"Y\n", "[Y/n]", "Resetting database...\nDatabase successfully reset\n", True),
+        ("3.4.2", b"maybe\nsure\nok\n", "[y/n]", "cancelled\n", False),
+    ],
+)
+def test_binary_reset_prompts_on_a_tty(conf, pg, kong_bin, kong_conf, version, answers, prompt, expected_out, reset_done):
     bootstrap(conf, version)
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen([kong_bin(version), "migrations", "reset", "-c", kong_conf], stdin=slave,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        proc = subprocess.Popen(
+            [kong_bin(version), "migrations", "reset", "-c", kong_conf], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        )
         os.write(master, answers)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -944,14 +1017,28 @@ def test_core_370_and_390_create_the_tables_kong_creates(conf, pg):
     serial version, clustering_sync_delta and its version index). A backup's table digests and a
     restore see the same tables as on a real 3.9.3 database."""
     bootstrap(conf, "3.9.3")
-    columns = psql(pg, "SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_name IN "
-                       "('clustering_rpc_requests', 'clustering_sync_version', 'clustering_sync_delta') "
-                       "ORDER BY table_name, ordinal_position").split()
-    assert columns == ["clustering_rpc_requests.id", "clustering_rpc_requests.node_id", "clustering_rpc_requests.reply_to",
-                       "clustering_rpc_requests.ttl", "clustering_rpc_requests.payload",
-                       "clustering_sync_delta.version", "clustering_sync_delta.type", "clustering_sync_delta.pk",
-                       "clustering_sync_delta.ws_id", "clustering_sync_delta.entity",
-                       "clustering_sync_version.version"]
-    indexes = psql(pg, "SELECT indexname FROM pg_indexes WHERE indexname IN ('clustering_rpc_requests_node_id_idx', "
-                       "'clustering_sync_delta_version_idx', 'clustering_data_planes_last_seen_idx') ORDER BY 1").split()
+    columns = psql(
+        pg,
+        "SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_name IN "
+        "('clustering_rpc_requests', 'clustering_sync_version', 'clustering_sync_delta') "
+        "ORDER BY table_name, ordinal_position",
+    ).split()
+    assert columns == [
+        "clustering_rpc_requests.id",
+        "clustering_rpc_requests.node_id",
+        "clustering_rpc_requests.reply_to",
+        "clustering_rpc_requests.ttl",
+        "clustering_rpc_requests.payload",
+        "clustering_sync_delta.version",
+        "clustering_sync_delta.type",
+        "clustering_sync_delta.pk",
+        "clustering_sync_delta.ws_id",
+        "clustering_sync_delta.entity",
+        "clustering_sync_version.version",
+    ]
+    indexes = psql(
+        pg,
+        "SELECT indexname FROM pg_indexes WHERE indexname IN ('clustering_rpc_requests_node_id_idx', "
+        "'clustering_sync_delta_version_idx', 'clustering_data_planes_last_seen_idx') ORDER BY 1",
+    ).split()
     assert indexes == ["clustering_rpc_requests_node_id_idx", "clustering_sync_delta_version_idx"]

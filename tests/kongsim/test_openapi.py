@@ -3,6 +3,7 @@ version (kong-oss-3.4.yaml, kong-oss-3.7.yaml, kong-oss.yaml = 3.9, gateway-stat
 
 Kong returns unset fields as JSON null while the specs declare plain types without `nullable`;
 null values are therefore removed before validation (they are legal Kong output)."""
+
 from __future__ import annotations
 
 import copy
@@ -17,8 +18,7 @@ from openapi_schema_validator import OAS30Validator
 
 from kongsim_testlib import gen_cluster_cert
 
-REF_DIR = os.environ.get("KONG_REFERENCE_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "reference", "kong")
+REF_DIR = os.environ.get("KONG_REFERENCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "reference", "kong")
 SPECS = {"3.4.2": "kong-oss-3.4.yaml", "3.7.1": "kong-oss-3.7.yaml", "3.9.3": "kong-oss.yaml"}
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(REF_DIR), reason=f"reference specs not found in {REF_DIR}")
@@ -76,13 +76,15 @@ def nodes(module_node_factory, echo_upstream, tmp_path_factory):
     with open(key, encoding="utf-8") as fh:
         pkey = fh.read()
     ind = lambda s: textwrap.indent(s, "      ")
-    cfg = (f'_format_version: "3.0"\nservices:\n- name: echo\n  url: {echo_upstream.url}/base\n'
-           "  routes:\n  - name: r1\n    paths: [/echo]\n    hosts: [a.example.com]\n    methods: [GET]\n"
-           "  plugins:\n  - name: key-auth\n"
-           "consumers:\n- username: demo\n  custom_id: c1\n  keyauth_credentials:\n  - key: demo-key\n"
-           "upstreams:\n- name: pool.internal\n  targets:\n  - target: 127.0.0.1:9\n    weight: 10\n"
-           f"certificates:\n- cert: |\n{ind(pem)}  key: |\n{ind(pkey)}  snis:\n  - name: a.example.com\n"
-           f"ca_certificates:\n- cert: |\n{ind(pem)}")
+    cfg = (
+        f'_format_version: "3.0"\nservices:\n- name: echo\n  url: {echo_upstream.url}/base\n'
+        "  routes:\n  - name: r1\n    paths: [/echo]\n    hosts: [a.example.com]\n    methods: [GET]\n"
+        "  plugins:\n  - name: key-auth\n"
+        "consumers:\n- username: demo\n  custom_id: c1\n  keyauth_credentials:\n  - key: demo-key\n"
+        "upstreams:\n- name: pool.internal\n  targets:\n  - target: 127.0.0.1:9\n    weight: 10\n"
+        f"certificates:\n- cert: |\n{ind(pem)}  key: |\n{ind(pkey)}  snis:\n  - name: a.example.com\n"
+        f"ca_certificates:\n- cert: |\n{ind(pem)}"
+    )
     return module_node_factory.many({v: (v, {"name": f"oas-{v}", "declarative": cfg}) for v in SPECS})
 
 

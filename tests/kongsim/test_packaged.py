@@ -5,6 +5,7 @@ Sources: Kong/kong at the tags named per test (kong/init.lua, kong/db/dao/plugin
 kong/db/schema/plugin_loader.lua, build/package/kong.service); Enterprise RBAC: see
 kongsim/enterprise.py (UNCONFIRMED against Enterprise source, which is not public).
 """
+
 from __future__ import annotations
 
 import os
@@ -38,9 +39,11 @@ def test_custom_plugin_missing_fails_start_with_kongs_text(kong_node_factory, ve
     node = kong_node_factory(version, start=False, plugins="bundled,my-plugin")
     res = node.start(check=False)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert ("nginx: [error] init_by_lua error: /usr/local/share/lua/5.1/kong/init.lua:%d: error loading "
-            "plugin schemas: on plugin 'my-plugin': my-plugin plugin is enabled but not installed;\n"
-            "no plugin found" % line) in res.stderr
+    assert (
+        "nginx: [error] init_by_lua error: /usr/local/share/lua/5.1/kong/init.lua:%d: error loading "
+        "plugin schemas: on plugin 'my-plugin': my-plugin plugin is enabled but not installed;\n"
+        "no plugin found" % line
+    ) in res.stderr
     assert not node.pid()
 
 
@@ -53,8 +56,7 @@ def test_custom_plugin_present_on_lua_package_path_starts(kong_node_factory, tmp
 # kong/db/schema/plugin_loader.lua:26-28 (3.9.3): a handler without a schema module.
 def test_custom_plugin_without_schema_fails(kong_node_factory, tmp_path):
     path = _plugin_tree(tmp_path, schema=False)
-    node = kong_node_factory("3.9.3", start=False, plugins="bundled,my-plugin",
-                             lua_package_path=f"{path}/?.lua;;")
+    node = kong_node_factory("3.9.3", start=False, plugins="bundled,my-plugin", lua_package_path=f"{path}/?.lua;;")
     res = node.start(check=False)
     assert res.returncode == 1
     assert "on plugin 'my-plugin': no configuration schema found for plugin: my-plugin" in res.stderr
@@ -72,12 +74,26 @@ def _ca_and_cert(tmp_path):
     ext = tmp_path / "ext.cnf"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
-        "-keyout", str(ca_key), "-out", str(ca))
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key),
-        "-out", str(csr))
-    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA", "-keyout", str(ca_key), "-out", str(ca))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
+    run(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(crt),
+    )
     return str(ca), str(crt), str(key)
 
 
@@ -86,12 +102,18 @@ def _ca_and_cert(tmp_path):
 # ssl_certificate ${{ADMIN_SSL_CERT}}); plain HTTP on a TLS port is refused.
 def test_admin_and_status_api_over_tls(kong_node_factory, tmp_path):
     from tests.services.ports import free_port
+
     ca, crt, key = _ca_and_cert(tmp_path)
     admin, status = free_port(), free_port()
-    node = kong_node_factory("3.9.3", admin_listen=f"127.0.0.1:{admin} ssl",
-                             status_listen=f"127.0.0.1:{status} ssl",
-                             admin_ssl_cert=crt, admin_ssl_cert_key=key,
-                             status_ssl_cert=crt, status_ssl_cert_key=key)
+    node = kong_node_factory(
+        "3.9.3",
+        admin_listen=f"127.0.0.1:{admin} ssl",
+        status_listen=f"127.0.0.1:{status} ssl",
+        admin_ssl_cert=crt,
+        admin_ssl_cert_key=key,
+        status_ssl_cert=crt,
+        status_ssl_cert_key=key,
+    )
     resp = requests.get(f"https://127.0.0.1:{admin}/", verify=ca, timeout=5)
     assert resp.status_code == 200 and resp.json()["version"] == "3.9.3"
     assert requests.get(f"https://127.0.0.1:{status}/status", verify=ca, timeout=5).status_code == 200
@@ -110,6 +132,7 @@ def test_admin_and_status_api_over_tls(kong_node_factory, tmp_path):
 # (kong/cmd/utils/prefix_handler.lua at 3.9.3, gen_default_ssl_cert: ssl/admin-kong-default.crt).
 def test_admin_tls_without_cert_uses_generated_default(kong_node_factory):
     from tests.services.ports import free_port
+
     admin = free_port()
     node = kong_node_factory("3.9.3", admin_listen=f"127.0.0.1:{admin} ssl")
     assert os.path.exists(os.path.join(node.prefix, "ssl", "admin-kong-default.crt"))
@@ -154,8 +177,7 @@ def test_unit_commands_run_the_node_in_the_foreground(kong_node_factory):
     nginx = [sys.executable, "-m", "kongsim.nginx", "-p", node.prefix, "-c", "nginx.conf"]
     proc = subprocess.Popen(nginx, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_until(lambda: requests.get(node.admin_url + "/status", timeout=1).status_code == 200,
-                   timeout=20, message="node served by nginx -p")
+        wait_until(lambda: requests.get(node.admin_url + "/status", timeout=1).status_code == 200, timeout=20, message="node served by nginx -p")
         assert node.pid() == proc.pid  # the process systemd starts is the node (MAINPID)
         reload = subprocess.run(nginx + ["-s", "reload"], env=env, capture_output=True, text=True, check=False)
         assert reload.returncode == 0, reload.stderr
@@ -168,5 +190,4 @@ def test_unit_commands_run_the_node_in_the_foreground(kong_node_factory):
             proc.kill()
     missing = subprocess.run(nginx + ["-s", "reload"], env=env, capture_output=True, text=True, check=False)
     assert missing.returncode == 1
-    assert missing.stderr == ('nginx: [error] open() "%s/pids/nginx.pid" failed (2: No such file or directory)\n'
-                              % node.prefix)
+    assert missing.stderr == ('nginx: [error] open() "%s/pids/nginx.pid" failed (2: No such file or directory)\n' % node.prefix)

@@ -9,6 +9,7 @@ pg_ssl = on. Defaults: pg_ssl = off, pg_ssl_verify = off (kong/templates/kong_de
 at 2.8.5, :130-131 at 3.9.3); lua_ssl_trusted_certificate = NONE at 2.8.5 (:168), `system` at
 3.4.2 (:170) and 3.9.3 (:192).
 """
+
 from __future__ import annotations
 
 import os
@@ -35,13 +36,20 @@ def tls_pg(tmp_path_factory):
 
 def _ssl_of_kong_sessions(server) -> list:
     """ssl flag of every session the `kong` application opened and still holds, or just closed."""
-    return server.psql("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-                       "WHERE a.application_name LIKE 'kong%'").split()
+    return server.psql("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name LIKE 'kong%'").split()
 
 
 def _conf(tmp_path, info, db=DB, **extra) -> str:
-    lines = {"prefix": tmp_path / "prefix", "database": "postgres", "pg_host": info["host"], "pg_port": info["port"],
-             "pg_user": info["user"], "pg_password": info["password"], "pg_database": db, **extra}
+    lines = {
+        "prefix": tmp_path / "prefix",
+        "database": "postgres",
+        "pg_host": info["host"],
+        "pg_port": info["port"],
+        "pg_user": info["user"],
+        "pg_password": info["password"],
+        "pg_database": db,
+        **extra,
+    }
     path = tmp_path / "kong.conf"
     path.write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
     (tmp_path / "prefix").mkdir(exist_ok=True)
@@ -76,8 +84,9 @@ def test_pg_ssl_on_uses_tls_off_does_not(kong_install, tmp_path, tls_pg, version
     try:
         res = _kong(kong, "migrations", "list", "-c", _conf(tmp_path, info))
         assert res.returncode == 1
-        assert res.stderr.startswith("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: "
-                                     "FATAL: pg_hba.conf rejects connection"), res.stderr
+        assert res.stderr.startswith("Error: [PostgreSQL error] failed to retrieve PostgreSQL server_version_num: FATAL: pg_hba.conf rejects connection"), (
+            res.stderr
+        )
         res = _kong(kong, "migrations", "list", "-c", _conf(tmp_path, info, pg_ssl="on"))
         assert res.returncode == 3, res.stderr
     finally:
@@ -109,8 +118,7 @@ def test_pg_ssl_against_a_server_without_tls_falls_back_to_plain_text(kong_insta
     and without pg_ssl_verify. `pg_ssl_required = on` is no Kong setting and changes nothing."""
     info = postgres.create_database("kongsim_nossl")
     kong = kong_install("3.9.3")
-    for extra in ({"pg_ssl": "on"}, {"pg_ssl": "on", "pg_ssl_verify": "on"},
-                  {"pg_ssl": "on", "pg_ssl_required": "on"}):
+    for extra in ({"pg_ssl": "on"}, {"pg_ssl": "on", "pg_ssl_verify": "on"}, {"pg_ssl": "on", "pg_ssl_required": "on"}):
         conf = _conf(tmp_path, info, db="kongsim_nossl", **extra)
         res = _kong(kong, "migrations", "list", "-c", conf)
         assert res.returncode == 3, (extra, res.stderr)

@@ -1,4 +1,5 @@
 """Proxy data path: routing, strip_path, balancing, upstream failures, plugins (issue 4 items 1-2)."""
+
 from __future__ import annotations
 
 import collections
@@ -102,8 +103,14 @@ def nodes(module_node_factory, upstreams):
     a, b = upstreams
     specs = {}
     for v in ("2.8.5", "3.9.3"):
-        text = CONFIG.format(fmt="2.1" if v == "2.8.5" else "3.0", up1=a.url, t1=a.hostport, t2=b.hostport,
-                             dead=free_port(), regex=r"/items/\d+$" if v == "2.8.5" else r"~/items/\d+$")
+        text = CONFIG.format(
+            fmt="2.1" if v == "2.8.5" else "3.0",
+            up1=a.url,
+            t1=a.hostport,
+            t2=b.hostport,
+            dead=free_port(),
+            regex=r"/items/\d+$" if v == "2.8.5" else r"~/items/\d+$",
+        )
         specs[v] = (v, {"name": f"proxy-{v}", "declarative": text})
     return module_node_factory.many(specs)
 
@@ -133,8 +140,7 @@ def test_route_matching_and_paths(nodes, version):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_weighted_targets(nodes, upstreams, version):
     a, b = upstreams
-    counts = collections.Counter(requests.get(nodes[version].proxy_url + "/balanced").json()["port"]
-                                 for _ in range(200))
+    counts = collections.Counter(requests.get(nodes[version].proxy_url + "/balanced").json()["port"] for _ in range(200))
     assert counts[a.port] == 150 and counts[b.port] == 50
 
 

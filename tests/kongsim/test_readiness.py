@@ -20,6 +20,7 @@ The time the workers take grows with the number of entities. Kong publishes no p
 figure (its engineering blog gives a P99 of 1.5 s for a full router rebuild with many routes
 before 3.0, 0.1 s after): the simulator's 0.2 s + 0.2 ms per entity is UNCONFIRMED.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,8 +38,7 @@ ROUTER_NOT_BUILT = re.compile(r"router builds not yet complete, router ready in 
 def _config(count: int) -> str:
     lines = ['_format_version: "3.0"', "services:"]
     for i in range(count):
-        lines += [f"- name: s{i}", f"  url: http://127.0.0.1:9/{i}", "  routes:",
-                  f"  - name: r{i}", f"    paths: [/r{i}]"]
+        lines += [f"- name: s{i}", f"  url: http://127.0.0.1:9/{i}", "  routes:", f"  - name: r{i}", f"    paths: [/r{i}]"]
     return "\n".join(lines) + "\n"
 
 
@@ -53,8 +53,7 @@ def test_dbless_node_is_not_ready_until_every_worker_built_its_router(kong_node_
     # a proxy request sent now waits for a worker instead of being refused
     proxied = requests.get(node.proxy_url + "/nothing-here", timeout=10)
     assert proxied.status_code == 404
-    wait_until(lambda: requests.get(node.status_url + "/status/ready", timeout=5).status_code == 200,
-               timeout=20, message="ready after the router builds")
+    wait_until(lambda: requests.get(node.status_url + "/status/ready", timeout=5).status_code == 200, timeout=20, message="ready after the router builds")
 
 
 def test_ready_waits_longer_for_more_entities(kong_node_factory):
@@ -64,17 +63,24 @@ def test_ready_waits_longer_for_more_entities(kong_node_factory):
     for node in (small, large):
         node.start(ready=False)
         t0 = time.monotonic()
-        wait_until(lambda node=node: requests.get(node.status_url + "/status/ready", timeout=5).status_code == 200,
-                   timeout=30, interval=0.02, message="ready")
+        wait_until(lambda node=node: requests.get(node.status_url + "/status/ready", timeout=5).status_code == 200, timeout=30, interval=0.02, message="ready")
         waited[node.name] = time.monotonic() - t0
     assert waited["large"] > waited["small"] + 0.5, waited
 
 
 def test_traditional_node_answers_ready_as_soon_as_a_worker_answers(kong_node_factory, postgres):
     db = postgres.create_database("kongsim_ready_traditional")
-    node = kong_node_factory("3.9.3", start=False, database="postgres", pg_host=db["host"], pg_port=db["port"],
-                             pg_user=db["user"], pg_password=db["password"], pg_database=db["database"],
-                             nginx_worker_processes=4)
+    node = kong_node_factory(
+        "3.9.3",
+        start=False,
+        database="postgres",
+        pg_host=db["host"],
+        pg_port=db["port"],
+        pg_user=db["user"],
+        pg_password=db["password"],
+        pg_database=db["database"],
+        nginx_worker_processes=4,
+    )
     assert node.cli("migrations", "bootstrap", "-c", node.conf_path).returncode == 0
     node.start(ready=False)
     first = requests.get(node.status_url + "/status/ready", timeout=10)
@@ -89,8 +95,7 @@ def test_post_config_during_a_load_gets_429_with_retry_after(kong_node_factory):
     def load():
         # a small load may hold the lock when this one is ready: come back, as Retry-After says (sooner here)
         for _attempt in range(40):
-            answers["first"] = requests.post(node.admin_url + "/config", data=big,
-                                             headers={"Content-Type": "application/yaml"}, timeout=30)
+            answers["first"] = requests.post(node.admin_url + "/config", data=big, headers={"Content-Type": "application/yaml"}, timeout=30)
             if answers["first"].status_code != 429:
                 return
             time.sleep(0.3)
@@ -99,8 +104,7 @@ def test_post_config_during_a_load_gets_429_with_retry_after(kong_node_factory):
     loader.start()
     refused = []
     while loader.is_alive() and not refused:
-        other = requests.post(node.admin_url + "/config", data=_config(3), headers={"Content-Type": "application/yaml"},
-                              timeout=30)
+        other = requests.post(node.admin_url + "/config", data=_config(3), headers={"Content-Type": "application/yaml"}, timeout=30)
         if other.status_code == 429:
             refused.append(other)
         time.sleep(0.05)
@@ -114,22 +118,18 @@ def test_post_config_during_a_load_gets_429_with_retry_after(kong_node_factory):
 def test_body_above_the_admin_body_limit_is_refused_by_nginx(kong_node_factory):
     node = kong_node_factory("3.9.3", declarative=_config(3), nginx_admin_client_max_body_size="64k")
     too_big = _config(3) + "#" * (65 * 1024) + "\n"
-    resp = requests.post(node.admin_url + "/config", data=too_big, headers={"Content-Type": "application/yaml"},
-                         timeout=10)
+    resp = requests.post(node.admin_url + "/config", data=too_big, headers={"Content-Type": "application/yaml"}, timeout=10)
     assert resp.status_code == 413
     assert resp.headers["Content-Type"].startswith("text/html")
     assert "<title>413 Request Entity Too Large</title>" in resp.text
     # under the limit the same endpoint loads it
-    ok = requests.post(node.admin_url + "/config", data=_config(4), headers={"Content-Type": "application/yaml"},
-                       timeout=10)
+    ok = requests.post(node.admin_url + "/config", data=_config(4), headers={"Content-Type": "application/yaml"}, timeout=10)
     assert ok.status_code == 201, ok.text
 
 
 def test_default_admin_body_limit_is_ten_megabytes(kong_node_factory):
     node = kong_node_factory("3.9.3", declarative=_config(3))
     payload = _config(3) + "#" * (10 * 1024 * 1024) + "\n"
-    assert requests.post(node.admin_url + "/config", data=payload, headers={"Content-Type": "application/yaml"},
-                         timeout=30).status_code == 413
+    assert requests.post(node.admin_url + "/config", data=payload, headers={"Content-Type": "application/yaml"}, timeout=30).status_code == 413
     under = _config(3) + "#" * (2 * 1024 * 1024) + "\n"
-    assert requests.post(node.admin_url + "/config", data=under, headers={"Content-Type": "application/yaml"},
-                         timeout=30).status_code == 201
+    assert requests.post(node.admin_url + "/config", data=under, headers={"Content-Type": "application/yaml"}, timeout=30).status_code == 201

@@ -11,6 +11,7 @@
   its "~" and searches (kong/router/compat.lua:231-236), so "^" binds only the first alternative of a
   top-level alternation.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -37,8 +38,10 @@ plugins:
 def nodes(module_node_factory):
     specs = {}
     for version, fmt, prefix in (("2.8.5", "2.1", ""), ("3.4.2", "3.0", "~")):
-        specs[version] = (version, {"name": f"replay-{version}", "declarative": CONFIG.format(
-            fmt=fmt, alt=prefix + "/api/v1|/api/v2", items=prefix + r"/items/(\d+)")})
+        specs[version] = (
+            version,
+            {"name": f"replay-{version}", "declarative": CONFIG.format(fmt=fmt, alt=prefix + "/api/v1|/api/v2", items=prefix + r"/items/(\d+)")},
+        )
     return module_node_factory.many(specs)
 
 

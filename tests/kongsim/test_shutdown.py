@@ -1,4 +1,5 @@
 """Graceful quit under load, immediate stop, drain (FACTS 4.3, 3.3; issue 4 item 3)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,10 +31,10 @@ class Load:
         self.host, self.port, self.path = parts.hostname, parts.port, parts.path
         self.rate = rate
         self.keepalive = keepalive
-        self.results = []       # (status or None, error kind or None, send time)
-        self.sent = []          # monotonic send times
+        self.results = []  # (status or None, error kind or None, send time)
+        self.sent = []  # monotonic send times
         self.slow_sent = set()  # send times of the slow (300 ms) requests
-        self.done_ok = []       # monotonic completion times of 200 responses
+        self.done_ok = []  # monotonic completion times of 200 responses
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
@@ -97,8 +98,7 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("version,keepalive", [("3.9.3", True), ("2.8.5", False)])
-def test_quit_under_load_finishes_what_is_in_flight_and_takes_nothing_new(kong_node_factory, echo_upstream, version,
-                                                                         keepalive):
+def test_quit_under_load_finishes_what_is_in_flight_and_takes_nothing_new(kong_node_factory, echo_upstream, version, keepalive):
     """nginx at SIGQUIT (ngx_worker_process_cycle, ngx_quit): the listening sockets close, so new
     connections are refused; idle keep-alive connections are closed (a request sent on one just
     then gets no reply: the connection closes under it); every request nginx is serving gets its
@@ -151,8 +151,7 @@ def _keepalive_get(sock: socket.socket, path: str) -> bytes:
     return head
 
 
-def test_sigquit_closes_idle_keepalive_at_once_and_answers_in_flight_with_connection_close(kong_node_factory,
-                                                                                        echo_upstream):
+def test_sigquit_closes_idle_keepalive_at_once_and_answers_in_flight_with_connection_close(kong_node_factory, echo_upstream):
     node = kong_node_factory("3.9.3", declarative=simple_config(echo_upstream.url))
     idle = socket.create_connection(("127.0.0.1", node.proxy_port), timeout=10)
     busy = socket.create_connection(("127.0.0.1", node.proxy_port), timeout=10)
@@ -181,8 +180,9 @@ def test_no_shutdown_timeout_kong_does_not_set(kong_node_factory, echo_upstream)
     2.8.5, 3.4.2, 3.9.3): a request longer than nginx's usual 10 s examples is still answered."""
     node = kong_node_factory("3.9.3", declarative=simple_config(echo_upstream.url))
     out = {}
-    th = threading.Thread(target=lambda: out.setdefault(
-        "r", requests.get(node.proxy_url + "/echo/slow?sleep=10.5", headers={"apikey": "demo-key"}, timeout=30)))
+    th = threading.Thread(
+        target=lambda: out.setdefault("r", requests.get(node.proxy_url + "/echo/slow?sleep=10.5", headers={"apikey": "demo-key"}, timeout=30))
+    )
     th.start()
     time.sleep(0.3)
     res = node.quit("-t", "20")
@@ -199,13 +199,11 @@ def test_quit_wait_when_the_node_dies_meanwhile(kong_node_factory, echo_upstream
     res = node.quit("-w", "3")
     assert res.returncode == 0, res
     assert res.stdout == ""
-    assert re.fullmatch(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] Kong stopped while waiting \(unexpected\)\n",
-                        res.stderr), res.stderr
+    assert re.fullmatch(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] Kong stopped while waiting \(unexpected\)\n", res.stderr), res.stderr
 
 
 def test_quit_waits_for_inflight_then_times_out(kong_node_factory, echo_upstream):
-    node = kong_node_factory("3.7.1", declarative=simple_config(echo_upstream.url),
-                             nginx_main_worker_shutdown_timeout="30s")
+    node = kong_node_factory("3.7.1", declarative=simple_config(echo_upstream.url), nginx_main_worker_shutdown_timeout="30s")
     out = {}
 
     def slow(seconds=1.5):
@@ -252,8 +250,7 @@ def test_stop_is_immediate(kong_node_factory, echo_upstream):
     assert "e" in out and "r" not in out
     res = node.cli("stop", "-p", node.prefix)
     assert res.returncode == 1
-    assert res.stderr == (f"Error: nginx not running in prefix: {node.prefix}\n\n"
-                          "  Run with --v (verbose) or --vv (debug) for more details\n")
+    assert res.stderr == (f"Error: nginx not running in prefix: {node.prefix}\n\n  Run with --v (verbose) or --vv (debug) for more details\n")
 
 
 def test_drain_3_9(kong_node_factory, echo_upstream):
@@ -268,8 +265,7 @@ def test_drain_3_9(kong_node_factory, echo_upstream):
     assert r.status_code == 400
     node.stop()
     res = node.cli("drain", "-c", node.conf_path)
-    assert res.returncode == 0 and res.stdout.startswith(
-        f"Failed to send request to http://127.0.0.1:{node.status_port}/status/ready: ")
+    assert res.returncode == 0 and res.stdout.startswith(f"Failed to send request to http://127.0.0.1:{node.status_port}/status/ready: ")
 
 
 @pytest.mark.parametrize("version", ["2.8.5", "3.8.1"])

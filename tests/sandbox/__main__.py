@@ -1,4 +1,5 @@
 """Command line of the local sandbox (the Makefile's sandbox-up, sandbox-down, upgrade-* and demo targets)."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,7 @@ from tests.sandbox.core import LBS, MODES, PLAYBOOKS, Sandbox, SandboxError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.sandbox",
-                                     description="Local Kong sandbox: simulated Kong nodes behind a real HAProxy or nginx.")
+    parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description="Local Kong sandbox: simulated Kong nodes behind a real HAProxy or nginx.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the sandbox and write tests/sandbox/inventory.yml")
     up.add_argument("--mode", choices=MODES, default="dbless")
@@ -21,11 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     upgrade = sub.add_parser("upgrade", help="run an upgrade playbook against the sandbox inventory")
     upgrade.add_argument("--strategy", choices=sorted(PLAYBOOKS), default="rolling")
     upgrade.add_argument("--kong-y", default="3.9.3", help="target Kong version Y (default 3.9.3)")
-    upgrade.add_argument("playbook_args", nargs=argparse.REMAINDER,
-                         help="further ansible-playbook arguments after --, e.g. -- --check -v")
-    demo = sub.add_parser("demo", help="sandbox up (DB-less), rolling upgrade X -> Y under load, report",
-                          description="Exit status: 0 no failed request at the full rate, 1 failed requests, "
-                                      "3 the machine could not send the full rate, other: the playbook's.")
+    upgrade.add_argument("playbook_args", nargs=argparse.REMAINDER, help="further ansible-playbook arguments after --, e.g. -- --check -v")
+    demo = sub.add_parser(
+        "demo",
+        help="sandbox up (DB-less), rolling upgrade X -> Y under load, report",
+        description="Exit status: 0 no failed request at the full rate, 1 failed requests, 3 the machine could not send the full rate, other: the playbook's.",
+    )
     demo.add_argument("--kong-x", default="3.8.1")
     demo.add_argument("--kong-y", default="3.9.3")
     demo.add_argument("--rate", type=float, default=200.0, help="requests per second through the LB (default 200)")

@@ -4,6 +4,7 @@ Everything runs on 127.0.0.1 under one state directory (default ``<repo>/.cache/
 or ``KONGOPS_SANDBOX_DIR``) described by ``state.json``, so ``down`` can stop exactly what
 ``up`` started, also after a partial start.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -37,8 +38,7 @@ PLAYBOOKS = {"rolling": "rolling_upgrade.yml", "in_place": "in_place_upgrade.yml
 STRATEGY_MODES = {"rolling": ("dbless", "hybrid"), "in_place": ("traditional", "hybrid"), "hybrid": ("hybrid",)}
 # Runtime state removed by `down`; the installed versions (kong/) and the work dir (backups,
 # journals, reports) stay.
-RUNTIME_ENTRIES = ("nodes", "haproxy", "nginx", "postgres", "bootstrap", "demo", "cluster", "playbooks", "logs",
-                   "state.json")
+RUNTIME_ENTRIES = ("nodes", "haproxy", "nginx", "postgres", "bootstrap", "demo", "cluster", "playbooks", "logs", "state.json")
 PG_USER = PG_DATABASE = "kong"
 # The sandbox's secrets are distinctive strings, not words: a value found in a run's output, journal,
 # report or backup is a leak, never a user or database name (and Ansible's no_log masking, which
@@ -132,14 +132,13 @@ def haproxy_admin_view(sock_path: str, backend: str = render.LB_POOL) -> dict[st
 
 
 class Sandbox:
-    def __init__(self, state_dir: str | None = None, inventory: str | None = None, lb_port: int | None = None,
-                 out=None):
+    def __init__(self, state_dir: str | None = None, inventory: str | None = None, lb_port: int | None = None, out=None):
         env_dir = os.environ.get("KONGOPS_SANDBOX_DIR")
         self.state_dir = os.path.abspath(state_dir or env_dir or DEFAULT_STATE_DIR)
         custom_dir = bool(state_dir or env_dir)
         self.inventory = os.path.abspath(
-            inventory or os.environ.get("KONGOPS_SANDBOX_INVENTORY")
-            or (os.path.join(self.state_dir, "inventory.yml") if custom_dir else DEFAULT_INVENTORY))
+            inventory or os.environ.get("KONGOPS_SANDBOX_INVENTORY") or (os.path.join(self.state_dir, "inventory.yml") if custom_dir else DEFAULT_INVENTORY)
+        )
         self.lb_port = int(lb_port or os.environ.get("KONGOPS_SANDBOX_LB_PORT") or DEFAULT_LB_PORT)
         self.state_path = os.path.join(self.state_dir, "state.json")
         self.install_root = os.path.join(self.state_dir, "kong")
@@ -193,8 +192,9 @@ class Sandbox:
         return found
 
     # ------------------------------------------------------------------ up
-    def up(self, mode: str = "dbless", kong_x: str = "3.8.1", kong_cp: str | None = None, lb: str = "haproxy",
-           lb_retries: str = "retrying", nodes: int = 3) -> dict:
+    def up(
+        self, mode: str = "dbless", kong_x: str = "3.8.1", kong_cp: str | None = None, lb: str = "haproxy", lb_retries: str = "retrying", nodes: int = 3
+    ) -> dict:
         """Start the sandbox; ``kong_cp`` (hybrid only) runs the control plane on another version than the DPs;
         ``lb`` is the load balancer in front of the proxies (HAProxy, or nginx with an upstream include file);
         ``lb_retries`` is HAProxy's retry profile (render.HAPROXY_RETRIES); ``nodes`` is how many X nodes (and
@@ -219,43 +219,57 @@ class Sandbox:
         if self.state:
             running = self.running_components()
             if running:
-                raise SandboxError(f"a sandbox is already up in {self.state_dir} ({self.state.get('mode')}, Kong "
-                                   f"{self.state.get('kong_x')}; running: {', '.join(running)}); "
-                                   "stop it first with `make sandbox-down`")
+                raise SandboxError(
+                    f"a sandbox is already up in {self.state_dir} ({self.state.get('mode')}, Kong "
+                    f"{self.state.get('kong_x')}; running: {', '.join(running)}); "
+                    "stop it first with `make sandbox-down`"
+                )
             self._remove_runtime()
         if not procs.port_is_free(self.lb_port):
-            raise SandboxError(f"127.0.0.1:{self.lb_port} is in use; free it or pick another port with "
-                               "KONGOPS_SANDBOX_LB_PORT")
+            raise SandboxError(f"127.0.0.1:{self.lb_port} is in use; free it or pick another port with KONGOPS_SANDBOX_LB_PORT")
         t0 = time.monotonic()
         os.makedirs(self._path("logs"), exist_ok=True)
         ports = procs.PortAllocator(self.lb_port + 1)
         self.state = {
-            "mode": mode, "kong_x": kong_x, "kong_cp": (kong_cp or kong_x) if mode == "hybrid" else None,
-            "status": "starting", "state_dir": self.state_dir,
-            "inventory": self.inventory, "lb_port": self.lb_port, "install_root": self.install_root,
-            "work_dir": self.work_dir, "created_at": time.time(), "nodes": {}, "lb": lb,
+            "mode": mode,
+            "kong_x": kong_x,
+            "kong_cp": (kong_cp or kong_x) if mode == "hybrid" else None,
+            "status": "starting",
+            "state_dir": self.state_dir,
+            "inventory": self.inventory,
+            "lb_port": self.lb_port,
+            "install_root": self.install_root,
+            "work_dir": self.work_dir,
+            "created_at": time.time(),
+            "nodes": {},
+            "lb": lb,
             "admin_token": ADMIN_TOKEN,
         }
         self._layout_nodes(mode, ports, nodes)
         if lb == "haproxy":
             self.state["haproxy"] = {
-                "dir": self._path("haproxy"), "config": self._path("haproxy", "haproxy.cfg"),
-                "socket": self._path("haproxy", "admin.sock"), "pidfile": self._path("haproxy", "haproxy.pid"),
-                "state_file": self._path("haproxy", "server-state"), "log": self._path("haproxy", "haproxy.log"),
-                "runtime_port": ports.take(), "retries": lb_retries,
+                "dir": self._path("haproxy"),
+                "config": self._path("haproxy", "haproxy.cfg"),
+                "socket": self._path("haproxy", "admin.sock"),
+                "pidfile": self._path("haproxy", "haproxy.pid"),
+                "state_file": self._path("haproxy", "server-state"),
+                "log": self._path("haproxy", "haproxy.log"),
+                "runtime_port": ports.take(),
+                "retries": lb_retries,
             }
         else:
             self.state["nginx"] = {
-                "dir": self._path("nginx"), "config": self._path("nginx", "nginx.conf"),
-                "upstream_file": self._path("nginx", "kong-upstream.conf"), "pidfile": self._path("nginx", "nginx.pid"),
+                "dir": self._path("nginx"),
+                "config": self._path("nginx", "nginx.conf"),
+                "upstream_file": self._path("nginx", "kong-upstream.conf"),
+                "pidfile": self._path("nginx", "nginx.pid"),
                 "log": self._path("nginx", "error.log"),
             }
         self.state["echo"] = {"port": ports.take()}
         if mode != "dbless":
             self.state["pg_port"] = ports.take()
         self.save()
-        self.out(f"sandbox: {mode}, Kong {kong_x}{', control plane ' + kong_cp if kong_cp else ''}, {lb}, "
-                 f"state in {self.state_dir}")
+        self.out(f"sandbox: {mode}, Kong {kong_x}{', control plane ' + kong_cp if kong_cp else ''}, {lb}, state in {self.state_dir}")
         self._archive_work_dir()
         self._step("echo upstream", self._start_echo)
         if mode in ("traditional", "hybrid"):
@@ -301,9 +315,14 @@ class Sandbox:
             names += [(f"y{i}", "lb_only") for i in range(1, count + 1)]
         for name, group in names:
             base = self._path("nodes", name)
-            node = {"group": group, "proxy_port": ports.take(), "admin_port": ports.take(),
-                    "status_port": ports.take(), "prefix": os.path.join(base, "prefix"),
-                    "conf": os.path.join(base, "kong.conf")}
+            node = {
+                "group": group,
+                "proxy_port": ports.take(),
+                "admin_port": ports.take(),
+                "status_port": ports.take(),
+                "prefix": os.path.join(base, "prefix"),
+                "conf": os.path.join(base, "kong.conf"),
+            }
             if mode == "dbless":
                 node["declarative"] = os.path.join(base, "kong.yml")
             if group == "kong_cp":
@@ -312,12 +331,10 @@ class Sandbox:
 
     def _start_echo(self) -> str:
         echo = self.state["echo"]
-        echo["proc"] = procs.spawn([_python(), "-c", ECHO_CODE, str(echo["port"])], self._path("logs", "echo.log"),
-                                   cwd=REPO)
+        echo["proc"] = procs.spawn([_python(), "-c", ECHO_CODE, str(echo["port"])], self._path("logs", "echo.log"), cwd=REPO)
         self.save()
         if not procs.wait_port(echo["port"], timeout=15, proc=echo["proc"]):
-            raise SandboxError(f"the echo upstream did not listen on 127.0.0.1:{echo['port']}; see "
-                               f"{self._path('logs', 'echo.log')}")
+            raise SandboxError(f"the echo upstream did not listen on 127.0.0.1:{echo['port']}; see {self._path('logs', 'echo.log')}")
         return f"127.0.0.1:{echo['port']}"
 
     def _pg_proc(self, pg: dict) -> dict | None:
@@ -332,9 +349,15 @@ class Sandbox:
         from tests.services.postgres import SUPERUSER, SUPERUSER_PASSWORD, PostgresServer
 
         pg_dir = self._path("postgres")
-        self.state["postgres"] = {"dir": pg_dir, "port": self.state.pop("pg_port"), "user": PG_USER,
-                                  "password": PG_PASSWORD, "database": PG_DATABASE,
-                                  "admin_user": SUPERUSER, "admin_password": SUPERUSER_PASSWORD}
+        self.state["postgres"] = {
+            "dir": pg_dir,
+            "port": self.state.pop("pg_port"),
+            "user": PG_USER,
+            "password": PG_PASSWORD,
+            "database": PG_DATABASE,
+            "admin_user": SUPERUSER,
+            "admin_password": SUPERUSER_PASSWORD,
+        }
         self.save()
         try:
             server = PostgresServer(pg_dir, self.state["postgres"]["port"]).start()
@@ -353,8 +376,7 @@ class Sandbox:
         os.makedirs(self.install_root, exist_ok=True)
         proc = subprocess.run([INSTALL_SH, version, dest], capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not os.path.exists(self.kong_bin(version)):
-            raise SandboxError(f"{INSTALL_SH} {version} {dest} failed (rc {proc.returncode}): "
-                               f"{(proc.stderr or proc.stdout).strip()[-1500:]}")
+            raise SandboxError(f"{INSTALL_SH} {version} {dest} failed (rc {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-1500:]}")
         return dest
 
     def _cluster_cert(self) -> str:
@@ -380,17 +402,18 @@ class Sandbox:
         os.makedirs(self._path("bootstrap"), exist_ok=True)
         conf = self._path("bootstrap", "kong.conf")
         with open(conf, "w") as fh:
-            fh.write(f"prefix = {self._path('bootstrap', 'prefix')}\ndatabase = postgres\npg_host = 127.0.0.1\n"
-                     f"pg_port = {pg['port']}\npg_user = {pg['user']}\npg_password = {pg['password']}\n"
-                     f"pg_database = {pg['database']}\n")
+            fh.write(
+                f"prefix = {self._path('bootstrap', 'prefix')}\ndatabase = postgres\npg_host = 127.0.0.1\n"
+                f"pg_port = {pg['port']}\npg_user = {pg['user']}\npg_password = {pg['password']}\n"
+                f"pg_database = {pg['database']}\n"
+            )
         os.chmod(conf, 0o600)
         for argv in ([kong, "migrations", "bootstrap", "-c", conf], [kong, "config", "db_import", path, "-c", conf]):
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
             with open(self._path("logs", "bootstrap.log"), "a") as log:
                 log.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}\n")
             if proc.returncode != 0:
-                raise SandboxError(f"`{' '.join(argv[1:3])}` failed (rc {proc.returncode}): "
-                                   f"{(proc.stderr or proc.stdout).strip()[-1500:]}")
+                raise SandboxError(f"`{' '.join(argv[1:3])}` failed (rc {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-1500:]}")
         return f"{path}, bootstrapped with `kong migrations bootstrap` and `kong config db_import` of {self.db_version}"
 
     def _write_inventory(self) -> None:
@@ -414,8 +437,7 @@ class Sandbox:
         log = self._path("logs", "start-nodes.log")
         cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.inventory, playbook]
         with open(log, "w") as fh:
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.ansible_env(), cwd=REPO,
-                                  check=False)
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.ansible_env(), cwd=REPO, check=False)
         if proc.returncode != 0:
             with open(log) as fh:
                 tail = fh.read()[-3000:]
@@ -452,11 +474,11 @@ class Sandbox:
             if all(servers.get(n, {}).get("status") == "UP" for n in xs):
                 break
             if time.monotonic() > deadline:
-                raise SandboxError("HAProxy does not see every X node UP: "
-                                   + ", ".join(f"{n} {s['status']}" for n, s in servers.items()))
+                raise SandboxError("HAProxy does not see every X node UP: " + ", ".join(f"{n} {s['status']}" for n, s in servers.items()))
             time.sleep(0.2)
-        return (f"127.0.0.1:{self.lb_port}, socket {hp['socket']}, runtime 127.0.0.1:{hp['runtime_port']}; "
-                + " ".join(f"{n}={s['status']}/{s['weight']}" for n, s in servers.items()))
+        return f"127.0.0.1:{self.lb_port}, socket {hp['socket']}, runtime 127.0.0.1:{hp['runtime_port']}; " + " ".join(
+            f"{n}={s['status']}/{s['weight']}" for n, s in servers.items()
+        )
 
     def _start_nginx(self) -> str:
         ngx = self.state["nginx"]
@@ -521,11 +543,9 @@ class Sandbox:
         # removes its pid file while it is still exiting
         proc = self._node_pid(node)
         for kong in sorted(glob.glob(os.path.join(self.install_root, "*", "bin", "kong"))):
-            health = subprocess.run([kong, "health", "-p", node["prefix"]], capture_output=True, text=True,
-                                    check=False, timeout=30)
+            health = subprocess.run([kong, "health", "-p", node["prefix"]], capture_output=True, text=True, check=False, timeout=30)
             if health.returncode == 0:
-                subprocess.run([kong, "stop", "-p", node["prefix"]], capture_output=True, text=True, check=False,
-                               timeout=60)
+                subprocess.run([kong, "stop", "-p", node["prefix"]], capture_output=True, text=True, check=False, timeout=60)
                 stopped = f"{name} (kong stop)"
                 break
         if stopped and procs.wait_gone(proc, timeout=10):
@@ -565,8 +585,11 @@ class Sandbox:
             PostgresServer(pg["dir"], pg["port"]).stop()
             stopped.append("postgres")
         self._remove_runtime()
-        self.out("sandbox down: " + (", ".join(stopped) if stopped else "nothing was running")
-                 + f"; kept {self.install_root} (installed versions) and {self.work_dir} (backups, journals, reports)")
+        self.out(
+            "sandbox down: "
+            + (", ".join(stopped) if stopped else "nothing was running")
+            + f"; kept {self.install_root} (installed versions) and {self.work_dir} (backups, journals, reports)"
+        )
         self.state = {}
         return stopped
 
@@ -594,8 +617,9 @@ class Sandbox:
     def schema_meta(self) -> dict:
         """subsystem -> (executed, pending) migration names, read from Kong's schema_meta table."""
         server, database = self._kong_db()
-        rows = server.psql("SELECT subsystem, array_to_string(executed, ','), array_to_string(pending, ',') "
-                           "FROM schema_meta ORDER BY subsystem", database=database)
+        rows = server.psql(
+            "SELECT subsystem, array_to_string(executed, ','), array_to_string(pending, ',') FROM schema_meta ORDER BY subsystem", database=database
+        )
         meta = {}
         for line in rows.splitlines():
             sub, executed, pending = line.split("|")
@@ -630,12 +654,13 @@ class Sandbox:
                     servers = haproxy_servers(hp["socket"])
                 except OSError:
                     servers = {}
-            self.out(f"  haproxy    127.0.0.1:{st['lb_port']}  socket {hp.get('socket')}  runtime 127.0.0.1:"
-                     f"{hp.get('runtime_port')}  {self._proc_text(hp.get('proc'))}")
+            self.out(
+                f"  haproxy    127.0.0.1:{st['lb_port']}  socket {hp.get('socket')}  runtime 127.0.0.1:"
+                f"{hp.get('runtime_port')}  {self._proc_text(hp.get('proc'))}"
+            )
         ngx = st.get("nginx")
         if ngx:
-            self.out(f"  nginx      127.0.0.1:{st['lb_port']}  upstream file {ngx['upstream_file']}  "
-                     f"{self._proc_text(ngx.get('proc'))}")
+            self.out(f"  nginx      127.0.0.1:{st['lb_port']}  upstream file {ngx['upstream_file']}  {self._proc_text(ngx.get('proc'))}")
         self.out("  node  group    proxy  admin  status  version  running      lb")
         for name, node in st.get("nodes", {}).items():
             proc = self._node_pid(node)
@@ -649,8 +674,10 @@ class Sandbox:
                         version = "?"
             lb = servers.get(name)
             lb_text = f"{lb['status']} w{lb['weight']} cur {lb['scur']}" if lb else "-"
-            self.out(f"  {name:<5} {node['group']:<8} {node['proxy_port']:<6} {node['admin_port']:<6} "
-                     f"{node['status_port']:<7} {version:<8} {('pid ' + str(proc['pid'])) if proc else 'no':<12} {lb_text}")
+            self.out(
+                f"  {name:<5} {node['group']:<8} {node['proxy_port']:<6} {node['admin_port']:<6} "
+                f"{node['status_port']:<7} {version:<8} {('pid ' + str(proc['pid'])) if proc else 'no':<12} {lb_text}"
+            )
         return st
 
     @staticmethod
@@ -658,8 +685,7 @@ class Sandbox:
         return f"pid {proc['pid']}" if procs.alive(proc) else "not running"
 
     # ------------------------------------------------------------------ upgrade
-    def upgrade(self, strategy: str, kong_y: str, extra_args: list[str] | None = None, log_path: str | None = None,
-                stream=None) -> int:
+    def upgrade(self, strategy: str, kong_y: str, extra_args: list[str] | None = None, log_path: str | None = None, stream=None) -> int:
         if strategy not in PLAYBOOKS:
             raise SandboxError(f"--strategy must be one of {', '.join(PLAYBOOKS)} (got {strategy!r})")
         if not re.fullmatch(r"\d+\.\d+\.\d+", kong_y or ""):
@@ -669,15 +695,16 @@ class Sandbox:
             raise SandboxError(f"no sandbox is up in {self.state_dir}; start one with `make sandbox-up`")
         if self.state["mode"] not in STRATEGY_MODES[strategy]:
             modes = STRATEGY_MODES[strategy]
-            raise SandboxError(f"the {strategy} strategy does not fit this {self.state['mode']} sandbox (it needs "
-                               f"MODE={' or '.join(modes)}); start one with `make sandbox-down sandbox-up MODE={modes[0]}`")
+            raise SandboxError(
+                f"the {strategy} strategy does not fit this {self.state['mode']} sandbox (it needs "
+                f"MODE={' or '.join(modes)}); start one with `make sandbox-down sandbox-up MODE={modes[0]}`"
+            )
         playbook = os.path.join(REPO, "playbooks", PLAYBOOKS[strategy])
         if not os.path.exists(playbook):
             raise SandboxError(f"{playbook} does not exist (yet); the {strategy} strategy cannot run")
         # every sandbox node shares one install root; install Y once rather than from three hosts at the same time
         self.out(f"sandbox: Kong {kong_y} installed in {self.install(kong_y)}")
-        cmd = [os.path.join(VENV_BIN, "ansible-playbook"), playbook, "-i", self.inventory,
-               "-e", f"kong_version_target={kong_y}"] + list(extra_args or [])
+        cmd = [os.path.join(VENV_BIN, "ansible-playbook"), playbook, "-i", self.inventory, "-e", f"kong_version_target={kong_y}"] + list(extra_args or [])
         self.out("$ " + " ".join(cmd))
         log_path = log_path or self._path("logs", f"upgrade-{strategy}-{time.strftime('%Y%m%dT%H%M%S')}.log")
         started = time.time()
@@ -686,8 +713,7 @@ class Sandbox:
             # the run's report (report.json, report.html under <work dir>/sandbox/reports/<run id>/)
             env = dict(self.ansible_env())
             env.setdefault("ANSIBLE_CALLBACKS_ENABLED", "kongops.upgrade.upgrade_report")
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                    env=env, cwd=REPO)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env, cwd=REPO)
             assert proc.stdout is not None
             try:
                 for line in proc.stdout:
@@ -698,7 +724,6 @@ class Sandbox:
                 proc.send_signal(signal.SIGINT)
                 rc = proc.wait()
         self.load()
-        self.state.setdefault("upgrades", []).append({"strategy": strategy, "to": kong_y, "rc": rc, "log": log_path,
-                                                      "started": started, "ended": time.time()})
+        self.state.setdefault("upgrades", []).append({"strategy": strategy, "to": kong_y, "rc": rc, "log": log_path, "started": started, "ended": time.time()})
         self.save()
         return rc

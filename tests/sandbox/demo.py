@@ -1,4 +1,5 @@
 """`make demo`: a rolling upgrade of the sandbox under a steady load, and the report of what the clients saw."""
+
 from __future__ import annotations
 
 import datetime
@@ -93,35 +94,40 @@ def _gate_text(gate) -> str:
         parts.append(f"{gate['errors']} errors")
     nodes = gate.get("nodes") or {}
     if nodes:
-        parts.append(f"Y nodes' own /metrics: {sum(n.get('requests', 0) for n in nodes.values())} requests, "
-                     f"{sum(n.get('errors', 0) for n in nodes.values())} 5xx")
+        parts.append(
+            f"Y nodes' own /metrics: {sum(n.get('requests', 0) for n in nodes.values())} requests, {sum(n.get('errors', 0) for n in nodes.values())} 5xx"
+        )
     return ", ".join(parts)
 
 
-def build_report(summary: dict, found: dict, kong_x: str, kong_y: str, rc: int | None = None,
-                 playbook_window: tuple[float, float] | None = None) -> str:
+def build_report(summary: dict, found: dict, kong_x: str, kong_y: str, rc: int | None = None, playbook_window: tuple[float, float] | None = None) -> str:
     t0 = summary.get("started_at")
-    lines = [(f"=== Rolling upgrade Kong {kong_x} -> {kong_y} under load "
-             f"({summary['target_rate']:.0f} req/s target, {summary.get('achieved_rate')} req/s sent) ===")]
+    lines = [
+        (f"=== Rolling upgrade Kong {kong_x} -> {kong_y} under load ({summary['target_rate']:.0f} req/s target, {summary.get('achieved_rate')} req/s sent) ===")
+    ]
     if rc is not None:
         lines.append(f"playbook exit code: {rc}")
     if playbook_window:
-        lines.append(f"playbook: {_clock(playbook_window[0], t0)} -> {_clock(playbook_window[1], t0)}, "
-                     f"{playbook_window[1] - playbook_window[0]:.1f} s")
+        lines.append(f"playbook: {_clock(playbook_window[0], t0)} -> {_clock(playbook_window[1], t0)}, {playbook_window[1] - playbook_window[0]:.1f} s")
     journal = found.get("journal") or {}
     if journal:
-        lines.append(f"run {journal.get('run_id', '?')}: status {journal.get('status', '?')}, "
-                     f"{_clock(_epoch(journal.get('started_at')), t0)} -> {_clock(_epoch(journal.get('ended_at')), t0)} "
-                     f"(journal {found.get('journal_path')})")
+        lines.append(
+            f"run {journal.get('run_id', '?')}: status {journal.get('status', '?')}, "
+            f"{_clock(_epoch(journal.get('started_at')), t0)} -> {_clock(_epoch(journal.get('ended_at')), t0)} "
+            f"(journal {found.get('journal_path')})"
+        )
         failure = journal.get("failure")
         if isinstance(failure, dict):
-            lines.append(f"STOPPED in phase {failure.get('phase')}: {failure.get('reason')}"
-                         + (" (the fleet needs attention)" if failure.get("needs_attention") else ""))
+            lines.append(
+                f"STOPPED in phase {failure.get('phase')}: {failure.get('reason')}" + (" (the fleet needs attention)" if failure.get("needs_attention") else "")
+            )
         if isinstance(journal.get("nodes"), dict) and journal["nodes"]:
             lines.append("nodes: " + ", ".join(f"{n} {st}" for n, st in sorted(journal["nodes"].items())))
         phases = journal.get("phases") or {}
-        timed = sorted(((name, _epoch(p.get("at") or p.get("ended_at") or p.get("started_at")))
-                        for name, p in phases.items() if isinstance(p, dict)), key=lambda x: x[1] or 0)
+        timed = sorted(
+            ((name, _epoch(p.get("at") or p.get("ended_at") or p.get("started_at"))) for name, p in phases.items() if isinstance(p, dict)),
+            key=lambda x: x[1] or 0,
+        )
         if timed:
             lines.append("phases:")
             for name, at in timed:
@@ -134,26 +140,30 @@ def build_report(summary: dict, found: dict, kong_x: str, kong_y: str, rc: int |
             start, end = _epoch(step.get("started_at")), _epoch(step.get("ended_at"))
             measured = share_between(summary, start + 1, end, kong_y) if start and end and end - start > 1 else None
             lines_gate = _gate_text(step.get("gate"))
-            lines.append(f"  {_clock(start, t0):<22} {_clock(end, t0):<22} {str(step.get('share', '?')) + ' %':>6} "
-                         f"{(str(measured) + ' %') if measured is not None else '-':>9}  {lines_gate}")
+            lines.append(
+                f"  {_clock(start, t0):<22} {_clock(end, t0):<22} {str(step.get('share', '?')) + ' %':>6} "
+                f"{(str(measured) + ' %') if measured is not None else '-':>9}  {lines_gate}"
+            )
     else:
         lines.append("no traffic steps in a run journal; share of Y per second from the load data instead")
     lines.append(f"share of Kong {kong_y} over time (client side, per-second buckets grouped):")
     for seg in _segments(summary, kong_y):
-        share = f"{100.0 * seg['hits'] / max(1, seg['requests'] - seg['failed']):5.1f} %" if seg["level"] is not None \
-            else "   -   "
+        share = f"{100.0 * seg['hits'] / max(1, seg['requests'] - seg['failed']):5.1f} %" if seg["level"] is not None else "   -   "
         start_wall = t0 + seg["from"] if t0 is not None else None
-        lines.append(f"  {_clock(start_wall, t0):<22} {seg['to'] - seg['from'] + 1:>4} s  Y {share}  "
-                     f"{seg['requests']:>6} requests  {seg['failed']} failed"
-                     + (f"  ({seg['not_sent']} not sent)" if seg["not_sent"] else ""))
+        lines.append(
+            f"  {_clock(start_wall, t0):<22} {seg['to'] - seg['from'] + 1:>4} s  Y {share}  "
+            f"{seg['requests']:>6} requests  {seg['failed']} failed" + (f"  ({seg['not_sent']} not sent)" if seg["not_sent"] else "")
+        )
     lines.append("requests served by each version:")
     for version, count in sorted(summary["versions"].items()):
         lines.append(f"  Kong {version:<10} {count:>7}")
     lines.append(f"requests: {summary['total']} sent, {summary['ok']} answered 2xx, {summary['failed']} failed")
     if summary.get("not_sent"):
-        lines.append(f"LOAD NOT SUSTAINED: {summary['not_sent']} of {summary['due']} requests were not sent because "
-                     f"{summary['target_rate']:.0f} req/s outran this machine (backlog full); the run does not show "
-                     "the target load")
+        lines.append(
+            f"LOAD NOT SUSTAINED: {summary['not_sent']} of {summary['due']} requests were not sent because "
+            f"{summary['target_rate']:.0f} req/s outran this machine (backlog full); the run does not show "
+            "the target load"
+        )
     if summary["failed"]:
         for reason, count in sorted(summary["failures_by_reason"].items(), key=lambda x: -x[1]):
             lines.append(f"  {count:>6} x {reason}")
@@ -163,8 +173,7 @@ def build_report(summary: dict, found: dict, kong_x: str, kong_y: str, rc: int |
     return "\n".join(lines)
 
 
-def run_demo(kong_x: str, kong_y: str, rate: float = 200.0, sandbox: Sandbox | None = None,
-             settle: float = 3.0, extra_args: list[str] | None = None) -> int:
+def run_demo(kong_x: str, kong_y: str, rate: float = 200.0, sandbox: Sandbox | None = None, settle: float = 3.0, extra_args: list[str] | None = None) -> int:
     sb = sandbox or Sandbox()
     if sb.load():
         sb.out(f"demo: stopping the sandbox already in {sb.state_dir}")

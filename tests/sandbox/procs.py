@@ -1,4 +1,5 @@
 """Processes the sandbox starts and later stops, identified by pid and start time."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ def start_time(pid: int) -> int | None:
     except OSError:
         return None
     # field 22; the command name (field 2) may hold spaces, so count after its closing ')'
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     if fields[0] == "Z":
         return None
     return int(fields[19])
@@ -39,8 +40,7 @@ def record(pid: int) -> dict:
 def spawn(argv: list[str], log_path: str, cwd: str | None = None, env: dict | None = None) -> dict:
     """Start a long-running process detached from our session (it outlives this command)."""
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                                env=env, start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True, close_fds=True)
     return record(proc.pid)
 
 
@@ -54,7 +54,7 @@ def children(pid: int) -> list[int]:
                 stat = fh.read()
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
             found.append(int(entry))
     return found
 

@@ -1,4 +1,5 @@
 """Texts the sandbox writes: HAProxy config, the demo declarative config, the inventory, the start playbook."""
+
 from __future__ import annotations
 
 import yaml
@@ -76,11 +77,13 @@ def demo_config(kong_x: str, echo_port: int) -> dict:
     return {
         "_format_version": "3.0" if vtuple(kong_x) >= (3, 0, 0) else "2.1",
         "_transform": True,
-        "services": [{
-            "name": "echo",
-            "url": f"http://127.0.0.1:{echo_port}",
-            "routes": [{"name": "echo", "paths": [DEMO_PATH], "plugins": [{"name": "key-auth"}]}],
-        }],
+        "services": [
+            {
+                "name": "echo",
+                "url": f"http://127.0.0.1:{echo_port}",
+                "routes": [{"name": "echo", "paths": [DEMO_PATH], "plugins": [{"name": "key-auth"}]}],
+            }
+        ],
         "consumers": [{"username": "demo", "keyauth_credentials": [{"key": DEMO_KEY}]}],
         "plugins": [prometheus],
     }
@@ -128,35 +131,40 @@ def nginx_config(state: dict, run_as_root: bool = False) -> str:
     server (passive), as fleets without NGINX Plus run it."""
     ngx = state["nginx"]
     d = ngx["dir"]
-    return "\n".join([
-        "user root root;" if run_as_root else "",
-        "worker_processes 1;",
-        "daemon off;",
-        f"pid {ngx['pidfile']};",
-        f"error_log {ngx['log']} warn;",
-        "events { worker_connections 4096; }",
-        "http {",
-        "    access_log off;",
-        f"    client_body_temp_path {d}/tmp/body;",
-        f"    proxy_temp_path {d}/tmp/proxy;",
-        f"    fastcgi_temp_path {d}/tmp/fastcgi;",
-        f"    uwsgi_temp_path {d}/tmp/uwsgi;",
-        f"    scgi_temp_path {d}/tmp/scgi;",
-        f"    include {ngx['upstream_file']};",
-        "    server {",
-        f"        listen 127.0.0.1:{state['lb_port']};",
-        "        location / {",
-        f"            proxy_pass http://{LB_POOL};",
-        "            proxy_http_version 1.1;",
-        '            proxy_set_header Connection "";',
-        "            proxy_set_header Host $host;",
-        "            proxy_connect_timeout 2s;",
-        "            proxy_read_timeout 30s;",
-        "            proxy_next_upstream error timeout;",
-        "        }",
-        "    }",
-        "}",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "user root root;" if run_as_root else "",
+                "worker_processes 1;",
+                "daemon off;",
+                f"pid {ngx['pidfile']};",
+                f"error_log {ngx['log']} warn;",
+                "events { worker_connections 4096; }",
+                "http {",
+                "    access_log off;",
+                f"    client_body_temp_path {d}/tmp/body;",
+                f"    proxy_temp_path {d}/tmp/proxy;",
+                f"    fastcgi_temp_path {d}/tmp/fastcgi;",
+                f"    uwsgi_temp_path {d}/tmp/uwsgi;",
+                f"    scgi_temp_path {d}/tmp/scgi;",
+                f"    include {ngx['upstream_file']};",
+                "    server {",
+                f"        listen 127.0.0.1:{state['lb_port']};",
+                "        location / {",
+                f"            proxy_pass http://{LB_POOL};",
+                "            proxy_http_version 1.1;",
+                '            proxy_set_header Connection "";',
+                "            proxy_set_header Host $host;",
+                "            proxy_connect_timeout 2s;",
+                "            proxy_read_timeout 30s;",
+                "            proxy_next_upstream error timeout;",
+                "        }",
+                "    }",
+                "}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def inventory(state: dict, repo: str, python: str) -> dict:
@@ -190,22 +198,25 @@ def inventory(state: dict, repo: str, python: str) -> dict:
         # Kong OSS ignores the Kong-Admin-Token header; the collection sends it on every Admin API call
         all_vars["kong_admin_token"] = state["admin_token"]
     if state.get("nginx"):
-        all_vars.update({"kong_lb_backend": "nginx", "kong_lb_upstream_file": state["nginx"]["upstream_file"],
-                         "kong_lb_nginx_conf": state["nginx"]["config"]})
+        all_vars.update({"kong_lb_backend": "nginx", "kong_lb_upstream_file": state["nginx"]["upstream_file"], "kong_lb_nginx_conf": state["nginx"]["config"]})
     else:
         all_vars.update({"kong_lb_backend": "haproxy", "kong_lb_socket": state["haproxy"]["socket"]})
     if state.get("postgres"):
         pg = state["postgres"]
-        all_vars.update({
-            "kong_node_pg_host": "127.0.0.1", "kong_node_pg_port": pg["port"], "kong_node_pg_user": pg["user"],
-            "kong_node_pg_password": pg["password"], "kong_node_pg_database": pg["database"],
-            # the DBA role a database-level rollback restores with (the server's superuser here)
-            "kong_restore_admin_user": pg.get("admin_user", "postgres"),
-            "kong_restore_admin_password": pg.get("admin_password", "postgres"),
-        })
+        all_vars.update(
+            {
+                "kong_node_pg_host": "127.0.0.1",
+                "kong_node_pg_port": pg["port"],
+                "kong_node_pg_user": pg["user"],
+                "kong_node_pg_password": pg["password"],
+                "kong_node_pg_database": pg["database"],
+                # the DBA role a database-level rollback restores with (the server's superuser here)
+                "kong_restore_admin_user": pg.get("admin_user", "postgres"),
+                "kong_restore_admin_password": pg.get("admin_password", "postgres"),
+            }
+        )
     if state.get("cluster_cert"):
-        all_vars.update({"kong_node_cluster_cert": state["cluster_cert"],
-                         "kong_node_cluster_cert_key": state["cluster_cert_key"]})
+        all_vars.update({"kong_node_cluster_cert": state["cluster_cert"], "kong_node_cluster_cert_key": state["cluster_cert_key"]})
     cp = state["nodes"].get("cp")
     if cp:
         all_vars["kong_node_cluster_control_plane"] = f"127.0.0.1:{cp['cluster_port']}"
@@ -228,9 +239,9 @@ def inventory(state: dict, repo: str, python: str) -> dict:
     groups["kong_lb"]["hosts"]["lb"] = dict(local)
     if state.get("postgres"):
         pg = state["postgres"]
-        groups["kong_db"]["hosts"]["db"] = dict(local, kong_pg_host="127.0.0.1", kong_pg_port=pg["port"],
-                                                kong_pg_user=pg["user"], kong_pg_password=pg["password"],
-                                                kong_pg_database=pg["database"])
+        groups["kong_db"]["hosts"]["db"] = dict(
+            local, kong_pg_host="127.0.0.1", kong_pg_port=pg["port"], kong_pg_user=pg["user"], kong_pg_password=pg["password"], kong_pg_database=pg["database"]
+        )
     for group in groups.values():
         if not group["hosts"]:
             group.pop("hosts")
@@ -238,8 +249,7 @@ def inventory(state: dict, repo: str, python: str) -> dict:
 
 
 def inventory_text(state: dict, repo: str, python: str) -> str:
-    header = (f"# Generated by `python -m tests.sandbox up` ({state['mode']}, Kong {state['kong_x']}); "
-              "do not edit. Runtime state: " + state["state_dir"] + "\n")
+    header = f"# Generated by `python -m tests.sandbox up` ({state['mode']}, Kong {state['kong_x']}); do not edit. Runtime state: " + state["state_dir"] + "\n"
     return header + dump_yaml(inventory(state, repo, python))
 
 

@@ -2,6 +2,7 @@
 
 Shared by the end-to-end tests and ``make bench``: the in-place downtime the clients saw is judged
 against the phases it is made of (stop, migrations, start), each measured from the timeline."""
+
 from __future__ import annotations
 
 import glob
@@ -44,8 +45,11 @@ def task_name(entry: dict) -> str:
 
 
 def _span(report: dict, prefixes: tuple, after: float | None = None) -> tuple[float | None, float | None]:
-    hits = [e for e in report.get("timeline", []) if task_name(e).startswith(prefixes)
-            and e["phase"].startswith(IN_PLACE_WINDOW_PLAY) and (after is None or e["start"] >= after)]
+    hits = [
+        e
+        for e in report.get("timeline", [])
+        if task_name(e).startswith(prefixes) and e["phase"].startswith(IN_PLACE_WINDOW_PLAY) and (after is None or e["start"] >= after)
+    ]
     if not hits:
         return None, None
     return min(e["start"] for e in hits), max(e["end"] for e in hits)

@@ -5,6 +5,7 @@
 appends ``config_body``, which may use ``{port:NAME}`` placeholders filled from
 ``.ports`` (allocated free loopback ports).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,10 @@ defaults
 def freeze_front_config(cluster: str, freeze_map: str, backend: str) -> str:
     """An Admin API front that answers 423 to writes for ``cluster`` while the freeze map holds
     it (the rule the collection's HAProxy enforcement documents), in front of ``backend``."""
-    rule = (f'http-request return status 423 content-type application/json lf-string "%[str({cluster}),map({freeze_map})]" '
-            f'if {{ method POST PUT PATCH DELETE }} {{ str({cluster}),map({freeze_map}) -m found }}')
+    rule = (
+        f'http-request return status 423 content-type application/json lf-string "%[str({cluster}),map({freeze_map})]" '
+        f"if {{ method POST PUT PATCH DELETE }} {{ str({cluster}),map({freeze_map}) -m found }}"
+    )
     return f"""
 frontend kong_admin
     bind 127.0.0.1:{{port:admin}}
@@ -70,8 +73,7 @@ class HaproxyServer:
             return str(self.ports.setdefault(match.group(1), free_port()))
 
         body = re.sub(r"\{port:([A-Za-z0-9_]+)\}", fill, config_body)
-        header = GLOBAL.format(pidfile=self.pidfile, socket=self.socket, runtime_port=self.runtime_port,
-                               state_file=self.state_file)
+        header = GLOBAL.format(pidfile=self.pidfile, socket=self.socket, runtime_port=self.runtime_port, state_file=self.state_file)
         with open(self.config, "w") as fh:
             fh.write(header + "\n" + body.strip() + "\n")
         self.proc: subprocess.Popen | None = None
@@ -84,8 +86,9 @@ class HaproxyServer:
     def start(self) -> "HaproxyServer":
         self.check()
         # master-worker in the foreground of its own process: SIGUSR2 reloads, SIGTERM stops.
-        self.proc = subprocess.Popen([self.binary, "-W", "-db", "-f", self.config],
-                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.base_dir, "haproxy.log"), "a"))
+        self.proc = subprocess.Popen(
+            [self.binary, "-W", "-db", "-f", self.config], stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.base_dir, "haproxy.log"), "a")
+        )
         deadline = time.monotonic() + 15
         while not os.path.exists(self.socket):
             if self.proc.poll() is not None or time.monotonic() > deadline:

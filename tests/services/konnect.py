@@ -21,6 +21,7 @@ fields but gives no values).
 
     python -m tests.services.konnect --port 18000 --token T --control-plane-id <uuid> --source http://127.0.0.1:8001
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,13 +61,20 @@ class KonnectStandIn:
             rows += body.get("data") or []
             nxt = body.get("next")
             url = (self.source.rstrip("/") + nxt) if nxt and not nxt.startswith("http") else nxt
-        return [{
-            "id": r.get("id"), "version": r.get("version"), "hostname": r.get("hostname"),
-            "last_ping": r.get("last_seen"), "type": NODE_TYPE,
-            "created_at": r.get("updated_at") or r.get("last_seen"), "updated_at": r.get("updated_at") or r.get("last_seen"),
-            "config_hash": r.get("config_hash"),
-            "compatibility_status": {"state": "COMPATIBILITY_STATE_FULLY_COMPATIBLE", "issues": []},
-        } for r in rows]
+        return [
+            {
+                "id": r.get("id"),
+                "version": r.get("version"),
+                "hostname": r.get("hostname"),
+                "last_ping": r.get("last_seen"),
+                "type": NODE_TYPE,
+                "created_at": r.get("updated_at") or r.get("last_seen"),
+                "updated_at": r.get("updated_at") or r.get("last_seen"),
+                "config_hash": r.get("config_hash"),
+                "compatibility_status": {"state": "COMPATIBILITY_STATE_FULLY_COMPATIBLE", "issues": []},
+            }
+            for r in rows
+        ]
 
     def rows(self) -> list:
         with self._lock:
@@ -117,7 +125,7 @@ class KonnectStandIn:
                 after = (query.get("page[after]") or [""])[0]
                 start = int(base64.urlsafe_b64decode(after.encode()).decode()) if after else 0
                 rows = box.rows()
-                page = rows[start:start + size]
+                page = rows[start : start + size]
                 nxt = None
                 if start + size < len(rows):
                     cursor = base64.urlsafe_b64encode(str(start + size).encode()).decode()

@@ -4,6 +4,7 @@
 inside its prefix) whose ``http`` block holds ``http_body``; ``{port:NAME}``
 placeholders are filled from ``.ports`` and ``{dir}`` with the prefix directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,7 @@ class NginxServer:
             fh.write(MAIN.format(user=user, dir=self.base_dir, body=body))
 
     def _nginx(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([self.binary, "-p", self.base_dir, "-c", self.config, *args],
-                              capture_output=True, text=True, check=False)
+        return subprocess.run([self.binary, "-p", self.base_dir, "-c", self.config, *args], capture_output=True, text=True, check=False)
 
     def check(self) -> None:
         proc = self._nginx("-t")

@@ -8,6 +8,7 @@ use)". Each pytest-xdist worker draws from its own slice of a range (`worker_sli
 sandboxes' slicing in tests/sandbox/procs.py), so two workers never hand out the same port, and a
 process never hands out a port twice while it has another one left to give.
 """
+
 from __future__ import annotations
 
 import os

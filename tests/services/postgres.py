@@ -11,6 +11,7 @@ logins on its private UNIX socket. With ``tls=True`` (shell: ``start DIR PORT --
 TLS with a certificate for 127.0.0.1 signed by its own CA (``ca_path``) and refuses TCP logins
 without TLS (``hostssl`` lines only); ``require_tls=False`` keeps plain-text logins open beside TLS.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,7 @@ def _run_as() -> list[str]:
 
 
 class PostgresServer:
-    def __init__(self, base_dir: str | None = None, port: int | None = None, tls: bool = False,
-                 require_tls: bool = True):
+    def __init__(self, base_dir: str | None = None, port: int | None = None, tls: bool = False, require_tls: bool = True):
         ensure_binary(os.path.join(PG_BIN, "postgres"), "postgresql-15")
         self.base_dir = base_dir or tempfile.mkdtemp(prefix="kongops-pg-")
         self.data_dir = os.path.join(self.base_dir, "data")
@@ -68,19 +68,68 @@ class PostgresServer:
         verify-full accepts it; the key is the server user's, mode 0600, as PostgreSQL demands."""
         d = self.base_dir
         ssl = ["openssl"]
-        subprocess.run(ssl + ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kongops test CA",
-                              "-keyout", os.path.join(d, "ca.key"), "-out", self.ca_path],
-                       check=True, capture_output=True)
-        subprocess.run(ssl + ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-                              "-keyout", os.path.join(d, "server.key"), "-out", os.path.join(d, "server.csr")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ssl
+            + [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kongops test CA",
+                "-keyout",
+                os.path.join(d, "ca.key"),
+                "-out",
+                self.ca_path,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ssl
+            + [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                os.path.join(d, "server.key"),
+                "-out",
+                os.path.join(d, "server.csr"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         ext = os.path.join(d, "san.ext")
         with open(ext, "w") as fh:
             fh.write("subjectAltName = IP:127.0.0.1\n")
-        subprocess.run(ssl + ["x509", "-req", "-in", os.path.join(d, "server.csr"), "-CA", self.ca_path,
-                              "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
-                              "-extfile", ext, "-out", os.path.join(d, "server.crt")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ssl
+            + [
+                "x509",
+                "-req",
+                "-in",
+                os.path.join(d, "server.csr"),
+                "-CA",
+                self.ca_path,
+                "-CAkey",
+                os.path.join(d, "ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+                "-out",
+                os.path.join(d, "server.crt"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         os.chmod(os.path.join(d, "server.key"), 0o600)
         for name in ("server.key", "server.crt"):
             self._chown(os.path.join(d, name))
@@ -90,8 +139,7 @@ class PostgresServer:
         if not os.path.exists(os.path.join(self.base_dir, "server.crt")):
             self._make_certificates()
         with open(os.path.join(self.data_dir, "postgresql.auto.conf"), "a") as fh:
-            fh.write(f"ssl = on\nssl_cert_file = '{os.path.join(self.base_dir, 'server.crt')}'\n"
-                     f"ssl_key_file = '{os.path.join(self.base_dir, 'server.key')}'\n")
+            fh.write(f"ssl = on\nssl_cert_file = '{os.path.join(self.base_dir, 'server.crt')}'\nssl_key_file = '{os.path.join(self.base_dir, 'server.key')}'\n")
         if not self.require_tls:
             return
         hba = os.path.join(self.data_dir, "pg_hba.conf")
@@ -125,27 +173,52 @@ class PostgresServer:
             with open(pwfile, "w") as fh:
                 fh.write(SUPERUSER_PASSWORD + "\n")
             self._chown(pwfile)
-            subprocess.run(self._as + [os.path.join(PG_BIN, "initdb"), "-D", self.data_dir, "-U", SUPERUSER,
-                                       "--pwfile", pwfile, "-A", "scram-sha-256", "--auth-local", "trust",
-                                       "-E", "UTF8", "--locale", "C.UTF-8"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            subprocess.run(
+                self._as
+                + [
+                    os.path.join(PG_BIN, "initdb"),
+                    "-D",
+                    self.data_dir,
+                    "-U",
+                    SUPERUSER,
+                    "--pwfile",
+                    pwfile,
+                    "-A",
+                    "scram-sha-256",
+                    "--auth-local",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale",
+                    "C.UTF-8",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             os.unlink(pwfile)
             with open(os.path.join(self.data_dir, "postgresql.auto.conf"), "a") as fh:
-                fh.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                         "max_connections = 200\nshared_buffers = 64MB\n")
+                fh.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\nshared_buffers = 64MB\n")
             if self.tls:
                 self._enable_tls()
         with open(os.path.join(self.base_dir, "port"), "w") as fh:
             fh.write(str(self.port))
         opts = f"-h {self.host} -p {self.port} -k {self.socket_dir}"
-        subprocess.run(self._as + [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data_dir, "-l",
-                                   os.path.join(self.base_dir, "server.log"), "-o", opts, "-w", "-t", "60", "start"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            self._as
+            + [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data_dir, "-l", os.path.join(self.base_dir, "server.log"), "-o", opts, "-w", "-t", "60", "start"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         return self
 
     def stop(self) -> None:
-        subprocess.run(self._as + [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data_dir, "-m", "fast", "-w", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            self._as + [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data_dir, "-m", "fast", "-w", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
 
     def destroy(self) -> None:
         self.stop()
@@ -153,9 +226,12 @@ class PostgresServer:
 
     def psql(self, sql: str, database: str = "postgres", check: bool = True) -> str:
         """Run SQL as the superuser over the private socket; tuples only, '|' separated."""
-        proc = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", self.socket_dir,
-                               "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", self.socket_dir, "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if check and proc.returncode != 0:
             raise RuntimeError(f"psql failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc.stdout.strip()

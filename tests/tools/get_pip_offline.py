@@ -1,5 +1,6 @@
 """Stand-in for ansible-test's get-pip bootstrap script on machines that reach only the
 package index: bootstrap pip with ensurepip, then let pip install what was asked."""
+
 import ensurepip
 import os
 import ssl

@@ -3,6 +3,7 @@ Ansible does and returns (exit code, result, raw output), and one fake Kong Admi
 
 Import it as ``ansible_collections.kongops.upgrade.tests.unit.conftest`` (how collections share test
 utilities), so that it resolves under pytest and under ansible-test alike."""
+
 from __future__ import annotations
 
 import json
@@ -44,11 +45,11 @@ class FakeAdminApi:
     (`/services`, `/upstreams/<id>/targets`) to its entities, served in pages of `page_size` with
     Kong's `next` links; an unknown path is 404 `{"message": "Not found"}`. Every call is recorded."""
 
-    def __init__(self, base: str = "http://127.0.0.1:8001", root: dict | None = None, status: dict | None = None,
-                 collections: dict | None = None, page_size: int = 2):
+    def __init__(
+        self, base: str = "http://127.0.0.1:8001", root: dict | None = None, status: dict | None = None, collections: dict | None = None, page_size: int = 2
+    ):
         self.base, self.page_size = base.rstrip("/"), page_size
-        self.root = root if root is not None else {"version": "3.9.3", "node_id": "n-1",
-                                                   "configuration": {"database": "postgres", "role": "traditional"}}
+        self.root = root if root is not None else {"version": "3.9.3", "node_id": "n-1", "configuration": {"database": "postgres", "role": "traditional"}}
         self.status = status if status is not None else {"database": {"reachable": True}}
         self.collections = collections or {}
         self.calls: list = []
@@ -73,7 +74,7 @@ class FakeAdminApi:
         self.calls.append((method, url, headers))
         if not url.startswith(self.base):
             raise requests.ConnectionError(f"connection refused: {url}")
-        path, _sep, query = url[len(self.base):].partition("?")
+        path, _sep, query = url[len(self.base) :].partition("?")
         path = path or "/"
         if method == "GET" and path == "/":
             return self.response(200, self.root, url)
@@ -83,7 +84,7 @@ class FakeAdminApi:
             params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
             start = int(params.get("offset", 0))
             items = self.collections[path]
-            page = items[start:start + self.page_size]
+            page = items[start : start + self.page_size]
             nxt = f"{path}?offset={start + self.page_size}" if start + self.page_size < len(items) else None
             return self.response(200, {"data": page, "next": nxt}, url)
         if method == "GET":

@@ -1,4 +1,5 @@
 """What the collection ships points at nothing it does not ship."""
+
 from __future__ import annotations
 
 import os

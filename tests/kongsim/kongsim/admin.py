@@ -1,4 +1,5 @@
 """Admin API and Status API handlers (FACTS 3)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,10 +25,14 @@ _TRUTHY = ("1", "true", "on", "yes")
 # Collections of bundled plugins' entities, served read-only from the declarative config (the
 # simulator stores them but runs none of those plugins): path -> (declarative key, since version).
 PLUGIN_COLLECTIONS = {
-    "acls": ("acls", (0, 0, 0)), "basic-auths": ("basicauth_credentials", (0, 0, 0)),
-    "hmac-auths": ("hmacauth_credentials", (0, 0, 0)), "jwts": ("jwt_secrets", (0, 0, 0)),
-    "oauth2": ("oauth2_credentials", (0, 0, 0)), "vaults": ("vaults", (3, 0, 0)),
-    "keys": ("keys", (3, 1, 0)), "key-sets": ("key_sets", (3, 1, 0)),
+    "acls": ("acls", (0, 0, 0)),
+    "basic-auths": ("basicauth_credentials", (0, 0, 0)),
+    "hmac-auths": ("hmacauth_credentials", (0, 0, 0)),
+    "jwts": ("jwt_secrets", (0, 0, 0)),
+    "oauth2": ("oauth2_credentials", (0, 0, 0)),
+    "vaults": ("vaults", (3, 0, 0)),
+    "keys": ("keys", (3, 1, 0)),
+    "key-sets": ("key_sets", (3, 1, 0)),
 }
 
 
@@ -104,7 +109,7 @@ def _memory(unit: str, scale: int):
     def fmt(n_bytes: float):
         if unit == "b":
             return int(n_bytes)
-        div = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[unit]
+        div = {"k": 1024, "m": 1024**2, "g": 1024**3}[unit]
         suffix = {"k": "KiB", "m": "MiB", "g": "GiB"}[unit]
         return f"{n_bytes / div:.{scale}f} {suffix}"
 
@@ -115,7 +120,7 @@ class AdminAPI:
     def __init__(self, node, proxy, app):
         self.node = node
         self.proxy = proxy
-        self.app = app     # server-level helpers: write(), cluster status
+        self.app = app  # server-level helpers: write(), cluster status
         self.info = node.info
         self._declarative_lock_since: float | None = None
 
@@ -138,9 +143,11 @@ class AdminAPI:
         if self.node.exiting:
             resp.force_close()
         ts = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-        self.node.access(f'{request.remote} - - [{ts}] "{request.method} {request.raw_path} HTTP/1.1" '
-                         f'{status} {resp.content_length or 0} "-" "{request.headers.get("User-Agent", "-")}"',
-                         admin=True)
+        self.node.access(
+            f'{request.remote} - - [{ts}] "{request.method} {request.raw_path} HTTP/1.1" '
+            f'{status} {resp.content_length or 0} "-" "{request.headers.get("User-Agent", "-")}"',
+            admin=True,
+        )
         return resp
 
     async def handle_admin(self, request):
@@ -170,16 +177,18 @@ class AdminAPI:
         (the Admin API server has no error_page: kong/templates/nginx_kong.lua:411-450 at 3.9.3),
         and it closes the connection. UNCONFIRMED: the Server header of that page (`openresty`
         with server_tokens off)."""
-        page = ("<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
-                "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>openresty</center>\r\n"
-                "</body>\r\n</html>\r\n")
-        resp = web.Response(status=413, body=page.encode(), headers={"Server": "openresty",
-                                                                     "Content-Type": "text/html",
-                                                                     "Connection": "close"})
+        page = (
+            "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+            "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>openresty</center>\r\n"
+            "</body>\r\n</html>\r\n"
+        )
+        resp = web.Response(status=413, body=page.encode(), headers={"Server": "openresty", "Content-Type": "text/html", "Connection": "close"})
         resp.force_close()
         ts = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-        self.node.access(f'{request.remote} - - [{ts}] "{request.method} {request.raw_path} HTTP/1.1" 413 '
-                         f'{len(page)} "-" "{request.headers.get("User-Agent", "-")}"', admin=True)
+        self.node.access(
+            f'{request.remote} - - [{ts}] "{request.method} {request.raw_path} HTTP/1.1" 413 {len(page)} "-" "{request.headers.get("User-Agent", "-")}"',
+            admin=True,
+        )
         return resp
 
     async def handle_status(self, request):
@@ -234,17 +243,22 @@ class AdminAPI:
         elif self.info.status_database_key_dbless:
             body["database"] = {"reachable": True}
         body["memory"] = {
-            "lua_shared_dicts": {"kong": {"capacity": fmt(5 * 1024 ** 2), "allocated_slabs": fmt(40960)},
-                                 "kong_db_cache": {"capacity": fmt(128 * 1024 ** 2),
-                                                   "allocated_slabs": fmt(800 * 1024)}},
+            "lua_shared_dicts": {
+                "kong": {"capacity": fmt(5 * 1024**2), "allocated_slabs": fmt(40960)},
+                "kong_db_cache": {"capacity": fmt(128 * 1024**2), "allocated_slabs": fmt(800 * 1024)},
+            },
             "workers_lua_vms": [{"http_allocated_gc": fmt(rss), "pid": __import__("os").getpid()}],
         }
         conns = self.app.connection_count()
-        body["server"] = {"connections_accepted": node.connections_accepted,
-                          "connections_active": conns, "connections_handled": node.connections_accepted,
-                          "connections_reading": 0, "connections_writing": max(1, node.inflight),
-                          "connections_waiting": max(0, conns - node.inflight),
-                          "total_requests": node.requests_total}
+        body["server"] = {
+            "connections_accepted": node.connections_accepted,
+            "connections_active": conns,
+            "connections_handled": node.connections_accepted,
+            "connections_reading": 0,
+            "connections_writing": max(1, node.inflight),
+            "connections_waiting": max(0, conns - node.inflight),
+            "total_requests": node.requests_total,
+        }
         if node.dbless or node.role == "data_plane":
             body["configuration_hash"] = node.config_hash
         return body
@@ -321,6 +335,7 @@ class AdminAPI:
 
     def _metrics(self) -> str:
         from .proxy import prometheus_text
+
         return prometheus_text(self.node, self.proxy)
 
     # --------------------------------------------------------------------------- admin router
@@ -350,12 +365,10 @@ class AdminAPI:
             return 200, {"enabled_plugins": list(self.node.plugins_enabled)}, {}
         if head == "endpoints" and len(segs) == 1:
             return 200, {"data": sorted(self._endpoint_list()), "next": None}, {}
-        if head in PLUGIN_COLLECTIONS and len(segs) == 1 and \
-                versions.parse_version(self.node.version) >= PLUGIN_COLLECTIONS[head][1]:
+        if head in PLUGIN_COLLECTIONS and len(segs) == 1 and versions.parse_version(self.node.version) >= PLUGIN_COLLECTIONS[head][1]:
             if m != "GET":
                 raise _err(405, "Method not allowed")
-            items = sorted(self.node.config.extra.get(PLUGIN_COLLECTIONS[head][0]) or [],
-                           key=lambda i: str(i.get("id")))
+            items = sorted(self.node.config.extra.get(PLUGIN_COLLECTIONS[head][0]) or [], key=lambda i: str(i.get("id")))
             return 200, paginate(items, query.get("size"), query.get("offset"), f"/{head}"), {}
         entity = E.ADMIN_PATHS.get(head)
         if entity is None or head == "targets":
@@ -392,8 +405,7 @@ class AdminAPI:
         if parent is None:
             raise _err(404, "Not found")
         if len(segs) == 3:
-            return await self.collection(request, child, query, (fk, parent["id"]),
-                                         f"/{head}/{segs[1]}/{sub}")
+            return await self.collection(request, child, query, (fk, parent["id"]), f"/{head}/{segs[1]}/{sub}")
         return await self.item(request, child, segs[3], cfg.get(child, segs[3]), (fk, parent["id"]))
 
     def _endpoint_list(self):
@@ -403,8 +415,7 @@ class AdminAPI:
         node = self.node
         info = self.info
         if info.available_on_server_objects:
-            available = {p: {"version": node.version, "priority": versions.PLUGIN_PRIORITY.get(p, 0)}
-                         for p in node.plugins_enabled}
+            available = {p: {"version": node.version, "priority": versions.PLUGIN_PRIORITY.get(p, 0)} for p in node.plugins_enabled}
         else:
             available = {p: True for p in node.plugins_enabled}
         body = {
@@ -413,8 +424,7 @@ class AdminAPI:
             "hostname": node.hostname,
             "node_id": node.node_id,
             "timers": {"running": 0, "pending": 4},
-            "plugins": {"available_on_server": available,
-                        "enabled_in_cluster": node.config.plugins_enabled()},
+            "plugins": {"available_on_server": available, "enabled_in_cluster": node.config.plugins_enabled()},
             # UNCONFIRMED: exact jit.version of each build.
             "lua_version": "LuaJIT 2.1.0-20231117" if info.major >= 3 else "LuaJIT 2.1.0-beta3",
             "configuration": confmod.public_view(node.conf),
@@ -431,8 +441,7 @@ class AdminAPI:
         if by_field:
             msg += f" by '{by_field}'"
         msg += " when not using a database"
-        raise HTTPDone(405, {"code": E.OPERATION_UNSUPPORTED, "name": "operation unsupported",
-                             "message": msg})
+        raise HTTPDone(405, {"code": E.OPERATION_UNSUPPORTED, "name": "operation unsupported", "message": msg})
 
     async def collection(self, request, entity, query, parent, base_path):
         m = request.method
@@ -465,16 +474,14 @@ class AdminAPI:
 
     def _validate(self, entity, data, form, existing=None):
         if form and entity == "plugins" and isinstance(data.get("config"), dict):
-            defaults = E.plugin_config_defaults(str(data.get("name") or (existing or {}).get("name")),
-                                                self.node.version) or {}
+            defaults = E.plugin_config_defaults(str(data.get("name") or (existing or {}).get("name")), self.node.version) or {}
             data["config"] = {k: _coerce_like(v, defaults.get(k)) for k, v in data["config"].items()}
         for key in ("service", "route", "consumer", "upstream", "certificate", "client_certificate"):
             value = data.get(key)
             if isinstance(value, str) and form:
                 data[key] = {"id": value}
         try:
-            obj = E.validate(entity, data, self.node.version, existing=existing, form=form,
-                             enabled_plugins=self.node.plugins_enabled)
+            obj = E.validate(entity, data, self.node.version, existing=existing, form=form, enabled_plugins=self.node.plugins_enabled)
         except E.EntityError as exc:
             raise _from_entity_error(exc)
         cfg = self.node.config
@@ -509,10 +516,15 @@ class AdminAPI:
                 return 204, None, {}
             for dep_entity, _dep, mode in self.node.config.dependents(entity, current["id"]):
                 if mode == "restrict":
-                    raise HTTPDone(400, {
-                        "code": E.FOREIGN_KEY_VIOLATION, "name": "foreign key violation",
-                        "message": f"an existing '{dep_entity}' entity references this '{entity}' entity",
-                        "fields": {"@referenced_by": dep_entity}})
+                    raise HTTPDone(
+                        400,
+                        {
+                            "code": E.FOREIGN_KEY_VIOLATION,
+                            "name": "foreign key violation",
+                            "message": f"an existing '{dep_entity}' entity references this '{entity}' entity",
+                            "fields": {"@referenced_by": dep_entity},
+                        },
+                    )
             await self.app.write("delete", entity, current)
             return 204, None, {}
         data, form = await self._body(request)
@@ -544,8 +556,7 @@ class AdminAPI:
             keep = {"id": current["id"], "created_at": current.get("created_at")}
             data.setdefault("created_at", keep["created_at"])
             try:
-                obj = E.validate(entity, data, self.node.version, enabled_plugins=self.node.plugins_enabled,
-                                 form=form)
+                obj = E.validate(entity, data, self.node.version, enabled_plugins=self.node.plugins_enabled, form=form)
             except E.EntityError as exc:
                 raise _from_entity_error(exc)
             obj["id"] = keep["id"]
@@ -615,8 +626,11 @@ class AdminAPI:
         if self._declarative_lock_since is not None:
             ttl = DECLARATIVE_LOCK_TTL_S - (time.monotonic() - self._declarative_lock_since)
             retry_after = min(ttl, DECLARATIVE_RETRY_TTL_MAX_S)
-            raise HTTPDone(429, {"message": "Currently loading previous configuration"},
-                           {"Retry-After": "10" if retry_after >= DECLARATIVE_RETRY_TTL_MAX_S else f"{retry_after:.3f}"})
+            raise HTTPDone(
+                429,
+                {"message": "Currently loading previous configuration"},
+                {"Retry-After": "10" if retry_after >= DECLARATIVE_RETRY_TTL_MAX_S else f"{retry_after:.3f}"},
+            )
         self._declarative_lock_since = time.monotonic()
         try:
             await asyncio.sleep(INIT_WORKER_BASE_S + INIT_WORKER_PER_ENTITY_S * cfg.count())
@@ -625,24 +639,20 @@ class AdminAPI:
             node.set_config(cfg)
         finally:
             self._declarative_lock_since = None
-        node.log("notice", "[kong] config.lua: declarative config loaded from POST /config, hash "
-                 + cfg.hash)
+        node.log("notice", "[kong] config.lua: declarative config loaded from POST /config, hash " + cfg.hash)
         return 201, declarative.entities_by_id(cfg), {}
 
     # --------------------------------------------------------------------------- clustering
     def clustering(self, request, what, query):
         if self.node.role != "control_plane":
-            raise _err(400, "this endpoint is only available when Kong is configured to run as "
-                            "Control Plane for the cluster")
+            raise _err(400, "this endpoint is only available when Kong is configured to run as Control Plane for the cluster")
         if request.method != "GET":
             raise _err(405, "Method not allowed")
         rows = self.app.data_planes()
         if what == "status":
-            out = {r["id"]: {"config_hash": r["config_hash"], "hostname": r["hostname"], "ip": r["ip"],
-                             "last_seen": r["last_seen"]} for r in rows}
+            out = {r["id"]: {"config_hash": r["config_hash"], "hostname": r["hostname"], "ip": r["ip"], "last_seen": r["last_seen"]} for r in rows}
             return 200, out, {"Deprecation": "true"}
-        return 200, paginate(sorted(rows, key=lambda r: r["id"]), query.get("size"), query.get("offset"),
-                             "/clustering/data-planes"), {}
+        return 200, paginate(sorted(rows, key=lambda r: r["id"]), query.get("size"), query.get("offset"), "/clustering/data-planes"), {}
 
 
 def entity_write_timeout() -> float:

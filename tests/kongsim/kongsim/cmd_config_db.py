@@ -4,6 +4,7 @@
 sub-command. Texts follow kong/cmd/config.lua: the database is reached first, errors are printed
 as `Error: <message>` + hint on stderr with exit 1.
 """
+
 from __future__ import annotations
 
 import os
@@ -158,13 +159,14 @@ def run(conf: dict, args: list, version: str, *, stdout=None, stderr=None) -> in
             return _db_export(conf, version, rest, out)
         if command == "db_import":
             if offline:
-                raise _Fail("'kong config db_import' only works with a database.\n"
-                            "When using database=off, reload your declarative configuration\n"
-                            "using the /config endpoint.")
+                raise _Fail(
+                    "'kong config db_import' only works with a database.\n"
+                    "When using database=off, reload your declarative configuration\n"
+                    "using the /config endpoint."
+                )
             return _db_import(conf, version, rest, out)
         raise _Fail(f"No such command for config: {command}")
     except (_Fail, PgError) as exc:
         err.write(f"Error: {exc}\n{HINT}")
         err.flush()
         return 1
-

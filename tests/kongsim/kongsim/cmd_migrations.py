@@ -4,6 +4,7 @@
 the words after `kong migrations`, prints exactly what Kong prints on stdout/stderr and returns
 Kong's exit code. Flow and texts follow kong/cmd/migrations.lua and kong/cmd/utils/migrations.lua.
 """
+
 from __future__ import annotations
 
 import json
@@ -216,8 +217,7 @@ class Log:
 def _lua_error(message: str, line: int) -> str:
     """A Lua error raised with `error()` inside a locked section, as its traceback reads."""
     # UNCONFIRMED: the exact traceback lines; FACTS 1.4 only gives the prefix.
-    return (f"{LUA_UTILS}:{line}: {message}\nstack traceback:\n\t[C]: in function 'error'\n"
-            f"\t{LUA_UTILS}:{line}: in function <{LUA_UTILS}:{line - 3}>")
+    return f"{LUA_UTILS}:{line}: {message}\nstack traceback:\n\t[C]: in function 'error'\n\t{LUA_UTILS}:{line}: in function <{LUA_UTILS}:{line - 3}>"
 
 
 class _Args:
@@ -238,8 +238,7 @@ def _parse(args: list, version: str, err) -> _Args:
     out = _Args()
     if vt < VERSIONS_DB_TIMEOUT_OPTIONAL:
         out.db_timeout = 60.0
-    flags = {"y": "yes", "yes": "yes", "q": "quiet", "quiet": "quiet", "f": "force", "force": "force",
-             "v": "v", "vv": "vv"}
+    flags = {"y": "yes", "yes": "yes", "q": "quiet", "quiet": "quiet", "f": "force", "force": "force", "v": "v", "vv": "vv"}
     valued = {"db-timeout": "db_timeout", "lock-timeout": "lock_timeout", "c": "conf", "conf": "conf"}
     # -p/--prefix is only in the 3.7+ usage; the simulator's CLI may pass it for every version.
     valued.update({"p": "prefix", "prefix": "prefix"})
@@ -265,7 +264,7 @@ def _parse(args: list, version: str, err) -> _Args:
         elif tok.startswith("-") and len(tok) > 1:
             short = tok[1:]
             if len(short) > 1 and short not in flags and short[0] in flags and "=" not in short:
-                tokens[i + 1:i + 1] = ["-" + ch for ch in short[1:]]
+                tokens[i + 1 : i + 1] = ["-" + ch for ch in short[1:]]
                 short = short[0]
             name = short
         if name is None:
@@ -316,8 +315,7 @@ def _parse(args: list, version: str, err) -> _Args:
 
 def _confirm(question: str, version: str, stdin, out) -> bool | None:
     prompt = "[Y/n]" if _vt(version) < (3, 0, 0) else "[y/n]"
-    answers = {"y": True, "Y": True, "yes": True, "YES": True,
-               "n": False, "N": False, "no": False, "NO": False}
+    answers = {"y": True, "Y": True, "yes": True, "YES": True, "n": False, "N": False, "no": False, "NO": False}
     for _ in range(3):
         out.write(f"> {question} {prompt} ")
         out.flush()
@@ -353,8 +351,7 @@ class _Runner:
         return st
 
     def mutex(self, callback, *, no_wait: bool, no_cleanup: bool = False):
-        return M.cluster_mutex(self.conn, M.MUTEX_KEY, self.args.lock_timeout, callback,
-                               no_wait=no_wait, no_cleanup=no_cleanup)
+        return M.cluster_mutex(self.conn, M.MUTEX_KEY, self.args.lock_timeout, callback, no_wait=no_wait, no_cleanup=no_cleanup)
 
     def run_migrations(self, entries, **opts) -> None:
         M.run_migrations(self.conn, self.db_name, entries, log=self.log, **opts)
@@ -379,10 +376,11 @@ class _Runner:
         if st.pending and st.new:
             if r:
                 log("")
-            log.warning("Database has pending migrations from a previous upgrade, and new migrations "
-                     f"from this upgrade (version {self.version})")
-            log("\nRun 'kong migrations finish' when ready to complete pending migrations "
-                "(postgres database will be incompatible with the previous Kong version)")
+            log.warning(f"Database has pending migrations from a previous upgrade, and new migrations from this upgrade (version {self.version})")
+            log(
+                "\nRun 'kong migrations finish' when ready to complete pending migrations "
+                "(postgres database will be incompatible with the previous Kong version)"
+            )
             return 4
         if st.pending:
             log("\nRun 'kong migrations finish' when ready")
@@ -438,8 +436,7 @@ class _Runner:
                 raise KongError(_lua_error("Database has pending migrations; run 'kong migrations finish'", 88))
             if force and cur.executed:
                 skip = {name: set(names) for name, names in cur.pending.items()}
-                self.run_migrations(cur.migrations("executed"), run_up=True, run_teardown=True,
-                                    skip_teardown=skip)
+                self.run_migrations(cur.migrations("executed"), run_up=True, run_teardown=True, skip_teardown=skip)
                 cur = self.state()
                 if cur.pending:
                     log("\nDatabase has pending migrations; run 'kong migrations finish' when ready")
@@ -514,8 +511,7 @@ class _Runner:
         if not self.args.yes:
             if not self.stdin.isatty():
                 raise KongError("not a tty: invoke 'reset' non-interactively with the --yes flag")
-            if not st.needs_bootstrap and not _confirm("Are you sure? This operation is irreversible.",
-                                                       self.version, self.stdin, self.out):
+            if not st.needs_bootstrap and not _confirm("Are you sure? This operation is irreversible.", self.version, self.stdin, self.out):
                 self.log("cancelled")
                 return 0
         # kong/cmd/migrations.lua:197-201 (3.4.2-3.9.3; :177-181 at 2.8.5): `if not ok then

@@ -1,4 +1,5 @@
 """kong.conf parsing with KONG_* environment overrides and per-version defaults."""
+
 from __future__ import annotations
 
 import os
@@ -70,15 +71,32 @@ _BASE_DEFAULTS = {
     "anonymous_reports": True,
 }
 
-SENSITIVE = ("pg_password", "pg_ro_password", "proxy_server", "declarative_config_string",
-             "cluster_cert_key", "ssl_cert_key", "client_ssl_cert_key", "admin_ssl_cert_key",
-             "admin_gui_ssl_cert_key", "status_ssl_cert_key", "debug_ssl_cert_key")
+SENSITIVE = (
+    "pg_password",
+    "pg_ro_password",
+    "proxy_server",
+    "declarative_config_string",
+    "cluster_cert_key",
+    "ssl_cert_key",
+    "client_ssl_cert_key",
+    "admin_ssl_cert_key",
+    "admin_gui_ssl_cert_key",
+    "status_ssl_cert_key",
+    "debug_ssl_cert_key",
+)
 
-_NUMBERS = ("pg_port", "pg_timeout", "db_update_frequency", "db_update_propagation", "db_cache_ttl",
-            "cluster_data_plane_purge_delay", "upstream_keepalive_pool_size",
-            "upstream_keepalive_max_requests", "upstream_keepalive_idle_timeout")
-_BOOLEANS = ("pg_ssl", "pg_ssl_verify", "anonymous_reports", "dedicated_config_processing", "cluster_rpc",
-             "new_dns_client", "cluster_incremental_sync")
+_NUMBERS = (
+    "pg_port",
+    "pg_timeout",
+    "db_update_frequency",
+    "db_update_propagation",
+    "db_cache_ttl",
+    "cluster_data_plane_purge_delay",
+    "upstream_keepalive_pool_size",
+    "upstream_keepalive_max_requests",
+    "upstream_keepalive_idle_timeout",
+)
+_BOOLEANS = ("pg_ssl", "pg_ssl_verify", "anonymous_reports", "dedicated_config_processing", "cluster_rpc", "new_dns_client", "cluster_incremental_sync")
 _LISTENERS = ("proxy_listen", "admin_listen", "status_listen", "cluster_listen", "admin_gui_listen")
 _LISTEN_FLAGS = ("ssl", "http2", "proxy_protocol", "deferred", "bind", "reuseport")
 _LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:]+):(\d+)((?:\s+\S+)*)$")
@@ -167,7 +185,8 @@ def parse_listen(key: str, value):
             raise ConfError(
                 f"{key} must be of form: [off] | <ip>:<port> [ssl] [http2] [proxy_protocol] "
                 "[deferred] [bind] [reuseport] [backlog=%d+] [ipv6only=on] [ipv6only=off] "
-                "[so_keepalive=on] [so_keepalive=off] [so_keepalive=%w*:%w*:%d*], [... next entry ...]")
+                "[so_keepalive=on] [so_keepalive=off] [so_keepalive=%w*:%w*:%d*], [... next entry ...]"
+            )
         host = m.group(1).strip("[]")
         flags = m.group(3).split()
         port = int(m.group(2))
@@ -195,8 +214,7 @@ def _check(conf: dict, version: str, info) -> None:
     errors = []
     db = conf["database"]
     if db == "cassandra" and not info.cassandra_supported:
-        errors.append("Cassandra as a datastore for Kong is not supported in versions 3.4 and above. "
-                      "Please use Postgres.")
+        errors.append("Cassandra as a datastore for Kong is not supported in versions 3.4 and above. Please use Postgres.")
     elif db not in ("postgres", "off", "cassandra"):
         enum = "postgres, cassandra, off"
         errors.append(f"database has an invalid value: '{db}' ({enum})")
@@ -209,8 +227,7 @@ def _check(conf: dict, version: str, info) -> None:
     if role == "control_plane" and db == "off":
         errors.append('in-memory storage can not be used when role = "control_plane"')
     if role == "data_plane" and db != "off":
-        errors.append('only in-memory storage can be used when role = "data_plane"\n'
-                      "Hint: set database = off in your kong.conf")
+        errors.append('only in-memory storage can be used when role = "data_plane"\nHint: set database = off in your kong.conf')
     if role in ("control_plane", "data_plane"):
         cert, key = conf.get("cluster_cert"), conf.get("cluster_cert_key")
         if not cert or not key:
@@ -230,8 +247,7 @@ def _check(conf: dict, version: str, info) -> None:
         raise ConfError("\n".join(errors))
 
 
-def load(conf_path: str | None, version: str, prefix: str | None = None,
-         env: dict | None = None, from_kong_env: bool = False) -> dict:
+def load(conf_path: str | None, version: str, prefix: str | None = None, env: dict | None = None, from_kong_env: bool = False) -> dict:
     """Build the effective configuration as Kong's conf_loader does (file < env < CLI prefix)."""
     env = os.environ if env is None else env
     info = versions.get(version)
@@ -283,8 +299,7 @@ def load(conf_path: str | None, version: str, prefix: str | None = None,
         try:
             conf["_shutdown_timeout"] = parse_duration(conf["nginx_main_worker_shutdown_timeout"])
         except ConfError:
-            raise ConfError("nginx_main_worker_shutdown_timeout has an invalid value: "
-                            f"'{conf['nginx_main_worker_shutdown_timeout']}'")
+            raise ConfError(f"nginx_main_worker_shutdown_timeout has an invalid value: '{conf['nginx_main_worker_shutdown_timeout']}'")
     if conf.get("declarative_config"):
         conf["declarative_config"] = os.path.abspath(str(conf["declarative_config"]))
     conf["_conf_path"] = os.path.abspath(path) if path else None
@@ -320,8 +335,7 @@ def _quotes_hash(version) -> bool:
 def write_kong_env(conf: dict) -> str:
     path = kong_env_path(conf["prefix"])
     quote = _quotes_hash(conf.get("_version"))
-    lines = [f"{k} = {_fmt(v).replace('#', chr(92) + '#') if quote else _fmt(v)}"
-             for k, v in sorted(conf.items()) if not k.startswith("_")]
+    lines = [f"{k} = {_fmt(v).replace('#', chr(92) + '#') if quote else _fmt(v)}" for k, v in sorted(conf.items()) if not k.startswith("_")]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     os.chmod(path, 0o600)
@@ -349,9 +363,14 @@ def public_view(conf: dict) -> dict:
 
 
 def pg_params(conf: dict) -> dict:
-    return {"host": conf["pg_host"], "port": int(conf["pg_port"]), "user": conf["pg_user"],
-            "password": conf["pg_password"], "dbname": conf["pg_database"],
-            "connect_timeout": max(1, int(conf["pg_timeout"]) // 1000)}
+    return {
+        "host": conf["pg_host"],
+        "port": int(conf["pg_port"]),
+        "user": conf["pg_user"],
+        "password": conf["pg_password"],
+        "dbname": conf["pg_database"],
+        "connect_timeout": max(1, int(conf["pg_timeout"]) // 1000),
+    }
 
 
 def parse_size(value) -> int:

@@ -1,4 +1,5 @@
 """Declarative configuration: parse, validate, flatten, hash (FACTS 3.2, 3.4, 4.1)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,19 +16,24 @@ from .model import EMPTY_HASH, Config
 NAMESPACE = uuid.UUID("fd02801f-0957-4a15-a3f0-0b6f8a4c1d7e")
 _NOT_REGEX = re.compile(r"^[a-zA-Z0-9.\-_~/%]*$")
 # Entities of bundled plugins that a declarative file may hold; the simulator keeps them as given.
-PASSTHROUGH = ("acls", "basicauth_credentials", "hmacauth_credentials", "jwt_secrets",
-               "oauth2_credentials", "vaults", "keys", "key_sets", "parameters")
+PASSTHROUGH = ("acls", "basicauth_credentials", "hmacauth_credentials", "jwt_secrets", "oauth2_credentials", "vaults", "keys", "key_sets", "parameters")
 NESTED = {
     "services": {"routes": ("routes", "service"), "plugins": ("plugins", "service")},
     "routes": {"plugins": ("plugins", "route")},
-    "consumers": {"plugins": ("plugins", "consumer"),
-                  "keyauth_credentials": ("keyauth_credentials", "consumer")},
+    "consumers": {"plugins": ("plugins", "consumer"), "keyauth_credentials": ("keyauth_credentials", "consumer")},
     "upstreams": {"targets": ("targets", "upstream")},
     "certificates": {"snis": ("snis", "certificate")},
 }
-NATURAL_KEY = {"services": "name", "routes": "name", "consumers": "username", "upstreams": "name",
-               "snis": "name", "keyauth_credentials": "key", "certificates": "cert",
-               "ca_certificates": "cert"}
+NATURAL_KEY = {
+    "services": "name",
+    "routes": "name",
+    "consumers": "username",
+    "upstreams": "name",
+    "snis": "name",
+    "keyauth_credentials": "key",
+    "certificates": "cert",
+    "ca_certificates": "cert",
+}
 
 
 class DeclarativeError(Exception):
@@ -38,8 +44,7 @@ class DeclarativeError(Exception):
         self.flattened = flattened or []
 
     def body(self, flatten: bool) -> dict:
-        out = {"code": E.DECLARATIVE_CONFIG, "name": "invalid declarative configuration",
-               "message": self.message, "fields": self.fields}
+        out = {"code": E.DECLARATIVE_CONFIG, "name": "invalid declarative configuration", "message": self.message, "fields": self.fields}
         if flatten:
             out["flattened_errors"] = self.flattened
         return out
@@ -47,7 +52,7 @@ class DeclarativeError(Exception):
 
 def parse_error(err: str) -> DeclarativeError:
     msg = f"failed parsing declarative configuration: {err}"
-    return DeclarativeError(f"declarative config is invalid: {{error=\"{msg}\"}}", {"error": msg})
+    return DeclarativeError(f'declarative config is invalid: {{error="{msg}"}}', {"error": msg})
 
 
 def parse_text(text: str, filename: str | None = None):
@@ -86,7 +91,7 @@ class _Walker:
     def __init__(self, version: str, enabled_plugins):
         self.version = version
         self.enabled = enabled_plugins
-        self.records = []        # (entity, raw dict, err_path, parent_ref)
+        self.records = []  # (entity, raw dict, err_path, parent_ref)
         self.errors = {}
         self.flat = []
 
@@ -118,42 +123,45 @@ def _flat_entry(entity: str, raw: dict, err) -> dict:
     if isinstance(err, dict):
         for k, m in err.items():
             if k == "@entity":
-                for item in (m if isinstance(m, list) else [m]):
+                for item in m if isinstance(m, list) else [m]:
                     errs.append({"message": item, "type": "entity"})
             else:
-                errs.append({"field": k, "message": m if isinstance(m, str) else json.dumps(m),
-                             "type": "field"})
+                errs.append({"field": k, "message": m if isinstance(m, str) else json.dumps(m), "type": "field"})
     else:
         errs.append({"message": str(err), "type": "entity"})
     singular = entity.removesuffix("s")
     name = raw.get("name") or raw.get("username") if isinstance(raw, dict) else None
-    return {"entity_type": singular, "entity_name": name,
-            "entity_id": raw.get("id") if isinstance(raw, dict) else None,
-            "entity_tags": raw.get("tags") if isinstance(raw, dict) else None,
-            "entity": raw, "errors": errs}
+    return {
+        "entity_type": singular,
+        "entity_name": name,
+        "entity_id": raw.get("id") if isinstance(raw, dict) else None,
+        "entity_tags": raw.get("tags") if isinstance(raw, dict) else None,
+        "entity": raw,
+        "errors": errs,
+    }
 
 
 def load(doc, version: str, *, enabled_plugins=(), raw_text: bytes | str | None = None) -> Config:
     """Validate a parsed declarative document and return the node Config (raises DeclarativeError)."""
     info = versions.get(version)
     if not isinstance(doc, dict):
-        raise DeclarativeError("expected a declarative configuration",
-                               {"error": "expected a declarative configuration"})
+        raise DeclarativeError("expected a declarative configuration", {"error": "expected a declarative configuration"})
     fmt = doc.get("_format_version")
     top_err = {}
     if fmt is None:
         top_err["_format_version"] = "required field missing"
     elif str(fmt) not in info.accepted_formats:
         top_err["_format_version"] = "expected one of: " + ", ".join(info.accepted_formats)
-    known = set(E.ORDER) | set(PASSTHROUGH) | {"_format_version", "_transform", "_comment",
-                                               "_workspace", "_info", "_konnect"}
+    known = set(E.ORDER) | set(PASSTHROUGH) | {"_format_version", "_transform", "_comment", "_workspace", "_info", "_konnect"}
     for key in doc:
         if key not in known:
             top_err[key] = "unknown field"
     if top_err:
-        raise DeclarativeError(f"declarative config is invalid: {E.lua_repr(top_err)}", top_err,
-                               [{"entity_type": None, "errors": [{"field": k, "message": v, "type": "field"}
-                                                                   for k, v in top_err.items()]}])
+        raise DeclarativeError(
+            f"declarative config is invalid: {E.lua_repr(top_err)}",
+            top_err,
+            [{"entity_type": None, "errors": [{"field": k, "message": v, "type": "field"} for k, v in top_err.items()]}],
+        )
     rewrite = info.major >= 3 and str(fmt) in ("1.1", "2.1")
     w = _Walker(version, enabled_plugins)
     by_name: dict = {name: {} for name in E.ORDER}
@@ -183,9 +191,9 @@ def load(doc, version: str, *, enabled_plugins=(), raw_text: bytes | str | None 
                 if entity == "targets":
                     natural = f"{(item.get('upstream') or {}).get('id')}:{item.get('target')}"
                 elif entity == "plugins":
-                    natural = json.dumps([item.get("name"), item.get("service"), item.get("route"),
-                                          item.get("consumer"), item.get("instance_name")], sort_keys=True,
-                                         default=str)
+                    natural = json.dumps(
+                        [item.get("name"), item.get("service"), item.get("route"), item.get("consumer"), item.get("instance_name")], sort_keys=True, default=str
+                    )
                 item["id"] = _uuid_for(entity, str(natural) if natural else ".".join(map(str, p)))
             w.records.append((entity, item, p, raw))
             for child_key, (child_entity, fk) in NESTED.get(entity, {}).items():
@@ -230,9 +238,11 @@ def load(doc, version: str, *, enabled_plugins=(), raw_text: bytes | str | None 
         try:
             cfg.check_unique(entity, ent, version)
         except E.EntityError as exc:
-            msg = f"uniqueness violation: '{entity}' entity with " + \
-                  ", ".join(f"{k} set to '{v}'" for k, v in (exc.body.get("fields") or {}).items()
-                            if v is not None and not isinstance(v, dict)) + " already declared"
+            msg = (
+                f"uniqueness violation: '{entity}' entity with "
+                + ", ".join(f"{k} set to '{v}'" for k, v in (exc.body.get("fields") or {}).items() if v is not None and not isinstance(v, dict))
+                + " already declared"
+            )
             w.set_error(p, msg)
             w.flat.append(_flat_entry(entity, raw, msg))
             continue
@@ -263,8 +273,7 @@ def export_doc(cfg: Config, version: str) -> dict:
     """Flat lists, foreign keys as bare ids, nulls kept (FACTS 4.1)."""
     info = versions.get(version)
     doc = {"_format_version": info.export_format, "_transform": False}
-    for entity in ("services", "routes", "plugins", "consumers", "keyauth_credentials", "upstreams",
-                   "targets", "certificates", "snis", "ca_certificates"):
+    for entity in ("services", "routes", "plugins", "consumers", "keyauth_credentials", "upstreams", "targets", "certificates", "snis", "ca_certificates"):
         items = cfg.sorted_items(entity)
         if not items:
             continue
@@ -306,7 +315,7 @@ def entities_by_id(cfg: Config) -> dict:
     return out
 
 
-INIT_TEMPLATE = '''# ------------------------------------------------------------------------------
+INIT_TEMPLATE = """# ------------------------------------------------------------------------------
 # This is an example file to get you started with using
 # declarative configuration in Kong.
 # ------------------------------------------------------------------------------
@@ -346,7 +355,7 @@ _transform: true
 #- username: my-user
 #  keyauth_credentials:
 #  - key: my-key
-'''
+"""
 
 
 def init_template(version: str) -> str:

@@ -10,6 +10,7 @@ Tokens: Kong Enterprise's `kong migrations bootstrap` creates the super admin `k
 RBAC token is the KONG_PASSWORD of the bootstrap (Kong Enterprise documentation, "Enable RBAC").
 The simulator keeps no rbac_users table: it accepts the KONG_PASSWORD of the node's environment.
 """
+
 from __future__ import annotations
 
 import hmac

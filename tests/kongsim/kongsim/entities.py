@@ -1,4 +1,5 @@
 """Entity schemas, defaults and validation in Admin API JSON shape (foreign keys as {"id": ...})."""
+
 from __future__ import annotations
 
 import hashlib
@@ -78,8 +79,7 @@ def schema_violation(errors: dict) -> EntityError:
     else:
         parts = "; ".join(m if k == "@entity" else f"{k}: {m}" for k, m in msgs)
         message = f"{len(msgs)} schema violations ({parts})"
-    return EntityError(400, {"code": SCHEMA_VIOLATION, "name": "schema violation",
-                             "message": message, "fields": errors})
+    return EntityError(400, {"code": SCHEMA_VIOLATION, "name": "schema violation", "message": message, "fields": errors})
 
 
 def not_found() -> EntityError:
@@ -87,22 +87,39 @@ def not_found() -> EntityError:
 
 
 def unique_violation(field_name: str, value) -> EntityError:
-    return EntityError(409, {"code": UNIQUE_VIOLATION, "name": "unique constraint violation",
-                             "message": f"UNIQUE violation detected on '{{{field_name}={_lua_value(value)}}}'",
-                             "fields": {field_name: value}})
+    return EntityError(
+        409,
+        {
+            "code": UNIQUE_VIOLATION,
+            "name": "unique constraint violation",
+            "message": f"UNIQUE violation detected on '{{{field_name}={_lua_value(value)}}}'",
+            "fields": {field_name: value},
+        },
+    )
 
 
 def pk_violation(value) -> EntityError:
-    return EntityError(409, {"code": PRIMARY_KEY_VIOLATION, "name": "primary key violation",
-                             "message": f"primary key violation on key '{{id=\"{value}\"}}'",
-                             "fields": {"id": value}})
+    return EntityError(
+        409,
+        {
+            "code": PRIMARY_KEY_VIOLATION,
+            "name": "primary key violation",
+            "message": f"primary key violation on key '{{id=\"{value}\"}}'",
+            "fields": {"id": value},
+        },
+    )
 
 
 def fk_violation(field_name: str, ref_entity: str, ref_id) -> EntityError:
-    return EntityError(400, {"code": FOREIGN_KEY_VIOLATION, "name": "foreign key violation",
-                             "message": (f"the foreign key '{{id=\"{ref_id}\"}}' does not reference "
-                                         f"an existing '{ref_entity}' entity."),
-                             "fields": {field_name: {"id": ref_id}}})
+    return EntityError(
+        400,
+        {
+            "code": FOREIGN_KEY_VIOLATION,
+            "name": "foreign key violation",
+            "message": (f"the foreign key '{{id=\"{ref_id}\"}}' does not reference an existing '{ref_entity}' entity."),
+            "fields": {field_name: {"id": ref_id}},
+        },
+    )
 
 
 @dataclass
@@ -114,9 +131,9 @@ class F:
     one_of: tuple = ()
     between: tuple = ()
     reference: str = ""
-    auto: str = ""          # "uuid" | "ts" | "ts_ms"
+    auto: str = ""  # "uuid" | "ts" | "ts_ms"
     since: tuple = (0, 0, 0)
-    elements: str = ""      # element type of arrays/sets
+    elements: str = ""  # element type of arrays/sets
     on_delete: str = "restrict"
 
 
@@ -145,178 +162,226 @@ def _tags():
 
 SINCE_34 = (3, 4, 0)
 
-SERVICES = Schema("services", {
-    "id": F("string", auto="uuid"),
-    "created_at": F("integer", auto="ts"),
-    "updated_at": F("integer", auto="ts"),
-    "name": F("string", unique=True),
-    "retries": F("integer", default=5, between=(0, 32767)),
-    "protocol": F("string", default="http", required=True,
-                  one_of=("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp", "ws", "wss")),
-    "host": F("string", required=True),
-    "port": F("integer", default=80, required=True, between=(0, 65535)),
-    "path": F("string"),
-    "connect_timeout": F("integer", default=60000, between=(1, 2147483646)),
-    "write_timeout": F("integer", default=60000, between=(1, 2147483646)),
-    "read_timeout": F("integer", default=60000, between=(1, 2147483646)),
-    "tags": _tags(),
-    "client_certificate": F("foreign", reference="certificates"),
-    "tls_verify": F("boolean"),
-    "tls_verify_depth": F("integer", between=(0, 64)),
-    "ca_certificates": F("array", elements="string"),
-    "enabled": F("boolean", default=True),
-}, endpoint_key="name")
+SERVICES = Schema(
+    "services",
+    {
+        "id": F("string", auto="uuid"),
+        "created_at": F("integer", auto="ts"),
+        "updated_at": F("integer", auto="ts"),
+        "name": F("string", unique=True),
+        "retries": F("integer", default=5, between=(0, 32767)),
+        "protocol": F("string", default="http", required=True, one_of=("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp", "ws", "wss")),
+        "host": F("string", required=True),
+        "port": F("integer", default=80, required=True, between=(0, 65535)),
+        "path": F("string"),
+        "connect_timeout": F("integer", default=60000, between=(1, 2147483646)),
+        "write_timeout": F("integer", default=60000, between=(1, 2147483646)),
+        "read_timeout": F("integer", default=60000, between=(1, 2147483646)),
+        "tags": _tags(),
+        "client_certificate": F("foreign", reference="certificates"),
+        "tls_verify": F("boolean"),
+        "tls_verify_depth": F("integer", between=(0, 64)),
+        "ca_certificates": F("array", elements="string"),
+        "enabled": F("boolean", default=True),
+    },
+    endpoint_key="name",
+)
 
-ROUTES = Schema("routes", {
-    "id": F("string", auto="uuid"),
-    "created_at": F("integer", auto="ts"),
-    "updated_at": F("integer", auto="ts"),
-    "name": F("string", unique=True),
-    "protocols": F("set", default=["http", "https"], elements="string"),
-    "methods": F("set", elements="string"),
-    "hosts": F("array", elements="string"),
-    "paths": F("array", elements="string"),
-    "headers": F("map"),
-    "https_redirect_status_code": F("integer", default=426, one_of=(426, 301, 302, 307, 308)),
-    "regex_priority": F("integer", default=0),
-    "strip_path": F("boolean", default=True),
-    "path_handling": F("string", default="v0", one_of=("v0", "v1")),
-    "preserve_host": F("boolean", default=False),
-    "request_buffering": F("boolean", default=True),
-    "response_buffering": F("boolean", default=True),
-    "snis": F("set", elements="string"),
-    "sources": F("set"),
-    "destinations": F("set"),
-    "tags": _tags(),
-    "service": F("foreign", reference="services", on_delete="restrict"),
-}, endpoint_key="name")
+ROUTES = Schema(
+    "routes",
+    {
+        "id": F("string", auto="uuid"),
+        "created_at": F("integer", auto="ts"),
+        "updated_at": F("integer", auto="ts"),
+        "name": F("string", unique=True),
+        "protocols": F("set", default=["http", "https"], elements="string"),
+        "methods": F("set", elements="string"),
+        "hosts": F("array", elements="string"),
+        "paths": F("array", elements="string"),
+        "headers": F("map"),
+        "https_redirect_status_code": F("integer", default=426, one_of=(426, 301, 302, 307, 308)),
+        "regex_priority": F("integer", default=0),
+        "strip_path": F("boolean", default=True),
+        "path_handling": F("string", default="v0", one_of=("v0", "v1")),
+        "preserve_host": F("boolean", default=False),
+        "request_buffering": F("boolean", default=True),
+        "response_buffering": F("boolean", default=True),
+        "snis": F("set", elements="string"),
+        "sources": F("set"),
+        "destinations": F("set"),
+        "tags": _tags(),
+        "service": F("foreign", reference="services", on_delete="restrict"),
+    },
+    endpoint_key="name",
+)
 
-CONSUMERS = Schema("consumers", {
-    "id": F("string", auto="uuid"),
-    "created_at": F("integer", auto="ts"),
-    "updated_at": F("integer", auto="ts", since=SINCE_34),
-    "username": F("string", unique=True),
-    "custom_id": F("string", unique=True),
-    "tags": _tags(),
-}, endpoint_key="username")
+CONSUMERS = Schema(
+    "consumers",
+    {
+        "id": F("string", auto="uuid"),
+        "created_at": F("integer", auto="ts"),
+        "updated_at": F("integer", auto="ts", since=SINCE_34),
+        "username": F("string", unique=True),
+        "custom_id": F("string", unique=True),
+        "tags": _tags(),
+    },
+    endpoint_key="username",
+)
 
-PLUGINS = Schema("plugins", {
-    "id": F("string", auto="uuid"),
-    "name": F("string", required=True),
-    "instance_name": F("string", unique=True, since=(3, 0, 0)),
-    "created_at": F("integer", auto="ts"),
-    "updated_at": F("integer", auto="ts", since=SINCE_34),
-    "route": F("foreign", reference="routes", on_delete="cascade"),
-    "service": F("foreign", reference="services", on_delete="cascade"),
-    "consumer": F("foreign", reference="consumers", on_delete="cascade"),
-    "config": F("record"),
-    "protocols": F("set", default=["grpc", "grpcs", "http", "https"], elements="string"),
-    "enabled": F("boolean", default=True),
-    "tags": _tags(),
-}, cache_key=("name", "route", "service", "consumer"))
+PLUGINS = Schema(
+    "plugins",
+    {
+        "id": F("string", auto="uuid"),
+        "name": F("string", required=True),
+        "instance_name": F("string", unique=True, since=(3, 0, 0)),
+        "created_at": F("integer", auto="ts"),
+        "updated_at": F("integer", auto="ts", since=SINCE_34),
+        "route": F("foreign", reference="routes", on_delete="cascade"),
+        "service": F("foreign", reference="services", on_delete="cascade"),
+        "consumer": F("foreign", reference="consumers", on_delete="cascade"),
+        "config": F("record"),
+        "protocols": F("set", default=["grpc", "grpcs", "http", "https"], elements="string"),
+        "enabled": F("boolean", default=True),
+        "tags": _tags(),
+    },
+    cache_key=("name", "route", "service", "consumer"),
+)
 
-KEYAUTH_CREDENTIALS = Schema("keyauth_credentials", {
-    "id": F("string", auto="uuid"),
-    "created_at": F("integer", auto="ts"),
-    "consumer": F("foreign", reference="consumers", required=True, on_delete="cascade"),
-    "key": F("string", unique=True, auto="key"),
-    "ttl": F("integer", since=(3, 0, 0)),
-    "tags": _tags(),
-}, endpoint_key="key", admin_path="key-auths")
+KEYAUTH_CREDENTIALS = Schema(
+    "keyauth_credentials",
+    {
+        "id": F("string", auto="uuid"),
+        "created_at": F("integer", auto="ts"),
+        "consumer": F("foreign", reference="consumers", required=True, on_delete="cascade"),
+        "key": F("string", unique=True, auto="key"),
+        "ttl": F("integer", since=(3, 0, 0)),
+        "tags": _tags(),
+    },
+    endpoint_key="key",
+    admin_path="key-auths",
+)
 
-UPSTREAMS = Schema("upstreams", {
-    "id": F("string", auto="uuid"),
-    "created_at": F("integer", auto="ts"),
-    "updated_at": F("integer", auto="ts", since=SINCE_34),
-    "name": F("string", required=True, unique=True),
-    "algorithm": F("string", default="round-robin",
-                   one_of=("consistent-hashing", "least-connections", "round-robin", "latency")),
-    "hash_on": F("string", default="none"),
-    "hash_fallback": F("string", default="none"),
-    "hash_on_header": F("string"),
-    "hash_fallback_header": F("string"),
-    "hash_on_cookie": F("string"),
-    "hash_on_cookie_path": F("string", default="/"),
-    "hash_on_query_arg": F("string"),
-    "hash_fallback_query_arg": F("string"),
-    "hash_on_uri_capture": F("string"),
-    "hash_fallback_uri_capture": F("string"),
-    "slots": F("integer", default=10000, between=(10, 65536)),
-    "healthchecks": F("record"),
-    "tags": _tags(),
-    "host_header": F("string"),
-    "client_certificate": F("foreign", reference="certificates"),
-    "use_srv_name": F("boolean", default=False),
-}, endpoint_key="name")
+UPSTREAMS = Schema(
+    "upstreams",
+    {
+        "id": F("string", auto="uuid"),
+        "created_at": F("integer", auto="ts"),
+        "updated_at": F("integer", auto="ts", since=SINCE_34),
+        "name": F("string", required=True, unique=True),
+        "algorithm": F("string", default="round-robin", one_of=("consistent-hashing", "least-connections", "round-robin", "latency")),
+        "hash_on": F("string", default="none"),
+        "hash_fallback": F("string", default="none"),
+        "hash_on_header": F("string"),
+        "hash_fallback_header": F("string"),
+        "hash_on_cookie": F("string"),
+        "hash_on_cookie_path": F("string", default="/"),
+        "hash_on_query_arg": F("string"),
+        "hash_fallback_query_arg": F("string"),
+        "hash_on_uri_capture": F("string"),
+        "hash_fallback_uri_capture": F("string"),
+        "slots": F("integer", default=10000, between=(10, 65536)),
+        "healthchecks": F("record"),
+        "tags": _tags(),
+        "host_header": F("string"),
+        "client_certificate": F("foreign", reference="certificates"),
+        "use_srv_name": F("boolean", default=False),
+    },
+    endpoint_key="name",
+)
 
-TARGETS = Schema("targets", {
-    "id": F("string", auto="uuid"),
-    "created_at": F("number", auto="ts_ms"),
-    "updated_at": F("number", auto="ts_ms", since=SINCE_34),
-    "upstream": F("foreign", reference="upstreams", required=True, on_delete="cascade"),
-    "target": F("string", required=True),
-    "weight": F("integer", default=100, between=(0, 65535)),
-    "tags": _tags(),
-}, endpoint_key="target")
+TARGETS = Schema(
+    "targets",
+    {
+        "id": F("string", auto="uuid"),
+        "created_at": F("number", auto="ts_ms"),
+        "updated_at": F("number", auto="ts_ms", since=SINCE_34),
+        "upstream": F("foreign", reference="upstreams", required=True, on_delete="cascade"),
+        "target": F("string", required=True),
+        "weight": F("integer", default=100, between=(0, 65535)),
+        "tags": _tags(),
+    },
+    endpoint_key="target",
+)
 
-CERTIFICATES = Schema("certificates", {
-    "id": F("string", auto="uuid"),
-    "created_at": F("integer", auto="ts"),
-    "updated_at": F("integer", auto="ts", since=SINCE_34),
-    "cert": F("string", required=True),
-    "key": F("string", required=True),
-    "cert_alt": F("string"),
-    "key_alt": F("string"),
-    "tags": _tags(),
-})
+CERTIFICATES = Schema(
+    "certificates",
+    {
+        "id": F("string", auto="uuid"),
+        "created_at": F("integer", auto="ts"),
+        "updated_at": F("integer", auto="ts", since=SINCE_34),
+        "cert": F("string", required=True),
+        "key": F("string", required=True),
+        "cert_alt": F("string"),
+        "key_alt": F("string"),
+        "tags": _tags(),
+    },
+)
 
-SNIS = Schema("snis", {
-    "id": F("string", auto="uuid"),
-    "name": F("string", required=True, unique=True),
-    "created_at": F("integer", auto="ts"),
-    "updated_at": F("integer", auto="ts", since=SINCE_34),
-    "tags": _tags(),
-    "certificate": F("foreign", reference="certificates", required=True, on_delete="cascade"),
-}, endpoint_key="name")
+SNIS = Schema(
+    "snis",
+    {
+        "id": F("string", auto="uuid"),
+        "name": F("string", required=True, unique=True),
+        "created_at": F("integer", auto="ts"),
+        "updated_at": F("integer", auto="ts", since=SINCE_34),
+        "tags": _tags(),
+        "certificate": F("foreign", reference="certificates", required=True, on_delete="cascade"),
+    },
+    endpoint_key="name",
+)
 
-CA_CERTIFICATES = Schema("ca_certificates", {
-    "id": F("string", auto="uuid"),
-    "created_at": F("integer", auto="ts"),
-    "updated_at": F("integer", auto="ts", since=SINCE_34),
-    "cert": F("string", required=True),
-    "cert_digest": F("string", unique=True),
-    "tags": _tags(),
-})
+CA_CERTIFICATES = Schema(
+    "ca_certificates",
+    {
+        "id": F("string", auto="uuid"),
+        "created_at": F("integer", auto="ts"),
+        "updated_at": F("integer", auto="ts", since=SINCE_34),
+        "cert": F("string", required=True),
+        "cert_digest": F("string", unique=True),
+        "tags": _tags(),
+    },
+)
 
-SCHEMAS = {s.name: s for s in (SERVICES, ROUTES, CONSUMERS, PLUGINS, KEYAUTH_CREDENTIALS, UPSTREAMS,
-                               TARGETS, CERTIFICATES, SNIS, CA_CERTIFICATES)}
+SCHEMAS = {s.name: s for s in (SERVICES, ROUTES, CONSUMERS, PLUGINS, KEYAUTH_CREDENTIALS, UPSTREAMS, TARGETS, CERTIFICATES, SNIS, CA_CERTIFICATES)}
 # Load/export order: referenced entities first.
-ORDER = ("certificates", "ca_certificates", "snis", "services", "routes", "consumers", "upstreams",
-         "targets", "keyauth_credentials", "plugins")
-ADMIN_PATHS = {"services": "services", "routes": "routes", "consumers": "consumers",
-               "plugins": "plugins", "upstreams": "upstreams", "targets": "targets",
-               "certificates": "certificates", "snis": "snis", "ca_certificates": "ca_certificates",
-               "key-auths": "keyauth_credentials"}
+ORDER = ("certificates", "ca_certificates", "snis", "services", "routes", "consumers", "upstreams", "targets", "keyauth_credentials", "plugins")
+ADMIN_PATHS = {
+    "services": "services",
+    "routes": "routes",
+    "consumers": "consumers",
+    "plugins": "plugins",
+    "upstreams": "upstreams",
+    "targets": "targets",
+    "certificates": "certificates",
+    "snis": "snis",
+    "ca_certificates": "ca_certificates",
+    "key-auths": "keyauth_credentials",
+}
+
 
 # Plugin config defaults (only for plugins the simulator runs; others are stored as given).
 def plugin_config_defaults(name: str, version: str) -> dict | None:
     vt = versions.parse_version(version)
     if name == "key-auth":
-        d = {"key_names": ["apikey"], "hide_credentials": False, "anonymous": None,
-             "key_in_header": True, "key_in_query": True, "key_in_body": False,
-             "run_on_preflight": True}
+        d = {
+            "key_names": ["apikey"],
+            "hide_credentials": False,
+            "anonymous": None,
+            "key_in_header": True,
+            "key_in_query": True,
+            "key_in_body": False,
+            "run_on_preflight": True,
+        }
         if vt >= (3, 7, 0):
             d["realm"] = None
         return d
     if name == "request-termination":
-        d = {"status_code": 503, "message": None, "body": None, "content_type": None,
-             "trigger": None, "echo": False}
+        d = {"status_code": 503, "message": None, "body": None, "content_type": None, "trigger": None, "echo": False}
         return d
     if name == "prometheus":
         d = {"per_consumer": False}
         if vt >= (3, 0, 0):
-            d.update(status_code_metrics=False, latency_metrics=False, bandwidth_metrics=False,
-                     upstream_health_metrics=False)
+            d.update(status_code_metrics=False, latency_metrics=False, bandwidth_metrics=False, upstream_health_metrics=False)
         if vt >= (3, 6, 0):
             d["ai_metrics"] = False
         return d
@@ -324,10 +389,17 @@ def plugin_config_defaults(name: str, version: str) -> dict | None:
 
 
 def _type_error(ftype: str, elements: str = "") -> str:
-    return {"string": "expected a string", "integer": "expected an integer",
-            "number": "expected a number", "boolean": "expected a boolean",
-            "array": "expected an array", "set": "expected a set", "map": "expected a map",
-            "record": "expected a record", "foreign": "expected a record"}[ftype]
+    return {
+        "string": "expected a string",
+        "integer": "expected an integer",
+        "number": "expected a number",
+        "boolean": "expected a boolean",
+        "array": "expected an array",
+        "set": "expected a set",
+        "map": "expected a map",
+        "record": "expected a record",
+        "foreign": "expected a record",
+    }[ftype]
 
 
 def _check_type(f: F, value):
@@ -419,8 +491,9 @@ def normalize_target(target: str) -> str:
     return target if ":" in target else target + ":8000"
 
 
-def validate(entity: str, data: dict, version: str, *, existing: dict | None = None,
-             form: bool = False, enabled_plugins: tuple = (), generate: bool = True) -> dict:
+def validate(
+    entity: str, data: dict, version: str, *, existing: dict | None = None, form: bool = False, enabled_plugins: tuple = (), generate: bool = True
+) -> dict:
     """Validate `data` (a create body, or a partial update merged over `existing`) and return the
     complete entity with defaults filled, as Kong stores and returns it."""
     schema = SCHEMAS[entity]
@@ -479,20 +552,17 @@ def _entity_checks(entity: str, out: dict, errors: dict, version: str, enabled_p
         if isinstance(host, str) and "host" not in errors and not HOST_RE.match(host):
             errors["host"] = "invalid hostname: " + host
         if out.get("name") and "name" not in errors and not NAME_RE.match(out["name"]):
-            errors["name"] = ("invalid value '" + out["name"] + "': it must only contain "
-                              "alphanumeric and '., -, _, ~' characters")
+            errors["name"] = "invalid value '" + out["name"] + "': it must only contain alphanumeric and '., -, _, ~' characters"
         path = out.get("path")
         if isinstance(path, str) and not path.startswith("/") and "path" not in errors:
             errors["path"] = "should start with: /"
     elif entity == "routes":
         protocols = out.get("protocols") or []
         http = any(p in ("http", "https") for p in protocols)
-        if http and not any(out.get(k) for k in ("methods", "hosts", "headers", "paths")) \
-                and not ("https" in protocols and out.get("snis")):
+        if http and not any(out.get(k) for k in ("methods", "hosts", "headers", "paths")) and not ("https" in protocols and out.get("snis")):
             proto = "https" if protocols == ["https"] else "http"
             fields = "'methods', 'hosts', 'headers', 'paths'" + (", 'snis'" if proto == "https" else "")
-            errors.setdefault("@entity", []).append(
-                f"must set one of {fields} when 'protocols' is '{proto}'")
+            errors.setdefault("@entity", []).append(f"must set one of {fields} when 'protocols' is '{proto}'")
         paths = out.get("paths")
         if isinstance(paths, list) and "paths" not in errors:
             perr = []
@@ -515,25 +585,21 @@ def _entity_checks(entity: str, out: dict, errors: dict, version: str, enabled_p
             if any(perr):
                 errors["paths"] = perr
         if out.get("name") and "name" not in errors and not NAME_RE.match(out["name"]):
-            errors["name"] = ("invalid value '" + out["name"] + "': it must only contain "
-                              "alphanumeric and '., -, _, ~' characters")
+            errors["name"] = "invalid value '" + out["name"] + "': it must only contain alphanumeric and '., -, _, ~' characters"
         methods = out.get("methods")
         if isinstance(methods, list):
             out["methods"] = methods
             bad = [m for m in methods if not re.fullmatch(r"[A-Z]+", str(m))]
             if bad:
-                errors["methods"] = ["invalid value '" + str(bad[0]) + "': the only accepted characters "
-                                     "are uppercase ASCII letters"]
+                errors["methods"] = ["invalid value '" + str(bad[0]) + "': the only accepted characters are uppercase ASCII letters"]
     elif entity == "consumers":
         if not out.get("username") and not out.get("custom_id"):
-            errors.setdefault("@entity", []).append(
-                "at least one of these fields must be non-empty: 'custom_id', 'username'")
+            errors.setdefault("@entity", []).append("at least one of these fields must be non-empty: 'custom_id', 'username'")
     elif entity == "plugins":
         name = out.get("name")
         if isinstance(name, str) and "name" not in errors:
             if enabled_plugins and name not in enabled_plugins:
-                errors["name"] = (f"plugin '{name}' not enabled; add it to the 'plugins' "
-                                  "configuration property")
+                errors["name"] = f"plugin '{name}' not enabled; add it to the 'plugins' configuration property"
             else:
                 defaults = plugin_config_defaults(name, version)
                 cfg = out.get("config") or {}
@@ -588,17 +654,22 @@ def _check_plugin_config(name: str, cfg: dict) -> dict:
 def default_healthchecks() -> dict:
     return {
         "threshold": 0,
-        "active": {"type": "http", "timeout": 1, "concurrency": 10, "http_path": "/",
-                   "https_verify_certificate": True, "https_sni": None, "headers": None,
-                   "healthy": {"interval": 0, "successes": 0, "http_statuses": [200, 302]},
-                   "unhealthy": {"interval": 0, "http_failures": 0, "tcp_failures": 0, "timeouts": 0,
-                                 "http_statuses": [429, 404, 500, 501, 502, 503, 504, 505]}},
-        "passive": {"type": "http",
-                    "healthy": {"successes": 0, "http_statuses": [200, 201, 202, 203, 204, 205, 206,
-                                                                   207, 208, 226, 300, 301, 302, 303,
-                                                                   304, 305, 306, 307, 308]},
-                    "unhealthy": {"http_failures": 0, "tcp_failures": 0, "timeouts": 0,
-                                  "http_statuses": [429, 500, 503]}},
+        "active": {
+            "type": "http",
+            "timeout": 1,
+            "concurrency": 10,
+            "http_path": "/",
+            "https_verify_certificate": True,
+            "https_sni": None,
+            "headers": None,
+            "healthy": {"interval": 0, "successes": 0, "http_statuses": [200, 302]},
+            "unhealthy": {"interval": 0, "http_failures": 0, "tcp_failures": 0, "timeouts": 0, "http_statuses": [429, 404, 500, 501, 502, 503, 504, 505]},
+        },
+        "passive": {
+            "type": "http",
+            "healthy": {"successes": 0, "http_statuses": [200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 306, 307, 308]},
+            "unhealthy": {"http_failures": 0, "tcp_failures": 0, "timeouts": 0, "http_statuses": [429, 500, 503]},
+        },
     }
 
 

@@ -3,6 +3,7 @@
 The wire protocol is the simulator's own (JSON messages on ws://<cluster_listen>/v1/outlet, no
 TLS); what is observable through the Admin/Status APIs and the logs follows FACTS 3.6, 5.2.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +23,7 @@ from . import declarative, versions
 from . import entities as E
 from .model import EMPTY_HASH, Config
 
-PING_INTERVAL = 30          # Kong's DP ping interval (seconds)
+PING_INTERVAL = 30  # Kong's DP ping interval (seconds)
 # math.random(5, 10) whole seconds before a data plane tries its control plane again, after a failed
 # connect and after a broken connection (Kong/kong 3.9.3 kong/clustering/data_plane.lua:152-157, :377)
 RECONNECT_DELAY = (5, 10)
@@ -36,21 +37,19 @@ def version_check(dp_version: str, cp_version: str):
         return False, f"data plane version {dp_version} is incompatible with control plane version {cp_version} ({cp_version.split('.')[0]}.x.y are accepted)"
     cp = versions.parse_version(cp_version)
     if dp[0] != cp[0]:
-        return False, (f"data plane version {dp_version} is incompatible with control plane version "
-                       f"{cp_version} ({cp[0]}.x.y are accepted)")
+        return False, (f"data plane version {dp_version} is incompatible with control plane version {cp_version} ({cp[0]}.x.y are accepted)")
     if dp[1] > cp[1]:
-        return False, (f"data plane version {dp_version} is incompatible with older control plane "
-                       f"version {cp_version}")
+        return False, (f"data plane version {dp_version} is incompatible with older control plane version {cp_version}")
     return True, None
 
 
 class ControlPlane:
     def __init__(self, node):
         self.node = node
-        self.rows = {}          # this control plane's view of its own connections
+        self.rows = {}  # this control plane's view of its own connections
         self.clients = {}
         self._conn_seq = 0
-        self.store = None       # the PgStore of the node (set once the database is open)
+        self.store = None  # the PgStore of the node (set once the database is open)
 
     def payload(self, dp_version: str | None = None) -> dict:
         """Full configuration; fields the DP's version does not know are removed (Kong's compat
@@ -70,9 +69,12 @@ class ControlPlane:
         control plane's own fails it (kongsim/tls.py), which Kong refuses with this line after the
         handshake (kong/clustering/tls.lua:35-38, logged by kong/clustering/init.lua:66-69)."""
         if str(self.node.conf.get("cluster_mtls") or "shared") == "shared" and "certificate" in str(exc):
-            self.node.log("error", "[lua] init.lua:68: validate_client_cert(): [clustering] data plane presented "
-                                   "incorrect client certificate during handshake (digest does not match the "
-                                   "control plane certificate), server: kong_cluster_listener")
+            self.node.log(
+                "error",
+                "[lua] init.lua:68: validate_client_cert(): [clustering] data plane presented "
+                "incorrect client certificate during handshake (digest does not match the "
+                "control plane certificate), server: kong_cluster_listener",
+            )
         else:
             self.node.log("info", f"client SSL handshake failed: {exc}, server: kong_cluster_listener")
 
@@ -86,8 +88,7 @@ class ControlPlane:
             from . import tls
 
             if tls.cert_digest(der) != tls.cert_digest(self.node.conf["cluster_cert"]):
-                return ("data plane presented incorrect client certificate during handshake (digest does "
-                        "not match the control plane certificate)")
+                return "data plane presented incorrect client certificate during handshake (digest does not match the control plane certificate)"
         return None
 
     def purge_delay(self) -> int:
@@ -103,8 +104,7 @@ class ControlPlane:
         """Upsert the row with ttl = cluster_data_plane_purge_delay, as the control plane does on
         connect and on every ping (kong/clustering/control_plane.lua:242-264 at 3.9.3)."""
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.store.upsert_data_plane, dict(row),
-                                                             self.purge_delay())
+            await asyncio.get_running_loop().run_in_executor(None, self.store.upsert_data_plane, dict(row), self.purge_delay())
         except Exception as exc:  # noqa: BLE001
             self.node.log("error", f"[clustering] unable to update clustering data plane status: {exc}")
 
@@ -129,8 +129,11 @@ class ControlPlane:
         refused = self.client_cert_error(request)
         if refused:
             # ngx.exit(444): the connection is closed without an answer
-            node.log("error", f"[lua] init.lua:68: validate_client_cert(): [clustering] {refused}, client: {ip}, "
-                              "server: kong_cluster_listener, request: \"GET /v1/outlet HTTP/1.1\"")
+            node.log(
+                "error",
+                f"[lua] init.lua:68: validate_client_cert(): [clustering] {refused}, client: {ip}, "
+                'server: kong_cluster_listener, request: "GET /v1/outlet HTTP/1.1"',
+            )
             if request.transport is not None:
                 request.transport.close()
             raise ConnectionResetError("444")
@@ -138,8 +141,8 @@ class ControlPlane:
         seq = self._conn_seq
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=0)
         await ws.prepare(request)
-        prefix = (f"*{seq} [lua] control_plane.lua: handle_cp_websocket(): [clustering] ")
-        tail = f", client: {ip}, server: kong_cluster_listener, request: \"GET /v1/outlet HTTP/1.1\""
+        prefix = f"*{seq} [lua] control_plane.lua: handle_cp_websocket(): [clustering] "
+        tail = f', client: {ip}, server: kong_cluster_listener, request: "GET /v1/outlet HTTP/1.1"'
         suffix = self._suffix(dp_id, host, ip, ver)
         try:
             first = await ws.receive(timeout=10)
@@ -152,10 +155,16 @@ class ControlPlane:
         info = json.loads(first.data)
         now = int(time.time())
         row = self.rows.get(dp_id) or {"id": dp_id, "config_hash": EMPTY_HASH}
-        row.update(ip=ip, hostname=host, version=ver, last_seen=now, updated_at=now,
-                   labels=info.get("labels") or None,
-                   cert_details={"expiry_timestamp": info.get("cert_expiry") or now + 365 * 86400},
-                   rpc_capabilities=[])
+        row.update(
+            ip=ip,
+            hostname=host,
+            version=ver,
+            last_seen=now,
+            updated_at=now,
+            labels=info.get("labels") or None,
+            cert_details={"expiry_timestamp": info.get("cert_expiry") or now + 365 * 86400},
+            rpc_capabilities=[],
+        )
         ok, err = version_check(ver, node.version)
         if not ok:
             row["sync_status"] = "kong_version_incompatible"
@@ -167,8 +176,7 @@ class ControlPlane:
         dpv, cpv = versions.parse_version(ver), versions.parse_version(node.version)
         if dpv[1] != cpv[1]:
             # UNCONFIRMED wording (FACTS 5.2 names only the start of this INFO line).
-            node.log("info", prefix + f"data plane minor version {dpv[1]} is different to control plane "
-                                      f"minor version {cpv[1]}" + suffix + tail)
+            node.log("info", prefix + f"data plane minor version {dpv[1]} is different to control plane minor version {cpv[1]}" + suffix + tail)
         dp_plugins = {p["name"] if isinstance(p, dict) else p for p in info.get("plugins") or []}
         missing = [p for p in node.config.plugins_enabled() if p not in dp_plugins]
         # An accepted data plane's row is written on its pings only (kong/clustering/control_plane.lua:376-380
@@ -179,9 +187,10 @@ class ControlPlane:
         row["sync_status"] = "plugin_set_incompatible" if missing else "normal"
         self.rows[dp_id] = row
         if missing:
-            node.log("warn", prefix + f"unable to send updated configuration to data plane: plugin "
-                                      f"{missing[0]} is configured but missing from data plane"
-                     + suffix + tail)
+            node.log(
+                "warn",
+                prefix + f"unable to send updated configuration to data plane: plugin {missing[0]} is configured but missing from data plane" + suffix + tail,
+            )
         else:
             self.clients[dp_id] = ws
             node.log("notice", prefix + "data plane connected" + suffix + tail)
@@ -214,8 +223,10 @@ class _PinnedResolver(aiohttp.abc.AbstractResolver):
     async def resolve(self, host, port=0, family=socket.AF_INET):
         real = self.host if host == self.name else host
         infos = await asyncio.get_running_loop().getaddrinfo(real, port, family=family, type=socket.SOCK_STREAM)
-        return [{"hostname": host, "host": addr[0], "port": addr[1], "family": fam, "proto": proto,
-                 "flags": socket.AI_NUMERICHOST} for fam, _type, proto, _name, addr in infos]
+        return [
+            {"hostname": host, "host": addr[0], "port": addr[1], "family": fam, "proto": proto, "flags": socket.AI_NUMERICHOST}
+            for fam, _type, proto, _name, addr in infos
+        ]
 
     async def close(self):
         return None
@@ -242,8 +253,7 @@ class DataPlane:
     def _apply(self, data: dict, write_cache: bool = True):
         node = self.node
         doc = data["config"]
-        cfg = declarative.load(doc, node.version, enabled_plugins=node.plugins_enabled) \
-            if any(k for k in doc if not k.startswith("_")) else Config()
+        cfg = declarative.load(doc, node.version, enabled_plugins=node.plugins_enabled) if any(k for k in doc if not k.startswith("_")) else Config()
         cfg.hash = data.get("config_hash") or EMPTY_HASH
         node.set_config(cfg)
         if write_cache:
@@ -275,18 +285,20 @@ class DataPlane:
         # address the control plane has: that name resolves to the control plane's host here (aiohttp
         # 3.8, Debian's, has no server_hostname option)
         cp_host, _sep, cp_port = cp.rpartition(":")
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-            resolver=_PinnedResolver(server_name, cp_host.strip("[]"))))
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=_PinnedResolver(server_name, cp_host.strip("[]"))))
         connect_url = f"wss://{server_name}:{cp_port}{query}"
         while True:
             try:
-                async with self.session.ws_connect(connect_url, heartbeat=None, max_msg_size=0, ssl=ssl_ctx,
-                                                   timeout=aiohttp.ClientWSTimeout(ws_close=5)
-                                                   if hasattr(aiohttp, "ClientWSTimeout") else 5) as ws:
-                    await ws.send_str(json.dumps({
-                        "type": "basic_info",
-                        "plugins": [{"name": p, "version": node.version} for p in node.plugins_enabled],
-                        "labels": None}))
+                async with self.session.ws_connect(
+                    connect_url,
+                    heartbeat=None,
+                    max_msg_size=0,
+                    ssl=ssl_ctx,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=5) if hasattr(aiohttp, "ClientWSTimeout") else 5,
+                ) as ws:
+                    await ws.send_str(
+                        json.dumps({"type": "basic_info", "plugins": [{"name": p, "version": node.version} for p in node.plugins_enabled], "labels": None})
+                    )
                     # the write thread's countdown to the next ping starts at 0: the first ping, with the hash
                     # the node runs now (its cache, or none), goes out at once (kong/clustering/data_plane.lua:273-281
                     # at 3.9.3)
@@ -304,21 +316,18 @@ class DataPlane:
                                     self._apply(data)
                                 except Exception as exc:  # noqa: BLE001
                                     node.log("error", f"[clustering] unable to update running config: {exc}")
-                                await ws.send_str(json.dumps({"type": "ping",
-                                                              "config_hash": node.config_hash}))
+                                await ws.send_str(json.dumps({"type": "ping", "config_hash": node.config_hash}))
                     finally:
                         pinger.cancel()
                         self.connected = False
                     if ws.close_code and ws.close_code != aiohttp.WSCloseCode.OK:
                         reason = ws.exception() or (ws.close_code, "")
-                        node.log("error", f"[clustering] connection to control plane {url} broken: "
-                                          f"{reason}")
+                        node.log("error", f"[clustering] connection to control plane {url} broken: {reason}")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
                 delay = random.randint(*RECONNECT_DELAY)
-                node.log("warn", f"[clustering] connection to control plane {url} broken: {exc} "
-                                 f"(retrying after {delay} seconds) [{cp}]")
+                node.log("warn", f"[clustering] connection to control plane {url} broken: {exc} (retrying after {delay} seconds) [{cp}]")
                 await asyncio.sleep(delay)
                 continue
             await asyncio.sleep(random.randint(*RECONNECT_DELAY))

@@ -1,4 +1,5 @@
 """Listening sockets; at SIGQUIT they close at once, as nginx closes its own (queued connections are reset)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -64,7 +65,7 @@ class Listener:
     async def _tls_handshake(self, conn: socket.socket):
         try:
             await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ssl)
-        except (OSError, ConnectionError) as exc:   # ssl.SSLError is an OSError
+        except (OSError, ConnectionError) as exc:  # ssl.SSLError is an OSError
             conn.close()
             if self.on_tls_error is not None:
                 self.on_tls_error(exc)
@@ -77,6 +78,3 @@ class Listener:
             except (ValueError, OSError):
                 pass
             self.sock.close()
-
-
-

@@ -15,6 +15,7 @@ not the last error).
 Lua's `require` searches `lua_package_path` (kong_defaults.lua: `./?.lua;./?/init.lua;`), to which
 Kong's nginx template appends `;;`, the default path of Kong's LuaJIT (/usr/local/share/lua/5.1).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,7 @@ import os
 from . import versions
 
 # Line of `assert(db.plugins:load_plugin_schemas(config.loaded_plugins))` in kong/init.lua per tag.
-INIT_LINE = {"2.8.5": 543, "3.4.2": 629, "3.5.0": 695, "3.6.1": 695, "3.7.1": 707, "3.8.1": 710,
-             "3.9.3": 708}
+INIT_LINE = {"2.8.5": 543, "3.4.2": 629, "3.5.0": 695, "3.6.1": 695, "3.7.1": 707, "3.8.1": 710, "3.9.3": 708}
 INIT_LUA = "/usr/local/share/lua/5.1/kong/init.lua"
 DEFAULT_LUA_PATH = ("/usr/local/share/lua/5.1/?.lua", "/usr/local/share/lua/5.1/?/init.lua")
 

@@ -10,6 +10,7 @@ targets, certificates, snis, ca_certificates, workspaces, tags, cluster_events,
 clustering_data_planes, the plugin tables ...) in the release where Kong introduced them, and
 every teardown does real work on the data (backfills, de-duplication, plugin config rewrites).
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,6 +41,7 @@ CORE = "core"
 # --------------------------------------------------------------------------------------------
 # Catalog
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -105,8 +107,7 @@ def enabled_plugins(conf: dict, version: str) -> set | None:
 
 def subsystems(conf: dict, version: str) -> tuple:
     plugins = enabled_plugins(conf, version)
-    return tuple(s for s in catalog(version)
-                 if s.name == CORE or plugins is None or s.name in plugins)
+    return tuple(s for s in catalog(version) if s.name == CORE or plugins is None or s.name in plugins)
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,16 +136,17 @@ def _idx(name: str, table: str, expr: str, using: str = "") -> str:
 
 def _tagged(table: str) -> str:
     """tags column, its GIN index and the trigger keeping the `tags` table in sync."""
-    return (_col(table, "tags", "TEXT[]")
-            + _idx(f"{table}_tags_idx", table, "tags", "GIN")
-            + f"DROP TRIGGER IF EXISTS {table}_sync_tags_trigger ON {table};\n"
-            + f"CREATE TRIGGER {table}_sync_tags_trigger AFTER INSERT OR UPDATE OF tags OR DELETE"
-            + f" ON {table} FOR EACH ROW EXECUTE PROCEDURE sync_tags();\n")
+    return (
+        _col(table, "tags", "TEXT[]")
+        + _idx(f"{table}_tags_idx", table, "tags", "GIN")
+        + f"DROP TRIGGER IF EXISTS {table}_sync_tags_trigger ON {table};\n"
+        + f"CREATE TRIGGER {table}_sync_tags_trigger AFTER INSERT OR UPDATE OF tags OR DELETE"
+        + f" ON {table} FOR EACH ROW EXECUTE PROCEDURE sync_tags();\n"
+    )
 
 
 def _workspaced(*tables: str) -> str:
-    return "".join(_col(t, "ws_id", "UUID REFERENCES workspaces (id)") + _idx(f"{t}_ws_id_idx", t, "ws_id")
-                   for t in tables)
+    return "".join(_col(t, "ws_id", "UUID REFERENCES workspaces (id)") + _idx(f"{t}_ws_id_idx", t, "ws_id") for t in tables)
 
 
 def _fill_ws(*tables: str) -> str:
@@ -154,8 +156,10 @@ def _fill_ws(*tables: str) -> str:
 def _rename_config_keys(plugin: str, pairs: dict) -> str:
     out = []
     for old, new in pairs.items():
-        out.append(f"UPDATE plugins SET config = (config - '{old}') || jsonb_build_object('{new}', config -> '{old}')\n"
-                   f" WHERE name = '{plugin}' AND config ? '{old}' AND NOT config ? '{new}';\n")
+        out.append(
+            f"UPDATE plugins SET config = (config - '{old}') || jsonb_build_object('{new}', config -> '{old}')\n"
+            f" WHERE name = '{plugin}' AND config ? '{old}' AND NOT config ? '{new}';\n"
+        )
     return "".join(out)
 
 
@@ -165,19 +169,23 @@ _REDIS_FIELDS = ("host", "port", "password", "timeout", "database", "ssl", "ssl_
 def _redis_copy(plugin: str) -> str:
     """Up half of the 3.6/3.7 redis config move: the shared `redis` record, old keys kept."""
     pairs = ", ".join(f"'{f}', config -> 'redis_{f}'" for f in _REDIS_FIELDS)
-    return (f"UPDATE plugins SET config = config || jsonb_build_object('redis', jsonb_build_object({pairs}))\n"
-            f" WHERE name = '{plugin}' AND config ? 'redis_host' AND NOT config ? 'redis';\n")
+    return (
+        f"UPDATE plugins SET config = config || jsonb_build_object('redis', jsonb_build_object({pairs}))\n"
+        f" WHERE name = '{plugin}' AND config ? 'redis_host' AND NOT config ? 'redis';\n"
+    )
 
 
 def _redis_drop_old(plugin: str) -> str:
     keys = ", ".join(f"'redis_{f}'" for f in _REDIS_FIELDS)
-    return (f"UPDATE plugins SET config = config - ARRAY[{keys}]\n"
-            f" WHERE name = '{plugin}' AND config ? 'redis';\n")
+    return f"UPDATE plugins SET config = config - ARRAY[{keys}]\n WHERE name = '{plugin}' AND config ? 'redis';\n"
 
 
 # ---- core ----------------------------------------------------------------------------------
 
-_m(CORE, "000_base", f"""
+_m(
+    CORE,
+    "000_base",
+    f"""
 CREATE TABLE IF NOT EXISTS cluster_events (
   id         UUID PRIMARY KEY,
   node_id    UUID NOT NULL,
@@ -295,11 +303,15 @@ CREATE TABLE IF NOT EXISTS targets (
 );
 {_idx("targets_target_idx", "targets", "target")}
 {_idx("targets_upstream_id_idx", "targets", "upstream_id")}
-""")
+""",
+)
 
 _CORE_TAGGED = ("services", "routes", "certificates", "snis", "consumers", "plugins", "upstreams", "targets")
 
-_m(CORE, "003_100_to_110", """
+_m(
+    CORE,
+    "003_100_to_110",
+    """
 CREATE TABLE IF NOT EXISTS tags (
   entity_id    UUID PRIMARY KEY,
   entity_name  TEXT,
@@ -322,12 +334,16 @@ BEGIN
   RETURN NEW;
 END
 $fn$;
-""" + "".join(_tagged(t) for t in _CORE_TAGGED))
+"""
+    + "".join(_tagged(t) for t in _CORE_TAGGED),
+)
 
-_m(CORE, "004_110_to_120",
-   _col("upstreams", "algorithm", "TEXT") + _col("routes", "https_redirect_status_code", "INTEGER"))
+_m(CORE, "004_110_to_120", _col("upstreams", "algorithm", "TEXT") + _col("routes", "https_redirect_status_code", "INTEGER"))
 
-_m(CORE, "005_120_to_130", f"""
+_m(
+    CORE,
+    "005_120_to_130",
+    f"""
 CREATE TABLE IF NOT EXISTS ca_certificates (
   id           UUID PRIMARY KEY,
   created_at   TIMESTAMP WITH TIME ZONE DEFAULT {NOW_S},
@@ -336,24 +352,30 @@ CREATE TABLE IF NOT EXISTS ca_certificates (
 );
 {_tagged("ca_certificates")}
 {_col("services", "client_certificate_id", "UUID REFERENCES certificates (id)")}
-""", """
+""",
+    """
 UPDATE upstreams
    SET algorithm = CASE WHEN hash_on IS NULL OR hash_on = 'none' THEN 'round-robin'
                         ELSE 'consistent-hashing' END
  WHERE algorithm IS NULL;
-""")
+""",
+)
 
 _m(CORE, "006_130_to_140", _col("routes", "headers", "JSONB") + _col("upstreams", "host_header", "TEXT"))
 
-_m(CORE, "007_140_to_150", _col("routes", "path_handling", "TEXT")
-   + _col("upstreams", "client_certificate_id", "UUID REFERENCES certificates (id)"))
+_m(CORE, "007_140_to_150", _col("routes", "path_handling", "TEXT") + _col("upstreams", "client_certificate_id", "UUID REFERENCES certificates (id)"))
 
-_m(CORE, "008_150_to_200",
-   _col("services", "tls_verify", "BOOLEAN") + _col("services", "tls_verify_depth", "SMALLINT")
-   + _col("services", "ca_certificates", "UUID[]"),
-   "UPDATE routes SET path_handling = 'v0' WHERE path_handling IS NULL;")
+_m(
+    CORE,
+    "008_150_to_200",
+    _col("services", "tls_verify", "BOOLEAN") + _col("services", "tls_verify_depth", "SMALLINT") + _col("services", "ca_certificates", "UUID[]"),
+    "UPDATE routes SET path_handling = 'v0' WHERE path_handling IS NULL;",
+)
 
-_m(CORE, "009_200_to_210", f"""
+_m(
+    CORE,
+    "009_200_to_210",
+    f"""
 CREATE TABLE IF NOT EXISTS workspaces (
   id          UUID PRIMARY KEY,
   name        TEXT UNIQUE,
@@ -366,13 +388,18 @@ INSERT INTO workspaces (id, name)
   SELECT gen_random_uuid(), 'default'
    WHERE NOT EXISTS (SELECT 1 FROM workspaces WHERE name = 'default');
 {_workspaced(*_CORE_TAGGED)}
-""", _fill_ws(*_CORE_TAGGED))
+""",
+    _fill_ws(*_CORE_TAGGED),
+)
 
 _m(CORE, "010_210_to_211", _idx("cluster_events_expire_at_idx", "cluster_events", "expire_at"))
 
 _m(CORE, "011_212_to_213", _idx("snis_certificate_id_idx", "snis", "certificate_id"))
 
-_m(CORE, "012_213_to_220", f"""
+_m(
+    CORE,
+    "012_213_to_220",
+    f"""
 CREATE TABLE IF NOT EXISTS clustering_data_planes (
   id           UUID PRIMARY KEY,
   hostname     TEXT NOT NULL,
@@ -389,17 +416,26 @@ CREATE TABLE IF NOT EXISTS parameters (
 );
 {_col("routes", "request_buffering", "BOOLEAN")}
 {_col("routes", "response_buffering", "BOOLEAN")}
-""", f"""
+""",
+    f"""
 INSERT INTO parameters (key, value, created_at) VALUES ('cluster_id', gen_random_uuid()::TEXT, {NOW_S})
   ON CONFLICT (key) DO NOTHING;
-""")
+""",
+)
 
-_m(CORE, "013_220_to_230",
-   _col("clustering_data_planes", "version", "TEXT")
-   + _col("clustering_data_planes", "sync_status", "TEXT NOT NULL DEFAULT 'unknown'")
-   + _col("certificates", "cert_alt", "TEXT") + _col("certificates", "key_alt", "TEXT"))
+_m(
+    CORE,
+    "013_220_to_230",
+    _col("clustering_data_planes", "version", "TEXT")
+    + _col("clustering_data_planes", "sync_status", "TEXT NOT NULL DEFAULT 'unknown'")
+    + _col("certificates", "cert_alt", "TEXT")
+    + _col("certificates", "key_alt", "TEXT"),
+)
 
-_m(CORE, "014_230_to_270", f"""
+_m(
+    CORE,
+    "014_230_to_270",
+    f"""
 {_col("services", "enabled", "BOOLEAN DEFAULT TRUE")}
 {_col("upstreams", "use_srv_name", "BOOLEAN DEFAULT FALSE")}
 CREATE TABLE IF NOT EXISTS vaults_beta (
@@ -413,13 +449,20 @@ CREATE TABLE IF NOT EXISTS vaults_beta (
   updated_at   TIMESTAMP WITH TIME ZONE
 );
 {_tagged("vaults_beta")}
-""")
+""",
+)
 
-_m(CORE, "015_270_to_280",
-   _idx("services_client_certificate_id_idx", "services", "client_certificate_id")
-   + _idx("upstreams_client_certificate_id_idx", "upstreams", "client_certificate_id"))
+_m(
+    CORE,
+    "015_270_to_280",
+    _idx("services_client_certificate_id_idx", "services", "client_certificate_id")
+    + _idx("upstreams_client_certificate_id_idx", "upstreams", "client_certificate_id"),
+)
 
-_m(CORE, "016_280_to_300", f"""
+_m(
+    CORE,
+    "016_280_to_300",
+    f"""
 DO $do$
 BEGIN
   IF to_regclass('vaults_beta') IS NOT NULL AND to_regclass('vaults') IS NULL THEN
@@ -456,24 +499,33 @@ CREATE TABLE IF NOT EXISTS keys (
   updated_at  TIMESTAMP WITH TIME ZONE
 );
 {_tagged("keys")}
-""", """
+""",
+    """
 DELETE FROM targets AS older
  USING targets AS newer
  WHERE older.upstream_id = newer.upstream_id
    AND older.target = newer.target
    AND older.created_at < newer.created_at;
 UPDATE targets SET cache_key = concat('targets:', upstream_id, ':', target, '::::', ws_id);
-""")
+""",
+)
 
 _m(CORE, "017_300_to_310", _idx("keys_set_id_idx", "keys", "set_id"))
 
-_m(CORE, "018_310_to_320", "".join(
-    _col(t, "updated_at", "TIMESTAMP WITH TIME ZONE")
-    for t in ("plugins", "consumers", "upstreams", "targets", "certificates", "snis", "ca_certificates")))
+_m(
+    CORE,
+    "018_310_to_320",
+    "".join(
+        _col(t, "updated_at", "TIMESTAMP WITH TIME ZONE") for t in ("plugins", "consumers", "upstreams", "targets", "certificates", "snis", "ca_certificates")
+    ),
+)
 
 _m(CORE, "019_320_to_330", _col("clustering_data_planes", "updated_at", "TIMESTAMP WITH TIME ZONE"))
 
-_m(CORE, "020_330_to_340", f"""
+_m(
+    CORE,
+    "020_330_to_340",
+    f"""
 CREATE TABLE IF NOT EXISTS filter_chains (
   id          UUID PRIMARY KEY,
   name        TEXT UNIQUE,
@@ -487,12 +539,16 @@ CREATE TABLE IF NOT EXISTS filter_chains (
   updated_at  TIMESTAMP WITH TIME ZONE
 );
 {_tagged("filter_chains")}
-""")
+""",
+)
 
 _m(CORE, "021_340_to_350", _col("clustering_data_planes", "labels", "JSONB"))
 _m(CORE, "022_350_to_360", _col("clustering_data_planes", "cert_details", "JSONB"))
 # Kong/kong 3.7.1 kong/db/migrations/core/023_360_to_370.lua
-_m(CORE, "023_360_to_370", """
+_m(
+    CORE,
+    "023_360_to_370",
+    """
 CREATE TABLE IF NOT EXISTS "clustering_rpc_requests" (
   "id"         BIGSERIAL                  PRIMARY KEY,
   "node_id"    UUID                       NOT NULL,
@@ -501,10 +557,15 @@ CREATE TABLE IF NOT EXISTS "clustering_rpc_requests" (
   "payload"    JSON                       NOT NULL
 );
 CREATE INDEX IF NOT EXISTS "clustering_rpc_requests_node_id_idx" ON "clustering_rpc_requests" ("node_id");
-""" + _col("clustering_data_planes", "rpc_capabilities", "TEXT[]"))
+"""
+    + _col("clustering_data_planes", "rpc_capabilities", "TEXT[]"),
+)
 
 # Kong/kong 3.9.3 kong/db/migrations/core/024_380_to_390.lua
-_m(CORE, "024_380_to_390", """
+_m(
+    CORE,
+    "024_380_to_390",
+    """
 CREATE TABLE IF NOT EXISTS clustering_sync_version (
   "version" SERIAL PRIMARY KEY
 );
@@ -517,12 +578,14 @@ CREATE TABLE IF NOT EXISTS clustering_sync_delta (
   FOREIGN KEY (version) REFERENCES clustering_sync_version(version) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS clustering_sync_delta_version_idx ON clustering_sync_delta (version);
-""")
+""",
+)
 
 _m(CORE, "025_390_to_3100", _idx("clustering_sync_version_created_at_idx", "clustering_sync_version", "created_at"))
 
 
 # ---- plugins -------------------------------------------------------------------------------
+
 
 def _credential_table(table: str, columns: str) -> str:
     return f"""
@@ -536,14 +599,15 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 
 
-_m("acl", "000_base_acl", _credential_table("acls", '  "group" TEXT,\n  cache_key TEXT UNIQUE')
-   + _idx("acls_group_idx", "acls", '"group"'))
+_m("acl", "000_base_acl", _credential_table("acls", '  "group" TEXT,\n  cache_key TEXT UNIQUE') + _idx("acls_group_idx", "acls", '"group"'))
 _m("acl", "002_130_to_140", _tagged("acls"))
 _m("acl", "003_200_to_210", _workspaced("acls"), _fill_ws("acls"))
-_m("acl", "004_212_to_213", "",
-   "UPDATE acls SET cache_key = concat('acls:', consumer_id, ':', \"group\", '::::', ws_id);")
+_m("acl", "004_212_to_213", "", "UPDATE acls SET cache_key = concat('acls:', consumer_id, ':', \"group\", '::::', ws_id);")
 
-_m("acme", "000_base_acme", f"""
+_m(
+    "acme",
+    "000_base_acme",
+    f"""
 CREATE TABLE IF NOT EXISTS acme_storage (
   id          UUID PRIMARY KEY,
   key         TEXT UNIQUE,
@@ -551,42 +615,58 @@ CREATE TABLE IF NOT EXISTS acme_storage (
   created_at  TIMESTAMP WITH TIME ZONE DEFAULT {NOW_S},
   ttl         TIMESTAMP WITH TIME ZONE
 );
-""")
+""",
+)
 _m("acme", "001_280_to_300", _idx("acme_storage_ttl_idx", "acme_storage", "ttl"))
-_m("acme", "002_320_to_330", """
+_m(
+    "acme",
+    "002_320_to_330",
+    """
 UPDATE plugins SET config = jsonb_set(config, '{storage_config,redis,ssl}', 'false'::jsonb)
  WHERE name = 'acme' AND jsonb_typeof(config #> '{storage_config,redis}') = 'object'
    AND NOT (config #> '{storage_config,redis}') ? 'ssl';
-""")
-_m("acme", "003_350_to_360", """
+""",
+)
+_m(
+    "acme",
+    "003_350_to_360",
+    """
 UPDATE plugins SET config = jsonb_set(config, '{storage_config,redis,password}', config #> '{storage_config,redis,auth}')
  WHERE name = 'acme' AND (config #> '{storage_config,redis}') ? 'auth'
    AND NOT (config #> '{storage_config,redis}') ? 'password';
-""", """
+""",
+    """
 UPDATE plugins SET config = jsonb_set(config, '{storage_config,redis}', (config #> '{storage_config,redis}') - 'auth')
  WHERE name = 'acme' AND (config #> '{storage_config,redis}') ? 'auth';
-""")
+""",
+)
 
-_m("ai-proxy", "001_360_to_370", "", """
+_m(
+    "ai-proxy",
+    "001_360_to_370",
+    "",
+    """
 UPDATE plugins SET config = jsonb_set(config, '{model,options,upstream_path}', 'null'::jsonb)
  WHERE name = 'ai-proxy' AND jsonb_typeof(config #> '{model,options}') = 'object'
    AND NOT (config #> '{model,options}') ? 'upstream_path';
-""")
+""",
+)
 
-_m("basic-auth", "000_base_basic_auth",
-   _credential_table("basicauth_credentials", "  username TEXT UNIQUE,\n  password TEXT"))
+_m("basic-auth", "000_base_basic_auth", _credential_table("basicauth_credentials", "  username TEXT UNIQUE,\n  password TEXT"))
 _m("basic-auth", "002_130_to_140", _tagged("basicauth_credentials"))
 _m("basic-auth", "003_200_to_210", _workspaced("basicauth_credentials"), _fill_ws("basicauth_credentials"))
 
-_m("bot-detection", "001_200_to_210", "",
-   _rename_config_keys("bot-detection", {"whitelist": "allow", "blacklist": "deny"}))
+_m("bot-detection", "001_200_to_210", "", _rename_config_keys("bot-detection", {"whitelist": "allow", "blacklist": "deny"}))
 
-_m("hmac-auth", "000_base_hmac_auth",
-   _credential_table("hmacauth_credentials", "  username TEXT UNIQUE,\n  secret TEXT"))
+_m("hmac-auth", "000_base_hmac_auth", _credential_table("hmacauth_credentials", "  username TEXT UNIQUE,\n  secret TEXT"))
 _m("hmac-auth", "002_130_to_140", _tagged("hmacauth_credentials"))
 _m("hmac-auth", "003_200_to_210", _workspaced("hmacauth_credentials"), _fill_ws("hmacauth_credentials"))
 
-_m("http-log", "001_280_to_300", "", """
+_m(
+    "http-log",
+    "001_280_to_300",
+    "",
+    """
 UPDATE plugins
    SET config = jsonb_set(config, '{headers}', (
          SELECT jsonb_object_agg(h.key, CASE WHEN jsonb_typeof(h.value) = 'array' THEN h.value -> 0
@@ -594,26 +674,31 @@ UPDATE plugins
            FROM jsonb_each(config -> 'headers') AS h))
  WHERE name = 'http-log' AND jsonb_typeof(config -> 'headers') = 'object'
    AND config -> 'headers' <> '{}'::jsonb;
-""")
+""",
+)
 
-_m("ip-restriction", "001_200_to_210", "",
-   _rename_config_keys("ip-restriction", {"whitelist": "allow", "blacklist": "deny"}))
+_m("ip-restriction", "001_200_to_210", "", _rename_config_keys("ip-restriction", {"whitelist": "allow", "blacklist": "deny"}))
 
-_m("jwt", "000_base_jwt", _credential_table(
-    "jwt_secrets", "  key TEXT UNIQUE,\n  secret TEXT,\n  algorithm TEXT,\n  rsa_public_key TEXT"))
+_m("jwt", "000_base_jwt", _credential_table("jwt_secrets", "  key TEXT UNIQUE,\n  secret TEXT,\n  algorithm TEXT,\n  rsa_public_key TEXT"))
 _m("jwt", "002_130_to_140", _tagged("jwt_secrets"))
 _m("jwt", "003_200_to_210", _workspaced("jwt_secrets"), _fill_ws("jwt_secrets"))
 
 _m("key-auth", "000_base_key_auth", _credential_table("keyauth_credentials", "  key TEXT UNIQUE"))
-_m("key-auth", "002_130_to_140", _tagged("keyauth_credentials")
-   + _col("keyauth_credentials", "ttl", "TIMESTAMP WITH TIME ZONE")
-   + _idx("keyauth_credentials_ttl_idx", "keyauth_credentials", "ttl"))
+_m(
+    "key-auth",
+    "002_130_to_140",
+    _tagged("keyauth_credentials")
+    + _col("keyauth_credentials", "ttl", "TIMESTAMP WITH TIME ZONE")
+    + _idx("keyauth_credentials_ttl_idx", "keyauth_credentials", "ttl"),
+)
 _m("key-auth", "003_200_to_210", _workspaced("keyauth_credentials"), _fill_ws("keyauth_credentials"))
 _m("key-auth", "004_320_to_330", _idx("keyauth_credentials_key_idx", "keyauth_credentials", "key"))
 
-_m("oauth2", "000_base_oauth2", _credential_table(
-    "oauth2_credentials",
-    "  name TEXT,\n  client_id TEXT UNIQUE,\n  client_secret TEXT,\n  redirect_uris TEXT[]") + f"""
+_m(
+    "oauth2",
+    "000_base_oauth2",
+    _credential_table("oauth2_credentials", "  name TEXT,\n  client_id TEXT UNIQUE,\n  client_secret TEXT,\n  redirect_uris TEXT[]")
+    + f"""
 CREATE TABLE IF NOT EXISTS oauth2_authorization_codes (
   id                    UUID PRIMARY KEY,
   created_at            TIMESTAMP WITH TIME ZONE DEFAULT {NOW_S},
@@ -637,23 +722,36 @@ CREATE TABLE IF NOT EXISTS oauth2_tokens (
   scope                 TEXT,
   ttl                   TIMESTAMP WITH TIME ZONE
 );
-""")
-_m("oauth2", "003_130_to_140", _tagged("oauth2_credentials")
-   + _col("oauth2_credentials", "client_type", "TEXT") + _col("oauth2_credentials", "hash_secret", "BOOLEAN"))
-_m("oauth2", "004_200_to_210",
-   _workspaced("oauth2_credentials", "oauth2_authorization_codes", "oauth2_tokens"),
-   _fill_ws("oauth2_credentials", "oauth2_authorization_codes", "oauth2_tokens"))
-_m("oauth2", "005_210_to_211", _idx("oauth2_tokens_ttl_idx", "oauth2_tokens", "ttl")
-   + _idx("oauth2_authorization_codes_ttl_idx", "oauth2_authorization_codes", "ttl"))
-_m("oauth2", "006_320_to_330",
-   _col("oauth2_authorization_codes", "plugin_id", "UUID REFERENCES plugins (id) ON DELETE CASCADE"))
-_m("oauth2", "007_320_to_330", _col("oauth2_authorization_codes", "challenge", "TEXT")
-   + _col("oauth2_authorization_codes", "challenge_method", "TEXT"))
+""",
+)
+_m(
+    "oauth2",
+    "003_130_to_140",
+    _tagged("oauth2_credentials") + _col("oauth2_credentials", "client_type", "TEXT") + _col("oauth2_credentials", "hash_secret", "BOOLEAN"),
+)
+_m(
+    "oauth2",
+    "004_200_to_210",
+    _workspaced("oauth2_credentials", "oauth2_authorization_codes", "oauth2_tokens"),
+    _fill_ws("oauth2_credentials", "oauth2_authorization_codes", "oauth2_tokens"),
+)
+_m(
+    "oauth2",
+    "005_210_to_211",
+    _idx("oauth2_tokens_ttl_idx", "oauth2_tokens", "ttl") + _idx("oauth2_authorization_codes_ttl_idx", "oauth2_authorization_codes", "ttl"),
+)
+_m("oauth2", "006_320_to_330", _col("oauth2_authorization_codes", "plugin_id", "UUID REFERENCES plugins (id) ON DELETE CASCADE"))
+_m("oauth2", "007_320_to_330", _col("oauth2_authorization_codes", "challenge", "TEXT") + _col("oauth2_authorization_codes", "challenge_method", "TEXT"))
 
-_m("opentelemetry", "001_331_to_332", "", """
+_m(
+    "opentelemetry",
+    "001_331_to_332",
+    "",
+    """
 UPDATE plugins SET config = jsonb_set(config, '{queue,max_batch_size}', '200'::jsonb)
  WHERE name = 'opentelemetry' AND config #>> '{queue,max_batch_size}' = '1';
-""")
+""",
+)
 
 for _fn in ("pre-function", "post-function"):
     _m(_fn, "001_280_to_300", "", _rename_config_keys(_fn, {"functions": "access"}))
@@ -668,18 +766,18 @@ _METRICS = """
   PRIMARY KEY (identifier, period, period_date, service_id, route_id)
 """
 _m("rate-limiting", "000_base_rate_limiting", f"CREATE TABLE IF NOT EXISTS ratelimiting_metrics ({_METRICS});")
-_m("rate-limiting", "003_10_to_112",
-   _idx("ratelimiting_metrics_idx", "ratelimiting_metrics", "service_id, route_id, period_date, period"))
+_m("rate-limiting", "003_10_to_112", _idx("ratelimiting_metrics_idx", "ratelimiting_metrics", "service_id, route_id, period_date, period"))
 _m("rate-limiting", "004_200_to_210", _col("ratelimiting_metrics", "ttl", "TIMESTAMP WITH TIME ZONE"))
 _m("rate-limiting", "005_320_to_330", _idx("ratelimiting_metrics_ttl_idx", "ratelimiting_metrics", "ttl"))
 _m("rate-limiting", "006_350_to_360", _redis_copy("rate-limiting"), _redis_drop_old("rate-limiting"))
 
-_m("response-ratelimiting", "000_base_response_rate_limiting",
-   f"CREATE TABLE IF NOT EXISTS response_ratelimiting_metrics ({_METRICS});")
-_m("response-ratelimiting", "001_350_to_360",
-   _redis_copy("response-ratelimiting"), _redis_drop_old("response-ratelimiting"))
+_m("response-ratelimiting", "000_base_response_rate_limiting", f"CREATE TABLE IF NOT EXISTS response_ratelimiting_metrics ({_METRICS});")
+_m("response-ratelimiting", "001_350_to_360", _redis_copy("response-ratelimiting"), _redis_drop_old("response-ratelimiting"))
 
-_m("session", "000_base_session", f"""
+_m(
+    "session",
+    "000_base_session",
+    f"""
 CREATE TABLE IF NOT EXISTS sessions (
   id          UUID PRIMARY KEY,
   session_id  TEXT UNIQUE,
@@ -688,9 +786,13 @@ CREATE TABLE IF NOT EXISTS sessions (
   created_at  TIMESTAMP WITH TIME ZONE DEFAULT {NOW_S},
   ttl         TIMESTAMP WITH TIME ZONE
 );
-""")
+""",
+)
 _m("session", "001_add_ttl_index", _idx("sessions_ttl_idx", "sessions", "ttl"))
-_m("session", "002_320_to_330", f"""
+_m(
+    "session",
+    "002_320_to_330",
+    f"""
 CREATE TABLE IF NOT EXISTS session_metadatas (
   id          UUID PRIMARY KEY,
   session_id  UUID REFERENCES sessions (id) ON DELETE CASCADE,
@@ -700,9 +802,9 @@ CREATE TABLE IF NOT EXISTS session_metadatas (
   created_at  TIMESTAMP WITH TIME ZONE DEFAULT {NOW_S}
 );
 {_idx("session_metadatas_session_id_idx", "session_metadatas", "session_id")}
-""")
-_m("session", "003_330_to_3100", _idx("session_metadatas_subject_audience_idx", "session_metadatas",
-                                      "subject, audience"))
+""",
+)
+_m("session", "003_330_to_3100", _idx("session_metadatas_subject_audience_idx", "session_metadatas", "subject, audience"))
 
 
 def migration_sql(subsystem: str, migration: Migration) -> tuple:
@@ -753,8 +855,7 @@ def _ident(name: str) -> str:
 
 
 def table_exists(conn, table: str) -> bool:
-    rows = pgdb.execute(conn, "SELECT 1 FROM information_schema.tables "
-                              "WHERE table_schema = current_schema() AND table_name = %s", (table,))
+    rows = pgdb.execute(conn, "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = %s", (table,))
     return bool(rows)
 
 
@@ -765,7 +866,9 @@ def resolved_schema(conn, conf: dict) -> str:
 def schema_bootstrap(conn, conf: dict) -> None:
     schema = _ident(resolved_schema(conn, conf))
     try:
-        pgdb.execute(conn, f"""
+        pgdb.execute(
+            conn,
+            f"""
 BEGIN;
 DO $do$
 BEGIN
@@ -775,7 +878,8 @@ EXCEPTION WHEN insufficient_privilege THEN
   NULL;
 END
 $do$;
-COMMIT;""")
+COMMIT;""",
+        )
         pgdb.execute(conn, SCHEMA_META_DDL)
         pgdb.execute(conn, "BEGIN;" + LOCKS_DDL + "\nCOMMIT;")
     except PgError as exc:
@@ -786,12 +890,13 @@ def schema_reset(conn, conf: dict) -> None:
     """Drop and recreate the schema; table by table when the user may not drop it."""
     schema_plain = resolved_schema(conn, conf)
     schema = _ident(schema_plain)
-    rows = pgdb.execute(conn, "SELECT table_name FROM information_schema.tables "
-                              "WHERE table_schema = current_schema()")
+    rows = pgdb.execute(conn, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
     drop_tables = ""
     if rows:
         drop_tables = "DROP TABLE IF EXISTS " + ", ".join(_ident(r[0]) for r in rows) + " CASCADE;"
-    pgdb.execute(conn, f"""
+    pgdb.execute(
+        conn,
+        f"""
 BEGIN;
 DO $do$
 BEGIN
@@ -802,7 +907,8 @@ EXCEPTION WHEN insufficient_privilege THEN
   {drop_tables}
 END
 $do$;
-COMMIT;""")
+COMMIT;""",
+    )
     pgdb.execute(conn, "SELECT set_config('search_path', %s, false)", (schema,))
 
 
@@ -838,10 +944,8 @@ def read_schema_meta(conn):
     """None when the table does not exist (needs bootstrap), else {subsystem: row dict}."""
     if not table_exists(conn, "schema_meta"):
         return None
-    rows = pgdb.execute(conn, "SELECT subsystem, last_executed, executed, pending FROM schema_meta "
-                              "WHERE key = 'schema_meta'")
-    return {r[0]: {"last_executed": r[1], "executed": list(r[2] or []), "pending": list(r[3] or [])}
-            for r in rows}
+    rows = pgdb.execute(conn, "SELECT subsystem, last_executed, executed, pending FROM schema_meta WHERE key = 'schema_meta'")
+    return {r[0]: {"last_executed": r[1], "executed": list(r[2] or []), "pending": list(r[3] or [])} for r in rows}
 
 
 # --------------------------------------------------------------------------------------------
@@ -858,6 +962,7 @@ class State:
     `executed`, `pending`, `new`, `missing` map subsystem -> [names]; only subsystems with at
     least one name appear, core first, then plugins sorted by name.
     """
+
     needs_bootstrap: bool
     executed: dict = field(default_factory=dict)
     pending: dict = field(default_factory=dict)
@@ -892,12 +997,10 @@ class State:
             for subsys, migs in entries:
                 if kind == "missing":
                     # UNCONFIRMED (FACTS 1.2/8.4): Kong encodes whole migration objects here.
-                    listed = [{"name": m.name, "postgres": {"up": migration_sql(subsys.name, m)[0]}}
-                              for m in migs]
+                    listed = [{"name": m.name, "postgres": {"up": migration_sql(subsys.name, m)[0]}} for m in migs]
                 else:
                     listed = [m.name for m in migs]
-                items.append({"subsystem": subsys.name, "namespace": subsys.namespace,
-                              "migrations": listed})
+                items.append({"subsystem": subsys.name, "namespace": subsys.namespace, "migrations": listed})
             out[f"{kind}_migrations"] = items
         return out
 
@@ -969,15 +1072,17 @@ def schema_state(conf: dict, version: str) -> State:
 # Cluster mutex (kong/db/init.lua DB:cluster_mutex, FACTS 1.4)
 # --------------------------------------------------------------------------------------------
 
-_LOCK_INSERT = ("INSERT INTO locks (key, owner, ttl) "
-                "VALUES (%s, %s, CURRENT_TIMESTAMP + make_interval(secs => %s)) ON CONFLICT DO NOTHING")
+_LOCK_INSERT = "INSERT INTO locks (key, owner, ttl) VALUES (%s, %s, CURRENT_TIMESTAMP + make_interval(secs => %s)) ON CONFLICT DO NOTHING"
 
 
 def insert_lock(conn, key: str, ttl: float, owner: str) -> bool:
-    counts = pgdb.transaction(conn, [
-        ("DELETE FROM locks WHERE ttl < CURRENT_TIMESTAMP", None),
-        (_LOCK_INSERT, (key, owner, float(ttl))),
-    ])
+    counts = pgdb.transaction(
+        conn,
+        [
+            ("DELETE FROM locks WHERE ttl < CURRENT_TIMESTAMP", None),
+            (_LOCK_INSERT, (key, owner, float(ttl))),
+        ],
+    )
     return counts[1] == 1
 
 
@@ -993,8 +1098,7 @@ def remove_lock(conn, key: str, owner: str) -> None:
         pass
 
 
-def cluster_mutex(conn, key: str, ttl: float, callback, *, no_wait: bool = False,
-                  no_cleanup: bool = False, owner: str | None = None, sleep=time.sleep):
+def cluster_mutex(conn, key: str, ttl: float, callback, *, no_wait: bool = False, no_cleanup: bool = False, owner: str | None = None, sleep=time.sleep):
     """(True, None) ran; (False, None) another node holds/held the lock; (None, err) failed.
 
     Without `no_wait` it polls every 0.1 s, x3 each time up to 2 s steps, for at most `ttl`
@@ -1037,6 +1141,7 @@ def cluster_mutex(conn, key: str, ttl: float, callback, *, no_wait: bool = False
 # Running migrations (kong/db/init.lua DB:run_migrations, FACTS 1.2 run lines)
 # --------------------------------------------------------------------------------------------
 
+
 def _run_sql(conn, sql: str) -> None:
     body = sql.strip()
     if body and not body.endswith(";"):
@@ -1044,8 +1149,7 @@ def _run_sql(conn, sql: str) -> None:
     pgdb.execute(conn, "BEGIN;\n" + body + "\nCOMMIT;")
 
 
-def run_migrations(conn, db_name: str, entries, *, run_up: bool = False, run_teardown: bool = False,
-                   skip_teardown: dict | None = None, log=print) -> None:
+def run_migrations(conn, db_name: str, entries, *, run_up: bool = False, run_teardown: bool = False, skip_teardown: dict | None = None, log=print) -> None:
     """Run `entries` ([(Subsystem, [Migration])]) and print Kong's run lines through `log`."""
     if not run_up and not run_teardown:
         raise ValueError("run_up or run_teardown must be given")

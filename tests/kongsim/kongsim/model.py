@@ -1,4 +1,5 @@
 """In-memory snapshot of every entity of a node, with Kong's lookups, constraints and paging."""
+
 from __future__ import annotations
 
 import base64
@@ -72,17 +73,32 @@ class Config:
             key = plugin_key(obj)
             for other in self.data["plugins"].values():
                 if other["id"] != exclude_id and plugin_key(other) == key:
-                    raise E.EntityError(409, {
-                        "code": E.UNIQUE_VIOLATION, "name": "unique constraint violation",
-                        "message": ("UNIQUE violation detected on '{consumer=" + _ref(obj, "consumer")
-                                    + ",name=\"" + obj["name"] + "\",route=" + _ref(obj, "route")
-                                    + ",service=" + _ref(obj, "service") + "}'"),
-                        "fields": {"consumer": obj.get("consumer"), "name": obj["name"],
-                                   "route": obj.get("route"), "service": obj.get("service")}})
+                    raise E.EntityError(
+                        409,
+                        {
+                            "code": E.UNIQUE_VIOLATION,
+                            "name": "unique constraint violation",
+                            "message": (
+                                "UNIQUE violation detected on '{consumer="
+                                + _ref(obj, "consumer")
+                                + ',name="'
+                                + obj["name"]
+                                + '",route='
+                                + _ref(obj, "route")
+                                + ",service="
+                                + _ref(obj, "service")
+                                + "}'"
+                            ),
+                            "fields": {"consumer": obj.get("consumer"), "name": obj["name"], "route": obj.get("route"), "service": obj.get("service")},
+                        },
+                    )
         if entity == "targets":
             for other in self.data["targets"].values():
-                if (other["id"] != exclude_id and other.get("target") == obj.get("target")
-                        and (other.get("upstream") or {}).get("id") == (obj.get("upstream") or {}).get("id")):
+                if (
+                    other["id"] != exclude_id
+                    and other.get("target") == obj.get("target")
+                    and (other.get("upstream") or {}).get("id") == (obj.get("upstream") or {}).get("id")
+                ):
                     raise E.unique_violation("target", obj.get("target"))
 
     def check_fk(self, entity: str, obj: dict) -> None:
@@ -127,8 +143,7 @@ def _ref(obj, key):
 
 
 def plugin_key(p: dict) -> tuple:
-    return (p.get("name"), (p.get("route") or {}).get("id"), (p.get("service") or {}).get("id"),
-            (p.get("consumer") or {}).get("id"), p.get("instance_name"))
+    return (p.get("name"), (p.get("route") or {}).get("id"), (p.get("service") or {}).get("id"), (p.get("consumer") or {}).get("id"), p.get("instance_name"))
 
 
 def encode_offset(last_id: str) -> str:
@@ -143,8 +158,7 @@ def decode_offset(token: str) -> str:
             return value[0]
     except (ValueError, TypeError):
         pass
-    raise E.EntityError(400, {"code": E.INVALID_OFFSET, "name": "invalid offset",
-                              "message": f"'{token}' is not a valid offset: bad base64 encoding"})
+    raise E.EntityError(400, {"code": E.INVALID_OFFSET, "name": "invalid offset", "message": f"'{token}' is not a valid offset: bad base64 encoding"})
 
 
 def paginate(items: list, size_arg, offset_arg, base_path: str) -> dict:
@@ -153,11 +167,9 @@ def paginate(items: list, size_arg, offset_arg, base_path: str) -> dict:
         try:
             size = int(size_arg)
         except ValueError:
-            raise E.EntityError(400, {"code": E.INVALID_SIZE, "name": "invalid size",
-                                      "message": "size must be a number"})
+            raise E.EntityError(400, {"code": E.INVALID_SIZE, "name": "invalid size", "message": "size must be a number"})
         if size < 1 or size > 1000:
-            raise E.EntityError(400, {"code": E.INVALID_SIZE, "name": "invalid size",
-                                      "message": "size must be an integer between 1 and 1000"})
+            raise E.EntityError(400, {"code": E.INVALID_SIZE, "name": "invalid size", "message": "size must be an integer between 1 and 1000"})
     start = 0
     if offset_arg:
         last = decode_offset(offset_arg)
@@ -166,7 +178,7 @@ def paginate(items: list, size_arg, offset_arg, base_path: str) -> dict:
             if str(item["id"]) > last:
                 start = i
                 break
-    page = items[start:start + size]
+    page = items[start : start + size]
     out = {"data": page, "next": None}
     if start + size < len(items):
         token = encode_offset(str(page[-1]["id"]))

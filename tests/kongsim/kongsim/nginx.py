@@ -15,14 +15,14 @@ lines 662-669: migrations_utils.check_state). `nginx -s reload|quit|stop|reopen`
 master whose pid is in PREFIX/pids/nginx.pid (HUP, QUIT, TERM, USR1), as nginx does.
 The simulator models only the foreground start: a `daemon on` start is not modelled.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import sys
 
-SIGNALS = {"reload": signal.SIGHUP, "quit": signal.SIGQUIT, "stop": signal.SIGTERM,
-           "reopen": signal.SIGUSR1}
+SIGNALS = {"reload": signal.SIGHUP, "quit": signal.SIGQUIT, "stop": signal.SIGTERM, "reopen": signal.SIGUSR1}
 USAGE = "Usage: nginx [-p prefix] [-c filename] [-s signal] [-g directives]\n"
 
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
-            sys.stderr.write(f'nginx: [error] kill({pid}, {int(sig)}) failed (3: No such process)\n')
+            sys.stderr.write(f"nginx: [error] kill({pid}, {int(sig)}) failed (3: No such process)\n")
             return 1
         return 0
     version = os.environ.get("KONGSIM_VERSION", "")
@@ -91,8 +91,7 @@ def main(argv=None) -> int:
     except confmod.ConfError as exc:
         return _emerg(f"init_by_lua error: {exc}")
     if opts["test"]:
-        sys.stderr.write(f"nginx: the configuration file {conf_file} syntax is ok\n"
-                         f"nginx: configuration file {conf_file} test is successful\n")
+        sys.stderr.write(f"nginx: the configuration file {conf_file} syntax is ok\nnginx: configuration file {conf_file} test is successful\n")
         return 0
     env = dict(os.environ)
     if conf["database"] != "off":

@@ -1,4 +1,5 @@
 """State of one running simulated node: configuration, entities, logs, counters."""
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,7 @@ class Node:
         self.hostname = socket.gethostname()
         self.node_id = self._node_id()
         self.config = Config()
-        self.config_loaded = False     # False: hash not initialized (ready reason)
+        self.config_loaded = False  # False: hash not initialized (ready reason)
         self.store = None
         self.started = time.time()
         self.draining = False
@@ -47,15 +48,27 @@ class Node:
         logs = os.path.join(self.prefix, "logs")
         os.makedirs(logs, exist_ok=True)
         # log files stay open for the life of the node process
-        self._error_log = open(os.path.join(logs, "error.log"), "a", buffering=1,  # noqa: SIM115
-                               encoding="utf-8")
-        self._access_log = open(os.path.join(logs, "access.log"), "a",  # noqa: SIM115
-                                buffering=1 << 16, encoding="utf-8")
-        self._admin_log = open(os.path.join(logs, "admin_access.log"), "a",  # noqa: SIM115
-                               buffering=1 << 14, encoding="utf-8")
+        self._error_log = open(
+            os.path.join(logs, "error.log"),
+            "a",
+            buffering=1,  # noqa: SIM115
+            encoding="utf-8",
+        )
+        self._access_log = open(
+            os.path.join(logs, "access.log"),
+            "a",  # noqa: SIM115
+            buffering=1 << 16,
+            encoding="utf-8",
+        )
+        self._admin_log = open(
+            os.path.join(logs, "admin_access.log"),
+            "a",  # noqa: SIM115
+            buffering=1 << 14,
+            encoding="utf-8",
+        )
         self.plugins_enabled = self._enabled_plugins()
         self.workers = worker_count(conf)
-        self.workers_up_at: list[float] = []   # time.monotonic() at which each worker finished init_worker
+        self.workers_up_at: list[float] = []  # time.monotonic() at which each worker finished init_worker
 
     # workers ------------------------------------------------------------------------------
     def start_workers(self) -> None:
@@ -141,8 +154,7 @@ class Node:
             return
         with open(path, "rb") as fh:
             raw = fh.read()
-        cfg = declarative.load_text(raw, self.version, filename=path,
-                                    enabled_plugins=self.plugins_enabled)
+        cfg = declarative.load_text(raw, self.version, filename=path, enabled_plugins=self.plugins_enabled)
         self.set_config(cfg)
 
     def pg_params(self) -> dict:

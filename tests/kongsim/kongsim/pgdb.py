@@ -5,6 +5,7 @@ reports a failed first contact as `failed to retrieve PostgreSQL server_version_
 (kong/db/strategies/postgres/connector.lua `init`, FACTS 1.2). `<reason>` is pgmoon's text; the
 mapping from libpq's wording to pgmoon's is in `_reason()`.
 """
+
 from __future__ import annotations
 
 import math
@@ -140,8 +141,7 @@ def _reason(exc: Exception) -> str:
         return "connection refused"
     if "timeout expired" in low or "timed out" in low:
         return "timeout"
-    if ("could not translate host name" in low or "name or service not known" in low
-            or "temporary failure in name resolution" in low):
+    if "could not translate host name" in low or "name or service not known" in low or "temporary failure in name resolution" in low:
         # luasocket's gai_strerror text, as quoted in Kong/kong#4363.
         return "host or service not provided, or not known"
     if "no route to host" in low:
@@ -207,8 +207,7 @@ def connect(conf: dict, timeout: int | None = None, application_name: str = "kon
             cur.fetchone()
             schema = schema_name(conf)
             if schema:
-                cur.execute("SELECT set_config('search_path', %s, false)",
-                            (psycopg2.extensions.quote_ident(schema, cur),))
+                cur.execute("SELECT set_config('search_path', %s, false)", (psycopg2.extensions.quote_ident(schema, cur),))
     except psycopg2.Error as exc:
         conn.close()
         raise PgError("failed to retrieve PostgreSQL server_version_num: " + query_error(exc)) from None

@@ -13,6 +13,7 @@ kong/cmd/migrations.lua:95 at 3.4.2-3.9.3, :96 at 2.8.5) call it before touching
   "ulimit -n"` on stderr (prefix_handler.lua:416-420 at 2.8.5, :647-651 at 3.4.2, :665-669 at
   3.7.1, :709-713 at 3.9.3).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,5 +49,4 @@ def prepare(prefix: str, info, warn) -> None:
             raise PrefixError(f"{exc.filename or prefix}: {exc.strerror}") from None
     limit = open_files_limit()
     if limit < ULIMIT_MIN:
-        warn(f'ulimit is currently set to "{limit}". For better performance set it to at least '
-             f'"{ULIMIT_MIN}" using "ulimit -n"')
+        warn(f'ulimit is currently set to "{limit}". For better performance set it to at least "{ULIMIT_MIN}" using "ulimit -n"')

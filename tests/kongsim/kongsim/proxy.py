@@ -1,4 +1,5 @@
 """Proxy data path: routing, plugins (key-auth, request-termination, prometheus), forwarding."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,19 @@ from . import versions
 from .router import join_upstream_path
 from .upstream import Pool, UpstreamError
 
-HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer",
-                        "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"))
+HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization")
+)
 _SKIP_RESPONSE = HOP_BY_HOP | {"content-length", "date"}
 # Kong/kong kong/plugins/request-termination/handler.lua:4-11 (2.8.5 and 3.4.2)
-_ECHO_DEFAULT_RESPONSE = {401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
-                          500: "An unexpected error occurred", 502: "Bad Gateway", 503: "Service unavailable"}
+_ECHO_DEFAULT_RESPONSE = {
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    500: "An unexpected error occurred",
+    502: "Bad Gateway",
+    503: "Service unavailable",
+}
 
 
 def _accept_type(accept: str) -> str:
@@ -46,16 +54,18 @@ def error_body(info, status: int, message: str | None, request_id: str | None, a
         return body, "text/plain; charset=utf-8"
     if kind == "html":
         title = info.html_title
-        body = ("<!doctype html>\n<html>\n  <head>\n    <meta charset=\"utf-8\">\n"
-                "    <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-                f"    <title>{title}</title>\n  </head>\n  <body>\n    <h1>{title}</h1>\n"
-                f"    <p>{msg}.</p>\n" + (f"    <p>request_id: {rid}</p>\n" if rid else "")
-                + "  </body>\n</html>\n")
+        body = (
+            '<!doctype html>\n<html>\n  <head>\n    <meta charset="utf-8">\n'
+            '    <meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"    <title>{title}</title>\n  </head>\n  <body>\n    <h1>{title}</h1>\n"
+            f"    <p>{msg}.</p>\n" + (f"    <p>request_id: {rid}</p>\n" if rid else "") + "  </body>\n</html>\n"
+        )
         return body, "text/html; charset=utf-8"
     if kind == "xml":
-        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<error>\n"
-                f"  <message>{msg}</message>\n" + (f"  <requestid>{rid}</requestid>\n" if rid else "")
-                + "</error>\n")
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<error>\n'
+            f"  <message>{msg}</message>\n" + (f"  <requestid>{rid}</requestid>\n" if rid else "") + "</error>\n"
+        )
         return body, "application/xml; charset=utf-8"
     esc = msg.replace("\\", "\\\\").replace('"', '\\"')
     if rid:
@@ -89,8 +99,7 @@ class Proxy:
         up = {t.strip().lower() for t in str(node.conf.get("headers_upstream") or "").split(",")}
         self.request_id_upstream = self.info.request_id and "x-kong-request-id" in up
         self.server_value = f"kong/{node.version}"
-        self.via_value = (f"1.1 kong/{node.version}" if self.info.via_http_version
-                          else f"kong/{node.version}")
+        self.via_value = f"1.1 kong/{node.version}" if self.info.via_http_version else f"kong/{node.version}"
         self.pool = None
         self.counters = {}
 
@@ -129,8 +138,7 @@ class Proxy:
             body = ex.body if isinstance(ex.body, str) else str(ex.body)
             ctype = ex.content_type or "application/json; charset=utf-8"
         else:
-            body, ctype = error_body(self.info, ex.status, ex.message, request_id,
-                                     request.headers.get("Accept", ""))
+            body, ctype = error_body(self.info, ex.status, ex.message, request_id, request.headers.get("Accept", ""))
         headers["Content-Type"] = ctype
         for k, v in ex.headers.items():
             headers[k] = v
@@ -158,8 +166,9 @@ class Proxy:
         route, service = compiled.route, compiled.service
         ctx["route"], ctx["service"] = route, service
         if "http" not in compiled.protocols:
-            raise Exit(route.get("https_redirect_status_code") or 426, "Please use HTTPS protocol",
-                       headers={"Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"})
+            raise Exit(
+                route.get("https_redirect_status_code") or 426, "Please use HTTPS protocol", headers={"Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"}
+            )
         route_id = route["id"]
         service_id = service["id"] if service else None
         if router.has_prometheus:
@@ -184,8 +193,7 @@ class Proxy:
             if cfg.get("echo"):
                 await self._echo(request, cfg, compiled, host, path, query)
             if cfg.get("body") is not None:
-                raise Exit(cfg["status_code"], body=cfg["body"],
-                           content_type=cfg.get("content_type") or "application/json; charset=utf-8")
+                raise Exit(cfg["status_code"], body=cfg["body"], content_type=cfg.get("content_type") or "application/json; charset=utf-8")
             raise Exit(cfg.get("status_code") or 503, cfg.get("message"))
         if router.has_prometheus and consumer_id:
             ctx["prom"] = router.plugin_for("prometheus", route_id, service_id, consumer_id) or ctx["prom"]
@@ -193,15 +201,14 @@ class Proxy:
             raise Exit(500, "An unexpected error occurred", source="error")
         remainder = path
         if compiled.strip_path and matched:
-            remainder = path[len(matched):]
+            remainder = path[len(matched) :]
             if not remainder.startswith("/"):
                 remainder = "/" + remainder
         upstream_path = join_upstream_path(service.get("path"), remainder, compiled.path_handling)
         qs = urlencode(query) if query != parse_qsl(raw_query, keep_blank_values=True) else raw_query
         if qs:
             upstream_path += "?" + qs
-        return await self._forward(request, headers, service, compiled, upstream_path, host_header,
-                                   request_id, ctx, t0)
+        return await self._forward(request, headers, service, compiled, upstream_path, host_header, request_id, ctx, t0)
 
     async def _echo(self, request, cfg, compiled, host, path, query):
         """request-termination with `echo`: a copy of the request, the node, and the route and service
@@ -220,9 +227,16 @@ class Proxy:
             value = value if value != "" or f"{key}=" in request.raw_path else True
             args[key] = (args[key] if isinstance(args[key], list) else [args[key]]) + [value] if key in args else value
         raw = (await request.read()).decode("utf-8", "replace")
-        req = {"scheme": "http", "host": host, "port": (request.transport.get_extra_info("sockname") or (None, None))[1]
-               if request.transport else None,
-               "headers": headers, "query": args, "raw_body": raw, "method": request.method, "path": path}
+        req = {
+            "scheme": "http",
+            "host": host,
+            "port": (request.transport.get_extra_info("sockname") or (None, None))[1] if request.transport else None,
+            "headers": headers,
+            "query": args,
+            "raw_body": raw,
+            "method": request.method,
+            "path": path,
+        }
         ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if raw and ctype == "application/json":
             try:
@@ -234,9 +248,11 @@ class Proxy:
         if self.info.major >= 3:
             unnamed, named = compiled.captures(path)
             req["uri_captures"] = {"unnamed": unnamed, "named": named}
-        content = {"kong": {"node_id": self.node.node_id, "worker_pid": os.getpid(),
-                            "hostname": self.node.hostname},
-                   "request": req, "matched_route": compiled.route}
+        content = {
+            "kong": {"node_id": self.node.node_id, "worker_pid": os.getpid(), "hostname": self.node.hostname},
+            "request": req,
+            "matched_route": compiled.route,
+        }
         if compiled.service is not None:
             content["matched_service"] = compiled.service
         message = cfg.get("message") or _ECHO_DEFAULT_RESPONSE.get(status)
@@ -257,8 +273,7 @@ class Proxy:
             if cfg.get("key_in_header", True):
                 values = headers.getall(name, [])
                 if len(values) > 1:
-                    raise Exit(401, "Duplicate API key found",
-                               headers={"WWW-Authenticate": www} if www_all else {})
+                    raise Exit(401, "Duplicate API key found", headers={"WWW-Authenticate": www} if www_all else {})
                 if values:
                     key = values[0]
                     if cfg.get("hide_credentials"):
@@ -267,8 +282,7 @@ class Proxy:
             if cfg.get("key_in_query", True):
                 values = [v for k, v in query if k == name]
                 if len(values) > 1:
-                    raise Exit(401, "Duplicate API key found",
-                               headers={"WWW-Authenticate": www} if www_all else {})
+                    raise Exit(401, "Duplicate API key found", headers={"WWW-Authenticate": www} if www_all else {})
                 if values:
                     key = values[0]
                     if cfg.get("hide_credentials"):
@@ -278,8 +292,7 @@ class Proxy:
         if not key:
             anon = cfg.get("anonymous")
             if anon:
-                consumer = router.consumers.get(anon) or next(
-                    (c for c in router.consumers.values() if c.get("username") == anon), None)
+                consumer = router.consumers.get(anon) or next((c for c in router.consumers.values() if c.get("username") == anon), None)
                 if consumer is None:
                     raise Exit(500, "An unexpected error occurred", source="error")
                 self._set_consumer(headers, consumer, None, anonymous=True)
@@ -287,24 +300,20 @@ class Proxy:
                 return query
             raise Exit(401, "No API key found in request", headers={"WWW-Authenticate": www})
         cred = router.credentials.get(key)
-        if cred is not None and cred.get("ttl") and cred.get("created_at") and \
-                time.time() > cred["created_at"] + cred["ttl"]:
+        if cred is not None and cred.get("ttl") and cred.get("created_at") and time.time() > cred["created_at"] + cred["ttl"]:
             cred = None
         if cred is None:
-            raise Exit(401, info.keyauth_invalid_message,
-                       headers={"WWW-Authenticate": www} if www_all else {})
+            raise Exit(401, info.keyauth_invalid_message, headers={"WWW-Authenticate": www} if www_all else {})
         consumer = router.consumers.get((cred.get("consumer") or {}).get("id"))
         if consumer is None:
-            raise Exit(401, info.keyauth_invalid_message,
-                       headers={"WWW-Authenticate": www} if www_all else {})
+            raise Exit(401, info.keyauth_invalid_message, headers={"WWW-Authenticate": www} if www_all else {})
         self._set_consumer(headers, consumer, cred, anonymous=False)
         ctx["consumer"] = consumer
         return query
 
     @staticmethod
     def _set_consumer(headers, consumer, cred, anonymous):
-        for h in ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username",
-                  "X-Credential-Identifier", "X-Anonymous-Consumer"):
+        for h in ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username", "X-Credential-Identifier", "X-Anonymous-Consumer"):
             headers.popall(h, None)
         headers["X-Consumer-ID"] = consumer["id"]
         if consumer.get("custom_id"):
@@ -316,8 +325,7 @@ class Proxy:
         if anonymous:
             headers["X-Anonymous-Consumer"] = "true"
 
-    async def _forward(self, request, headers, service, compiled, upstream_path, host_header,
-                       request_id, ctx, t0):
+    async def _forward(self, request, headers, service, compiled, upstream_path, host_header, request_id, ctx, t0):
         node = self.node
         router = node.router
         body = await request.read()
@@ -361,22 +369,23 @@ class Proxy:
                 out["Host"] = host if port in (80, 443) else f"{host}:{port}"
             t_up = time.monotonic()
             try:
-                up = await self.pool.request(host, port, request.method, upstream_path, out.items(), body,
-                                             connect_timeout, read_timeout)
+                up = await self.pool.request(host, port, request.method, upstream_path, out.items(), body, connect_timeout, read_timeout)
                 return self._proxied_response(up, request_id, ctx, t0, t_up)
             except UpstreamError as exc:
                 if exc.kind == "dns":
                     raise Exit(503, "name resolution failed", source="error")
                 if exc.kind == "timeout":
-                    node.log("error", f"upstream timed out (110: Connection timed out) while reading "
-                                      f"response header from upstream, upstream: \"http://{host}:{port}"
-                                      f"{upstream_path}\"")
+                    node.log(
+                        "error",
+                        f"upstream timed out (110: Connection timed out) while reading "
+                        f'response header from upstream, upstream: "http://{host}:{port}'
+                        f'{upstream_path}"',
+                    )
                     raise Exit(504, None, source="error")
                 attempt += 1
                 if exc.kind == "connect" and attempt <= retries:
                     continue
-                node.log("error", f"{exc} while connecting to upstream, upstream: "
-                                  f"\"http://{host}:{port}{upstream_path}\"")
+                node.log("error", f'{exc} while connecting to upstream, upstream: "http://{host}:{port}{upstream_path}"')
                 raise Exit(502, None, source="error")
 
     def _proxied_response(self, up, request_id, ctx, t0, t_up):
@@ -394,8 +403,7 @@ class Proxy:
             else:
                 headers["Via"] = self.via_value
             if "Server" not in headers:
-                headers["Server"] = self.server_value if self.info.server_header_kong_when_missing \
-                    else "openresty"
+                headers["Server"] = self.server_value if self.info.server_header_kong_when_missing else "openresty"
         elif "Server" not in headers:
             headers["Server"] = "openresty"
         if self.latency_tokens:
@@ -426,9 +434,11 @@ class Proxy:
     def _log_access(self, request, resp, request_id):
         ts = time.strftime("%d/%b/%Y:%H:%M:%S %z")
         ua = request.headers.get("User-Agent", "-")
-        line = (f'{request.remote} - - [{ts}] "{request.method} {request.raw_path} HTTP/'
-                f'{request.version.major}.{request.version.minor}" {resp.status} '
-                f'{resp.content_length or 0} "{request.headers.get("Referer", "-")}" "{ua}"')
+        line = (
+            f'{request.remote} - - [{ts}] "{request.method} {request.raw_path} HTTP/'
+            f'{request.version.major}.{request.version.minor}" {resp.status} '
+            f'{resp.content_length or 0} "{request.headers.get("Referer", "-")}" "{ua}"'
+        )
         if request_id:
             line += f' kong_request_id: "{request_id}"'
         self.node.access(line)
@@ -439,38 +449,45 @@ def prometheus_text(node, proxy) -> str:
     info = node.info
     lines = []
     reachable = 1 if getattr(node, "db_reachable", True) else 0
-    lines += ["# HELP kong_datastore_reachable Datastore reachable from Kong, 0 is unreachable",
-              "# TYPE kong_datastore_reachable gauge", f"kong_datastore_reachable {reachable}"]
+    lines += [
+        "# HELP kong_datastore_reachable Datastore reachable from Kong, 0 is unreachable",
+        "# TYPE kong_datastore_reachable gauge",
+        f"kong_datastore_reachable {reachable}",
+    ]
     if info.prometheus_v3:
         if proxy.counters:
-            lines += ["# HELP kong_http_requests_total HTTP status codes per consumer/service/route in Kong",
-                      "# TYPE kong_http_requests_total counter"]
+            lines += ["# HELP kong_http_requests_total HTTP status codes per consumer/service/route in Kong", "# TYPE kong_http_requests_total counter"]
             for (svc, route, code, source, consumer), n in sorted(proxy.counters.items()):
-                lines.append(f'kong_http_requests_total{{service="{svc}",route="{route}",code="{code}",'
-                             f'source="{source}",workspace="default",consumer="{consumer}"}} {n}')
-        lines += ["# HELP kong_nginx_connections_total Number of connections by subsystem",
-                  "# TYPE kong_nginx_connections_total gauge",
-                  (f'kong_nginx_connections_total{{node_id="{node.node_id}",subsystem="http",state="accepted"}} '
-                   f"{node.connections_accepted}"),
-                  (f'kong_nginx_connections_total{{node_id="{node.node_id}",subsystem="http",state="active"}} '
-                   f"{node.inflight}"),
-                  "# HELP kong_nginx_requests_total Number of requests total",
-                  "# TYPE kong_nginx_requests_total gauge",
-                  f'kong_nginx_requests_total{{node_id="{node.node_id}",subsystem="http"}} {node.requests_total}',
-                  "# HELP kong_node_info Kong Node metadata information",
-                  "# TYPE kong_node_info gauge",
-                  f'kong_node_info{{node_id="{node.node_id}",version="{node.version}"}} 1']
+                lines.append(
+                    f'kong_http_requests_total{{service="{svc}",route="{route}",code="{code}",source="{source}",workspace="default",consumer="{consumer}"}} {n}'
+                )
+        lines += [
+            "# HELP kong_nginx_connections_total Number of connections by subsystem",
+            "# TYPE kong_nginx_connections_total gauge",
+            (f'kong_nginx_connections_total{{node_id="{node.node_id}",subsystem="http",state="accepted"}} {node.connections_accepted}'),
+            (f'kong_nginx_connections_total{{node_id="{node.node_id}",subsystem="http",state="active"}} {node.inflight}'),
+            "# HELP kong_nginx_requests_total Number of requests total",
+            "# TYPE kong_nginx_requests_total gauge",
+            f'kong_nginx_requests_total{{node_id="{node.node_id}",subsystem="http"}} {node.requests_total}',
+            "# HELP kong_node_info Kong Node metadata information",
+            "# TYPE kong_node_info gauge",
+            f'kong_node_info{{node_id="{node.node_id}",version="{node.version}"}} 1',
+        ]
     else:
         if proxy.counters:
-            lines += ["# HELP kong_http_status HTTP status codes per service/route in Kong",
-                      "# TYPE kong_http_status counter"]
+            lines += ["# HELP kong_http_status HTTP status codes per service/route in Kong", "# TYPE kong_http_status counter"]
             for (svc, route, code, _source, _consumer), n in sorted(proxy.counters.items()):
                 lines.append(f'kong_http_status{{service="{svc}",route="{route}",code="{code}"}} {n}')
-        lines += ["# HELP kong_nginx_http_current_connections Number of HTTP connections",
-                  "# TYPE kong_nginx_http_current_connections gauge",
-                  f'kong_nginx_http_current_connections{{state="accepted"}} {node.connections_accepted}',
-                  f'kong_nginx_http_current_connections{{state="active"}} {node.inflight}',
-                  f'kong_nginx_http_current_connections{{state="total"}} {node.requests_total}']
-    lines += ["# HELP kong_nginx_metric_errors_total Number of nginx-lua-prometheus errors",
-              "# TYPE kong_nginx_metric_errors_total counter", "kong_nginx_metric_errors_total 0"]
+        lines += [
+            "# HELP kong_nginx_http_current_connections Number of HTTP connections",
+            "# TYPE kong_nginx_http_current_connections gauge",
+            f'kong_nginx_http_current_connections{{state="accepted"}} {node.connections_accepted}',
+            f'kong_nginx_http_current_connections{{state="active"}} {node.inflight}',
+            f'kong_nginx_http_current_connections{{state="total"}} {node.requests_total}',
+        ]
+    lines += [
+        "# HELP kong_nginx_metric_errors_total Number of nginx-lua-prometheus errors",
+        "# TYPE kong_nginx_metric_errors_total counter",
+        "kong_nginx_metric_errors_total 0",
+    ]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
 """Route matching (traditional router priorities), plugin lookup and target balancing."""
+
 from __future__ import annotations
 
 import re
@@ -34,8 +35,7 @@ class CompiledRoute:
         self.methods = frozenset(route.get("methods") or ())
         hosts = route.get("hosts") or ()
         self.hosts_exact = frozenset(h.lower() for h in hosts if "*" not in h)
-        self.hosts_wild = [re.compile("^" + re.escape(h.lower()).replace(r"\*", ".+") + "$")
-                           for h in hosts if "*" in h]
+        self.hosts_wild = [re.compile("^" + re.escape(h.lower()).replace(r"\*", ".+") + "$") for h in hosts if "*" in h]
         self.prefixes = []
         self.regexes = []
         for p in route.get("paths") or ():
@@ -52,16 +52,20 @@ class CompiledRoute:
             else:
                 # PCRE's named group (?<name>...) is Python's (?P<name>...)
                 self.regexes.append(re.compile(_PCRE_NAMED.sub("(?P<", p)))
-        self.headers = {k.lower(): [v.lower() for v in vals]
-                        for k, vals in (route.get("headers") or {}).items()}
+        self.headers = {k.lower(): [v.lower() for v in vals] for k, vals in (route.get("headers") or {}).items()}
         self.protocols = route.get("protocols") or ["http", "https"]
         weight = sum(1 for x in (self.methods, hosts, self.headers, route.get("paths")) if x)
         max_len = max((len(p) for p in self.prefixes), default=0)
         # Traditional-compatible priority: more matching fields first, plain hosts, regex paths
         # before prefix paths (ordered by regex_priority), then the longest prefix.
-        self.priority = (weight, 1 if self.hosts_exact and not self.hosts_wild else 0,
-                         1 if self.regexes else 0, route.get("regex_priority") or 0, max_len,
-                         -(route.get("created_at") or 0))
+        self.priority = (
+            weight,
+            1 if self.hosts_exact and not self.hosts_wild else 0,
+            1 if self.regexes else 0,
+            route.get("regex_priority") or 0,
+            max_len,
+            -(route.get("created_at") or 0),
+        )
         self.strip_path = route.get("strip_path", True)
         self.preserve_host = route.get("preserve_host", False)
         self.path_handling = route.get("path_handling") or "v0"
@@ -69,8 +73,7 @@ class CompiledRoute:
     def match(self, method: str, host: str, path: str, headers):
         if self.methods and method not in self.methods:
             return None
-        if (self.hosts_exact or self.hosts_wild) and host not in self.hosts_exact \
-                and not any(r.match(host) for r in self.hosts_wild):
+        if (self.hosts_exact or self.hosts_wild) and host not in self.hosts_exact and not any(r.match(host) for r in self.hosts_wild):
             return None
         for name, values in self.headers.items():
             got = headers.get(name)
@@ -157,14 +160,12 @@ class Router:
             targets_by_up.setdefault((t.get("upstream") or {}).get("id"), []).append(t)
         self.balancers = {}
         for name, up in upstream_by_name.items():
-            self.balancers[name] = Balancer(sorted(targets_by_up.get(up["id"], []),
-                                                   key=lambda t: t.get("created_at") or 0))
+            self.balancers[name] = Balancer(sorted(targets_by_up.get(up["id"], []), key=lambda t: t.get("created_at") or 0))
         self.plugins = {}
         for p in cfg.data["plugins"].values():
             if p.get("enabled") is False:
                 continue
-            key = ((p.get("route") or {}).get("id"), (p.get("service") or {}).get("id"),
-                   (p.get("consumer") or {}).get("id"))
+            key = ((p.get("route") or {}).get("id"), (p.get("service") or {}).get("id"), (p.get("consumer") or {}).get("id"))
             self.plugins.setdefault(p["name"], {})[key] = p
         self.credentials = {c["key"]: c for c in cfg.data["keyauth_credentials"].values()}
         self.consumers = cfg.data["consumers"]
@@ -182,14 +183,16 @@ class Router:
         table = self.plugins.get(name)
         if not table:
             return None
-        for key in ((route_id, service_id, consumer_id) if consumer_id else None,
-                    (route_id, None, consumer_id) if consumer_id else None,
-                    (None, service_id, consumer_id) if consumer_id else None,
-                    (route_id, service_id, None),
-                    (None, None, consumer_id) if consumer_id else None,
-                    (route_id, None, None),
-                    (None, service_id, None),
-                    (None, None, None)):
+        for key in (
+            (route_id, service_id, consumer_id) if consumer_id else None,
+            (route_id, None, consumer_id) if consumer_id else None,
+            (None, service_id, consumer_id) if consumer_id else None,
+            (route_id, service_id, None),
+            (None, None, consumer_id) if consumer_id else None,
+            (route_id, None, None),
+            (None, service_id, None),
+            (None, None, None),
+        ):
             if key is None:
                 continue
             p = table.get(key)

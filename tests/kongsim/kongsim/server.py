@@ -4,6 +4,7 @@
 
 Signals as nginx: SIGQUIT graceful shutdown, SIGTERM/SIGINT immediate, SIGHUP reload.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,7 @@ class App:
             except Exception as exc:
                 fields = getattr(exc, "fields", None) or {}
                 # A database migrated by another version may lack a column this version knows.
-                if getattr(exc, "kind", None) == "invalid" and fields and \
-                        all(v == "unknown field" for v in fields.values()):
+                if getattr(exc, "kind", None) == "invalid" and fields and all(v == "unknown field" for v in fields.values()):
                     trimmed = {k: v for k, v in obj.items() if k not in fields}
                     result = await loop.run_in_executor(None, call, trimmed)
                 else:
@@ -95,8 +95,7 @@ class App:
             cfg.remove(entity, obj["id"])
             stored = obj
         else:
-            stored = E.strip_for_version(entity, result, self.node.version) \
-                if isinstance(result, dict) and result.get("id") else obj
+            stored = E.strip_for_version(entity, result, self.node.version) if isinstance(result, dict) and result.get("id") else obj
             cfg.put(entity, stored)
         self.node.set_config(cfg)
         await loop.run_in_executor(None, self._insert_event, f"{entity}:{obj['id']}")
@@ -105,6 +104,7 @@ class App:
     # ------------------------------------------------------------------ database mode
     def _pg(self):
         from . import pgdb
+
         return pgdb.connect(self.node.conf, application_name="kong")
 
     def _insert_event(self, data: str):
@@ -116,9 +116,12 @@ class App:
             return
         try:
             with conn.cursor() as cur:
-                cur.execute("INSERT INTO cluster_events (id, node_id, at, nbf, expire_at, channel, data) "
-                            "VALUES (%s, %s, CURRENT_TIMESTAMP, NULL, CURRENT_TIMESTAMP + interval '1 hour', "
-                            "'invalidations', %s)", (str(uuid.uuid4()), self.node.node_id, data))
+                cur.execute(
+                    "INSERT INTO cluster_events (id, node_id, at, nbf, expire_at, channel, data) "
+                    "VALUES (%s, %s, CURRENT_TIMESTAMP, NULL, CURRENT_TIMESTAMP + interval '1 hour', "
+                    "'invalidations', %s)",
+                    (str(uuid.uuid4()), self.node.node_id, data),
+                )
         except Exception as exc:  # noqa: BLE001
             self.node.log("warn", f"[kong] could not write cluster event: {exc}")
         finally:
@@ -139,11 +142,9 @@ class App:
 
         data = self.store.load_all()
         version = self.node.version
-        data = {name: [E.strip_for_version(name, row, version) for row in rows]
-                for name, rows in data.items() if name in E.SCHEMAS}
+        data = {name: [E.strip_for_version(name, row, version) for row in rows] for name, rows in data.items() if name in E.SCHEMAS}
         cfg = Config(data)
-        cfg.hash = declarative.table_hash(declarative.export_doc(cfg, self.node.version)) \
-            if not cfg.is_empty() else cfg.hash
+        cfg.hash = declarative.table_hash(declarative.export_doc(cfg, self.node.version)) if not cfg.is_empty() else cfg.hash
         return cfg
 
     async def _db_loop(self):
@@ -207,11 +208,9 @@ class App:
                 try:
                     node.load_declarative_file()
                 except declarative.DeclarativeError as exc:
-                    raise StartError(f"error parsing declarative config file "
-                                     f"{node.conf['declarative_config']}:\n{exc.message}")
+                    raise StartError(f"error parsing declarative config file {node.conf['declarative_config']}:\n{exc.message}")
                 except OSError as exc:
-                    raise StartError(f"error parsing declarative config file "
-                                     f"{node.conf['declarative_config']}:\n{exc.strerror}")
+                    raise StartError(f"error parsing declarative config file {node.conf['declarative_config']}:\n{exc.strerror}")
         else:
             try:
                 from .store_pg import PgStore
@@ -229,18 +228,29 @@ class App:
             pending = getattr(node, "pending_migrations_text", None)
             if pending:
                 node.log("warn", "[kong] init.lua: database has pending migrations:\n" + pending)
-        handlers = {"proxy": self.proxy.handle, "admin": self.admin.handle_admin,
-                    "status": self.admin.handle_status}
+        handlers = {"proxy": self.proxy.handle, "admin": self.admin.handle_admin, "status": self.admin.handle_status}
         if self.cp is not None:
             handlers["cluster"] = self.cp.handle
         for name, sock in socks:
-            server = web.Server(self._tracked(handlers[name]), access_log=None, keepalive_timeout=75,
-                                max_line_size=16384, max_field_size=16384,
-                                request_factory=self._request_factory(name))
+            server = web.Server(
+                self._tracked(handlers[name]),
+                access_log=None,
+                keepalive_timeout=75,
+                max_line_size=16384,
+                max_field_size=16384,
+                request_factory=self._request_factory(name),
+            )
             self.servers.append(server)
-            self.listeners.append(Listener(name, sock, server, on_accept=self._accepted,
-                                           on_tls_error=self.cp.tls_refused if name == "cluster" else None,
-                                           ssl=self._tls.get(sock.fileno())))
+            self.listeners.append(
+                Listener(
+                    name,
+                    sock,
+                    server,
+                    on_accept=self._accepted,
+                    on_tls_error=self.cp.tls_refused if name == "cluster" else None,
+                    ssl=self._tls.get(sock.fileno()),
+                )
+            )
         if not node.dbless:
             self._tasks.append(loop.create_task(self._db_loop()))
         if self.dp is not None:
@@ -374,9 +384,12 @@ def _db_error(exc, entity, obj):
         return 400, E.fk_violation(name, ref, ref_id).body
     if kind == "referenced":
         ref = getattr(exc, "referenced_by", None) or "entities"
-        return 400, {"code": E.FOREIGN_KEY_VIOLATION, "name": "foreign key violation",
-                     "message": f"an existing '{ref}' entity references this '{entity}' entity",
-                     "fields": {"@referenced_by": ref}}
+        return 400, {
+            "code": E.FOREIGN_KEY_VIOLATION,
+            "name": "foreign key violation",
+            "message": f"an existing '{ref}' entity references this '{entity}' entity",
+            "fields": {"@referenced_by": ref},
+        }
     if kind in ("not_null", "invalid"):
         errs = {k: (v if isinstance(v, str) else "required field missing") for k, v in fields.items()}
         return 400, E.schema_violation(errs or {"@entity": [str(exc)]}).body
@@ -448,12 +461,14 @@ def main(argv=None) -> int:
         return 2
     try:
         import uvloop  # type: ignore
+
         uvloop.install()
     except ImportError:
         pass
     profile = os.environ.get("KONGSIM_PROFILE")
     if profile:
         import cProfile
+
         prof = cProfile.Profile()
         try:
             return prof.runcall(asyncio.run, amain(os.path.abspath(args.prefix), version, args.ready_fd))

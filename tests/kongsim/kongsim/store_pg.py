@@ -6,6 +6,7 @@ present (NULL -> None). Internal columns (ws_id, cache_key) are kept up to date 
 Only columns that exist in the database are used, so a node sees the schema of whatever
 migrations ran (e.g. an older node on a database already `up`-ed by a newer one).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -30,9 +31,9 @@ CLUSTER_EVENTS_TTL = 86400  # UNCONFIRMED: Kong's default cluster_events expiry 
 class EntityDef:
     name: str
     table: str
-    foreign: dict = field(default_factory=dict)      # column -> (api field, referenced entity)
+    foreign: dict = field(default_factory=dict)  # column -> (api field, referenced entity)
     endpoint_key: str | None = None
-    cache_key: tuple = ()                            # api fields composing Kong's cache_key
+    cache_key: tuple = ()  # api fields composing Kong's cache_key
     ms_timestamps: bool = False
     ttl: bool = False
 
@@ -47,12 +48,15 @@ ENTITY_DEFS = (
     EntityDef("routes", "routes", {"service_id": ("service", "services")}, "name"),
     EntityDef("consumers", "consumers", {}, "username"),
     EntityDef("upstreams", "upstreams", {"client_certificate_id": ("client_certificate", "certificates")}, "name"),
-    EntityDef("targets", "targets", {"upstream_id": ("upstream", "upstreams")}, None,
-              ("upstream", "target"), ms_timestamps=True),
+    EntityDef("targets", "targets", {"upstream_id": ("upstream", "upstreams")}, None, ("upstream", "target"), ms_timestamps=True),
     EntityDef("keyauth_credentials", "keyauth_credentials", _CONSUMER, "key", ttl=True),
-    EntityDef("plugins", "plugins", {"route_id": ("route", "routes"), "service_id": ("service", "services"),
-                                     "consumer_id": ("consumer", "consumers")},
-              "instance_name", ("name", "route", "service", "consumer")),
+    EntityDef(
+        "plugins",
+        "plugins",
+        {"route_id": ("route", "routes"), "service_id": ("service", "services"), "consumer_id": ("consumer", "consumers")},
+        "instance_name",
+        ("name", "route", "service", "consumer"),
+    ),
     EntityDef("acls", "acls", _CONSUMER, None, ("consumer", "group")),
     EntityDef("basicauth_credentials", "basicauth_credentials", _CONSUMER, "username"),
     EntityDef("hmacauth_credentials", "hmacauth_credentials", _CONSUMER, "username"),
@@ -67,9 +71,14 @@ ORDER = tuple(d.name for d in ENTITY_DEFS)
 NESTED = {
     "services": {"routes": "service", "plugins": "service"},
     "routes": {"plugins": "route"},
-    "consumers": {"plugins": "consumer", "keyauth_credentials": "consumer", "acls": "consumer",
-                  "basicauth_credentials": "consumer", "hmacauth_credentials": "consumer",
-                  "jwt_secrets": "consumer"},
+    "consumers": {
+        "plugins": "consumer",
+        "keyauth_credentials": "consumer",
+        "acls": "consumer",
+        "basicauth_credentials": "consumer",
+        "hmacauth_credentials": "consumer",
+        "jwt_secrets": "consumer",
+    },
     "upstreams": {"targets": "upstream"},
     "certificates": {"snis": "certificate"},
     "key_sets": {"keys": "set"},
@@ -81,8 +90,7 @@ class PgStoreError(Exception):
     """A write refused by the database; `kind` is unique | foreign_key | referenced | not_null |
     invalid | not_found, `fields` names the offending field(s) in API terms."""
 
-    def __init__(self, kind: str, message: str, fields: dict | None = None, entity: str | None = None,
-                 referenced_by: str | None = None):
+    def __init__(self, kind: str, message: str, fields: dict | None = None, entity: str | None = None, referenced_by: str | None = None):
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -186,8 +194,10 @@ class PgStore:
 
     def _schema(self, cur) -> dict:
         if self._columns is None:
-            cur.execute("SELECT table_name, column_name, data_type, udt_name FROM information_schema.columns "
-                        "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position")
+            cur.execute(
+                "SELECT table_name, column_name, data_type, udt_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+            )
             cols: dict = {}
             for table, column, data_type, udt in cur.fetchall():
                 cols.setdefault(table, {})[column] = (data_type, udt)
@@ -269,8 +279,7 @@ class PgStore:
             else:
                 out[column] = ("%s", value)
         if unknown:
-            raise PgStoreError("invalid", f"unknown field(s) for {entity}: {', '.join(sorted(unknown))}",
-                               {k: "unknown field" for k in unknown}, entity=entity)
+            raise PgStoreError("invalid", f"unknown field(s) for {entity}: {', '.join(sorted(unknown))}", {k: "unknown field" for k in unknown}, entity=entity)
         return out
 
     def _internal_columns(self, cur, entity: str, full: dict) -> dict:
@@ -334,6 +343,7 @@ class PgStore:
         def body(cur):
             schema = self._schema(cur)
             return {name: self._select(cur, name) for name in ORDER if ENTITIES[name].table in schema}
+
         return self._run(body)
 
     def _get(self, cur, entity: str, key):
@@ -368,6 +378,7 @@ class PgStore:
                     cur.execute(f"SELECT count(*) FROM {ENTITIES[name].table}")
                     out[name] = cur.fetchone()[0]
             return out
+
         return self._run(body)
 
     # -- writes ------------------------------------------------------------------------------
@@ -384,8 +395,7 @@ class PgStore:
             full["created_at"] = stamp
         if "updated_at" in cols and full.get("updated_at") is None:
             full["updated_at"] = full.get("created_at", stamp)
-        if entity == "ca_certificates" and "cert_digest" in cols and not full.get("cert_digest") \
-                and full.get("cert"):
+        if entity == "ca_certificates" and "cert_digest" in cols and not full.get("cert_digest") and full.get("cert"):
             full["cert_digest"] = hashlib.sha256(str(full["cert"]).encode()).hexdigest()
         return full
 
@@ -394,8 +404,7 @@ class PgStore:
         values.update(self._internal_columns(cur, entity, full))
         columns = list(values)
         table = ENTITIES[entity].table
-        sql = (f"INSERT INTO {table} (" + ", ".join(f'"{c}"' for c in columns) + ") VALUES ("
-               + ", ".join(values[c][0] for c in columns) + ")")
+        sql = f"INSERT INTO {table} (" + ", ".join(f'"{c}"' for c in columns) + ") VALUES (" + ", ".join(values[c][0] for c in columns) + ")"
         if upsert:
             updates = [c for c in columns if c != "id"]
             sql += " ON CONFLICT (id) DO UPDATE SET " + ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in updates)
@@ -407,6 +416,7 @@ class PgStore:
             full = self._prepare_new(cur, entity, data)
             new_id = self._write(cur, entity, full, upsert=False)
             return self._get(cur, entity, new_id)
+
         return self._run(body)
 
     def upsert(self, entity: str, data: dict) -> dict:
@@ -414,6 +424,7 @@ class PgStore:
             full = self._prepare_new(cur, entity, data)
             new_id = self._write(cur, entity, full, upsert=True)
             return self._get(cur, entity, new_id)
+
         return self._run(body)
 
     def update(self, entity: str, id_, data: dict) -> dict | None:
@@ -435,9 +446,9 @@ class PgStore:
             if not values:
                 return current
             sets = ", ".join(f'"{c}" = {values[c][0]}' for c in values)
-            cur.execute(f"UPDATE {ENTITIES[entity].table} SET {sets} WHERE id = %s::uuid",
-                        [values[c][1] for c in values] + [current["id"]])
+            cur.execute(f"UPDATE {ENTITIES[entity].table} SET {sets} WHERE id = %s::uuid", [values[c][1] for c in values] + [current["id"]])
             return self._get(cur, entity, current["id"])
+
         return self._run(body)
 
     def delete(self, entity: str, id_) -> bool:
@@ -447,6 +458,7 @@ class PgStore:
                 return False
             cur.execute(f"DELETE FROM {ENTITIES[entity].table} WHERE id = %s::uuid", (current["id"],))
             return cur.rowcount == 1
+
         return self._run(body)
 
     # -- declarative export / import -----------------------------------------------------------
@@ -466,9 +478,12 @@ class PgStore:
                 continue
             out_rows = []
             for row in rows:
-                out_rows.append({k: (v["id"] if isinstance(v, dict) and set(v) == {"id"}
-                                     and k in {api for api, _r in ENTITIES[name].foreign.values()} else v)
-                                 for k, v in row.items()})
+                out_rows.append(
+                    {
+                        k: (v["id"] if isinstance(v, dict) and set(v) == {"id"} and k in {api for api, _r in ENTITIES[name].foreign.values()} else v)
+                        for k, v in row.items()
+                    }
+                )
             doc[name] = out_rows
         params = self._run(self._parameters)
         if params:
@@ -504,8 +519,7 @@ class PgStore:
                 if not items:
                     continue
                 if ENTITIES[entity].table not in schema:
-                    raise PgStoreError("invalid", f"no table for entity '{entity}' in this database",
-                                       entity=entity)
+                    raise PgStoreError("invalid", f"no table for entity '{entity}' in this database", entity=entity)
                 for item in items:
                     item = dict(item)
                     for api, ref in ENTITIES[entity].foreign.values():
@@ -513,9 +527,7 @@ class PgStore:
                         if value is not None and not _is_uuid(value):
                             found = names.get((ref, str(value))) or (self._get(cur, ref, value) or {}).get("id")
                             if found is None:
-                                raise PgStoreError("foreign_key",
-                                                   f"invalid reference '{api}: {value}' (no such entry in '{ref}')",
-                                                   {api: value}, entity)
+                                raise PgStoreError("foreign_key", f"invalid reference '{api}: {value}' (no such entry in '{ref}')", {api: value}, entity)
                             value = found
                         if api in item:
                             item[api] = {"id": value} if value is not None else None
@@ -523,17 +535,18 @@ class PgStore:
                     self._write(cur, entity, full, upsert=True)
                     written[entity] = written.get(entity, 0) + 1
             for param in records.get("parameters", []):
-                cur.execute("INSERT INTO parameters (key, value, created_at) VALUES (%s, %s, to_timestamp(%s)) "
-                            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                            (param["key"], param["value"], param.get("created_at")))
+                cur.execute(
+                    "INSERT INTO parameters (key, value, created_at) VALUES (%s, %s, to_timestamp(%s)) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    (param["key"], param["value"], param.get("created_at")),
+                )
                 written["parameters"] = written.get("parameters", 0) + 1
             return written
+
         return self._run(body)
 
     # -- cluster events (kong/cluster_events/strategies/postgres.lua) ---------------------------
 
-    def post_cluster_event(self, channel: str, data: str, node_id: str | None = None,
-                           delay: float | None = None, ttl: int = CLUSTER_EVENTS_TTL) -> str:
+    def post_cluster_event(self, channel: str, data: str, node_id: str | None = None, delay: float | None = None, ttl: int = CLUSTER_EVENTS_TTL) -> str:
         """Insert one cluster_events row; nodes sharing the database poll it to invalidate caches."""
         event_id = str(uuid.uuid4())
 
@@ -543,12 +556,15 @@ class PgStore:
                 "VALUES (%s::uuid, %s::uuid, CURRENT_TIMESTAMP, "
                 "CASE WHEN %s::float8 IS NULL THEN NULL ELSE CURRENT_TIMESTAMP + make_interval(secs => %s::float8) END, "
                 "CURRENT_TIMESTAMP + make_interval(secs => %s), %s, %s)",
-                (event_id, node_id or str(uuid.uuid4()), delay, delay, ttl, channel, data))
+                (event_id, node_id or str(uuid.uuid4()), delay, delay, ttl, channel, data),
+            )
+
         self._run(body)
         return event_id
 
     def cluster_events(self, since: float | None = None, channels=None) -> list:
         """Events with `at` after `since` (epoch seconds), oldest first."""
+
         def body(cur):
             where = ["TRUE"]
             params = []
@@ -558,11 +574,12 @@ class PgStore:
             if channels:
                 where.append("channel = ANY(%s)")
                 params.append(list(channels))
-            cur.execute("SELECT id, node_id, channel, data, at, nbf FROM cluster_events WHERE "
-                        + " AND ".join(where) + " ORDER BY at, id", params)
-            return [{"id": str(r[0]), "node_id": str(r[1]), "channel": r[2], "data": r[3],
-                     "at": r[4].timestamp(), "nbf": r[5].timestamp() if r[5] else None}
-                    for r in cur.fetchall()]
+            cur.execute("SELECT id, node_id, channel, data, at, nbf FROM cluster_events WHERE " + " AND ".join(where) + " ORDER BY at, id", params)
+            return [
+                {"id": str(r[0]), "node_id": str(r[1]), "channel": r[2], "data": r[3], "at": r[4].timestamp(), "nbf": r[5].timestamp() if r[5] else None}
+                for r in cur.fetchall()
+            ]
+
         return self._run(body)
 
     # -- clustering_data_planes (a control plane's record of its data planes) -------------------
@@ -570,11 +587,11 @@ class PgStore:
     def upsert_data_plane(self, row: dict, ttl: int) -> None:
         """Insert or update one data plane's row with ttl = now + ``ttl`` seconds; only the columns
         this schema has (they came with the migrations of 2.2 to 3.7)."""
+
         def body(cur):
             columns = self._schema(cur).get("clustering_data_planes") or {}
             names, values = [], []
-            for name in ("id", "hostname", "ip", "config_hash", "version", "sync_status", "labels",
-                         "cert_details", "rpc_capabilities"):
+            for name in ("id", "hostname", "ip", "config_hash", "version", "sync_status", "labels", "cert_details", "rpc_capabilities"):
                 if name in columns and (name in row or name in ("hostname", "ip", "config_hash")):
                     value = row.get(name)
                     if name in ("labels", "cert_details") and value is not None:
@@ -591,17 +608,20 @@ class PgStore:
             exprs.append("CURRENT_TIMESTAMP + make_interval(secs => %s)")
             values.append(ttl)
             updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n != "id")
-            cur.execute(f"INSERT INTO clustering_data_planes ({', '.join(names)}) VALUES ({', '.join(exprs)}) "
-                        f"ON CONFLICT (id) DO UPDATE SET {updates}", values)
+            cur.execute(f"INSERT INTO clustering_data_planes ({', '.join(names)}) VALUES ({', '.join(exprs)}) ON CONFLICT (id) DO UPDATE SET {updates}", values)
+
         self._run(body)
 
     def data_planes(self) -> list:
         """Rows whose ttl has not passed, ttl as the seconds left (Kong's Postgres strategy)."""
+
         def body(cur):
             columns = self._schema(cur).get("clustering_data_planes") or {}
             names = [n for n in columns if n != "ttl"]
-            cur.execute(f"SELECT {', '.join(names)}, FLOOR(EXTRACT(EPOCH FROM (ttl - CURRENT_TIMESTAMP))) "
-                        "FROM clustering_data_planes WHERE ttl IS NULL OR ttl >= CURRENT_TIMESTAMP ORDER BY id")
+            cur.execute(
+                f"SELECT {', '.join(names)}, FLOOR(EXTRACT(EPOCH FROM (ttl - CURRENT_TIMESTAMP))) "
+                "FROM clustering_data_planes WHERE ttl IS NULL OR ttl >= CURRENT_TIMESTAMP ORDER BY id"
+            )
             out = []
             for rec in cur.fetchall():
                 row = dict(zip(names, rec[:-1]))
@@ -612,13 +632,16 @@ class PgStore:
                 row["ttl"] = int(rec[-1]) if rec[-1] is not None else None
                 out.append(row)
             return out
+
         return self._run(body)
 
     def now(self) -> float:
         """The database clock (epoch seconds), for cluster event polling windows."""
+
         def body(cur):
             cur.execute("SELECT extract(epoch FROM CURRENT_TIMESTAMP)")
             return float(cur.fetchone()[0])
+
         return self._run(body)
 
 

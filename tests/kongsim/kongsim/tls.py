@@ -7,6 +7,7 @@ a self-signed default certificate in the prefix, `ssl/admin-kong-default.crt` an
 at 3.9.3 reads the `*_ssl_cert` lists). The simulator serves the first certificate of the list
 (Kong also serves an ECDSA default beside the RSA one: not modelled).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,10 +30,27 @@ def default_cert(prefix: str, name: str) -> tuple:
     key = os.path.join(ssl_dir, f"{name}-kong-default.key")
     if not (os.path.exists(cert) and os.path.exists(key)):
         os.makedirs(ssl_dir, exist_ok=True)
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-                        "-subj", "/C=US/ST=California/L=San Francisco/O=Kong/OU=IT Department/CN=localhost",
-                        "-keyout", key, "-out", cert], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "3650",
+                "-subj",
+                "/C=US/ST=California/L=San Francisco/O=Kong/OU=IT Department/CN=localhost",
+                "-keyout",
+                key,
+                "-out",
+                cert,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.chmod(key, 0o600)
     return cert, key
 

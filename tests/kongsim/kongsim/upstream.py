@@ -1,5 +1,6 @@
 """A small HTTP/1.1 client with keep-alive pooling for the proxy path (cheaper than a general
 client: one protocol object per upstream connection, responses buffered whole)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,7 @@ class _Conn(asyncio.Protocol):
             if self.head is not None and self.until_close:
                 w.set_result(self._finish(bytes(self.buf), keep_alive=False))
             else:
-                w.set_exception(UpstreamError("reset", "upstream prematurely closed connection",
-                                              sent=self.got_bytes))
+                w.set_exception(UpstreamError("reset", "upstream prematurely closed connection", sent=self.got_bytes))
 
     def data_received(self, data):
         self.got_bytes = True
@@ -85,7 +85,7 @@ class _Conn(asyncio.Protocol):
                     raise ValueError("header too large")
                 return None
             lines = bytes(buf[:idx]).decode("latin-1").split("\r\n")
-            del buf[:idx + 4]
+            del buf[: idx + 4]
             parts = lines[0].split(" ", 2)
             if len(parts) < 2 or not parts[0].startswith("HTTP/"):
                 raise ValueError("bad status line")
@@ -126,18 +126,18 @@ class _Conn(asyncio.Protocol):
                 size = int(bytes(buf[pos:end]).split(b";")[0], 16)
                 if size == 0:
                     rest = end + 2
-                    if buf[rest:rest + 2] == b"\r\n" or buf.find(b"\r\n\r\n", end) >= 0:
+                    if buf[rest : rest + 2] == b"\r\n" or buf.find(b"\r\n\r\n", end) >= 0:
                         return self._finish(bytes(body), keep_alive=not self.head[3])
                     return None
                 start = end + 2
                 if len(buf) < start + size + 2:
                     return None
-                body += buf[start:start + size]
+                body += buf[start : start + size]
                 pos = start + size + 2
         if self.length is not None:
             if len(buf) < self.length:
                 return None
-            return self._finish(bytes(buf[:self.length]), keep_alive=not self.head[3])
+            return self._finish(bytes(buf[: self.length]), keep_alive=not self.head[3])
         return None
 
     def _finish(self, body, keep_alive):
@@ -169,8 +169,7 @@ class Pool:
     async def _connect(self, host, port, timeout):
         loop = asyncio.get_running_loop()
         try:
-            _t, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Conn(self, (host, port)), host, port), timeout)
+            _t, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(self, (host, port)), host, port), timeout)
         except TimeoutError:
             raise UpstreamError("timeout", "upstream timed out while connecting")
         except socket.gaierror as exc:
@@ -196,7 +195,7 @@ class Pool:
                 resp = await conn.request(raw, method == "HEAD", read_timeout)
             except UpstreamError as exc:
                 if exc.kind == "reset" and not exc.sent:
-                    continue        # a kept-alive connection the upstream had closed: use another
+                    continue  # a kept-alive connection the upstream had closed: use another
                 raise
             self._release(conn, resp)
             return resp

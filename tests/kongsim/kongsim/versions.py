@@ -1,4 +1,5 @@
 """Per-version behaviour of the simulated Kong releases (FACTS.md section 8.1 as data)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,40 +7,113 @@ from dataclasses import dataclass, field
 VERSIONS = ("2.8.5", "3.4.2", "3.5.0", "3.6.1", "3.7.1", "3.8.1", "3.9.3")
 
 _BUNDLED_28 = (
-    "jwt", "acl", "correlation-id", "cors", "oauth2", "tcp-log", "udp-log", "file-log",
-    "http-log", "key-auth", "hmac-auth", "basic-auth", "ip-restriction", "request-transformer",
-    "response-transformer", "request-size-limiting", "rate-limiting", "response-ratelimiting",
-    "syslog", "loggly", "datadog", "ldap-auth", "statsd", "bot-detection", "aws-lambda",
-    "request-termination", "prometheus", "proxy-cache", "session", "acme", "grpc-gateway",
-    "grpc-web", "pre-function", "post-function", "azure-functions", "zipkin",
+    "jwt",
+    "acl",
+    "correlation-id",
+    "cors",
+    "oauth2",
+    "tcp-log",
+    "udp-log",
+    "file-log",
+    "http-log",
+    "key-auth",
+    "hmac-auth",
+    "basic-auth",
+    "ip-restriction",
+    "request-transformer",
+    "response-transformer",
+    "request-size-limiting",
+    "rate-limiting",
+    "response-ratelimiting",
+    "syslog",
+    "loggly",
+    "datadog",
+    "ldap-auth",
+    "statsd",
+    "bot-detection",
+    "aws-lambda",
+    "request-termination",
+    "prometheus",
+    "proxy-cache",
+    "session",
+    "acme",
+    "grpc-gateway",
+    "grpc-web",
+    "pre-function",
+    "post-function",
+    "azure-functions",
+    "zipkin",
 )
-_AI = ("ai-proxy", "ai-prompt-decorator", "ai-prompt-guard", "ai-prompt-template",
-       "ai-request-transformer", "ai-response-transformer")
+_AI = ("ai-proxy", "ai-prompt-decorator", "ai-prompt-guard", "ai-prompt-template", "ai-request-transformer", "ai-response-transformer")
 
 # Handler priorities are not in FACTS (UNCONFIRMED, taken from memory of the plugin handlers);
 # only their presence in GET / matters to the collection.
 PLUGIN_PRIORITY = {
-    "pre-function": 1000000, "correlation-id": 100001, "zipkin": 100000, "bot-detection": 2500,
-    "cors": 2000, "session": 1900, "acme": 1705, "jwt": 1450, "oauth2": 1400, "key-auth": 1250,
-    "ldap-auth": 1200, "basic-auth": 1100, "hmac-auth": 1030, "grpc-gateway": 998,
-    "ip-restriction": 990, "request-size-limiting": 951, "acl": 950, "rate-limiting": 910,
-    "response-ratelimiting": 900, "request-transformer": 801, "response-transformer": 800,
-    "redirect": 779, "ai-request-transformer": 777, "ai-prompt-template": 773,
-    "ai-prompt-decorator": 772, "ai-prompt-guard": 771, "ai-proxy": 770,
-    "ai-response-transformer": 769, "standard-webhooks": 760, "aws-lambda": 750,
-    "azure-functions": 749, "proxy-cache": 100, "opentelemetry": 14, "prometheus": 13,
-    "http-log": 12, "statsd": 11, "datadog": 10, "file-log": 9, "udp-log": 8, "tcp-log": 7,
-    "loggly": 6, "syslog": 4, "grpc-web": 3, "request-termination": 2, "post-function": -1000,
+    "pre-function": 1000000,
+    "correlation-id": 100001,
+    "zipkin": 100000,
+    "bot-detection": 2500,
+    "cors": 2000,
+    "session": 1900,
+    "acme": 1705,
+    "jwt": 1450,
+    "oauth2": 1400,
+    "key-auth": 1250,
+    "ldap-auth": 1200,
+    "basic-auth": 1100,
+    "hmac-auth": 1030,
+    "grpc-gateway": 998,
+    "ip-restriction": 990,
+    "request-size-limiting": 951,
+    "acl": 950,
+    "rate-limiting": 910,
+    "response-ratelimiting": 900,
+    "request-transformer": 801,
+    "response-transformer": 800,
+    "redirect": 779,
+    "ai-request-transformer": 777,
+    "ai-prompt-template": 773,
+    "ai-prompt-decorator": 772,
+    "ai-prompt-guard": 771,
+    "ai-proxy": 770,
+    "ai-response-transformer": 769,
+    "standard-webhooks": 760,
+    "aws-lambda": 750,
+    "azure-functions": 749,
+    "proxy-cache": 100,
+    "opentelemetry": 14,
+    "prometheus": 13,
+    "http-log": 12,
+    "statsd": 11,
+    "datadog": 10,
+    "file-log": 9,
+    "udp-log": 8,
+    "tcp-log": 7,
+    "loggly": 6,
+    "syslog": 4,
+    "grpc-web": 3,
+    "request-termination": 2,
+    "post-function": -1000,
 }
 
 # Default messages of kong.response.error() (UNCONFIRMED: not in FACTS; HTTP_MESSAGES of
 # kong/tools/http.lua as remembered).
 DEFAULT_STATUS_MESSAGES = {
-    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-    405: "Method not allowed", 406: "Not acceptable", 408: "Request timeout", 409: "Conflict",
-    413: "Payload too large", 414: "URI too long", 415: "Unsupported media type",
-    426: "Upgrade required", 429: "Too many requests",
-    500: "An unexpected error occurred", 501: "Not implemented",
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    408: "Request timeout",
+    409: "Conflict",
+    413: "Payload too large",
+    414: "URI too long",
+    415: "Unsupported media type",
+    426: "Upgrade required",
+    429: "Too many requests",
+    500: "An unexpected error occurred",
+    501: "Not implemented",
     502: "An invalid response was received from the upstream server",
     503: "The upstream server is currently unavailable",
     504: "The upstream server is timing out",
@@ -119,8 +193,7 @@ def _bundled(v: tuple) -> tuple:
     return tuple(plugins)
 
 
-_OPENRESTY = {"2.8.5": "1.19.9.1", "3.4.2": "1.21.4.1", "3.5.0": "1.21.4.2", "3.6.1": "1.25.3.1",
-              "3.7.1": "1.25.3.1", "3.8.1": "1.25.3.2", "3.9.3": "1.25.3.2"}
+_OPENRESTY = {"2.8.5": "1.19.9.1", "3.4.2": "1.21.4.1", "3.5.0": "1.21.4.2", "3.6.1": "1.25.3.1", "3.7.1": "1.25.3.1", "3.8.1": "1.25.3.2", "3.9.3": "1.25.3.2"}
 
 
 def get(version: str) -> VersionInfo:
@@ -140,17 +213,18 @@ def get(version: str) -> VersionInfo:
         extra.update(new_dns_client=False)
     if v >= (3, 9, 0):
         extra.update(cluster_incremental_sync=False)
-    sync = ["unknown", "normal", "kong_version_incompatible", "plugin_set_incompatible",
-            "plugin_version_incompatible"]
+    sync = ["unknown", "normal", "kong_version_incompatible", "plugin_set_incompatible", "plugin_version_incompatible"]
     if v >= (3, 0, 0):
         sync.append("filter_set_incompatible")
     return VersionInfo(
-        version=version, major=v[0], minor=v[1], patch=v[2],
+        version=version,
+        major=v[0],
+        minor=v[1],
+        patch=v[2],
         bundled_plugins=_bundled(v),
         openresty=_OPENRESTY[version],
         status_listen_default="127.0.0.1:8007 reuseport backlog=16384" if v >= (3, 6, 0) else "off",
-        headers_default=("server_tokens, latency_tokens, x-kong-request-id" if v >= (3, 5, 0)
-                         else "server_tokens, latency_tokens"),
+        headers_default=("server_tokens, latency_tokens, x-kong-request-id" if v >= (3, 5, 0) else "server_tokens, latency_tokens"),
         request_id=v >= (3, 5, 0),
         via_http_version=v >= (3, 8, 0),
         server_header_kong_when_missing=v >= (3, 8, 0),

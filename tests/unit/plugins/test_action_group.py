@@ -1,5 +1,6 @@
 """The `kong` action group lists exactly the modules that take the Admin API options, and every module
 documents its membership the same way (attributes.action_group through one doc fragment)."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,5 +1,6 @@
 """kong_upgrade_run: the run journal and run lock on the controller, driven through the action plugin
 as Ansible runs it, and through the run-state class for the cases a task cannot produce (a torn write)."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,7 @@ def action_class():
     return ActionModule
 
 
-OPEN = dict(state="opened", strategy="rolling", mode="dbless", from_version="3.8.1", to_version="3.9.3",
-            path=["3.9.3"])
+OPEN = dict(state="opened", strategy="rolling", mode="dbless", from_version="3.8.1", to_version="3.9.3", path=["3.9.3"])
 
 
 def run(work_dir, check=False, **args):
@@ -62,8 +62,7 @@ def lock_file(work_dir):
 
 def foreign_lock(work_dir, **over):
     """A lock of another run: a live process on another controller that wrote a moment ago."""
-    holder = dict(host="ctl-other", pid=4242, user="alice", run_id="R-OTHER", started=utc_stamp(time.time() - 60),
-                  updated=utc_stamp(time.time() - 5), ttl=7200)
+    holder = dict(host="ctl-other", pid=4242, user="alice", run_id="R-OTHER", started=utc_stamp(time.time() - 60), updated=utc_stamp(time.time() - 5), ttl=7200)
     holder.update(over)
     os.makedirs(os.path.join(work_dir, "c1"), exist_ok=True)
     with open(lock_file(work_dir), "w") as fh:
@@ -78,8 +77,15 @@ def test_open_writes_a_private_journal_and_lock_and_returns_the_fact(tmp_path):
     data = journal(tmp_path)
     assert data == res["journal"] == res["ansible_facts"]["kong_journal"]
     assert {k: data[k] for k in ("run_id", "cluster", "strategy", "mode", "from", "to", "path", "status")} == {
-        "run_id": "R1", "cluster": "c1", "strategy": "rolling", "mode": "dbless", "from": "3.8.1", "to": "3.9.3",
-        "path": ["3.9.3"], "status": "running"}
+        "run_id": "R1",
+        "cluster": "c1",
+        "strategy": "rolling",
+        "mode": "dbless",
+        "from": "3.8.1",
+        "to": "3.9.3",
+        "path": ["3.9.3"],
+        "status": "running",
+    }
     assert data["phases"] == {} and data["nodes"] == {} and data["steps"] == []
     for path in (os.path.join(tmp_path, "c1", "journal.json"), lock_file(tmp_path)):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -167,7 +173,7 @@ PHASES = [
 def test_resume_from_a_journal_cut_off_after_each_phase(tmp_path, cut, ended):
     run(tmp_path, run_id="R1", **OPEN)
     expected = journal(tmp_path)
-    for _name, update in PHASES[1:cut + 1]:
+    for _name, update in PHASES[1 : cut + 1]:
         run(tmp_path, update=update)
         expected = _run_state.merge(expected, update)
     if ended == "failed":
@@ -282,7 +288,11 @@ def test_a_torn_write_leaves_the_old_journal(tmp_path, monkeypatch):
 def test_a_reader_never_sees_half_a_journal(tmp_path):
     run(tmp_path, run_id="R1", **OPEN)
     path = os.path.join(tmp_path, "c1", "journal.json")
-    reader = subprocess.Popen([sys.executable, "-c", f"""
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import json, time
 bad = 0
 end = time.time() + 1.5
@@ -293,7 +303,11 @@ while time.time() < end:
     except ValueError:
         bad += 1
 print(bad)
-"""], stdout=subprocess.PIPE, text=True)
+""",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     n = 0
     while reader.poll() is None:
         n += 1
@@ -302,13 +316,16 @@ print(bad)
     assert n > 10
 
 
-@pytest.mark.parametrize("args, needle", [
-    (dict(state="opened", to_version="3.9.3"), "strategy"),
-    (dict(state="aborted", phase="shift"), "reason"),
-    (dict(node="x1"), "node_state"),
-    (dict(state="closed"), "state"),
-    (dict(lock_ttl=0, state="read"), "kong_run_lock_ttl"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (dict(state="opened", to_version="3.9.3"), "strategy"),
+        (dict(state="aborted", phase="shift"), "reason"),
+        (dict(node="x1"), "node_state"),
+        (dict(state="closed"), "state"),
+        (dict(lock_ttl=0, state="read"), "kong_run_lock_ttl"),
+    ],
+)
 def test_bad_input_is_named_and_changes_nothing(tmp_path, args, needle):
     res = run(tmp_path, **args)
     assert res["failed"] is True and needle in res["msg"]

@@ -2,6 +2,7 @@
 
 The callback is loaded in a child interpreter: importing Ansible's controller-side callback base in the
 test process changes how the module tests of this suite see warnings and deprecations."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import os
 import subprocess
 import sys
 
-HARNESS = r'''
+HARNESS = r"""
 import json, sys
 from types import SimpleNamespace
 from ansible_collections.kongops.upgrade.plugins.callback.upgrade_report import CallbackModule
@@ -22,15 +23,14 @@ cb = CallbackModule()
 for host, action, name, res in json.load(sys.stdin):
     cb._record(result(host, action, name, res), "ok")
 json.dump(cb.timeline, sys.stdout)
-'''
+"""
 
 
 def _timeline(events: list) -> list:
     env = dict(os.environ)
     collections = os.path.join(os.path.dirname(__file__), *([".."] * 4), ".venv", "collections")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(collections), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", HARNESS], input=json.dumps(events), capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+    proc = subprocess.run([sys.executable, "-c", HARNESS], input=json.dumps(events), capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -44,13 +44,15 @@ GATE, INFO = "kongops.upgrade.kong_gate", "kongops.upgrade.kong_node_info"
 
 
 def test_the_soak_and_the_judgment_of_one_gate_make_one_entry():
-    timeline = _timeline([
-        ["localhost", GATE, "soak 10", _gate("step 10 %", 12, polls=[])],
-        ["localhost", INFO, "ready 10", {"ready": True}],
-        ["localhost", GATE, "judge 10", _gate("step 10 %", 12)],
-        ["localhost", GATE, "soak 25", _gate("step 25 %", 30)],
-        ["localhost", GATE, "judge 25", _gate("step 25 %", 31)],
-    ])
+    timeline = _timeline(
+        [
+            ["localhost", GATE, "soak 10", _gate("step 10 %", 12, polls=[])],
+            ["localhost", INFO, "ready 10", {"ready": True}],
+            ["localhost", GATE, "judge 10", _gate("step 10 %", 12)],
+            ["localhost", GATE, "soak 25", _gate("step 25 %", 30)],
+            ["localhost", GATE, "judge 25", _gate("step 25 %", 31)],
+        ]
+    )
     gates = [e for e in timeline if "gate" in e]
     assert [(e["task"], e["gate"]["requests"]) for e in gates] == [("judge 10", 12), ("judge 25", 31)]
     assert [e["end"] for e in timeline] == sorted(e["end"] for e in timeline)
@@ -58,15 +60,17 @@ def test_the_soak_and_the_judgment_of_one_gate_make_one_entry():
 
 
 def test_two_gates_with_equal_measurements_stay_two_entries():
-    timeline = _timeline([
-        ["localhost", GATE, "retire x1", _gate("retire x1", 0)],
-        ["localhost", INFO, "x1 gone", {}],
-        ["localhost", GATE, "retire x2", _gate("retire x2", 0)],
-    ])
+    timeline = _timeline(
+        [
+            ["localhost", GATE, "retire x1", _gate("retire x1", 0)],
+            ["localhost", INFO, "x1 gone", {}],
+            ["localhost", GATE, "retire x2", _gate("retire x2", 0)],
+        ]
+    )
     assert [e["task"] for e in timeline if "gate" in e] == ["retire x1", "retire x2"]
 
 
-PARTIAL = r'''
+PARTIAL = r"""
 import json, os, sys
 from types import SimpleNamespace
 from ansible_collections.kongops.upgrade.plugins.callback.upgrade_report import CallbackModule
@@ -80,22 +84,35 @@ task = SimpleNamespace(action="kongops.upgrade.kong_upgrade_run", _uuid="j1", ge
 res = {"changed": True, "path": journal_path, "journal": {}}
 cb.v2_runner_on_ok(SimpleNamespace(_host=SimpleNamespace(get_name=lambda: "localhost"), _task=task, _result=res))
 # the run is killed here: no playbook_on_stats
-'''
+"""
 
 
 def test_a_run_killed_midway_leaves_a_report_of_its_steps(tmp_path):
     """Issue 22: the report is written at each phase and journal write, not only at the end."""
-    journal = {"run_id": "r1", "strategy": "rolling", "status": "running", "from": "3.8.1", "to": "3.9.3",
-               "steps": [{"share": 10, "started_at": "2026-12-03T10:00:00Z", "ended_at": "2026-12-03T10:00:12Z",
-                          "gate": {"requests": 120, "errors": 0, "failed": False, "response_ms": 4.0}}]}
+    journal = {
+        "run_id": "r1",
+        "strategy": "rolling",
+        "status": "running",
+        "from": "3.8.1",
+        "to": "3.9.3",
+        "steps": [
+            {
+                "share": 10,
+                "started_at": "2026-12-03T10:00:00Z",
+                "ended_at": "2026-12-03T10:00:12Z",
+                "gate": {"requests": 120, "errors": 0, "failed": False, "response_ms": 4.0},
+            }
+        ],
+    }
     cluster = tmp_path / "c1"
     cluster.mkdir()
     (cluster / "journal.json").write_text(json.dumps(journal))
     env = dict(os.environ)
     collections = os.path.join(os.path.dirname(__file__), *([".."] * 4), ".venv", "collections")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(collections), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", PARTIAL, str(tmp_path), str(cluster / "journal.json")],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", PARTIAL, str(tmp_path), str(cluster / "journal.json")], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     report_dir = cluster / "reports" / "r1"
     report = json.loads((report_dir / "report.json").read_text())

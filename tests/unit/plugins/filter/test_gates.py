@@ -4,8 +4,16 @@ from ansible_collections.kongops.upgrade.plugins.filter.gates import FilterModul
 
 
 def _srv(sessions, h5=0, econ=0, eresp=0, weight=10, status="UP", health="", rtime=0):
-    return {"total_sessions": sessions, "http_5xx": h5, "connection_errors": econ, "response_errors": eresp,
-            "weight": weight, "status": status, "health": health, "response_time_ms": rtime}
+    return {
+        "total_sessions": sessions,
+        "http_5xx": h5,
+        "connection_errors": econ,
+        "response_errors": eresp,
+        "weight": weight,
+        "status": status,
+        "health": health,
+        "response_time_ms": rtime,
+    }
 
 
 def test_gate_eval_counts_errors_over_the_soak_only():
@@ -21,8 +29,11 @@ def test_gate_eval_counts_errors_over_the_soak_only():
 def test_gate_eval_fails_a_down_server_in_rotation_slow_answers_and_an_unproven_step():
     after = {"y1": _srv(10, status="DOWN", weight=5), "y2": _srv(10, status="MAINT", weight=0, rtime=2500)}
     verdict = gate_eval(after, {}, ["y1", "y2"], max_response_ms=2000, min_requests=50)
-    assert verdict["reasons"] == ["y1 is DOWN while in rotation", "y2 average response time 2500 ms > 2000 ms",
-                                  "only 20 requests reached the servers (< 50): the step is not proven"]
+    assert verdict["reasons"] == [
+        "y1 is DOWN while in rotation",
+        "y2 average response time 2500 ms > 2000 ms",
+        "only 20 requests reached the servers (< 50): the step is not proven",
+    ]
 
 
 def test_gate_eval_leaves_out_hosts_the_load_balancer_does_not_know():
@@ -33,18 +44,17 @@ def test_gate_eval_leaves_out_hosts_the_load_balancer_does_not_know():
 
 
 def test_node_gate_eval_per_node_rate_restart_and_unavailable():
-    before = {"y1": {"available": True, "requests": 500, "errors": 0},
-              "y2": {"available": True, "requests": 900, "errors": 2},
-              "y3": {"available": False}}
-    after = {"y1": {"available": True, "requests": 700, "errors": 10},
-             "y2": {"available": True, "requests": 40, "errors": 0},
-             "y3": {"available": False, "reason": "no counters"}}
+    before = {"y1": {"available": True, "requests": 500, "errors": 0}, "y2": {"available": True, "requests": 900, "errors": 2}, "y3": {"available": False}}
+    after = {
+        "y1": {"available": True, "requests": 700, "errors": 10},
+        "y2": {"available": True, "requests": 40, "errors": 0},
+        "y3": {"available": False, "reason": "no counters"},
+    }
     verdict = node_gate_eval(after, before, max_error_rate=1.0)
     assert verdict["nodes"]["y1"] == {"requests": 200, "errors": 10, "error_rate": 5.0, "restarted": False}
     assert verdict["nodes"]["y2"] == {"requests": 40, "errors": 0, "error_rate": 0.0, "restarted": True}
     assert verdict["unavailable"] == ["y3"]
-    assert verdict["failed"] and verdict["reasons"] == [
-        "y1 answered 10 of 200 requests with a 5xx (5.0%) by its own /metrics > 1.0%"]
+    assert verdict["failed"] and verdict["reasons"] == ["y1 answered 10 of 200 requests with a 5xx (5.0%) by its own /metrics > 1.0%"]
     assert node_gate_eval(after, before, max_error_rate=5.0)["failed"] is False
 
 

@@ -1,5 +1,6 @@
 """_backup: private atomic files, manifests and checksums, retention, free space, canonical YAML,
 kong.conf, Admin API export, pg_dump/pg_restore argv and environment, tarballs (fakes only)."""
+
 from __future__ import annotations
 
 import json
@@ -27,12 +28,12 @@ def mode_of(path):
 def make_run(dest, run_id, created, payload=b"data"):
     staged = bk.StagedRun(str(dest), run_id).open()
     entry = bk.write_private(staged.path("declarative.yml"), payload)
-    manifest = {"format": 1, "run_id": run_id, "created": created, "kinds": ["declarative"],
-                "files": [dict(entry, name="declarative.yml", kind="declarative")]}
+    manifest = {"format": 1, "run_id": run_id, "created": created, "kinds": ["declarative"], "files": [dict(entry, name="declarative.yml", kind="declarative")]}
     return staged.commit(manifest)
 
 
 # --- private files ----------------------------------------------------------------------------
+
 
 def test_write_private_is_0600_and_leaves_no_partial(tmp_path):
     path = str(tmp_path / "f")
@@ -98,6 +99,7 @@ def test_good_run_id():
 
 # --- free space -------------------------------------------------------------------------------
 
+
 def test_free_space_refused_with_numbers(tmp_path):
     def fake(path):
         return SimpleNamespace(f_bavail=10, f_frsize=1024)
@@ -109,6 +111,7 @@ def test_free_space_refused_with_numbers(tmp_path):
 
 
 # --- manifests and checksums ----------------------------------------------------------------
+
 
 def test_verify_files_accepts_intact_and_refuses_flipped_truncated_missing(tmp_path):
     final = make_run(tmp_path, "r1", "2025-01-01T00:00:00Z", b"0123456789")
@@ -155,10 +158,17 @@ def test_load_manifest_errors(tmp_path):
 
 # --- retention ------------------------------------------------------------------------------
 
+
 def test_retention_keeps_newest_by_manifest_time_and_ignores_foreign_dirs(tmp_path):
-    runs = [make_run(tmp_path, name, created) for name, created in
-            [("zzz-oldest", "2025-01-01T00:00:00Z"), ("b", "2025-01-02T00:00:00Z"),
-             ("a", "2025-01-03T00:00:00Z"), ("current", "2025-01-04T00:00:00Z")]]
+    runs = [
+        make_run(tmp_path, name, created)
+        for name, created in [
+            ("zzz-oldest", "2025-01-01T00:00:00Z"),
+            ("b", "2025-01-02T00:00:00Z"),
+            ("a", "2025-01-03T00:00:00Z"),
+            ("current", "2025-01-04T00:00:00Z"),
+        ]
+    ]
     (tmp_path / "unrelated").mkdir()
     (tmp_path / "unrelated" / "keep.txt").write_text("x")
     assert bk.apply_retention(str(tmp_path), 2, current=runs[-1], check_mode=True) == runs[:2]
@@ -237,16 +247,19 @@ class FakeAdmin:
 
 
 def test_export_via_admin_uses_kong_paths_and_flattens_foreign_keys():
-    admin = FakeAdmin({
-        "/services": [{"id": "s1", "name": "svc", "ws_id": "w"}],
-        "/routes": [{"id": "r1", "service": {"id": "s1"}, "ws_id": "w"}],
-        "/consumers": [{"id": "c1", "username": "u"}],
-        "/key-auths": [{"id": "k1", "consumer": {"id": "c1"}, "key": "secret"}],
-        "/upstreams": [{"id": "u1", "name": "up"}],
-        "/upstreams/u1/targets": [{"id": "t1", "upstream": {"id": "u1"}, "target": "a:80"}],
-        "/plugins": [{"id": "p1", "name": "key-auth", "route": None, "service": {"id": "s1"}}],
-        "/certificates": [], "/snis": [],
-    })
+    admin = FakeAdmin(
+        {
+            "/services": [{"id": "s1", "name": "svc", "ws_id": "w"}],
+            "/routes": [{"id": "r1", "service": {"id": "s1"}, "ws_id": "w"}],
+            "/consumers": [{"id": "c1", "username": "u"}],
+            "/key-auths": [{"id": "k1", "consumer": {"id": "c1"}, "key": "secret"}],
+            "/upstreams": [{"id": "u1", "name": "up"}],
+            "/upstreams/u1/targets": [{"id": "t1", "upstream": {"id": "u1"}, "target": "a:80"}],
+            "/plugins": [{"id": "p1", "name": "key-auth", "route": None, "service": {"id": "s1"}}],
+            "/certificates": [],
+            "/snis": [],
+        }
+    )
     doc, counts, skipped = bk.export_via_admin(admin, parse_version("3.9.3"))
     assert skipped == ["ca_certificates"]
     assert doc["_format_version"] == "3.0" and doc["_transform"] is False
@@ -274,29 +287,38 @@ def test_compare_entities_ignores_timestamps_and_reports_extras():
     changed = bk.entity_index({"services": [{"id": "a", "name": "renamed"}]})
     assert bk.compare_entities(backup, changed) == (["services/a"], [])
     assert bk.entity_index({"services": [{"name": "no id"}]}) is None
-    assert bk.entity_index({"parameters": [{"key": "cluster_id", "value": "x"}]}) == \
-        {"parameters": {"cluster_id": {"key": "cluster_id", "value": "x"}}}
+    assert bk.entity_index({"parameters": [{"key": "cluster_id", "value": "x"}]}) == {"parameters": {"cluster_id": {"key": "cluster_id", "value": "x"}}}
 
 
 # --- kong.conf ------------------------------------------------------------------------------
 
+
 def test_kong_conf_comments_escapes_and_env_precedence(tmp_path):
     conf = tmp_path / "kong.conf"
-    conf.write_text("# comment\npg_host = db.internal   # trailing\npg_port = 6432\n"
-                    "pg_password = pa\\#ss\npg_database = kong\ndeclarative_config = /etc/kong/kong.yml\n")
+    conf.write_text(
+        "# comment\npg_host = db.internal   # trailing\npg_port = 6432\npg_password = pa\\#ss\npg_database = kong\ndeclarative_config = /etc/kong/kong.yml\n"
+    )
     values = kc.read_kong_conf(str(conf))
     assert values["pg_host"] == "db.internal" and values["pg_password"] == "pa#ss"
-    params = {"kong_conf": str(conf), "kong_env": {"KONG_PG_DATABASE": "other"}, "pg_host": "127.0.0.1",
-              "pg_port": 5432, "pg_user": "kong", "pg_password": None, "pg_database": "kong", "pg_schema": None}
+    params = {
+        "kong_conf": str(conf),
+        "kong_env": {"KONG_PG_DATABASE": "other"},
+        "pg_host": "127.0.0.1",
+        "pg_port": 5432,
+        "pg_user": "kong",
+        "pg_password": None,
+        "pg_database": "kong",
+        "pg_schema": None,
+    }
     out = kc.pg_params_from_kong_conf(params)
-    assert (out["pg_host"], out["pg_port"], out["pg_password"], out["pg_database"]) == \
-        ("db.internal", 6432, "pa#ss", "other")
+    assert (out["pg_host"], out["pg_port"], out["pg_password"], out["pg_database"]) == ("db.internal", 6432, "pa#ss", "other")
     assert kc.kong_setting("declarative_config", str(conf), {}) == "/etc/kong/kong.yml"
     with pytest.raises(kc.KongConfError, match="cannot read kong_conf"):
         kc.read_kong_conf(str(tmp_path / "missing.conf"))
 
 
 # --- pg_dump / pg_restore ---------------------------------------------------------------------
+
 
 class FakeRun:
     def __init__(self, answers=None):
@@ -326,8 +348,17 @@ def test_pg_dump_password_only_in_environment():
     tools = bk.PgTools(run, "/usr/bin/pg_dump", "/usr/bin/pg_restore")
     tools.dump("/b/database.dump.partial", db.libpq_env(), snapshot="00000003-1", schema="kong")
     argv, env = run.calls[0]
-    assert argv == ["/usr/bin/pg_dump", "--format=custom", "--no-password", "--file", "/b/database.dump.partial",
-                    "--snapshot", "00000003-1", "--schema", "kong"]
+    assert argv == [
+        "/usr/bin/pg_dump",
+        "--format=custom",
+        "--no-password",
+        "--file",
+        "/b/database.dump.partial",
+        "--snapshot",
+        "00000003-1",
+        "--schema",
+        "kong",
+    ]
     assert "s3cr3t-pw" not in " ".join(argv)
     assert env["PGPASSWORD"] == "s3cr3t-pw" and env["PGHOST"] == "db" and env["PGPORT"] == "5433"
 
@@ -341,20 +372,29 @@ def test_pg_restore_argv_and_toc():
     with pytest.raises(bk.BackupError, match="TABLE public.routes"):
         bk.verify_dump_toc(toc, "public", ["routes"])
     tools.restore("/b/database.dump", {"PGPASSWORD": "x"}, "kong_tmp", clean=True)
-    assert run.calls[-1][0] == ["pg_restore", "--no-password", "--no-owner", "--exit-on-error",
-                                "--single-transaction", "--dbname", "kong_tmp", "--clean", "--if-exists",
-                                "/b/database.dump"]
+    assert run.calls[-1][0] == [
+        "pg_restore",
+        "--no-password",
+        "--no-owner",
+        "--exit-on-error",
+        "--single-transaction",
+        "--dbname",
+        "kong_tmp",
+        "--clean",
+        "--if-exists",
+        "/b/database.dump",
+    ]
 
 
 def test_pg_tool_failure_carries_rc_and_stderr():
-    run = FakeRun({"--format=custom": (1, "", ("pg_dump: error: connection to server failed: FATAL:  password "
-                                               "authentication failed for user \"kong\"\n"))})
+    run = FakeRun({"--format=custom": (1, "", ('pg_dump: error: connection to server failed: FATAL:  password authentication failed for user "kong"\n'))})
     with pytest.raises(bk.BackupError, match="password authentication failed") as exc:
         bk.PgTools(run).dump("/x", {})
     assert exc.value.context["rc"] == 1 and "FATAL" in exc.value.context["stderr"]
 
 
 # --- files ----------------------------------------------------------------------------------
+
 
 def test_tarball_roundtrip_and_restore_is_idempotent(tmp_path):
     src = tmp_path / "etc" / "kong"
@@ -390,6 +430,7 @@ def test_collect_files_names_a_missing_path(tmp_path):
 
 # --- DB-less restore --------------------------------------------------------------------------
 
+
 class FakeDbless:
     def __init__(self, current_hash, config_text):
         self.hash, self.config_text, self.posts = current_hash, config_text, []
@@ -410,8 +451,7 @@ class FakeDbless:
 
 def test_restore_dbless_304_is_unchanged_and_201_restores_the_hash():
     text = NESTED
-    section = {"entity_counts": bk.entity_counts(bk.parse_declarative(text)), "hash_exact": True,
-               "configuration_hash": bk.kong_text_hash(text)}
+    section = {"entity_counts": bk.entity_counts(bk.parse_declarative(text)), "hash_exact": True, "configuration_hash": bk.kong_text_hash(text)}
     node = FakeDbless(bk.kong_text_hash(text), text)
     result = bk.restore_dbless(node, text, section, check_mode=False, sleep=lambda s: None)
     assert result["changed"] is False and result["status"] == 304
@@ -454,23 +494,27 @@ def test_public_url_strips_credentials():
     assert bk.public_url("http://kong:8001") == "http://kong:8001"
 
 
-@pytest.mark.parametrize("exc, expected", [
-    (bk.BackupError("sha256 mismatch", path="/b/kong.dump", expected="ab"),
-     {"msg": "sha256 mismatch", "path": "/b/kong.dump", "expected": "ab"}),
-    (KongAdminError("GET /services failed", status=401, body="no key"),
-     {"msg": "Kong Admin API error: GET /services failed", "status_code": 401, "body": "no key"}),
-    (KongDbError("relation missing", query="SELECT 1"), {"msg": "PostgreSQL error: relation missing", "query": "SELECT 1"}),
-    (PermissionError(13, "Permission denied"), {"msg": "cannot restore: [Errno 13] Permission denied"}),
-])
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (bk.BackupError("sha256 mismatch", path="/b/kong.dump", expected="ab"), {"msg": "sha256 mismatch", "path": "/b/kong.dump", "expected": "ab"}),
+        (
+            KongAdminError("GET /services failed", status=401, body="no key"),
+            {"msg": "Kong Admin API error: GET /services failed", "status_code": 401, "body": "no key"},
+        ),
+        (KongDbError("relation missing", query="SELECT 1"), {"msg": "PostgreSQL error: relation missing", "query": "SELECT 1"}),
+        (PermissionError(13, "Permission denied"), {"msg": "cannot restore: [Errno 13] Permission denied"}),
+    ],
+)
 def test_failure_result_names_the_system_that_failed(exc, expected):
     assert bk.failure_result(exc, "restore") == expected
 
 
 def test_failure_result_of_a_kong_command_carries_its_output_and_an_unknown_error_its_traceback():
     from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import KongCliError
+
     cli = bk.failure_result(KongCliError("'kong config parse' failed (rc=1)", cmd=["kong"], rc=1, stderr="bad"), "x")
-    assert cli == {"msg": "kong command failed: 'kong config parse' failed (rc=1)", "cmd": ["kong"], "rc": 1,
-                   "stdout": "", "stderr": "bad"}
+    assert cli == {"msg": "kong command failed: 'kong config parse' failed (rc=1)", "cmd": ["kong"], "rc": 1, "stdout": "", "stderr": "bad"}
     unknown: dict = {}
     try:
         raise KeyError("files")

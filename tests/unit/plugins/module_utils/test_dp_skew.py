@@ -1,4 +1,5 @@
 """The judgement of a hybrid control plane's data planes (plugins/module_utils/_dp_skew.py)."""
+
 from __future__ import annotations
 
 from ansible_collections.kongops.upgrade.plugins.module_utils import _dp_skew as S
@@ -8,8 +9,15 @@ H1, H2 = "a" * 32, "b" * 32
 
 
 def row(i, version, seen=0, sync="normal", conf_hash=H1):
-    return {"id": f"id-{i}", "hostname": f"dp{i}", "ip": f"10.0.0.{i}", "version": version, "sync_status": sync,
-            "config_hash": conf_hash, "last_seen": NOW - seen}
+    return {
+        "id": f"id-{i}",
+        "hostname": f"dp{i}",
+        "ip": f"10.0.0.{i}",
+        "version": version,
+        "sync_status": sync,
+        "config_hash": conf_hash,
+        "last_seen": NOW - seen,
+    }
 
 
 def test_stale_rows_are_named_and_left_out():
@@ -22,17 +30,18 @@ def test_stale_rows_are_named_and_left_out():
 def test_a_data_plane_newer_than_its_control_plane_or_a_major_apart_blocks_named():
     out = S.judge([row(1, "3.8.1"), row(2, "2.8.5"), row(3, "3.6.1"), row(4, "3.7.0")], "3.7.1", NOW)
     assert len(out["blocking"]) == 2
-    assert out["blocking"][0].startswith("data plane dp1 (id id-1, ip 10.0.0.1, Kong 3.8.1) is newer than its "
-                                         "control plane on 3.7.1")
+    assert out["blocking"][0].startswith("data plane dp1 (id id-1, ip 10.0.0.1, Kong 3.8.1) is newer than its control plane on 3.7.1")
     assert "upgrade the control plane first" in out["blocking"][0]
     assert out["blocking"][1].startswith("data plane dp2 (id id-2, ip 10.0.0.2, Kong 2.8.5) is a major version apart")
 
 
 def test_a_target_newer_than_the_control_plane_blocks():
     out = S.judge([row(1, "3.6.1")], "3.6.1", NOW, target_version="3.7.1")
-    assert out["blocking"] == ["the data planes would run Kong 3.7.1, which is newer than its control plane on 3.6.1 "
-                               "(Kong refuses a data plane of a newer minor): upgrade the control plane to 3.7.1 "
-                               "first (playbooks/hybrid_upgrade.yml)"]
+    assert out["blocking"] == [
+        "the data planes would run Kong 3.7.1, which is newer than its control plane on 3.6.1 "
+        "(Kong refuses a data plane of a newer minor): upgrade the control plane to 3.7.1 "
+        "first (playbooks/hybrid_upgrade.yml)"
+    ]
     assert S.judge([row(1, "3.6.1")], "3.7.1", NOW, target_version="3.7.1")["blocking"] == []
 
 
@@ -48,15 +57,15 @@ def test_left_behind_outside_the_inventory_always_stops():
 
 def test_an_inventory_host_on_an_older_version_stops_unless_told_to_upgrade():
     rows = [row(1, "3.5.0"), row(2, "3.6.1"), row(3, "3.6.1")]
-    out = S.judge(rows, "3.7.1", NOW, target_version="3.7.1",
-                  inventory_ids={"id-1": "x1", "id-2": "x2", "id-3": "x3"})
+    out = S.judge(rows, "3.7.1", NOW, target_version="3.7.1", inventory_ids={"id-1": "x1", "id-2": "x2", "id-3": "x3"})
     assert [(r["host"], r["version"]) for r in out["left_behind"]] == [("x1", "3.5.0")]
     assert "x1 = dp1 (id id-1, ip 10.0.0.1, Kong 3.5.0)" in S.left_behind_message(out, "stop")
     assert "kong_dp_left_behind=upgrade" in S.left_behind_message(out, "stop")
     assert S.left_behind_message(out, "upgrade") is None
     # a replace run interrupted after x3: x1 and x2 were left on X, x3 runs Y
-    half = S.judge([row(1, "3.6.1"), row(2, "3.6.1"), row(3, "3.7.1")], "3.7.1", NOW, target_version="3.7.1",
-                   inventory_ids={"id-1": "x1", "id-2": "x2", "id-3": "x3"})
+    half = S.judge(
+        [row(1, "3.6.1"), row(2, "3.6.1"), row(3, "3.7.1")], "3.7.1", NOW, target_version="3.7.1", inventory_ids={"id-1": "x1", "id-2": "x2", "id-3": "x3"}
+    )
     assert [r["host"] for r in half["left_behind"]] == ["x1", "x2"] and half["unreachable"] == []
     one = S.judge(rows[1:], "3.7.1", NOW, target_version="3.7.1", inventory_ids={"id-2": "x2", "id-3": "x3"})
     assert one["left_behind"] == [] and S.left_behind_message(one, "stop") is None
@@ -87,13 +96,14 @@ class _Planes:
 
 def _clocked(planes, timeout):
     clock = [0.0]
-    return planes.info.wait_config_sync(timeout, 90, sleep=lambda s: clock.__setitem__(0, clock[0] + s),
-                                        clock=lambda: clock[0], now=lambda: NOW)
+    return planes.info.wait_config_sync(timeout, 90, sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0], now=lambda: NOW)
 
 
 def test_wait_config_sync_returns_the_hash_once_every_live_data_plane_reports_it():
-    planes = _Planes([row(1, "3.7.1"), row(2, "3.7.1", sync="unknown", conf_hash=S.EMPTY_CONFIG_HASH)],
-                     [row(1, "3.7.1"), row(2, "3.7.1"), row(3, "3.6.1", seen=900, conf_hash=H2)])
+    planes = _Planes(
+        [row(1, "3.7.1"), row(2, "3.7.1", sync="unknown", conf_hash=S.EMPTY_CONFIG_HASH)],
+        [row(1, "3.7.1"), row(2, "3.7.1"), row(3, "3.6.1", seen=900, conf_hash=H2)],
+    )
     assert _clocked(planes, 60) == (H1, [])
 
 

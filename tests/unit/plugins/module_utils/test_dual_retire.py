@@ -1,4 +1,5 @@
 """The dates and rules that decide whether X's database may be dropped after a dual-cluster upgrade."""
+
 from __future__ import annotations
 
 import datetime
@@ -8,10 +9,15 @@ import pytest
 from ansible_collections.kongops.upgrade.plugins.module_utils import _dual_retire as dr
 
 UTC = datetime.timezone.utc
-DONE = {"run_id": "r1", "strategy": "dual_cluster", "status": "done", "ended_at": "2026-12-04T10:00:00.123456Z",
-        "steps": [{"share": 50, "gate": {"failed": False}}, {"share": 100, "gate": {"failed": False}}],
-        "x_database": {"server": "db:5432", "database": "kong"},
-        "y_database": {"server": "db:5432", "database": "kong_3_7_1"}}
+DONE = {
+    "run_id": "r1",
+    "strategy": "dual_cluster",
+    "status": "done",
+    "ended_at": "2026-12-04T10:00:00.123456Z",
+    "steps": [{"share": 50, "gate": {"failed": False}}, {"share": 100, "gate": {"failed": False}}],
+    "x_database": {"server": "db:5432", "database": "kong"},
+    "y_database": {"server": "db:5432", "database": "kong_3_7_1"},
+}
 X = {"host": "db", "port": 5432, "database": "kong"}
 Y = {"host": "db", "port": 5432, "database": "kong_3_7_1"}
 

@@ -1,4 +1,5 @@
 """_files.atomic_write: the one atomic replace of the collection."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """_freeze.py helpers with fakes: nginx through a fake run_command, HAProxy through a fake runtime API.
 The same classes run against real nginx and HAProxy in tests/integration/test_freeze.py."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ class FakeRun:
     def __call__(self, cmd):
         self.calls.append(cmd)
         if cmd[-1] == "-t":
-            return self.test_rc, "", "" if self.test_rc == 0 else "nginx: [emerg] unexpected \"}\""
+            return self.test_rc, "", "" if self.test_rc == 0 else 'nginx: [emerg] unexpected "}"'
         if cmd[-1] == "reload":
             return self.reload_rc, "", "" if self.reload_rc == 0 else "nginx: [error] invalid PID number"
         return 0, "", ""
@@ -67,8 +68,10 @@ def test_nginx_install_validates_then_reloads(tmp_path):
     enf = NginxEnforcer(str(path), run, "/usr/sbin/nginx", "/etc/nginx/nginx.conf", "/var/lib/nginx")
     assert enf.state()["active"] is False
     enf.apply(RECORD)
-    assert run.calls == [["/usr/sbin/nginx", "-p", "/var/lib/nginx", "-c", "/etc/nginx/nginx.conf", "-t"],
-                         ["/usr/sbin/nginx", "-p", "/var/lib/nginx", "-c", "/etc/nginx/nginx.conf", "-s", "reload"]]
+    assert run.calls == [
+        ["/usr/sbin/nginx", "-p", "/var/lib/nginx", "-c", "/etc/nginx/nginx.conf", "-t"],
+        ["/usr/sbin/nginx", "-p", "/var/lib/nginx", "-c", "/etc/nginx/nginx.conf", "-s", "reload"],
+    ]
     text = path.read_text()
     assert "if ($request_method ~ ^(POST|PUT|PATCH|DELETE)$)" in text and "return 423" in text
     assert enf.state() == {"type": "nginx", "active": True, "run_id": "run-7", "file": str(path)}
@@ -134,7 +137,7 @@ class FakeRuntime:
 
 def test_haproxy_add_then_set_persist_and_remove(tmp_path, monkeypatch):
     map_file = tmp_path / "freeze.map"
-    map_file.write_text("other {\"keep\":true}\n")
+    map_file.write_text('other {"keep":true}\n')
     fake = FakeRuntime()
     enf = HaproxyEnforcer("/run/haproxy/admin.sock", str(map_file), "prod")
     monkeypatch.setattr(enf, "command", fake)
@@ -144,9 +147,9 @@ def test_haproxy_add_then_set_persist_and_remove(tmp_path, monkeypatch):
     enf.apply(dict(RECORD, reason="again"))
     assert fake.commands[-1].startswith("set map ")
     lines = map_file.read_text().splitlines()
-    assert lines[0] == "other {\"keep\":true}" and lines[1].startswith("prod {") and len(lines) == 2
+    assert lines[0] == 'other {"keep":true}' and lines[1].startswith("prod {") and len(lines) == 2
     enf.remove()
-    assert map_file.read_text() == "other {\"keep\":true}\n" and enf.state()["active"] is False
+    assert map_file.read_text() == 'other {"keep":true}\n' and enf.state()["active"] is False
     enf.remove()
 
 
@@ -168,12 +171,9 @@ def test_cli_escape():
 
 
 def test_compare_and_describe_drift():
-    before = {"kind": "entities_sha256", "value": "a", "entities": {
-        "services/1": ["d1", "users"], "routes/2": ["d2", ""], "consumers/3": ["d3", "alice"]}}
-    after = {"kind": "entities_sha256", "value": "b", "entities": {
-        "services/1": ["d1", "users"], "routes/2": ["dX", ""], "plugins/4": ["d4", "rate-limiting"]}}
+    before = {"kind": "entities_sha256", "value": "a", "entities": {"services/1": ["d1", "users"], "routes/2": ["d2", ""], "consumers/3": ["d3", "alice"]}}
+    after = {"kind": "entities_sha256", "value": "b", "entities": {"services/1": ["d1", "users"], "routes/2": ["dX", ""], "plugins/4": ["d4", "rate-limiting"]}}
     drift = compare(before, after)
     assert drift["drifted"] is True
-    assert describe_drift(drift) == ("added plugin 'rate-limiting' (id 4); removed consumer 'alice' (id 3); "
-                                     "changed route (id 2)")
+    assert describe_drift(drift) == ("added plugin 'rate-limiting' (id 4); removed consumer 'alice' (id 3); changed route (id 2)")
     assert compare(before, before)["drifted"] is False

@@ -1,16 +1,24 @@
 """The gate's soak loop and judgment (plugins/module_utils/_gates.py), with a fake load balancer and clock."""
+
 from __future__ import annotations
 
 import pytest
 from ansible_collections.kongops.upgrade.plugins.module_utils._gates import judge, soak
 
-P = dict(soak_seconds=10.0, interval_seconds=2.0, max_error_rate=1.0, max_response_ms=2000, min_requests=0,
-         servers=["y1", "y2"], label="step 10 %")
+P = dict(soak_seconds=10.0, interval_seconds=2.0, max_error_rate=1.0, max_response_ms=2000, min_requests=0, servers=["y1", "y2"], label="step 10 %")
 
 
 def srv(sessions, h5=0, weight=10, status="UP"):
-    return {"total_sessions": sessions, "http_5xx": h5, "connection_errors": 0, "response_errors": 0,
-            "weight": weight, "status": status, "health": "up", "response_time_ms": 5}
+    return {
+        "total_sessions": sessions,
+        "http_5xx": h5,
+        "connection_errors": 0,
+        "response_errors": 0,
+        "weight": weight,
+        "status": status,
+        "health": "up",
+        "response_time_ms": 5,
+    }
 
 
 class Clock:
@@ -43,8 +51,7 @@ def test_a_healthy_soak_checks_every_interval_for_the_whole_window():
 
 def test_the_soak_stops_at_the_first_crossed_gate_with_the_evidence():
     clock = Clock()
-    readings = [{"y1": srv(0), "y2": srv(0)}, {"y1": srv(100), "y2": srv(100)},
-                {"y1": srv(200, weight=10, status="DOWN"), "y2": srv(200)}, {"never": {}}]
+    readings = [{"y1": srv(0), "y2": srv(0)}, {"y1": srv(100), "y2": srv(100)}, {"y1": srv(200, weight=10, status="DOWN"), "y2": srv(200)}, {"never": {}}]
     verdict = soak(reader(readings), P, clock=clock, sleep=clock.sleep)
     assert len(verdict["polls"]) == 2 and clock.t == 4.0
     assert verdict["failed"] and verdict["reasons"] == ["y1 is DOWN while in rotation"]
@@ -54,8 +61,7 @@ def test_the_soak_stops_at_the_first_crossed_gate_with_the_evidence():
 def test_min_requests_is_judged_over_the_whole_soak_only():
     clock = Clock()
     readings = [{"y1": srv(0)}, {"y1": srv(1)}, {"y1": srv(2)}]
-    verdict = soak(reader(readings), dict(P, soak_seconds=4.0, min_requests=50, servers=["y1"]),
-                   clock=clock, sleep=clock.sleep)
+    verdict = soak(reader(readings), dict(P, soak_seconds=4.0, min_requests=50, servers=["y1"]), clock=clock, sleep=clock.sleep)
     assert len(verdict["polls"]) == 2, "a young soak is not failed for too few requests"
     assert verdict["reasons"] == ["only 2 requests reached the servers (< 50): the step is not proven"]
 
@@ -63,27 +69,26 @@ def test_min_requests_is_judged_over_the_whole_soak_only():
 def test_without_counters_the_soak_only_waits():
     clock = Clock()
     verdict = soak(None, P, clock=clock, sleep=clock.sleep)
-    assert clock.sleeps == [10.0] and verdict == dict(failed=False, reasons=[], polls=[], soaked_seconds=10.0,
-                                                      lb_counters=False)
+    assert clock.sleeps == [10.0] and verdict == dict(failed=False, reasons=[], polls=[], soaked_seconds=10.0, lb_counters=False)
 
 
-@pytest.mark.parametrize("after, reasons", [
-    ({"y1": {"ready": True}, "y2": {"ready": True}}, []),
-    ({"y1": {"ready": True}, "y2": {"ready": False}, "y3": {"failed": True, "msg": "refused"}}, ["y2, y3 not ready"]),
-])
+@pytest.mark.parametrize(
+    "after, reasons",
+    [
+        ({"y1": {"ready": True}, "y2": {"ready": True}}, []),
+        ({"y1": {"ready": True}, "y2": {"ready": False}, "y3": {"failed": True, "msg": "refused"}}, ["y2, y3 not ready"]),
+    ],
+)
 def test_judge_adds_readiness(after, reasons):
     verdict = judge({"failed": False, "reasons": [], "requests": 10}, dict(P, nodes_after=after, nodes_before={}))
     assert verdict["reasons"] == reasons and verdict["failed"] is bool(reasons) and verdict["requests"] == 10
 
 
 def test_judge_adds_each_nodes_own_error_rate_and_keeps_the_lb_reasons():
-    before = {"y1": {"ready": True, "metrics": {"available": True, "requests": 100, "errors": 0}},
-              "y2": {"ready": True, "metrics": {"available": False}}}
-    after = {"y1": {"ready": True, "metrics": {"available": True, "requests": 300, "errors": 20}},
-             "y2": {"ready": True, "metrics": {"available": False}}}
+    before = {"y1": {"ready": True, "metrics": {"available": True, "requests": 100, "errors": 0}}, "y2": {"ready": True, "metrics": {"available": False}}}
+    after = {"y1": {"ready": True, "metrics": {"available": True, "requests": 300, "errors": 20}}, "y2": {"ready": True, "metrics": {"available": False}}}
     lb = {"failed": True, "reasons": ["error rate 5.0% (10 of 200) > 1.0%"]}
     verdict = judge(lb, dict(P, nodes_before=before, nodes_after=after))
-    assert verdict["reasons"] == ["error rate 5.0% (10 of 200) > 1.0%",
-                                  "y1 answered 20 of 200 requests with a 5xx (10.0%) by its own /metrics > 1.0%"]
+    assert verdict["reasons"] == ["error rate 5.0% (10 of 200) > 1.0%", "y1 answered 20 of 200 requests with a 5xx (10.0%) by its own /metrics > 1.0%"]
     assert verdict["nodes"]["y1"]["error_rate"] == 10.0 and verdict["nodes_without_metrics"] == ["y2"]
     assert lb["reasons"] == ["error rate 5.0% (10 of 200) > 1.0%"], "the given verdict is not changed"

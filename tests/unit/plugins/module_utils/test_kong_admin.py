@@ -1,4 +1,5 @@
 """_kong_admin directly: node modes, pagination, the entity walk, error hints, the token header."""
+
 from __future__ import annotations
 
 import json
@@ -15,21 +16,23 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import
 )
 
 
-@pytest.mark.parametrize("conf, mode", [
-    ({"database": "postgres", "role": "traditional"}, "traditional"),
-    ({"database": "off", "role": "traditional"}, "dbless"),
-    ({"database": "postgres", "role": "control_plane"}, "hybrid_cp"),
-    ({"database": "off", "role": "data_plane"}, "hybrid_dp"),
-    ({"database": "off"}, "dbless"),
-    ({}, "traditional"),
-])
+@pytest.mark.parametrize(
+    "conf, mode",
+    [
+        ({"database": "postgres", "role": "traditional"}, "traditional"),
+        ({"database": "off", "role": "traditional"}, "dbless"),
+        ({"database": "postgres", "role": "control_plane"}, "hybrid_cp"),
+        ({"database": "off", "role": "data_plane"}, "hybrid_dp"),
+        ({"database": "off"}, "dbless"),
+        ({}, "traditional"),
+    ],
+)
 def test_node_mode(conf, mode):
     assert node_mode({"configuration": conf}) == mode
 
 
 def test_data_planes_and_dbless_nodes_serve_declarative_config_control_planes_do_not():
-    assert [m for m in ("traditional", "dbless", "hybrid_cp", "hybrid_dp") if serves_declarative(m)] == \
-        ["dbless", "hybrid_dp"]
+    assert [m for m in ("traditional", "dbless", "hybrid_cp", "hybrid_dp") if serves_declarative(m)] == ["dbless", "hybrid_dp"]
 
 
 def client(collections, admin_token=None, **fake):
@@ -44,19 +47,15 @@ def client(collections, admin_token=None, **fake):
 def test_paged_follows_next_links():
     c = client({"/services": [{"id": i} for i in range(5)]})
     assert [s["id"] for s in c.paged("/services")] == [0, 1, 2, 3, 4]
-    assert [url.split("8001", 1)[1] for _m, url, _h in c.api.calls] == [
-        "/services?size=1000", "/services?offset=2", "/services?offset=4"]
+    assert [url.split("8001", 1)[1] for _m, url, _h in c.api.calls] == ["/services?size=1000", "/services?offset=2", "/services?offset=4"]
 
 
 def test_walk_entities_lists_targets_per_upstream_and_skips_only_optional_404s():
-    pages = {"/services": [{"id": "s"}], "/upstreams": [{"id": "u1"}, {"id": "u2"}],
-             "/upstreams/u1/targets": [{"id": "t1"}], "/upstreams/u2/targets": []}
+    pages = {"/services": [{"id": "s"}], "/upstreams": [{"id": "u1"}, {"id": "u2"}], "/upstreams/u1/targets": [{"id": "t1"}], "/upstreams/u2/targets": []}
     skipped: list = []
-    walk = [("services", "/services", False), ("basicauth_credentials", "/basic-auths", True),
-            ("upstreams", "/upstreams", False)]
+    walk = [("services", "/services", False), ("basicauth_credentials", "/basic-auths", True), ("upstreams", "/upstreams", False)]
     got = list(client(pages).walk_entities(walk, skipped))
-    assert got == [("services", {"id": "s"}), ("upstreams", {"id": "u1"}), ("upstreams", {"id": "u2"}),
-                   ("targets", {"id": "t1"})]
+    assert got == [("services", {"id": "s"}), ("upstreams", {"id": "u1"}), ("upstreams", {"id": "u2"}), ("targets", {"id": "t1"})]
     assert skipped == ["/basic-auths"]
     with pytest.raises(KongAdminError) as exc:
         list(client(pages).walk_entities([("consumers", "/consumers", False)]))
@@ -117,8 +116,7 @@ def test_post_config_waits_out_a_load_in_progress_as_retry_after_says():
     busy = (429, {"message": "Currently loading previous configuration"}, {"Retry-After": "10"})
     session = _Answers(busy, busy, (201, {}, {}))
     slept = []
-    assert _config_client(session).post_config("_format_version: '3.0'\n", sleep=slept.append,
-                                               clock=lambda: sum(slept)) == 201
+    assert _config_client(session).post_config("_format_version: '3.0'\n", sleep=slept.append, clock=lambda: sum(slept)) == 201
     assert slept == [10.0, 10.0] and session.posts == 3
 
 
@@ -142,8 +140,7 @@ def test_post_config_413_from_nginx_names_the_body_limit_setting():
 
 def test_post_config_413_from_lmdb_names_lmdb_map_size():
     # kong/api/routes/config.lua:172-176 at 3.9.3
-    body = {"message": "Configuration does not fit in LMDB database, consider raising the \"lmdb_map_size\" "
-                       "config for Kong"}
+    body = {"message": 'Configuration does not fit in LMDB database, consider raising the "lmdb_map_size" config for Kong'}
     with pytest.raises(KongAdminError) as err:
         _config_client(_Answers((413, body, {}))).post_config("x: 1\n")
     assert "raise lmdb_map_size" in str(err.value)
@@ -182,8 +179,7 @@ def test_a_read_that_keeps_failing_stops_bounded_and_says_how_often_it_was_tried
         c.node()
     assert err.value.status == 502 and "returned HTTP 502 3 times in a row" in str(err.value)
     assert slept == [0.5, 1.0]
-    c = KongAdminClient("http://kong:8001", session=_Reads(*[requests.ReadTimeout("read timed out")] * 3),
-                        sleep=slept.append)
+    c = KongAdminClient("http://kong:8001", session=_Reads(*[requests.ReadTimeout("read timed out")] * 3), sleep=slept.append)
     with pytest.raises(KongAdminError, match=r"GET http://kong:8001/ failed: ReadTimeout: read timed out \(3 tries\)"):
         c.node()
 

@@ -1,4 +1,5 @@
 """Admin API client: CA, certificate checks, client certificates and the RBAC token reach the session."""
+
 from __future__ import annotations
 
 import requests
@@ -6,9 +7,15 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import
 
 
 def test_client_certificate_ca_and_token_from_params():
-    params = {"admin_url": "https://127.0.0.1:8444", "admin_token": "t0k", "validate_certs": True,
-              "ca_path": "/etc/kong/ca.pem", "client_cert": "/etc/kong/c.pem", "client_key": "/etc/kong/c.key",
-              "timeout": 5}
+    params = {
+        "admin_url": "https://127.0.0.1:8444",
+        "admin_token": "t0k",
+        "validate_certs": True,
+        "ca_path": "/etc/kong/ca.pem",
+        "client_cert": "/etc/kong/c.pem",
+        "client_key": "/etc/kong/c.key",
+        "timeout": 5,
+    }
     client = KongAdminClient.from_params(params)
     assert client.session.verify == "/etc/kong/ca.pem"
     assert client.session.cert == ("/etc/kong/c.pem", "/etc/kong/c.key")
@@ -16,8 +23,7 @@ def test_client_certificate_ca_and_token_from_params():
 
 
 def test_combined_pem_and_no_verification():
-    client = KongAdminClient("https://n:8444", validate_certs=False, client_cert="/both.pem",
-                             session=requests.Session())
+    client = KongAdminClient("https://n:8444", validate_certs=False, client_cert="/both.pem", session=requests.Session())
     assert client.session.verify is False and client.session.cert == "/both.pem"
 
 

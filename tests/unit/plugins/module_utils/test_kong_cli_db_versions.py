@@ -1,4 +1,5 @@
 """_kong_cli, _kong_db and _versions directly."""
+
 from __future__ import annotations
 
 import pytest
@@ -55,9 +56,15 @@ def test_db_describe_and_libpq_env_hold_the_password_only_in_pgpassword():
     assert "PGPASSWORD" not in KongDb(pg_password=None).libpq_env()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("3.9.3", "3.9.3"), ("Kong 3.4.2", "3.4.2"), ("Kong Enterprise 3.7.1.2", "3.7.1.2"), (" 2.8.5\n", "2.8.5"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("3.9.3", "3.9.3"),
+        ("Kong 3.4.2", "3.4.2"),
+        ("Kong Enterprise 3.7.1.2", "3.7.1.2"),
+        (" 2.8.5\n", "2.8.5"),
+    ],
+)
 def test_versions_parse(text, expected):
     assert str(parse_version(text)) == expected
 

@@ -1,4 +1,5 @@
 """kong.conf editing: operator lines kept, values escaped as Kong's conf_loader reads them."""
+
 from __future__ import annotations
 
 import re

@@ -144,13 +144,7 @@ PENDING_285_TO_342 = {
 def kong_block(header: str, blocks: dict) -> str:
     """A block in Kong's format: `%<W>s: %s` with W the longest subsystem name of the block."""
     width = max(len(sub) for sub in blocks)
-    return (
-        header
-        + "\n"
-        + "".join(
-            f"{sub:>{width}}: {', '.join(names)}\n" for sub, names in blocks.items()
-        )
-    )
+    return header + "\n" + "".join(f"{sub:>{width}}: {', '.join(names)}\n" for sub, names in blocks.items())
 
 
 def test_needs_bootstrap_exit_3():
@@ -163,9 +157,7 @@ def test_kong_spec_text_exit_5():
     state = parse_list(5, KONG_SPEC_NEW)
     assert state.status == "new"
     assert state.executed == {"core": ["000_base"]}
-    assert state.new == {
-        "with-migrations": ["000_base_with_migrations", "001_14_to_15"]
-    }
+    assert state.new == {"with-migrations": ["000_base_with_migrations", "001_14_to_15"]}
     assert state.pending == {}
 
 
@@ -176,11 +168,14 @@ def test_kong_spec_text_exit_5():
 PREFIX_LINE = "prefix directory /usr/local/kong not found, trying to create it\n"
 
 
-@pytest.mark.parametrize("rc,text,status", [
-    (0, PREFIX_LINE + EXECUTED_393, "current"),
-    (5, PREFIX_LINE + KONG_SPEC_NEW, "new"),
-    (3, PREFIX_LINE + NEEDS_BOOTSTRAP, "needs_bootstrap"),
-])
+@pytest.mark.parametrize(
+    "rc,text,status",
+    [
+        (0, PREFIX_LINE + EXECUTED_393, "current"),
+        (5, PREFIX_LINE + KONG_SPEC_NEW, "new"),
+        (3, PREFIX_LINE + NEEDS_BOOTSTRAP, "needs_bootstrap"),
+    ],
+)
 def test_list_after_kongs_prefix_creation_line(rc, text, status):
     state = parse_list(rc, text)
     assert state.status == status
@@ -199,17 +194,12 @@ def test_right_aligned_block_of_393_exit_0():
     assert state.status == "current"
     assert list(state.executed)[:3] == ["core", "acl", "acme"]
     assert len(state.executed) == 18
-    assert (
-        state.executed["core"][-1] == "024_380_to_390"
-        and len(state.executed["core"]) == 23
-    )
+    assert state.executed["core"][-1] == "024_380_to_390" and len(state.executed["core"]) == 23
     assert state.executed["response-ratelimiting"] == [
         "000_base_response_rate_limiting",
         "001_350_to_360",
     ]
-    assert state.as_dict()["counts"]["executed"] == sum(
-        len(v) for v in state.executed.values()
-    )
+    assert state.as_dict()["counts"]["executed"] == sum(len(v) for v in state.executed.values())
 
 
 def test_pending_only_exit_4():
@@ -236,15 +226,10 @@ def test_pending_and_new_exit_4_with_warning_on_stderr():
         + "\nRun 'kong migrations finish' when ready to complete pending migrations (postgres database "
         "will be incompatible with the previous Kong version)\n"
     )
-    stderr = (
-        "2024/01/01 00:00:00 [warn] Database has pending migrations from a previous upgrade, and new "
-        "migrations from this upgrade (version 3.7.1)\n"
-    )
+    stderr = "2024/01/01 00:00:00 [warn] Database has pending migrations from a previous upgrade, and new migrations from this upgrade (version 3.7.1)\n"
     state = parse_list(4, stdout, stderr)
     assert state.status == "pending_and_new"
-    assert state.pending == {"core": ["016_280_to_300"]} and state.new == {
-        "core": ["021_340_to_350"]
-    }
+    assert state.pending == {"core": ["016_280_to_300"]} and state.new == {"core": ["021_340_to_350"]}
 
 
 def test_285_to_342_new_block_exit_5():
@@ -292,11 +277,7 @@ def test_unparseable_or_contradicting_output_is_an_error(rc, text, needle):
 def test_run_output_up_342_to_371():
     out = parse_run_output(UP_342_TO_371)
     assert out["count"] == 8 and out["processed"] == 8
-    states = {
-        (sub, e["name"]): e["state"]
-        for sub, entries in out["migrated"].items()
-        for e in entries
-    }
+    states = {(sub, e["name"]): e["state"] for sub, entries in out["migrated"].items() for e in entries}
     assert [k for k, v in states.items() if v == "pending"] == [
         ("acme", "003_350_to_360"),
         ("ai-proxy", "001_360_to_370"),
@@ -310,9 +291,7 @@ def test_run_output_up_342_to_371():
 def test_run_output_up_350_to_361():
     out = parse_run_output(UP_350_TO_361)
     assert out["count"] == 5
-    assert out["migrated"]["opentelemetry"] == [
-        {"name": "001_331_to_332", "state": "pending"}
-    ]
+    assert out["migrated"]["opentelemetry"] == [{"name": "001_331_to_332", "state": "pending"}]
     assert out["migrated"]["acme"] == [{"name": "003_350_to_360", "state": "executed"}]
 
 
@@ -356,15 +335,9 @@ def test_status_json_needs_bootstrap_and_garbage():
 
 
 def test_state_differences():
-    a = MigrationsState(
-        executed={"core": ["000_base"]}, pending={"acme": ["003_350_to_360"]}
-    )
-    assert state_differences(a, parse_status_json(STATUS_JSON)) == [
-        "executed core: ['000_base'] vs ['000_base', '003_100_to_110']"
-    ]
-    assert state_differences(a, MigrationsState(needs_bootstrap=True)) == [
-        "needs_bootstrap: False vs True"
-    ]
+    a = MigrationsState(executed={"core": ["000_base"]}, pending={"acme": ["003_350_to_360"]})
+    assert state_differences(a, parse_status_json(STATUS_JSON)) == ["executed core: ['000_base'] vs ['000_base', '003_100_to_110']"]
+    assert state_differences(a, MigrationsState(needs_bootstrap=True)) == ["needs_bootstrap: False vs True"]
 
 
 def test_schema_meta_agreement_rules():
@@ -382,14 +355,9 @@ def test_schema_meta_agreement_rules():
     }
     assert schema_meta_differences(listed, rows) == []
     rows["core"]["executed"].append("017_300_to_310")
-    assert schema_meta_differences(listed, rows) == [
-        "core: listed as new but recorded in schema_meta: 017_300_to_310"
-    ]
+    assert schema_meta_differences(listed, rows) == ["core: listed as new but recorded in schema_meta: 017_300_to_310"]
     assert "does not exist" in schema_meta_differences(listed, None)[0]
-    assert (
-        "needs bootstrapping"
-        in schema_meta_differences(MigrationsState(needs_bootstrap=True), rows)[0]
-    )
+    assert "needs bootstrapping" in schema_meta_differences(MigrationsState(needs_bootstrap=True), rows)[0]
     assert schema_meta_differences(MigrationsState(needs_bootstrap=True), None) == []
     missing = schema_meta_differences(listed, {"core": {"executed": [], "pending": []}})
     assert missing == [
@@ -399,12 +367,9 @@ def test_schema_meta_agreement_rules():
 
 
 def test_db_error_hints_on_kongs_error_lines():
-    assert "unreachable" in db_error_hint(
-        "[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: connection refused"
-    )
+    assert "unreachable" in db_error_hint("[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: connection refused")
     assert "credentials" in db_error_hint(
-        "[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: FATAL: password authentication "
-        'failed for user "kong"'
+        '[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: FATAL: password authentication failed for user "kong"'
     )
     assert db_error_hint("something else entirely") is None
 
@@ -450,9 +415,7 @@ def test_next_command(desired, state, expected):
 def test_states_other_than_bootstrapped_refuse_an_unbootstrapped_database(desired):
     with pytest.raises(Exception) as exc:
         next_command(desired, NB)
-    assert "needs bootstrapping" in str(exc.value) and "state=bootstrapped" in str(
-        exc.value
-    )
+    assert "needs bootstrapping" in str(exc.value) and "state=bootstrapped" in str(exc.value)
 
 
 def test_up_with_pending_from_an_earlier_upgrade_needs_force():
@@ -466,21 +429,14 @@ def test_up_with_pending_from_an_earlier_upgrade_needs_force():
 def test_plans_and_predictions():
     assert plan("up", NEW) == [{"command": "up", "migrations": NEW_285_TO_342}]
     assert predict_after("up", NEW) is None
-    assert plan("finished", PENDING) == [
-        {"command": "finish", "migrations": PENDING_285_TO_342}
-    ]
+    assert plan("finished", PENDING) == [{"command": "finish", "migrations": PENDING_285_TO_342}]
     finished = predict_after("finished", PENDING)
-    assert finished.status == "current" and finished.executed["http-log"] == [
-        "001_280_to_300"
-    ]
+    assert finished.status == "current" and finished.executed["http-log"] == ["001_280_to_300"]
     steps = plan("current", BOTH)
     assert [s["command"] for s in steps] == ["finish", "up", "finish"]
     assert steps[2]["migrations"] is None
     after = predict_after("current", BOTH)
-    assert (
-        after.executed == {"core": ["000_base", "016_280_to_300", "021_340_to_350"]}
-        and after.status == "current"
-    )
+    assert after.executed == {"core": ["000_base", "016_280_to_300", "021_340_to_350"]} and after.status == "current"
     assert plan("bootstrapped", NB) == [{"command": "bootstrap", "migrations": None}]
     assert predict_after("bootstrapped", NB) is None
     assert plan("up", PENDING) == [] and predict_after("up", PENDING) is PENDING

@@ -1,4 +1,5 @@
 """_kong_node directly: mode and readiness derived from GET / and GET /status."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,14 +11,17 @@ def test_detect_mode_is_the_admin_clients():
     assert detect_mode({"configuration": {"database": "postgres", "role": "control_plane"}}) == "hybrid_cp"
 
 
-@pytest.mark.parametrize("mode, status, ready", [
-    ("traditional", {"database": {"reachable": True}}, True),
-    ("traditional", {"database": {"reachable": False}}, False),
-    ("dbless", {"configuration_hash": "0" * 32}, False),
-    ("dbless", {"configuration_hash": "a" * 32}, True),
-    ("hybrid_dp", {}, False),
-    ("hybrid_dp", {"configuration_hash": "b" * 32}, True),
-])
+@pytest.mark.parametrize(
+    "mode, status, ready",
+    [
+        ("traditional", {"database": {"reachable": True}}, True),
+        ("traditional", {"database": {"reachable": False}}, False),
+        ("dbless", {"configuration_hash": "0" * 32}, False),
+        ("dbless", {"configuration_hash": "a" * 32}, True),
+        ("hybrid_dp", {}, False),
+        ("hybrid_dp", {"configuration_hash": "b" * 32}, True),
+    ],
+)
 def test_readiness_from_status(mode, status, ready):
     got, reason = ready_from_status(mode, status)
     assert got is ready and "derived from GET /status" in reason
@@ -40,8 +44,9 @@ ROW = {"id": "dp-1", "version": "3.9.3", "sync_status": "normal", "config_hash":
 def test_wait_data_plane_returns_once_the_row_is_in_sync():
     planes = _Planes([], [dict(ROW, sync_status="unknown")], [dict(ROW, config_hash="b" * 32)], [ROW])
     clock = [0.0]
-    got = planes.info.wait_data_plane({"id": "dp-1", "version": "3.9.3", "config_hash": "a" * 32}, 60,
-                                      sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0])
+    got = planes.info.wait_data_plane(
+        {"id": "dp-1", "version": "3.9.3", "config_hash": "a" * 32}, 60, sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0]
+    )
     assert got == {"synced": True, "data_plane": ROW, "waited_seconds": 3.0, "reason": None}
 
 
@@ -49,8 +54,7 @@ def test_wait_data_plane_is_bounded_and_says_what_differs():
     stale = dict(ROW, version="3.8.1")
     planes = _Planes([stale])
     clock = [0.0]
-    got = planes.info.wait_data_plane({"id": "dp-1", "version": "3.9.3"}, 5,
-                                      sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0])
+    got = planes.info.wait_data_plane({"id": "dp-1", "version": "3.9.3"}, 5, sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0])
     assert got["synced"] is False and got["waited_seconds"] == 5.0
     assert got["reason"] == "version 3.8.1 (expected 3.9.3)" and got["data_plane"] == stale
 

@@ -1,4 +1,5 @@
 """The proxy smoke check: bounded retries, statuses, Kong's Via header."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,7 @@ class Session:
 def test_retries_until_expected_status():
     s = Session([requests.ConnectionError("refused"), Resp(503), Resp(200)])
     slept = []
-    out = check("https://n:8443/smoke", retries=5, session=s, sleep=slept.append, verify="/ca.pem",
-                headers={"apikey": "k"})
+    out = check("https://n:8443/smoke", retries=5, session=s, sleep=slept.append, verify="/ca.pem", headers={"apikey": "k"})
     assert out == {"status": 200, "attempts": 3, "via": "1.1 kong/3.9.3", "server": ""}
     assert slept == [1.0, 1.0] and s.calls[0][1]["verify"] == "/ca.pem"
 

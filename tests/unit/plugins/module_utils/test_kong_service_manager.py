@@ -1,4 +1,5 @@
 """KongService against a fake host: systemd with Kong's unit, or the kong CLI alone."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,7 @@ class FakeHost:
             if verb == "show":
                 load = "loaded" if self.unit_loaded else "not-found"
                 state = "active" if self.active else "inactive"
-                return 0, (f"LoadState={load}\nActiveState={state}\nSubState=running\n"
-                           f"UnitFileState={self.enabled}\nMainPID={42 if self.active else 0}\n"), ""
+                return 0, (f"LoadState={load}\nActiveState={state}\nSubState=running\nUnitFileState={self.enabled}\nMainPID={42 if self.active else 0}\n"), ""
             if verb == "start":
                 if self.cli_running:
                     return 1, "", "Job for kong.service failed (address already in use)"
@@ -56,9 +56,17 @@ class FakeHost:
 
 def service(host, tmp_path, booted=True, **kw):
     kw.setdefault("env", {"KONG_PG_PASSWORD": "s3cr#t"})
-    return KongService(host, kong_bin="/usr/local/bin/kong", prefix="/usr/local/kong",
-                       conf="/etc/kong/kong.conf", sd_booted=lambda: booted, sleep=lambda s: None,
-                       unit_dir=str(tmp_path / "units"), env_file=str(tmp_path / "kong" / "kongops.env"), **kw)
+    return KongService(
+        host,
+        kong_bin="/usr/local/bin/kong",
+        prefix="/usr/local/kong",
+        conf="/etc/kong/kong.conf",
+        sd_booted=lambda: booted,
+        sleep=lambda s: None,
+        unit_dir=str(tmp_path / "units"),
+        env_file=str(tmp_path / "kong" / "kongops.env"),
+        **kw,
+    )
 
 
 def test_auto_picks_systemd_when_the_unit_is_loaded(tmp_path):
@@ -97,8 +105,7 @@ def test_node_running_outside_systemd_is_handed_over_not_doubled(tmp_path):
     state = svc.status()
     assert state["running_outside_systemd"] is True
     svc.start(state, quit_timeout=30)
-    assert host.argvs() == [["/usr/local/bin/kong", "quit", "-t", "30", "-p", "/usr/local/kong"],
-                            ["systemctl", "start", "kong.service"]]
+    assert host.argvs() == [["/usr/local/bin/kong", "quit", "-t", "30", "-p", "/usr/local/kong"], ["systemctl", "start", "kong.service"]]
     assert host.active and not host.cli_running
 
 
@@ -134,8 +141,7 @@ def test_stop_at_once_under_systemd_sends_term(tmp_path):
     svc = service(host, tmp_path)
     svc.choose()
     svc.stop(svc.status())
-    assert host.argvs() == [["systemctl", "kill", "--signal=SIGTERM", "kong.service"],
-                            ["systemctl", "stop", "kong.service"]]
+    assert host.argvs() == [["systemctl", "kill", "--signal=SIGTERM", "kong.service"], ["systemctl", "stop", "kong.service"]]
 
 
 def test_quit_of_a_stopped_node_changes_nothing(tmp_path):
@@ -228,6 +234,7 @@ def test_reload_needs_a_running_node(tmp_path):
 def test_missing_kong_binary_means_not_running(tmp_path):
     def run(argv, environ_update=None):
         raise FileNotFoundError(2, "No such file or directory", argv[0])
+
     svc = service(run, tmp_path, booted=False)
     svc.choose()
     assert svc.status()["running"] is False

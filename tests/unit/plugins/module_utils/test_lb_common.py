@@ -1,4 +1,5 @@
 """Load-balancer independent logic of lb_weight: share arithmetic, weights, planning, drain wait."""
+
 from __future__ import annotations
 
 import itertools
@@ -69,15 +70,18 @@ def test_unreachable_split_fails_naming_share():
     assert exc.value.param == "share"
 
 
-@pytest.mark.parametrize("share,message", [
-    ({"z": 10}, "share: no such group: z"),
-    ({"y": 101}, "share.y: 101 is not a percentage"),
-    ({"y": -1}, "share.y: -1 is not a percentage"),
-    ({"y": "ten"}, "share.y: 'ten' is not a percentage"),
-    ({"x": 60, "y": 60}, "more than 100"),
-    ({"x": 30, "y": 30}, "must add up to 100"),
-    ({"x": 0, "y": 0}, "must add up to 100"),
-])
+@pytest.mark.parametrize(
+    "share,message",
+    [
+        ({"z": 10}, "share: no such group: z"),
+        ({"y": 101}, "share.y: 101 is not a percentage"),
+        ({"y": -1}, "share.y: -1 is not a percentage"),
+        ({"y": "ten"}, "share.y: 'ten' is not a percentage"),
+        ({"x": 60, "y": 60}, "more than 100"),
+        ({"x": 30, "y": 30}, "must add up to 100"),
+        ({"x": 0, "y": 0}, "must add up to 100"),
+    ],
+)
 def test_bad_shares_name_the_parameter(share, message):
     with pytest.raises(LbParamError, match=message) as exc:
         compute_share_weights(groups_of(x=2, y=2), share)
@@ -92,9 +96,18 @@ def test_bad_groups_name_the_parameter():
         compute_share_weights({"x": ["a"], "y": []}, {"y": 10})
 
 
-@pytest.mark.parametrize("value,initial,weight", [
-    (0, 100, 0), (256, 1, 256), ("17", 100, 17), ("50%", 100, 50), ("33%", 10, 3), ("300%", 100, 256), ("0%", 5, 0),
-])
+@pytest.mark.parametrize(
+    "value,initial,weight",
+    [
+        (0, 100, 0),
+        (256, 1, 256),
+        ("17", 100, 17),
+        ("50%", 100, 50),
+        ("33%", 10, 3),
+        ("300%", 100, 256),
+        ("0%", 5, 0),
+    ],
+)
 def test_parse_weight(value, initial, weight):
     assert parse_weight(value, initial, "s1") == weight
 
@@ -115,8 +128,7 @@ CURRENT = {
 
 def test_plan_overlays_weights_and_states_and_keeps_the_rest():
     desired, computed, expected = plan(CURRENT, weights={"x1": "50%"}, state="ready", servers=["y1"])
-    assert desired == {"x1": {"weight": 50, "state": "ready"}, "x2": {"weight": 100, "state": "ready"},
-                       "y1": {"weight": 0, "state": "ready"}}
+    assert desired == {"x1": {"weight": 50, "state": "ready"}, "x2": {"weight": 100, "state": "ready"}, "y1": {"weight": 0, "state": "ready"}}
     assert computed is None and expected is None
     assert changed_servers(CURRENT, desired) == ["x1", "y1"]
 
@@ -128,16 +140,19 @@ def test_plan_restore_is_exact_and_ignores_extra_keys():
     assert desired["x2"] == {"weight": 100, "state": "ready"}
 
 
-@pytest.mark.parametrize("kwargs,param,message", [
-    ({"weights": {"zz": 1}}, "weights", "weights: no such server in the load balancer: zz .known servers: x1, x2, y1"),
-    ({"state": "drain", "servers": ["x1", "nope"]}, "servers", "servers: no such server"),
-    ({"servers": ["nope"]}, "servers", "servers: no such server"),
-    ({"groups": {"x": ["x1", "q"]}, "share": {"x": 100}}, "groups", r"groups.x: no such server .*: q"),
-    ({"restore": {"zz": {"weight": 1, "state": "ready"}}}, "restore", "restore: no such server"),
-    ({"restore": {"x1": {"weight": 1}}}, "restore", "restore.x1: expected a dict with weight and state"),
-    ({"restore": {"x1": {"weight": 1, "state": "gone"}}}, "restore", "restore.x1: state 'gone'"),
-    ({"restore": {"x1": {"weight": "5%", "state": "ready"}}}, "restore", "must be absolute"),
-])
+@pytest.mark.parametrize(
+    "kwargs,param,message",
+    [
+        ({"weights": {"zz": 1}}, "weights", "weights: no such server in the load balancer: zz .known servers: x1, x2, y1"),
+        ({"state": "drain", "servers": ["x1", "nope"]}, "servers", "servers: no such server"),
+        ({"servers": ["nope"]}, "servers", "servers: no such server"),
+        ({"groups": {"x": ["x1", "q"]}, "share": {"x": 100}}, "groups", r"groups.x: no such server .*: q"),
+        ({"restore": {"zz": {"weight": 1, "state": "ready"}}}, "restore", "restore: no such server"),
+        ({"restore": {"x1": {"weight": 1}}}, "restore", "restore.x1: expected a dict with weight and state"),
+        ({"restore": {"x1": {"weight": 1, "state": "gone"}}}, "restore", "restore.x1: state 'gone'"),
+        ({"restore": {"x1": {"weight": "5%", "state": "ready"}}}, "restore", "must be absolute"),
+    ],
+)
 def test_plan_errors_name_the_parameter(kwargs, param, message):
     with pytest.raises(LbParamError, match=message) as exc:
         plan(CURRENT, **kwargs)

@@ -1,5 +1,6 @@
 """HAProxy runtime client and backend of lb_weight: protocol parsing with a fake command(), and the
 socket, error and rollback behaviour against a real HAProxy."""
+
 from __future__ import annotations
 
 import os
@@ -16,13 +17,18 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime i
     predict_admin,
 )
 
-STATE_HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
-                "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "
-                "srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl "
-                "srv_check_port srv_check_addr srv_agent_addr srv_agent_port")
+STATE_HEADER = (
+    "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
+    "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "
+    "srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl "
+    "srv_check_port srv_check_addr srv_agent_addr srv_agent_port"
+)
 # Real replies of HAProxy 2.6: c is "disabled" in the config then set ready (admin 4 = CMAINT only),
 # d tracks a server in maint (admin 2), e is drained (admin 8), f is in forced maint and DOWN.
-SERVERS_STATE = "1\n" + STATE_HEADER + """
+SERVERS_STATE = (
+    "1\n"
+    + STATE_HEADER
+    + """
 3 kong 1 a 127.0.0.1 2 0 100 100 0 1 0 2 0 0 0 0 - 40613 - 0 0 - - 0
 3 kong 3 c 127.0.0.1 2 4 3 10 0 1 0 2 6 0 0 0 - 37915 - 0 0 - - 0
 3 kong 4 d 127.0.0.1 0 2 10 10 0 1 0 0 0 0 0 0 - 56939 - 0 0 - - 0
@@ -30,11 +36,16 @@ SERVERS_STATE = "1\n" + STATE_HEADER + """
 3 kong 6 f 127.0.0.1 0 1 50 50 0 8 2 0 6 0 0 0 - 50309 - 0 0 - - 0
 
 """
-STAT_HEADER = ("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,"
-               "status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,"
-               "type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,"
-               "hrsp_4xx,hrsp_5xx\n")
-STAT = STAT_HEADER + """kong,a,0,0,3,5,,120,0,0,,0,,2,1,0,0,no check,100,1,0,,,0,,,1,3,1,,0,,2,0,,0,,,,0,100,0,0,7
+)
+STAT_HEADER = (
+    "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,"
+    "status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,"
+    "type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,"
+    "hrsp_4xx,hrsp_5xx\n"
+)
+STAT = (
+    STAT_HEADER
+    + """kong,a,0,0,3,5,,120,0,0,,0,,2,1,0,0,no check,100,1,0,,,0,,,1,3,1,,0,,2,0,,0,,,,0,100,0,0,7
 kong,c,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/3,3,1,0,,,0,,,1,3,3,,0,,2,0,,0,,,,0,0,0,0,0
 kong,d,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT (via kong/c),10,1,0,,,0,,,1,3,4,,0,,2,0,,0,,,,0,0,0,0,0
 kong,e,1,1,2,2,,9,0,0,,0,,0,0,0,0,DRAIN,0,1,0,,,0,,,1,3,5,,0,,2,0,,0,,,,0,0,0,0,0
@@ -42,6 +53,7 @@ kong,f,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT,50,1,0,3,1,0,0,,1,3,6,,0,,2,0,,0,,,,0,0,
 kong,BACKEND,0,0,3,5,,129,0,0,0,0,,0,0,0,0,UP,150,1,0,,0,0,0,,1,3,0,,0,,1,0,,0,,,,0,0,0,0,0
 
 """
+)
 
 
 class FakeRuntime(HaproxyRuntime):
@@ -60,10 +72,17 @@ class FakeRuntime(HaproxyRuntime):
 def test_read_maps_admin_flags_and_stat_columns():
     runtime = FakeRuntime({"show servers state kong": SERVERS_STATE, "show stat kong": STAT})
     servers = HaproxyBackend(runtime, "kong").read()
-    assert {n: s["state"] for n, s in servers.items()} == {
-        "a": "ready", "c": "ready", "d": "maint", "e": "drain", "f": "maint"}
-    assert servers["c"] == {"weight": 3, "initial_weight": 10, "state": "ready", "health": "up", "status": "UP 1/3",
-                            "sessions": 0, "queued": 0, "address": "127.0.0.1:37915"}
+    assert {n: s["state"] for n, s in servers.items()} == {"a": "ready", "c": "ready", "d": "maint", "e": "drain", "f": "maint"}
+    assert servers["c"] == {
+        "weight": 3,
+        "initial_weight": 10,
+        "state": "ready",
+        "health": "up",
+        "status": "UP 1/3",
+        "sessions": 0,
+        "queued": 0,
+        "address": "127.0.0.1:37915",
+    }
     assert servers["d"]["status"] == "MAINT (via kong/c)" and servers["d"]["health"] == "down"
     assert (servers["e"]["weight"], servers["e"]["sessions"], servers["e"]["queued"]) == (50, 2, 1)
 
@@ -72,8 +91,14 @@ def test_stats_and_drain_probe():
     runtime = FakeRuntime({"show servers state kong": SERVERS_STATE, "show stat kong": STAT})
     backend = HaproxyBackend(runtime, "kong")
     backend.read()
-    assert backend.stats()["a"] == {"total_sessions": 120, "http_5xx": 7, "connection_errors": 2,
-                                    "response_errors": 1, "check_failures": 0, "response_time_ms": 0}
+    assert backend.stats()["a"] == {
+        "total_sessions": 120,
+        "http_5xx": 7,
+        "connection_errors": 2,
+        "response_errors": 1,
+        "check_failures": 0,
+        "response_time_ms": 0,
+    }
     assert backend.drain_probe(["a", "c", "e"]) == {"a": "3 sessions, 0 queued", "e": "2 sessions, 1 queued"}
 
 
@@ -87,12 +112,10 @@ def test_set_maps_haproxy_refusals():
     runtime = FakeRuntime({"set server": "No such server.\n\n"})
     with pytest.raises(HaproxyRuntimeError, match="No such server") as exc:
         runtime.set("kong", "zz", "weight", 1)
-    assert exc.value.context() == {"backend": "kong", "server": "zz", "command": "set server kong/zz weight 1",
-                                   "response": "No such server."}
+    assert exc.value.context() == {"backend": "kong", "server": "zz", "command": "set server kong/zz weight 1", "response": "No such server."}
 
 
-@pytest.mark.parametrize("admin,state,expected", [(0, "drain", 8), (8, "ready", 0), (8, "maint", 1), (5, "ready", 4),
-                                                  (2, "ready", 2), (1, "drain", 8)])
+@pytest.mark.parametrize("admin,state,expected", [(0, "drain", 8), (8, "ready", 0), (8, "maint", 1), (5, "ready", 4), (2, "ready", 2), (1, "drain", 8)])
 def test_predict_admin(admin, state, expected):
     assert predict_admin(admin, state) == expected
 
@@ -120,8 +143,7 @@ listen stats
 
 
 def test_edit_config_touches_only_the_backend_lines():
-    desired = {"a": {"weight": 9, "state": "ready"}, "b": {"weight": 1, "state": "ready"},
-               "c": {"weight": 0, "state": "maint"}}
+    desired = {"a": {"weight": 9, "state": "ready"}, "b": {"weight": 1, "state": "ready"}, "c": {"weight": 0, "state": "maint"}}
     new, missing = edit_config(CONFIG, "kong", desired, {"a": 100, "b": 1, "c": 7})
     assert missing == []
     assert "    server a 10.0.0.1:8000 weight 9 check  # the first\n" in new

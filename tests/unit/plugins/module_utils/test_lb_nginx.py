@@ -1,5 +1,6 @@
 """nginx backend of lb_weight: the upstream file format, validation and restore with a fake
 run_command, and reload plus drain detection against a real nginx."""
+
 from __future__ import annotations
 
 import http.server
@@ -52,16 +53,19 @@ def test_read_names_servers_by_comment_else_address(tmp_path):
     lb, _path = upstream(tmp_path)
     servers = lb.read()
     assert list(servers) == ["x1", "x2", "y1", "10.0.0.4:8000"]
-    assert servers["x1"] == {"weight": 100, "initial_weight": 100, "state": "ready", "sessions": None,
-                             "address": "10.0.0.1:8000", "down": False}
+    assert servers["x1"] == {"weight": 100, "initial_weight": 100, "state": "ready", "sessions": None, "address": "10.0.0.1:8000", "down": False}
     assert (servers["x2"]["weight"], servers["y1"]["state"]) == (1, "maint")
 
 
 def test_render_round_trips_what_nginx_cannot_express(tmp_path):
     lb, path = upstream(tmp_path)
     current = lb.read()
-    desired = {"x1": {"weight": 0, "state": "ready"}, "x2": {"weight": 3, "state": "drain"},
-               "y1": {"weight": 9, "state": "ready"}, "10.0.0.4:8000": {"weight": 0, "state": "maint"}}
+    desired = {
+        "x1": {"weight": 0, "state": "ready"},
+        "x2": {"weight": 3, "state": "drain"},
+        "y1": {"weight": 9, "state": "ready"},
+        "10.0.0.4:8000": {"weight": 0, "state": "maint"},
+    }
     files = lb.prepare(current, desired)
     text = files[0]["after"]
     assert "    server 10.0.0.1:8000 max_fails=3 down; # x1 first node initial=100 weight=0\n" in text
@@ -72,13 +76,18 @@ def test_render_round_trips_what_nginx_cannot_express(tmp_path):
     path.write_text(text)
     again = NginxUpstream(FakeRun(), str(path), "kong").read()
     assert {n: (s["weight"], s["state"], s["initial_weight"]) for n, s in again.items()} == {
-        "x1": (0, "ready", 100), "x2": (3, "drain", 1), "y1": (9, "ready", 1), "10.0.0.4:8000": (0, "maint", 5)}
+        "x1": (0, "ready", 100),
+        "x2": (3, "drain", 1),
+        "y1": (9, "ready", 1),
+        "10.0.0.4:8000": (0, "maint", 5),
+    }
     back = NginxUpstream(FakeRun(), str(path), "kong")
     restored = back.prepare(back.read(), plan(again, restore=current)[0])[0]["after"]
     assert NginxUpstream(FakeRun(), str(path), "kong").read() == again
     path.write_text(restored)
-    assert {n: (s["weight"], s["state"]) for n, s in NginxUpstream(FakeRun(), str(path), "kong").read().items()} \
-        == {n: (s["weight"], s["state"]) for n, s in current.items()}
+    assert {n: (s["weight"], s["state"]) for n, s in NginxUpstream(FakeRun(), str(path), "kong").read().items()} == {
+        n: (s["weight"], s["state"]) for n, s in current.items()
+    }
 
 
 def test_unchanged_servers_keep_their_lines(tmp_path):
@@ -97,15 +106,18 @@ def test_bare_server_lines(tmp_path):
     assert {n: s["weight"] for n, s in lb.read().items()} == {"a": 4, "b": 1}
 
 
-@pytest.mark.parametrize("text,name,message,param", [
-    (UPSTREAMS, None, "holds several upstream blocks .other, kong.; name the one", "upstream_name"),
-    (UPSTREAMS, "nope", r"no upstream nope in .* \(upstreams there: kong, other\)", "upstream_name"),
-    ("upstream kong {\n server a:1 weight=2\n    max_fails=1;\n}\n", "kong", "line 2: cannot parse", "upstream_file"),
-    ("upstream kong { server a:1; }\n", "kong", "line 1: cannot parse", "upstream_file"),
-    ("upstream kong {\n server a:1;\n", "kong", "is not closed", "upstream_file"),
-    ("upstream kong {\n server a:1;\n server a:1;\n}\n", "kong", "names server a:1 twice", "upstream_file"),
-    ("upstream kong {\n keepalive 2;\n}\n", "kong", "has no server lines", "upstream_file"),
-])
+@pytest.mark.parametrize(
+    "text,name,message,param",
+    [
+        (UPSTREAMS, None, "holds several upstream blocks .other, kong.; name the one", "upstream_name"),
+        (UPSTREAMS, "nope", r"no upstream nope in .* \(upstreams there: kong, other\)", "upstream_name"),
+        ("upstream kong {\n server a:1 weight=2\n    max_fails=1;\n}\n", "kong", "line 2: cannot parse", "upstream_file"),
+        ("upstream kong { server a:1; }\n", "kong", "line 1: cannot parse", "upstream_file"),
+        ("upstream kong {\n server a:1;\n", "kong", "is not closed", "upstream_file"),
+        ("upstream kong {\n server a:1;\n server a:1;\n}\n", "kong", "names server a:1 twice", "upstream_file"),
+        ("upstream kong {\n keepalive 2;\n}\n", "kong", "has no server lines", "upstream_file"),
+    ],
+)
 def test_parse_errors_name_the_parameter(text, name, message, param):
     with pytest.raises(NginxError, match=message) as exc:
         parse_upstream(text, name)
@@ -134,6 +146,7 @@ def test_failed_validation_or_reload_puts_the_previous_file_back(tmp_path, faili
 
 
 # Real nginx from here on.
+
 
 class Slow(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
@@ -169,8 +182,7 @@ def test_reload_then_old_workers_finish_the_slow_request(nginx_factory, tmp_path
         lb = NginxUpstream(run, str(path), "kong", nginx_bin="/usr/sbin/nginx", nginx_conf=web.config)
         assert lb.master_pid() == web.pid()
         outcome = {}
-        slow = threading.Thread(target=lambda: outcome.update(
-            body=urllib.request.urlopen(f"http://127.0.0.1:{web.ports['proxy']}/slow", timeout=20).read()))
+        slow = threading.Thread(target=lambda: outcome.update(body=urllib.request.urlopen(f"http://127.0.0.1:{web.ports['proxy']}/slow", timeout=20).read()))
         slow.start()
         time.sleep(0.5)
         current = lb.read()

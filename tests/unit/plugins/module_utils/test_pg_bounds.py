@@ -1,4 +1,5 @@
 """Every PostgreSQL session, query, pg_dump and pg_restore of the collection is bounded (issue 27 item 10)."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,11 +41,14 @@ def test_every_connection_gets_the_bounds(monkeypatch):
     assert seen["options"] == "-c statement_timeout=7000 -c lock_timeout=2000"
 
 
-@pytest.mark.parametrize("params, needle", [
-    ({"pg_statement_timeout": -1}, "pg_statement_timeout must be 0 (no limit) or a positive"),
-    ({"pg_lock_timeout": -5}, "pg_lock_timeout must be 0"),
-    ({"pg_connect_timeout": 0}, "pg_connect_timeout must be a positive"),
-])
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        ({"pg_statement_timeout": -1}, "pg_statement_timeout must be 0 (no limit) or a positive"),
+        ({"pg_lock_timeout": -5}, "pg_lock_timeout must be 0"),
+        ({"pg_connect_timeout": 0}, "pg_connect_timeout must be a positive"),
+    ],
+)
 def test_bad_bounds_name_the_option(params, needle):
     assert needle in pg_params_problem(params)
 

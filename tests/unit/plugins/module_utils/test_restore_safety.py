@@ -1,6 +1,7 @@
 """Database restore safety (issue 27 item 6): the target is renamed aside, the verified copy renamed into
 place, and the old copy dropped last; a failed rename leaves the original. A backup records the identity
 of its cluster and a restore into another one is refused unless force."""
+
 from __future__ import annotations
 
 import pytest
@@ -68,12 +69,12 @@ class NoTools:
 @pytest.fixture
 def job(monkeypatch):
     def make(server, force=False):
-        j = bk.DatabaseRestore({"pg_database": "kong", "pg_user": "kong", "pg_host": "db", "pg_port": 5432},
-                               {}, NoTools(), force=force)
+        j = bk.DatabaseRestore({"pg_database": "kong", "pg_user": "kong", "pg_host": "db", "pg_port": 5432}, {}, NoTools(), force=force)
         monkeypatch.setattr(j, "_state", lambda database: {"tables": {}, "schema_meta": None})
         monkeypatch.setattr(j, "_verify", lambda section, state, where: [])
         monkeypatch.setattr(j, "_db", lambda database: type("D", (), {"libpq_env": lambda self, **kw: {}})())
         return j
+
     return make
 
 
@@ -82,8 +83,7 @@ def test_swap_renames_the_target_aside_and_drops_it_last(job):
     job(server)._recreate(server, "dump", {}, "UTF8", exists=True)
     renames = [q for q in server.log if "RENAME" in q]
     drops = [i for i, q in enumerate(server.log) if q.startswith("DROP DATABASE") and "_kongops_old" in q]
-    assert renames == ['ALTER DATABASE "kong" RENAME TO "kong_kongops_old"',
-                       'ALTER DATABASE "kong_kongops_restore" RENAME TO "kong"']
+    assert renames == ['ALTER DATABASE "kong" RENAME TO "kong_kongops_old"', 'ALTER DATABASE "kong_kongops_restore" RENAME TO "kong"']
     assert drops and drops[-1] > server.log.index(renames[-1]), server.log
     assert not any(q.startswith('DROP DATABASE "kong"') for q in server.log), "the target is never dropped by name"
     assert server.databases == {"kong"}
@@ -94,15 +94,14 @@ def test_failed_swap_puts_the_original_back(job):
     with pytest.raises(bk.KongDbError):
         job(server)._recreate(server, "dump", {}, "UTF8", exists=True)
     assert "kong" in server.databases and "kong_kongops_old" not in server.databases
-    assert server.log[-2:] == ['ALTER DATABASE "kong_kongops_old" RENAME TO "kong"',
-                               'DROP DATABASE IF EXISTS "kong_kongops_restore"'], server.log
+    assert server.log[-2:] == ['ALTER DATABASE "kong_kongops_old" RENAME TO "kong"', 'DROP DATABASE IF EXISTS "kong_kongops_restore"'], server.log
 
 
 def test_failed_rename_aside_leaves_the_target_untouched(job):
     server = FakeServer(fail_on='ALTER DATABASE "kong" RENAME')
     with pytest.raises(bk.KongDbError):
         job(server)._recreate(server, "dump", {}, "UTF8", exists=True)
-    assert "kong" in server.databases and not any("DROP DATABASE \"kong\"" in q for q in server.log)
+    assert "kong" in server.databases and not any('DROP DATABASE "kong"' in q for q in server.log)
 
 
 def test_failed_drop_of_the_old_copy_is_a_warning_not_a_failure(job):
@@ -123,9 +122,9 @@ def test_a_leftover_old_copy_is_never_dropped_blindly(job):
 
 # --- cluster identity --------------------------------------------------------------------------
 
+
 def ident(**kw):
-    base = {"name": None, "database": {"host": "db1", "port": 5432, "name": "kong", "system_identifier": "7001"},
-            "node_ids": ["a"]}
+    base = {"name": None, "database": {"host": "db1", "port": 5432, "name": "kong", "system_identifier": "7001"}, "node_ids": ["a"]}
     base.update(kw)
     return base
 
@@ -139,12 +138,15 @@ def test_same_server_under_another_host_name_is_accepted_by_system_identifier():
     assert bk.identity_mismatches(ident(), other, kinds=["database"]) == []
 
 
-@pytest.mark.parametrize("target, needle", [
-    (ident(database={"host": "db1", "port": 5432, "name": "kong_other", "system_identifier": "7001"}), "database name"),
-    (ident(database={"host": "db1", "port": 5432, "name": "kong", "system_identifier": "8002"}), "PostgreSQL server"),
-    (ident(database={"host": "db2", "port": 5433, "name": "kong", "system_identifier": None}), "db1:5432"),
-    (ident(name="prod-eu"), None),
-])
+@pytest.mark.parametrize(
+    "target, needle",
+    [
+        (ident(database={"host": "db1", "port": 5432, "name": "kong_other", "system_identifier": "7001"}), "database name"),
+        (ident(database={"host": "db1", "port": 5432, "name": "kong", "system_identifier": "8002"}), "PostgreSQL server"),
+        (ident(database={"host": "db2", "port": 5433, "name": "kong", "system_identifier": None}), "db1:5432"),
+        (ident(name="prod-eu"), None),
+    ],
+)
 def test_another_cluster_is_named(target, needle):
     backup = ident(name="prod-us") if needle is None else ident()
     found = bk.identity_mismatches(backup, target, kinds=["database"])

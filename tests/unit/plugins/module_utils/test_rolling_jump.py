@@ -1,5 +1,6 @@
 """rolling_jump: whether nodes without a database take a path of several hops in one rolling upgrade
 (kong_upgrade_hops=auto in the rolling flow), and that the scan still evaluates every hop's rules."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,10 @@ from ansible_collections.kongops.upgrade.tests.unit.conftest import run_module
 from ansible_collections.kongops.upgrade.plugins.modules import kong_upgrade_check
 
 # a 2.x regex path (needs `~` on 3.x) and a key-auth plugin: rules of two different hops of 2.8.5 -> 3.6.1
-CONFIG = {"_format_version": "2.1", "services": [{"name": "s", "url": "http://u:80", "routes": [
-    {"name": "r", "paths": ["/users/\\d+"], "plugins": [{"name": "key-auth"}]}]}]}
+CONFIG = {
+    "_format_version": "2.1",
+    "services": [{"name": "s", "url": "http://u:80", "routes": [{"name": "r", "paths": ["/users/\\d+"], "plugins": [{"name": "key-auth"}]}]}],
+}
 
 
 def test_dbless_path_of_two_hops_is_one_rolling_upgrade_with_kong_sources():
@@ -76,7 +79,8 @@ def test_unsourced_target_formats_say_unconfirmed():
 
 
 def test_module_returns_the_jump(capsys):
-    rc, r = run_module(kong_upgrade_check.main, capsys, {
-        "current_versions": ["3.6.1"], "target_version": "3.8.1", "mode": "dbless", "fail_on_unsupported": False})[:2]
+    rc, r = run_module(
+        kong_upgrade_check.main, capsys, {"current_versions": ["3.6.1"], "target_version": "3.8.1", "mode": "dbless", "fail_on_unsupported": False}
+    )[:2]
     assert rc == 0 and r["rolling_jump"]["allowed"] is True
     assert r["rolling_jump"]["covers"] == ["3.6.1 -> 3.7.x", "3.7.x -> 3.8.1"]

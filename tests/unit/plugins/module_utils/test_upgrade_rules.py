@@ -1,4 +1,5 @@
 """Upgrade planner and breaking-change scan (_upgrade_rules.py over _breaking_changes.py), pure logic."""
+
 from __future__ import annotations
 
 import itertools
@@ -35,7 +36,7 @@ def expected_path(a: str, b: str) -> list:
     """FACTS.md 5.1 by hand: 2.8 jumps to 3.4 (LTS), then one minor at a time."""
     order = ["2.8", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9"]
     sa, sb = a[:3], b[:3]
-    between = order[order.index(sa) + 1:order.index(sb)]
+    between = order[order.index(sa) + 1 : order.index(sb)]
     return [a] + [STONES[s] for s in between] + [b]
 
 
@@ -84,8 +85,7 @@ def test_28_to_35_refused_with_the_lts_stepping_stone_named():
 
 
 def test_patch_same_version_and_intermediate_series():
-    assert plan_path(KongVersion("3.4.1"), KongVersion("3.4.2"))["hops"] == [
-        {"from": "3.4.1", "to": "3.4.2", "kind": "patch"}]
+    assert plan_path(KongVersion("3.4.1"), KongVersion("3.4.2"))["hops"] == [{"from": "3.4.1", "to": "3.4.2", "kind": "patch"}]
     same = plan_path(KongVersion("3.9.3"), KongVersion("3.9.3"))
     assert same["supported"] and same["path"] == ["3.9.3"] and same["hops"] == []
     assert plan_path(KongVersion("2.8.4"), KongVersion("3.0.1"))["hops"][0]["kind"] == "major"
@@ -112,8 +112,7 @@ def test_enterprise_series_through_316_and_their_lts_jumps():
     assert chain["path"] == ["2.8.5", "3.4.x", "3.10.x", "3.14.x", "3.15.x", "3.16.0.1"]
     assert "LTS -> next LTS (2.8 -> 3.4, 3.4 -> 3.10, 3.10 -> 3.14)" in chain["reasons"][0]
     # not an LTS pair: 3.5 -> 3.10 goes minor by minor
-    assert plan_path(KongVersion("3.5.0"), KongVersion("3.10.0.0"))["path"] == [
-        "3.5.0", "3.6.x", "3.7.x", "3.8.x", "3.9.x", "3.10.0.0"]
+    assert plan_path(KongVersion("3.5.0"), KongVersion("3.10.0.0"))["path"] == ["3.5.0", "3.6.x", "3.7.x", "3.8.x", "3.9.x", "3.10.0.0"]
 
 
 def test_a_version_kong_says_to_avoid_is_refused_with_the_one_to_take():
@@ -153,8 +152,7 @@ def test_hybrid_dp_never_newer_than_cp():
     assert ok["supported"] is True and ok["hybrid"]["compatible"] is True
     newer = evaluate(target_version="3.9.3", mode="hybrid_dp", cp_version="3.8.1", dp_versions=["3.8.1"])
     assert newer["supported"] is False and newer["reachable"] is False
-    assert ("data plane version 3.9.3 is incompatible with older control plane version 3.8.1"
-            in newer["hybrid"]["blocking"][0])
+    assert "data plane version 3.9.3 is incompatible with older control plane version 3.8.1" in newer["hybrid"]["blocking"][0]
     assert "control planes to 3.9.3 first" in newer["reasons"][-1]
     major = evaluate(target_version="3.4.2", mode="hybrid_dp", cp_version="2.8.5", dp_versions=["2.8.5"])
     assert "(2.x.y are accepted)" in major["hybrid"]["blocking"][0]
@@ -189,8 +187,7 @@ def test_strategy_per_mode():
     assert recommend_strategy("traditional", spare_capacity=True)["name"] == "dual_cluster"
     assert recommend_strategy("hybrid_cp")["name"] == "in_place"
     hybrid = recommend_strategy("hybrid")
-    assert hybrid["steps"] == [{"component": "control_plane", "strategy": "in_place"},
-                               {"component": "data_planes", "strategy": "rolling"}]
+    assert hybrid["steps"] == [{"component": "control_plane", "strategy": "in_place"}, {"component": "data_planes", "strategy": "rolling"}]
     assert all("https://docs.konghq.com/gateway/" in recommend_strategy(m)["source"] for m in MODES)
 
 
@@ -209,12 +206,15 @@ def test_choose_strategy_recommends_dual_cluster_with_spare_capacity_and_says_wh
     assert same["name"] == "rolling" and same["chosen_by"] == "operator" and "as the planner recommends" in same["reason"]
 
 
-@pytest.mark.parametrize("mode,requested,fits", [
-    ("dbless", "in_place", "traditional and hybrid_cp"),
-    ("hybrid_dp", "dual_cluster", "traditional"),
-    ("traditional", "rolling", "dbless, hybrid_dp and konnect_dp"),
-    ("hybrid_cp", "dual_cluster", "traditional"),
-])
+@pytest.mark.parametrize(
+    "mode,requested,fits",
+    [
+        ("dbless", "in_place", "traditional and hybrid_cp"),
+        ("hybrid_dp", "dual_cluster", "traditional"),
+        ("traditional", "rolling", "dbless, hybrid_dp and konnect_dp"),
+        ("hybrid_cp", "dual_cluster", "traditional"),
+    ],
+)
 def test_choose_strategy_refuses_a_strategy_that_does_not_fit_the_mode(mode, requested, fits):
     with pytest.raises(UpgradeRulesError) as err:
         choose_strategy(mode, requested=requested)
@@ -236,14 +236,17 @@ def test_mixed_current_versions_plan_from_the_oldest_and_warn():
     assert newer["reachable"] is False and "3.7.1 -> 3.6.1 is a downgrade" in newer["reasons"][0]
 
 
-@pytest.mark.parametrize("kwargs,param", [
-    ({"current_versions": ["3.x"], "target_version": "3.4.2"}, "current_versions"),
-    ({"current_versions": ["3.4.2"], "target_version": "latest"}, "target_version"),
-    ({"current_versions": [{"name": "n1"}], "target_version": "3.4.2"}, "current_versions"),
-    ({"target_version": "3.4.2"}, "current_versions"),
-    ({"target_version": "3.4.2", "mode": "hybrid_dp", "dp_versions": ["3.4.2"]}, "cp_version"),
-    ({"current_versions": ["3.4.2"], "target_version": "3.4.2", "mode": "konnect"}, "mode"),
-])
+@pytest.mark.parametrize(
+    "kwargs,param",
+    [
+        ({"current_versions": ["3.x"], "target_version": "3.4.2"}, "current_versions"),
+        ({"current_versions": ["3.4.2"], "target_version": "latest"}, "target_version"),
+        ({"current_versions": [{"name": "n1"}], "target_version": "3.4.2"}, "current_versions"),
+        ({"target_version": "3.4.2"}, "current_versions"),
+        ({"target_version": "3.4.2", "mode": "hybrid_dp", "dp_versions": ["3.4.2"]}, "cp_version"),
+        ({"current_versions": ["3.4.2"], "target_version": "3.4.2", "mode": "konnect"}, "mode"),
+    ],
+)
 def test_bad_input_names_the_parameter(kwargs, param):
     with pytest.raises(UpgradeRulesError) as exc:
         evaluate(**kwargs)
@@ -297,8 +300,7 @@ def test_scan_of_a_28_config_reports_regex_path_and_removed_plugin():
     assert plugin["where"] == ["services[0].plugins[0] plugin 'legacy-auth-header' on service 'users': not bundled"]
     assert "plugin is in use but not enabled" in plugin["message"]
     assert found["plugin-allowlist-fields-removed"]["where"] == ["plugins[0] plugin 'acl' on global: config.whitelist"]
-    assert found["http-log-headers-single-value"]["where"] == [
-        "plugins[1] plugin 'http-log' on global: config.headers has array values"]
+    assert found["http-log-headers-single-value"]["where"] == ["plugins[1] plugin 'http-log' on global: config.headers has array values"]
     assert found["format-version-legacy"]["where"] == ["_format_version: 2.1"]
     assert "format-version-rejected" not in found
     assert "key-auth-invalid-key-message" not in found
@@ -333,8 +335,7 @@ def test_without_a_config_only_deployment_rules_fire():
 
 
 def test_custom_plugins_are_not_reported_missing():
-    res = evaluate(["2.8.5"], "3.4.2", mode="traditional", config=parse_config_text(CONFIG_28),
-                   custom_plugins=["legacy-auth-header"])
+    res = evaluate(["2.8.5"], "3.4.2", mode="traditional", config=parse_config_text(CONFIG_28), custom_plugins=["legacy-auth-header"])
     assert "plugin-not-bundled" not in by_id(res["findings"])
 
 
@@ -342,8 +343,7 @@ def test_a_plugin_removed_between_versions_is_named_as_removed():
     bundled = {"3.4": ("key-auth", "acl", "gone-plugin"), "3.5": ("key-auth", "acl")}
     hops = [{"from": "3.4.2", "to": "3.5.0", "kind": "minor"}]
     config = {"_format_version": "3.0", "plugins": [{"name": "gone-plugin"}, {"name": "acl"}]}
-    findings = scan(hops, config, "dbless", rules=[r for r in data.RULES if r["id"] == "plugin-not-bundled"],
-                    bundled=bundled)
+    findings = scan(hops, config, "dbless", rules=[r for r in data.RULES if r["id"] == "plugin-not-bundled"], bundled=bundled)
     assert findings[0]["where"] == ["plugins[0] plugin 'gone-plugin' on global: removed in 3.5 (bundled in 3.4)"]
 
 
@@ -367,10 +367,19 @@ def test_flat_db_export_and_3x_configs():
     assert "route-regex-path-tilde" not in by_id(evaluate(["3.4.2"], "3.5.0", mode="dbless", config=three)["findings"])
 
 
-@pytest.mark.parametrize("path,regex", [
-    ("/users", False), ("/a-b_c.d~e/%20", False), ("/users/\\d+", True), ("/v1/(foo|bar)", True),
-    ("/x$", True), ("/files/*", True), ("~/already", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "path,regex",
+    [
+        ("/users", False),
+        ("/a-b_c.d~e/%20", False),
+        ("/users/\\d+", True),
+        ("/v1/(foo|bar)", True),
+        ("/x$", True),
+        ("/files/*", True),
+        ("~/already", False),
+        ("", False),
+    ],
+)
 def test_regex_heuristic_is_kongs(path, regex):
     assert is_regex_path(path) is regex
 
@@ -383,9 +392,16 @@ def test_rules_are_complete_data():
         assert rule["introduced"] is None or KongVersion(rule["introduced"])
         hop = {"from": "2.8.5", "to": "3.9.3", "kind": "lts"}
         _match(rule, hop, parse_config_text(CONFIG_28), "dbless", ([], []), None, frozenset())
-    assert {"route-regex-path-tilde", "plugin-not-bundled", "format-version-rejected",
-            "key-auth-invalid-key-message", "key-auth-www-authenticate", "via-header-format",
-            "status-database-key-removed", "status-listen-default"} <= set(ids)
+    assert {
+        "route-regex-path-tilde",
+        "plugin-not-bundled",
+        "format-version-rejected",
+        "key-auth-invalid-key-message",
+        "key-auth-www-authenticate",
+        "via-header-format",
+        "status-database-key-removed",
+        "status-listen-default",
+    } <= set(ids)
 
 
 _CITATION = re.compile(r"Kong/kong (\d+\.\d+\.\d+ )?kong/[\w/.-]+\.lua|https://(docs|developer)\.konghq\.com/")
@@ -415,31 +431,34 @@ def test_config_text_errors_name_the_parameter():
 
 
 def test_kong_conf_properties_a_hop_stops_reading_are_found_with_their_conversion():
-    conf = {"x1": ["prefix", "client_max_body_size", "nginx_upstream_keepalive", "nginx_optimizations",
-                   "cassandra_keyspace"], "x2": ["prefix", "client_max_body_size"]}
+    conf = {
+        "x1": ["prefix", "client_max_body_size", "nginx_upstream_keepalive", "nginx_optimizations", "cassandra_keyspace"],
+        "x2": ["prefix", "client_max_body_size"],
+    }
     res = evaluate(["2.8.5"], "3.4.2", mode="traditional", conf_settings=conf)
     by_id = {f["id"]: f for f in res["findings"]}
     alias = by_id["conf-deprecated-alias-dropped"]
     assert alias["severity"] == "high" and alias["fix"] == "rename"
-    assert alias["where"] == ["x1: client_max_body_size (set nginx_http_client_max_body_size instead)",
-                              "x1: nginx_upstream_keepalive (set upstream_keepalive_pool_size instead)",
-                              "x2: client_max_body_size (set nginx_http_client_max_body_size instead)"]
+    assert alias["where"] == [
+        "x1: client_max_body_size (set nginx_http_client_max_body_size instead)",
+        "x1: nginx_upstream_keepalive (set upstream_keepalive_pool_size instead)",
+        "x2: client_max_body_size (set nginx_http_client_max_body_size instead)",
+    ]
     assert "kong/conf_loader/init.lua" in alias["source"]
     removed = by_id["conf-setting-removed"]
     assert removed["where"] == ["x1: cassandra_keyspace", "x1: nginx_optimizations"]
     assert res["conf_scanned"] is True
     assert res["conf_fixes"] == {
-        "rename": {"client_max_body_size": "nginx_http_client_max_body_size",
-                   "nginx_upstream_keepalive": "upstream_keepalive_pool_size"},
-        "remove": ["cassandra_keyspace", "nginx_optimizations"]}
+        "rename": {"client_max_body_size": "nginx_http_client_max_body_size", "nginx_upstream_keepalive": "upstream_keepalive_pool_size"},
+        "remove": ["cassandra_keyspace", "nginx_optimizations"],
+    }
 
 
 def test_kong_conf_rules_follow_the_hop():
     conf = {"x1": ["client_max_body_size", "privileged_agent", "cassandra_keyspace"]}
     # 3.4.2 -> 3.5.0 stops reading privileged_agent only; the 3.0 aliases and cassandra_* are behind
     res = evaluate(["3.4.2"], "3.5.0", mode="dbless", conf_settings=conf)
-    assert [(f["id"], f["where"]) for f in res["findings"] if f["id"].startswith("conf-")] == [
-        ("conf-setting-removed", ["x1: privileged_agent"])]
+    assert [(f["id"], f["where"]) for f in res["findings"] if f["id"].startswith("conf-")] == [("conf-setting-removed", ["x1: privileged_agent"])]
     assert evaluate(["3.8.1"], "3.9.3", mode="dbless", conf_settings=conf)["conf_fixes"] == {"rename": {}, "remove": []}
     assert evaluate(["3.8.1"], "3.9.3", mode="dbless")["conf_scanned"] is False
 
@@ -456,5 +475,4 @@ def test_a_custom_plugin_whose_name_the_target_bundles_is_found_without_a_config
     assert len(hit) == 1 and hit[0]["severity"] == "high"
     assert hit[0]["where"] == ["custom plugin 'redirect' (kong.conf `plugins`): bundled from 3.9"]
     # bundled already on X: not new on this path
-    assert not [f for f in evaluate(["3.9.1"], "3.9.3", mode="dbless", custom_plugins=["redirect"])["findings"]
-                if f["id"] == "custom-plugin-name-bundled"]
+    assert not [f for f in evaluate(["3.9.1"], "3.9.3", mode="dbless", custom_plugins=["redirect"])["findings"] if f["id"] == "custom-plugin-name-bundled"]

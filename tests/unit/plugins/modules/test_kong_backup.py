@@ -1,4 +1,5 @@
 """kong_backup main() against a fake DB-less Admin API (requests.Session replaced), FACTS 3.1-3.4."""
+
 from __future__ import annotations
 
 import hashlib
@@ -48,9 +49,17 @@ def md5(text):
 class FakeKong:
     """A DB-less node: GET /, /status, GET/POST /config, paginated collections."""
 
-    PATHS: ClassVar[dict] = {"services": "services", "routes": "routes", "consumers": "consumers", "plugins": "plugins",
-                             "key-auths": "keyauth_credentials", "upstreams": "upstreams",
-                             "certificates": "certificates", "snis": "snis", "ca_certificates": "ca_certificates"}
+    PATHS: ClassVar[dict] = {
+        "services": "services",
+        "routes": "routes",
+        "consumers": "consumers",
+        "plugins": "plugins",
+        "key-auths": "keyauth_credentials",
+        "upstreams": "upstreams",
+        "certificates": "certificates",
+        "snis": "snis",
+        "ca_certificates": "ca_certificates",
+    }
 
     def __init__(self, text=LOADED, version="3.9.3", database="off"):
         self.version, self.database = version, database
@@ -78,16 +87,23 @@ class FakeKong:
         self.calls.append((method, url, dict(session.headers)))
         if not url.startswith(ADMIN):
             raise requests.ConnectionError(f"connection refused: {url}")
-        path, _sep, query = url[len(ADMIN):].partition("?")
+        path, _sep, query = url[len(ADMIN) :].partition("?")
         resp = self.route(method, path or "/", query, kwargs)
         resp.url = url
         return resp
 
     def route(self, method, path, query, kwargs):
         if path == "/":
-            return self.response(200, {"version": self.version, "hostname": "kong-1", "node_id": "n1",
-                                       "tagline": "Welcome to kong",
-                                       "configuration": {"database": self.database, "role": "traditional"}})
+            return self.response(
+                200,
+                {
+                    "version": self.version,
+                    "hostname": "kong-1",
+                    "node_id": "n1",
+                    "tagline": "Welcome to kong",
+                    "configuration": {"database": self.database, "role": "traditional"},
+                },
+            )
         if path == "/status":
             current = self.hash_sequence.pop(0) if self.hash_sequence else self.hash
             return self.response(200, {"configuration_hash": current, "memory": {}, "server": {}})
@@ -154,11 +170,9 @@ def test_dbless_backup_keeps_the_loaded_text_and_writes_private_verified_files(k
     decl = manifest["declarative"]
     assert decl["method"] == "config" and decl["text_origin"] == "declarative_config"
     assert decl["hash_exact"] is True and decl["configuration_hash"] == md5(LOADED)
-    assert decl["entity_counts"] == {"services": 1, "routes": 1, "consumers": 1, "keyauth_credentials": 1,
-                                     "plugins": 1}
+    assert decl["entity_counts"] == {"services": 1, "routes": 1, "consumers": 1, "keyauth_credentials": 1, "plugins": 1}
     assert manifest["entity_counts"] == decl["entity_counts"]
-    assert manifest["files"] == [{"name": "declarative.yml", "kind": "declarative", "size": len(LOADED),
-                                  "sha256": hashlib.sha256(LOADED.encode()).hexdigest()}]
+    assert manifest["files"] == [{"name": "declarative.yml", "kind": "declarative", "size": len(LOADED), "sha256": hashlib.sha256(LOADED.encode()).hexdigest()}]
     assert manifest["source"]["kong_version"] == "3.9.3" and manifest["source"]["database"] == "off"
     assert r["paths"] == {"declarative": str(run_dir / "declarative.yml")}
     assert TOKEN not in out and TOKEN not in (run_dir / "manifest.json").read_text()
@@ -188,8 +202,9 @@ def test_check_mode_writes_nothing(kong, no_commands, tmp_path, capsys):
     dest = tmp_path / "backups"
     rc, r, _out = run(capsys, {"dest": str(dest), "run_id": "r1", "_ansible_check_mode": True})
     assert rc == 0 and r["changed"] is True
-    assert r["planned"] == [{"kind": "declarative", "path": str(dest / "r1" / "declarative.yml"),
-                             "size": r["planned"][0]["size"]}] and r["planned"][0]["size"] > 0
+    assert (
+        r["planned"] == [{"kind": "declarative", "path": str(dest / "r1" / "declarative.yml"), "size": r["planned"][0]["size"]}] and r["planned"][0]["size"] > 0
+    )
     assert "manifest" not in r and not dest.exists()
 
 
@@ -237,12 +252,15 @@ def test_not_enough_free_space(kong, no_commands, tmp_path, capsys, monkeypatch)
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"run_id": "../escape"}, "run_id '../escape' is not usable"),
-    ({"kinds": ["files"]}, "files is empty"),
-    ({"retention": -1}, "retention must be 0"),
-    ({"kinds": ["database"], "pg_from_kong_conf": True}, "pg_from_kong_conf needs kong_conf"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"run_id": "../escape"}, "run_id '../escape' is not usable"),
+        ({"kinds": ["files"]}, "files is empty"),
+        ({"retention": -1}, "retention must be 0"),
+        ({"kinds": ["database"], "pg_from_kong_conf": True}, "pg_from_kong_conf needs kong_conf"),
+    ],
+)
 def test_bad_parameters_are_named(kong, no_commands, tmp_path, capsys, args, message):
     rc, r, _out = run(capsys, dict({"dest": str(tmp_path / "b")}, **args))
     assert rc == 1 and message in r["msg"]
@@ -266,8 +284,7 @@ def test_files_backup_with_declarative(kong, no_commands, tmp_path, capsys):
     conf = tmp_path / "etc" / "kong.conf"
     conf.parent.mkdir()
     conf.write_text("database = off\n")
-    rc, r, _out = run(capsys, {"dest": str(tmp_path / "b"), "run_id": "r1", "kinds": ["declarative", "files"],
-                               "files": [str(conf)]})
+    rc, r, _out = run(capsys, {"dest": str(tmp_path / "b"), "run_id": "r1", "kinds": ["declarative", "files"], "files": [str(conf)]})
     assert rc == 0, r
     manifest = r["manifest"]
     assert manifest["kinds"] == ["declarative", "files"]

@@ -1,6 +1,7 @@
 """kong_cluster_tls_check: every refusal of the hybrid cluster link, with certificates made in the test
 (shared: the control plane's own certificate only; pki: issued by cluster_ca_cert, at most four CA
 certificates deep, named as the data plane checks it; expiry windows; a key of another certificate)."""
+
 from __future__ import annotations
 
 import datetime
@@ -24,19 +25,23 @@ def _key():
 def _pem(obj):
     if isinstance(obj, x509.Certificate):
         return obj.public_bytes(serialization.Encoding.PEM).decode()
-    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
 def cert(cn, key=None, issuer=None, ca=False, days=365, start=-1, dns=None, eku=None):
     """(certificate, key): self-signed without `issuer`, else signed by issuer = (cert, key)."""
     key = key or _key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    builder = (x509.CertificateBuilder().subject_name(name)
-               .issuer_name(issuer[0].subject if issuer else name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(NOW + start * DAY).not_valid_after(NOW + days * DAY)
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW + start * DAY)
+        .not_valid_after(NOW + days * DAY)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if dns:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
     if eku:
@@ -147,8 +152,15 @@ def pki_cp(ca, cp):
 
 
 def pki_dp(name, leaf, ca, chain=(), **extra):
-    return dict(name=name, mtls="pki", cert=_pem(leaf[0]) + "".join(_pem(c[0]) for c in chain), key=_pem(leaf[1]),
-                ca_cert=_pem(ca[0]), control_plane="cp.example.com:8005", **extra)
+    return dict(
+        name=name,
+        mtls="pki",
+        cert=_pem(leaf[0]) + "".join(_pem(c[0]) for c in chain),
+        key=_pem(leaf[1]),
+        ca_cert=_pem(ca[0]),
+        control_plane="cp.example.com:8005",
+        **extra,
+    )
 
 
 def test_pki_accepts_a_certificate_of_the_ca(capsys):
@@ -161,7 +173,7 @@ def test_pki_accepts_a_certificate_of_the_ca(capsys):
 
 def test_pki_refuses_a_certificate_of_another_ca(capsys):
     ca, cp = pki()
-    rogue_ca = cert("cluster-ca", ca=True)          # same name, other key: the signature decides
+    rogue_ca = cert("cluster-ca", ca=True)  # same name, other key: the signature decides
     dp = cert("y1", issuer=rogue_ca)
     rc, r = run(capsys, pki_cp(ca, cp), [pki_dp("y1", dp, ca)])
     assert rc == 1 and "is not issued by the cluster_ca_cert of cp" in r["msg"] and "y1" in r["msg"]

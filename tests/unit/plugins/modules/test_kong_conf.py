@@ -1,4 +1,5 @@
 """kong_conf main(): the operator's file kept, backup, diff with secrets masked, errors change nothing."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,7 @@ def conf(tmp_path):
 
 
 def test_apply_keeps_lines_backs_up_and_masks_secrets(capsys, conf):
-    rc, res = run(capsys, {"path": str(conf), "settings": {"pg_host": "db"},
-                           "secret_settings": {"pg_password": "n#w"}, "_ansible_diff": True})
+    rc, res = run(capsys, {"path": str(conf), "settings": {"pg_host": "db"}, "secret_settings": {"pg_password": "n#w"}, "_ansible_diff": True})
     assert rc == 0 and res["changed"] is True
     text = conf.read_text()
     assert "# operator comment" in text and "nginx_http_client_max_body_size = 64m" in text
@@ -37,8 +37,7 @@ def test_apply_keeps_lines_backs_up_and_masks_secrets(capsys, conf):
     out = json.dumps(res)
     assert "n#w" not in out and "n\\\\#w" not in out and "oldpw" not in out
     assert "pg_host = db" in res["diff"]["after"]
-    rc, again = run(capsys, {"path": str(conf), "settings": {"pg_host": "db"},
-                             "secret_settings": {"pg_password": "n#w"}})
+    rc, again = run(capsys, {"path": str(conf), "settings": {"pg_host": "db"}, "secret_settings": {"pg_password": "n#w"}})
     assert again["changed"] is False
 
 
@@ -72,8 +71,12 @@ def test_custom_plugins_reported(capsys, tmp_path):
 
 def test_create_settings_only_on_a_fresh_host_with_its_directory(capsys, tmp_path, conf):
     fresh = tmp_path / "etc" / "kong" / "kong.conf"
-    args = {"settings": {"log_level": "notice"}, "create_settings": {"pg_host": "db", "log_level": "debug"},
-            "create_secret_settings": {"pg_password": "fr#sh"}, "kong_version": "3.9.3"}
+    args = {
+        "settings": {"log_level": "notice"},
+        "create_settings": {"pg_host": "db", "log_level": "debug"},
+        "create_secret_settings": {"pg_password": "fr#sh"},
+        "kong_version": "3.9.3",
+    }
     rc, res = run(capsys, dict(args, path=str(fresh)))
     assert rc == 0 and res["created"] is True and "fr#sh" not in json.dumps(res)
     text = fresh.read_text()
@@ -87,7 +90,6 @@ def test_create_settings_only_on_a_fresh_host_with_its_directory(capsys, tmp_pat
 
 def test_a_setting_both_plain_and_secret_is_refused(capsys, tmp_path):
     path = tmp_path / "kong.conf"
-    rc, res = run(capsys, {"path": str(path), "create_settings": {"pg_password": "plain-pw"},
-                           "secret_settings": {"pg_password": "secret-pw"}})
+    rc, res = run(capsys, {"path": str(path), "create_settings": {"pg_password": "plain-pw"}, "secret_settings": {"pg_password": "secret-pw"}})
     assert rc == 1 and "create_settings and secret_settings both name pg_password" in res["msg"]
     assert not path.exists()

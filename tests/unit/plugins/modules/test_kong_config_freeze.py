@@ -4,6 +4,7 @@ The fake pages collections two entities at a time with Kong's `next` links (FACT
 405 to writes on a DB-less node (FACTS.md 3.5) and 404 on credential collections it does not
 serve. Enforcement through real nginx/HAProxy is tested in tests/integration/test_freeze.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,17 @@ class FakeKong:
         self.version = "3.6.1"
         self.node_id = "6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1"
         self.config_hash = "5f2c6a0e8e2f4a8f9b0c1d2e3f405162"
-        self.data = {"services": [], "routes": [], "consumers": [], "plugins": [], "upstreams": [],
-                     "certificates": [], "snis": [], "ca_certificates": [], "key-auths": []}
+        self.data = {
+            "services": [],
+            "routes": [],
+            "consumers": [],
+            "plugins": [],
+            "upstreams": [],
+            "certificates": [],
+            "snis": [],
+            "ca_certificates": [],
+            "key-auths": [],
+        }
         self.targets = {}
         self.calls = []
         self.fail_status = None
@@ -57,8 +67,10 @@ class FakeKong:
         if self.fail_status:
             return self.respond(self.fail_status, {"message": "Unauthorized"})
         if method == "GET" and path == "/":
-            return self.respond(200, {"version": self.version, "node_id": self.node_id, "configuration": {
-                "database": "off" if self.dbless else "postgres", "role": "traditional"}})
+            return self.respond(
+                200,
+                {"version": self.version, "node_id": self.node_id, "configuration": {"database": "off" if self.dbless else "postgres", "role": "traditional"}},
+            )
         if method == "GET" and path == "/status":
             body = {"memory": {}, "server": {}}
             if self.dbless:
@@ -74,7 +86,7 @@ class FakeKong:
         coll = self.data[parts[0]]
         if len(parts) == 1 and method == "GET":
             offset = int(query.get("offset", 0))
-            page = coll[offset:offset + PAGE]
+            page = coll[offset : offset + PAGE]
             nxt = f"/{parts[0]}?offset={offset + PAGE}" if offset + PAGE < len(coll) else None
             return self.respond(200, {"data": page, "next": nxt})
         if len(parts) == 2 and parts[0] == "consumers":
@@ -82,9 +94,9 @@ class FakeKong:
             if method == "GET":
                 return self.respond(200, found[0]) if found else self.respond(404, {"message": "Not found"})
             if self.dbless:
-                return self.respond(405, {"code": 12, "name": "operation unsupported",
-                                          "message": "cannot create or update 'consumers' entities when not "
-                                                     "using a database"})
+                return self.respond(
+                    405, {"code": 12, "name": "operation unsupported", "message": "cannot create or update 'consumers' entities when not using a database"}
+                )
             if method == "PUT":
                 body = kwargs["json"]
                 if found:
@@ -108,8 +120,7 @@ def kong(monkeypatch):
     fake.add("key-auths", key="alice-secret-key", consumer={"id": alice["id"]})
     fake.add("plugins", name="key-auth", config={"key_names": ["apikey"]})
     up = fake.add("upstreams", name="users-up")
-    fake.targets[up["id"]] = [{"id": str(uuid.uuid4()), "target": "10.0.0.1:8080", "weight": 100,
-                               "upstream": {"id": up["id"]}}]
+    fake.targets[up["id"]] = [{"id": str(uuid.uuid4()), "target": "10.0.0.1:8080", "weight": 100, "upstream": {"id": up["id"]}}]
 
     def request(session, method, url, **kwargs):
         return fake(session, method, url, **kwargs)
@@ -142,12 +153,15 @@ def read_lock(path):
 
 
 def test_frozen_records_lock_with_fingerprint_of_every_page(kong, lock, capsys):
-    rc, r, out = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "holder": "ci@runner",
-                              "reason": "upgrade 3.8 -> 3.9"})
+    rc, r, out = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "holder": "ci@runner", "reason": "upgrade 3.8 -> 3.9"})
     assert rc == 0 and r["changed"] is True
     record = read_lock(lock)
     assert {k: record[k] for k in ("holder", "reason", "run_id", "cluster")} == {
-        "holder": "ci@runner", "reason": "upgrade 3.8 -> 3.9", "run_id": "run-1", "cluster": "prod"}
+        "holder": "ci@runner",
+        "reason": "upgrade 3.8 -> 3.9",
+        "run_id": "run-1",
+        "cluster": "prod",
+    }
     assert record["time"].endswith("Z") and record["expiry"] > record["time"]
     fp = record["fingerprint"]
     assert fp["kind"] == "entities_sha256" and len(fp["value"]) == 64
@@ -157,7 +171,7 @@ def test_frozen_records_lock_with_fingerprint_of_every_page(kong, lock, capsys):
     assert ("GET", "/routes") in kong.calls and kong.writes() == []
     assert stat.S_IMODE(os.stat(lock).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(lock)).st_mode) == 0o700
-    assert "\"entities\":" not in json.dumps(r["lock"]) and TOKEN not in out and "alice-secret-key" not in out
+    assert '"entities":' not in json.dumps(r["lock"]) and TOKEN not in out and "alice-secret-key" not in out
 
 
 def test_frozen_again_with_same_run_id_changes_nothing(kong, lock, capsys):
@@ -169,8 +183,7 @@ def test_frozen_again_with_same_run_id_changes_nothing(kong, lock, capsys):
 
 
 def test_lock_of_another_run_is_reported_loudly_and_refused(kong, lock, capsys):
-    run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "holder": "ops@bastion",
-                 "reason": "night upgrade"})
+    run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "holder": "ops@bastion", "reason": "night upgrade"})
     before = text(lock)
     rc, r = run(capsys, {"state": "frozen", "run_id": "run-2", "lock_path": lock})[:2]
     assert rc == 1 and r["failed"] is True
@@ -193,8 +206,7 @@ def test_force_takes_over_a_stale_lock_with_a_warning(kong, lock, capsys):
 
 
 def test_check_mode_predicts_without_writing(kong, lock, capsys):
-    rc, r = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "marker": True,
-                         "_ansible_check_mode": True, "_ansible_diff": True})[:2]
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock, "marker": True, "_ansible_check_mode": True, "_ansible_diff": True})[:2]
     assert rc == 0 and r["changed"] is True and not os.path.exists(lock)
     assert kong.writes() == []
     assert r["lock"]["run_id"] == "run-1" and r["fingerprint"]["entity_count"] == 8
@@ -259,8 +271,7 @@ def test_thaw_in_check_mode_keeps_the_lock(kong, lock, capsys):
 
 
 def test_marker_is_written_excluded_from_fingerprint_and_removed(kong, lock, capsys):
-    rc, r = run(capsys, {"state": "frozen", "run_id": "run/42", "lock_path": lock, "marker": True,
-                         "reason": "upgrade"})[:2]
+    rc, r = run(capsys, {"state": "frozen", "run_id": "run/42", "lock_path": lock, "marker": True, "reason": "upgrade"})[:2]
     assert rc == 0
     marker = next(c for c in kong.data["consumers"] if c["username"] == "kongops-freeze-prod")
     assert marker["tags"] == ["kongops-freeze", "kongops-run-run_42"]
@@ -299,12 +310,15 @@ def test_admin_api_error_fails_with_status_and_nothing_written(kong, lock, capsy
     assert not os.path.exists(lock) and TOKEN not in out
 
 
-@pytest.mark.parametrize("args,needle", [
-    ({"state": "frozen"}, "state is frozen but all of the following are missing: run_id"),
-    ({"state": "frozen", "run_id": "r", "enforce": "nginx"}, "missing: enforce_file"),
-    ({"state": "frozen", "run_id": "r", "enforce": "haproxy", "haproxy_socket": "/x"}, "missing: haproxy_map"),
-    ({"state": "frozen", "run_id": "r", "lock_ttl": 0}, "lock_ttl must be a positive"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        ({"state": "frozen"}, "state is frozen but all of the following are missing: run_id"),
+        ({"state": "frozen", "run_id": "r", "enforce": "nginx"}, "missing: enforce_file"),
+        ({"state": "frozen", "run_id": "r", "enforce": "haproxy", "haproxy_socket": "/x"}, "missing: haproxy_map"),
+        ({"state": "frozen", "run_id": "r", "lock_ttl": 0}, "lock_ttl must be a positive"),
+    ],
+)
 def test_bad_input_fails_before_anything_happens(kong, lock, capsys, args, needle):
     rc, r = run(capsys, dict(args, lock_path=lock))[:2]
     assert rc == 1 and needle in r["msg"] and not os.path.exists(lock) and kong.calls == []

@@ -41,9 +41,7 @@ class FakeKong:
         self.rows = rows  # None = no schema_meta table; else {sub: {"executed": [...], "pending": [...]}}
         self.calls: list = []
         self.db_error = None
-        self.lock_busy = (
-            0  # how many mutating commands see the lock held by another node
-        )
+        self.lock_busy = 0  # how many mutating commands see the lock held by another node
         self.other_node = None  # callable run when the lock is "held by another node"
         self.up_sees_pending_error = False
         self.garbage_list = False
@@ -51,33 +49,21 @@ class FakeKong:
     def bootstrap_to(self, known):
         self.rows = {}
         for sub, name, _teardown in known:
-            self.rows.setdefault(sub, {"executed": [], "pending": []})[
-                "executed"
-            ].append(name)
+            self.rows.setdefault(sub, {"executed": [], "pending": []})["executed"].append(name)
         return self
 
     def classify(self):
         executed, pending, new = {}, {}, {}
         for sub, name, _teardown in self.known:
             row = (self.rows or {}).get(sub, {"executed": [], "pending": []})
-            target = (
-                executed
-                if name in row["executed"]
-                else pending
-                if name in row["pending"]
-                else new
-            )
+            target = executed if name in row["executed"] else pending if name in row["pending"] else new
             target.setdefault(sub, []).append(name)
         return executed, pending, new
 
     @staticmethod
     def block(header, blocks):
         width = max(len(s) for s in blocks)
-        return (
-            header
-            + "\n"
-            + "".join(f"{s:>{width}}: {', '.join(n)}\n" for s, n in blocks.items())
-        )
+        return header + "\n" + "".join(f"{s:>{width}}: {', '.join(n)}\n" for s, n in blocks.items())
 
     def list_(self):
         if self.garbage_list:
@@ -85,10 +71,7 @@ class FakeKong:
         if self.rows is None:
             return (
                 3,
-                (
-                    "Database needs bootstrapping or is older than Kong 1.0.\n\nTo start a new installation "
-                    "from scratch, run 'kong migrations bootstrap'.\n\n"
-                ),
+                ("Database needs bootstrapping or is older than Kong 1.0.\n\nTo start a new installation from scratch, run 'kong migrations bootstrap'.\n\n"),
                 "",
             )
         executed, pending, new = self.classify()
@@ -114,10 +97,7 @@ class FakeKong:
             ("new_migrations", new),
         ):
             if blocks:
-                data[key] = [
-                    {"subsystem": s, "namespace": "x", "migrations": n}
-                    for s, n in blocks.items()
-                ]
+                data[key] = [{"subsystem": s, "namespace": "x", "migrations": n} for s, n in blocks.items()]
         return 0, json.dumps(data) + "\n", ""
 
     def apply_up(self):
@@ -128,17 +108,12 @@ class FakeKong:
                 continue
             (row["pending"] if teardown else row["executed"]).append(name)
             lines.append(f"migrating {sub} on database 'kong'...")
-            lines.append(
-                f"{sub} migrated up to: {name} ({'pending' if teardown else 'executed'})"
-            )
+            lines.append(f"{sub} migrated up to: {name} ({'pending' if teardown else 'executed'})")
             count += 1
             pend += teardown
         if not count:
             return "Database is already up-to-date\n"
-        text = (
-            "\n".join(lines)
-            + f"\n{count} migrations processed\n{count - pend} executed\n"
-        )
+        text = "\n".join(lines) + f"\n{count} migrations processed\n{count - pend} executed\n"
         if pend:
             text += f"{pend} pending\n\nDatabase has pending migrations; run 'kong migrations finish' when ready\n"
         return text
@@ -151,9 +126,7 @@ class FakeKong:
                 row["pending"].remove(name)
                 row["executed"].append(name)
                 lines.append(f"{sub} migrated up to: {name} (executed)")
-        text = "\n".join(lines) + (
-            f"\n{len(lines)} migrations processed\n" if lines else ""
-        )
+        text = "\n".join(lines) + (f"\n{len(lines)} migrations processed\n" if lines else "")
         return text + "No pending migrations to finish\n"
 
     def __call__(self, argv, environ_update=None, handle_exceptions=True, **kwargs):
@@ -218,12 +191,8 @@ def fast(monkeypatch):
 @pytest.fixture
 def kong(monkeypatch):
     fake = FakeKong().bootstrap_to(V285)
-    monkeypatch.setattr(
-        basic.AnsibleModule, "run_command", lambda self, argv, **kw: fake(argv, **kw)
-    )
-    monkeypatch.setattr(
-        basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: KONG
-    )
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, argv, **kw: fake(argv, **kw))
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: KONG)
     return fake
 
 
@@ -329,18 +298,12 @@ def test_up_runs_new_migrations_then_is_idempotent(kong, capsys):
     rc, again = run(capsys, {"state": "up"})
     assert rc == 0 and again["changed"] is False
     assert "up" not in kong.subcommands()
-    assert (
-        "already up" in again["msg"]
-        and "016_280_to_300" in again["msg"]
-        and "state=finished" in again["msg"]
-    )
+    assert "already up" in again["msg"] and "016_280_to_300" in again["msg"] and "state=finished" in again["msg"]
 
 
 def test_check_mode_up_lists_names_and_runs_nothing(kong, capsys):
     before = json.dumps(kong.rows, sort_keys=True)
-    rc, result = run(
-        capsys, {"state": "up", "_ansible_check_mode": True, "_ansible_diff": True}
-    )
+    rc, result = run(capsys, {"state": "up", "_ansible_check_mode": True, "_ansible_diff": True})
     assert rc == 0 and result["changed"] is True
     assert result["plan"] == [{"command": "up", "migrations": result["before"]["new"]}]
     assert result["after"] is None and "diff" not in result
@@ -349,14 +312,10 @@ def test_check_mode_up_lists_names_and_runs_nothing(kong, capsys):
 
 
 def test_check_mode_current_predicts_exactly(kong, capsys):
-    rc, result = run(
-        capsys, {"state": "current", "_ansible_check_mode": True, "_ansible_diff": True}
-    )
+    rc, result = run(capsys, {"state": "current", "_ansible_check_mode": True, "_ansible_diff": True})
     assert rc == 0 and result["changed"] is True
     assert [s["command"] for s in result["plan"]] == ["up", "finish"]
-    assert result["after"]["status"] == "current" and result["after"]["counts"][
-        "executed"
-    ] == len(V342)
+    assert result["after"]["status"] == "current" and result["after"]["counts"]["executed"] == len(V342)
     assert result["diff"]["after"] == {"status": "current", "pending": {}, "new": {}}
     assert "up" not in kong.subcommands() and "finish" not in kong.subcommands()
 
@@ -377,19 +336,13 @@ def test_finished_then_current_are_unchanged(kong, capsys):
 def test_current_runs_up_and_finish(kong, capsys):
     rc, result = run(capsys, {"state": "current"})
     assert rc == 0 and result["changed"] is True and result["ran"] == ["up", "finish"]
-    assert result["after"]["status"] == "current" and result["after"]["counts"][
-        "executed"
-    ] == len(V342)
+    assert result["after"]["status"] == "current" and result["after"]["counts"]["executed"] == len(V342)
 
 
 def test_bootstrapped_on_empty_database(kong, capsys):
     kong.rows = None
     rc, result = run(capsys, {"state": "bootstrapped"})
-    assert (
-        rc == 0
-        and result["changed"] is True
-        and result["before"]["status"] == "needs_bootstrap"
-    )
+    assert rc == 0 and result["changed"] is True and result["before"]["status"] == "needs_bootstrap"
     assert result["status"] == "current"
     rc, again = run(capsys, {"state": "bootstrapped"})
     assert again["changed"] is False
@@ -399,9 +352,7 @@ def test_up_on_unbootstrapped_database_fails_without_running(kong, capsys):
     kong.rows = None
     rc, result = run(capsys, {"state": "up"})
     assert rc == 1 and result["failed"] is True
-    assert (
-        "needs bootstrapping" in result["msg"] and "state=bootstrapped" in result["msg"]
-    )
+    assert "needs bootstrapping" in result["msg"] and "state=bootstrapped" in result["msg"]
     assert "up" not in kong.subcommands()
 
 
@@ -410,11 +361,7 @@ def test_up_with_pending_from_earlier_upgrade_fails_unless_force(kong, capsys):
     kong.known = V371
     kong.calls.clear()
     rc, result = run(capsys, {"state": "up"})
-    assert (
-        rc == 1
-        and "state=finished first" in result["msg"]
-        and "force=true" in result["msg"]
-    )
+    assert rc == 1 and "state=finished first" in result["msg"] and "force=true" in result["msg"]
     assert "up" not in kong.subcommands()
     rc, result = run(capsys, {"state": "up", "force": True})
     assert rc == 0 and result["changed"] is True
@@ -452,8 +399,7 @@ def test_lock_aborted_rereads_and_reports_the_other_nodes_work(kong, capsys):
     assert rc == 0 and result["changed"] is False
     assert result["lock_aborted"] is True and result["status"] == "pending"
     assert result["ran"] == [] and result["msg"] == (
-        "another node held Kong's migration lock and ran the migrations at the same time; "
-        "the database is now 'pending'"
+        "another node held Kong's migration lock and ran the migrations at the same time; the database is now 'pending'"
     )
 
 
@@ -475,13 +421,9 @@ class FakeAdmin:
     def node(self):
         version = self.versions[self.url]
         if version is None:
-            raise KongAdminError(
-                f"GET {self.url}/ failed: ConnectionError: refused", url=self.url
-            )
+            raise KongAdminError(f"GET {self.url}/ failed: ConnectionError: refused", url=self.url)
         if isinstance(version, int):
-            raise KongAdminError(
-                f"GET {self.url}/ returned HTTP {version}", status=version, url=self.url
-            )
+            raise KongAdminError(f"GET {self.url}/ returned HTTP {version}", status=version, url=self.url)
         return {"version": version}
 
 
@@ -500,14 +442,9 @@ def test_finish_refused_while_a_listed_node_runs_an_older_version(kong, admin, c
         "http://c:8001": None,
     }
     kong.calls.clear()
-    rc, result = run(
-        capsys, {"state": "finished", "finish_gate_nodes": list(admin.versions)}
-    )
+    rc, result = run(capsys, {"state": "finished", "finish_gate_nodes": list(admin.versions)})
     assert rc == 1 and "refusing 'kong migrations finish'" in result["msg"]
-    assert (
-        "http://b:8001 (runs 2.8.5, older than 3.4.2)" in result["msg"]
-        and "http://c:8001" in result["msg"]
-    )
+    assert "http://b:8001 (runs 2.8.5, older than 3.4.2)" in result["msg"] and "http://c:8001" in result["msg"]
     assert "http://a:8001" not in result["msg"]
     verdicts = {n["url"]: n["verdict"] for n in result["finish_gate"]["nodes"]}
     assert verdicts == {
@@ -534,11 +471,7 @@ def test_finish_gate_passes_with_absent_nodes_and_current_versions(kong, admin, 
         },
     )
     assert result["kong_version"] == "3.4.2"
-    assert (
-        rc == 0
-        and result["changed"] is True
-        and result["finish_gate"]["passed"] is True
-    )
+    assert rc == 0 and result["changed"] is True and result["finish_gate"]["passed"] is True
     assert [n["verdict"] for n in result["finish_gate"]["nodes"]] == [
         "ok",
         "absent",
@@ -546,9 +479,7 @@ def test_finish_gate_passes_with_absent_nodes_and_current_versions(kong, admin, 
     ]
 
 
-def test_finish_gate_http_error_is_never_absent_and_check_mode_applies_it(
-    kong, admin, capsys
-):
+def test_finish_gate_http_error_is_never_absent_and_check_mode_applies_it(kong, admin, capsys):
     run(capsys, {"state": "up"})
     admin.versions = {"http://a:8001": 401}
     rc, result = run(
@@ -563,13 +494,9 @@ def test_finish_gate_http_error_is_never_absent_and_check_mode_applies_it(
     assert rc == 1 and "HTTP 401" in result["msg"]
 
 
-def test_finish_gate_checked_before_up_when_current_may_need_finish(
-    kong, admin, capsys
-):
+def test_finish_gate_checked_before_up_when_current_may_need_finish(kong, admin, capsys):
     admin.versions = {"http://b:8001": "2.8.5"}
-    rc, result = run(
-        capsys, {"state": "current", "finish_gate_nodes": ["http://b:8001"]}
-    )
+    rc, result = run(capsys, {"state": "current", "finish_gate_nodes": ["http://b:8001"]})
     assert rc == 1 and "runs 2.8.5" in result["msg"] and "up" not in kong.subcommands()
     assert kong.rows["core"]["pending"] == []
 
@@ -597,16 +524,9 @@ def test_database_unreachable_gives_kongs_error_line_and_a_hint(kong, capsys):
 
 
 def test_wrong_credentials(kong, capsys):
-    kong.db_error = (
-        "[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: FATAL: password "
-        'authentication failed for user "kong"'
-    )
+    kong.db_error = '[PostgreSQL error] failed to retrieve PostgreSQL server_version_num: FATAL: password authentication failed for user "kong"'
     rc, result, out = run_raw(capsys, {"state": "list"})
-    assert (
-        rc == 1
-        and "password authentication failed" in result["msg"]
-        and "KONG_PG_PASSWORD" in result["msg"]
-    )
+    assert rc == 1 and "password authentication failed" in result["msg"] and "KONG_PG_PASSWORD" in result["msg"]
     assert SECRET not in out
 
 
@@ -618,9 +538,7 @@ def test_unparseable_output(kong, capsys):
 
 
 def test_kong_binary_missing(kong, monkeypatch, capsys):
-    monkeypatch.setattr(
-        basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: None
-    )
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: None)
     rc, result = run(capsys, {"state": "list"})
     assert rc == 1 and "kong_bin" in result["msg"] and "not found" in result["msg"]
     assert kong.calls == []
@@ -673,15 +591,10 @@ class FakeDb:
 
 def test_schema_meta_disagreement_names_both_views(kong, monkeypatch, capsys):
     wrong = FakeKong().bootstrap_to(V342).rows
-    monkeypatch.setattr(
-        kong_migrations.KongDb, "from_params", classmethod(lambda cls, p: FakeDb(wrong))
-    )
+    monkeypatch.setattr(kong_migrations.KongDb, "from_params", classmethod(lambda cls, p: FakeDb(wrong)))
     rc, result, out = run_raw(capsys, {"state": "up", "pg_password": SECRET})
     assert rc == 1 and "disagree" in result["msg"]
-    assert (
-        "kong migrations list" in result["msg"]
-        and "postgresql://kong@127.0.0.1:5432/other" in result["msg"]
-    )
+    assert "kong migrations list" in result["msg"] and "postgresql://kong@127.0.0.1:5432/other" in result["msg"]
     assert "listed as new but recorded in schema_meta" in result["msg"]
     assert "up" not in kong.subcommands() and SECRET not in out
 
@@ -701,16 +614,10 @@ def test_schema_meta_agreement_is_reported(kong, monkeypatch, capsys):
 
 def test_285_binary_has_no_status_command(monkeypatch, capsys):
     fake = FakeKong(version="2.8.5", known=V285).bootstrap_to(V285)
-    monkeypatch.setattr(
-        basic.AnsibleModule, "run_command", lambda self, argv, **kw: fake(argv, **kw)
-    )
-    monkeypatch.setattr(
-        basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: KONG
-    )
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, argv, **kw: fake(argv, **kw))
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: KONG)
     rc, result = run(capsys, {"state": "list"})
-    assert (
-        rc == 0 and result["status"] == "current" and result["status_checked"] is False
-    )
+    assert rc == 0 and result["status"] == "current" and result["status_checked"] is False
     assert fake.subcommands() == ["list", "status"]
     # module warnings are process-wide in ansible-core: judge only what this run could have said
     assert not [w for w in result.get("warnings", []) if "status" in str(w)]

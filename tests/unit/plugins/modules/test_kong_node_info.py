@@ -126,10 +126,7 @@ def test_traditional_393_ready_from_status_listener(http, capsys):
     ) == (True, "ready", "status_ready", 200)
     assert r["connections"] == SERVER and r["plugins_enabled"] == ["key-auth"]
     assert r["plugins_available"] == ["acl", "key-auth"] and r["data_planes"] == []
-    assert (
-        r["node_id"] == "6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1"
-        and r["hostname"] == "kong-traditional"
-    )
+    assert r["node_id"] == "6a0e6ab4-3c3d-4cd0-a2c3-9c6d7ee5c3f1" and r["hostname"] == "kong-traditional"
 
 
 def test_dbless_285_has_no_ready_endpoint_and_derives_readiness(http, capsys):
@@ -149,10 +146,7 @@ def test_dbless_285_has_no_ready_endpoint_and_derives_readiness(http, capsys):
     assert r["database_reachable"] is None
     assert r["configuration_hash"] == "595214af5fb356cc569313184c64d9b7"
     assert r["ready"] is True and r["ready_source"] == "status"
-    assert (
-        "no /status/ready before Kong 3.3" in r["ready_reason"]
-        and "configuration_hash" in r["ready_reason"]
-    )
+    assert "no /status/ready before Kong 3.3" in r["ready_reason"] and "configuration_hash" in r["ready_reason"]
     assert r["plugins_available"] == ["acl", "key-auth"] and r["plugins_enabled"] == []
 
 
@@ -167,9 +161,7 @@ def test_dbless_empty_config_is_not_ready_with_kongs_reason(http, capsys):
     }
     rc, r = run(capsys, {"status_url": STATUS})
     assert rc == 0 and r["ready"] is False and r["ready_http_status"] == 503
-    assert (
-        r["ready_reason"] == "no configuration available (empty configuration present)"
-    )
+    assert r["ready_reason"] == "no configuration available (empty configuration present)"
 
 
 def test_without_status_url_readiness_comes_from_admin_status(http, capsys):
@@ -179,9 +171,7 @@ def test_without_status_url_readiness_comes_from_admin_status(http, capsys):
     }
     rc, r = run(capsys, {})
     assert rc == 0 and r["ready"] is False and r["ready_source"] == "status"
-    assert (
-        "all zeros" in r["ready_reason"] and "status_url not set" in r["ready_reason"]
-    )
+    assert "all zeros" in r["ready_reason"] and "status_url not set" in r["ready_reason"]
 
 
 def test_traditional_with_unreachable_database(http, capsys):
@@ -201,12 +191,7 @@ def test_data_plane(http, capsys):
         STATUS + "/status/ready": (200, {"message": "ready"}),
     }
     rc, r = run(capsys, {"status_url": STATUS})
-    assert (
-        rc == 0
-        and r["mode"] == "hybrid_dp"
-        and r["role"] == "data_plane"
-        and r["ready"] is True
-    )
+    assert rc == 0 and r["mode"] == "hybrid_dp" and r["role"] == "data_plane" and r["ready"] is True
     assert r["data_planes"] == []
 
 
@@ -246,14 +231,9 @@ def test_control_plane_lists_data_planes_across_pages(http, capsys):
     }
     rc, r = run(capsys, {})
     assert rc == 0 and r["mode"] == "hybrid_cp" and r["ready"] is True
-    assert [
-        (d["hostname"], d["version"], d["sync_status"]) for d in r["data_planes"]
-    ] == [("kongDP1", "3.6.1", "unknown"), ("kongDP2", "3.7.1", "normal")]
+    assert [(d["hostname"], d["version"], d["sync_status"]) for d in r["data_planes"]] == [("kongDP1", "3.6.1", "unknown"), ("kongDP2", "3.7.1", "normal")]
     assert r["data_planes"][1]["config_hash"] == "595214af5fb356cc569313184c64d9b7"
-    assert (
-        r["data_planes"][1]["last_seen"] == 1689266492
-        and "cert_details" not in r["data_planes"][1]
-    )
+    assert r["data_planes"][1]["last_seen"] == 1689266492 and "cert_details" not in r["data_planes"][1]
     rc, r = run(capsys, {"data_planes": False})
     assert r["data_planes"] == []
 
@@ -261,20 +241,13 @@ def test_control_plane_lists_data_planes_across_pages(http, capsys):
 def test_admin_api_unreachable_fails_with_ready_false(http, capsys):
     rc, r = run(capsys, {})
     assert rc == 1 and r["failed"] is True and r["ready"] is False
-    assert (
-        "cannot read the node's Admin API" in r["msg"] and "127.0.0.1:8001" in r["msg"]
-    )
+    assert "cannot read the node's Admin API" in r["msg"] and "127.0.0.1:8001" in r["msg"]
 
 
 def test_admin_api_401_names_the_fix_and_hides_the_token(http, capsys):
     http.routes = {ADMIN + "/": (401, {"message": "Unauthorized"})}
     rc, r, out = run_raw(capsys, {"admin_token": TOKEN})
-    assert (
-        rc == 1
-        and "HTTP 401" in r["msg"]
-        and "admin_token" in r["msg"]
-        and r["status_code"] == 401
-    )
+    assert rc == 1 and "HTTP 401" in r["msg"] and "admin_token" in r["msg"] and r["status_code"] == 401
     assert http.headers_seen[0]["Kong-Admin-Token"] == TOKEN
     assert TOKEN not in out
 
@@ -285,11 +258,7 @@ def test_status_listener_unreachable_is_not_ready(http, capsys):
         ADMIN + "/status": (200, status_db()),
     }
     rc, r = run(capsys, {"status_url": STATUS})
-    assert (
-        rc == 0
-        and r["ready"] is False
-        and r["ready_reason"].startswith("status listener unreachable")
-    )
+    assert rc == 0 and r["ready"] is False and r["ready_reason"].startswith("status listener unreachable")
 
 
 @pytest.mark.parametrize(
@@ -333,13 +302,22 @@ kong_nginx_http_current_connections{state="total"} 100
 """
 
 
-@pytest.mark.parametrize("body, expected", [
-    (METRICS_3X, {"available": True, "requests": 1200, "errors": 3, "by_class": {"2xx": 1180, "4xx": 17, "5xx": 3}}),
-    (METRICS_28, {"available": True, "requests": 100, "errors": 10, "by_class": {"2xx": 90, "5xx": 10}}),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (METRICS_3X, {"available": True, "requests": 1200, "errors": 3, "by_class": {"2xx": 1180, "4xx": 17, "5xx": 3}}),
+        (METRICS_28, {"available": True, "requests": 100, "errors": 10, "by_class": {"2xx": 90, "5xx": 10}}),
+    ],
+)
 def test_metrics_sums_the_prometheus_status_counters_from_the_status_listener(http, capsys, body, expected):
-    http.routes.update({f"{ADMIN}/": (200, root("3.9.3", "off")), f"{ADMIN}/status": (200, status_off("a" * 32)),
-                        f"{STATUS}/status/ready": (200, {"message": "ready"}), f"{STATUS}/metrics": (200, body)})
+    http.routes.update(
+        {
+            f"{ADMIN}/": (200, root("3.9.3", "off")),
+            f"{ADMIN}/status": (200, status_off("a" * 32)),
+            f"{STATUS}/status/ready": (200, {"message": "ready"}),
+            f"{STATUS}/metrics": (200, body),
+        }
+    )
     rc, r = run(capsys, {"status_url": STATUS, "metrics": True})
     assert rc == 0 and r["ready"] is True
     assert {k: r["metrics"][k] for k in expected} == expected
@@ -347,8 +325,9 @@ def test_metrics_sums_the_prometheus_status_counters_from_the_status_listener(ht
 
 
 def test_metrics_without_status_counters_or_plugin_is_unavailable_with_the_reason(http, capsys):
-    http.routes.update({f"{ADMIN}/": (200, root("3.9.3", "off")), f"{ADMIN}/status": (200, status_off("a" * 32)),
-                        f"{ADMIN}/metrics": (200, "kong_datastore_reachable 1\n")})
+    http.routes.update(
+        {f"{ADMIN}/": (200, root("3.9.3", "off")), f"{ADMIN}/status": (200, status_off("a" * 32)), f"{ADMIN}/metrics": (200, "kong_datastore_reachable 1\n")}
+    )
     rc, r = run(capsys, {"metrics": True})
     assert rc == 0 and r["metrics"]["available"] is False and "status_code_metrics: true" in r["metrics"]["reason"]
     http.routes[f"{ADMIN}/metrics"] = (404, {"message": "Not found"})

@@ -1,5 +1,6 @@
 """kong_restore main(): checksums before anything, DB-less restore with check_hash (fake Admin API),
 refusal while Kong nodes answer, check and diff mode, no secrets in the output."""
+
 from __future__ import annotations
 
 import hashlib
@@ -57,7 +58,7 @@ class FakeKong:
         base = next((b for b in self.answering if url.startswith(b)), None)
         if base is None:
             raise requests.ConnectionError(f"connection refused: {url}")
-        path, _sep, query = url[len(base):].partition("?")
+        path, _sep, query = url[len(base) :].partition("?")
         resp = self.route(method, path or "/", query, kwargs)
         resp.url = url
         return resp
@@ -120,8 +121,7 @@ def call(module, capsys, args):
 def backup(kong, commands, tmp_path, capsys):
     loaded = tmp_path / "kong.yml"
     loaded.write_text(ORIGINAL)
-    rc, r, _out = call(kong_backup, capsys, {"dest": str(tmp_path / "b"), "run_id": "r1",
-                                             "declarative_config": str(loaded)})
+    rc, r, _out = call(kong_backup, capsys, {"dest": str(tmp_path / "b"), "run_id": "r1", "declarative_config": str(loaded)})
     assert rc == 0 and r["manifest"]["declarative"]["hash_exact"] is True
     kong.calls.clear()
     return r["backup_dir"]
@@ -133,8 +133,7 @@ def test_restore_brings_the_original_hash_back(kong, commands, backup, capsys):
     assert rc == 0 and r["changed"] is True, r
     assert kong.hash == md5(ORIGINAL) and r["declarative"]["status"] == 201
     assert r["declarative"]["configuration_hash_after"] == r["declarative"]["original_configuration_hash"]
-    assert r["diff"] == {"before": {"declarative": {"configuration_hash": md5(CHANGED)}},
-                         "after": {"declarative": {"configuration_hash": md5(ORIGINAL)}}}
+    assert r["diff"] == {"before": {"declarative": {"configuration_hash": md5(CHANGED)}}, "after": {"declarative": {"configuration_hash": md5(ORIGINAL)}}}
     assert [f["name"] for f in r["verified_files"]] == ["declarative.yml"]
     assert TOKEN not in out
 
@@ -146,8 +145,7 @@ def test_restore_when_the_node_already_runs_the_backup_is_unchanged(kong, comman
 
 def test_check_mode_predicts_without_loading(kong, commands, backup, capsys):
     kong.load(CHANGED)
-    rc, r, _out = call(kong_restore, capsys, {"src": os.path.join(backup, "manifest.json"), "kinds": ["declarative"],
-                                              "_ansible_check_mode": True})
+    rc, r, _out = call(kong_restore, capsys, {"src": os.path.join(backup, "manifest.json"), "kinds": ["declarative"], "_ansible_check_mode": True})
     assert rc == 0 and r["changed"] is True and kong.posts() == [] and kong.hash == md5(CHANGED)
 
 
@@ -183,27 +181,34 @@ def write_database_backup(tmp_path):
     run_dir.mkdir()
     dump = b"PGDMP fake"
     (run_dir / "database.dump").write_bytes(dump)
-    manifest = {"format": 1, "run_id": "db-run", "created": "2025-01-01T00:00:00Z", "kinds": ["database"],
-                "files": [{"name": "database.dump", "kind": "database", "size": len(dump),
-                           "sha256": hashlib.sha256(dump).hexdigest()}],
-                "database": {"file": "database.dump", "tables": {}, "schema_meta": {}}}
+    manifest = {
+        "format": 1,
+        "run_id": "db-run",
+        "created": "2025-01-01T00:00:00Z",
+        "kinds": ["database"],
+        "files": [{"name": "database.dump", "kind": "database", "size": len(dump), "sha256": hashlib.sha256(dump).hexdigest()}],
+        "database": {"file": "database.dump", "tables": {}, "schema_meta": {}},
+    }
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     return str(run_dir)
 
 
 def test_database_restore_is_refused_while_a_kong_node_answers(kong, commands, tmp_path, capsys):
     kong.answering.add(OTHER_NODE)
-    rc, r, out = call(kong_restore, capsys, {"src": write_database_backup(tmp_path), "kinds": ["database"],
-                                             "kong_nodes": ["http://127.0.0.1:1", OTHER_NODE],
-                                             "pg_password": PG_PASSWORD})
+    rc, r, out = call(
+        kong_restore,
+        capsys,
+        {"src": write_database_backup(tmp_path), "kinds": ["database"], "kong_nodes": ["http://127.0.0.1:1", OTHER_NODE], "pg_password": PG_PASSWORD},
+    )
     assert rc == 1 and "Kong nodes still answer" in r["msg"] and r["answering_nodes"] == [OTHER_NODE]
     assert commands == []
     assert PG_PASSWORD not in out and TOKEN not in out
 
 
 def test_database_restore_with_an_unreadable_dump(kong, commands, tmp_path, capsys):
-    rc, r, out = call(kong_restore, capsys, {"src": write_database_backup(tmp_path), "kinds": ["database"],
-                                             "kong_nodes": ["http://127.0.0.1:1"], "pg_password": PG_PASSWORD})
+    rc, r, out = call(
+        kong_restore, capsys, {"src": write_database_backup(tmp_path), "kinds": ["database"], "kong_nodes": ["http://127.0.0.1:1"], "pg_password": PG_PASSWORD}
+    )
     assert rc == 1 and "pg_restore --list" in r["msg"]
     assert commands == [["pg_restore", "--list", os.path.join(str(tmp_path), "db-run", "database.dump")]]
     assert PG_PASSWORD not in out
@@ -212,8 +217,7 @@ def test_database_restore_with_an_unreadable_dump(kong, commands, tmp_path, caps
 def test_restore_into_a_cluster_of_another_name_is_refused_unless_force(kong, commands, tmp_path, capsys):
     loaded = tmp_path / "kong.yml"
     loaded.write_text(ORIGINAL)
-    rc, r, _out = call(kong_backup, capsys, {"dest": str(tmp_path / "b"), "run_id": "r1", "cluster": "prod-us",
-                                             "declarative_config": str(loaded)})
+    rc, r, _out = call(kong_backup, capsys, {"dest": str(tmp_path / "b"), "run_id": "r1", "cluster": "prod-us", "declarative_config": str(loaded)})
     assert rc == 0 and r["manifest"]["cluster"]["name"] == "prod-us"
     assert r["manifest"]["cluster"]["database"] is None
     kong.load(CHANGED)

@@ -1,5 +1,6 @@
 """kong_route_replay main(): check mode builds the requests and starts nothing; bad input is a message
 naming the option, never a traceback; no credential of the configuration in the result."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,14 @@ def src(tmp_path):
 
 
 def _args(src, **extra):
-    return dict({"src": src, "x": {"version": "2.8.5", "kong_bin": "/nonexistent/2.8.5/bin/kong"},
-                 "y": {"version": "3.4.2", "kong_bin": "/nonexistent/3.4.2/bin/kong"}}, **extra)
+    return dict(
+        {
+            "src": src,
+            "x": {"version": "2.8.5", "kong_bin": "/nonexistent/2.8.5/bin/kong"},
+            "y": {"version": "3.4.2", "kong_bin": "/nonexistent/3.4.2/bin/kong"},
+        },
+        **extra,
+    )
 
 
 def test_check_mode_builds_the_requests_and_starts_nothing(capsys, src):
@@ -46,11 +53,14 @@ def test_check_mode_builds_the_requests_and_starts_nothing(capsys, src):
     assert "no Kong was started" in res["summary"] and "SECRETKEY" not in json.dumps(res)
 
 
-@pytest.mark.parametrize("extra,words", [
-    ({}, ["x.kong_bin", "/nonexistent/2.8.5/bin/kong", "not an executable"]),
-    ({"trigger": "bad header", "_ansible_check_mode": True}, ["trigger", "header name"]),
-    ({"max_requests": 0, "_ansible_check_mode": True}, ["max_requests", "at least 1"]),
-])
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        ({}, ["x.kong_bin", "/nonexistent/2.8.5/bin/kong", "not an executable"]),
+        ({"trigger": "bad header", "_ansible_check_mode": True}, ["trigger", "header name"]),
+        ({"max_requests": 0, "_ansible_check_mode": True}, ["max_requests", "at least 1"]),
+    ],
+)
 def test_bad_input_names_the_option(capsys, src, extra, words):
     rc, res = run(capsys, _args(src, **extra))
     assert rc == 1 and res["failed"] is True and "exception" not in res

@@ -1,4 +1,5 @@
 """kong_service main(): manager reported in result and facts, check mode, secrets off argv and output."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,7 @@ SECRET = "pg-pass-#1"
 @pytest.fixture
 def host(monkeypatch):
     fake = FakeHost()
-    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, environ_update=None, **kw:
-                        fake(argv, environ_update))
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, environ_update=None, **kw: fake(argv, environ_update))
     monkeypatch.setattr("os.path.isdir", lambda p: False if p == "/run/systemd/system" else True)
     return fake
 
@@ -28,8 +28,9 @@ def run(capsys, args):
 
 
 def test_start_through_cli_reports_manager_and_keeps_secret_off_argv(capsys, host):
-    rc, res = run(capsys, {"state": "started", "kong_conf": "/etc/kong/kong.conf", "kong_bin": "kong",
-                           "kong_env": {"KONG_PG_PASSWORD": SECRET}, "ready_timeout": 5})
+    rc, res = run(
+        capsys, {"state": "started", "kong_conf": "/etc/kong/kong.conf", "kong_bin": "kong", "kong_env": {"KONG_PG_PASSWORD": SECRET}, "ready_timeout": 5}
+    )
     assert rc == 0 and res["changed"] and res["manager"] == "cli" and res["ready"] is True
     assert res["ansible_facts"]["kong_service"]["manager"] == "cli"
     assert ["kong", "start", "-c", "/etc/kong/kong.conf", "-p", "/usr/local/kong"] in res["commands"]
@@ -39,10 +40,8 @@ def test_start_through_cli_reports_manager_and_keeps_secret_off_argv(capsys, hos
 
 
 def test_check_mode_runs_nothing(capsys, host):
-    rc, res = run(capsys, {"state": "started", "kong_conf": "/etc/kong/kong.conf", "_ansible_check_mode": True,
-                           "_ansible_diff": True})
-    assert res["changed"] is True and res["diff"] == {"before": {"running": False, "enabled": None},
-                                                      "after": {"running": True, "enabled": None}}
+    rc, res = run(capsys, {"state": "started", "kong_conf": "/etc/kong/kong.conf", "_ansible_check_mode": True, "_ansible_diff": True})
+    assert res["changed"] is True and res["diff"] == {"before": {"running": False, "enabled": None}, "after": {"running": True, "enabled": None}}
     assert [a for a, _env in host.calls if a[1] == "start"] == []
 
 
@@ -58,8 +57,7 @@ def test_start_without_conf_refused(capsys, host):
 
 
 def test_unready_node_fails_with_reason(capsys, host):
-    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "ready_url": "http://127.0.0.1:9/status/ready",
-                           "ready_timeout": 1, "timeout": 1})
+    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "ready_url": "http://127.0.0.1:9/status/ready", "ready_timeout": 1, "timeout": 1})
     assert rc == 1 and "did not answer ready within 1s" in res["msg"]
 
 
@@ -79,8 +77,9 @@ def node_version(monkeypatch):
 
 def test_started_with_another_version_running_quits_and_starts_again(capsys, host, node_version):
     host.cli_running = True
-    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "kong_bin": "kong", "version": "3.9.3",
-                           "admin_url": "http://127.0.0.1:8001", "ready_timeout": 0})
+    rc, res = run(
+        capsys, {"state": "started", "kong_conf": "/c", "kong_bin": "kong", "version": "3.9.3", "admin_url": "http://127.0.0.1:8001", "ready_timeout": 0}
+    )
     assert rc == 0 and res["changed"] is True and res["replaced_version"] == "3.8.1"
     verbs = [argv[1] for argv in host.argvs()]
     assert verbs == ["quit", "start"], res["commands"]
@@ -89,14 +88,16 @@ def test_started_with_another_version_running_quits_and_starts_again(capsys, hos
 def test_started_with_the_same_version_running_changes_nothing(capsys, host, node_version):
     host.cli_running = True
     node_version["version"] = "3.9.3"
-    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "kong_bin": "kong", "version": "3.9.3",
-                           "admin_url": "http://127.0.0.1:8001", "ready_timeout": 0})
+    rc, res = run(
+        capsys, {"state": "started", "kong_conf": "/c", "kong_bin": "kong", "version": "3.9.3", "admin_url": "http://127.0.0.1:8001", "ready_timeout": 0}
+    )
     assert rc == 0 and res["changed"] is False and "replaced_version" not in res and host.argvs() == []
 
 
 def test_started_on_a_stopped_node_does_not_ask_its_version(capsys, host, node_version):
-    rc, res = run(capsys, {"state": "started", "kong_conf": "/c", "kong_bin": "kong", "version": "3.9.3",
-                           "admin_url": "http://127.0.0.1:8001", "ready_timeout": 0})
+    rc, res = run(
+        capsys, {"state": "started", "kong_conf": "/c", "kong_bin": "kong", "version": "3.9.3", "admin_url": "http://127.0.0.1:8001", "ready_timeout": 0}
+    )
     assert rc == 0 and res["changed"] is True and [argv[1] for argv in host.argvs()] == ["start"]
     assert node_version["asked"] == 1  # only the closing report of what runs, not before the start
 

@@ -1,4 +1,5 @@
 """kong_upgrade_check main(): pure planning, so the tests drive the module with its arguments only."""
+
 from __future__ import annotations
 
 
@@ -36,8 +37,7 @@ def test_unsupported_jump_fails_and_names_the_path(capsys):
 
 
 def test_unsupported_jump_reported_without_failing_when_asked(capsys):
-    rc, r = run(capsys, {"current_versions": ["3.4.2"], "target_version": "3.7.1", "mode": "traditional",
-                         "fail_on_unsupported": False, "spare_capacity": True})
+    rc, r = run(capsys, {"current_versions": ["3.4.2"], "target_version": "3.7.1", "mode": "traditional", "fail_on_unsupported": False, "spare_capacity": True})
     assert rc == 0 and r["supported"] is False and len(r["hops"]) == 3
     assert r["strategy"]["name"] == "dual_cluster"
 
@@ -71,8 +71,7 @@ def test_versions_from_kong_node_info_results(capsys):
 def test_config_file_scan_and_fail_on_severity(capsys, tmp_path):
     path = tmp_path / "kong.yml"
     path.write_text(CONFIG_28)
-    args = {"current_versions": ["2.8.5"], "target_version": "3.4.2", "mode": "traditional",
-            "config_file": str(path)}
+    args = {"current_versions": ["2.8.5"], "target_version": "3.4.2", "mode": "traditional", "config_file": str(path)}
     rc, r = run(capsys, args)
     assert rc == 0 and r["scanned"] is True
     ids = {f["id"] for f in r["findings"]}
@@ -84,30 +83,34 @@ def test_config_file_scan_and_fail_on_severity(capsys, tmp_path):
 
 
 def test_config_as_dict(capsys):
-    rc, r = run(capsys, {"current_versions": ["3.5.0"], "target_version": "3.6.1", "mode": "dbless",
-                         "config": {"_format_version": "3.0", "plugins": [{"name": "key-auth"}]}})
+    rc, r = run(
+        capsys,
+        {"current_versions": ["3.5.0"], "target_version": "3.6.1", "mode": "dbless", "config": {"_format_version": "3.0", "plugins": [{"name": "key-auth"}]}},
+    )
     assert rc == 0
     assert [f["id"] for f in r["findings"] if f["id"].startswith("key-auth")] == ["key-auth-invalid-key-message"]
 
 
 def test_hybrid_dp_ahead_of_cp_fails_with_kongs_message(capsys):
-    rc, r = run(capsys, {"mode": "hybrid_dp", "cp_version": "3.8.1", "dp_versions": ["3.8.1"],
-                         "target_version": "3.9.3"})
+    rc, r = run(capsys, {"mode": "hybrid_dp", "cp_version": "3.8.1", "dp_versions": ["3.8.1"], "target_version": "3.9.3"})
     assert rc == 1
     assert "data plane version 3.9.3 is incompatible with older control plane version 3.8.1" in r["msg"]
     assert r["hybrid"]["compatible"] is False
 
 
-@pytest.mark.parametrize("args,needle", [
-    ({"current_versions": ["three"], "target_version": "3.4.2", "mode": "dbless"}, "current_versions: 'three'"),
-    ({"current_versions": ["3.4.2"], "target_version": "3.5.0", "mode": "dbless", "config_file": "/nonexistent.yml"},
-     "config_file: cannot read /nonexistent.yml"),
-    ({"current_versions": ["3.4.2"], "target_version": "3.5.0", "mode": "dbless", "config": "a: [b"},
-     "config: neither JSON nor YAML"),
-    ({"current_versions": ["3.4.2"], "target_version": "3.5.0", "mode": "dbless", "config": "{}",
-      "config_file": "/x.yml"}, "mutually exclusive"),
-    ({"mode": "hybrid", "cp_version": "3.4.2", "target_version": "3.5.0"}, "cp_version and dp_versions"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        ({"current_versions": ["three"], "target_version": "3.4.2", "mode": "dbless"}, "current_versions: 'three'"),
+        (
+            {"current_versions": ["3.4.2"], "target_version": "3.5.0", "mode": "dbless", "config_file": "/nonexistent.yml"},
+            "config_file: cannot read /nonexistent.yml",
+        ),
+        ({"current_versions": ["3.4.2"], "target_version": "3.5.0", "mode": "dbless", "config": "a: [b"}, "config: neither JSON nor YAML"),
+        ({"current_versions": ["3.4.2"], "target_version": "3.5.0", "mode": "dbless", "config": "{}", "config_file": "/x.yml"}, "mutually exclusive"),
+        ({"mode": "hybrid", "cp_version": "3.4.2", "target_version": "3.5.0"}, "cp_version and dp_versions"),
+    ],
+)
 def test_bad_input_fails_clearly_without_traceback(capsys, args, needle):
     rc, r = run(capsys, args)
     assert rc == 1 and needle in r["msg"] and "exception" not in r

@@ -42,11 +42,7 @@ def run(capsys, args):
 
 def runtime_state(lb, backend="kong"):
     """Weight, initial weight and admin flags per server, read straight from the socket."""
-    rows = [
-        ln.split()
-        for ln in lb.command(f"show servers state {backend}").splitlines()[2:]
-        if ln.strip()
-    ]
+    rows = [ln.split() for ln in lb.command(f"show servers state {backend}").splitlines()[2:] if ln.strip()]
     return {r[3]: (int(r[7]), int(r[8]), int(r[6])) for r in rows}
 
 
@@ -107,18 +103,10 @@ def test_check_mode_predicts_the_share_and_writes_nothing(lb, capsys):
 def test_share_applies_then_is_idempotent(lb, capsys):
     rc, result = run(capsys, dict(lb.args, groups=GROUPS, share={"kong_y": 10}))
     assert rc == 0 and result["changed"] is True
-    assert {n: w for n, (w, _i, _a) in runtime_state(lb).items()} == result[
-        "computed_weights"
-    ]
-    assert (
-        result["after"]["y1"]["weight"] == 1 and result["before"]["y1"]["weight"] == 100
-    )
-    assert (
-        set(result["sessions"]) == {"x1", "x2", "x3", "y1", "y2"} and "stats" in result
-    )
-    rc, again = run(
-        capsys, dict(lb.args, groups=GROUPS, share={"kong_y": 10}, _ansible_diff=True)
-    )
+    assert {n: w for n, (w, _i, _a) in runtime_state(lb).items()} == result["computed_weights"]
+    assert result["after"]["y1"]["weight"] == 1 and result["before"]["y1"]["weight"] == 100
+    assert set(result["sessions"]) == {"x1", "x2", "x3", "y1", "y2"} and "stats" in result
+    rc, again = run(capsys, dict(lb.args, groups=GROUPS, share={"kong_y": 10}, _ansible_diff=True))
     assert rc == 0 and again["changed"] is False and again["changed_servers"] == []
     assert again["diff"][0]["before"] == again["diff"][0]["after"]
 
@@ -151,10 +139,7 @@ def test_percent_weights_and_states_over_tcp(lb, capsys):
     assert rc == 0 and result["changed_servers"] == ["x1", "x2", "x3"]
     state = runtime_state(lb)
     assert state["x1"][0] == 50 and state["x2"][0] == 0 and state["x3"][2] & 0x08
-    assert (
-        result["after"]["x3"]["state"] == "drain"
-        and result["after"]["x3"]["status"] == "DRAIN"
-    )
+    assert result["after"]["x3"]["state"] == "drain" and result["after"]["x3"]["status"] == "DRAIN"
 
 
 def test_restore_puts_back_exact_weights_and_states(lb, capsys):
@@ -172,9 +157,7 @@ def test_restore_puts_back_exact_weights_and_states(lb, capsys):
     rc, back = run(capsys, dict(lb.args, restore=step["before"]))
     assert rc == 0 and back["changed"] is True
     assert runtime_state(lb) == original
-    assert {n: (s["weight"], s["state"]) for n, s in back["after"].items()} == {
-        n: (s["weight"], s["state"]) for n, s in step["before"].items()
-    }
+    assert {n: (s["weight"], s["state"]) for n, s in back["after"].items()} == {n: (s["weight"], s["state"]) for n, s in step["before"].items()}
     rc, again = run(capsys, dict(lb.args, restore=step["before"]))
     assert again["changed"] is False
 
@@ -263,12 +246,8 @@ def test_restore_puts_back_exact_weights_and_states(lb, capsys):
 )
 def test_errors_name_the_parameter_and_change_nothing(lb, capsys, args, message, param):
     initial = runtime_state(lb)
-    rc, result = run(
-        capsys, {k: v for k, v in {**lb.args, **args}.items() if v is not DROP}
-    )
-    assert (
-        rc == 1 and result["failed"] is True and result.get("changed", False) is False
-    )
+    rc, result = run(capsys, {k: v for k, v in {**lb.args, **args}.items() if v is not DROP})
+    assert rc == 1 and result["failed"] is True and result.get("changed", False) is False
     assert re.search(message, result["msg"]), result["msg"]
     assert "Traceback" not in result["msg"] and "exception" not in result
     if param:
@@ -280,26 +259,16 @@ def test_user_level_socket_is_refused_and_changes_nothing(lb, capsys, tmp_path):
     initial = runtime_state(lb)
     rc, result = run(
         capsys,
-        dict(
-            lb.args, socket=os.path.join(str(tmp_path), "user.sock"), weights={"x1": 1}
-        ),
+        dict(lb.args, socket=os.path.join(str(tmp_path), "user.sock"), weights={"x1": 1}),
     )
-    assert (
-        rc == 1
-        and "needs 'level admin'" in result["msg"]
-        and result["command"] == "set server kong/x1 weight 1"
-    )
+    assert rc == 1 and "needs 'level admin'" in result["msg"] and result["command"] == "set server kong/x1 weight 1"
     assert runtime_state(lb) == initial
 
 
 def test_refused_step_rolls_back_the_steps_before_it(lb, capsys):
     initial = runtime_state(lb, "st")
-    rc, result = run(
-        capsys, dict(lb.args, haproxy_backend="st", weights={"s1": 0, "s2": 5})
-    )
-    assert (
-        rc == 1 and "static LB algorithm" in result["msg"] and result["server"] == "s2"
-    )
+    rc, result = run(capsys, dict(lb.args, haproxy_backend="st", weights={"s1": 0, "s2": 5}))
+    assert rc == 1 and "static LB algorithm" in result["msg"] and result["server"] == "s2"
     assert runtime_state(lb, "st") == initial
 
 
@@ -307,9 +276,7 @@ def test_persist_state_file_survives_reload_and_none_does_not(lb, capsys):
     rc, result = run(capsys, dict(lb.args, weights={"x1": 0}))
     assert rc == 0 and result["files"] == []
     reload(lb)
-    assert runtime_state(lb)["x1"][0] == 100, (
-        "without persist a reload brings back the configured weight"
-    )
+    assert runtime_state(lb)["x1"][0] == 100, "without persist a reload brings back the configured weight"
     rc, result = run(
         capsys,
         dict(
@@ -322,11 +289,7 @@ def test_persist_state_file_survives_reload_and_none_does_not(lb, capsys):
             _ansible_diff=True,
         ),
     )
-    assert (
-        rc == 0
-        and result["files"] == [lb.state_file]
-        and result["diff"][1]["before_header"] == lb.state_file
-    )
+    assert rc == 0 and result["files"] == [lb.state_file] and result["diff"][1]["before_header"] == lb.state_file
     with open(lb.state_file) as fh:
         assert " kong 1 x1 " in fh.read()
     expected = runtime_state(lb)
@@ -365,10 +328,7 @@ def test_persist_config_rewrites_server_lines(lb, capsys):
         text = fh.read()
     assert f"server x2 127.0.0.1:{lb.ports['x2']} weight 9\n" in text
     assert f"server y2 127.0.0.1:{lb.ports['y2']} weight 100 disabled\n" in text
-    assert (
-        text.replace(" weight 9\n", " weight 100\n").replace(" disabled\n", "\n")
-        == original
-    )
+    assert text.replace(" weight 9\n", " weight 100\n").replace(" disabled\n", "\n") == original
     reload(lb)
     after = runtime_state(lb)
     assert after["x2"][:2] == (9, 9) and after["y2"][2] & 0x01
@@ -382,15 +342,8 @@ def test_persist_config_without_the_server_line_changes_nothing(lb, capsys, tmp_
         capsys,
         dict(lb.args, weights={"x2": 9}, persist="config", config_file=str(other)),
     )
-    assert (
-        rc == 1
-        and result["param"] == "config_file"
-        and "no server line for x2, x3, y1, y2" in result["msg"]
-    )
-    assert (
-        runtime_state(lb) == initial
-        and other.read_text() == "backend kong\n    server x1 127.0.0.1:1\n"
-    )
+    assert rc == 1 and result["param"] == "config_file" and "no server line for x2, x3, y1, y2" in result["msg"]
+    assert runtime_state(lb) == initial and other.read_text() == "backend kong\n    server x1 127.0.0.1:1\n"
 
 
 class SlowNamed(http.server.BaseHTTPRequestHandler):
@@ -420,11 +373,7 @@ frontend fe
 backend kong
     server x1 127.0.0.1:{backend.server_address[1]}
 """)
-        slow = threading.Thread(
-            target=lambda: urllib.request.urlopen(
-                f"http://127.0.0.1:{lb.ports['proxy']}/4", timeout=20
-            ).read()
-        )
+        slow = threading.Thread(target=lambda: urllib.request.urlopen(f"http://127.0.0.1:{lb.ports['proxy']}/4", timeout=20).read())
         slow.start()
         time.sleep(0.5)
         rc, result = run(
@@ -444,10 +393,7 @@ backend kong
         assert rc == 1 and result["changed"] is True and result["drained"] is False
         assert "drain_timeout=1s: x1 (1 sessions, 0 queued)" in result["msg"]
         assert result["still_open"] == {"x1": "1 sessions, 0 queued"}
-        assert (
-            result["after"]["x1"]["state"] == "drain"
-            and result["before"]["x1"]["state"] == "ready"
-        )
+        assert result["after"]["x1"]["state"] == "drain" and result["before"]["x1"]["state"] == "ready"
     finally:
         backend.shutdown()
         backend.server_close()
@@ -501,9 +447,7 @@ def web(nginx_factory, tmp_path):
 
 def served(web, count=30):
     url = f"http://127.0.0.1:{web.ports['proxy']}/"
-    return {
-        urllib.request.urlopen(url, timeout=10).read().decode() for _i in range(count)
-    }
+    return {urllib.request.urlopen(url, timeout=10).read().decode() for _i in range(count)}
 
 
 def eventually_served(web, names, timeout=10.0):
@@ -525,11 +469,7 @@ def test_nginx_check_mode_writes_nothing_and_apply_reloads(web, capsys):
             _ansible_diff=True,
         ),
     )
-    assert (
-        rc == 0
-        and result["changed"] is True
-        and web.upstream.read_text() == web.original
-    )
+    assert rc == 0 and result["changed"] is True and web.upstream.read_text() == web.original
     assert "down; # x1 initial=1 weight=0\n" in result["diff"][1]["after"]
     assert result["diff"][1]["before_header"] == str(web.upstream)
     assert served(web) == {"x1", "x2"}
@@ -567,9 +507,7 @@ def test_nginx_restore_is_exact(web, capsys):
     assert rc == 0 and web.upstream.read_text() != original
     rc, back = run(capsys, dict(web.args, restore=step["before"]))
     assert rc == 0 and back["changed"] is True
-    assert {n: (s["weight"], s["state"]) for n, s in back["after"].items()} == {
-        n: (s["weight"], s["state"]) for n, s in step["before"].items()
-    }
+    assert {n: (s["weight"], s["state"]) for n, s in back["after"].items()} == {n: (s["weight"], s["state"]) for n, s in step["before"].items()}
     eventually_served(web, {"x1", "x2"})
 
 
@@ -581,10 +519,7 @@ def test_nginx_validation_failure_keeps_the_previous_file(web, capsys):
     finally:
         web.extra.write_text("")
     assert rc == 1 and result["changed"] is False
-    assert (
-        "upstream_file: nginx -t rejected the new" in result["msg"]
-        and "unknown directive" in result["stderr"]
-    )
+    assert "upstream_file: nginx -t rejected the new" in result["msg"] and "unknown directive" in result["stderr"]
     assert web.upstream.read_text() == before
     assert served(web) == {"x1", "x2"}
 

@@ -6,6 +6,7 @@ key or a map that carries one (an environment, request headers) must set ``no_lo
 The rule is by name, word by word (``pg_admin_password`` has the word ``password``); the few options
 whose name matches but whose value is not a secret are listed in NOT_SECRET with the reason, and the
 list may not go stale."""
+
 from __future__ import annotations
 
 import glob
@@ -19,23 +20,41 @@ MODULES_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "p
 PACKAGE = "ansible_collections.kongops.upgrade.plugins"
 
 # Words of an option's name (split on "_") that mark it as carrying a secret.
-SECRET_WORDS = {"password", "passwd", "passphrase", "pass", "token", "secret", "secrets", "credential",
-                "credentials", "apikey", "key", "env", "headers", "auth", "authorization", "cookie"}
+SECRET_WORDS = {
+    "password",
+    "passwd",
+    "passphrase",
+    "pass",
+    "token",
+    "secret",
+    "secrets",
+    "credential",
+    "credentials",
+    "apikey",
+    "key",
+    "env",
+    "headers",
+    "auth",
+    "authorization",
+    "cookie",
+}
 
 # module -> option -> (its type, why it is not a secret); each must exist with that type.
-_CLIENT_KEY = ("path", "the path of the client certificate's key file; the key itself is read by the TLS "
-                       "library and never passes through the module's arguments")
+_CLIENT_KEY = (
+    "path",
+    "the path of the client certificate's key file; the key itself is read by the TLS library and never passes through the module's arguments",
+)
 NOT_SECRET = {
     "kong_backup": {"client_key": _CLIENT_KEY},
-    "kong_config_freeze": {"client_key": _CLIENT_KEY,
-                           "haproxy_map_key": ("str", "the key column of the HAProxy map entry (a host name)")},
+    "kong_config_freeze": {"client_key": _CLIENT_KEY, "haproxy_map_key": ("str", "the key column of the HAProxy map entry (a host name)")},
     "kong_migrations": {"client_key": _CLIENT_KEY},
     "kong_node_info": {"client_key": _CLIENT_KEY},
     "kong_proxy_check": {"client_key": _CLIENT_KEY},
     "kong_restore": {"client_key": _CLIENT_KEY},
-    "kong_service": {"client_key": _CLIENT_KEY,
-                     "unit_env_file": ("path", "the path of the systemd EnvironmentFile the module writes 0600; "
-                                               "its content comes from the no_log kong_env")},
+    "kong_service": {
+        "client_key": _CLIENT_KEY,
+        "unit_env_file": ("path", "the path of the systemd EnvironmentFile the module writes 0600; its content comes from the no_log kong_env"),
+    },
     "kong_upgrade_check": {"client_key": _CLIENT_KEY},
 }
 
@@ -80,8 +99,7 @@ def _names_a_secret(name: str) -> bool:
     return bool(SECRET_WORDS & set(name.lower().split("_")))
 
 
-MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(MODULES_DIR, "*.py"))
-                 if not os.path.basename(p).startswith("_"))
+MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(MODULES_DIR, "*.py")) if not os.path.basename(p).startswith("_"))
 # kong_upgrade_run and kong_gate are action plugins (kong_gate's module shares its spec).
 DOC_ONLY = {"kong_upgrade_run"}
 ACTION_SPECS = {"kong_upgrade_run": "ARGUMENT_SPEC"}
@@ -118,16 +136,18 @@ def test_every_option_that_carries_a_secret_is_no_log(name):
 def test_the_secret_options_the_collection_promises_are_covered():
     """The options the documentation names as secrets exist and are no_log (so that a rename would not
     quietly take one out of the rule above)."""
-    promised = {"kong_backup": ["admin_token", "pg_password", "kong_env"],
-                "kong_restore": ["admin_token", "pg_password", "pg_admin_password", "kong_env"],
-                "kong_migrations": ["pg_password", "kong_env", "admin_token"],
-                "kong_migrations_info": ["pg_password", "kong_env"],
-                "kong_conf": ["secret_settings", "create_secret_settings"],
-                "kong_service": ["admin_token", "kong_env"],
-                "kong_proxy_check": ["headers"],
-                "kong_config_freeze": ["admin_token"],
-                "kong_node_info": ["admin_token"],
-                "kong_upgrade_check": ["admin_token"]}
+    promised = {
+        "kong_backup": ["admin_token", "pg_password", "kong_env"],
+        "kong_restore": ["admin_token", "pg_password", "pg_admin_password", "kong_env"],
+        "kong_migrations": ["pg_password", "kong_env", "admin_token"],
+        "kong_migrations_info": ["pg_password", "kong_env"],
+        "kong_conf": ["secret_settings", "create_secret_settings"],
+        "kong_service": ["admin_token", "kong_env"],
+        "kong_proxy_check": ["headers"],
+        "kong_config_freeze": ["admin_token"],
+        "kong_node_info": ["admin_token"],
+        "kong_upgrade_check": ["admin_token"],
+    }
     for name, options in promised.items():
         spec = {path: option for path, _leaf, option in _options(_spec(name))}
         for option in options:

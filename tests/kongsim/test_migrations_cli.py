@@ -1042,3 +1042,22 @@ def test_core_370_and_390_create_the_tables_kong_creates(conf, pg):
         "'clustering_sync_delta_version_idx', 'clustering_data_planes_last_seen_idx') ORDER BY 1",
     ).split()
     assert indexes == ["clustering_rpc_requests_node_id_idx", "clustering_sync_delta_version_idx"]
+
+
+def test_up_to_3x_rewrites_regex_paths_of_routes(conf, pg):
+    """core 016_280_to_300's up_f (p_migrate_regex_path) runs in `up`: a route path that holds anything but
+    [a-zA-Z0-9.-_~/%] is a regex and gets the `~` prefix, plain paths stay (Kong/kong 3.4.2
+    kong/db/migrations/core/016_280_to_300.lua:12-42,148, kong/db/migrations/migrate_path_280_300.lua:73-87).
+    UNCONFIRMED here: the percent-decoding normalisation of both branches."""
+    bootstrap(conf, "2.8.5")
+    sql(
+        pg,
+        "INSERT INTO services (id, name, host, port, protocol) VALUES ('7f3a6b2e-0000-4000-8000-000000000001', 's', 'h', 80, 'http');"
+        "INSERT INTO routes (id, name, service_id, protocols, paths) VALUES "
+        "('7f3a6b2e-0000-4000-8000-000000000002', 'users', '7f3a6b2e-0000-4000-8000-000000000001', '{http}', "
+        "ARRAY['/users/\\d+', '/plain/path-1_x.y~', '/(a|b)$']),"
+        "('7f3a6b2e-0000-4000-8000-000000000003', 'hosts-only', '7f3a6b2e-0000-4000-8000-000000000001', '{http}', NULL)",
+    )
+    assert kong(conf, "3.4.2", "up").rc == 0
+    rows = dict(psql(pg, "SELECT name, array_to_string(paths, ' ') FROM routes ORDER BY name").splitlines()[i].split("|", 1) for i in range(2))
+    assert rows == {"hosts-only": "", "users": "~/users/\\d+ /plain/path-1_x.y~ ~/(a|b)$"}, rows

@@ -499,6 +499,13 @@ CREATE TABLE IF NOT EXISTS keys (
   updated_at  TIMESTAMP WITH TIME ZONE
 );
 {_tagged("keys")}
+-- up_f p_migrate_regex_path (Kong/kong 3.4.2 kong/db/migrations/core/016_280_to_300.lua:12-42,148): a path that
+-- holds anything but [a-zA-Z0-9.-_~/%] is a regex and gets the `~` prefix (migrate_path_280_300.lua:73-87);
+-- the percent-decoding normalisation of both branches is not modelled
+UPDATE routes SET paths = ARRAY(
+  SELECT CASE WHEN p ~ '^[a-zA-Z0-9.\\-_~/%]*$' THEN p ELSE '~' || p END
+    FROM unnest(paths) WITH ORDINALITY AS u(p, n) ORDER BY n)
+ WHERE paths IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(paths) AS q(p) WHERE p !~ '^[a-zA-Z0-9.\\-_~/%]*$');
 """,
     """
 DELETE FROM targets AS older

@@ -176,7 +176,10 @@ RULES = [
         "path is a plain prefix. Kong rewrites these regex-looking paths to `~<path>` (database: "
         "`kong migrations up` to 3.0; declarative 1.1/2.1 files: on load), but any file or tool "
         "that re-applies them without `~` after the upgrade silently turns them into prefix "
-        "paths. Write them as `~<path>` in every source of truth.",
+        "paths. Write them as `~<path>` in every source of truth (kong_breaking_fix lets the run go on "
+        "with Kong's own rewrite: Y serves the `~` paths).",
+        # the conversion is Kong's own: the collection applies nothing, it lets the run go on
+        "fix": "kong",
         "source": (
             _kong("3.9.3", "kong/db/declarative/migrations/route_path.lua", "1.1/2.1 files rewritten on load")
             + "; "

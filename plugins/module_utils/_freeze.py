@@ -27,6 +27,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._nginx import (
     NginxStepError,
     write_test_reload,
 )
+from ansible_collections.kongops.upgrade.plugins.module_utils._upgrade_rules import is_regex_path
 from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime import (
     HaproxyRuntime,
     HaproxyRuntimeError,
@@ -274,6 +275,19 @@ def _leaves(entity: dict) -> dict:
     return out
 
 
+def _as_kong3(etype: str, entity: dict, version: str | None) -> dict:
+    """A route of a Kong before 3.0 with its paths as 3.x keeps them: Kong's 3.0 migration (and its loader of
+    1.1/2.1 declarative files) rewrites a regex path to `~<path>` (Kong/kong 3.4.2
+    kong/db/migrations/core/016_280_to_300.lua:12-42, kong/db/migrations/migrate_path_280_300.lua:73-87), so
+    that rewrite is no drift between a fingerprint taken on X before 3.0 and one taken on Y after it."""
+    if etype != "routes" or not version or not str(version).split(".", 1)[0].isdigit() or int(str(version).split(".", 1)[0]) >= 3:
+        return entity
+    paths = entity.get("paths")
+    if not isinstance(paths, list):
+        return entity
+    return dict(entity, paths=["~" + p if isinstance(p, str) and is_regex_path(p) else p for p in paths])
+
+
 def _shape_key(etype: str, entity: dict) -> str:
     return f"plugins:{entity.get('name')}" if etype == "plugins" else etype
 
@@ -310,7 +324,7 @@ def compute_fingerprint(client: KongAdminClient, kind: dict | None = None, shape
     new_fields: dict = {}
     skipped: list = []
     for etype, item, fields in _entities(client, skipped):
-        leaves = _leaves(item)
+        leaves = _leaves(_as_kong3(etype, item, kind.get("version")))
         shape = _shape_key(etype, item)
         seen_shapes.setdefault(shape, set()).update(leaves)
         if shapes is not None and shape in shapes:

@@ -651,7 +651,8 @@ def conf_fixes(hops: list, conf_settings: dict | None, rules: list | None = None
     rename, remove = {}, set()
     for hop in hops:
         for rule in data.RULES if rules is None else rules:
-            if not rule.get("fix") or not _rule_applies(rule, hop):
+            # "kong": a conversion Kong makes itself (regex paths), nothing for kong.conf
+            if rule.get("fix") not in ("rename", "remove") or not _rule_applies(rule, hop):
                 continue
             for _host, name, new in conf_hits(rule, hop, conf_settings or {}):
                 if rule["fix"] == "rename" and new:

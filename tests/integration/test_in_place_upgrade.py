@@ -4,6 +4,7 @@ simulated Kong nodes, the collection's playbooks, and a load that measures the d
 from __future__ import annotations
 
 import json
+import time
 import os
 
 import pytest
@@ -144,12 +145,28 @@ def test_traditional_in_place_upgrade(traditional, monkeypatch, kong_x, kong_y):
     # the run's task timeline: stop, migrations and start are each measured from it
     monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "kongops.upgrade.upgrade_report")
     box = traditional(kong_x)
+    extra = []
+    if kong_x == "2.8.5":
+        # a 2.x cluster grown over the years: a regex route path without `~` and a kong.conf alias 3.x reads no
+        # more; kong_breaking_fix lets the run go on (preflight refuses both without it:
+        # test_safety_playbooks.py::test_kong_conf_properties_the_path_stops_reading_are_refused_before_the_journal)
+        matches_before = _regex_route_and_conf_alias(box)
+        extra = ["-e", "kong_breaking_fix=true"]
     before = _counts(box)
     planned = _check_mode_changes_nothing(box, kong_y) if kong_x == "3.6.1" else set()
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=2).start()
-    rc = _upgrade(box, kong_y)
+    rc = _upgrade(box, kong_y, *extra)
     summary = load.stop()
     assert rc == 0, _failure(box)
+    if kong_x == "2.8.5":
+        # Kong's migration rewrote the path to `~/users/\d+`: Y matches the same requests through the proxy
+        assert _regex_matches(box) == {path: (status, kong_y) for path, (status, _v) in matches_before.items()}
+        routes = requests.get(f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}/routes/users-by-id", timeout=5).json()
+        assert routes["paths"] == ["~/users/\\d+"], routes
+        for name, node in box.state["nodes"].items():
+            if node["group"] == "kong_x":
+                conf = open(node["conf"]).read()
+                assert "\nnginx_http_client_max_body_size = 10m" in conf and "\nclient_max_body_size" not in conf, (name, conf)
 
     meta = _schema_meta(box)
     for sub in MIGRATIONS["versions"][kong_y]["subsystems"]:
@@ -181,6 +198,36 @@ def test_traditional_in_place_upgrade(traditional, monkeypatch, kong_x, kong_y):
     assert installs and all(e["phase"].startswith("Stage Y") for e in installs), [(e["phase"], e["task"]) for e in installs]
     assert max(e["end"] for e in installs) <= phases["first_stop"], "Y was still being installed when X stopped"
     assert summary["total"] > 0
+
+
+def _regex_matches(box: Sandbox) -> dict:
+    """path -> (status, version that answered) through the load balancer, for paths the regex route decides."""
+    found = {}
+    for path in ("/users/42", "/users/abc"):
+        resp = requests.get(f"http://127.0.0.1:{box.lb_port}{path}", headers={"apikey": "demo-key"}, timeout=5)
+        found[path] = (resp.status_code, (resp.headers.get("Via") or resp.headers.get("Server") or "").rsplit("/", 1)[-1].split()[0])
+    return found
+
+
+def _regex_route_and_conf_alias(box: Sandbox) -> dict:
+    """A route `users-by-id` on the echo service with the 2.x regex path `/users/\\d+`, and the 2.x alias
+    `client_max_body_size` in every X node's kong.conf; returns what the regex route matches on X."""
+    admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"
+    made = requests.post(f"{admin}/services/echo/routes", json={"name": "users-by-id", "paths": ["/users/\\d+"]}, timeout=5)
+    assert made.status_code == 201, made.text
+    for node in box.state["nodes"].values():
+        if node["group"] == "kong_x":
+            with open(node["conf"], "a") as fh:
+                fh.write("client_max_body_size = 10m\n")
+    found = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # every X node has the route once its cache was invalidated
+        found = _regex_matches(box)
+        if found["/users/42"][0] == 200:
+            break
+        time.sleep(0.5)
+    assert found["/users/42"][0] == 200 and found["/users/abc"][0] == 404, found
+    return found
 
 
 def test_failed_migration_rolls_back_to_x(traditional):

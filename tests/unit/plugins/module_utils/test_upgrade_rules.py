@@ -298,6 +298,10 @@ def test_scan_of_a_28_config_reports_regex_path_and_removed_plugin():
     plugin = found["plugin-not-bundled"]
     assert plugin["severity"] == "high"
     assert plugin["where"] == ["services[0].plugins[0] plugin 'legacy-auth-header' on service 'users': not bundled"]
+    # the regex path is converted by Kong itself (kong_breaking_fix lets the run go on); no plugin fix exists
+    assert regex["fix"] == "kong" and "kong_breaking_fix" in regex["message"] and not plugin["fix"]
+    # and it gives no kong.conf conversion
+    assert res["conf_fixes"] == {"rename": {}, "remove": []}
     assert "plugin is in use but not enabled" in plugin["message"]
     assert found["plugin-allowlist-fields-removed"]["where"] == ["plugins[0] plugin 'acl' on global: config.whitelist"]
     assert found["http-log-headers-single-value"]["where"] == ["plugins[1] plugin 'http-log' on global: config.headers has array values"]

@@ -347,6 +347,22 @@ def test_after_an_upgrade_new_default_fields_are_not_drift_but_real_changes_are(
     assert rc == 1 and "changed plugin 'key-auth'" in r["msg"]
 
 
+def test_kong_3_rewrite_of_2x_regex_paths_is_not_drift_but_another_path_is(kong, lock, capsys):
+    """Kong's 3.0 migration rewrites a 2.x regex path to `~<path>` (Kong/kong 3.4.2
+    kong/db/migrations/core/016_280_to_300.lua): frozen on 2.8.5, verified on 3.4.2, that is the same route."""
+    kong.version = "2.8.5"
+    route = kong.data["routes"][0]
+    route["paths"] = ["/users/\\d+", "/plain"]
+    run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})
+    kong.version = "3.4.2"
+    route["paths"] = ["~/users/\\d+", "/plain"]
+    rc, r = run(capsys, {"state": "verified", "lock_path": lock})[:2]
+    assert rc == 0 and r["drift"]["drifted"] is False, r.get("msg")
+    route["paths"] = ["~/users/\\d+", "/plain2"]
+    rc, r = run(capsys, {"state": "verified", "lock_path": lock})[:2]
+    assert rc == 1 and "changed route" in r["msg"], r["msg"]
+
+
 def test_dbless_hash_of_another_node_is_reported_not_compared(kong, lock, capsys):
     kong.dbless = True
     run(capsys, {"state": "frozen", "run_id": "run-1", "lock_path": lock})

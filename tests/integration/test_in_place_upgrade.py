@@ -167,6 +167,8 @@ def test_traditional_in_place_upgrade(traditional, monkeypatch, kong_x, kong_y):
             if node["group"] == "kong_x":
                 conf = open(node["conf"]).read()
                 assert "\nnginx_http_client_max_body_size = 10m" in conf and "\nclient_max_body_size" not in conf, (name, conf)
+                # removed in 3.0: commented out
+                assert "\nnginx_optimizations" not in conf and "nginx_optimizations = on" in conf, (name, conf)
 
     meta = _schema_meta(box)
     for sub in MIGRATIONS["versions"][kong_y]["subsystems"]:
@@ -210,15 +212,16 @@ def _regex_matches(box: Sandbox) -> dict:
 
 
 def _regex_route_and_conf_alias(box: Sandbox) -> dict:
-    """A route `users-by-id` on the echo service with the 2.x regex path `/users/\\d+`, and the 2.x alias
-    `client_max_body_size` in every X node's kong.conf; returns what the regex route matches on X."""
+    """A route `users-by-id` on the echo service with the 2.x regex path `/users/\\d+`, and in every X node's
+    kong.conf the 2.x alias `client_max_body_size` and `nginx_optimizations` (removed in 3.0); returns what the
+    regex route matches on X."""
     admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"
     made = requests.post(f"{admin}/services/echo/routes", json={"name": "users-by-id", "paths": ["/users/\\d+"]}, timeout=5)
     assert made.status_code == 201, made.text
     for node in box.state["nodes"].values():
         if node["group"] == "kong_x":
             with open(node["conf"], "a") as fh:
-                fh.write("client_max_body_size = 10m\n")
+                fh.write("client_max_body_size = 10m\nnginx_optimizations = on\n")
     found = {}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # every X node has the route once its cache was invalidated

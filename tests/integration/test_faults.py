@@ -698,6 +698,51 @@ def test_a_slow_y_node_trips_the_latency_gate_and_every_request_goes_back_to_x(r
     assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed"
 
 
+def test_haproxy_runtime_socket_gone_in_the_middle_of_the_shift_stops_loudly_and_resumes(rolling_box):
+    """HAProxy's runtime socket disappears (its path renamed: HAProxy keeps serving, nothing can reach its
+    runtime API) once the resumed run gave Y its first weight. The gate cannot read the load balancer and
+    putting the traffic back on X cannot reach it either: the run stops in phase shift with the traffic
+    as HAProxy has it (X and Y serving, no request fails), flags the fleet for a person with the socket
+    named, keeps writes frozen with the lock named, and says how to resume; with the socket back, the next
+    run (the reload case below) resumes the same run."""
+    box = rolling_box
+    hp = box.state["haproxy"]
+    moved = hp["socket"] + ".gone"
+    earlier = _rolling_journal(box)
+    seen = {}
+
+    def take_socket():
+        seen["weights"] = haproxy_admin_view(hp["socket"])
+        os.rename(hp["socket"], moved)
+
+    hook = Hook(lambda: haproxy_admin_view(hp["socket"]).get("y1", (0, ""))[0] > 0, take_socket)
+    hook.start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=10).start()
+    box.last_log = os.path.join(box.log_dir, "rolling-socket.log")
+    try:
+        rc = box.upgrade("rolling", RY, log_path=box.last_log, stream=lambda line: None)
+        after = haproxy_admin_view(moved) if hook.fired else {}
+    finally:
+        summary = load.stop()
+        hook.done()
+        if os.path.exists(moved):
+            os.rename(moved, hp["socket"])
+    assert hook.fired, "Y never got a weight: the socket was not taken away\n" + _failure(box)
+    assert rc != 0, _failure(box)
+    journal = _rolling_journal(box)
+    assert journal["run_id"] == earlier["run_id"], "the run after the latency gate's rollback did not resume it"
+    failure = journal["failure"]
+    assert failure["phase"] == "shift" and failure.get("needs_attention") is True, (failure, _failure(box))
+    assert hp["socket"] in failure["reason"] and "lb_before" in failure["reason"], failure["reason"]
+    # HAProxy kept the weights of the step it had: X and Y both in rotation, nothing failed
+    assert after == seen["weights"], (seen["weights"], after)
+    assert not journal.get("thawed"), "writes were thawed while the traffic is in an unknown state"
+    log = _log(box)
+    assert "Re-run the same playbook to resume" in log or "re-run" in log.lower(), log[-3000:]
+    assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
+    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed"
+
+
 def test_haproxy_reloaded_in_the_middle_of_the_shift_keeps_the_weights(rolling_box):
     """HAProxy is reloaded (SIGUSR2 to its master: a new worker reads the configuration, where Y is
     `weight 0 disabled`) once the 10 % step is journaled. With kong_lb_persist=state_file every

@@ -114,6 +114,25 @@ def test_dp_serves_from_cache_without_cp(cluster, echo_upstream):
     wait_until(lambda: requests.get(dp.proxy_url + "/other/1").status_code == 200, timeout=20, message="DP reconnected and updated")
 
 
+def test_a_data_plane_upgraded_in_its_prefix_starts_without_the_old_minors_configuration(cluster, echo_upstream):
+    """A 3.6 data plane restarted as 3.7 in the same prefix while its control plane is away: the 3.6 LMDB fails
+    the 3.7 tag and is removed, so the data plane has no configuration until the control plane sends one
+    (the same version restarted keeps it: test_hybrid.py::test_dp_serves_from_cache_without_cp)."""
+    cp, make_dp = cluster
+    requests.post(cp.admin_url + "/services", json={"name": "echo", "url": echo_upstream.url})
+    requests.post(cp.admin_url + "/services/echo/routes", json={"paths": ["/echo"]})
+    dp = make_dp("3.6.1", "dp")
+    wait_until(lambda: requests.get(dp.proxy_url + "/echo/1").status_code == 200, timeout=20, message="DP serving the CP config")
+    cp.stop()
+    dp.stop()
+    dp = make_dp("3.7.1", "dp")
+    assert 'LMDB tag "3.6" did not match configured tag "3.7"' in dp.error_log()
+    assert requests.get(dp.status_url + "/status").json()["configuration_hash"] == "0" * 32
+    assert requests.get(dp.proxy_url + "/echo/2").status_code == 404
+    cp.start()
+    wait_until(lambda: requests.get(dp.proxy_url + "/echo/3").status_code == 200, timeout=20, message="DP configured by the CP")
+
+
 def test_older_minor_dp_loads_plugin_config_with_fields_it_does_not_know(cluster, echo_upstream):
     """FACTS 5.2: a 3.7 CP accepts a 3.6 DP; the key-auth `realm` field (new in 3.7, §8.1) is removed
     from what the 3.6 DP receives, so it loads the configuration; the hash is the CP's for both."""

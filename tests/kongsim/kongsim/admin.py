@@ -637,6 +637,7 @@ class AdminAPI:
             if node.exiting:
                 raise _err(503, "Kong currently exiting")
             node.set_config(cfg)
+            node.keep_config()
         finally:
             self._declarative_lock_since = None
         node.log("notice", "[kong] config.lua: declarative config loaded from POST /config, hash " + cfg.hash)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import json
-import os
 import random
 import socket
 import time
@@ -19,9 +17,10 @@ import aiohttp
 import aiohttp.abc
 from aiohttp import web
 
-from . import declarative, versions
+from . import declarative, persist, versions
 from . import entities as E
 from .model import EMPTY_HASH, Config
+from .versions import parse_version
 
 PING_INTERVAL = 30  # Kong's DP ping interval (seconds)
 # math.random(5, 10) whole seconds before a data plane tries its control plane again, after a failed
@@ -235,19 +234,21 @@ class _PinnedResolver(aiohttp.abc.AbstractResolver):
 class DataPlane:
     def __init__(self, node):
         self.node = node
-        self.cache_path = os.path.join(node.prefix, "config.cache.json.gz")
         self.session = None
         self.task = None
         self.connected = False
 
     def load_cache(self) -> bool:
-        try:
-            with gzip.open(self.cache_path, "rt", encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
+        """The configuration this data plane kept from its last load (kongsim/persist.py: the 2.x cache file,
+        the 3.x LMDB)."""
+        data = persist.load(self.node)
+        if data is None:
             return False
         self._apply(data, write_cache=False)
-        self.node.log("notice", "[clustering] loaded configuration from cache " + self.cache_path)
+        if parse_version(self.node.version) < (3, 0, 0):
+            self.node.log("info", "[clustering] found cached config, loading...")
+        else:
+            self.node.log("info", "found persisted lmdb config, loading...")
         return True
 
     def _apply(self, data: dict, write_cache: bool = True):
@@ -257,10 +258,7 @@ class DataPlane:
         cfg.hash = data.get("config_hash") or EMPTY_HASH
         node.set_config(cfg)
         if write_cache:
-            tmp = self.cache_path + ".tmp"
-            with gzip.open(tmp, "wt", encoding="utf-8") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, self.cache_path)
+            persist.store(node, doc, cfg.hash)
 
     def start(self):
         self.task = asyncio.get_running_loop().create_task(self.run())

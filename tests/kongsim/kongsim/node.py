@@ -9,7 +9,7 @@ import time
 import uuid
 
 from . import conf as confmod
-from . import declarative, versions
+from . import declarative, persist, versions
 from . import entities as E
 from .model import EMPTY_HASH, Config
 
@@ -148,14 +148,28 @@ class Node:
         return self.config.hash
 
     def load_declarative_file(self) -> None:
+        """declarative_config at start; without one, the configuration a 3.x node kept in LMDB
+        (kongsim/persist.py), else none."""
         path = self.conf.get("declarative_config")
         if not path:
-            self.set_config(Config(), loaded=False)
+            kept = persist.load(self)
+            if kept is None:
+                self.set_config(Config(), loaded=False)
+                return
+            cfg = declarative.load(kept["config"], self.version, enabled_plugins=self.plugins_enabled)
+            cfg.hash = kept.get("config_hash") or cfg.hash
+            self.set_config(cfg)
+            self.log("info", "found persisted lmdb config, loading...")
             return
         with open(path, "rb") as fh:
             raw = fh.read()
         cfg = declarative.load_text(raw, self.version, filename=path, enabled_plugins=self.plugins_enabled)
         self.set_config(cfg)
+        self.keep_config()
+
+    def keep_config(self) -> None:
+        """What a load writes to LMDB (3.x DB-less nodes; kongsim/persist.py)."""
+        persist.store(self, declarative.export_doc(self.config, self.version), self.config.hash)
 
     def pg_params(self) -> dict:
         return confmod.pg_params(self.conf)

@@ -20,7 +20,7 @@ import uuid
 from aiohttp import web
 
 from . import conf as confmod
-from . import declarative, luaplugins, tls
+from . import declarative, luaplugins, persist, tls
 from .admin import AdminAPI
 from .hybrid import ControlPlane, DataPlane
 from .listeners import Listener, bind
@@ -202,6 +202,7 @@ class App:
         await self.proxy.start()
         loop = asyncio.get_running_loop()
         if node.dbless:
+            persist.open_at_start(node)
             if self.dp is not None:
                 self.dp.load_cache() or node.set_config(Config(), loaded=False)
             else:

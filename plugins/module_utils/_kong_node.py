@@ -164,13 +164,31 @@ class KongNodeInfo:
             key=lambda dp: (str(dp.get("hostname") or ""), str(dp.get("id") or "")),
         )
 
+    def _data_planes_or_outage(self) -> tuple:
+        """(data planes, None), or ([], why) while the control plane's Admin API does not answer (refused,
+        timed out, 5xx): a control plane restarting or lost for a while during a wait. Its data planes keep
+        serving their configuration meanwhile, so the wait goes on until its end; an answer that says the
+        request is wrong (4xx: a token, a path) stops it at once."""
+        try:
+            return self.data_planes(), None
+        except KongAdminError as exc:
+            if exc.status is not None and exc.status < 500:
+                raise
+            where = getattr(self.admin, "base_url", "") or exc.url or "its Admin API"
+            return [], f"the control plane at {where} did not answer ({exc})"
+
     def wait_data_plane(self, want: dict, timeout: float, interval: float = 1.0, sleep=None, clock=None) -> dict:
         """Poll this control plane's data-plane list until the row of ``want['id']`` is in sync:
         sync_status normal and, where given, ``version`` and ``config_hash`` equal. Returns
         {synced, data_plane (the last row seen, {} when not listed), waited_seconds, reason}."""
 
+        seen = {"row": {}}
+
         def attempt():
-            row = next((dp for dp in self.data_planes() if dp.get("id") == want["id"]), {})
+            planes, gone = self._data_planes_or_outage()
+            if gone:
+                return False, (seen["row"], gone)
+            row = seen["row"] = next((dp for dp in planes if dp.get("id") == want["id"]), {})
             reason = data_plane_out_of_sync(row, want)
             return reason is None, (row, reason)
 
@@ -183,7 +201,10 @@ class KongNodeInfo:
         now = now or time.time
 
         def attempt():
-            conf_hash, problems = hash_divergence(self.data_planes(), now(), stale_after)
+            planes, gone = self._data_planes_or_outage()
+            if gone:
+                return False, (None, [gone])
+            conf_hash, problems = hash_divergence(planes, now(), stale_after)
             return not problems, (conf_hash, problems)
 
         return poll(attempt, timeout, interval, sleep, clock)[1]

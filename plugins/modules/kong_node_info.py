@@ -52,6 +52,9 @@ options:
         and O(wait_data_plane.config_hash) (the hash the data plane itself reports).
       - Polls C(GET /clustering/data-planes) every second for at most O(wait_timeout) seconds and fails
         with what still differs when the time is up. One task, no C(until) loop.
+      - A control plane that does not answer for a while (restarting, or lost while its data planes keep
+        serving their configuration) is waited for within the same O(wait_timeout); when the time is up the
+        failure names its URL. An answer that refuses the request (4xx) fails at once.
     type: dict
     suboptions:
       id:

@@ -35,7 +35,13 @@ class _Planes:
 
         self.info = KongNodeInfo(admin=None)
         self.answers = list(answers)
-        self.info.data_planes = lambda: self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        self.info.data_planes = self._next
+
+    def _next(self):
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
 
 ROW = {"id": "dp-1", "version": "3.9.3", "sync_status": "normal", "config_hash": "a" * 32}
@@ -64,3 +70,39 @@ def test_a_data_plane_not_listed_is_not_in_sync():
 
     assert data_plane_out_of_sync({}, {"id": "x"}) == "not listed"
     assert data_plane_out_of_sync(ROW, {"id": "dp-1", "config_hash": "a" * 32}) is None
+
+
+def _gone(status=None):
+    from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import KongAdminError
+
+    return KongAdminError(
+        "GET http://cp:8001/clustering/data-planes?size=1000 failed: ConnectionError: refused", status=status, url="http://cp:8001/clustering/data-planes"
+    )
+
+
+def test_a_control_plane_away_for_a_while_is_waited_for():
+    """The control plane restarts (or is lost for a while) during the wait: its data planes keep serving, the
+    wait goes on and ends in sync once it answers again."""
+    planes = _Planes([dict(ROW, sync_status="unknown")], _gone(), _gone(502), [ROW])
+    clock = [0.0]
+    got = planes.info.wait_data_plane({"id": "dp-1", "version": "3.9.3"}, 60, sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0])
+    assert got["synced"] is True and got["waited_seconds"] == 3.0
+
+
+def test_a_control_plane_that_stays_away_ends_the_wait_bounded_and_named():
+    planes = _Planes([dict(ROW, sync_status="unknown")], _gone())
+    clock = [0.0]
+    got = planes.info.wait_data_plane({"id": "dp-1", "version": "3.9.3"}, 5, sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0])
+    assert got["synced"] is False and got["waited_seconds"] == 5.0
+    assert got["reason"].startswith("the control plane at http://cp:8001/clustering/data-planes did not answer (GET ")
+    assert got["data_plane"] == dict(ROW, sync_status="unknown")
+    conf_hash, problems = _Planes(_gone()).info.wait_config_sync(
+        2, 90, sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0], now=lambda: 0
+    )
+    assert conf_hash is None and problems and "did not answer" in problems[0]
+
+
+def test_a_control_plane_that_refuses_the_request_stops_the_wait_at_once():
+    planes = _Planes(_gone(401), [ROW])
+    with pytest.raises(Exception, match="refused"):
+        planes.info.wait_data_plane({"id": "dp-1"}, 60, sleep=lambda s: None, clock=lambda: 0.0)

@@ -28,6 +28,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._nginx import (
     write_test_reload,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._upgrade_rules import is_regex_path
+from ansible_collections.kongops.upgrade.plugins.module_utils._versions import KongVersionError, parse_version
 from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime import (
     HaproxyRuntime,
     HaproxyRuntimeError,
@@ -280,7 +281,11 @@ def _as_kong3(etype: str, entity: dict, version: str | None) -> dict:
     1.1/2.1 declarative files) rewrites a regex path to `~<path>` (Kong/kong 3.4.2
     kong/db/migrations/core/016_280_to_300.lua:12-42, kong/db/migrations/migrate_path_280_300.lua:73-87), so
     that rewrite is no drift between a fingerprint taken on X before 3.0 and one taken on Y after it."""
-    if etype != "routes" or not version or not str(version).split(".", 1)[0].isdigit() or int(str(version).split(".", 1)[0]) >= 3:
+    try:
+        before_3 = etype == "routes" and parse_version(version).major < 3
+    except KongVersionError:
+        before_3 = False
+    if not before_3:
         return entity
     paths = entity.get("paths")
     if not isinstance(paths, list):

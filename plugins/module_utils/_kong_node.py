@@ -174,8 +174,7 @@ class KongNodeInfo:
         except KongAdminError as exc:
             if exc.status is not None and exc.status < 500:
                 raise
-            where = getattr(self.admin, "base_url", "") or exc.url or "its Admin API"
-            return [], f"the control plane at {where} did not answer ({exc})"
+            return [], f"the control plane at {exc.url} did not answer ({exc})"
 
     def wait_data_plane(self, want: dict, timeout: float, interval: float = 1.0, sleep=None, clock=None) -> dict:
         """Poll this control plane's data-plane list until the row of ``want['id']`` is in sync:

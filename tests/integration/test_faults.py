@@ -643,12 +643,9 @@ def rolling_box(tmp_path_factory):
         sandbox.down()
 
 
-def _rolling_journal(box: Sandbox) -> dict:
-    try:
-        with open(os.path.join(box.work_dir, "sandbox", "journal.json")) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
+def _y1_in_rotation(hp: dict) -> bool:
+    """The first traffic step gave y1 a weight (the moment the rolling faults are injected at)."""
+    return haproxy_admin_view(hp["socket"]).get("y1", (0, ""))[0] > 0
 
 
 def test_a_slow_y_node_trips_the_latency_gate_and_every_request_goes_back_to_x(rolling_box):
@@ -659,11 +656,9 @@ def test_a_slow_y_node_trips_the_latency_gate_and_every_request_goes_back_to_x(r
     request failed (the late ones were answered)."""
     box = rolling_box
     hp = box.state["haproxy"]
-    y1 = box.state["nodes"]["y1"]
 
     def stall():
-        with open(os.path.join(y1["prefix"], "pids", "nginx.pid")) as fh:
-            master = int(fh.read())
+        master = box.node_master("y1")
         pids = [master, *procs.children(master)]
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
@@ -673,7 +668,7 @@ def test_a_slow_y_node_trips_the_latency_gate_and_every_request_goes_back_to_x(r
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
 
-    hook = Hook(lambda: haproxy_admin_view(hp["socket"]).get("y1", (0, ""))[0] > 0, stall)
+    hook = Hook(lambda: _y1_in_rotation(hp), stall)
     hook.start()
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=10).start()
     box.last_log = os.path.join(box.log_dir, "rolling-latency.log")
@@ -686,7 +681,7 @@ def test_a_slow_y_node_trips_the_latency_gate_and_every_request_goes_back_to_x(r
         hook.done()
     assert hook.fired, "Y never got a weight: y1 was not stalled\n" + _failure(box)
     assert rc != 0, _failure(box)
-    journal = _rolling_journal(box)
+    journal = _journal(box)
     assert journal["status"] == "rolled_back", (journal.get("failure"), _failure(box))
     reason = journal["failure"]["reason"]
     assert "y1 average response time" in reason and "> 150 ms" in reason, reason
@@ -708,14 +703,14 @@ def test_haproxy_runtime_socket_gone_in_the_middle_of_the_shift_stops_loudly_and
     box = rolling_box
     hp = box.state["haproxy"]
     moved = hp["socket"] + ".gone"
-    earlier = _rolling_journal(box)
+    earlier = _journal(box)
     seen = {}
 
     def take_socket():
         seen["weights"] = haproxy_admin_view(hp["socket"])
         os.rename(hp["socket"], moved)
 
-    hook = Hook(lambda: haproxy_admin_view(hp["socket"]).get("y1", (0, ""))[0] > 0, take_socket)
+    hook = Hook(lambda: _y1_in_rotation(hp), take_socket)
     hook.start()
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=10).start()
     box.last_log = os.path.join(box.log_dir, "rolling-socket.log")
@@ -729,7 +724,7 @@ def test_haproxy_runtime_socket_gone_in_the_middle_of_the_shift_stops_loudly_and
             os.rename(moved, hp["socket"])
     assert hook.fired, "Y never got a weight: the socket was not taken away\n" + _failure(box)
     assert rc != 0, _failure(box)
-    journal = _rolling_journal(box)
+    journal = _journal(box)
     assert journal["run_id"] == earlier["run_id"], "the run after the latency gate's rollback did not resume it"
     failure = journal["failure"]
     assert failure["phase"] == "shift" and failure.get("needs_attention") is True, (failure, _failure(box))
@@ -775,13 +770,12 @@ def test_haproxy_reloaded_in_the_middle_of_the_shift_keeps_the_weights(rolling_b
             time.sleep(0.05)
         seen["after"] = haproxy_admin_view(hp["socket"])
 
-    def journal():
-        with open(os.path.join(box.work_dir, "sandbox", "journal.json")) as fh:
-            return json.load(fh)
-
     # the run resumes the one the latency gate rolled back: the hook waits for a step of this run
-    steps_before = len(_rolling_journal(box).get("steps") or [])
-    hook = Hook(lambda: len(journal().get("steps", [])) > steps_before, reload)
+    try:
+        steps_before = len(_journal(box).get("steps") or [])
+    except OSError:  # run on its own: no earlier run
+        steps_before = 0
+    hook = Hook(lambda: len(_journal(box).get("steps", [])) > steps_before, reload)
     hook.start()
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}).start()
     box.last_log = os.path.join(box.log_dir, "rolling-reload.log")
@@ -803,7 +797,7 @@ def test_haproxy_reloaded_in_the_middle_of_the_shift_keeps_the_weights(rolling_b
     reverted = {y: seen["after"][y] for y in ys if seen["after"][y][0] == 0 or seen["after"][y][1] == "MAINT"}
     assert not reverted, f"the reload took Y out of rotation: {reverted} (before {seen['before']})"
     assert rc == 0, _failure(box)
-    assert journal()["status"] == "done"
+    assert _journal(box)["status"] == "done"
     final = haproxy_admin_view(hp["socket"])
     assert all(final[y][0] > 0 and final[y][1] != "MAINT" for y in ys), final
     assert all(final[x][0] == 0 or final[x][1] == "MAINT" for x in ("x1", "x2")), final

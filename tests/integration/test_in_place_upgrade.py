@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.integration.ansible_run import run_playbook
-from tests.loadgen import LoadGenerator
+from tests.loadgen import LoadGenerator, kong_version
 from tests.sandbox.core import Sandbox
 from tests.sandbox import procs
 from tests.sandbox.timeline import in_place_phases, read_report, task_name
@@ -207,7 +207,7 @@ def _regex_matches(box: Sandbox) -> dict:
     found = {}
     for path in ("/users/42", "/users/abc"):
         resp = requests.get(f"http://127.0.0.1:{box.lb_port}{path}", headers={"apikey": "demo-key"}, timeout=5)
-        found[path] = (resp.status_code, (resp.headers.get("Via") or resp.headers.get("Server") or "").rsplit("/", 1)[-1].split()[0])
+        found[path] = (resp.status_code, kong_version(resp.headers.get("Via"), resp.headers.get("Server")))
     return found
 
 

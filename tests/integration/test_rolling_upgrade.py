@@ -177,8 +177,7 @@ def test_failed_gate_puts_every_request_back_on_x(sandbox):
                 pass
             time.sleep(0.2)
         box.load()
-        with open(os.path.join(box.state["nodes"]["y2"]["prefix"], "pids", "nginx.pid")) as fh:
-            y2_pid["pid"] = int(fh.read())
+        y2_pid["pid"] = box.node_master("y2")
         os.kill(y2_pid["pid"], signal.SIGKILL)
         y2_pid["at"] = time.time()
 

@@ -535,6 +535,11 @@ class Sandbox:
             return None
         return proc if proc["start"] is not None else None
 
+    def node_master(self, name: str) -> int | None:
+        """The pid of node ``name``'s running master (Kong's pid file), None when it does not run."""
+        proc = self._node_pid(self.state["nodes"][name])
+        return proc["pid"] if proc else None
+
     def _stop_node(self, name: str, node: dict) -> str | None:
         if not os.path.isdir(node["prefix"]):
             return None

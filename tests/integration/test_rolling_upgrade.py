@@ -249,25 +249,90 @@ def _kill_run_when(box, reached) -> None:
         assert "still going" in fh.read()
 
 
-def test_interrupted_run_resumes_without_touching_finished_nodes(sandbox):
-    box = sandbox(nodes=2)
-    _kill_run_when(box, lambda journal: journal.get("nodes", {}).get("x1") == "decommissioned")
-    nodes = _journal(box)["nodes"]
-    finished = {x for x in ("x1", "x2") if nodes.get(x) == "decommissioned"}
-    assert finished == {"x1"} and _journal(box)["status"] == "running", nodes
+# The controller killed at each phase boundary of the rolling upgrade, one boundary after the other: each
+# run of the same playbook resumes the one before and is killed at the next boundary (and once inside the
+# drain, as a lost controller most often ends a long run), until the last run completes. Between the
+# kills the test reads what each boundary promises from the outside.
+ROLLING_BOUNDARIES = (
+    ("play:Freeze configuration writes and back up", "the journal is open, nothing frozen"),
+    ("play:Bring up the Y nodes beside X and smoke-test them", "frozen and backed up"),
+    ("play:Shift traffic X -> Y in steps with health gates", "Y verified, no traffic on Y"),
+    ("play:Drain and decommission the X nodes", "every request on Y, X running"),
+    ("drain", "x1 decommissioned, x2 running"),
+    ("play:Watch, verify, thaw and report", "every X node decommissioned, writes still frozen"),
+)
 
+
+def _haproxy_weights(box: Sandbox) -> dict:
+    return {name: server["weight"] for name, server in haproxy_servers(box.state["haproxy"]["socket"]).items()}
+
+
+def _at_the_boundary(box: Sandbox, what: str, run_id: str) -> None:
+    """What the journal, the freeze lock and the load balancer say once the controller died at ``what``."""
+    journal = _journal(box)
+    assert journal["run_id"] == run_id and journal["status"] == "running", (what, journal["status"])
+    phases, nodes, weights = journal.get("phases", {}), journal.get("nodes", {}), _haproxy_weights(box)
+    lock = os.path.join(box.work_dir, "sandbox", "freeze.lock.json")
+    if what == "the journal is open, nothing frozen":
+        assert not phases and not os.path.exists(lock)
+        return
+    assert "freeze" in phases and "backup" in phases and os.path.exists(lock), what
+    with open(lock) as fh:
+        assert json.load(fh).get("run_id") == run_id, "the freeze lock is not the run's"
+    if what == "Y verified, no traffic on Y":
+        assert nodes.get("y1") == nodes.get("y2") == "verified" and weights.get("y1", 0) == weights.get("y2", 0) == 0, (nodes, weights)
+    elif what == "every request on Y, X running":
+        assert phases.get("shift", {}).get("done") and weights["x1"] == weights["x2"] == 0 and weights["y1"] > 0, (phases, weights)
+        assert _node_running(box, "x1") and _node_running(box, "x2")
+    elif what == "x1 decommissioned, x2 running":
+        assert nodes.get("x1") == "decommissioned" and nodes.get("x2") != "decommissioned" and _node_running(box, "x2"), nodes
+    elif what == "every X node decommissioned, writes still frozen":
+        assert nodes.get("x1") == nodes.get("x2") == "decommissioned" and not journal.get("thawed"), nodes
+
+
+def test_controller_killed_at_every_phase_boundary_and_the_same_playbook_resumes(sandbox, tmp_path):
     from tests.integration.ansible_run import run_playbook
+    from tests.integration.controller_kill import run_killed_at
 
-    result = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y}, env=box.ansible_env())
+    box = sandbox(nodes=2)
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50.0, headers={"apikey": "demo-key"}).start()
+    run_id = None
+    try:
+        for n, (at, what) in enumerate(ROLLING_BOUNDARIES):
+            log = str(tmp_path / f"run-{n}.log")
+            if at == "drain":
+                _kill_run_when(box, lambda journal: journal.get("nodes", {}).get("x1") == "decommissioned")
+            else:
+                rc, killed = run_killed_at(box, "rolling", Y, at, log)
+                with open(log) as fh:
+                    text = fh.read()
+                assert killed and rc == -signal.SIGKILL, f"the run was not killed at {at} (rc {rc}):\n{text[-3000:]}"
+                # every run after the first says it resumes the same run
+                assert run_id is None or f"Resuming run {run_id}" in text, f"run {n} did not resume {run_id}"
+            run_id = run_id or _journal(box)["run_id"]
+            _at_the_boundary(box, what, run_id)
+        # the retired nodes are not touched again by the run that completes (Y serves it: the thaw goes there)
+        finished = {name for name, state in _journal(box)["nodes"].items() if state == "decommissioned"}
+        result = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y}, env=box.ansible_env())
+    finally:
+        summary = load.stop()
     assert result.rc == 0, result.stdout[-3000:]
     journal = _journal(box)
-    assert journal["status"] == "done"
+    assert journal["run_id"] == run_id and journal["status"] == "done" and journal.get("thawed") is True
     assert all(journal["nodes"][x] == "decommissioned" for x in ("x1", "x2"))
-    drains = result.results("Drain and retire - {{ inventory_hostname }}") or []
+    assert not os.path.exists(os.path.join(box.work_dir, "sandbox", "freeze.lock.json"))
     touched = {
-        h for task in result.data["plays"] for t in task["tasks"] for h, r in t["hosts"].items() if h in finished and not r.get("skipped") and r.get("changed")
+        (h, t["task"]["name"])
+        for play in result.data["plays"]
+        for t in play["tasks"]
+        for h, r in t["hosts"].items()
+        if h in finished and not r.get("skipped") and r.get("changed")
     }
-    assert not touched, f"the resumed run changed finished nodes: {touched} ({len(drains)})"
+    assert not touched, f"the resumed run changed finished nodes: {touched}"
+    # the fleet served through every kill and resume
+    assert summary["total"] > 0 and summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
+    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed: {summary['failures_by_reason']}"
+    assert {X, Y} <= set(summary["versions"]), summary["versions"]
 
 
 def test_unsupported_path_is_refused_before_anything_changes(sandbox):

@@ -1,0 +1,48 @@
+"""A test-only callback: the controller dies (SIGKILL to ansible-playbook's whole process group, as a
+lost controller or an OOM kill ends it) the moment the play or task named in KONGOPS_KILL_AT starts.
+
+KONGOPS_KILL_AT is ``play:<play name>`` or ``task:<task name>``; KONGOPS_KILL_MARK, when set, is a
+file written with that name first, so the test knows the kill happened where it asked. The process
+must lead its own process group (start_new_session), or it refuses: it would kill its caller too."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = """
+name: kill_controller
+type: aggregate
+short_description: kill ansible-playbook at a named play or task (tests only)
+description: The tests' controller-killed faults; not part of the collection.
+"""
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "kill_controller"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self):
+        super().__init__()
+        self._at = os.environ.get("KONGOPS_KILL_AT", "")
+        self._mark = os.environ.get("KONGOPS_KILL_MARK", "")
+
+    def _reached(self, what: str) -> None:
+        if not self._at or what != self._at:
+            return
+        if os.getpgid(0) != os.getpid():
+            raise RuntimeError("kill_controller: ansible-playbook does not lead its process group; start it with start_new_session")
+        if self._mark:
+            with open(self._mark, "w") as fh:
+                fh.write(what)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    def v2_playbook_on_play_start(self, play):
+        self._reached("play:" + play.get_name().strip())
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._reached("task:" + task.get_name().strip())

@@ -1,0 +1,32 @@
+"""The controller killed at a chosen point of a run: ansible-playbook started in its own process group
+with the test-only ``kill_controller`` callback, which SIGKILLs that group the moment the named play or
+task starts (a phase boundary, exactly, with no sleep or poll)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from tests.sandbox.core import PLAYBOOKS, REPO, VENV_BIN, Sandbox
+
+CALLBACKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callbacks")
+
+
+def run_killed_at(box: Sandbox, strategy: str, kong_y: str, at: str, log_path: str, extra_args: tuple = ()) -> tuple[int, bool]:
+    """Run the strategy's playbook to ``kong_y`` on the sandbox and kill the controller where ``at``
+    (``play:<name>`` or ``task:<name>``) starts. Returns the exit status and whether it died there."""
+    box.install(kong_y)
+    mark = log_path + ".killed"
+    env = dict(
+        box.ansible_env(),
+        ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
+        ANSIBLE_CALLBACKS_ENABLED="kongops.upgrade.upgrade_report,kill_controller",
+        KONGOPS_KILL_AT=at,
+        KONGOPS_KILL_MARK=mark,
+    )
+    cmd = [os.path.join(VENV_BIN, "ansible-playbook"), os.path.join(REPO, "playbooks", PLAYBOOKS[strategy]), "-i", box.inventory]
+    cmd += ["-e", f"kong_version_target={kong_y}", *extra_args]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        rc = proc.wait(timeout=900)
+    return rc, os.path.exists(mark)

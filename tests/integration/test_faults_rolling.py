@@ -8,6 +8,7 @@ outside: the requests a load sent through HAProxy, HAProxy's weights read back, 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -115,7 +116,14 @@ def test_a_y_node_crashing_while_a_step_soaks_puts_every_request_back_on_x(rolli
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=10).start()
     box.last_log = os.path.join(box.log_dir, f"rolling-crash-{step}.log")
     try:
-        rc = box.upgrade("rolling", RY, extra_args=["-e", "kong_gate_soak_seconds=4"], log_path=box.last_log, stream=lambda line: None)
+        # the steps before this one are the earlier cases' (and the 10 % step the latency case's): the run
+        # goes to this step first
+        steps = json.dumps({"kong_traffic_steps": sorted({step, 100})})
+        rc = box.upgrade("rolling", RY, extra_args=["-e", "kong_gate_soak_seconds=4", "-e", steps], log_path=box.last_log, stream=lambda line: None)
+        # the load goes on for 3 s after the rollback, to show where the traffic goes then
+        failure = (_journal(box).get("failure") or {}).get("at")
+        while failure and time.time() < _epoch(failure) + 3.5:
+            time.sleep(0.1)
     finally:
         summary = load.stop()
         hook.done()

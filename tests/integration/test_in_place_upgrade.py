@@ -28,13 +28,16 @@ SEEDED = 500  # services, each with a route: 1,000 entities plus the demo config
 def traditional(tmp_path):
     boxes = []
 
-    def make(kong_x: str) -> Sandbox:
+    def make(kong_x: str, nodes: int = 3, seeded: int = SEEDED) -> Sandbox:
+        """``nodes`` nodes and ``seeded`` services with a route each: three nodes and 1,000 entities where the
+        upgrade itself is measured, two and 100 where the test is about which phases run (each is the same
+        for every node and entity)."""
         box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
         box.log_dir = str(tmp_path)
         boxes.append(box)
-        box.up(mode="traditional", kong_x=kong_x)
+        box.up(mode="traditional", kong_x=kong_x, nodes=nodes)
         admin = f"http://127.0.0.1:{box.state['nodes']['x1']['admin_port']}"
-        seed_services(admin, SEEDED)
+        seed_services(admin, seeded)
         return box
 
     yield make
@@ -234,7 +237,7 @@ def _regex_route_and_conf_alias(box: Sandbox) -> dict:
 
 
 def test_failed_migration_rolls_back_to_x(traditional):
-    box = traditional("3.6.1")
+    box = traditional("3.6.1", nodes=2, seeded=50)
     db = box.state["postgres"]["database"]
     before_meta, before_counts = _schema_meta(box), _counts(box)
     # a DBA mistake: the table 023_360_to_370 alters now belongs to another role
@@ -249,7 +252,7 @@ def test_failed_migration_rolls_back_to_x(traditional):
 
 
 def test_rollback_playbook_restores_x_and_then_changes_nothing(traditional):
-    box = traditional("3.6.1")
+    box = traditional("3.6.1", nodes=2, seeded=50)
     before_meta, before_counts = _schema_meta(box), _counts(box)
     rc = _upgrade(box, "3.7.1", "--skip-tags", "thaw")
     assert rc == 0, _failure(box)
@@ -290,7 +293,7 @@ def test_point_of_no_return_and_a_guarded_rollback(traditional):
     3. --tags finish: the point of no return is passed and the run is done.
     4. playbooks/rollback.yml of the finished run asks for kong_rollback_confirm, then refuses to
        drop a write made after the upgrade unless kong_rollback_force."""
-    box = traditional("3.6.1")
+    box = traditional("3.6.1", nodes=2, seeded=50)
     before_meta, before_counts = _schema_meta(box), _counts(box)
     assert not _pending(before_meta)
 

@@ -521,7 +521,8 @@ def test_failure_budget_decides_when_an_x_node_fails_at_its_drain(sandbox, tmp_p
     watcher.start()
     load = _load(box)
     try:
-        rc = _upgrade(box, "-i", str(overlay), "-e", f"kong_max_failed_nodes={budget}")
+        # the fault is in the drain: one traffic step brings the run there
+        rc = _upgrade(box, "-i", str(overlay), "-e", f"kong_max_failed_nodes={budget}", "-e", '{"kong_traffic_steps": [100]}')
     finally:
         done.set()
         watcher.join()

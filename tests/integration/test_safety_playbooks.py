@@ -500,3 +500,36 @@ def test_gate_urls_of_nodes_left_out_by_limit_are_checked_too(tmp_path):
     )
     assert proc.returncode != 0
     assert "reaches x1 itself, not the node: x2" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_a_loopback_admin_url_of_a_remote_first_node_is_refused_before_the_journal(tmp_path):
+    """The freeze, its verification and the thaw run on the controller with the first X node's (and the
+    first Y node's) kong_admin_url: a loopback URL of a remote host would reach the controller itself."""
+    remote = {"ansible_connection": "ssh", "ansible_host": "192.0.2.10"}
+    inv = inventory(
+        {
+            "kong_x": {"x1": dict(remote, kong_admin_url="https://127.0.0.1:8444"), "x2": {}},
+            "kong_y": {"y1": dict(remote, ansible_host="192.0.2.11"), "y2": {}},
+            "kong_lb": {"lb1": {}},
+        },
+        kong_mode="dbless",
+    )
+    run = run_playbook(ROLLING, inventory=inv, extra_vars=base_vars(tmp_path))
+    assert run.rc != 0
+    msg = failure_messages(run)
+    assert "kong_admin_url" in msg and "x1 (https://127.0.0.1:8444), y1 (http://127.0.0.1:8001) are loopback URLs of a remote host" in msg, msg
+    assert not ran(run, "Observe the node")
+    assert not os.path.exists(os.path.join(str(tmp_path), "c1"))
+
+    # the controller's own first nodes may use loopback URLs; a remote first node with its address passes
+    inv = inventory(
+        {
+            "kong_x": {"x1": {"kong_admin_url": "http://127.0.0.1:9"}},
+            "kong_y": {"y1": dict(remote, kong_admin_url="http://192.0.2.11:8001")},
+            "kong_lb": {"lb1": {}},
+        },
+        kong_mode="dbless",
+    )
+    run = run_playbook(ROLLING, inventory=inv, extra_vars=base_vars(tmp_path))
+    checked = task(run, "Refuse an Admin API URL the controller cannot reach the first nodes at")
+    assert checked is not None and checked.get("failed") is not True, failure_messages(run)

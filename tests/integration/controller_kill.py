@@ -5,6 +5,7 @@ task starts (a phase boundary, exactly, with no sleep or poll)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 
 from tests.sandbox.core import PLAYBOOKS, REPO, VENV_BIN, Sandbox
@@ -30,3 +31,13 @@ def run_killed_at(box: Sandbox, strategy: str, kong_y: str, at: str, log_path: s
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
         rc = proc.wait(timeout=900)
     return rc, os.path.exists(mark)
+
+
+def killed_at(box: Sandbox, strategy: str, kong_y: str, at: str, log_path: str, resumes: str | None = None) -> None:
+    """run_killed_at, asserting that the controller died at ``at`` and, given ``resumes`` (a run id),
+    that the run said it resumed that run."""
+    rc, killed = run_killed_at(box, strategy, kong_y, at, log_path)
+    with open(log_path) as fh:
+        text = fh.read()
+    assert killed and rc == -signal.SIGKILL, f"the run was not killed at {at} (rc {rc}):\n{text[-3000:]}"
+    assert resumes is None or f"Resuming run {resumes}" in text, f"the run killed at {at} did not resume run {resumes}:\n{text[-3000:]}"

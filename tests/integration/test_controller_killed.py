@@ -10,13 +10,12 @@ stretches until the next run). The rolling strategy's chain is in test_rolling_u
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import pytest
 import requests
 
-from tests.integration.controller_kill import run_killed_at
+from tests.integration.controller_kill import killed_at, run_killed_at
 from tests.loadgen import LoadGenerator
 from tests.sandbox import procs
 from tests.sandbox.core import Sandbox
@@ -97,11 +96,7 @@ def test_controller_killed_at_every_phase_boundary_of_the_in_place_upgrade_and_t
         for n, (at, what) in enumerate(IN_PLACE_BOUNDARIES):
             log = str(tmp_path / f"run-{n}.log")
             started = time.time()
-            rc, killed = run_killed_at(box, "in_place", Y, at, log)
-            with open(log) as fh:
-                text = fh.read()
-            assert killed and rc == -signal.SIGKILL, f"the run was not killed at {at} (rc {rc}):\n{text[-3000:]}"
-            assert run_id is None or f"Resuming run {run_id}" in text, f"run {n} did not resume {run_id}:\n{text[-3000:]}"
+            killed_at(box, "in_place", Y, at, log, resumes=run_id)
             run_id = run_id or _journal(box)["run_id"]
             _at_the_boundary(box, what, run_id, counts)
             # the downtime window: from the run that stops X to the one that starts Y

@@ -251,8 +251,9 @@ def _kill_run_when(box, reached) -> None:
 
 # The controller killed at each phase boundary of the rolling upgrade, one boundary after the other: each
 # run of the same playbook resumes the one before and is killed at the next boundary (and once inside the
-# drain, as a lost controller most often ends a long run), until the last run completes. Between the
-# kills the test reads what each boundary promises from the outside.
+# drain, as a lost controller most often ends a long run); then a Y node crashes during the watch, and the
+# last run completes once it is started again. Between the runs the test reads what each promises from the
+# outside.
 ROLLING_BOUNDARIES = (
     ("play:Freeze configuration writes and back up", "the journal is open, nothing frozen"),
     ("play:Bring up the Y nodes beside X and smoke-test them", "frozen and backed up"),
@@ -290,9 +291,66 @@ def _at_the_boundary(box: Sandbox, what: str, run_id: str) -> None:
         assert nodes.get("x1") == nodes.get("x2") == "decommissioned" and not journal.get("thawed"), nodes
 
 
+def _y1_crashes_during_the_watch(box: Sandbox, tmp_path, run_id: str) -> None:
+    """The run resumed at the watch (every X node retired) meets y1 crashing (SIGKILL) the moment its watch
+    starts (the test-only callback holds the run there while the test kills y1). Nothing is left to put
+    the traffic back on: the run stops in phase watch flagged for a person with y1 named, writes stay
+    frozen under the run's lock, y2 serves. Then y1 is started again, as the person would, and the next
+    run of the same playbook completes (the caller's last run)."""
+    import requests
+
+    from tests.integration.ansible_run import run_playbook
+    from tests.integration.controller_kill import CALLBACKS
+    from tests.integration.faults import Hook
+
+    pause = tmp_path / "watch.pause"
+
+    def crash_y1():
+        os.kill(box.node_master("y1"), signal.SIGKILL)
+        pause.unlink()
+
+    hook = Hook(pause.exists, crash_y1)
+    hook.start()
+    env = dict(
+        box.ansible_env(),
+        ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
+        ANSIBLE_CALLBACKS_ENABLED="kill_controller",
+        KONGOPS_PAUSE_AT="task:Watch the new version",
+        KONGOPS_PAUSE_FILE=str(pause),
+    )
+    try:
+        watched = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y}, env=env)
+    finally:
+        hook.done()
+    assert hook.fired, "the run never reached its watch: y1 was not crashed\n" + watched.stdout[-3000:]
+    assert watched.rc != 0
+    journal = _journal(box)
+    failure = journal.get("failure") or {}
+    assert journal["run_id"] == run_id and journal["status"] == "failed", journal.get("status")
+    assert failure.get("phase") == "watch" and failure.get("needs_attention") is True and "y1" in failure.get("reason", ""), failure
+    lock = os.path.join(box.work_dir, "sandbox", "freeze.lock.json")
+    assert not journal.get("thawed") and os.path.exists(lock), "writes were thawed with a Y node down after X was retired"
+    with open(lock) as fh:
+        assert json.load(fh)["run_id"] == run_id
+    assert _node_running(box, "y2") and not _node_running(box, "y1")
+    # the person starts y1 again
+    node = box.state["nodes"]["y1"]
+    started = subprocess.run([box.kong_bin(Y), "start", "-c", node["conf"], "-p", node["prefix"]], capture_output=True, text=True, check=False, timeout=60)
+    assert started.returncode == 0, started.stderr
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{node['status_port']}/status/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("y1 did not answer ready after its start")
+
+
 def test_controller_killed_at_every_phase_boundary_and_the_same_playbook_resumes(sandbox, tmp_path):
     from tests.integration.ansible_run import run_playbook
-    from tests.integration.controller_kill import run_killed_at
+    from tests.integration.controller_kill import killed_at
 
     box = sandbox(nodes=2)
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50.0, headers={"apikey": "demo-key"}).start()
@@ -303,14 +361,11 @@ def test_controller_killed_at_every_phase_boundary_and_the_same_playbook_resumes
             if at == "drain":
                 _kill_run_when(box, lambda journal: journal.get("nodes", {}).get("x1") == "decommissioned")
             else:
-                rc, killed = run_killed_at(box, "rolling", Y, at, log)
-                with open(log) as fh:
-                    text = fh.read()
-                assert killed and rc == -signal.SIGKILL, f"the run was not killed at {at} (rc {rc}):\n{text[-3000:]}"
                 # every run after the first says it resumes the same run
-                assert run_id is None or f"Resuming run {run_id}" in text, f"run {n} did not resume {run_id}"
+                killed_at(box, "rolling", Y, at, log, resumes=run_id)
             run_id = run_id or _journal(box)["run_id"]
             _at_the_boundary(box, what, run_id)
+        _y1_crashes_during_the_watch(box, tmp_path, run_id)
         # the retired nodes are not touched again by the run that completes (Y serves it: the thaw goes there)
         finished = {name for name, state in _journal(box)["nodes"].items() if state == "decommissioned"}
         result = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y}, env=box.ansible_env())

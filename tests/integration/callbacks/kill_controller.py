@@ -1,21 +1,24 @@
-"""A test-only callback: the controller dies (SIGKILL to ansible-playbook's whole process group, as a
-lost controller or an OOM kill ends it) the moment the play or task named in KONGOPS_KILL_AT starts.
+"""A test-only callback, two hooks at a named play or task (``play:<play name>`` or ``task:<task name>``):
 
-KONGOPS_KILL_AT is ``play:<play name>`` or ``task:<task name>``; KONGOPS_KILL_MARK, when set, is a
-file written with that name first, so the test knows the kill happened where it asked. The process
-must lead its own process group (start_new_session), or it refuses: it would kill its caller too."""
+- KONGOPS_KILL_AT: the controller dies (SIGKILL to ansible-playbook's whole process group, as a lost
+  controller or an OOM kill ends it) the moment it starts. KONGOPS_KILL_MARK, when set, is a file written
+  with that name first, so the test knows the kill happened where it asked. The process must lead its own
+  process group (start_new_session), or it refuses: it would kill its caller too.
+- KONGOPS_PAUSE_AT with KONGOPS_PAUSE_FILE: the run waits there (up to 5 minutes) while the file exists;
+  the callback writes it when the run gets there, the test injects its fault and removes it."""
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = """
 name: kill_controller
 type: aggregate
-short_description: kill ansible-playbook at a named play or task (tests only)
+short_description: kill or pause ansible-playbook at a named play or task (tests only)
 description: The tests' controller-killed faults; not part of the collection.
 """
 
@@ -30,8 +33,17 @@ class CallbackModule(CallbackBase):
         super().__init__()
         self._at = os.environ.get("KONGOPS_KILL_AT", "")
         self._mark = os.environ.get("KONGOPS_KILL_MARK", "")
+        self._pause_at = os.environ.get("KONGOPS_PAUSE_AT", "")
+        self._pause_file = os.environ.get("KONGOPS_PAUSE_FILE", "")
 
     def _reached(self, what: str) -> None:
+        if self._pause_at and self._pause_file and what == self._pause_at:
+            self._pause_at = ""  # once
+            with open(self._pause_file, "w") as fh:
+                fh.write(what)
+            deadline = time.monotonic() + 300
+            while os.path.exists(self._pause_file) and time.monotonic() < deadline:
+                time.sleep(0.05)
         if not self._at or what != self._at:
             return
         if os.getpgid(0) != os.getpid():

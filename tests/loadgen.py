@@ -136,10 +136,19 @@ def summarize(records: list[Record], rate: float | None = None, started_at: floa
     }
 
 
-def share_between(summary: dict, start_wall: float, end_wall: float, version: str) -> float | None:
-    """Percent of the successful requests sent in [start_wall, end_wall) that ``version`` served."""
+def share_between(source, start_wall: float, end_wall: float, version: str) -> float | None:
+    """Percent of the successful requests sent in [start_wall, end_wall) that ``version`` served. ``source``
+    is the load's records, each request counted at the moment it was sent, or its summary, whose seconds
+    are counted whole: a second that starts inside the window counts the requests of its end too, which
+    may belong to the next traffic step (a short window then measures a share between the two)."""
     served = hit = 0
-    for sec in summary["per_second"]:
+    if not isinstance(source, dict):
+        for record in source:
+            if record.ok and start_wall <= record.wall < end_wall:
+                served += 1
+                hit += record.version == version
+        return round(100.0 * hit / served, 1) if served else None
+    for sec in source["per_second"]:
         if sec["wall"] is None or not start_wall <= sec["wall"] < end_wall:
             continue
         n = sum(sec["versions"].values())

@@ -33,11 +33,12 @@ def run_killed_at(box: Sandbox, strategy: str, kong_y: str, at: str, log_path: s
     return rc, os.path.exists(mark)
 
 
-def killed_at(box: Sandbox, strategy: str, kong_y: str, at: str, log_path: str, resumes: str | None = None) -> None:
+def killed_at(box: Sandbox, strategy: str, kong_y: str, at: str, log_path: str, resumes: str | None = None) -> str:
     """run_killed_at, asserting that the controller died at ``at`` and, given ``resumes`` (a run id),
-    that the run said it resumed that run."""
+    that the run said it resumed that run; returns what the run printed."""
     rc, killed = run_killed_at(box, strategy, kong_y, at, log_path)
     with open(log_path) as fh:
         text = fh.read()
     assert killed and rc == -signal.SIGKILL, f"the run was not killed at {at} (rc {rc}):\n{text[-3000:]}"
     assert resumes is None or f"Resuming run {resumes}" in text, f"the run killed at {at} did not resume run {resumes}:\n{text[-3000:]}"
+    return text

@@ -131,7 +131,7 @@ def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
     assert [s["share"] for s in journal["steps"]] == [10, 25, 50, 100]
     for step in journal["steps"]:
         # the load's own measurement of Y's share while the step soaked
-        measured = share_between(summary, _epoch(step.get("shifted_at") or step["started_at"]) + 0.2, _epoch(step["ended_at"]), Y)
+        measured = share_between(load.records, _epoch(step.get("shifted_at") or step["started_at"]) + 0.2, _epoch(step["ended_at"]), Y)
         assert measured is not None, f"no request was answered during the {step['share']} % step"
         assert abs(measured - step["share"]) <= 3.0, f"step {step['share']} %: Y served {measured} %"
         assert step["gate"]["failed"] is False and step["gate"]["requests"] > 0
@@ -439,7 +439,7 @@ def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
     assert journal["status"] == "done" and [s["share"] for s in journal["steps"]] == [10, 25, 50, 100]
     assert {x: journal["nodes"].get(x) for x in ("x1", "x2")} == dict.fromkeys(("x1", "x2"), "decommissioned")
     for step in journal["steps"]:
-        measured = share_between(summary, _epoch(step.get("shifted_at") or step["started_at"]) + 0.2, _epoch(step["ended_at"]), Y)
+        measured = share_between(load.records, _epoch(step.get("shifted_at") or step["started_at"]) + 0.2, _epoch(step["ended_at"]), Y)
         assert measured is not None and abs(measured - step["share"]) <= 3.0, f"step {step['share']} %: Y {measured} %"
         # behind nginx (no per-server counters) each Y node's own /metrics is the error-rate gate
         nodes = step["gate"]["nodes"]

@@ -3,9 +3,12 @@ a sandbox run's journal and log."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import threading
+
+import requests
 
 from tests.sandbox.core import Sandbox
 
@@ -54,3 +57,21 @@ def _log(box: Sandbox) -> str:
 def _failure(box: Sandbox) -> str:
     lines = _log(box).splitlines()
     return "\n".join([ln for ln in lines if "fatal:" in ln or "FAILED" in ln][-5:] + lines[-40:])
+
+
+def _versions(box: Sandbox) -> dict:
+    """The version each node of the group answers with on its Admin API (None: not answering)."""
+    found = {}
+    for name, node in box.state["nodes"].items():
+        if node["group"] != "kong_x":
+            continue
+        try:
+            found[name] = requests.get(f"http://127.0.0.1:{node['admin_port']}/", timeout=5).json()["version"]
+        except requests.RequestException:
+            found[name] = None
+    return found
+
+
+def _epoch(text: str) -> float:
+    """Epoch seconds of a journal timestamp (ISO 8601, UTC, ``Z``)."""
+    return datetime.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=datetime.UTC).timestamp()

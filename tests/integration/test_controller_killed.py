@@ -13,9 +13,9 @@ import os
 import time
 
 import pytest
-import requests
 
 from tests.integration.controller_kill import killed_at, run_killed_at
+from tests.integration.faults import _journal, _versions
 from tests.loadgen import LoadGenerator
 from tests.sandbox import procs
 from tests.sandbox.core import Sandbox
@@ -45,25 +45,6 @@ def box(tmp_path):
         yield sandbox
     finally:
         sandbox.down()
-
-
-def _journal(box: Sandbox) -> dict:
-    import json
-
-    with open(os.path.join(box.work_dir, "sandbox", "journal.json")) as fh:
-        return json.load(fh)
-
-
-def _versions(box: Sandbox) -> dict:
-    """The version each X host answers with on its Admin API (None: not answering)."""
-    found = {}
-    for name, node in box.state["nodes"].items():
-        if node["group"] == "kong_x":
-            try:
-                found[name] = requests.get(f"http://127.0.0.1:{node['admin_port']}/", timeout=5).json()["version"]
-            except requests.RequestException:
-                found[name] = None
-    return found
 
 
 def _pending(box: Sandbox) -> set:

@@ -33,7 +33,7 @@ import psycopg2
 import pytest
 import requests
 
-from tests.integration.faults import Hook, _failure, _journal, _log
+from tests.integration.faults import Hook, _failure, _journal, _log, _versions
 from tests.loadgen import NOT_SENT, LoadGenerator
 from tests.sandbox import procs
 from tests.sandbox.core import ADMIN_TOKEN, PG_PASSWORD, Sandbox, haproxy_servers_settled
@@ -196,19 +196,6 @@ def _database(box: Sandbox) -> dict:
         if t not in ("locks", "cluster_events", "clustering_data_planes", "schema_meta")
     }
     return {"schema_meta": box.schema_meta(), "tables": digests}
-
-
-def _versions(box: Sandbox) -> dict:
-    """The version each node of the group answers with on its Admin API (None: not answering)."""
-    found = {}
-    for name, node in box.state["nodes"].items():
-        if node["group"] != "kong_x":
-            continue
-        try:
-            found[name] = requests.get(f"http://127.0.0.1:{node['admin_port']}/", timeout=5).json()["version"]
-        except requests.RequestException:
-            found[name] = None
-    return found
 
 
 def _same_tables(before: dict, after: dict) -> None:

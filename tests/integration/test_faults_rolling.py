@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.integration.faults import Hook, _failure, _journal, _log
+from tests.integration.faults import Hook, _epoch, _failure, _journal, _log
 from tests.loadgen import LoadGenerator
 from tests.sandbox import procs
 from tests.sandbox.core import Sandbox, haproxy_admin_view
@@ -144,12 +144,6 @@ def test_a_y_node_crashing_while_a_step_soaks_puts_every_request_back_on_x(rolli
     assert not late, f"requests failed before the crash or after the rollback: {late[:10]}"
     tail = [s for s in summary["per_second"] if s["wall"] and s["wall"] > detected + 2]
     assert tail and all(set(s["versions"]) <= {RX} for s in tail), "traffic still reaches Y after the rollback"
-
-
-def _epoch(text: str) -> float:
-    import datetime
-
-    return datetime.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=datetime.UTC).timestamp()
 
 
 def test_haproxy_runtime_socket_gone_in_the_middle_of_the_shift_stops_loudly_and_resumes(rolling_box):

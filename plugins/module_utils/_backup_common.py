@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -138,6 +139,25 @@ def ensure_free_space(path: str, needed: int, statvfs=None) -> int:
             available_bytes=available,
         )
     return available
+
+
+def destination_full(dest: str, exc: BaseException, statvfs=None) -> BackupError | None:
+    """The error to report when `exc` (an OSError, or a tool's failure whose output says so) is the
+    backup destination running out of space while the backup was written; None for any other error."""
+    text = " ".join([str(exc), str(getattr(exc, "context", {}).get("stderr", ""))])
+    if not ((isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or os.strerror(errno.ENOSPC) in text):
+        return None
+    try:
+        left = _human(free_bytes(dest, statvfs))
+    except OSError:
+        left = "unknown"
+    context = dict(getattr(exc, "context", {}))
+    return BackupError(
+        f"the backup destination {dest} filled up while the backup was written ({exc}); the partial backup was removed "
+        f"and nothing else changed ({left} free there now). Free space in {dest} or point dest (the playbooks' kong_work_dir) at a larger file system, "
+        "then run again",
+        **context,
+    )
 
 
 def _human(size: int) -> str:

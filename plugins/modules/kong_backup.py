@@ -470,8 +470,11 @@ def run(module: AnsibleModule) -> dict:
             if counts is not None:
                 manifest["entity_counts"] = counts
             staged.commit(manifest)
-        except BaseException:
+        except BaseException as exc:
             staged.abort()
+            full = bk.destination_full(dest, exc)
+            if full is not None:
+                raise full from exc
             raise
     finally:
         for part in parts:

@@ -6,7 +6,8 @@ requests the clients sent, schema_meta and the table digests of the database, th
 the journal and the message.
 
 The cases run in this order on the same sandbox (3.6.1 -> 3.7.1), each starting from X serving:
-1. PostgreSQL restarts while ``pg_dump`` takes the backup;
+1. PostgreSQL restarts while ``pg_dump`` takes the backup; then the backup destination fills up while
+   ``pg_dump`` writes;
 2. PostgreSQL restarts in the middle of ``kong migrations up`` (core migrated, ai-proxy not);
 3. the post-start verification finds an entity missing (a route lost after the backup);
 4. PostgreSQL restarts in the middle of ``kong migrations finish``; then ``--tags finish`` resumes;
@@ -312,6 +313,70 @@ def test_postgres_restart_during_the_backup_changes_nothing_and_the_rerun_is_cle
         assert json.load(fh)["run_id"] == run_id, "writes are not frozen again"
     # the next test starts with no run open: this one is set aside as a finished run would be
     os.remove(_lock_path(box))
+    os.replace(os.path.join(box.work_dir, "sandbox", "journal.json"), os.path.join(box.work_dir, "sandbox", f"journal-{run_id}.json"))
+
+
+def _backups_dir(box: Sandbox) -> str:
+    return os.path.join(box.work_dir, "sandbox", "backups")
+
+
+def _fill(path: str, leave: int) -> None:
+    """Fills the file system of ``path`` with one file until ``leave`` bytes are left."""
+    st = os.statvfs(path)
+    size = st.f_bavail * st.f_frsize - leave
+    with open(os.path.join(path, "filler"), "wb") as fh:
+        block = b"\0" * (1 << 20)
+        while size > 0:
+            size -= fh.write(block[: min(size, len(block))])
+
+
+def test_the_backup_destination_filling_up_during_the_dump_leaves_no_partial_backup_and_changes_nothing(box, tmp_path):
+    """The backups' file system (a 64 MiB tmpfs mounted on the backups directory, with room enough when
+    the backup starts) fills up the moment pg_dump starts to write: the backup fails as a whole (no
+    partial dump or run directory, no manifest), the message names the full destination and what to do,
+    the run stops in phase backup before any node changed, writes are thawed, and no request failed."""
+    before = _database(box)
+    backups = _backups_dir(box)
+    os.makedirs(backups, mode=0o700, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "kongops-backups-full", backups], check=True)
+    try:
+        bindir, started, go = _pg_dump_wrapper(tmp_path, shutil.which("pg_dump"))
+
+        def fault():
+            _fill(backups, leave=4096)
+            open(go, "w").close()
+
+        hook = Hook(lambda: os.path.exists(started), fault)
+        hook.start()
+        load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"}).start()
+        try:
+            rc = _upgrade(box, env={"PATH": bindir + os.pathsep + os.environ["PATH"]})
+        finally:
+            summary = load.stop()
+            hook.done()
+        assert hook.fired, "the backup never ran pg_dump: the fault was not injected\n" + _failure(box)
+        assert rc != 0
+        journal = _journal(box)
+        assert journal["status"] == "failed" and journal["failure"]["phase"] == "backup", journal.get("failure")
+        reason = journal["failure"]["reason"]
+        assert f"the backup destination {backups} filled up while the backup was written" in reason, reason
+        assert "No space left on device" in reason and "the partial backup was removed" in reason, reason
+        assert journal.get("thawed") is True
+        assert set((journal.get("nodes") or {}).values()) <= {"pending"}, journal.get("nodes")
+        assert not (journal.get("backup") or {}).get("manifest")
+        # nothing of the run is left on the full file system but the test's own filler
+        assert os.listdir(backups) == ["filler"], os.listdir(backups)
+        log = _log(box)
+        assert "Re-run the same playbook to resume" in log and "Configuration writes were thawed" in log
+        _x_serves(box)
+        assert _database(box) == before
+        assert summary.get("not_sent", 0) == 0 and summary["total"] > 0
+        failed = [(r.status, r.error) for r in load.records if not r.ok]
+        assert not failed, f"{len(failed)} of {summary['total']} requests failed: {failed[:5]}"
+    finally:
+        subprocess.run(["umount", backups], check=False)
+    # the next test starts with no run open: this one is set aside as a finished run would be
+    run_id = _journal(box)["run_id"]
     os.replace(os.path.join(box.work_dir, "sandbox", "journal.json"), os.path.join(box.work_dir, "sandbox", f"journal-{run_id}.json"))
 
 

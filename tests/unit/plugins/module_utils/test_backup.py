@@ -110,6 +110,19 @@ def test_free_space_refused_with_numbers(tmp_path):
     assert exc.value.context == {"needed_bytes": 1 << 20, "available_bytes": 10 * 1024}
 
 
+def test_destination_full_recognises_enospc_and_a_tool_saying_so_and_nothing_else(tmp_path):
+    def fake(path):
+        return SimpleNamespace(f_bavail=1, f_frsize=4096)
+
+    err = bk.BackupError("pg_dump of database kong failed (rc=1): pg_dump: error: could not write to file", rc=1, stderr="pg_dump: error: could not write to output file: No space left on device")
+    full = bk.destination_full(str(tmp_path), err, statvfs=fake)
+    assert "filled up while the backup was written (pg_dump of database kong failed" in str(full) and "4.0 KiB free there now" in str(full)
+    assert full.context == err.context
+    assert bk.destination_full(str(tmp_path), OSError(28, "No space left on device"), statvfs=fake) is not None
+    assert bk.destination_full(str(tmp_path), OSError(13, "Permission denied"), statvfs=fake) is None
+    assert bk.destination_full(str(tmp_path), bk.BackupError("pg_dump failed (rc=1): connection refused"), statvfs=fake) is None
+
+
 # --- manifests and checksums ----------------------------------------------------------------
 
 

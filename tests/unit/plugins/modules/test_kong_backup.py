@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import errno
 import os
 import stat
 from types import SimpleNamespace
@@ -249,6 +250,22 @@ def test_not_enough_free_space(kong, no_commands, tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=1, f_frsize=4096))
     rc, r, _out = run(capsys, {"dest": str(tmp_path), "run_id": "r1"})
     assert rc == 1 and "not enough free space" in r["msg"] and r["available_bytes"] == 4096
+    assert os.listdir(tmp_path) == []
+
+
+def test_destination_filling_up_while_written_removes_the_partial_backup_and_says_so(kong, no_commands, tmp_path, capsys, monkeypatch):
+    from ansible_collections.kongops.upgrade.plugins.module_utils import _backup_declarative
+
+    def full(path, data, verify=None, mode=0o600):
+        with open(path + ".partial", "wb") as fh:
+            fh.write(data[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path + ".partial")
+
+    monkeypatch.setattr(_backup_declarative, "write_private", full)
+    rc, r, _out = run(capsys, {"dest": str(tmp_path), "run_id": "r1"})
+    assert rc == 1, r
+    assert r["msg"].startswith(f"the backup destination {tmp_path} filled up while the backup was written ([Errno 28]"), r["msg"]
+    assert "the partial backup was removed" in r["msg"] and "Free space in" in r["msg"]
     assert os.listdir(tmp_path) == []
 
 

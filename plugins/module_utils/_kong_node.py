@@ -265,6 +265,27 @@ class KongNodeInfo:
             facts["metrics"] = self.metrics()
         return facts
 
+    def gather_through_outage(
+        self, timeout: float, include_data_planes: bool = True, include_metrics: bool = False, interval: float = 1.0, sleep=None, clock=None
+    ):
+        """gather(), read again through an outage (refused, timed out, 5xx) for at most ``timeout``
+        seconds: a wait on a control plane that restarts or is lost for a while starts with this read, and
+        its data planes keep serving meanwhile. Returns ``(facts, waited_seconds)``; raises the last error
+        when the time is up, and at once an answer that says the request is wrong (4xx)."""
+
+        def attempt():
+            try:
+                return True, self.gather(include_data_planes=include_data_planes, include_metrics=include_metrics)
+            except KongAdminError as exc:
+                if exc.status is not None and exc.status < 500:
+                    raise
+                return False, exc
+
+        done, value, waited = poll(attempt, timeout, interval, sleep, clock)
+        if not done:
+            raise value
+        return value, waited
+
 
 def data_plane_out_of_sync(row: dict, want: dict):
     """None when the control plane's ``row`` shows the data plane in sync as ``want`` asks (id,

@@ -53,8 +53,9 @@ options:
       - Polls C(GET /clustering/data-planes) every second for at most O(wait_timeout) seconds and fails
         with what still differs when the time is up. One task, no C(until) loop.
       - A control plane that does not answer for a while (restarting, or lost while its data planes keep
-        serving their configuration) is waited for within the same O(wait_timeout); when the time is up the
-        failure names its URL. An answer that refuses the request (4xx) fails at once.
+        serving their configuration) is waited for within the same O(wait_timeout), from the module's first
+        read of the node on; when the time is up the failure names its URL. An answer that refuses the
+        request (4xx) fails at once.
     type: dict
     suboptions:
       id:
@@ -657,11 +658,21 @@ def main():
             )
     admin = KongAdminClient.from_params(p)
     status = KongAdminClient.from_params(p, url_key="status_url") if p["status_url"] else None
+    # a wait on a control plane starts with this read: a control plane away for a while (restarting, lost)
+    # is waited for within the same wait_timeout, as the wait itself does
+    waiting = bool(p["wait_data_plane"] or p["wait_config_sync"]) and not p["konnect"]
+    started = time.monotonic()
     try:
-        facts = KongNodeInfo(admin, status).gather(include_data_planes=p["data_planes"], include_metrics=p["metrics"])
+        if waiting:
+            facts = KongNodeInfo(admin, status).gather_through_outage(
+                max(0, p["wait_timeout"]), include_data_planes=p["data_planes"], include_metrics=p["metrics"]
+            )[0]
+        else:
+            facts = KongNodeInfo(admin, status).gather(include_data_planes=p["data_planes"], include_metrics=p["metrics"])
     except KongAdminError as exc:
         module.fail_json(
-            msg=f"cannot read the node's Admin API: {exc}",
+            msg=(f"the control plane did not answer within wait_timeout ({p['wait_timeout']}s): " if waiting else "cannot read the node's Admin API: ")
+            + str(exc),
             ready=False,
             url=exc.url,
             status_code=exc.status,
@@ -697,13 +708,12 @@ def main():
             problems.append(left)
         if problems:
             module.fail_json(msg=f"control plane {facts.get('hostname')} on Kong {facts.get('version')}: " + " | ".join(problems), **facts)
-    started = time.monotonic()
     want = p["wait_data_plane"]
     if want:
         if facts.get("mode") != "hybrid_cp":
             module.fail_json(msg=f"wait_data_plane: {p['admin_url']} is not a control plane (mode {facts.get('mode')})", **facts)
         try:
-            waited = KongNodeInfo(admin, status).wait_data_plane(want, max(0, p["wait_timeout"]))
+            waited = KongNodeInfo(admin, status).wait_data_plane(want, max(0.0, p["wait_timeout"] - (time.monotonic() - started)))
         except KongAdminError as exc:
             module.fail_json(msg=f"cannot read the control plane's data planes: {exc}", ready=False, url=exc.url, status_code=exc.status, body=exc.body)
         facts.update(data_plane=waited["data_plane"], waited_seconds=waited["waited_seconds"])

@@ -5,10 +5,12 @@
   with that name first, so the test knows the kill happened where it asked. The process must lead its own
   process group (start_new_session), or it refuses: it would kill its caller too.
 - KONGOPS_PAUSE_AT with KONGOPS_PAUSE_FILE: the run waits there (up to 5 minutes) while the file exists;
-  the callback writes it when the run gets there, the test injects its fault and removes it."""
+  the callback writes it when the run gets there, the test injects its fault and removes it. The name is a
+  shell-style pattern (``*``: a role's prefix, a task named per host)."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import signal
 import time
@@ -37,7 +39,7 @@ class CallbackModule(CallbackBase):
         self._pause_file = os.environ.get("KONGOPS_PAUSE_FILE", "")
 
     def _reached(self, what: str) -> None:
-        if self._pause_at and self._pause_file and what == self._pause_at:
+        if self._pause_at and self._pause_file and fnmatch.fnmatchcase(what, self._pause_at):
             self._pause_at = ""  # once
             with open(self._pause_file, "w") as fh:
                 fh.write(what)

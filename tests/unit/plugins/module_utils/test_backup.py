@@ -114,7 +114,11 @@ def test_destination_full_recognises_enospc_and_a_tool_saying_so_and_nothing_els
     def fake(path):
         return SimpleNamespace(f_bavail=1, f_frsize=4096)
 
-    err = bk.BackupError("pg_dump of database kong failed (rc=1): pg_dump: error: could not write to file", rc=1, stderr="pg_dump: error: could not write to output file: No space left on device")
+    err = bk.BackupError(
+        "pg_dump of database kong failed (rc=1): pg_dump: error: could not write to file",
+        rc=1,
+        stderr="pg_dump: error: could not write to output file: No space left on device",
+    )
     full = bk.destination_full(str(tmp_path), err, statvfs=fake)
     assert "filled up while the backup was written (pg_dump of database kong failed" in str(full) and "4.0 KiB free there now" in str(full)
     assert full.context == err.context

@@ -102,6 +102,41 @@ def test_a_control_plane_that_stays_away_ends_the_wait_bounded_and_named():
     assert conf_hash is None and problems and "did not answer" in problems[0]
 
 
+def test_the_first_read_of_a_wait_goes_on_through_an_outage_bounded_and_stops_at_once_on_4xx():
+    """A wait's first read (GET / and /status of the control plane) meets it restarting: read again
+    within the wait's time; when the time is up the last error names the control plane; a 4xx stops at once."""
+    from ansible_collections.kongops.upgrade.plugins.module_utils._kong_node import KongNodeInfo
+
+    class Admin:
+        def __init__(self, *answers):
+            self.answers = list(answers)
+
+        def node(self):
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            if isinstance(answer, Exception):
+                raise answer
+            return {"version": "3.9.3", "node_id": "cp-1", "configuration": {"role": "control_plane", "database": "postgres"}}
+
+        def status(self):
+            return {"database": {"reachable": True}, "server": {}}
+
+        def paged(self, path):
+            return iter([ROW])
+
+    clock = [0.0]
+    ticks = {"sleep": lambda s: clock.__setitem__(0, clock[0] + s), "clock": lambda: clock[0]}
+    facts, waited = KongNodeInfo(Admin(_gone(), _gone(503), "up")).gather_through_outage(60, **ticks)
+    assert facts["mode"] == "hybrid_cp" and facts["data_planes"][0]["id"] == "dp-1" and waited == 2.0
+    clock[0] = 0.0
+    with pytest.raises(Exception, match="refused") as away:
+        KongNodeInfo(Admin(_gone())).gather_through_outage(5, **ticks)
+    assert away.value.url == "http://cp:8001/clustering/data-planes" and clock[0] == 5.0
+    clock[0] = 0.0
+    with pytest.raises(Exception, match="refused"):
+        KongNodeInfo(Admin(_gone(401), "up")).gather_through_outage(60, **ticks)
+    assert clock[0] == 0.0
+
+
 def test_a_control_plane_that_refuses_the_request_stops_the_wait_at_once():
     planes = _Planes(_gone(401), [ROW])
     with pytest.raises(Exception, match="refused"):

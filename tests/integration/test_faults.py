@@ -20,21 +20,18 @@ The cases run in this order on the same sandbox (3.6.1 -> 3.7.1), each starting 
 from __future__ import annotations
 
 import glob
-import gzip
 import json
 import os
 import shutil
 import stat
 import subprocess
-import tarfile
-import threading
 import time
 
 import psycopg2
 import pytest
 import requests
 
-from tests.integration.faults import Hook, _failure, _journal, _log, _versions
+from tests.integration.faults import CmdlineSampler, Hook, _failure, _journal, _log, _versions, leaks, loose_files
 from tests.loadgen import NOT_SENT, LoadGenerator
 from tests.sandbox import procs
 from tests.sandbox.core import ADMIN_TOKEN, PG_PASSWORD, Sandbox, haproxy_servers_settled
@@ -52,47 +49,6 @@ SECRETS = (PG_PASSWORD, SUPERUSER_PASSWORD, ADMIN_TOKEN)
 CONF_CHANGE = json.dumps({"kong_node_conf": {"log_level": "notice"}})
 
 
-class CmdlineSampler(threading.Thread):
-    """Reads the command line of every process this test process started (directly or not) or that
-    names the sandbox, every 100 ms, and keeps those that hold a secret."""
-
-    def __init__(self, marker: str):
-        super().__init__(daemon=True)
-        self.marker, self.root = marker, os.getpid()
-        self.found: list[str] = []
-        self.samples = 0
-        self.stop = threading.Event()
-
-    def _ours(self, pid: str, cmdline: str) -> bool:
-        if self.marker in cmdline:
-            return True
-        for _hop in range(32):
-            try:
-                with open(f"/proc/{pid}/stat") as fh:
-                    pid = fh.read().rsplit(")", 1)[1].split()[1]
-            except (OSError, IndexError):
-                return False
-            if int(pid) == self.root:
-                return True
-            if int(pid) <= 1:
-                return False
-        return False
-
-    def run(self):
-        while not self.stop.wait(0.1):
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                        cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                if any(secret in cmdline for secret in SECRETS) and self._ours(pid, cmdline):
-                    self.found.append(cmdline[:500])
-            self.samples += 1
-
-
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
     base = tmp_path_factory.mktemp("faults")
@@ -103,7 +59,7 @@ def box(tmp_path_factory):
         admin = f"http://127.0.0.1:{sandbox.state['nodes']['x1']['admin_port']}"
         seed_services(admin, SEEDED)
         sandbox.install(Y)
-        sandbox.cmdlines = CmdlineSampler(sandbox.state_dir)
+        sandbox.cmdlines = CmdlineSampler(sandbox.state_dir, SECRETS)
         sandbox.cmdlines.start()
         yield sandbox
     finally:
@@ -537,24 +493,6 @@ def test_postgres_restart_in_the_middle_of_migrations_finish_keeps_y_and_the_fre
     assert f"kong/{Y}" in _served_by(box)
 
 
-def _leaks(text: str) -> list:
-    return [secret for secret in SECRETS if secret in text]
-
-
-def _contents(path: str) -> list:
-    """(member, bytes) of a file as a reader of it sees them: a database dump as the SQL pg_restore
-    writes from it, an archive member by member, anything else as it is."""
-    if path.endswith(".dump"):
-        sql = subprocess.run([os.path.join(PG_BIN, "pg_restore"), "--file=-", path], capture_output=True, check=True)
-        return [("", sql.stdout)]
-    if path.endswith((".tar.gz", ".tgz", ".tar")):
-        with tarfile.open(path) as tar:
-            return [(":" + m.name, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()]
-    with open(path, "rb") as fh:
-        data = fh.read()
-    return [("", gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)]
-
-
 def _keeps_kong_conf(path: str, member: str) -> bool:
     """The `files` backup keeps each kong.conf as it is, pg_password included, so that a restore gives
     the node its file back (0600 in a 0700 directory, checked with every backup)."""
@@ -580,7 +518,7 @@ def test_no_secret_in_any_output_file_or_command_line_and_credentials_kept_0600(
     for path in runs:
         with open(path, errors="replace") as fh:
             outputs[path] = fh.read()
-    leaked = {name: _leaks(text) for name, text in outputs.items() if _leaks(text)}
+    leaked = {name: leaks(text, SECRETS) for name, text in outputs.items() if leaks(text, SECRETS)}
     assert not leaked, f"secrets in ansible-playbook's output: {leaked}"
     # the consumer's key the smoke test sends (kong_smoke_key) is a credential too
     assert not [name for name, text in outputs.items() if DEMO_KEY in text], "the smoke test's key is in the output"
@@ -591,18 +529,7 @@ def test_no_secret_in_any_output_file_or_command_line_and_credentials_kept_0600(
     assert any("+log_level = notice" in text for text in outputs.values()), "no run showed kong.conf's diff"
     assert any("pg_password = ********" in text for text in outputs.values()), "kong.conf's diff shows no masked pg_password"
 
-    files, loose = [], []
-    for root, _dirs, names in os.walk(box.work_dir):
-        for name in names:
-            path = os.path.join(root, name)
-            files.append(path)
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-            for member, data in _contents(path):
-                if any(secret.encode() in data for secret in SECRETS) and not _keeps_kong_conf(path, member):
-                    loose.append(f"{path}{member} holds a secret")
-                holds_credentials = DEMO_KEY.encode() in data or os.sep + "backups" + os.sep in path
-                if holds_credentials and mode & 0o177:
-                    loose.append(f"{path} is {oct(mode)}, not 0600")
+    files, loose = loose_files(box.work_dir, SECRETS, credentials=(DEMO_KEY,), kept=_keeps_kong_conf)
     assert (
         any(p.endswith(".dump") for p in files)
         and any("manifest" in p for p in files)
@@ -621,10 +548,5 @@ def test_no_secret_in_any_output_file_or_command_line_and_credentials_kept_0600(
                 loose.append(f"{backup} is {oct(mode)}, kong.conf is {oct(conf_mode)}")
     assert conf_backups, "kong_conf wrote no backup of kong.conf"
     assert not loose, "\n".join(loose)
-    for root, dirs, _names in os.walk(box.work_dir):
-        for name in dirs:
-            path = os.path.join(root, name)
-            if os.sep + "reports" not in path:
-                assert not stat.S_IMODE(os.stat(path).st_mode) & 0o077, f"{path} is open to others"
     assert box.cmdlines.samples > 100, box.cmdlines.samples
     assert not box.cmdlines.found, f"secrets on a command line: {box.cmdlines.found[:3]}"

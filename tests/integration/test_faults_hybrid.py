@@ -20,13 +20,15 @@ import time
 from tests.integration import test_hybrid_upgrade as hybrid_cases
 from tests.integration.ansible_run import run_playbook
 from tests.integration.controller_kill import CALLBACKS
-from tests.integration.faults import Hook
-from tests.sandbox.core import REPO, haproxy_servers
+from tests.integration.faults import Hook, leaks, loose_files
+from tests.sandbox.core import ADMIN_TOKEN, REPO, haproxy_servers
+from tests.sandbox.render import DEMO_KEY
 
 hybrid = hybrid_cases.hybrid
 X, Y = hybrid_cases.X, hybrid_cases.Y
 ROLLING_PLAYBOOK = os.path.join(REPO, "playbooks", "rolling_upgrade.yml")
 WAIT_TASK = "task:*Wait until the control plane lists the data plane, and every live data plane, in sync*"
+SECRETS = (ADMIN_TOKEN, DEMO_KEY)
 TIMEOUT = 8  # kong_node_ready_timeout of the run that meets the lost control plane
 
 
@@ -67,7 +69,9 @@ def test_the_control_plane_lost_while_a_new_data_plane_waits_stops_bounded_and_n
     )
     load = hybrid_cases._load(box)
     try:
-        first = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y, "kong_node_ready_timeout": TIMEOUT}, env=env)
+        first = run_playbook(
+            ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y, "kong_node_ready_timeout": TIMEOUT}, env=env, verbosity=3
+        )
         stopped = time.time()
         hook.done()
         assert hook.fired, "the run never waited for the control plane to list the new data plane\n" + first.stdout[-3000:]
@@ -92,7 +96,7 @@ def test_the_control_plane_lost_while_a_new_data_plane_waits_stops_bounded_and_n
 
         # the operator brings the control plane back; the same playbook resumes the run and completes it
         _start(box, "cp", Y)
-        second = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y}, env=box.ansible_env())
+        second = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y}, env=box.ansible_env(), verbosity=3)
         time.sleep(2)
     finally:
         summary = load.stop()
@@ -102,6 +106,11 @@ def test_the_control_plane_lost_while_a_new_data_plane_waits_stops_bounded_and_n
     done = _journal(box)
     assert done["run_id"] == journal["run_id"] and done["status"] == "done" and done.get("thawed") is True
     assert not os.path.exists(lock)
+    # both runs were at -vvv: the Admin API token and the smoke test's consumer key appear in neither
+    # output nor in any file the runs left (the backups, which hold the key, 0600)
+    assert all("ESTABLISH LOCAL CONNECTION" in run.stdout and not leaks(run.stdout, SECRETS) for run in (first, second))
+    _files, loose = loose_files(box.work_dir, (ADMIN_TOKEN,), credentials=(DEMO_KEY,))
+    assert not loose, loose
     # the data planes served throughout: the control plane's loss cost no request
     hybrid_cases._assert_clean_load(summary)
     hybrid_cases._assert_ends_on_y(box, summary)

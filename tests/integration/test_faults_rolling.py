@@ -2,7 +2,8 @@
 two X and two Y nodes shared by the cases, in this order: a slow Y trips the latency gate (the run rolls
 back); a Y node crashes while the 25, 50 and 100 % steps soak (each run resumes the one rolled back
 before it and rolls back again); HAProxy's runtime socket goes away mid-shift (the run stops flagged);
-HAProxy is reloaded mid-shift (the run resumes the same run to its end). Each hook is a condition the
+HAProxy is reloaded mid-shift (the run resumes the same run to its end); then the secrets sweep of every
+run above (all at -vvv with --diff). Each hook is a condition the
 test watches for (HAProxy's weights, a step in the journal), never a sleep; each case asserts from the
 outside: the requests a load sent through HAProxy, HAProxy's weights read back, the journal."""
 
@@ -15,12 +16,15 @@ import time
 
 import pytest
 
-from tests.integration.faults import Hook, _epoch, _failure, _journal, _log
+from tests.integration.faults import CmdlineSampler, Hook, _epoch, _failure, _journal, _log, leaks, loose_files
 from tests.loadgen import LoadGenerator
 from tests.sandbox import procs
-from tests.sandbox.core import Sandbox, haproxy_admin_view
+from tests.sandbox.core import ADMIN_TOKEN, Sandbox, haproxy_admin_view
+from tests.sandbox.render import DEMO_KEY
 
 RX, RY = "3.8.1", "3.9.3"
+# the Admin API token every call of the collection sends, and the consumer key the smoke test sends
+SECRETS = (ADMIN_TOKEN, DEMO_KEY)
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +36,18 @@ def rolling_box(tmp_path_factory):
         # two X nodes and two Y: the reload meets Y servers in rotation and X servers going out, as with more
         sandbox.up(mode="dbless", kong_x=RX, nodes=2)
         sandbox.install(RY)
+        sandbox.cmdlines = CmdlineSampler(sandbox.state_dir, SECRETS)
+        sandbox.cmdlines.start()
         yield sandbox
     finally:
+        if getattr(sandbox, "cmdlines", None):
+            sandbox.cmdlines.stop.set()
         sandbox.down()
+
+
+def _upgrade(box: Sandbox, *extra: str) -> int:
+    """One run of playbooks/rolling_upgrade.yml at -vvv with --diff (the secrets sweep reads every log)."""
+    return box.upgrade("rolling", RY, extra_args=["-vvv", "--diff", *extra], log_path=box.last_log, stream=lambda line: None)
 
 
 def _y1_in_rotation(hp: dict) -> bool:
@@ -67,9 +80,7 @@ def test_a_slow_y_node_trips_the_latency_gate_and_every_request_goes_back_to_x(r
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=10).start()
     box.last_log = os.path.join(box.log_dir, "rolling-latency.log")
     try:
-        rc = box.upgrade(
-            "rolling", RY, extra_args=["-e", "kong_gate_max_response_ms=150", "-e", "kong_gate_soak_seconds=4"], log_path=box.last_log, stream=lambda line: None
-        )
+        rc = _upgrade(box, "-e", "kong_gate_max_response_ms=150", "-e", "kong_gate_soak_seconds=4")
     finally:
         summary = load.stop()
         hook.done()
@@ -119,7 +130,7 @@ def test_a_y_node_crashing_while_a_step_soaks_puts_every_request_back_on_x(rolli
         # the steps before this one are the earlier cases' (and the 10 % step the latency case's): the run
         # goes to this step first
         steps = json.dumps({"kong_traffic_steps": sorted({step, 100})})
-        rc = box.upgrade("rolling", RY, extra_args=["-e", "kong_gate_soak_seconds=4", "-e", steps], log_path=box.last_log, stream=lambda line: None)
+        rc = _upgrade(box, "-e", "kong_gate_soak_seconds=4", "-e", steps)
         # the load goes on for 3 s after the rollback, to show where the traffic goes then
         failure = (_journal(box).get("failure") or {}).get("at")
         while failure and time.time() < _epoch(failure) + 3.5:
@@ -168,7 +179,7 @@ def test_haproxy_runtime_socket_gone_in_the_middle_of_the_shift_stops_loudly_and
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}, timeout=10).start()
     box.last_log = os.path.join(box.log_dir, "rolling-socket.log")
     try:
-        rc = box.upgrade("rolling", RY, log_path=box.last_log, stream=lambda line: None)
+        rc = _upgrade(box)
         after = haproxy_admin_view(moved) if hook.fired else {}
     finally:
         summary = load.stop()
@@ -233,13 +244,7 @@ def test_haproxy_reloaded_in_the_middle_of_the_shift_keeps_the_weights(rolling_b
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=100, headers={"apikey": "demo-key"}).start()
     box.last_log = os.path.join(box.log_dir, "rolling-reload.log")
     try:
-        rc = box.upgrade(
-            "rolling",
-            RY,
-            extra_args=["-e", "kong_lb_persist=state_file", "-e", f"kong_lb_state_file={hp['state_file']}"],
-            log_path=box.last_log,
-            stream=lambda line: None,
-        )
+        rc = _upgrade(box, "-e", "kong_lb_persist=state_file", "-e", f"kong_lb_state_file={hp['state_file']}")
     finally:
         summary = load.stop()
         hook.done()
@@ -256,3 +261,28 @@ def test_haproxy_reloaded_in_the_middle_of_the_shift_keeps_the_weights(rolling_b
     assert all(final[x][0] == 0 or final[x][1] == "MAINT" for x in ("x1", "x2")), final
     assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
     assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed"
+
+
+def test_no_secret_in_any_rolling_output_file_or_command_line_and_credentials_kept_0600(rolling_box):
+    """Every run of this file ran at -vvv with --diff: the Admin API token (every Admin API call) and the
+    consumer key the smoke test sends appear in no output of ansible-playbook, in no file under the work
+    directory but the backups, which must keep the consumer's key and are 0600 (the token in none: journals,
+    reports, freeze lock, the declarative backup and its controller copy, manifests), and on no command line
+    sampled during the runs."""
+    box = rolling_box
+    box.cmdlines.stop.set()
+    box.cmdlines.join(5)
+    outputs = {}
+    for name in sorted(os.listdir(box.log_dir)):
+        if name.startswith("rolling-") and name.endswith(".log"):
+            with open(os.path.join(box.log_dir, name), errors="replace") as fh:
+                outputs[name] = fh.read()
+    assert len(outputs) >= 6, sorted(outputs)
+    leaked = {name: leaks(text, SECRETS) for name, text in outputs.items() if leaks(text, SECRETS)}
+    assert not leaked, f"secrets in ansible-playbook's output: {leaked}"
+    assert all("ESTABLISH LOCAL CONNECTION" in text for text in outputs.values()), "a run was not at -vvv: the sweep proves nothing"
+    files, loose = loose_files(box.work_dir, (ADMIN_TOKEN,), credentials=(DEMO_KEY,))
+    assert any(p.endswith("declarative.yml") for p in files) and any(p.endswith("report.json") for p in files), files
+    assert not loose, "\n".join(loose)
+    assert box.cmdlines.samples > 100, box.cmdlines.samples
+    assert not box.cmdlines.found, f"secrets on a command line: {box.cmdlines.found[:3]}"

@@ -18,6 +18,7 @@ import pytest
 import requests
 import yaml
 
+from tests.integration.faults import loose_files
 from tests.loadgen import LoadGenerator
 from tests.sandbox import procs
 from tests.sandbox.core import Sandbox
@@ -151,11 +152,14 @@ def test_konnect_data_planes_rolling_under_load(konnect_box):
     box = konnect_box
     x_hash = _get(_admin(box, "x1") + "/status")["configuration_hash"]
     load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=RATE, headers={"apikey": "demo-key"}, timeout=5).start()
-    rc, log = _upgrade(box)
+    # at -vvv: the secrets sweep of a Konnect run (module arguments and results, set_stats)
+    rc, log = _upgrade(box, "-vvv")
     time.sleep(1)
     summary = load.stop()
     assert rc == 0, "\n".join([ln for ln in log.splitlines() if "fatal:" in ln][-5:] + log.splitlines()[-30:])
-    assert TOKEN not in log
+    assert "ESTABLISH LOCAL CONNECTION" in log and TOKEN not in log
+    _files, loose = loose_files(box.work_dir, (TOKEN,))
+    assert not loose, loose
 
     assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
     assert summary["total"] > 0 and summary["failed"] == 0, summary["failures_by_reason"]

@@ -122,3 +122,32 @@ def test_a_run_killed_midway_leaves_a_report_of_its_steps(tmp_path):
     assert "still going" in page and 'id="phase-chart"' in page and 'class="latency"' in page
     assert "12.0 s" in page, "the step's duration in human units"
     assert not [p for p in os.listdir(report_dir) if p.startswith(".")], "a temporary file was left behind"
+
+
+REFUSED = r"""
+import sys
+from types import SimpleNamespace
+from ansible_collections.kongops.upgrade.plugins.callback.upgrade_report import CallbackModule
+
+journal_path = sys.argv[1]
+cb = CallbackModule()
+cb.get_option = lambda name: None
+cb._display = SimpleNamespace(warning=print, banner=print, display=print)
+run = {"run_id": "r2", "strategy": "rolling", "status": "refused", "journal": journal_path}
+cb.v2_playbook_on_stats(SimpleNamespace(custom={"_run": {"kong_upgrade": run}}))
+"""
+
+
+def test_a_run_refused_before_its_journal_creates_the_cluster_directory_private(tmp_path):
+    """The report of a run refused before it opened its journal is the first thing written under the
+    cluster's directory, where the journal, the freeze lock and the backups go later: every directory it
+    creates is 0700."""
+    cluster = tmp_path / "work" / "c1"
+    env = dict(os.environ)
+    collections = os.path.join(os.path.dirname(__file__), *([".."] * 4), ".venv", "collections")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(collections), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", REFUSED, str(cluster / "journal.json")], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (cluster / "reports" / "r2" / "report.json").exists(), proc.stdout
+    for directory in (tmp_path / "work", cluster, cluster / "reports", cluster / "reports" / "r2"):
+        assert oct(directory.stat().st_mode & 0o777) == "0o700", directory

@@ -80,12 +80,12 @@ main() {
   [ -e "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kongops/upgrade" ] || \
     die "the collection is not linked under $ANSIBLE_COLLECTIONS_PATH: run 'make venv' first"
   if [ ${#scenarios[@]} -eq 0 ]; then
-    # longest first (measured: real_hosts ~450 s, rolling_hybrid ~320, rolling_dbless ~260,
-    # in_place_postgres ~240 when two run at once), so that the two slots end close together;
+    # longest first (measured alone: real_hosts ~255 s, rolling_hybrid ~255, dual_cluster_postgres ~230,
+    # rolling_dbless ~180, in_place_postgres ~130), so that the two slots end close together;
     # scenarios not named here follow in alphabetical order
     local s_all=() known
     for s in molecule/*/molecule.yml; do s_all+=("$(basename "$(dirname "$s")")"); done
-    for known in real_hosts rolling_hybrid rolling_dbless in_place_postgres; do
+    for known in real_hosts rolling_hybrid dual_cluster_postgres rolling_dbless in_place_postgres; do
       [ -f "molecule/$known/molecule.yml" ] && scenarios+=("$known")
     done
     for s in "${s_all[@]}"; do

@@ -1,6 +1,6 @@
 """`make bench`: the numbers behind the upgrade's claims, each measured in the same run as its baseline.
 
-    python -m bench.run [--only rolling,overhead,inplace,share,backup,simulator] [--rate 300]
+    python -m bench.run [--only rolling,overhead,inplace,dual,share,backup,simulator] [--rate 300]
                         [--sizes 3,10,30] [--budget-minutes 28] [--reps 3]
     python -m bench.run --table bench/results/<file>.json      # print the table of an earlier run
 
@@ -23,8 +23,9 @@ from bench.rolling import KEEPALIVE_CLIENTS, POST_RATE, PROFILES, SLOW_RATE
 PLAIN_LABEL = PROFILES["plain"]["label"]
 
 SIMULATOR_RATE, SIMULATOR_P99_MS = 1000.0, 20.0
-SECTIONS = ("simulator", "rolling", "inplace", "overhead", "backup")
+SECTIONS = ("simulator", "rolling", "inplace", "dual", "overhead", "backup")
 IN_PLACE_PATHS = (("3.6.1", "3.7.1"), ("2.8.5", "3.4.2"))
+DUAL_CLUSTER_PATHS = (("3.6.1", "3.7.1"),)
 CALLBACK = "kongops.upgrade.upgrade_report"
 DRAIN_PHASE = "Drain and decommission the X nodes"
 DEPLOY_PHASE = "Bring up the Y nodes beside X and smoke-test them"
@@ -96,6 +97,8 @@ class Bench:
             self.rolling()
         if "inplace" in only:
             self.inplace()
+        if "dual" in only:
+            self.dual_cluster()
         if "backup" in only:
             self.backup()
         if "overhead" in only:
@@ -136,6 +139,16 @@ class Bench:
         for kong_x, kong_y in IN_PLACE_PATHS:
             self.out(f"3. in-place {kong_x} -> {kong_y} under {self.args.inplace_rate:.0f} req/s")
             self.results["inplace"][f"{kong_x}->{kong_y}"] = in_place_under_load(self.work, kong_x, kong_y, self.args.inplace_rate, out=self.out)
+            self.save()
+
+    def dual_cluster(self) -> None:
+        """The strategy Kong's in-place guide prefers when capacity allows, on the in-place runs' sandbox and load."""
+        from bench.inplace import dual_cluster_under_load
+
+        self.results["dual_cluster"] = {}
+        for kong_x, kong_y in DUAL_CLUSTER_PATHS:
+            self.out(f"3. dual-cluster {kong_x} -> {kong_y} under {self.args.inplace_rate:.0f} req/s")
+            self.results["dual_cluster"][f"{kong_x}->{kong_y}"] = dual_cluster_under_load(self.work, kong_x, kong_y, self.args.inplace_rate, out=self.out)
             self.save()
 
     def backup(self) -> None:
@@ -326,14 +339,14 @@ def render_table(res: dict) -> str:
             lines.append(f"   skipped: {skipped['reason']}")
 
     inplace = res.get("inplace")
-    if inplace:
+    if inplace or res.get("dual_cluster"):
         lines += [
             "",
             "3. In-place upgrade downtime under load (traditional, 3 nodes, PostgreSQL): clients vs phases",
             f"   {'path':<15} {'rc':>3} {'clients s':>9} {'gap s':>6} {'journal s':>9} {'stop s':>6} {'migr. s':>7} "
             f"{'start s':>7} {'sum s':>6} {'stop->ready s':>13} {'failed':>7} {'outside gap':>11}",
         ]
-        for path, r in inplace.items():
+        for path, r in (inplace or {}).items():
             ph = r.get("phases") or {}
             load = r.get("load") or {}
             gap = r.get("outage") or {}
@@ -347,10 +360,21 @@ def render_table(res: dict) -> str:
             )
             if r.get("error"):
                 lines.append(f"     FAILED: {r['error'][:300]}")
+        for path, r in (res.get("dual_cluster") or {}).items():
+            load = r.get("load") or {}
+            gap = r.get("outage") or {}
+            lines.append(
+                f"   {'dual ' + path:<15} {_fmt(r.get('rc')):>3} {_fmt(r.get('client_downtime_seconds'), digits=2):>9} "
+                f"{_fmt(gap.get('longest_seconds'), digits=2):>6} {'-':>9} {'-':>6} {'-':>7} {'-':>7} {'-':>6} {'-':>13} "
+                f"{_fmt(real_failures(load) if load else None):>7} {_fmt(gap.get('failed_outside')):>11}"
+            )
+            if r.get("error"):
+                lines.append(f"     FAILED: {r['error'][:300]}")
         lines.append(
             "   clients = first to last failed request; gap = longest time between two requests answered 2xx "
             "(outside gap = failed requests sent outside it); journal = the playbook's own downtime_seconds; "
-            "stop/migr./start = task times from the run's timeline (migr. = up + finish)"
+            "stop/migr./start = task times from the run's timeline (migr. = up + finish); dual = the dual-cluster "
+            "upgrade of the same sandbox under the same load (Y on a clone of X's database, traffic moved through HAProxy)"
         )
 
     backup = res.get("backup")

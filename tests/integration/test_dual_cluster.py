@@ -16,12 +16,11 @@ import time
 import psycopg2
 import pytest
 import requests
-import yaml
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._backup_database import database_state
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_db import KongDb
 from tests.loadgen import NOT_SENT, LoadGenerator
-from tests.sandbox import procs, render
+from tests.sandbox import procs
 from tests.sandbox.core import VENV_BIN, Sandbox, haproxy_servers
 from tests.sandbox.seed import seed_services
 from tests.services.postgres import PostgresServer
@@ -43,17 +42,7 @@ def box(tmp_path_factory):
     sandbox.up(mode="traditional", kong_x=X)
     admin = f"http://127.0.0.1:{sandbox.state['nodes']['x1']['admin_port']}"
     seed_services(admin, SEEDED)
-    # cluster Y: the y1..y3 servers HAProxy declares (weight 0, disabled) become the kong_y hosts
-    with open(sandbox.inventory) as fh:
-        inventory = yaml.safe_load(fh)
-    local = dict(inventory["all"]["children"]["kong_x"]["hosts"]["x1"])
-    local = {k: v for k, v in local.items() if k.startswith("ansible_")}
-    inventory["all"]["children"]["kong_y"] = {
-        "hosts": {name: dict(local, **render._node_vars(node)) for name, node in sandbox.state["nodes"].items() if node["group"] == "lb_only"}
-    }
-    sandbox.dual_inventory = str(tmp / "dual-inventory.yml")
-    with open(sandbox.dual_inventory, "w") as fh:
-        yaml.safe_dump(inventory, fh)
+    sandbox.dual_inventory = sandbox.write_dual_inventory(str(tmp / "dual-inventory.yml"))
     sandbox.install(Y)
     yield sandbox
     sandbox.down()

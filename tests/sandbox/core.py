@@ -619,6 +619,21 @@ class Sandbox:
         pg = self.state["postgres"]
         return PostgresServer(pg["dir"], pg["port"]), pg["database"]
 
+    def write_dual_inventory(self, path: str) -> str:
+        """An inventory for the dual-cluster upgrade of a traditional sandbox: the sandbox's own, with the
+        y1..y3 servers HAProxy declares (weight 0, disabled) as the kong_y hosts of cluster Y."""
+        import yaml
+
+        with open(self.inventory) as fh:
+            inventory = yaml.safe_load(fh)
+        local = {k: v for k, v in inventory["all"]["children"]["kong_x"]["hosts"]["x1"].items() if k.startswith("ansible_")}
+        inventory["all"]["children"]["kong_y"] = {
+            "hosts": {name: dict(local, **render._node_vars(node)) for name, node in self.state["nodes"].items() if node["group"] == "lb_only"}
+        }
+        with open(path, "w") as fh:
+            yaml.safe_dump(inventory, fh)
+        return path
+
     def schema_meta(self) -> dict:
         """subsystem -> (executed, pending) migration names, read from Kong's schema_meta table."""
         server, database = self._kong_db()

@@ -1,5 +1,6 @@
 """What every scenario's testinfra verifier checks the same way: the run's journal on the controller,
-HAProxy's servers read back from its admin socket, and the load that ran during the upgrade.
+HAProxy's servers read back from its admin socket, the load that ran during the upgrade, and Kong's
+schema_meta read on a PostgreSQL host.
 A scenario's tests import it with `sys.path` pointed here (molecule/shared is not a scenario)."""
 import csv
 import io
@@ -43,3 +44,52 @@ def check_load_had_no_failure(host, current, target):
     assert summary["versions"].get(target, 0) > 0
     last = summary["per_second"][-3:]
     assert all(sec["versions"] and set(sec["versions"]) == {target} for sec in last), last
+
+
+def check_all_on_y(host, x_servers, y_servers):
+    """HAProxy's kong_proxy backend: every Y server UP with a weight, every X server out of rotation."""
+    rows = haproxy_servers(host)
+    for name in y_servers:
+        assert rows[name]["status"] == "UP", rows[name]
+        assert int(rows[name]["weight"]) > 0, rows[name]
+    for name in x_servers:
+        assert rows[name]["status"] == "MAINT" or int(rows[name]["weight"]) == 0, rows[name]
+
+
+def versions_through_lb(host, requests=10):
+    """The Kong versions that answered ``requests`` requests sent through HAProxy (each answered 200)."""
+    seen = set()
+    for _ in range(requests):
+        out = host.check_output("curl -s -o /dev/null -D - -H 'apikey: demo-key' http://127.0.0.1:8000/echo")
+        assert out.startswith("HTTP/1.1 200"), out
+        via = [ln for ln in out.splitlines() if ln.lower().startswith("via:")]
+        seen.add(via[-1].split("kong/")[-1].strip() if via else None)
+    return seen
+
+
+def schema_meta(host, database="kong"):
+    """Kong's schema_meta rows of ``database``, by subsystem: last executed, executed and pending migrations."""
+    out = host.check_output(
+        "runuser -u postgres -- psql -d %s -tA -F '|' -c %s",
+        database,
+        "SELECT subsystem, last_executed, array_to_string(executed, ','), coalesce(array_to_string(pending, ','), '') "
+        "FROM schema_meta WHERE key = 'schema_meta'",
+    )
+    rows = {}
+    for line in out.splitlines():
+        subsystem, last, executed, pending = line.split("|")
+        rows[subsystem] = {"last": last, "executed": executed.split(",") if executed else [], "pending": pending.split(",") if pending else []}
+    return rows
+
+
+def missing_migrations(meta, target):
+    """The migrations of Kong ``target`` (the simulator's catalog, taken from Kong's source) that ``meta`` has not executed."""
+    catalog_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "kongsim", "kongsim", "data", "migrations-by-version.json")
+    with open(catalog_path, encoding="utf-8") as fh:
+        catalog = json.load(fh)["versions"][target]["subsystems"]
+    missing = {}
+    for entry in catalog:
+        lacking = [m["name"] for m in entry["migrations"] if m["name"] not in meta.get(entry["subsystem"], {}).get("executed", [])]
+        if lacking:
+            missing[entry["subsystem"]] = lacking
+    return missing

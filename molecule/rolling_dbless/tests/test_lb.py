@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
 
-from kongops_verify import RUNNER, check_load_had_no_failure, haproxy_servers  # noqa: E402
+from kongops_verify import RUNNER, check_all_on_y, check_load_had_no_failure, versions_through_lb  # noqa: E402
 
 testinfra_hosts = RUNNER.get_hosts("kong_lb")
 X = RUNNER.get_hosts("kong_x")
@@ -19,22 +19,11 @@ def test_haproxy_runs(host):
 
 
 def test_weights_all_on_y(host):
-    rows = haproxy_servers(host)
-    for name in Y:
-        assert rows[name]["status"] == "UP", rows[name]
-        assert int(rows[name]["weight"]) > 0, rows[name]
-    for name in X:
-        assert rows[name]["status"] == "MAINT" or int(rows[name]["weight"]) == 0, rows[name]
+    check_all_on_y(host, X, Y)
 
 
 def test_requests_through_the_lb_reach_y(host):
-    seen = set()
-    for _ in range(20):
-        out = host.check_output("curl -s -o /dev/null -D - -H 'apikey: demo-key' http://127.0.0.1:8000/echo")
-        assert out.startswith("HTTP/1.1 200"), out
-        via = [ln for ln in out.splitlines() if ln.lower().startswith("via:")]
-        seen.add(via[-1].split("kong/")[-1].strip() if via else None)
-    assert seen == {TARGET}
+    assert versions_through_lb(host, 20) == {TARGET}
 
 
 def test_load_during_the_upgrade_had_zero_failures(host):

@@ -172,8 +172,7 @@ class KongNodeInfo:
         try:
             return self.data_planes(), None
         except KongAdminError as exc:
-            if exc.status is not None and exc.status < 500:
-                raise
+            _raise_unless_outage(exc)
             return [], f"the control plane at {exc.url} did not answer ({exc})"
 
     def wait_data_plane(self, want: dict, timeout: float, interval: float = 1.0, sleep=None, clock=None) -> dict:
@@ -277,14 +276,20 @@ class KongNodeInfo:
             try:
                 return True, self.gather(include_data_planes=include_data_planes, include_metrics=include_metrics)
             except KongAdminError as exc:
-                if exc.status is not None and exc.status < 500:
-                    raise
+                _raise_unless_outage(exc)
                 return False, exc
 
         done, value, waited = poll(attempt, timeout, interval, sleep, clock)
         if not done:
             raise value
         return value, waited
+
+
+def _raise_unless_outage(exc: KongAdminError) -> None:
+    """A wait goes on through an outage (refused, timed out, 5xx); an answer that says the request is wrong
+    (4xx: a token, a path) is raised at once."""
+    if exc.status is not None and exc.status < 500:
+        raise exc
 
 
 def data_plane_out_of_sync(row: dict, want: dict):

@@ -340,6 +340,15 @@ def test_state_differences():
     assert state_differences(a, MigrationsState(needs_bootstrap=True)) == ["needs_bootstrap: False vs True"]
 
 
+def test_a_database_that_needs_bootstrapping_agrees_with_the_status_listing_every_migration_as_new():
+    """`list` exits 3 and lists nothing; `status` dumps new_migrations with every migration of the binary
+    (Kong/kong 3.9.3 kong/cmd/migrations.lua lines 105-108 and 156-177): the same state, not a disagreement."""
+    listed = parse_list(3, NEEDS_BOOTSTRAP)
+    status = parse_status_json('{"needs_bootstrap":true,"new_migrations":[{"subsystem":"core","namespace":"kong.db.migrations.core","migrations":["000_base","003_100_to_110"]}]}\n')
+    assert listed.needs_bootstrap and status.needs_bootstrap and status.new == {"core": ["000_base", "003_100_to_110"]}
+    assert state_differences(listed, status) == []
+
+
 def test_schema_meta_agreement_rules():
     listed = MigrationsState(
         executed={"core": ["000_base"]},

@@ -46,27 +46,13 @@ import os
 import time
 
 from ansible.plugins.callback import CallbackBase
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import private_dirs
 
 
 # Facts and includes are bookkeeping, not steps of the timeline; a gate verdict (the
 # kong_gate fact of roles/rolling_upgrade/tasks/gate.yml) is.
 QUIET_ACTIONS = ("ansible.builtin.set_fact", "set_fact", "ansible.builtin.include_tasks", "include_tasks", "ansible.builtin.include_role", "include_role")
 GATE_FIELDS = ("requests", "errors", "error_rate", "failed", "reasons")
-
-
-def _private_dirs(path: str) -> None:
-    """Create ``path`` and each missing parent readable by their owner only: a run refused before it
-    opened its journal creates the cluster's directory here, where the journal, the freeze lock and the
-    backups of later runs go."""
-    missing = []
-    while path and not os.path.isdir(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, 0o700)
-        except FileExistsError:
-            pass
 
 
 class CallbackModule(CallbackBase):
@@ -171,7 +157,9 @@ class CallbackModule(CallbackBase):
         out_dir = self.get_option("report_dir") or os.path.dirname(path) or "."
         out_dir = os.path.join(os.path.expanduser(out_dir), "reports", str(run.get("run_id") or "run"))
         try:
-            _private_dirs(out_dir)
+            # a run refused before it opened its journal creates the cluster's directory here, where the
+            # journal, the freeze lock and the backups of later runs go
+            private_dirs(out_dir)
             for name, text in (("report.json", json.dumps(report, indent=2, default=str)), ("report.html", render_html(report))):
                 # written whole or not at all: a reader (or a kill) never meets half a report
                 tmp = os.path.join(out_dir, f".{name}.tmp")

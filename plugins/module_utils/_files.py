@@ -2,12 +2,27 @@
 # Copyright: kongops.upgrade contributors
 # Apache License 2.0 (see LICENSE)
 # PRIVATE to the collection: not a public API.
-"""Atomic file writes: the one way the collection replaces a file a server or another run reads."""
+"""Atomic file writes: the one way the collection replaces a file a server or another run reads; and the
+one way it creates a directory only its owner may read."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+
+
+def private_dirs(path: str) -> None:
+    """Create ``path`` and each missing parent mode 0700 (``os.makedirs`` gives only the leaf its
+    mode): where a journal, a lock or a backup goes, no directory on the way is readable by others."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
 
 
 def fsync_path(path: str) -> None:

@@ -21,6 +21,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._files import (
     atomic_write,
+    private_dirs,
     write_temp,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._nginx import (
@@ -187,7 +188,7 @@ class LockFile:
     def _tmp(self, record: dict) -> str:
         directory = os.path.dirname(self.path) or "."
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            private_dirs(directory)
             tmp = write_temp(directory, json.dumps(record, indent=1, sort_keys=True) + "\n", 0o600, ".freeze-")
         except OSError as exc:
             raise FreezeError(f"cannot write the lock file {self.path}: {exc}") from exc

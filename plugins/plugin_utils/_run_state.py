@@ -28,7 +28,7 @@ import os
 import socket
 import time
 
-from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write, private_dirs
 from ansible_collections.kongops.upgrade.plugins.module_utils._procs import pid_alive
 
 JOURNAL = "journal.json"
@@ -127,7 +127,7 @@ class RunState:
             # check mode creates nothing; where no run ever wrote there is nothing to guard either
             yield
             return
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        private_dirs(self.dir)
         fd = os.open(os.path.join(self.dir, GUARD), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -96,6 +96,13 @@ def test_open_writes_a_private_journal_and_lock_and_returns_the_fact(tmp_path):
     assert not [f for f in os.listdir(os.path.join(tmp_path, "c1")) if f.endswith(".tmp")]
 
 
+def test_a_work_dir_that_does_not_exist_yet_is_created_private_all_the_way(tmp_path):
+    """The journal's directory and every parent the run creates are 0700, not only the last one."""
+    RunState(str(tmp_path / "kongops" / "work"), "c1").open(strategy="rolling", to_version="3.9.3")
+    for directory in (tmp_path / "kongops", tmp_path / "kongops" / "work", tmp_path / "kongops" / "work" / "c1"):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
+
+
 def test_record_merges_like_combine_recursive_and_writes_in_milliseconds(tmp_path):
     run(tmp_path, run_id="R1", **OPEN)
     run(tmp_path, update={"phases": {"freeze": {"at": "t1", "fingerprint": "abc"}}})

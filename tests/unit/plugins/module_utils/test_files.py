@@ -1,4 +1,4 @@
-"""_files.atomic_write: the one atomic replace of the collection."""
+"""_files.atomic_write: the one atomic replace of the collection; _files.private_dirs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import stat
 
 import pytest
-from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write, private_dirs
 
 
 def test_new_file_gets_the_mode_and_no_temporary_is_left(tmp_path):
@@ -45,3 +45,13 @@ def test_a_missing_directory_is_an_oserror_and_writes_nothing(tmp_path):
     with pytest.raises(OSError):
         atomic_write(str(tmp_path / "no" / "such" / "file"), "x")
     assert os.listdir(tmp_path) == []
+
+
+def test_private_dirs_makes_every_missing_parent_0700_and_leaves_existing_ones(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    leaf = tmp_path / "work" / "prod-eu" / "backups"
+    private_dirs(str(leaf))
+    private_dirs(str(leaf))  # exists: nothing to do
+    for directory in (tmp_path / "work", tmp_path / "work" / "prod-eu", leaf):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
+    assert stat.S_IMODE(os.stat(tmp_path).st_mode) == 0o755

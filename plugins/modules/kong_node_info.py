@@ -225,7 +225,7 @@ data_plane:
   returned: when O(wait_data_plane) is set
   type: dict
 waited_seconds:
-  description: With O(wait_data_plane), how long the module waited.
+  description: With O(wait_data_plane), how long the module waited, for the control plane to answer and for the data plane to be listed.
   returned: when O(wait_data_plane) is set
   type: float
 data_planes_stale:
@@ -662,11 +662,12 @@ def main():
     # is waited for within the same wait_timeout, as the wait itself does
     waiting = bool(p["wait_data_plane"] or p["wait_config_sync"]) and not p["konnect"]
     started = time.monotonic()
+    outage_waited = 0.0
     try:
         if waiting:
-            facts = KongNodeInfo(admin, status).gather_through_outage(
+            facts, outage_waited = KongNodeInfo(admin, status).gather_through_outage(
                 max(0, p["wait_timeout"]), include_data_planes=p["data_planes"], include_metrics=p["metrics"]
-            )[0]
+            )
         else:
             facts = KongNodeInfo(admin, status).gather(include_data_planes=p["data_planes"], include_metrics=p["metrics"])
     except KongAdminError as exc:
@@ -716,7 +717,8 @@ def main():
             waited = KongNodeInfo(admin, status).wait_data_plane(want, max(0.0, p["wait_timeout"] - (time.monotonic() - started)))
         except KongAdminError as exc:
             module.fail_json(msg=f"cannot read the control plane's data planes: {exc}", ready=False, url=exc.url, status_code=exc.status, body=exc.body)
-        facts.update(data_plane=waited["data_plane"], waited_seconds=waited["waited_seconds"])
+        # the wait began with the first read, which may have waited for the control plane to answer
+        facts.update(data_plane=waited["data_plane"], waited_seconds=round(outage_waited + waited["waited_seconds"], 1))
         if not waited["synced"]:
             module.fail_json(msg=f"the control plane does not list data plane {want['id']} in sync after {p['wait_timeout']}s: {waited['reason']}", **facts)
     if p["wait_config_sync"]:

@@ -138,7 +138,7 @@ def test_a_data_plane_konnect_never_sees_on_the_configuration_stops_the_run_name
         box.konnect.expected, box.konnect.rewrite = None, None
     assert rc != 0, log[-3000:]
     y_id = (_get(_admin(box, "y1") + "/") or {}).get("node_id")
-    failure = [ln for ln in log.splitlines() if "The upgrade stopped in phase deploy: y1 failed to come up" in ln]
+    failure = [ln for ln in log.splitlines() if "The upgrade stopped in phase deploy: y1 could not be deployed and verified" in ln]
     assert y_id and failure and f"(id {y_id})" in failure[0], log[-4000:]
     assert f"configuration hash {stale} (the node reports {x_hash})" in failure[0], failure[0]
     assert TOKEN not in log

@@ -13,6 +13,18 @@ from tests.sandbox.core import PLAYBOOKS, REPO, VENV_BIN, Sandbox
 CALLBACKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callbacks")
 
 
+def paused_at_env(box: Sandbox, at: str, pause_file) -> dict:
+    """The environment of a run that the test-only callback holds where ``at`` (``play:<name>`` or
+    ``task:<name>``) starts, for as long as ``pause_file`` exists (the test removes it to let the run go on)."""
+    return dict(
+        box.ansible_env(),
+        ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
+        ANSIBLE_CALLBACKS_ENABLED="kill_controller",
+        KONGOPS_PAUSE_AT=at,
+        KONGOPS_PAUSE_FILE=str(pause_file),
+    )
+
+
 def run_killed_at(box: Sandbox, strategy: str, kong_y: str, at: str, log_path: str, extra_args: tuple = ()) -> tuple[int, bool]:
     """Run the strategy's playbook to ``kong_y`` on the sandbox and kill the controller where ``at``
     (``play:<name>`` or ``task:<name>``) starts. Returns the exit status and whether it died there."""

@@ -198,6 +198,28 @@ def _pg_dump_wrapper(tmp_path, real: str) -> tuple[str, str, str]:
     return str(bindir), str(started), str(go)
 
 
+def _upgrade_with_pg_dump_fault(box: Sandbox, tmp_path, fault, linger=lambda: None) -> tuple:
+    """The upgrade under load, with ``fault()`` injected the moment pg_dump starts to write the dump (pg_dump
+    goes on after it); ``linger()`` keeps the load going after the run. Returns (rc, load, summary)."""
+    bindir, started, go = _pg_dump_wrapper(tmp_path, shutil.which("pg_dump"))
+
+    def inject():
+        fault()
+        open(go, "w").close()
+
+    hook = Hook(lambda: os.path.exists(started), inject)
+    hook.start()
+    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"}).start()
+    try:
+        rc = _upgrade(box, env={"PATH": bindir + os.pathsep + os.environ["PATH"]})
+        linger()
+    finally:
+        summary = load.stop()
+        hook.done()
+    assert hook.fired, "the backup never ran pg_dump: the fault was not injected\n" + _failure(box)
+    return rc, load, summary
+
+
 # ---------------------------------------------------------------------------------------------- cases
 
 
@@ -207,28 +229,19 @@ def test_postgres_restart_during_the_backup_changes_nothing_and_the_rerun_is_cle
     phase backup before any node changed, writes are thawed, no request failed but while PostgreSQL was down
     (Kong reports itself not ready without its database, and the load balancer may take it out)."""
     before = _database(box)
-    real = shutil.which("pg_dump")
-    bindir, started, go = _pg_dump_wrapper(tmp_path, real)
     restart = {}
 
     def fault():
         restart["crash"] = time.time()
         _crash_and_restart_postgres(box)
         restart["back"] = time.time()
-        open(go, "w").close()
 
-    hook = Hook(lambda: os.path.exists(started), fault)
-    hook.start()
-    load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"}).start()
-    try:
-        rc = _upgrade(box, env={"PATH": bindir + os.pathsep + os.environ["PATH"]})
+    def linger():
         # the load goes on until the health checks have had their rise after the restart, and beyond
         if "back" in restart:
             time.sleep(max(0.0, restart["back"] + 5.0 - time.time()))
-    finally:
-        summary = load.stop()
-        hook.done()
-    assert hook.fired, "the backup never ran pg_dump: the fault was not injected\n" + _failure(box)
+
+    rc, load, summary = _upgrade_with_pg_dump_fault(box, tmp_path, fault, linger)
     assert rc != 0
     journal = _journal(box)
     assert journal["status"] == "failed" and journal["failure"]["phase"] == "backup", journal.get("failure")
@@ -296,21 +309,7 @@ def test_the_backup_destination_filling_up_during_the_dump_leaves_no_partial_bac
     os.makedirs(backups, mode=0o700, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "kongops-backups-full", backups], check=True)
     try:
-        bindir, started, go = _pg_dump_wrapper(tmp_path, shutil.which("pg_dump"))
-
-        def fault():
-            _fill(backups, leave=4096)
-            open(go, "w").close()
-
-        hook = Hook(lambda: os.path.exists(started), fault)
-        hook.start()
-        load = LoadGenerator(f"http://127.0.0.1:{box.lb_port}/echo", rate=50, headers={"apikey": "demo-key"}).start()
-        try:
-            rc = _upgrade(box, env={"PATH": bindir + os.pathsep + os.environ["PATH"]})
-        finally:
-            summary = load.stop()
-            hook.done()
-        assert hook.fired, "the backup never ran pg_dump: the fault was not injected\n" + _failure(box)
+        rc, load, summary = _upgrade_with_pg_dump_fault(box, tmp_path, lambda: _fill(backups, leave=4096))
         assert rc != 0
         journal = _journal(box)
         assert journal["status"] == "failed" and journal["failure"]["phase"] == "backup", journal.get("failure")

@@ -19,7 +19,7 @@ import time
 
 from tests.integration import test_hybrid_upgrade as hybrid_cases
 from tests.integration.ansible_run import run_playbook
-from tests.integration.controller_kill import CALLBACKS
+from tests.integration.controller_kill import paused_at_env
 from tests.integration.faults import Hook, leaks, loose_files
 from tests.sandbox.core import ADMIN_TOKEN, REPO, haproxy_servers
 from tests.sandbox.render import DEMO_KEY
@@ -60,13 +60,7 @@ def test_the_control_plane_lost_while_a_new_data_plane_waits_stops_bounded_and_n
 
     hook = Hook(pause.exists, lose_the_control_plane)
     hook.start()
-    env = dict(
-        box.ansible_env(),
-        ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
-        ANSIBLE_CALLBACKS_ENABLED="kill_controller",
-        KONGOPS_PAUSE_AT=WAIT_TASK,
-        KONGOPS_PAUSE_FILE=str(pause),
-    )
+    env = paused_at_env(box, WAIT_TASK, pause)
     load = hybrid_cases._load(box)
     try:
         first = run_playbook(

@@ -300,7 +300,7 @@ def _y1_crashes_during_the_watch(box: Sandbox, tmp_path, run_id: str) -> None:
     import requests
 
     from tests.integration.ansible_run import run_playbook
-    from tests.integration.controller_kill import CALLBACKS
+    from tests.integration.controller_kill import paused_at_env
     from tests.integration.faults import Hook
 
     pause = tmp_path / "watch.pause"
@@ -311,13 +311,7 @@ def _y1_crashes_during_the_watch(box: Sandbox, tmp_path, run_id: str) -> None:
 
     hook = Hook(pause.exists, crash_y1)
     hook.start()
-    env = dict(
-        box.ansible_env(),
-        ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
-        ANSIBLE_CALLBACKS_ENABLED="kill_controller",
-        KONGOPS_PAUSE_AT="task:Watch the new version",
-        KONGOPS_PAUSE_FILE=str(pause),
-    )
+    env = paused_at_env(box, "task:Watch the new version", pause)
     try:
         watched = run_playbook(ROLLING_PLAYBOOK, inventory=box.inventory, extra_vars={"kong_version_target": Y}, env=env)
     finally:

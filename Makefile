@@ -78,6 +78,11 @@ pytest: venv
 molecule: venv
 	tests/molecule/run.sh
 
+# ansible-test integration over tests/integration/targets (one target per module), against the real
+# services the test starts (also part of `make pytest`)
+integration: venv $(HOME)/.ansible/test/cache/.seeded
+	$(PY) -m pytest tests/integration/test_ansible_test_targets.py -q -p no:cacheprovider $(PYTEST_ARGS)
+
 # sanity, lint, pytest, then molecule; molecule's images build in the background meanwhile
 test: venv
 	tests/tools/test_all.sh

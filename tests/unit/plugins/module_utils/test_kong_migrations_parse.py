@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_migrations import (
     MigrationsParseError,
@@ -344,7 +346,8 @@ def test_a_database_that_needs_bootstrapping_agrees_with_the_status_listing_ever
     """`list` exits 3 and lists nothing; `status` dumps new_migrations with every migration of the binary
     (Kong/kong 3.9.3 kong/cmd/migrations.lua lines 105-108 and 156-177): the same state, not a disagreement."""
     listed = parse_list(3, NEEDS_BOOTSTRAP)
-    status = parse_status_json('{"needs_bootstrap":true,"new_migrations":[{"subsystem":"core","namespace":"kong.db.migrations.core","migrations":["000_base","003_100_to_110"]}]}\n')
+    new = [{"subsystem": "core", "namespace": "kong.db.migrations.core", "migrations": ["000_base", "003_100_to_110"]}]
+    status = parse_status_json(json.dumps({"needs_bootstrap": True, "new_migrations": new}) + "\n")
     assert listed.needs_bootstrap and status.needs_bootstrap and status.new == {"core": ["000_base", "003_100_to_110"]}
     assert state_differences(listed, status) == []
 

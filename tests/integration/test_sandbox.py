@@ -242,3 +242,19 @@ def test_demo_report_measures_each_journal_step_from_the_load(tmp_path):
     assert "Kong 3.8.1" in report and "Kong 3.9.3" in report
     assert "1 x ServerDisconnectedError" in report
     assert report.rstrip().endswith("FAILED REQUESTS: 1")
+
+
+@pytest.mark.parametrize("nodes, mode", [(5, "dbless"), (3, "traditional"), (2, "hybrid")])
+def test_the_bench_fleet_lays_out_its_node_count_with_the_sandbox_layout(tmp_path, nodes, mode):
+    """bench/fleet.py's FleetSandbox follows the sandbox's own layout (the bench stopped at its first
+    sandbox once when the two disagreed on the layout's arguments)."""
+    from bench.fleet import FleetSandbox
+
+    box = FleetSandbox(state_dir=str(tmp_path), lb_port=procs.sandbox_base_port(), out=lambda msg: None, nodes=nodes)
+    box.state = {"nodes": {}}
+    box._layout_nodes(mode, procs.PortAllocator(box.lb_port + 1), 3)
+    names = sorted(box.state["nodes"])
+    expected = sorted([f"x{i}" for i in range(1, nodes + 1)] + [f"y{i}" for i in range(1, nodes + 1)] + (["cp"] if mode == "hybrid" else []))
+    assert names == expected
+    ports = [port for node in box.state["nodes"].values() for key, port in node.items() if key.endswith("_port")]
+    assert len(ports) == len(set(ports))

@@ -31,3 +31,18 @@ attributes:
     support: none
     membership: []
 """
+
+    # The attributes of a module that only reads (the *_info modules and the checks), as
+    # community.general.attributes.info_module words them.
+    INFO_MODULE = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details: This module only reads; it runs the same in check mode.
+  diff_mode:
+    support: N/A
+    details: This module only reads.
+  platform:
+    platforms: posix
+"""

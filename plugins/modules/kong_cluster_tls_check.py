@@ -31,14 +31,8 @@ author:
   - kongops.upgrade contributors (@kongops)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.info_module
   - kongops.upgrade.attributes.actiongroup_none
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   control_plane:
     description:

@@ -22,15 +22,8 @@ extends_documentation_fragment:
   - kongops.upgrade.kong_cli
   - kongops.upgrade.kong_pg
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.info_module
   - kongops.upgrade.attributes.actiongroup_none
-attributes:
-  check_mode:
-    support: full
-    details: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   db_timeout:
     description:

@@ -22,15 +22,8 @@ author:
 extends_documentation_fragment:
   - kongops.upgrade.kong_admin
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.info_module
   - kongops.upgrade.attributes.actiongroup_kong
-attributes:
-  check_mode:
-    support: full
-    details: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   status_url:
     description:

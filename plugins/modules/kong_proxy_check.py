@@ -18,15 +18,8 @@ author:
   - kongops.upgrade contributors (@kongops)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.info_module
   - kongops.upgrade.attributes.actiongroup_none
-attributes:
-  check_mode:
-    support: full
-    details: Reads only; runs in check mode too.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   url:
     description: The URL through the node's proxy.

@@ -34,14 +34,8 @@ author:
 extends_documentation_fragment:
   - kongops.upgrade.kong_admin
   - ansible.builtin.action_common_attributes
+  - kongops.upgrade.attributes.info_module
   - kongops.upgrade.attributes.actiongroup_kong
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   current_versions:
     description:

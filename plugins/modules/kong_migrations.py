@@ -199,40 +199,14 @@ status:
   type: str
   sample: pending
 before:
-  description: The state before the run, as the local C(kong) binary sees the database.
+  description:
+    - The state before the run, as the local C(kong) binary sees the database, in the shape of
+      RV(kongops.upgrade.kong_migrations_info#module:migrations) (C(status), C(needs_bootstrap), C(executed),
+      C(pending) and C(new) per subsystem, C(counts)).
   returned: success
   type: dict
-  contains:
-    status:
-      description: V(needs_bootstrap), V(current), V(pending), V(new) or V(pending_and_new).
-      type: str
-      returned: success
-      sample: new
-    needs_bootstrap:
-      description: Whether C(schema_meta) is missing.
-      type: bool
-      returned: success
-      sample: false
-    executed:
-      description: Executed migration names per subsystem, in Kong's order.
-      type: dict
-      returned: success
-      sample: {"core": ["000_base", "003_100_to_110"]}
-    pending:
-      description: Migrations that ran C(up) and wait for C(finish), per subsystem.
-      type: dict
-      returned: success
-      sample: {"core": ["016_280_to_300"]}
-    new:
-      description: Migrations that have not run at all, per subsystem.
-      type: dict
-      returned: success
-      sample: {"acme": ["001_280_to_300"]}
-    counts:
-      description: Number of executed, pending and new migrations.
-      type: dict
-      returned: success
-      sample: {"executed": 40, "pending": 0, "new": 15}
+  sample: {"status": "new", "needs_bootstrap": false, "executed": {"core": ["000_base"]}, "pending": {},
+           "new": {"acme": ["001_280_to_300"]}, "counts": {"executed": 40, "pending": 0, "new": 15}}
 after:
   description:
     - The state after the run, re-read from Kong, in the shape of RV(before).

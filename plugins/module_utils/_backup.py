@@ -229,21 +229,21 @@ def missing_library(kinds) -> tuple | None:
     return next(((lib, error) for needed, present, lib, error in needs if needed and not present), None)
 
 
-def pg_tools_for(p: dict, pg: dict, run_command, get_bin_path) -> tuple:
-    """(PgTools bounded by pg_tool_timeout through `timeout` and by pg_lock_timeout, a warning or None)."""
-    timeout_bin = get_bin_path("timeout") if p["pg_tool_timeout"] > 0 else None
-    warning = None
+def pg_tools_for(module, pg: dict):
+    """PgTools of kong_backup and kong_restore, bounded by pg_tool_timeout through `timeout` and by
+    pg_lock_timeout; warns when the host has no `timeout` command."""
+    p = module.params
+    timeout_bin = module.get_bin_path("timeout") if p["pg_tool_timeout"] > 0 else None
     if p["pg_tool_timeout"] > 0 and not timeout_bin:
-        warning = "no `timeout` command on this host: pg_dump/pg_restore run without the pg_tool_timeout bound"
-    tools = PgTools(
-        run_command,
+        module.warn("no `timeout` command on this host: pg_dump/pg_restore run without the pg_tool_timeout bound")
+    return PgTools(
+        module.run_command,
         p.get("pg_dump_bin") or "pg_dump",
         p["pg_restore_bin"],
         timeout=p["pg_tool_timeout"],
         timeout_bin=timeout_bin,
         lock_timeout=pg.get("pg_lock_timeout"),
     )
-    return tools, warning
 
 
 def run_module(module, run, action: str) -> None:

@@ -306,13 +306,6 @@ def argument_spec() -> dict:
     )
 
 
-def pg_tools(module: AnsibleModule, pg: dict) -> bk.PgTools:
-    tools, warning = bk.pg_tools_for(module.params, pg, module.run_command, module.get_bin_path)
-    if warning:
-        module.warn(warning)
-    return tools
-
-
 def check_params(module: AnsibleModule) -> list:
     p = module.params
     problem = bk.options_problem(p)
@@ -407,7 +400,7 @@ def build_parts(module: AnsibleModule, kinds: list, admin, cli, source: dict, ve
             pg = pg_params_from_kong_conf(p) if p["pg_from_kong_conf"] else dict(p)
             if pg.get("pg_password"):
                 module.no_log_values.add(pg["pg_password"])
-            tools = pg_tools(module, pg)
+            tools = bk.pg_tools_for(module, pg)
             parts.append(bk.DatabaseBackup(bk.SnapshotDb.from_params(pg), tools, schema=pg.get("pg_schema")))
         else:
             parts.append(bk.FilesBackup(p["files"]))

@@ -312,13 +312,6 @@ def argument_spec() -> dict:
     )
 
 
-def pg_tools(module: AnsibleModule, pg: dict) -> bk.PgTools:
-    tools, warning = bk.pg_tools_for(module.params, pg, module.run_command, module.get_bin_path)
-    if warning:
-        module.warn(warning)
-    return tools
-
-
 def check_params(module: AnsibleModule) -> list:
     p = module.params
     problem = bk.options_problem(p)
@@ -380,7 +373,7 @@ def restore_database(module: AnsibleModule, run_dir: str, manifest: dict, result
     if answering:
         module.warn(f"restoring the database while Kong nodes answer (force): {', '.join(answering)}")
     pg, admin_params = target_pg(module)
-    tools = pg_tools(module, pg)
+    tools = bk.pg_tools_for(module, pg)
     dump = os.path.join(run_dir, section.get("file") or bk.FILE_NAMES["database"])
     tools.toc(dump)
     job = bk.DatabaseRestore(pg, admin_params, tools, mode=p["database_mode"], force=p["force"], only_if_different=p["only_if_different"])

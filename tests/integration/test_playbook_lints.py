@@ -212,3 +212,23 @@ def test_every_admin_api_call_passes_the_tls_and_token_settings():
                     if missing:
                         offenders.append(f"{os.path.relpath(path, REPO)}: {task.get('name')!r} lacks {missing}")
     assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("role", ["preflight", "rolling_upgrade", "in_place_upgrade", "dual_cluster_upgrade", "kong_node"])
+def test_role_defaults_hold_only_documented_inputs(role):
+    """A role's defaults are its inputs: each is an option of one of the role's entry points (the
+    `kong_*` inputs are marked for ansible-lint's var-naming[no-role-prefix] for this reason), and
+    what a role works out for itself is a fact or registered result whose name starts with __."""
+    with open(os.path.join(REPO, "roles", role, "defaults", "main.yml")) as fh:
+        defaults = yaml.safe_load(fh) or {}
+    with open(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml")) as fh:
+        specs = yaml.safe_load(fh)["argument_specs"]
+    documented = set().union(*(set(spec.get("options") or {}) for spec in specs.values()))
+    assert not set(defaults) - documented, f"defaults of {role} that no entry point documents: {sorted(set(defaults) - documented)}"
+    with open(os.path.join(REPO, "roles", role, "defaults", "main.yml")) as fh:
+        unmarked = [
+            line.split(":")[0]
+            for line in fh
+            if re.match(r"kong_\w+:", line) and not line.startswith(f"{role}_") and "noqa: var-naming[no-role-prefix]" not in line
+        ]
+    assert not unmarked, unmarked

@@ -293,8 +293,8 @@ def test_duplicate_gate_urls_are_refused_and_distinct_ones_pass(tmp_path):
     assert task(run, "Refuse gate URLs that do not single out each node").get("failed") is not True
     # the addresses PostgreSQL sees the nodes connect from, for the pg_stat_activity check before finish
     facts = task(run, "Work out how the first node of the group reaches each node")["ansible_facts"]
-    assert facts["kong_gate_db_clients"] == ["127.0.0.1", "127.0.0.1", "192.0.2.10"], facts
-    assert facts["kong_gate_urls"] == {"x1": "http://127.0.0.1:9", "x2": "http://127.0.0.1:10", "x3": "http://192.0.2.10:8001"}
+    assert facts["__kong_gate_db_clients"] == ["127.0.0.1", "127.0.0.1", "192.0.2.10"], facts
+    assert facts["__kong_gate_urls"] == {"x1": "http://127.0.0.1:9", "x2": "http://127.0.0.1:10", "x3": "http://192.0.2.10:8001"}
 
 
 # Item 7: freeze ownership. The conclusion verifies and thaws with the run's own run_id and never

@@ -158,16 +158,24 @@ def share_between(source, start_wall: float, end_wall: float, version: str) -> f
 
 
 async def _request(
-    session: aiohttp.ClientSession, method: str, url: str, headers: dict, body: bytes | None, on_retry
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    headers: dict,
+    body: bytes | None,
+    on_retry,
+    fresh: aiohttp.ClientSession | None = None,
 ) -> tuple[int | None, str | None, str | None]:
     """(status, serving Kong version, error) of one request. A keep-alive connection the server closed
-    just as the request went out (nginx does so on every reload): an idempotent request is sent again
-    once on a new connection, as HTTP clients do (RFC 9112 section 9.3.1), and ``on_retry()`` is
-    called; a second failure counts."""
+    just as the request went out (nginx closes every idle one of its old workers at a reload): an
+    idempotent request is sent again once on a new connection, as HTTP clients do (RFC 9112 section
+    9.3.1), and ``on_retry()`` is called; a second failure counts. ``fresh``: a session that opens a
+    new connection for each request (force_close), for the retry; without it the retry goes through
+    ``session``, whose pool could hand it another idle connection the same reload is closing."""
     try:
         for attempt in (1, 2):
             try:
-                async with session.request(method, url, headers=headers, data=body) as resp:
+                async with (session if attempt == 1 else fresh or session).request(method, url, headers=headers, data=body) as resp:
                     await resp.read()
                     return resp.status, kong_version(resp.headers.get("Via"), resp.headers.get("Server")), None
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
@@ -272,6 +280,7 @@ class LoadGenerator(_InBackground):
         # while the servers still work on the abandoned ones.
         self.max_in_flight = max_in_flight or max(100, int(self.rate * 2))
         self.skipped = 0
+        self._fresh: aiohttp.ClientSession | None = None  # the retries' session (run_async), a new connection each
 
     async def _one(self, session: aiohttp.ClientSession, due: float, sem: asyncio.Semaphore) -> None:
         wall = time.time()
@@ -280,7 +289,7 @@ class LoadGenerator(_InBackground):
         if self.sleep_range:
             url += ("&" if "?" in url else "?") + f"sleep={self._rng.uniform(*self.sleep_range):.3f}"
         try:
-            status, version, error = await _request(session, self.method, url, self.headers, self.body, self._count_retry)
+            status, version, error = await _request(session, self.method, url, self.headers, self.body, self._count_retry, self._fresh)
         finally:
             sem.release()
         self.records.append(Record(round(due, 4), round(wall, 4), status, error, version, round((time.perf_counter() - begin) * 1000.0, 2)))
@@ -292,7 +301,9 @@ class LoadGenerator(_InBackground):
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         sem = asyncio.Semaphore(self.max_in_flight)
         tasks: set[asyncio.Task] = set()
+        fresh = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
+            self._fresh = aiohttp.ClientSession(connector=fresh, timeout=timeout, auto_decompress=False)
             self._ready.set()
             start = time.perf_counter()
             self.started_at = time.time()
@@ -320,6 +331,7 @@ class LoadGenerator(_InBackground):
                 task.add_done_callback(tasks.discard)
             if tasks:
                 await asyncio.wait(list(tasks), timeout=self.timeout + 5)
+            await self._fresh.close()
         return self.summary()
 
     def run(self) -> dict:

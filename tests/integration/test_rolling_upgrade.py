@@ -425,7 +425,8 @@ def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
     # each failed request with its status or error and when it was sent relative to the playbook's tasks
     failed = [(round(r.wall - load.started_at, 2), r.status, r.error, r.version, r.latency_ms) for r in load.records if not r.ok][:10]
     assert summary["failed"] == 0, (
-        f"{summary['failed']} of {summary['total']} requests failed (seconds into the load, status, error, version, ms): {failed}; playbook log {box.last_log}"
+        f"{summary['failed']} of {summary['total']} requests failed (seconds into the load, status, error, version, ms): {failed}; "
+        f"{load.retried} sent again on a new connection after nginx closed theirs at a reload; playbook log {box.last_log}"
     )
     assert summary.get("not_sent", 0) == 0, "the machine did not sustain the load: the run proves nothing"
 

@@ -84,3 +84,17 @@ options:
 requirements:
   - psycopg2 (the C(psycopg2-binary) package) on the host that runs the module
 """
+
+    # The bound of the PostgreSQL client tools, for the modules that run pg_dump or pg_restore
+    # (kong_backup, kong_restore); its spec is module_utils._backup.PG_TOOLS_ARG_SPEC.
+    PG_TOOLS = r"""
+options:
+  pg_tool_timeout:
+    description:
+      - Seconds C(pg_dump) and C(pg_restore) may run each. They set C(statement_timeout) and C(lock_timeout)
+        to 0 in their own sessions, so they run under C(timeout) (coreutils) with this bound instead; a tool
+        stopped by it fails the task with a message naming this option. V(0), or a host without C(timeout),
+        leaves them unbounded (a warning says so).
+    type: int
+    default: 3600
+"""

@@ -184,6 +184,7 @@ __all__ = [
     "options_problem",
     "missing_library",
     "pg_tools_for",
+    "PG_TOOLS_ARG_SPEC",
     "run_module",
 ]
 
@@ -227,6 +228,10 @@ def missing_library(kinds) -> tuple | None:
         (True, HAS_REQUESTS, "requests", REQUESTS_IMPORT_ERROR),
     ]
     return next(((lib, error) for needed, present, lib, error in needs if needed and not present), None)
+
+
+# the option of the doc fragment kongops.upgrade.kong_pg.pg_tools
+PG_TOOLS_ARG_SPEC = {"pg_tool_timeout": {"type": "int", "default": 3600}}
 
 
 def pg_tools_for(module, pg: dict):

@@ -100,17 +100,10 @@ options:
       - The C(pg_restore) executable, used to check the dump (C(pg_restore --list)).
     type: str
     default: pg_restore
-  pg_tool_timeout:
-    description:
-      - Seconds C(pg_dump) and C(pg_restore) may run each. They set C(statement_timeout) and C(lock_timeout)
-        to 0 in their own sessions, so they run under C(timeout) (coreutils) with this bound instead; a tool
-        stopped by it fails the task with a message naming this option. V(0), or a host without C(timeout),
-        leaves them unbounded (a warning says so).
-    type: int
-    default: 3600
 extends_documentation_fragment:
   - kongops.upgrade.kong_admin
   - kongops.upgrade.kong_pg
+  - kongops.upgrade.kong_pg.pg_tools
   - kongops.upgrade.kong_cli
   - ansible.builtin.action_common_attributes
   - kongops.upgrade.attributes.actiongroup_kong
@@ -302,7 +295,7 @@ def argument_spec() -> dict:
         pg_from_kong_conf={"type": "bool", "default": False},
         pg_dump_bin={"type": "str", "default": "pg_dump"},
         pg_restore_bin={"type": "str", "default": "pg_restore"},
-        pg_tool_timeout={"type": "int", "default": 3600},
+        **bk.PG_TOOLS_ARG_SPEC,
     )
 
 

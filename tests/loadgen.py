@@ -280,16 +280,15 @@ class LoadGenerator(_InBackground):
         # while the servers still work on the abandoned ones.
         self.max_in_flight = max_in_flight or max(100, int(self.rate * 2))
         self.skipped = 0
-        self._fresh: aiohttp.ClientSession | None = None  # the retries' session (run_async), a new connection each
 
-    async def _one(self, session: aiohttp.ClientSession, due: float, sem: asyncio.Semaphore) -> None:
+    async def _one(self, session: aiohttp.ClientSession, fresh: aiohttp.ClientSession, due: float, sem: asyncio.Semaphore) -> None:
         wall = time.time()
         begin = time.perf_counter()
         url = self.url
         if self.sleep_range:
             url += ("&" if "?" in url else "?") + f"sleep={self._rng.uniform(*self.sleep_range):.3f}"
         try:
-            status, version, error = await _request(session, self.method, url, self.headers, self.body, self._count_retry, self._fresh)
+            status, version, error = await _request(session, self.method, url, self.headers, self.body, self._count_retry, fresh)
         finally:
             sem.release()
         self.records.append(Record(round(due, 4), round(wall, 4), status, error, version, round((time.perf_counter() - begin) * 1000.0, 2)))
@@ -301,9 +300,11 @@ class LoadGenerator(_InBackground):
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         sem = asyncio.Semaphore(self.max_in_flight)
         tasks: set[asyncio.Task] = set()
-        fresh = aiohttp.TCPConnector(force_close=True)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
-            self._fresh = aiohttp.ClientSession(connector=fresh, timeout=timeout, auto_decompress=False)
+        # the retries go through `fresh`: a new connection for each request (force_close)
+        fresh_connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session, aiohttp.ClientSession(
+            connector=fresh_connector, timeout=timeout, auto_decompress=False
+        ) as fresh:
             self._ready.set()
             start = time.perf_counter()
             self.started_at = time.time()
@@ -326,12 +327,11 @@ class LoadGenerator(_InBackground):
                     self.records.append(Record(round(due, 4), round(time.time(), 4), None, NOT_SENT, None, 0.0))
                     continue
                 await sem.acquire()
-                task = asyncio.create_task(self._one(session, due, sem))
+                task = asyncio.create_task(self._one(session, fresh, due, sem))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
                 await asyncio.wait(list(tasks), timeout=self.timeout + 5)
-            await self._fresh.close()
         return self.summary()
 
     def run(self) -> dict:

@@ -57,9 +57,7 @@ class _OneRequestPerConnection:
             served = 0
             try:
                 while True:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    if not head:
-                        break
+                    await reader.readuntil(b"\r\n\r\n")  # IncompleteReadError once the client closes
                     if served:
                         break  # a reused connection: closed without an answer
                     await asyncio.sleep(0.02)

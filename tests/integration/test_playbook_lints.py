@@ -220,15 +220,15 @@ def test_role_defaults_hold_only_documented_inputs(role):
     `kong_*` inputs are marked for ansible-lint's var-naming[no-role-prefix] for this reason), and
     what a role works out for itself is a fact or registered result whose name starts with __."""
     with open(os.path.join(REPO, "roles", role, "defaults", "main.yml")) as fh:
-        defaults = yaml.safe_load(fh) or {}
+        text = fh.read()
+    defaults = yaml.safe_load(text) or {}
     with open(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml")) as fh:
         specs = yaml.safe_load(fh)["argument_specs"]
     documented = set().union(*(set(spec.get("options") or {}) for spec in specs.values()))
     assert not set(defaults) - documented, f"defaults of {role} that no entry point documents: {sorted(set(defaults) - documented)}"
-    with open(os.path.join(REPO, "roles", role, "defaults", "main.yml")) as fh:
-        unmarked = [
-            line.split(":")[0]
-            for line in fh
-            if re.match(r"kong_\w+:", line) and not line.startswith(f"{role}_") and "noqa: var-naming[no-role-prefix]" not in line
-        ]
+    unmarked = [
+        line.split(":")[0]
+        for line in text.splitlines()
+        if re.match(r"kong_\w+:", line) and not line.startswith(f"{role}_") and "noqa: var-naming[no-role-prefix]" not in line
+    ]
     assert not unmarked, unmarked

@@ -232,3 +232,64 @@ def test_role_defaults_hold_only_documented_inputs(role):
         if re.match(r"kong_\w+:", line) and not line.startswith(f"{role}_") and "noqa: var-naming[no-role-prefix]" not in line
     ]
     assert not unmarked, unmarked
+
+
+_ROLE_INCLUDES = {"ansible.builtin.include_role", "ansible.builtin.import_role", "include_role", "import_role"}
+
+
+def test_every_entry_point_a_playbook_or_role_includes_has_an_argument_spec():
+    """Each role task file that a playbook or another task file includes by `tasks_from` is an entry point:
+    it has its own argument spec (shown by `ansible-doc -t role`), named without the file's extension so
+    that Ansible finds and enforces it, and a caller that forgets a required variable or passes one of the
+    wrong type is stopped at the include, naming the variable."""
+    specs = {}
+    for role in os.listdir(os.path.join(REPO, "roles")):
+        with open(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml")) as fh:
+            specs[role] = set(yaml.safe_load(fh)["argument_specs"])
+    missing = set()
+    for path in _yaml_files("playbooks", "roles"):
+        if "/tasks/" not in path and "/playbooks/" not in path:
+            continue
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+        for task in _walk_tasks(data):
+            for key in _ROLE_INCLUDES & set(task):
+                args = task[key]
+                if isinstance(args, dict):
+                    role = args["name"].rsplit(".", 1)[-1]
+                    entry = args.get("tasks_from", "main")
+                    if entry.endswith((".yml", ".yaml")):
+                        # Ansible looks the spec up by the tasks_from string itself (ansible/playbook/role/__init__.py,
+                        # _prepend_validation_task): "x.yml" never matches the entry point "x", so nothing is validated
+                        missing.add(f"{role} {entry}: name the entry point without its extension ({os.path.relpath(path, REPO)})")
+                    elif entry not in specs[role]:
+                        missing.add(f"{role} {entry} (included from {os.path.relpath(path, REPO)})")
+    assert not missing, "entry points without an argument spec:\n" + "\n".join(sorted(missing))
+
+
+@pytest.mark.parametrize(
+    "role, entry, given, required",
+    [
+        ("preflight", "record_node", "", "journal_node_state"),
+        ("rolling_upgrade", "abort", "      vars:\n        abort_phase: shift\n", "abort_reason"),
+    ],
+)
+def test_entry_point_specs_refuse_a_missing_required_variable(role, entry, given, required, tmp_path):
+    """The entry points' specs are enforced where they are included: an include that leaves out a
+    required variable fails before its first task, naming the variable."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.include_role:\n        name: kongops.upgrade.{role}\n        tasks_from: {entry}\n{given}"
+    )
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    done = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert required in done.stdout and "missing required arguments" in done.stdout, done.stdout[-2000:]

@@ -214,6 +214,11 @@ def test_every_admin_api_call_passes_the_tls_and_token_settings():
     assert not offenders, "\n".join(offenders)
 
 
+def _argument_specs(role: str) -> dict:
+    with open(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml")) as fh:
+        return yaml.safe_load(fh)["argument_specs"]
+
+
 @pytest.mark.parametrize("role", ["preflight", "rolling_upgrade", "in_place_upgrade", "dual_cluster_upgrade", "kong_node"])
 def test_role_defaults_hold_only_documented_inputs(role):
     """A role's defaults are its inputs: each is an option of one of the role's entry points (the
@@ -222,8 +227,7 @@ def test_role_defaults_hold_only_documented_inputs(role):
     with open(os.path.join(REPO, "roles", role, "defaults", "main.yml")) as fh:
         text = fh.read()
     defaults = yaml.safe_load(text) or {}
-    with open(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml")) as fh:
-        specs = yaml.safe_load(fh)["argument_specs"]
+    specs = _argument_specs(role)
     documented = set().union(*(set(spec.get("options") or {}) for spec in specs.values()))
     assert not set(defaults) - documented, f"defaults of {role} that no entry point documents: {sorted(set(defaults) - documented)}"
     unmarked = [
@@ -234,7 +238,7 @@ def test_role_defaults_hold_only_documented_inputs(role):
     assert not unmarked, unmarked
 
 
-_ROLE_INCLUDES = {"ansible.builtin.include_role", "ansible.builtin.import_role", "include_role", "import_role"}
+_ROLE_INCLUDES = {key for key in _INCLUDES if key.endswith("_role")}
 
 
 def test_every_entry_point_a_playbook_or_role_includes_has_an_argument_spec():
@@ -242,10 +246,7 @@ def test_every_entry_point_a_playbook_or_role_includes_has_an_argument_spec():
     it has its own argument spec (shown by `ansible-doc -t role`), named without the file's extension so
     that Ansible finds and enforces it, and a caller that forgets a required variable or passes one of the
     wrong type is stopped at the include, naming the variable."""
-    specs = {}
-    for role in os.listdir(os.path.join(REPO, "roles")):
-        with open(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml")) as fh:
-            specs[role] = set(yaml.safe_load(fh)["argument_specs"])
+    specs = {role: set(_argument_specs(role)) for role in os.listdir(os.path.join(REPO, "roles"))}
     missing = set()
     for path in _yaml_files("playbooks", "roles"):
         if "/tasks/" not in path and "/playbooks/" not in path:

@@ -13,6 +13,11 @@ description:
     bounded by O(retries), and returns the status with the C(Via) and C(Server) headers Kong adds
     (C(kong/<version>)). Over HTTPS it verifies the proxy's certificate with O(ca_path) and can
     present a client certificate.
+  - With O(refused_status), the same request is then sent once without O(headers): an
+    authentication plugin on the route must refuse it with one of those statuses (for example
+    key-auth's C(401)). With O(version), the answer must name C(kong/<version>) in its C(Via) or
+    C(Server) header (an answer with neither passes: kong.conf's C(headers) can hide them). The
+    smoke test of a rolling or in-place upgrade is this one call.
   - The value of O(headers) (for example an API key) is never logged or returned.
 author:
   - kongops.upgrade contributors (@kongops)
@@ -34,8 +39,21 @@ options:
     type: list
     elements: int
     default: [200]
+  refused_status:
+    description:
+      - Statuses that the request without O(headers) must get, checked once after the request with
+        them passed. Empty skips that request.
+    type: list
+    elements: int
+    default: []
+  version:
+    description:
+      - The Kong version the node must name in C(Via) or C(Server) (C(kong/3.9.3)). Empty skips the
+        check.
+    type: str
+    default: ""
   retries:
-    description: Further attempts after the first, O(delay) seconds apart.
+    description: Further attempts after the first, O(delay) seconds apart (the request with O(headers) only).
     type: int
     default: 0
   delay:
@@ -70,6 +88,13 @@ EXAMPLES = r"""
     headers: {apikey: "{{ smoke_key }}"}
     ca_path: /etc/kong/ca.pem
     retries: 5
+
+- name: The route answers with a key, refuses without one, and Kong 3.9.3 answers
+  kongops.upgrade.kong_proxy_check:
+    url: http://127.0.0.1:8000/smoke
+    headers: {apikey: "{{ smoke_key }}"}
+    refused_status: [401]
+    version: 3.9.3
 """
 
 RETURN = r"""
@@ -78,6 +103,11 @@ status:
   returned: success
   type: int
   sample: 200
+refused_status:
+  description: The status the request without O(headers) got.
+  returned: when O(refused_status) is given and the check passed
+  type: int
+  sample: 401
 attempts:
   description: Requests sent.
   returned: always
@@ -94,7 +124,7 @@ server:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
-from ansible_collections.kongops.upgrade.plugins.module_utils._kong_proxy import KongProxyError, check
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_proxy import KongProxyError, smoke
 
 
 def main():
@@ -103,6 +133,8 @@ def main():
             url=dict(type="str", required=True),
             headers=dict(type="dict", default={}, no_log=True),
             status_code=dict(type="list", elements="int", default=[200]),
+            refused_status=dict(type="list", elements="int", default=[]),
+            version=dict(type="str", default=""),
             retries=dict(type="int", default=0),
             delay=dict(type="float", default=1),
             timeout=dict(type="int", default=10),
@@ -123,10 +155,12 @@ def main():
     verify = (p["ca_path"] or True) if p["validate_certs"] else False
     cert = (p["client_cert"], p["client_key"]) if p["client_cert"] and p["client_key"] else p["client_cert"]
     try:
-        result = check(
+        result = smoke(
             p["url"],
             expect=tuple(p["status_code"]),
             headers=p["headers"],
+            refused=tuple(p["refused_status"]),
+            version=p["version"],
             retries=p["retries"],
             delay=p["delay"],
             timeout=p["timeout"],

@@ -152,8 +152,17 @@ def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
     }
     # a healthy run says nothing alarming: no "FAILED - RETRYING" from healthy polls, no failed task
     with open(box.last_log) as fh:
-        alarming = [ln for ln in fh.read().splitlines() if "FAILED" in ln or "fatal:" in ln]
+        out = fh.read()
+    alarming = [ln for ln in out.splitlines() if "FAILED" in ln or "fatal:" in ln]
     assert not alarming, alarming[:5]
+    # the shift runs on the Y hosts: at the gates each Y node reads its own counters, and each step
+    # changes the pool once, not once per Y host
+    for share in (10, 25, 50, 100):
+        task = out.split(f"TASK [kongops.upgrade.rolling_upgrade : Shift {share} % of the traffic to Y]")[1].split("TASK [")[0]
+        assert task.count("changed: [") == 1, task
+    ready = out.split("TASK [kongops.upgrade.rolling_upgrade : Check that every Y node is still ready - step 10 %]")[1].split("TASK [")[0]
+    assert sorted(ln.split("]")[0] for ln in ready.splitlines() if ln.startswith("ok: [")) == ["ok: [y1", "ok: [y2", "ok: [y3"], ready
+    assert all(f"ok: [{name}] => (item={name})" in ready for name in ("y1", "y2", "y3")), ready
     # each step's verdict carries its evidence: the load balancer's checks during the soak
     assert all(step["gate"]["polls"] and step["gate"]["lb_counters"] for step in journal["steps"])
     # the controller's copy of the declarative backup holds every credential: owner only

@@ -66,8 +66,7 @@ def smoke(url: str, expect=(200,), headers=None, refused=(), version: str = "", 
             answer = check(url, expect=tuple(refused), headers={}, session=session, **bare)
         except KongProxyError as exc:
             raise KongProxyError(
-                f"GET {url} without the request headers (the key) should be refused with {'/'.join(str(s) for s in refused)}: "
-                + str(exc).split(": ", 1)[-1],
+                f"GET {url} without the request headers (the key) should be refused with {'/'.join(str(s) for s in refused)}: " + str(exc).split(": ", 1)[-1],
                 status=exc.status,
                 attempts=result["attempts"] + 1,
             ) from None

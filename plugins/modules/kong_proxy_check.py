@@ -13,10 +13,10 @@ description:
     bounded by O(retries), and returns the status with the C(Via) and C(Server) headers Kong adds
     (C(kong/<version>)). Over HTTPS it verifies the proxy's certificate with O(ca_path) and can
     present a client certificate.
-  - With O(refused_status), the same request is then sent once without O(headers): an
+  - With O(refused_status), the same request is then sent once without O(headers), and an
     authentication plugin on the route must refuse it with one of those statuses (for example
     key-auth's C(401)). With O(version), the answer must name C(kong/<version>) in its C(Via) or
-    C(Server) header (an answer with neither passes: kong.conf's C(headers) can hide them). The
+    C(Server) header (an answer without C(Via) passes, as kong.conf's C(headers) can hide it). The
     smoke test of a rolling or in-place upgrade is this one call.
   - The value of O(headers) (for example an API key) is never logged or returned.
 author:

@@ -38,6 +38,12 @@ options:
       - On a control plane, list the data planes from C(GET /clustering/data-planes).
     type: bool
     default: true
+  conf_path:
+    description:
+      - The node's kong.conf. When set, RV(conf) lists the names of the properties it sets and the custom
+        plugins it names; no value leaves the node (kong.conf may hold C(pg_password)). Returned also
+        when the Admin API does not answer (a stopped node's file is still read).
+    type: path
   wait_data_plane:
     description:
       - On a control plane, wait until it lists this data plane in sync, that is until the row of
@@ -213,6 +219,27 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+conf:
+  description: With O(conf_path), what the node's kong.conf sets, by name only.
+  returned: when O(conf_path) is set, also on failure
+  type: dict
+  contains:
+    readable:
+      description: Whether the file could be read; false with RV(conf.reason) otherwise.
+      type: bool
+    reason:
+      description: Why the file could not be read; null otherwise.
+      type: str
+    properties:
+      description: The names of the properties the file sets (Kong's reading, lowercase, sorted).
+      type: list
+      elements: str
+    custom_plugins:
+      description: The plugins of its C(plugins) property besides C(bundled) and C(off).
+      type: list
+      elements: str
+  sample: {"readable": true, "reason": null, "properties": ["admin_listen", "database", "pg_host", "plugins"],
+           "custom_plugins": ["my-auth"]}
 data_plane:
   description: With O(wait_data_plane), the control plane's row of that data plane when the wait ended ({} when not listed).
   returned: when O(wait_data_plane) is set
@@ -473,6 +500,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import
     KongAdminClient,
     KongAdminError,
 )
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_conf import conf_names
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_node import (
     KongNodeInfo,
 )
@@ -492,6 +520,7 @@ def argument_spec() -> dict:
     return kong_argument_spec(
         admin=True,
         status_url={"type": "str", "fallback": (env_fallback, ["KONG_STATUS_URL"])},
+        conf_path={"type": "path"},
         data_planes={"type": "bool", "default": True},
         metrics={"type": "bool", "default": False},
         wait_data_plane={
@@ -634,9 +663,23 @@ def konnect_checks(module, p: dict, facts: dict) -> None:
         module.fail_json(msg=f"cannot read Konnect's data-plane nodes: {exc}", url=exc.url, status_code=exc.status, body=exc.body, **facts)
 
 
+class _NodeInfoModule(AnsibleModule):
+    """Every answer, success or failure, carries `extra` (the kong.conf names of conf_path)."""
+
+    extra: dict = {}
+
+    def exit_json(self, **kwargs):
+        super().exit_json(**dict(self.extra, **kwargs))
+
+    def fail_json(self, msg, **kwargs):
+        super().fail_json(msg=msg, **dict(self.extra, **kwargs))
+
+
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = _NodeInfoModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
+    if p["conf_path"]:
+        module.extra = {"conf": conf_names(p["conf_path"])}
     if not HAS_REQUESTS:
         module.fail_json(
             msg=missing_required_lib("requests"),

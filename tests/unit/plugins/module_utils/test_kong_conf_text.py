@@ -7,6 +7,7 @@ import re
 import pytest
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_conf import (
     KongConfError,
+    conf_names,
     edit,
     format_value,
     parse,
@@ -134,3 +135,30 @@ def test_hash_refused_for_kong_before_3_2():
         edit("", {"pg_password": "a#b"}, kong_version="2.8.5")
     assert "a\\#b" in edit("", {"pg_password": "a#b"}, kong_version="3.2.0")[0]
     assert edit("", {"pg_password": "ab"}, kong_version="2.8.5")[0] == "# Settings set by kongops.upgrade\npg_password = ab\n"
+
+
+def test_conf_names_gives_names_never_values(tmp_path):
+    conf = tmp_path / "kong.conf"
+    conf.write_text(
+        "# database = postgres\n"
+        "database = postgres\n"
+        "pg_password = s3cret-value  # the password\n"
+        "PG_Host = db.internal\n"
+        "plugins = bundled, my-auth ,off,  # the custom ones\n"
+        "  admin_listen = 127.0.0.1:8001\n"
+    )
+    out = conf_names(str(conf))
+    assert out == {
+        "path": str(conf),
+        "readable": True,
+        "reason": None,
+        "properties": ["admin_listen", "database", "pg_host", "pg_password", "plugins"],
+        "custom_plugins": ["my-auth"],
+    }
+    assert "s3cret" not in repr(out) and "db.internal" not in repr(out)
+
+
+def test_conf_names_of_a_file_that_cannot_be_read(tmp_path):
+    out = conf_names(str(tmp_path / "missing.conf"))
+    assert out["readable"] is False and out["properties"] == [] and out["custom_plugins"] == []
+    assert "missing.conf" in out["reason"]

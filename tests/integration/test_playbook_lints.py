@@ -3,6 +3,7 @@ play in a phase tag, and every variable a role reads documented by `ansible-doc 
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import subprocess
@@ -103,10 +104,21 @@ _INCLUDES = {
 }
 
 
+def _facts_of_the_collections_plugins() -> set[str]:
+    """Facts the collection's modules and action plugins return (``ansible_facts``): the run journal
+    action's ``kong_journal`` and ``kong_abort``, the gate's ``kong_gate``."""
+    names = set()
+    for path in glob.glob(os.path.join(REPO, "plugins", "modules", "*.py")) + glob.glob(os.path.join(REPO, "plugins", "action", "*.py")):
+        with open(path) as fh:
+            text = fh.read()
+        names.update(re.findall(r'\b(?:ansible_facts=\{|facts = \{|facts\[)"(kong_\w+)"', text))
+    return names
+
+
 def _set_by_the_collection() -> set[str]:
     """Names the collection's own tasks give a value: facts, registered results, loop variables
-    and the vars of included task files and roles."""
-    names = set()
+    and the vars of included task files and roles, and the facts its plugins return."""
+    names = _facts_of_the_collections_plugins()
     for path in _yaml_files("roles", "playbooks"):
         if "/roles/" in path and "/tasks/" not in path:
             continue

@@ -663,23 +663,19 @@ def konnect_checks(module, p: dict, facts: dict) -> None:
         module.fail_json(msg=f"cannot read Konnect's data-plane nodes: {exc}", url=exc.url, status_code=exc.status, body=exc.body, **facts)
 
 
-class _NodeInfoModule(AnsibleModule):
-    """Every answer, success or failure, carries `extra` (the kong.conf names of conf_path)."""
-
-    extra: dict = {}
-
-    def exit_json(self, **kwargs):
-        super().exit_json(**dict(self.extra, **kwargs))
-
-    def fail_json(self, msg, **kwargs):
-        super().fail_json(msg=msg, **dict(self.extra, **kwargs))
+def _answer_with(module, extra: dict) -> None:
+    """Every answer of `module` from here on, success or failure, carries `extra`."""
+    exit_json, fail_json = module.exit_json, module.fail_json
+    module.exit_json = lambda **kwargs: exit_json(**dict(extra, **kwargs))
+    module.fail_json = lambda msg, **kwargs: fail_json(msg=msg, **dict(extra, **kwargs))
 
 
 def main():
-    module = _NodeInfoModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     if p["conf_path"]:
-        module.extra = {"conf": conf_names(p["conf_path"])}
+        # the kong.conf names, also when the Admin API does not answer (a stopped node's file is read)
+        _answer_with(module, {"conf": conf_names(p["conf_path"])})
     if not HAS_REQUESTS:
         module.fail_json(
             msg=missing_required_lib("requests"),

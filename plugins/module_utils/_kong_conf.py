@@ -189,21 +189,26 @@ def read_kong_conf(path: str) -> dict:
     return parse(text)
 
 
+def custom_plugins(settings: dict) -> list:
+    """The plugins kong.conf's `plugins` property names besides `bundled` and `off`
+    (kong/conf_loader/init.lua:815-839 at 3.9.3)."""
+    names = [name.strip() for name in (settings.get("plugins") or "").split(",")]
+    return [name for name in names if name not in ("", "bundled", "off")]
+
+
 def conf_names(path: str) -> dict:
     """What of the kong.conf at `path` may leave the node: the names of the properties it sets and the
-    custom plugins its `plugins` list names besides `bundled` (kong/conf_loader/init.lua:815-839 at
-    3.9.3), never a value. A file that cannot be read gives `readable: false` and its reason."""
+    custom plugins its `plugins` list names (`custom_plugins`), never a value. A file that cannot be read gives `readable: false` and its reason."""
     try:
         settings = read_kong_conf(path)
     except KongConfError as exc:
         return dict(path=path, readable=False, reason=str(exc), properties=[], custom_plugins=[])
-    plugins = [name.strip() for name in (settings.get("plugins") or "").split(",")]
     return dict(
         path=path,
         readable=True,
         reason=None,
         properties=sorted(settings),
-        custom_plugins=[name for name in plugins if name not in ("", "bundled", "off")],
+        custom_plugins=custom_plugins(settings),
     )
 
 

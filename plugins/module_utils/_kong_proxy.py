@@ -17,9 +17,10 @@ except ImportError:  # the module reports missing_required_lib through _kong_adm
 
 
 class KongProxyError(Exception):
-    def __init__(self, msg: str, status=None, attempts: int = 0):
+    def __init__(self, msg: str, status=None, attempts: int = 0, last: str = ""):
         super().__init__(msg)
-        self.status, self.attempts = status, attempts
+        # last: the last answer (HTTP status and the start of its body) or the connection error
+        self.status, self.attempts, self.last = status, attempts, last
 
 
 def check(
@@ -42,7 +43,7 @@ def check(
         if attempt <= retries:
             sleep(delay)
     raise KongProxyError(
-        f"GET {url} did not answer {'/'.join(str(s) for s in expect)} after {retries + 1} attempt(s): {last}", status=status, attempts=retries + 1
+        f"GET {url} did not answer {'/'.join(str(s) for s in expect)} after {retries + 1} attempt(s): {last}", status=status, attempts=retries + 1, last=last
     )
 
 
@@ -66,7 +67,7 @@ def smoke(url: str, expect=(200,), headers=None, refused=(), version: str = "", 
             answer = check(url, expect=tuple(refused), headers={}, session=session, **bare)
         except KongProxyError as exc:
             raise KongProxyError(
-                f"GET {url} without the request headers (the key) should be refused with {'/'.join(str(s) for s in refused)}: " + str(exc).split(": ", 1)[-1],
+                f"GET {url} without the request headers (the key) should be refused with {'/'.join(str(s) for s in refused)}: {exc.last}",
                 status=exc.status,
                 attempts=result["attempts"] + 1,
             ) from None

@@ -139,6 +139,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._files import atom
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_conf import (
     SETTING_RE,
     KongConfError,
+    custom_plugins,
     edit,
     parse,
 )
@@ -224,8 +225,7 @@ def main():
     if not module.check_mode and os.path.exists(path):
         file_args = module.load_file_common_arguments(p)
         result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
-    plugins = parse(after).get("plugins", "")
-    result["custom_plugins"] = [name.strip() for name in plugins.split(",") if name.strip() and name.strip() not in ("bundled", "off")]
+    result["custom_plugins"] = custom_plugins(parse(after))
     module.exit_json(**result)
 
 

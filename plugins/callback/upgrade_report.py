@@ -50,7 +50,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._files import priv
 
 
 # Facts and includes are bookkeeping, not steps of the timeline; a gate verdict (the
-# kong_gate fact of roles/rolling_upgrade/tasks/gate.yml) is.
+# kong_gate fact of roles/upgrade_common/tasks/gate.yml) is.
 QUIET_ACTIONS = ("ansible.builtin.set_fact", "set_fact", "ansible.builtin.include_tasks", "include_tasks", "ansible.builtin.include_role", "include_role")
 GATE_FIELDS = ("requests", "errors", "error_rate", "failed", "reasons")
 

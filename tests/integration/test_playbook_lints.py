@@ -171,6 +171,15 @@ def _read_by(node, key: str = "") -> set[str]:
             ),
         ),
         (
+            "upgrade_common",
+            (
+                "kong_gate_max_error_rate",
+                "kong_smoke_key",
+                "kong_conclude_admin_url",
+                "kong_post_upgrade_watch",
+            ),
+        ),
+        (
             "in_place_upgrade",
             (
                 "kong_version_target",
@@ -231,7 +240,10 @@ def _argument_specs(role: str) -> dict:
         return yaml.safe_load(fh)["argument_specs"]
 
 
-@pytest.mark.parametrize("role", ["preflight", "rolling_upgrade", "in_place_upgrade", "dual_cluster_upgrade", "kong_node"])
+_ROLES = ["preflight", "rolling_upgrade", "in_place_upgrade", "dual_cluster_upgrade", "kong_node", "upgrade_common"]
+
+
+@pytest.mark.parametrize("role", _ROLES)
 def test_role_defaults_hold_only_documented_inputs(role):
     """A role's defaults are its inputs: each is an option of one of the role's entry points (the
     `kong_*` inputs are marked for ansible-lint's var-naming[no-role-prefix] for this reason), and
@@ -248,6 +260,29 @@ def test_role_defaults_hold_only_documented_inputs(role):
         if re.match(r"kong_\w+:", line) and not line.startswith(f"{role}_") and "noqa: var-naming[no-role-prefix]" not in line
     ]
     assert not unmarked, unmarked
+
+
+def test_an_input_has_one_default_in_every_role_that_defaults_it():
+    """An input that several roles read (kong_lb_socket: rolling_upgrade for its own checks, upgrade_common
+    for the gate) has the same default in each of their defaults, and an entry point that documents a
+    default documents the one its role's defaults hold: one role changed alone would make the same
+    playbook behave differently depending on which role reads the variable."""
+    by_name: dict[str, dict[str, object]] = {}
+    wrong_doc = []
+    for role in _ROLES:
+        with open(os.path.join(REPO, "roles", role, "defaults", "main.yml")) as fh:
+            defaults = yaml.safe_load(fh) or {}
+        for name, value in defaults.items():
+            by_name.setdefault(name, {})[role] = value
+        for entry, spec in _argument_specs(role).items():
+            for name, option in (spec.get("options") or {}).items():
+                if name in defaults and "{{" not in str(defaults[name]) and option.get("default", defaults[name]) != defaults[name]:
+                    wrong_doc.append(f"{role} {entry}: {name} documented {option['default']!r}, defaults hold {defaults[name]!r}")
+    differing = {name: roles for name, roles in by_name.items() if len({repr(v) for v in roles.values()}) > 1}
+    assert not differing, differing
+    assert not wrong_doc, "\n".join(wrong_doc)
+    shared = {name for name, roles in by_name.items() if len(roles) > 1}
+    assert {"kong_lb_socket", "kong_work_dir", "kong_gate_max_error_rate"} <= shared, shared
 
 
 _ROLE_INCLUDES = {key for key in _INCLUDES if key.endswith("_role")}
@@ -283,8 +318,8 @@ def test_every_entry_point_a_playbook_or_role_includes_has_an_argument_spec():
 @pytest.mark.parametrize(
     "role, entry, given, required",
     [
-        ("preflight", "record_node", "", "journal_node_state"),
-        ("rolling_upgrade", "abort", "      vars:\n        abort_phase: shift\n", "abort_reason"),
+        ("upgrade_common", "record_node", "", "journal_node_state"),
+        ("upgrade_common", "abort", "      vars:\n        abort_phase: shift\n", "abort_reason"),
     ],
 )
 def test_entry_point_specs_refuse_a_missing_required_variable(role, entry, given, required, tmp_path):

@@ -160,7 +160,7 @@ def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
     for share in (10, 25, 50, 100):
         task = out.split(f"TASK [kongops.upgrade.rolling_upgrade : Shift {share} % of the traffic to Y]")[1].split("TASK [")[0]
         assert task.count("changed: [") == 1, task
-    ready = out.split("TASK [kongops.upgrade.rolling_upgrade : Check that every Y node is still ready - step 10 %]")[1].split("TASK [")[0]
+    ready = out.split("TASK [kongops.upgrade.upgrade_common : Check that every Y node is still ready - step 10 %]")[1].split("TASK [")[0]
     assert sorted(ln.split("]")[0] for ln in ready.splitlines() if ln.startswith("ok: [")) == ["ok: [y1", "ok: [y2", "ok: [y3"], ready
     assert all(f"ok: [{name}] => (item={name})" in ready for name in ("y1", "y2", "y3")), ready
     # each step's verdict carries its evidence: the load balancer's checks during the soak

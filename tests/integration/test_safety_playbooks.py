@@ -367,7 +367,7 @@ def _other_runs_lock(work_dir, node_url: str):
     assert _lock(work_dir)["run_id"] == "other"
 
 
-CONCLUDE = {"name": "Conclude", "ansible.builtin.include_role": {"name": "kongops.upgrade.preflight", "tasks_from": "conclude.yml"}}
+CONCLUDE = {"name": "Conclude", "ansible.builtin.include_role": {"name": "kongops.upgrade.upgrade_common", "tasks_from": "conclude"}}
 FREEZE = {"name": "Freeze", "ansible.builtin.include_role": {"name": "kongops.upgrade.preflight", "tasks_from": "freeze.yml"}}
 
 

@@ -66,6 +66,8 @@ CASES = {
     ),
     "unknown topology": (ROLLING, ROLLING_GROUPS, {"kong_rolling_topology": "sideways"}, ["kong_rolling_topology must be one of: beside, replace"]),
     "unknown mode": (ROLLING, ROLLING_GROUPS, {"kong_mode": "cloud"}, ["kong_mode must be one of"]),
+    # the preflight's own default (dbless) must not decide how an upgrade treats the nodes
+    "mode not set": (ROLLING, ROLLING_GROUPS, {"kong_mode": None}, ["missing required arguments: kong_mode"]),
     "drain serial 0": (ROLLING, ROLLING_GROUPS, {"kong_drain_serial": 0}, ["kong_drain_serial: 0 is neither a number of nodes (1 or more) nor a percentage"]),
     "drain serial 150 %": (ROLLING, ROLLING_GROUPS, {"kong_drain_serial": "150%"}, ["kong_drain_serial: 150% is neither"]),
     "drain timeout 0": (ROLLING, ROLLING_GROUPS, {"kong_drain_timeout": 0}, ["kong_drain_timeout: must be 1 second or more"]),
@@ -87,6 +89,7 @@ CASES = {
         {"kong_mode": "traditional"},
         ["kong_mode: x1 is hybrid_dp"],
     ),
+    "in place: mode not set": (IN_PLACE, IN_PLACE_GROUPS, {"kong_mode": None}, ["missing required arguments: kong_mode"]),
     "in place: target missing": (
         IN_PLACE,
         IN_PLACE_GROUPS,

@@ -215,6 +215,26 @@ class KongService:
         if self.manager == "systemd":
             self._unit = self.unit_state()
 
+    def check_declarative(self, path: str) -> None:
+        """`kong config parse <path> -c <conf>` (Kong/kong 3.9.3 kong/cmd/config.lua lines 95-137: exit 0
+        when the file loads with the node's settings, else `error("Failed parsing:\n" .. err)`, which
+        kong/cmd/init.lua line 34 prints as `Error: ` and the message's lines): read only, so it runs in
+        check mode too; called before anything is quit or started."""
+        try:
+            self._kong("config", "parse", path, conf=True, prefix=False, mutating=False)
+        except KongServiceError as exc:
+            lines = [ln.strip() for ln in (exc.stderr or "").splitlines() if ln.strip()]
+            start = next((i for i, ln in enumerate(lines) if ln.startswith("Error:")), None)
+            # Kong's whole message (its first line is only "Failed parsing:"), without the --v hint
+            detail = " ".join(ln for ln in lines[start:] if not ln.startswith("Run with --v")) if start is not None else str(exc)
+            raise KongServiceError(
+                f"Kong refuses the declarative configuration {path} with {self.conf}; nothing was quit or started: {detail}",
+                cmd=exc.cmd,
+                rc=exc.rc,
+                stdout=exc.stdout,
+                stderr=exc.stderr,
+            ) from exc
+
     # ------------------------------------------------------------------ act
     def start(self, state: dict, quit_timeout: int = 10) -> bool:
         if self.manager == "systemd":

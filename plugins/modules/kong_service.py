@@ -102,6 +102,13 @@ options:
     description: Seconds to wait for readiness after a start, restart or reload; C(0) does not wait.
     type: int
     default: 60
+  declarative_config:
+    description:
+      - DB-less nodes, with O(state=started) or O(state=restarted) - the declarative configuration file the node
+        loads. C(kong config parse) of it with O(kong_conf) must pass before anything is quit or started (Kong/kong
+        3.9.3 kong/cmd/config.lua); a file Kong refuses fails the module with Kong's error and leaves the node as
+        it was. Read only, so it also runs in check mode (the file must exist then).
+    type: path
 """
 
 EXAMPLES = r"""
@@ -157,6 +164,10 @@ replaced_version:
   returned: when the module restarted a node of another version
   type: str
   sample: 3.8.1
+declarative_checked:
+  description: Whether O(declarative_config) was parsed by Kong (and passed) before the module acted.
+  returned: success
+  type: bool
 ready:
   description: Whether the node answered ready (null when not waited for).
   returned: success
@@ -206,6 +217,7 @@ def argument_spec() -> dict:
         unit_env_file=dict(type="path", default="/etc/kong/kongops.env"),
         ready_url=dict(type="str"),
         ready_timeout=dict(type="int", default=60),
+        declarative_config=dict(type="path"),
     )
     return spec
 
@@ -276,10 +288,13 @@ def main():
         check_mode=module.check_mode,
         env_file=p["unit_env_file"],
     )
-    result = dict(changed=False, manager=None, handed_over=False, ready=None)
+    result = dict(changed=False, manager=None, handed_over=False, ready=None, declarative_checked=False)
     try:
         manager = svc.choose()
         result["manager"] = manager
+        if p["declarative_config"] and p["state"] in ("started", "restarted"):
+            svc.check_declarative(p["declarative_config"])
+            result["declarative_checked"] = True
         if manager == "systemd" and p["kong_conf"] and p["kong_conf"] != "/etc/kong/kong.conf":
             module.warn(
                 f"Kong's unit prepares its prefix from /etc/kong/kong.conf (ExecStartPre=kong prepare "

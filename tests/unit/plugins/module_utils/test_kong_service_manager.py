@@ -238,3 +238,41 @@ def test_missing_kong_binary_means_not_running(tmp_path):
     svc = service(run, tmp_path, booted=False)
     svc.choose()
     assert svc.status()["running"] is False
+
+
+class RefusingHost(FakeHost):
+    """A host whose Kong refuses the declarative file, as kong/cmd/init.lua prints the error."""
+
+    def __call__(self, argv, environ_update=None):
+        if argv[0] != "systemctl" and argv[1:3] == ["config", "parse"]:
+            self.calls.append((list(argv), dict(environ_update or {})))
+            return 1, "", "Error: Failed parsing:\nin 'services': expected an array\n\n  Run with --v (verbose) or --vv (debug) for more details\n"
+        return super().__call__(argv, environ_update)
+
+
+def test_declarative_check_runs_kong_config_parse_with_the_nodes_conf_and_env(tmp_path):
+    host = FakeHost(unit_loaded=False)
+    svc = service(host, tmp_path)
+    svc.check_declarative("/etc/kong/kong.yml")
+    argv, env = host.calls[-1]
+    assert argv == ["/usr/local/bin/kong", "config", "parse", "/etc/kong/kong.yml", "-c", "/etc/kong/kong.conf"]
+    assert env == {"KONG_PG_PASSWORD": "s3cr#t"}
+    assert svc.commands == []  # read only: not among the commands that changed something
+
+
+def test_declarative_check_names_the_file_and_kongs_whole_message(tmp_path):
+    host = RefusingHost(unit_loaded=False, cli_running=True)
+    svc = service(host, tmp_path)
+    with pytest.raises(KongServiceError) as err:
+        svc.check_declarative("/etc/kong/kong.yml")
+    msg = str(err.value)
+    assert "/etc/kong/kong.yml" in msg and "nothing was quit or started" in msg
+    assert "Failed parsing: in 'services': expected an array" in msg and "Run with --v" not in msg
+    assert host.cli_running and not [a for a, _ in host.calls if a[1] in ("quit", "stop", "start")]
+
+
+def test_declarative_check_runs_in_check_mode(tmp_path):
+    host = RefusingHost(unit_loaded=False)
+    svc = service(host, tmp_path, check_mode=True)
+    with pytest.raises(KongServiceError):
+        svc.check_declarative("/etc/kong/kong.yml")

@@ -268,7 +268,7 @@ def test_declarative_check_names_the_file_and_kongs_whole_message(tmp_path):
     msg = str(err.value)
     assert "/etc/kong/kong.yml" in msg and "nothing was quit or started" in msg
     assert "Failed parsing: in 'services': expected an array" in msg and "Run with --v" not in msg
-    assert host.cli_running and not [a for a, _ in host.calls if a[1] in ("quit", "stop", "start")]
+    assert host.cli_running and not [argv for argv, _env in host.calls if argv[1] in ("quit", "stop", "start")]
 
 
 def test_declarative_check_runs_in_check_mode(tmp_path):

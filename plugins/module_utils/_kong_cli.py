@@ -44,6 +44,18 @@ def kong_error_line(stderr: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
+def kong_error_message(stderr: str) -> str:
+    """Kong's whole error message on one line: `Error: ` and the lines after it (kong/cmd/init.lua line
+    34 at Kong/kong 3.9.3 writes the message, which may span lines, e.g. "Failed parsing:" then the
+    reasons), without the "Run with --v" hint; else what kong_error_line finds."""
+    lines = [ln.strip() for ln in (stderr or "").splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("Error: ") or ln == "Error:"), None)
+    if start is None:
+        return kong_error_line(stderr)
+    first = lines[start][len("Error:") :].strip()
+    return " ".join([first] * bool(first) + [ln for ln in lines[start + 1 :] if not ln.startswith("Run with --v")])
+
+
 class KongCli:
     """Builds `kong` argv lists and runs them through a `run_command(argv, environ_update=...)`
     callable (AnsibleModule.run_command in production, a fake in unit tests)."""

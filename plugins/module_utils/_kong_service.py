@@ -14,7 +14,7 @@ import os
 import time
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
-from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import KongCli, KongCliError
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import KongCli, KongCliError, kong_error_message
 
 DROPIN_NAME = "kongops.conf"
 ACTIVE_STATES = ("active", "activating", "reloading", "deactivating")
@@ -223,10 +223,8 @@ class KongService:
         try:
             self._kong("config", "parse", path, conf=True, prefix=False, mutating=False)
         except KongServiceError as exc:
-            lines = [ln.strip() for ln in (exc.stderr or "").splitlines() if ln.strip()]
-            start = next((i for i, ln in enumerate(lines) if ln.startswith("Error:")), None)
-            # Kong's whole message (its first line is only "Failed parsing:"), without the --v hint
-            detail = " ".join(ln for ln in lines[start:] if not ln.startswith("Run with --v")) if start is not None else str(exc)
+            # Kong's whole message: its first line is only "Failed parsing:"
+            detail = kong_error_message(exc.stderr) or str(exc)
             raise KongServiceError(
                 f"Kong refuses the declarative configuration {path} with {self.conf}; nothing was quit or started: {detail}",
                 cmd=exc.cmd,

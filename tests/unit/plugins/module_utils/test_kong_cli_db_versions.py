@@ -79,3 +79,12 @@ def test_versions_order_and_series():
     assert KongVersion("2.8.5") < KongVersion("3.4.2") < KongVersion("3.10.0")
     assert KongVersion("3.7.1") < KongVersion("3.7.1.2") and KongVersion("3.4.2").series == "3.4"
     assert KongVersion("3.4.2").major == 3 and KongVersion("3.4.2").minor == 4
+
+
+def test_kong_error_message_keeps_the_lines_after_error_and_drops_the_hint():
+    from ansible_collections.kongops.upgrade.plugins.module_utils._kong_cli import kong_error_message
+
+    stderr = "Error: Failed parsing:\nin 'services': expected an array\n\n  Run with --v (verbose) or --vv (debug) for more details\n"
+    assert kong_error_message(stderr) == "Failed parsing: in 'services': expected an array"
+    assert kong_error_message("Error: \nstack traceback:\n  kong.lua:1\n") == "stack traceback: kong.lua:1"
+    assert kong_error_message("nginx: [emerg] bind() failed\n") == "nginx: [emerg] bind() failed"

@@ -3,7 +3,9 @@
 # Apache License 2.0 (see LICENSE), a licence compatible with the GNU General Public License v3.0
 # under which Ansible is distributed.
 """kong_gate: a soak runs as the module on the target (the load balancer's host); a judgment that
-needs no reading is made here on the controller. Either way one line per check is printed at -v."""
+needs no reading is made here on the controller. With node_status_urls the whole gate is this one
+action: the nodes' status listeners are read here (all at once) before and after the soak and judged
+with it. Either way one line per check is printed at -v."""
 
 from __future__ import annotations
 
@@ -13,12 +15,16 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible_collections.kongops.upgrade.plugins.module_utils._gates import (
     KONG_GATE_ARG_SPEC,
+    NODE_READ_OPTIONS,
     GateParamError,
     check_params,
     judge,
     poll_line,
+    read_nodes,
+    soak,
     summary,
 )
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import HAS_REQUESTS
 
 
 class ActionModule(ActionBase):
@@ -30,9 +36,15 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         args = self._task.args
-        local = args.get("lb_verdict") is not None or (args.get("backend", "none") in ("none", "nginx") and not float(args.get("soak_seconds") or 0))
-        if not local:
-            result.update(self._execute_module(module_name="kongops.upgrade.kong_gate", module_args=args, task_vars=task_vars))
+        direct = bool(args.get("node_status_urls"))
+        local = not direct and (
+            args.get("lb_verdict") is not None or (args.get("backend", "none") in ("none", "nginx") and not float(args.get("soak_seconds") or 0))
+        )
+        if direct:
+            result.update(self._gate_with_node_reads(args, task_vars))
+        elif not local:
+            module_args = {k: v for k, v in args.items() if k not in NODE_READ_OPTIONS}
+            result.update(self._execute_module(module_name="kongops.upgrade.kong_gate", module_args=module_args, task_vars=task_vars))
         else:
             validation = ArgumentSpecValidator(copy.deepcopy(KONG_GATE_ARG_SPEC)).validate(args)
             if validation.error_messages:
@@ -61,3 +73,46 @@ class ActionModule(ActionBase):
         elif verdict:
             self._display.v(summary(verdict), host=host)
         return result
+
+    def _gate_with_node_reads(self, args: dict, task_vars) -> dict:
+        """The whole gate in one task: the nodes read here before the soak (unless nodes_before already
+        holds a reading of exactly these nodes), the soak (the module on the load balancer's host, or a
+        wait here where there are no per-server counters), the nodes read again, one verdict."""
+        validation = ArgumentSpecValidator(copy.deepcopy(KONG_GATE_ARG_SPEC)).validate(args)
+        if validation.error_messages:
+            return dict(failed=True, msg="kong_gate: " + "; ".join(validation.error_messages))
+        p = validation.validated_parameters
+        try:
+            check_params(p)
+        except GateParamError as exc:
+            return dict(failed=True, msg=str(exc), param=exc.param)
+        if not HAS_REQUESTS:
+            return dict(
+                failed=True,
+                param="node_status_urls",
+                msg="node_status_urls: the nodes' status listeners are read from the controller, which needs the Python library "
+                "requests there; install it beside Ansible, or leave kong_status_gate_url unset so that each node is read on its host",
+            )
+        names = sorted(p["node_status_urls"])
+        given = p["nodes_before"] or {}
+        if sorted(given) == names or not p["node_metrics"]:
+            before = given
+        else:
+            before = read_nodes(p)
+        if p["lb_verdict"] is not None:
+            lb = p["lb_verdict"]
+        elif p["backend"] == "haproxy":
+            module_args = {k: v for k, v in args.items() if k not in NODE_READ_OPTIONS + ("nodes_before", "nodes_after")}
+            module_args["fail_on_gate"] = False
+            soaked = self._execute_module(module_name="kongops.upgrade.kong_gate", module_args=module_args, task_vars=task_vars)
+            if soaked.get("failed"):
+                return soaked
+            lb = soaked.get("verdict") or {}
+        else:
+            lb = soak(None, dict(p, soak_seconds=0.0) if self._play_context.check_mode else p)
+        after = read_nodes(p)
+        verdict = judge(lb, dict(p, nodes_before=before, nodes_after=after))
+        out = dict(changed=False, verdict=verdict, nodes_before=before, nodes_after=after, ansible_facts={"kong_gate": verdict}, msg=summary(verdict))
+        if verdict["failed"] and p["fail_on_gate"]:
+            out.update(failed=True, msg=f"gate failed at {p['label']}: " + "; ".join(verdict["reasons"]))
+        return out

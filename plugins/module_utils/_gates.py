@@ -11,12 +11,15 @@ kong_node_info on the node), and says whether the step holds, with the figures t
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime import (
     HAPROXY_RUNTIME_ARG_SPEC,
     HaproxyBackend,
     HaproxyRuntime,
 )
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import KongAdminClient
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_node import status_reading
 
 _ERRORS = ("http_5xx", "response_errors", "connection_errors")
 _BAD_STATUS = ("DOWN", "NOLB", "MAINT")
@@ -35,7 +38,14 @@ KONG_GATE_ARG_SPEC = dict(
     nodes_after=dict(type="dict"),
     label=dict(type="str", default="gate"),
     fail_on_gate=dict(type="bool", default=True),
+    # read by the action on the controller, never sent to the module (see read_nodes)
+    node_status_urls=dict(type="dict", default={}),
+    node_metrics=dict(type="bool", default=True),
+    node_validate_certs=dict(type="bool", default=True),
+    node_ca_path=dict(type="path"),
+    node_timeout=dict(type="int", default=5),
 )
+NODE_READ_OPTIONS = ("node_status_urls", "node_metrics", "node_validate_certs", "node_ca_path", "node_timeout")
 KONG_GATE_ARG_SPEC.update({k: dict(v) for k, v in HAPROXY_RUNTIME_ARG_SPEC.items()})
 
 
@@ -61,6 +71,13 @@ def check_params(p: dict) -> None:
         raise GateParamError(f"interval_seconds: must be more than 0 seconds, got {p['interval_seconds']}", "interval_seconds")
     if not 0 <= p["max_error_rate"] <= 100:
         raise GateParamError(f"max_error_rate: must be a percentage from 0 to 100, got {p['max_error_rate']}", "max_error_rate")
+    for name, url in (p.get("node_status_urls") or {}).items():
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise GateParamError(
+                f"node_status_urls: {name}'s URL {url!r} is not a URL (expected http:// or https://, the node's status listener)", "node_status_urls"
+            )
+    if p.get("node_timeout", 5) < 1:
+        raise GateParamError(f"node_timeout: must be 1 or more seconds, got {p['node_timeout']}", "node_timeout")
 
 
 def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: float = 1.0, max_response_ms: int = 2000, min_requests: int = 0) -> dict:
@@ -123,6 +140,23 @@ def node_gate_eval(current: dict, baseline: dict, max_error_rate: float = 1.0) -
         if d_req and rate > float(max_error_rate):
             reasons.append(f"{name} answered {d_err} of {d_req} requests with a 5xx ({rate}%) by its own /metrics > {max_error_rate}%")
     return dict(failed=bool(reasons), reasons=reasons, nodes=per_node, unavailable=unavailable)
+
+
+def read_nodes(p: dict) -> dict:
+    """Every node of ``node_status_urls`` (name -> its status listener as this host reaches it) read at
+    once, one thread per node: node -> _kong_node.status_reading (readiness, and the node's own counters
+    with ``node_metrics``)."""
+    urls = p["node_status_urls"] or {}
+    if not urls:
+        return {}
+
+    def one(url):
+        api = KongAdminClient(admin_url=url, validate_certs=p["node_validate_certs"], ca_path=p["node_ca_path"], timeout=p["node_timeout"])
+        return status_reading(api, include_metrics=p["node_metrics"])
+
+    names = sorted(urls)
+    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+        return dict(zip(names, pool.map(one, [urls[name] for name in names])))
 
 
 def haproxy_reading(lb: HaproxyBackend) -> dict:

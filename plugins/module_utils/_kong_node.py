@@ -285,6 +285,35 @@ class KongNodeInfo:
         return value, waited
 
 
+def status_reading(status, include_metrics: bool = True) -> dict:
+    """A node's readiness (GET /status/ready) and, with ``include_metrics``, its own request counters
+    (GET /metrics), both on its status listener alone (``status``, a KongAdminClient there): the reading a
+    gate takes of many nodes at once from one place, shaped as kong_node_info's result. Never raises: a
+    listener that does not answer, or Kong before 3.3 (no /status/ready, 404), reads as not ready with the
+    reason (readiness derived from GET /status would need the node's Admin API)."""
+    reading = {"url": status.base_url}
+    try:
+        resp = status.raw("GET", "/status/ready")
+    except KongAdminError as exc:
+        reading.update(ready=False, ready_reason=f"status listener unreachable: {exc}", ready_source="status_ready", ready_http_status=None)
+    else:
+        if resp.status_code in (200, 503):
+            reading.update(ready=resp.status_code == 200, ready_reason=_message(resp), ready_source="status_ready", ready_http_status=resp.status_code)
+        else:
+            reading.update(
+                ready=False,
+                ready_reason=(
+                    f"GET {resp.url} answered HTTP {resp.status_code}: no /status/ready (Kong before 3.3, or not a status listener); "
+                    "without it readiness needs the node's Admin API"
+                ),
+                ready_source="status_ready",
+                ready_http_status=resp.status_code,
+            )
+    if include_metrics:
+        reading["metrics"] = KongNodeInfo(None, status).metrics()
+    return reading
+
+
 def _raise_unless_outage(exc: KongAdminError) -> None:
     """A wait goes on through an outage (refused, timed out, 5xx); an answer that says the request is wrong
     (4xx: a token, a path) is raised at once."""

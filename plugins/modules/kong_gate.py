@@ -26,6 +26,11 @@ description:
   - Healthy checks print nothing at the default verbosity; with C(-v) the action prints one line per check.
     The verdict is also the fact C(kong_gate).
   - Without a soak and without a load balancer to read, the action judges on the controller and sends no module.
+  - With O(node_status_urls) the whole gate is one task; the action reads every node's status listener on the
+    controller, all at once (one thread per node), before the soak (unless O(nodes_before) already holds a reading of
+    exactly those nodes) and after it, and judges them with the load balancer's verdict (RV(nodes_before),
+    RV(nodes_after)). The soak itself still runs on the task's host (the load balancer's), or waits on the controller
+    where there are no per-server counters.
 author:
   - kongops.upgrade contributors (@kongops)
 extends_documentation_fragment:
@@ -99,6 +104,30 @@ options:
     description: Fail the task when a gate is crossed. With V(false) the verdict is returned as a success.
     type: bool
     default: true
+  node_status_urls:
+    description:
+      - Node name to its status listener (Kong's C(status_listen)) as the controller reaches it, for example
+        V(http://10.0.0.21:8100). Each is read with C(GET /status/ready) (Kong 3.3 and later; a node that answers
+        anything but 200 is not ready, with Kong's message) and, with O(node_metrics), C(GET /metrics).
+      - Read by the action on the controller, which needs the Python library C(requests) there; never sent to the host.
+      - Replaces O(nodes_after) (and O(nodes_before) when that does not cover exactly these nodes).
+    type: dict
+    default: {}
+  node_metrics:
+    description: With O(node_status_urls), also read each node's own request counters (Kong's prometheus plugin).
+    type: bool
+    default: true
+  node_validate_certs:
+    description: With O(node_status_urls), verify the TLS certificates of status listeners served over HTTPS.
+    type: bool
+    default: true
+  node_ca_path:
+    description: With O(node_status_urls), the CA bundle for status listeners over HTTPS (unset, the system's CAs).
+    type: path
+  node_timeout:
+    description: With O(node_status_urls), seconds to wait for one node's answer.
+    type: int
+    default: 5
 seealso:
   - module: kongops.upgrade.lb_weight
   - module: kongops.upgrade.kong_node_info
@@ -125,6 +154,19 @@ EXAMPLES = r"""
     nodes_before: "{{ before_by_node }}"
     nodes_after: "{{ after_by_node }}"
     label: step 25 %
+- name: The same gate in one task, the nodes read from the controller
+  kongops.upgrade.kong_gate:
+    backend: haproxy
+    socket: /run/haproxy/admin.sock
+    haproxy_backend: kong
+    servers: [y1, y2, y3]
+    soak_seconds: 60
+    label: step 25 %
+    node_status_urls:
+      y1: http://10.0.0.21:8100
+      y2: http://10.0.0.22:8100
+      y3: http://10.0.0.23:8100
+  delegate_to: lb1
 """
 
 RETURN = r"""
@@ -182,6 +224,17 @@ verdict:
       elements: str
   sample: {failed: false, reasons: [], requests: 1200, errors: 0, error_rate: 0.0, label: step 25 %,
            polls: [{at: 2.0, requests: 410, errors: 0, error_rate: 0.0, failed: false, reasons: []}]}
+nodes_before:
+  description: With O(node_status_urls), node name to its reading before the soak (C(ready), C(ready_reason), C(metrics)).
+  returned: when O(node_status_urls) is set
+  type: dict
+nodes_after:
+  description:
+    - With O(node_status_urls), node name to its reading after the soak, in the shape of
+      M(kongops.upgrade.kong_node_info)'s result (C(ready), C(ready_reason), C(ready_source), C(ready_http_status), C(metrics), C(url)).
+    - The next gate can pass it as O(nodes_before).
+  returned: when O(node_status_urls) is set
+  type: dict
 """
 
 import copy

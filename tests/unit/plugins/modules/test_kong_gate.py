@@ -158,3 +158,152 @@ def test_a_soak_on_a_real_haproxy_fails_a_down_server_in_rotation_early(capsys, 
     assert res["verdict"]["servers"]["y1"]["status"].startswith("DOWN") and len(res["verdict"]["polls"]) == 1
     rc, res = run(capsys, {"backend": "haproxy", "socket": lb.socket, "haproxy_backend": "nope", "servers": ["y1"]})
     assert rc == 1 and "no backend nope in HAProxy" in res["msg"] and res["backend"] == "nope"
+
+
+class _StatusListener:
+    """A node's status listener: /status/ready answers ``ready`` (200, or 503 with Kong's message, or any
+    other status) and /metrics the prometheus plugin's per-status counters; counts requests in flight."""
+
+    def __init__(self, ready=200, requests=0, errors=0, delay=0.0, gauge=None):
+        import http.server
+        import threading
+
+        self.ready, self.requests, self.errors, self.delay = ready, requests, errors, delay
+        self.paths = []
+        # requests in flight, shared by the listeners of one test
+        self.gauge = gauge if gauge is not None else {"now": 0, "most": 0}
+        lock = self.gauge.setdefault("lock", threading.Lock())
+        node = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                with lock:
+                    node.paths.append(self.path)
+                    node.gauge["now"] += 1
+                    node.gauge["most"] = max(node.gauge["most"], node.gauge["now"])
+                try:
+                    time.sleep(node.delay)
+                    if self.path == "/status/ready":
+                        code = node.ready
+                        body = {200: {"message": "ready"}, 503: {"message": "no configuration available (empty configuration present)"}}.get(
+                            code, {"message": "Not found"}
+                        )
+                        text = json.dumps(body)
+                    elif self.path == "/metrics":
+                        code = 200
+                        text = (
+                            f'kong_http_requests_total{{service="echo",route="echo",code="200",source="service",consumer=""}} {node.requests - node.errors}\n'
+                            f'kong_http_requests_total{{service="echo",route="echo",code="502",source="service",consumer=""}} {node.errors}\n'
+                        )
+                    else:
+                        code, text = 404, '{"message":"Not found"}'
+                    data = text.encode()
+                    self.send_response(code)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    with lock:
+                        node.gauge["now"] -= 1
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def listeners():
+    made = []
+
+    def make(**kwargs):
+        made.append(_StatusListener(**kwargs))
+        return made[-1]
+
+    yield make
+    for node in made:
+        node.close()
+
+
+def test_the_action_reads_the_nodes_itself_around_a_wait_and_judges_them(controller_context, listeners):
+    y1, y2 = listeners(requests=100), listeners(ready=503)
+    res = action({"backend": "none", "soak_seconds": 0.1, "label": "step 10 %", "node_status_urls": {"y1": y1.url, "y2": y2.url}})
+    # no module ran (action() refuses one): the wait and both readings were the controller's
+    assert res["failed"] is True and res["msg"] == "gate failed at step 10 %: y2 not ready"
+    assert res["verdict"]["not_ready"] == ["y2"] and res["nodes_after"]["y2"]["ready_http_status"] == 503
+    assert res["nodes_after"]["y2"]["ready_reason"] == "no configuration available (empty configuration present)"
+    assert res["nodes_after"]["y1"]["ready"] is True and res["nodes_after"]["y1"]["metrics"]["requests"] == 100
+    assert y1.paths == ["/status/ready", "/metrics"] * 2  # before the wait and after it
+    res = action({"backend": "none", "node_status_urls": {"y1": y1.url}, "node_metrics": False, "label": "watch"})
+    assert not res.get("failed") and res["nodes_before"] == {} and "metrics" not in res["nodes_after"]["y1"]
+
+
+def test_the_action_soaks_on_the_load_balancer_and_judges_each_nodes_own_counters(controller_context, listeners):
+    y1 = listeners(requests=100)
+    task = mock.MagicMock()
+    task.args = {
+        "backend": "haproxy",
+        "haproxy_backend": "kong",
+        "servers": ["y1"],
+        "soak_seconds": 4,
+        "label": "step 10 %",
+        "fail_on_gate": False,
+        "node_status_urls": {"y1": y1.url},
+        "node_timeout": 3,
+    }
+    task.async_val = 0
+    task.check_mode = False
+    task.delegate_to = "lb1"
+    connection = mock.MagicMock()
+    connection._shell.tmpdir = None
+    act = action_class()(task, connection, mock.MagicMock(check_mode=False), loader=None, templar=None, shared_loader_obj=None)
+    lb = {"failed": False, "reasons": [], "label": "step 10 %", "requests": 20, "errors": 0, "error_rate": 0.0, "polls": []}
+
+    def soak_on_the_lb(**kwargs):
+        y1.requests, y1.errors = 200, 50  # the node answered 50 of its 100 requests of the soak with a 5xx
+        return {"changed": False, "verdict": lb}
+
+    act._execute_module = mock.MagicMock(side_effect=soak_on_the_lb)
+    res = act.run(task_vars={})
+    sent = act._execute_module.call_args.kwargs["module_args"]
+    assert not [k for k in sent if k.startswith("node") or k == "nodes_before"], sent
+    assert sent["fail_on_gate"] is False and sent["soak_seconds"] == 4
+    assert not res.get("failed") and res["verdict"]["failed"] is True
+    assert res["verdict"]["reasons"] == ["y1 answered 50 of 100 requests with a 5xx (50.0%) by its own /metrics > 1.0%"]
+    assert res["verdict"]["nodes"]["y1"] == {"requests": 100, "errors": 50, "error_rate": 50.0, "restarted": False}
+
+
+def test_the_action_starts_from_the_last_gates_reading_and_reads_the_nodes_at_once(controller_context, listeners):
+    gauge = {"now": 0, "most": 0}
+    nodes = {f"y{i}": listeners(requests=10, delay=0.3, gauge=gauge) for i in range(1, 5)}
+    before = {name: {"ready": True, "metrics": {"available": True, "requests": 10, "errors": 0}} for name in nodes}
+    res = action({"node_status_urls": {name: node.url for name, node in nodes.items()}, "nodes_before": before})
+    assert not res.get("failed") and res["nodes_before"] == before
+    assert all(node.paths == ["/status/ready", "/metrics"] for node in nodes.values())
+    # one thread per node: the four listeners were asked at the same time (each answers after 0.3 s)
+    assert gauge["most"] == 4
+
+
+def test_a_node_the_controller_cannot_read_is_not_ready_and_says_why(controller_context, listeners):
+    old = listeners(ready=404)
+    closed = listeners()
+    closed.close()
+    res = action({"node_status_urls": {"old": old.url, "gone": closed.url}, "node_metrics": False, "node_timeout": 2, "fail_on_gate": False})
+    after = res["nodes_after"]
+    assert after["old"]["ready"] is False and "no /status/ready (Kong before 3.3" in after["old"]["ready_reason"]
+    assert after["gone"]["ready"] is False and after["gone"]["ready_reason"].startswith("status listener unreachable: GET " + closed.url)
+    assert res["verdict"]["not_ready"] == ["gone", "old"]
+
+
+def test_bad_node_status_urls_are_refused_before_anything_is_read(controller_context):
+    res = action({"node_status_urls": {"y1": "10.0.0.21:8100"}})
+    assert res["failed"] is True and res["param"] == "node_status_urls"
+    assert res["msg"].startswith("node_status_urls: y1's URL '10.0.0.21:8100' is not a URL")
+    res = action({"node_status_urls": {"y1": "http://10.0.0.21:8100"}, "node_timeout": 0})
+    assert res["failed"] is True and res["param"] == "node_timeout"

@@ -39,13 +39,14 @@ def _epoch(text: str) -> float:
 def sandbox(tmp_path):
     boxes = []
 
-    def make(mode: str = "dbless", kong_x: str = X, lb: str = "haproxy", nodes: int = 3) -> Sandbox:
+    def make(mode: str = "dbless", kong_x: str = X, lb: str = "haproxy", nodes: int = 3, status_gate_urls: bool = False) -> Sandbox:
         """``nodes`` X nodes and as many Y: 3 where a third node proves more (a run that goes on past a
-        failed node, the default fleet under load), 2 elsewhere (every step, gate and drain is the same)."""
+        failed node, the default fleet under load), 2 elsewhere (every step, gate and drain is the same).
+        ``status_gate_urls``: the gates read the Y nodes from the controller (kong_status_gate_url)."""
         box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
         box.log_dir = str(tmp_path)
         boxes.append(box)
-        box.up(mode=mode, kong_x=kong_x, lb=lb, nodes=nodes)
+        box.up(mode=mode, kong_x=kong_x, lb=lb, nodes=nodes, status_gate_urls=status_gate_urls)
         return box
 
     yield make
@@ -173,7 +174,8 @@ def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
 
 
 def test_failed_gate_puts_every_request_back_on_x(sandbox):
-    box = sandbox(nodes=2)
+    # the gates read the Y nodes from the controller: the killed y2 does not answer there either
+    box = sandbox(nodes=2, status_gate_urls=True)
     y2_pid = {}
 
     def break_y2_after_first_step():
@@ -206,6 +208,7 @@ def test_failed_gate_puts_every_request_back_on_x(sandbox):
     assert [(s["share"], s["gate"]["failed"]) for s in journal["steps"]] == [(10, False), (25, True)]
     crossed = journal["steps"][1]["gate"]
     assert any("y2" in reason for reason in crossed["reasons"]), crossed
+    assert crossed["not_ready"] == ["y2"], crossed
     servers = haproxy_servers(box.state["haproxy"]["socket"])
     assert set(servers) == {"x1", "x2", "y1", "y2"}
     assert all(servers[x]["weight"] == 100 for x in ("x1", "x2"))
@@ -424,8 +427,9 @@ def _nginx_servers(box: Sandbox) -> dict:
 
 def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
     """Behind nginx, draining two X nodes at a time (kong_drain_serial=2): no request lost, and the
-    journal records every node of a batch (a per-batch record once kept only the batch's first)."""
-    box = sandbox(lb="nginx", nodes=2)
+    journal records every node of a batch (a per-batch record once kept only the batch's first). The gates
+    read the Y nodes' readiness and own counters from the controller (kong_status_gate_url)."""
+    box = sandbox(lb="nginx", nodes=2, status_gate_urls=True)
     load = _load(box)
     rc = _upgrade(box, "-e", "kong_drain_serial=2")
     time.sleep(2)
@@ -453,6 +457,12 @@ def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
     assert all(set(s["versions"]) == {Y} for s in last), f"traffic at the end: {last}"
     box.load()
     assert not any(_node_running(box, name) for name in ("x1", "x2"))
+    # no task read a Y node on its host: the soak task read them all
+    with open(box.last_log) as fh:
+        out = fh.read()
+    for task in ("Read the Y nodes' own request counters before the soak", "Check that every Y node is still ready"):
+        shown = [part.split("TASK [")[0] for part in out.split(f"TASK [kongops.upgrade.upgrade_common : {task} - ")[1:]]
+        assert shown and all("ok: [" not in part and "changed: [" not in part for part in shown), shown[:2]
 
 
 def test_node_error_rate_gate_behind_nginx_puts_every_request_back_on_x(sandbox):

@@ -297,6 +297,25 @@ def test_duplicate_gate_urls_are_refused_and_distinct_ones_pass(tmp_path):
     assert facts["__kong_gate_urls"] == {"x1": "http://127.0.0.1:9", "x2": "http://127.0.0.1:10", "x3": "http://192.0.2.10:8001"}
 
 
+def test_status_gate_urls_that_do_not_single_out_a_node_are_refused(tmp_path):
+    """The gates read each node's kong_status_gate_url from the controller: a shared URL would let one node
+    answer for two, a remote host's loopback URL would read the controller itself."""
+    finished_journal(tmp_path)
+    remote = {"ansible_connection": "ssh", "ansible_host": "192.0.2.11", "kong_admin_url": "http://192.0.2.11:8001"}
+    same = {"kong_status_gate_url": "http://10.0.0.2:8100"}
+    inv = inventory(
+        {"kong_x": {"x1": {}}, "kong_y": {"y1": dict(remote, kong_status_gate_url="http://127.0.0.1:8100"), "y2": same, "y3": same}, "kong_lb": {"lb": {}}},
+        kong_mode="dbless",
+    )
+    run = run_playbook(ROLLING, inventory=inv, extra_vars=base_vars(tmp_path))
+    assert run.rc != 0
+    msg = failure_messages(run)
+    assert "kong_status_gate_url: the gates read every node's status listener from the controller" in msg, msg
+    assert "y2 and y3 share http://10.0.0.2:8100" in msg and "reaches the controller itself, not the node: y1" in msg, msg
+    assert not ran(run, "Observe the node")
+    assert os.listdir(os.path.join(str(tmp_path), "c1")) == ["journal.json"]
+
+
 # Item 7: freeze ownership. The conclusion verifies and thaws with the run's own run_id and never
 # forces on abort; kong_freeze_force reaches the module; haproxy enforcement gets its socket and map.
 

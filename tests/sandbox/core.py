@@ -193,12 +193,20 @@ class Sandbox:
 
     # ------------------------------------------------------------------ up
     def up(
-        self, mode: str = "dbless", kong_x: str = "3.8.1", kong_cp: str | None = None, lb: str = "haproxy", lb_retries: str = "retrying", nodes: int = 3
+        self,
+        mode: str = "dbless",
+        kong_x: str = "3.8.1",
+        kong_cp: str | None = None,
+        lb: str = "haproxy",
+        lb_retries: str = "retrying",
+        nodes: int = 3,
+        status_gate_urls: bool = False,
     ) -> dict:
         """Start the sandbox; ``kong_cp`` (hybrid only) runs the control plane on another version than the DPs;
         ``lb`` is the load balancer in front of the proxies (HAProxy, or nginx with an upstream include file);
         ``lb_retries`` is HAProxy's retry profile (render.HAPROXY_RETRIES); ``nodes`` is how many X nodes (and
-        as many Y nodes) the fleet has (1 to 3)."""
+        as many Y nodes) the fleet has (1 to 3); ``status_gate_urls`` gives every node a kong_status_gate_url
+        (the controller is the nodes' host here), so that the gates read the nodes from the controller."""
         if nodes not in (1, 2, 3):
             raise SandboxError(f"nodes must be 1, 2 or 3 (got {nodes!r})")
         if lb_retries not in render.HAPROXY_RETRIES:
@@ -244,6 +252,7 @@ class Sandbox:
             "nodes": {},
             "lb": lb,
             "admin_token": ADMIN_TOKEN,
+            "status_gate_urls": status_gate_urls,
         }
         self._layout_nodes(mode, ports, nodes)
         if lb == "haproxy":

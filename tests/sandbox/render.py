@@ -226,6 +226,9 @@ def inventory(state: dict, repo: str, python: str) -> dict:
         if node["group"] not in groups:
             continue
         host = dict(local, **_node_vars(node))
+        if state.get("status_gate_urls") and node["group"] != "kong_cp":
+            # the controller runs on the nodes' host: it reaches each status listener where the node does
+            host["kong_status_gate_url"] = host["kong_status_url"]
         if node["group"] == "kong_cp":
             host.update(kong_mode="hybrid_cp", kong_node_mode="hybrid_cp")
             if state.get("kong_cp") and state["kong_cp"] != state["kong_x"]:

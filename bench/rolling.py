@@ -234,7 +234,7 @@ class _Loads:
         return [r for part in self.parts.values() for r in part.records]
 
 
-def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: float, out=print, profile: str = "plain") -> dict:
+def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: float, out=print, profile: str = "plain", gate_reads: str = "controller") -> dict:
     """One fresh 3+3 DB-less sandbox, a load (PROFILES) through HAProxy, then ``ours`` or ``naive``."""
     name = f"rolling-{profile}-{kind}"
     box = _new_box(work, name, 3, out)
@@ -252,7 +252,8 @@ def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: flo
         "loadavg_before": loadavg(),
     }
     try:
-        box.up("dbless", kong_x, lb_retries=PROFILES[profile]["lb_retries"])
+        # ours reads the Y nodes at its gates from the controller (kong_status_gate_url) unless told otherwise
+        box.up("dbless", kong_x, lb_retries=PROFILES[profile]["lb_retries"], status_gate_urls=kind == "ours" and gate_reads == "controller")
         url = f"http://127.0.0.1:{box.lb_port}{render.DEMO_PATH}"
         loads = _Loads(profile, url, rate).start()
         gen = loads.base
@@ -297,7 +298,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak: int = 1, out=print) -> dict:
+def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak: int = 1, out=print, gate_reads: str = "controller") -> dict:
     """Ours on a fresh N+N DB-less sandbox without load, with short soaks: where the time goes."""
     steps = [10, 25, 50, 100]
     name = f"overhead-{nodes}-serial{serial}"
@@ -312,6 +313,7 @@ def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak:
         "steps": steps,
         "log": log_path,
         "forks": int(os.environ.get("ANSIBLE_FORKS", "5")),
+        "gate_reads": gate_reads,
         "loadavg_before": loadavg(),
     }
     extra = [
@@ -330,7 +332,7 @@ def overhead(work: str, nodes: int, serial: int, kong_x: str, kong_y: str, soak:
     ]
     try:
         t0 = time.monotonic()
-        box.up("dbless", kong_x)
+        box.up("dbless", kong_x, status_gate_urls=gate_reads == "controller")
         result["sandbox_up_seconds"] = round(time.monotonic() - t0, 1)
         cpu_before = _children_cpu()
         rc, started, ended = _run_ours(box, kong_y, log_path, extra)

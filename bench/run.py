@@ -129,7 +129,9 @@ class Bench:
             self.results[key] = {}
             for kind in ("ours", "naive"):
                 self.out(f"1. rolling 3 -> 3 under {self.args.rate:.0f} req/s, {profile} load: {kind}")
-                self.results[key][kind] = rolling_under_load(self.work, kind, self.args.kong_x, self.args.kong_y, self.args.rate, out=self.out, profile=profile)
+                self.results[key][kind] = rolling_under_load(
+                    self.work, kind, self.args.kong_x, self.args.kong_y, self.args.rate, out=self.out, profile=profile, gate_reads=self.args.gate_reads
+                )
                 self.save()
 
     def inplace(self) -> None:
@@ -183,7 +185,7 @@ class Bench:
                 continue
             self.out(f"2. overhead: {nodes} + {nodes} nodes, drain serial {serial}")
             t0 = time.monotonic()
-            run = overhead(self.work, nodes, serial, self.args.kong_x, self.args.kong_y, out=self.out)
+            run = overhead(self.work, nodes, serial, self.args.kong_x, self.args.kong_y, out=self.out, gate_reads=self.args.gate_reads)
             run["total_seconds"] = round(time.monotonic() - t0, 1)
             runs.append(run)
             self.save()
@@ -466,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entities", type=_sizes, default=[1000, 10000], help="backup sizes (default 1000,10000)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each backup/restore timing (default 3)")
     parser.add_argument("--sim-seconds", type=float, default=5.0, help="seconds of each simulator load (default 5)")
+    parser.add_argument(
+        "--gate-reads",
+        choices=("controller", "node"),
+        default="controller",
+        help="how ours reads the Y nodes at a gate: from the controller at kong_status_gate_url (default), or one kong_node_info run per node on its host",
+    )
     parser.add_argument("--kong-x", default="3.8.1", help="version X of the rolling runs (default 3.8.1)")
     parser.add_argument("--kong-y", default="3.9.3", help="version Y of the rolling runs (default 3.9.3)")
     parser.add_argument("--budget-minutes", type=float, default=26.0, help="overhead runs that would end after this many minutes are skipped (default 26)")

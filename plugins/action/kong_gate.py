@@ -24,7 +24,6 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._gates import (
     soak,
     summary,
 )
-from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import HAS_REQUESTS
 
 
 class ActionModule(ActionBase):
@@ -86,13 +85,6 @@ class ActionModule(ActionBase):
             check_params(p)
         except GateParamError as exc:
             return dict(failed=True, msg=str(exc), param=exc.param)
-        if not HAS_REQUESTS:
-            return dict(
-                failed=True,
-                param="node_status_urls",
-                msg="node_status_urls: the nodes' status listeners are read from the controller, which needs the Python library "
-                "requests there; install it beside Ansible, or leave kong_status_gate_url unset so that each node is read on its host",
-            )
         names = sorted(p["node_status_urls"])
         given = p["nodes_before"] or {}
         if sorted(given) == names or not p["node_metrics"]:

@@ -109,7 +109,7 @@ options:
       - Node name to its status listener (Kong's C(status_listen)) as the controller reaches it, for example
         V(http://10.0.0.21:8100). Each is read with C(GET /status/ready) (Kong 3.3 and later; a node that answers
         anything but 200 is not ready, with Kong's message) and, with O(node_metrics), C(GET /metrics).
-      - Read by the action on the controller, which needs the Python library C(requests) there; never sent to the host.
+      - Read by the action on the controller (with Ansible's own HTTP client); never sent to the host.
       - Replaces O(nodes_after) (and O(nodes_before) when that does not cover exactly these nodes).
     type: dict
     default: {}

@@ -307,3 +307,18 @@ def test_bad_node_status_urls_are_refused_before_anything_is_read(controller_con
     assert res["msg"].startswith("node_status_urls: y1's URL '10.0.0.21:8100' is not a URL")
     res = action({"node_status_urls": {"y1": "http://10.0.0.21:8100"}, "node_timeout": 0})
     assert res["failed"] is True and res["param"] == "node_timeout"
+
+
+def test_the_status_listener_client_returns_every_answer_and_retries_only_a_refused_connection(listeners):
+    from ansible_collections.kongops.upgrade.plugins.module_utils._gates import StatusListener
+    from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import KongAdminError
+
+    node = listeners(ready=503)
+    naps = []
+    answer = StatusListener(node.url + "/", sleep=naps.append).raw("GET", "/status/ready")
+    assert (answer.status_code, answer.url) == (503, node.url + "/status/ready") and answer.json()["message"].startswith("no configuration")
+    assert StatusListener(node.url).raw("GET", "/nowhere").status_code == 404 and naps == []
+    node.close()
+    with pytest.raises(KongAdminError) as exc:
+        StatusListener(node.url, sleep=naps.append).raw("GET", "/status/ready")
+    assert naps == [0.3, 0.6] and str(exc.value).startswith(f"GET {node.url}/status/ready failed: ") and exc.value.url == node.url + "/status/ready"

@@ -599,7 +599,9 @@ def test_failure_budget_decides_when_an_x_node_fails_at_its_drain(sandbox, tmp_p
     assert fault.exists(), "x1 was never decommissioned: the fault was not injected\n" + _failure(box)
     journal = _journal(box)
     assert journal["nodes"].get("x2") == "failed" and journal.get("failed_nodes") == ["x2"], journal.get("nodes")
-    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed"
+    # each failed request with when it was sent (seconds into the load), its status or error and the version that answered
+    failed = [(round(r.wall - load.started_at, 2), r.status, r.error, r.version, r.latency_ms) for r in load.records if not r.ok][:10]
+    assert summary["failed"] == 0, f"{summary['failed']} of {summary['total']} requests failed: {failed}; playbook log {box.last_log}"
     if budget == 0:
         assert rc != 0
         assert journal["status"] == "failed" and "draining x2 failed" in journal["failure"]["reason"]

@@ -154,19 +154,15 @@ EXAMPLES = r"""
     nodes_before: "{{ before_by_node }}"
     nodes_after: "{{ after_by_node }}"
     label: step 25 %
-- name: The same gate in one task, the nodes read from the controller
+- name: A gate behind nginx in one task, the nodes read from the controller
   kongops.upgrade.kong_gate:
-    backend: haproxy
-    socket: /run/haproxy/admin.sock
-    haproxy_backend: kong
-    servers: [y1, y2, y3]
+    backend: nginx
     soak_seconds: 60
     label: step 25 %
     node_status_urls:
       y1: http://10.0.0.21:8100
       y2: http://10.0.0.22:8100
       y3: http://10.0.0.23:8100
-  delegate_to: lb1
 """
 
 RETURN = r"""

@@ -82,15 +82,20 @@ def test_the_action_judges_on_the_controller_without_a_module(controller_context
     assert res["failed"] is True and "max_error_rate" in res["msg"]
 
 
-def test_the_action_runs_the_module_for_a_soak(controller_context):
+def action_on_the_lb(args):
+    """The action of a task delegated to the load balancer's host (its soak runs there as the module)."""
     task = mock.MagicMock()
-    task.args = {"backend": "haproxy", "haproxy_backend": "kong", "soak_seconds": 4, "label": "step 10 %"}
+    task.args = args
     task.async_val = 0
     task.check_mode = False
     task.delegate_to = "lb1"
     connection = mock.MagicMock()
     connection._shell.tmpdir = None
-    act = action_class()(task, connection, mock.MagicMock(check_mode=False), loader=None, templar=None, shared_loader_obj=None)
+    return action_class()(task, connection, mock.MagicMock(check_mode=False), loader=None, templar=None, shared_loader_obj=None)
+
+
+def test_the_action_runs_the_module_for_a_soak(controller_context):
+    act = action_on_the_lb({"backend": "haproxy", "haproxy_backend": "kong", "soak_seconds": 4, "label": "step 10 %"})
     verdict = {
         "failed": False,
         "reasons": [],
@@ -246,23 +251,18 @@ def test_the_action_reads_the_nodes_itself_around_a_wait_and_judges_them(control
 
 def test_the_action_soaks_on_the_load_balancer_and_judges_each_nodes_own_counters(controller_context, listeners):
     y1 = listeners(requests=100)
-    task = mock.MagicMock()
-    task.args = {
-        "backend": "haproxy",
-        "haproxy_backend": "kong",
-        "servers": ["y1"],
-        "soak_seconds": 4,
-        "label": "step 10 %",
-        "fail_on_gate": False,
-        "node_status_urls": {"y1": y1.url},
-        "node_timeout": 3,
-    }
-    task.async_val = 0
-    task.check_mode = False
-    task.delegate_to = "lb1"
-    connection = mock.MagicMock()
-    connection._shell.tmpdir = None
-    act = action_class()(task, connection, mock.MagicMock(check_mode=False), loader=None, templar=None, shared_loader_obj=None)
+    act = action_on_the_lb(
+        {
+            "backend": "haproxy",
+            "haproxy_backend": "kong",
+            "servers": ["y1"],
+            "soak_seconds": 4,
+            "label": "step 10 %",
+            "fail_on_gate": False,
+            "node_status_urls": {"y1": y1.url},
+            "node_timeout": 3,
+        }
+    )
     lb = {"failed": False, "reasons": [], "label": "step 10 %", "requests": 20, "errors": 0, "error_rate": 0.0, "polls": []}
 
     def soak_on_the_lb(**kwargs):

@@ -45,15 +45,9 @@ class ActionModule(ActionBase):
             module_args = {k: v for k, v in args.items() if k not in NODE_READ_OPTIONS}
             result.update(self._execute_module(module_name="kongops.upgrade.kong_gate", module_args=module_args, task_vars=task_vars))
         else:
-            validation = ArgumentSpecValidator(copy.deepcopy(KONG_GATE_ARG_SPEC)).validate(args)
-            if validation.error_messages:
-                result.update(failed=True, msg="kong_gate: " + "; ".join(validation.error_messages))
-                return result
-            p = validation.validated_parameters
-            try:
-                check_params(p)
-            except GateParamError as exc:
-                result.update(failed=True, msg=str(exc), param=exc.param)
+            p, refused = _validated(args)
+            if refused:
+                result.update(refused)
                 return result
             verdict = judge(p["lb_verdict"] or {}, p)
             result.update(changed=False, verdict=verdict, ansible_facts={"kong_gate": verdict}, msg=summary(verdict))
@@ -77,14 +71,9 @@ class ActionModule(ActionBase):
         """The whole gate in one task: the nodes read here before the soak (unless nodes_before already
         holds a reading of exactly these nodes), the soak (the module on the load balancer's host, or a
         wait here where there are no per-server counters), the nodes read again, one verdict."""
-        validation = ArgumentSpecValidator(copy.deepcopy(KONG_GATE_ARG_SPEC)).validate(args)
-        if validation.error_messages:
-            return dict(failed=True, msg="kong_gate: " + "; ".join(validation.error_messages))
-        p = validation.validated_parameters
-        try:
-            check_params(p)
-        except GateParamError as exc:
-            return dict(failed=True, msg=str(exc), param=exc.param)
+        p, refused = _validated(args)
+        if refused:
+            return refused
         names = sorted(p["node_status_urls"])
         given = p["nodes_before"] or {}
         if sorted(given) == names or not p["node_metrics"]:
@@ -108,3 +97,16 @@ class ActionModule(ActionBase):
         if verdict["failed"] and p["fail_on_gate"]:
             out.update(failed=True, msg=f"gate failed at {p['label']}: " + "; ".join(verdict["reasons"]))
         return out
+
+
+def _validated(args: dict) -> tuple:
+    """(the parameters, None), or (None, the failed result naming the parameter) for bad input."""
+    validation = ArgumentSpecValidator(copy.deepcopy(KONG_GATE_ARG_SPEC)).validate(args)
+    if validation.error_messages:
+        return None, dict(failed=True, msg="kong_gate: " + "; ".join(validation.error_messages))
+    p = validation.validated_parameters
+    try:
+        check_params(p)
+    except GateParamError as exc:
+        return None, dict(failed=True, msg=str(exc), param=exc.param)
+    return p, None

@@ -125,24 +125,10 @@ class KongNodeInfo:
     def readiness(self, mode: str, status: dict) -> dict:
         note = None
         if self.status_api is not None:
-            try:
-                resp = self.status_api.raw("GET", "/status/ready")
-            except KongAdminError as exc:
-                return {
-                    "ready": False,
-                    "ready_reason": f"status listener unreachable: {exc}",
-                    "ready_source": "status_ready",
-                    "ready_http_status": None,
-                }
-            if resp.status_code in (200, 503):
-                return {
-                    "ready": resp.status_code == 200,
-                    "ready_reason": _message(resp),
-                    "ready_source": "status_ready",
-                    "ready_http_status": resp.status_code,
-                }
-            # Kong before 3.3 has no /status/ready: the status listener answers 404 there.
-            note = f"GET {resp.url} answered HTTP {resp.status_code} (no /status/ready before Kong 3.3)"
+            answer, other = ask_ready(self.status_api)
+            if answer is not None:
+                return answer
+            note = f"GET {other.url} answered HTTP {other.status_code} (no /status/ready before Kong 3.3)"
         ready, reason = ready_from_status(mode, status)
         if note:
             reason = f"{reason}; {note}"
@@ -285,30 +271,35 @@ class KongNodeInfo:
         return value, waited
 
 
-def status_reading(status, include_metrics: bool = True) -> dict:
-    """A node's readiness (GET /status/ready) and, with ``include_metrics``, its own request counters
-    (GET /metrics), both on its status listener alone (``status``, a KongAdminClient there): the reading a
-    gate takes of many nodes at once from one place, shaped as kong_node_info's result. Never raises: a
-    listener that does not answer, or Kong before 3.3 (no /status/ready, 404), reads as not ready with the
-    reason (readiness derived from GET /status would need the node's Admin API)."""
-    reading = {"url": status.base_url}
+def ask_ready(status) -> tuple:
+    """GET /status/ready on a node's status listener (``status``, a client there): (readiness, None) when
+    it answered 200 or 503 or did not answer, (None, the response) for another answer (Kong before 3.3 has
+    no /status/ready: 404), whose readiness must then be derived otherwise."""
     try:
         resp = status.raw("GET", "/status/ready")
     except KongAdminError as exc:
-        reading.update(ready=False, ready_reason=f"status listener unreachable: {exc}", ready_source="status_ready", ready_http_status=None)
-    else:
-        if resp.status_code in (200, 503):
-            reading.update(ready=resp.status_code == 200, ready_reason=_message(resp), ready_source="status_ready", ready_http_status=resp.status_code)
-        else:
-            reading.update(
-                ready=False,
-                ready_reason=(
-                    f"GET {resp.url} answered HTTP {resp.status_code}: no /status/ready (Kong before 3.3, or not a status listener); "
-                    "without it readiness needs the node's Admin API"
-                ),
-                ready_source="status_ready",
-                ready_http_status=resp.status_code,
-            )
+        return {"ready": False, "ready_reason": f"status listener unreachable: {exc}", "ready_source": "status_ready", "ready_http_status": None}, None
+    if resp.status_code in (200, 503):
+        return {"ready": resp.status_code == 200, "ready_reason": _message(resp), "ready_source": "status_ready", "ready_http_status": resp.status_code}, None
+    return None, resp
+
+
+def status_reading(status, include_metrics: bool = True) -> dict:
+    """A node's readiness (GET /status/ready) and, with ``include_metrics``, its own request counters
+    (GET /metrics), both on its status listener alone (``status``, a client there): the reading a gate
+    takes of many nodes at once from one place, shaped as kong_node_info's result. Never raises: a
+    listener that does not answer, or one without /status/ready, reads as not ready with the reason
+    (readiness derived from GET /status would need the node's Admin API)."""
+    answer, other = ask_ready(status)
+    if answer is None:
+        answer = {
+            "ready": False,
+            "ready_reason": f"GET {other.url} answered HTTP {other.status_code}: no /status/ready (Kong before 3.3, or not a status listener); "
+            "without it readiness needs the node's Admin API",
+            "ready_source": "status_ready",
+            "ready_http_status": other.status_code,
+        }
+    reading = dict(answer, url=status.base_url)
     if include_metrics:
         reading["metrics"] = KongNodeInfo(None, status).metrics()
     return reading

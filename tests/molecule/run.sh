@@ -136,12 +136,22 @@ main() {
     else
       rc=1
       failed+=("$s ($t0 s)")
+      # where it failed, repeated at the end of the output (a CI log is often read from its tail)
+      grep -n -E '^(fatal|failed): |^TASK \[|^E  |^FAILED |ERROR|Traceback' "$logs/$s.log" 2>/dev/null \
+        | grep -B1 -E ':(fatal|failed): |:E  |:FAILED |ERROR|Traceback' | grep -v '^--$' | tail -n 40 >"$logs/$s.why"
     fi
   done
-  rm -rf "$logs"
 
   log "passed: ${passed[*]:-none}"
-  [ ${#failed[@]} -eq 0 ] || log "FAILED: ${failed[*]}"
+  if [ ${#failed[@]} -gt 0 ]; then
+    for s in "${names[@]}"; do
+      [ -s "$logs/$s.why" ] || continue
+      log "---- where $s failed (line numbers of its output above) ----"
+      cat "$logs/$s.why" >&2
+    done
+    log "FAILED: ${failed[*]}"
+  fi
+  rm -rf "$logs"
   log "total $((SECONDS - started)) s"
   return $rc
 }

@@ -39,10 +39,11 @@ def _epoch(text: str) -> float:
 def sandbox(tmp_path):
     boxes = []
 
-    def make(mode: str = "dbless", kong_x: str = X, lb: str = "haproxy", nodes: int = 3, status_gate_urls: bool = False) -> Sandbox:
+    def make(mode: str = "dbless", kong_x: str = X, lb: str = "haproxy", nodes: int = 3, status_gate_urls: bool | None = None) -> Sandbox:
         """``nodes`` X nodes and as many Y: 3 where a third node proves more (a run that goes on past a
         failed node, the default fleet under load), 2 elsewhere (every step, gate and drain is the same).
-        ``status_gate_urls``: the gates read the Y nodes from the controller (kong_status_gate_url)."""
+        ``status_gate_urls``: the gates read the Y nodes from the controller (kong_status_gate_url), the
+        sandbox's default from Kong 3.3; False: each Y node is read on its host."""
         box = Sandbox(state_dir=str(tmp_path / f"sb{len(boxes)}"), lb_port=procs.sandbox_base_port(), out=lambda msg: None)
         box.log_dir = str(tmp_path)
         boxes.append(box)
@@ -104,7 +105,8 @@ def _outside(box: Sandbox) -> dict:
 
 
 def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
-    box = sandbox()
+    # each Y node is read on its host at the gates (the way without kong_status_gate_url)
+    box = sandbox(status_gate_urls=False)
     # --check first: the whole plan, nothing changed (issue 22)
     before = _outside(box)
     assert _upgrade(box, "--check") == 0, _failure(box)
@@ -471,7 +473,8 @@ def test_node_error_rate_gate_behind_nginx_puts_every_request_back_on_x(sandbox)
 
     import yaml
 
-    box = sandbox(lb="nginx", nodes=2)
+    # y2's counters read on its host (the other nginx test reads them from the controller)
+    box = sandbox(lb="nginx", nodes=2, status_gate_urls=False)
     broken = {}
 
     def break_y2_when_it_gets_traffic():

@@ -200,17 +200,21 @@ class Sandbox:
         lb: str = "haproxy",
         lb_retries: str = "retrying",
         nodes: int = 3,
-        status_gate_urls: bool = False,
+        status_gate_urls: bool | None = None,
     ) -> dict:
         """Start the sandbox; ``kong_cp`` (hybrid only) runs the control plane on another version than the DPs;
         ``lb`` is the load balancer in front of the proxies (HAProxy, or nginx with an upstream include file);
         ``lb_retries`` is HAProxy's retry profile (render.HAPROXY_RETRIES); ``nodes`` is how many X nodes (and
         as many Y nodes) the fleet has (1 to 3); ``status_gate_urls`` gives every node a kong_status_gate_url
-        (the controller is the nodes' host here), so that the gates read the nodes from the controller."""
+        (the controller is the nodes' host here), so that the gates read the nodes from the controller; by
+        default it does where X is Kong 3.3 or later (the target is never older, so every node a gate judges
+        answers /status/ready), and False keeps the gates reading each node on its host."""
         if nodes not in (1, 2, 3):
             raise SandboxError(f"nodes must be 1, 2 or 3 (got {nodes!r})")
         if lb_retries not in render.HAPROXY_RETRIES:
             raise SandboxError(f"lb_retries must be one of {', '.join(render.HAPROXY_RETRIES)} (got {lb_retries!r})")
+        if status_gate_urls is None:
+            status_gate_urls = bool(re.fullmatch(r"\d+\.\d+\.\d+", kong_x or "")) and tuple(map(int, kong_x.split("."))) >= (3, 3, 0)
         if mode not in MODES:
             raise SandboxError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
         if lb not in LBS:

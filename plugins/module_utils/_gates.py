@@ -5,24 +5,21 @@
 """PRIVATE to the collection: health gates of a traffic step or of the watch after an upgrade.
 
 A gate compares two readings of the load balancer's per-server counters (the soak's first and the
-latest) and each new node's own request counters and readiness (read before and after the soak by
-kong_node_info on the node), and says whether the step holds, with the figures that decided it."""
+latest) and each new node's own request counters and readiness (read before and after the soak, by
+kong_node_info on the node or by read_nodes on the controller), and says whether the step holds, with the
+figures that decided it."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
 from concurrent.futures import ThreadPoolExecutor
-
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime import (
     HAPROXY_RUNTIME_ARG_SPEC,
     HaproxyBackend,
     HaproxyRuntime,
 )
-from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import KongAdminError
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import StatusListener
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_node import status_reading
 
 _ERRORS = ("http_5xx", "response_errors", "connection_errors")
@@ -144,48 +141,6 @@ def node_gate_eval(current: dict, baseline: dict, max_error_rate: float = 1.0) -
         if d_req and rate > float(max_error_rate):
             reasons.append(f"{name} answered {d_err} of {d_req} requests with a 5xx ({rate}%) by its own /metrics > {max_error_rate}%")
     return dict(failed=bool(reasons), reasons=reasons, nodes=per_node, unavailable=unavailable)
-
-
-class _Answer:
-    """What StatusListener.raw returns: the part of a requests response that _kong_node reads."""
-
-    def __init__(self, status_code: int, url: str, text: str):
-        self.status_code, self.url, self.text = status_code, url, text
-
-    def json(self):
-        return json.loads(self.text)
-
-
-class StatusListener:
-    """GETs on one node's status listener with Ansible's own HTTP client (ansible.module_utils.urls), so
-    that the gate reads the nodes from the controller without the Python library requests there. A
-    refused or reset connection is tried again twice (0.3 s, then 0.6 s later), as the collection's Admin
-    API client does; an answer of any status is returned as it is."""
-
-    def __init__(self, url: str, validate_certs: bool = True, ca_path: str | None = None, timeout: int = 5, retries: int = 2, sleep=time.sleep):
-        self.base_url = url.rstrip("/")
-        self.validate_certs, self.ca_path, self.timeout, self.retries, self.sleep = validate_certs, ca_path, timeout, retries, sleep
-
-    def raw(self, method: str, path: str) -> _Answer:
-        url = self.base_url + path
-        for attempt in range(self.retries + 1):
-            try:
-                resp = open_url(url, method=method, validate_certs=self.validate_certs, ca_path=self.ca_path, timeout=self.timeout, follow_redirects="none")
-                return _Answer(resp.getcode(), url, resp.read().decode("utf-8", "replace"))
-            except urllib.error.HTTPError as exc:
-                return _Answer(exc.code, url, (exc.read() if exc.fp else b"").decode("utf-8", "replace"))
-            except Exception as exc:  # noqa: BLE001 - refused, reset, timed out, TLS: the node does not answer  # pylint: disable=broad-exception-caught
-                error = exc
-                if attempt < self.retries and _connection_refused_or_reset(exc):
-                    self.sleep(0.3 * (2**attempt))
-                    continue
-                break
-        raise KongAdminError(f"{method} {url} failed: {error.__class__.__name__}: {error}", url=url)
-
-
-def _connection_refused_or_reset(exc: Exception) -> bool:
-    reason = getattr(exc, "reason", exc)
-    return isinstance(reason, (ConnectionRefusedError, ConnectionResetError))
 
 
 def read_nodes(p: dict) -> dict:

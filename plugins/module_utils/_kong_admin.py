@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
+import urllib.error
 
 from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.urls import open_url
 
 try:
     import requests
@@ -19,6 +22,12 @@ except ImportError:
     HAS_REQUESTS, REQUESTS_IMPORT_ERROR = False, traceback.format_exc()
 else:
     HAS_REQUESTS, REQUESTS_IMPORT_ERROR = True, None
+
+# A connection that was refused or reset never reached Kong: both clients below try it again this many
+# times with this backoff factor (StatusListener after 0.3 s, then 0.6 s; KongAdminClient through urllib3's
+# Retry, which makes its first retry at once, then waits 0.6 s).
+CONNECT_RETRIES = 2
+CONNECT_BACKOFF = 0.3
 
 KONG_ADMIN_ARG_SPEC = dict(
     admin_url=dict(type="str", default="http://127.0.0.1:8001", fallback=(env_fallback, ["KONG_ADMIN_URL"])),
@@ -90,7 +99,7 @@ class KongAdminClient:
         validate_certs: bool = True,
         ca_path: str | None = None,
         timeout: int = 10,
-        retries: int = 2,
+        retries: int = CONNECT_RETRIES,
         session=None,
         client_cert: str | None = None,
         client_key: str | None = None,
@@ -104,7 +113,9 @@ class KongAdminClient:
         if session is None:
             session = requests.Session()
             # Retries on connection errors only: a request that reached Kong is never repeated.
-            retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=0.3, allowed_methods=None, raise_on_status=False)
+            retry = Retry(
+                total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=CONNECT_BACKOFF, allowed_methods=None, raise_on_status=False
+            )
             session.mount("http://", HTTPAdapter(max_retries=retry))
             session.mount("https://", HTTPAdapter(max_retries=retry))
         self.session = session
@@ -276,6 +287,48 @@ class KongAdminClient:
                 f"POST {resp.url} returned HTTP {resp.status_code}: {resp.text[:500]}", status=resp.status_code, body=resp.text[:2000], url=resp.url
             )
         return resp.status_code
+
+
+class _Answer:
+    """What StatusListener.raw returns: the part of a requests response that _kong_node reads."""
+
+    def __init__(self, status_code: int, url: str, text: str):
+        self.status_code, self.url, self.text = status_code, url, text
+
+    def json(self):
+        return json.loads(self.text)
+
+
+class StatusListener:
+    """GETs on one node's status listener with Ansible's own HTTP client (ansible.module_utils.urls), so
+    that an action plugin reads the nodes from the controller without the Python library requests there.
+    A refused or reset connection is tried again as KongAdminClient does (CONNECT_RETRIES, CONNECT_BACKOFF);
+    an answer of any status is returned as it is."""
+
+    def __init__(self, url: str, validate_certs: bool = True, ca_path: str | None = None, timeout: int = 5, retries: int = CONNECT_RETRIES, sleep=time.sleep):
+        self.base_url = url.rstrip("/")
+        self.validate_certs, self.ca_path, self.timeout, self.retries, self.sleep = validate_certs, ca_path, timeout, retries, sleep
+
+    def raw(self, method: str, path: str) -> _Answer:
+        url = self.base_url + path
+        for attempt in range(self.retries + 1):
+            try:
+                resp = open_url(url, method=method, validate_certs=self.validate_certs, ca_path=self.ca_path, timeout=self.timeout, follow_redirects="none")
+                return _Answer(resp.getcode(), url, resp.read().decode("utf-8", "replace"))
+            except urllib.error.HTTPError as exc:
+                return _Answer(exc.code, url, (exc.read() if exc.fp else b"").decode("utf-8", "replace"))
+            except Exception as exc:  # noqa: BLE001 - refused, reset, timed out, TLS: the node does not answer  # pylint: disable=broad-exception-caught
+                error = exc
+                if attempt < self.retries and _connection_refused_or_reset(exc):
+                    self.sleep(CONNECT_BACKOFF * (2**attempt))
+                    continue
+                break
+        raise KongAdminError(f"{method} {url} failed: {error.__class__.__name__}: {error}", url=url)
+
+
+def _connection_refused_or_reset(exc: Exception) -> bool:
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, (ConnectionRefusedError, ConnectionResetError))
 
 
 def _message(resp) -> str:

@@ -310,8 +310,7 @@ def test_bad_node_status_urls_are_refused_before_anything_is_read(controller_con
 
 
 def test_the_status_listener_client_returns_every_answer_and_retries_only_a_refused_connection(listeners):
-    from ansible_collections.kongops.upgrade.plugins.module_utils._gates import StatusListener
-    from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import KongAdminError
+    from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import KongAdminError, StatusListener
 
     node = listeners(ready=503)
     naps = []

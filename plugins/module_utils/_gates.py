@@ -19,7 +19,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime i
     HaproxyBackend,
     HaproxyRuntime,
 )
-from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import StatusListener
+from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import StatusListener, status_context
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_node import status_reading
 
 _ERRORS = ("http_5xx", "response_errors", "connection_errors")
@@ -151,9 +151,10 @@ def read_nodes(p: dict) -> dict:
     if not urls:
         return {}
 
+    context = status_context(p["node_validate_certs"], p["node_ca_path"])
+
     def one(url):
-        api = StatusListener(url, validate_certs=p["node_validate_certs"], ca_path=p["node_ca_path"], timeout=p["node_timeout"])
-        return status_reading(api, include_metrics=p["node_metrics"])
+        return status_reading(StatusListener(url, timeout=p["node_timeout"], context=context), include_metrics=p["node_metrics"])
 
     names = sorted(urls)
     with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:

@@ -279,7 +279,12 @@ def test_the_action_soaks_on_the_load_balancer_and_judges_each_nodes_own_counter
     assert res["verdict"]["nodes"]["y1"] == {"requests": 100, "errors": 50, "error_rate": 50.0, "restarted": False}
 
 
-def test_the_action_starts_from_the_last_gates_reading_and_reads_the_nodes_at_once(controller_context, listeners):
+def test_the_action_starts_from_the_last_gates_reading_and_reads_the_nodes_at_once(controller_context, listeners, monkeypatch):
+    from ansible_collections.kongops.upgrade.plugins.module_utils import _kong_admin
+
+    contexts = []
+    make_context = _kong_admin.make_context
+    monkeypatch.setattr(_kong_admin, "make_context", lambda **kw: contexts.append(kw) or make_context(**kw))
     gauge = {"now": 0, "most": 0}
     nodes = {f"y{i}": listeners(requests=10, delay=0.3, gauge=gauge) for i in range(1, 5)}
     before = {name: {"ready": True, "metrics": {"available": True, "requests": 10, "errors": 0}} for name in nodes}
@@ -288,6 +293,8 @@ def test_the_action_starts_from_the_last_gates_reading_and_reads_the_nodes_at_on
     assert all(node.paths == ["/status/ready", "/metrics"] for node in nodes.values())
     # one thread per node: the four listeners were asked at the same time (each answers after 0.3 s)
     assert gauge["most"] == 4
+    # one TLS context for the eight requests (each of its own costs about 50 ms of CPU)
+    assert contexts == [{"cafile": None, "validate_certs": True}]
 
 
 def test_a_node_the_controller_cannot_read_is_not_ready_and_says_why(controller_context, listeners):

@@ -280,11 +280,11 @@ def test_the_action_soaks_on_the_load_balancer_and_judges_each_nodes_own_counter
 
 
 def test_the_action_starts_from_the_last_gates_reading_and_reads_the_nodes_at_once(controller_context, listeners, monkeypatch):
-    from ansible_collections.kongops.upgrade.plugins.module_utils import _kong_admin
+    from ansible.module_utils import urls
 
     contexts = []
-    make_context = _kong_admin.make_context
-    monkeypatch.setattr(_kong_admin, "make_context", lambda **kw: contexts.append(kw) or make_context(**kw))
+    make_context = urls.make_context
+    monkeypatch.setattr(urls, "make_context", lambda **kw: contexts.append(kw) or make_context(**kw))
     gauge = {"now": 0, "most": 0}
     nodes = {f"y{i}": listeners(requests=10, delay=0.3, gauge=gauge) for i in range(1, 5)}
     before = {name: {"ready": True, "metrics": {"available": True, "requests": 10, "errors": 0}} for name in nodes}

@@ -213,14 +213,14 @@ class Sandbox:
             raise SandboxError(f"nodes must be 1, 2 or 3 (got {nodes!r})")
         if lb_retries not in render.HAPROXY_RETRIES:
             raise SandboxError(f"lb_retries must be one of {', '.join(render.HAPROXY_RETRIES)} (got {lb_retries!r})")
-        if status_gate_urls is None:
-            status_gate_urls = bool(re.fullmatch(r"\d+\.\d+\.\d+", kong_x or "")) and tuple(map(int, kong_x.split("."))) >= (3, 3, 0)
         if mode not in MODES:
             raise SandboxError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
         if lb not in LBS:
             raise SandboxError(f"--lb must be one of {', '.join(LBS)} (got {lb!r})")
         if not re.fullmatch(r"\d+\.\d+\.\d+", kong_x or ""):
             raise SandboxError(f"--kong-x must be a Kong version X.Y.Z such as 3.8.1 (got {kong_x!r})")
+        if status_gate_urls is None:
+            status_gate_urls = tuple(map(int, kong_x.split("."))) >= (3, 3, 0)
         if kong_cp and mode != "hybrid":
             raise SandboxError("--kong-cp only applies to --mode hybrid")
         if kong_cp and not re.fullmatch(r"\d+\.\d+\.\d+", kong_cp):

@@ -288,6 +288,49 @@ def test_an_input_has_one_default_in_every_role_that_defaults_it():
 _ROLE_INCLUDES = {key for key in _INCLUDES if key.endswith("_role")}
 
 
+def test_the_strategies_task_files_hold_no_journal_writes():
+    """The role task files read as the runbook's steps: what the run journal records around a phase is
+    upgrade_common's phase_step and its table (__upgrade_common_phase_journal), around a node's steps its node_step;
+    no strategy's task file includes upgrade_common's journal itself (preflight's start_run, which opens
+    the journal, is the one file whose subject is the journal)."""
+    writers = []
+    for path in _yaml_files("roles"):
+        rel = os.path.relpath(path, REPO)
+        if "/tasks/" not in path or rel.startswith("roles/upgrade_common/") or rel == "roles/preflight/tasks/start_run.yml":
+            continue
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+        for task in _walk_tasks(data):
+            for key in _ROLE_INCLUDES & set(task):
+                args = task[key]
+                if (
+                    isinstance(args, dict)
+                    and args.get("name", "").endswith("upgrade_common")
+                    and args.get("tasks_from") in ("journal", "record_node", "record_nodes")
+                ):
+                    writers.append(f"{rel}: {task.get('name')}")
+            if "kongops.upgrade.kong_upgrade_run" in task:
+                writers.append(f"{rel}: {task.get('name')}")
+    assert not writers, "journal writes in the strategies' task files:\n" + "\n".join(writers)
+
+
+def test_every_phase_record_names_an_entry_point_with_its_records():
+    """Each record of __upgrade_common_phase_journal belongs to an entry point that exists and has an argument spec,
+    and holds only what phase_step reads (a misspelt key would be a record never written)."""
+    with open(os.path.join(REPO, "roles", "upgrade_common", "vars", "main.yml")) as fh:
+        table = yaml.safe_load(fh)["__upgrade_common_phase_journal"]
+    wrong = []
+    for key, record in table.items():
+        role, entry = key.split("/")
+        if entry not in _argument_specs(role):
+            wrong.append(f"{key}: no entry point {entry} of {role} with an argument spec")
+        if not set(record) <= {"before", "after", "always", "check_mode"} or not {"before", "after"} & set(record):
+            wrong.append(f"{key}: {sorted(record)}")
+        if not set(record.get("check_mode", [])) <= {"before", "after"}:
+            wrong.append(f"{key}: check_mode {record['check_mode']}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_every_entry_point_a_playbook_or_role_includes_has_an_argument_spec():
     """Each role task file that a playbook or another task file includes by `tasks_from` is an entry point:
     it has its own argument spec (shown by `ansible-doc -t role`), named without the file's extension so
@@ -305,16 +348,19 @@ def test_every_entry_point_a_playbook_or_role_includes_has_an_argument_spec():
                 args = task[key]
                 if isinstance(args, dict):
                     if "{{" in args["name"]:
-                        # upgrade_common's node_step includes the role and entry point its caller names
-                        assert args == {"name": "{{ node_step_role }}", "tasks_from": "{{ node_step_from }}"}, args
+                        # upgrade_common's node_step and phase_step include the role and entry point their caller names
+                        assert args in (
+                            {"name": "{{ node_step_role }}", "tasks_from": "{{ node_step_from }}"},
+                            {"name": "{{ phase_step_role }}", "tasks_from": "{{ phase_step_from }}"},
+                        ), args
                         continue
                     role = args["name"].rsplit(".", 1)[-1]
                     entry = args.get("tasks_from", "main")
-                    if entry == "node_step":
+                    if entry in ("node_step", "phase_step"):
                         named = task.get("vars") or {}
-                        inner = (str(named.get("node_step_role", "")).rsplit(".", 1)[-1], str(named.get("node_step_from", "")))
+                        inner = (str(named.get(f"{entry}_role", "")).rsplit(".", 1)[-1], str(named.get(f"{entry}_from", "")))
                         if inner[1] not in specs.get(inner[0], ()):
-                            missing.add(f"{inner[0]} {inner[1]} (the steps of a node_step in {os.path.relpath(path, REPO)})")
+                            missing.add(f"{inner[0]} {inner[1]} (the steps of a {entry} in {os.path.relpath(path, REPO)})")
                     if entry.endswith((".yml", ".yaml")):
                         # Ansible looks the spec up by the tasks_from string itself (ansible/playbook/role/__init__.py,
                         # _prepend_validation_task): "x.yml" never matches the entry point "x", so nothing is validated

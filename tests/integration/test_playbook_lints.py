@@ -349,7 +349,7 @@ def test_every_entry_point_a_playbook_or_role_includes_has_an_argument_spec():
                 if isinstance(args, dict):
                     if "{{" in args["name"]:
                         # upgrade_common's node_step and phase_step include the role and entry point their caller names
-                        assert args in (
+                        assert {k: args.get(k) for k in ("name", "tasks_from")} in (
                             {"name": "{{ node_step_role }}", "tasks_from": "{{ node_step_from }}"},
                             {"name": "{{ phase_step_role }}", "tasks_from": "{{ phase_step_from }}"},
                         ), args

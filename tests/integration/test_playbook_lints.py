@@ -288,29 +288,37 @@ def test_an_input_has_one_default_in_every_role_that_defaults_it():
 _ROLE_INCLUDES = {key for key in _INCLUDES if key.endswith("_role")}
 
 
+def _task_files_tasks(*tops: str):
+    """(path, task) for every task of the playbooks and role task files under `tops`."""
+    for path in _yaml_files(*tops):
+        if "/tasks/" not in path and "/playbooks/" not in path:
+            continue
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+        for task in _walk_tasks(data):
+            yield path, task
+
+
 def test_the_strategies_task_files_hold_no_journal_writes():
     """The role task files read as the runbook's steps: what the run journal records around a phase is
     upgrade_common's phase_step and its table (__upgrade_common_phase_journal), around a node's steps its node_step;
     no strategy's task file includes upgrade_common's journal itself (preflight's start_run, which opens
     the journal, is the one file whose subject is the journal)."""
     writers = []
-    for path in _yaml_files("roles"):
+    for path, task in _task_files_tasks("roles"):
         rel = os.path.relpath(path, REPO)
-        if "/tasks/" not in path or rel.startswith("roles/upgrade_common/") or rel == "roles/preflight/tasks/start_run.yml":
+        if rel.startswith("roles/upgrade_common/") or rel == "roles/preflight/tasks/start_run.yml":
             continue
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-        for task in _walk_tasks(data):
-            for key in _ROLE_INCLUDES & set(task):
-                args = task[key]
-                if (
-                    isinstance(args, dict)
-                    and args.get("name", "").endswith("upgrade_common")
-                    and args.get("tasks_from") in ("journal", "record_node", "record_nodes")
-                ):
-                    writers.append(f"{rel}: {task.get('name')}")
-            if "kongops.upgrade.kong_upgrade_run" in task:
+        for key in _ROLE_INCLUDES & set(task):
+            args = task[key]
+            if (
+                isinstance(args, dict)
+                and args.get("name", "").endswith("upgrade_common")
+                and args.get("tasks_from") in ("journal", "record_node", "record_nodes")
+            ):
                 writers.append(f"{rel}: {task.get('name')}")
+        if "kongops.upgrade.kong_upgrade_run" in task:
+            writers.append(f"{rel}: {task.get('name')}")
     assert not writers, "journal writes in the strategies' task files:\n" + "\n".join(writers)
 
 
@@ -338,35 +346,30 @@ def test_every_entry_point_a_playbook_or_role_includes_has_an_argument_spec():
     wrong type is stopped at the include, naming the variable."""
     specs = {role: set(_argument_specs(role)) for role in os.listdir(os.path.join(REPO, "roles"))}
     missing = set()
-    for path in _yaml_files("playbooks", "roles"):
-        if "/tasks/" not in path and "/playbooks/" not in path:
-            continue
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-        for task in _walk_tasks(data):
-            for key in _ROLE_INCLUDES & set(task):
-                args = task[key]
-                if isinstance(args, dict):
-                    if "{{" in args["name"]:
-                        # upgrade_common's node_step and phase_step include the role and entry point their caller names
-                        assert {k: args.get(k) for k in ("name", "tasks_from")} in (
-                            {"name": "{{ node_step_role }}", "tasks_from": "{{ node_step_from }}"},
-                            {"name": "{{ phase_step_role }}", "tasks_from": "{{ phase_step_from }}"},
-                        ), args
-                        continue
-                    role = args["name"].rsplit(".", 1)[-1]
-                    entry = args.get("tasks_from", "main")
-                    if entry in ("node_step", "phase_step"):
-                        named = task.get("vars") or {}
-                        inner = (str(named.get(f"{entry}_role", "")).rsplit(".", 1)[-1], str(named.get(f"{entry}_from", "")))
-                        if inner[1] not in specs.get(inner[0], ()):
-                            missing.add(f"{inner[0]} {inner[1]} (the steps of a {entry} in {os.path.relpath(path, REPO)})")
-                    if entry.endswith((".yml", ".yaml")):
-                        # Ansible looks the spec up by the tasks_from string itself (ansible/playbook/role/__init__.py,
-                        # _prepend_validation_task): "x.yml" never matches the entry point "x", so nothing is validated
-                        missing.add(f"{role} {entry}: name the entry point without its extension ({os.path.relpath(path, REPO)})")
-                    elif entry not in specs[role]:
-                        missing.add(f"{role} {entry} (included from {os.path.relpath(path, REPO)})")
+    for path, task in _task_files_tasks("playbooks", "roles"):
+        for key in _ROLE_INCLUDES & set(task):
+            args = task[key]
+            if isinstance(args, dict):
+                if "{{" in args["name"]:
+                    # upgrade_common's node_step and phase_step include the role and entry point their caller names
+                    assert {k: args.get(k) for k in ("name", "tasks_from")} in (
+                        {"name": "{{ node_step_role }}", "tasks_from": "{{ node_step_from }}"},
+                        {"name": "{{ phase_step_role }}", "tasks_from": "{{ phase_step_from }}"},
+                    ), args
+                    continue
+                role = args["name"].rsplit(".", 1)[-1]
+                entry = args.get("tasks_from", "main")
+                if entry in ("node_step", "phase_step"):
+                    named = task.get("vars") or {}
+                    inner = (str(named.get(f"{entry}_role", "")).rsplit(".", 1)[-1], str(named.get(f"{entry}_from", "")))
+                    if inner[1] not in specs.get(inner[0], ()):
+                        missing.add(f"{inner[0]} {inner[1]} (the steps of a {entry} in {os.path.relpath(path, REPO)})")
+                if entry.endswith((".yml", ".yaml")):
+                    # Ansible looks the spec up by the tasks_from string itself (ansible/playbook/role/__init__.py,
+                    # _prepend_validation_task): "x.yml" never matches the entry point "x", so nothing is validated
+                    missing.add(f"{role} {entry}: name the entry point without its extension ({os.path.relpath(path, REPO)})")
+                elif entry not in specs[role]:
+                    missing.add(f"{role} {entry} (included from {os.path.relpath(path, REPO)})")
     assert not missing, "entry points without an argument spec:\n" + "\n".join(sorted(missing))
 
 

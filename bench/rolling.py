@@ -282,7 +282,7 @@ def rolling_under_load(work: str, kind: str, kong_x: str, kong_y: str, rate: flo
             journal = read_journal(box)
             result["journal_status"] = journal.get("status")
             result["steps"] = share_accuracy(gen.records, journal.get("steps") or [], kong_y)
-            result["soak_seconds"] = 3
+            result["soak_seconds"] = 2  # the sandbox's kong_gate_soak_seconds (tests/sandbox/render.py)
         if rc != 0:
             result["error"] = f"playbook exit code {rc}; see {log_path}"
             result["log_tail"] = tail(log_path)

@@ -83,7 +83,7 @@ molecule: venv
 integration: venv $(HOME)/.ansible/test/cache/.seeded
 	$(PY) -m pytest tests/integration/test_ansible_test_targets.py -q -p no:cacheprovider $(PYTEST_ARGS)
 
-# sanity, lint, pytest, then molecule; molecule's images build in the background meanwhile
+# sanity and lint, then pytest with molecule beside it; molecule's images build in the background from the start
 test: venv
 	tests/tools/test_all.sh
 

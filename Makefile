@@ -83,7 +83,7 @@ molecule: venv
 integration: venv $(HOME)/.ansible/test/cache/.seeded
 	$(PY) -m pytest tests/integration/test_ansible_test_targets.py -q -p no:cacheprovider $(PYTEST_ARGS)
 
-# sanity and lint, then pytest with molecule beside it; molecule's images build in the background from the start
+# sanity, lint, pytest, then molecule; molecule's images build in the background meanwhile
 test: venv
 	tests/tools/test_all.sh
 

@@ -66,14 +66,6 @@ build_all() {
   exec 9>&-
 }
 
-# how many scenarios may run at once now (see MOLECULE_SLOTS_FILE below)
-slots() {
-  local n="${MOLECULE_JOBS:-2}" f="${MOLECULE_SLOTS_FILE:-}"
-  if [ -n "$f" ] && [ -s "$f" ]; then n="$(tr -dc 0-9 <"$f")"; fi
-  [ "${n:-0}" -ge 1 ] 2>/dev/null || n=1
-  echo "$n"
-}
-
 main() {
   local started=$SECONDS scenarios=("$@") s rc=0 failed=() passed=() t0 out
   if [ "${1:-}" = "--build-only" ]; then
@@ -113,16 +105,13 @@ main() {
   # MOLECULE_JOBS of them (default 2, one per core) run at once; each one's output is printed whole
   # when it ends. check_packaged (the packaged Kong on a systemd host, without the collection, about
   # 30 s) is the first job of the same pool: it waits on its container as the scenarios do.
-  # MOLECULE_SLOTS_FILE, when set, names a file whose number overrides MOLECULE_JOBS and is read
-  # again before each scenario starts: `make test` writes 1 there while pytest runs beside this
-  # stage and 2 when pytest has ended.
-  local logs pids=() names=() i status
+  local jobs="${MOLECULE_JOBS:-2}" logs pids=() names=() i status
   logs="$(mktemp -d)"
   for s in "${scenarios[@]}"; do
     [ -f "molecule/$s/molecule.yml" ] || die "no scenario molecule/$s"
   done
   for s in check_packaged "${scenarios[@]}"; do
-    while [ "$(jobs -rp | wc -l)" -ge "$(slots)" ]; do sleep 1; done
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
     ( t0=$SECONDS
       if [ "$s" = check_packaged ]; then
         log "check_packaged"

@@ -243,14 +243,17 @@ class RunState:
     ) -> dict:
         """Merge ``update`` into the journal; ``node``/``node_state`` set one node (a failed node also
         joins ``failed_nodes``); ``step`` is appended to ``steps``. In check mode nothing is written and
-        ``base`` (the journal as the play knows it) is the starting point."""
+        ``base`` (the journal as the play knows it) is the starting point. A record that changes
+        nothing (a resumed run writing back what its first attempt recorded) writes nothing and
+        reports no change; it still refreshes the run lock."""
         if not check and not os.path.exists(self.journal_path):
             raise RunStateError(f"{self.journal_path} does not exist: open the run first (the preflight role's start_run.yml)")
         with self._guard(check):
-            journal = copy.deepcopy(base) if (check and base is not None) else self.read()
+            before = copy.deepcopy(base) if (check and base is not None) else self.read()
             if not check:
                 self._hold(ttl)
-            journal = merge(journal, update or {})
+            # a copy: the node and step edits below change nested dictionaries in place
+            journal = merge(copy.deepcopy(before), update or {})
             if node:
                 journal.setdefault("nodes", {})[node] = node_state
                 if node_state == "failed":
@@ -258,9 +261,10 @@ class RunState:
                     journal["failed_nodes"] = failed + ([node] if node not in failed else [])
             if step:
                 journal["steps"] = list(journal.get("steps") or []) + [copy.deepcopy(step)]
-            if not check:
+            changed = not check and journal != before
+            if changed:
                 write_atomic(self.journal_path, journal)
-            return dict(journal=journal, changed=not check)
+            return dict(journal=journal, changed=changed)
 
     def abort(self, phase: str, reason: str, needs_attention: bool = False, base: dict | None = None, check: bool = False, ttl: int = DEFAULT_TTL) -> dict:
         failure = dict(phase=phase, reason=reason, at=utc_stamp(self.now()), needs_attention=bool(needs_attention))

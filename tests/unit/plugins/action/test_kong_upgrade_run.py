@@ -121,6 +121,26 @@ def test_record_merges_like_combine_recursive_and_writes_in_milliseconds(tmp_pat
     assert took < 0.2, f"one journal write took {took:.3f} s"
 
 
+def test_a_record_that_changes_nothing_writes_nothing_and_keeps_the_lock_fresh(tmp_path):
+    """A resumed run writes back what its first attempt recorded (the weights saved before the first
+    step): the journal file is left as it is and the task reports ok, not changed; the lock is refreshed."""
+    run(tmp_path, run_id="R1", **OPEN)
+    saved = {"lb_before": {"haproxy": {"kong/x1": {"weight": 100, "state": "ready"}}}}
+    assert run(tmp_path, update=saved)["changed"] is True
+    path = os.path.join(tmp_path, "c1", "journal.json")
+    with open(lock_file(tmp_path)) as fh:
+        updated = json.load(fh)["updated"]
+    os.utime(path, ns=(1, 1))
+    time.sleep(0.01)
+    res = run(tmp_path, update=saved)
+    assert res["changed"] is False and res["journal"]["lb_before"] == saved["lb_before"]
+    assert os.stat(path).st_mtime_ns == 1, "a record that changes nothing rewrote the journal"
+    with open(lock_file(tmp_path)) as fh:
+        assert json.load(fh)["updated"] != updated, "the lock was not refreshed"
+    assert run(tmp_path, update={"lb_before": {"haproxy": {"kong/x1": {"weight": 50}}}})["changed"] is True
+    assert journal(tmp_path)["lb_before"]["haproxy"]["kong/x1"] == {"weight": 50, "state": "ready"}
+
+
 def test_node_failures_count_against_the_budget(tmp_path):
     run(tmp_path, run_id="R1", **OPEN)
     res = run(tmp_path, node="x1", node_state="failed", max_failed_nodes=1)

@@ -249,7 +249,7 @@ class RunState:
         if not check and not os.path.exists(self.journal_path):
             raise RunStateError(f"{self.journal_path} does not exist: open the run first (the preflight role's start_run.yml)")
         with self._guard(check):
-            before = copy.deepcopy(base) if (check and base is not None) else self.read()
+            before = base if (check and base is not None) else self.read()
             if not check:
                 self._hold(ttl)
             # a copy: the node and step edits below change nested dictionaries in place

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import signal
@@ -345,9 +346,14 @@ class LoadGenerator(_InBackground):
         result["retried_after_closed_keepalive"] = self.retried
         return result
 
-    def dump(self, path: str) -> None:
-        with open(path, "w") as fh:
-            json.dump({"summary": self.summary(), "records": [asdict(r) for r in self.records]}, fh)
+    def dump(self, path: str, error: str | None = None) -> None:
+        """The summary (with ``error``: why the load stopped early, None when it ran to its stop) and every
+        record, written to a temporary file then renamed, so a reader never sees half of it."""
+        summary = self.summary()
+        summary["error"] = error
+        with open(path + ".tmp", "w") as fh:
+            json.dump({"summary": summary, "records": [asdict(r) for r in list(self.records)]}, fh)
+        os.replace(path + ".tmp", path)
 
 
 class KeepAliveClients(_InBackground):
@@ -401,6 +407,10 @@ class KeepAliveClients(_InBackground):
         return result
 
 
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} loadgen: {message}", file=sys.stderr, flush=True)
+
+
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
@@ -422,22 +432,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate must be > 0")
     gen = LoadGenerator(args.url, rate=args.rate, headers=dict(args.header), duration=args.duration, timeout=args.timeout)
 
-    gen.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    gen.start()
+    _log(f"sending {args.rate:g} requests/s to {args.url}")
     try:
         while gen.running and not stop.wait(0.2):
             pass
     except KeyboardInterrupt:
         pass
-    summary = gen.stop()
+    _log("stopping: SIGTERM or Ctrl-C" if gen.running else "the load ended by itself")
+    error = None
+    try:
+        summary = gen.stop()
+    except RuntimeError as exc:  # the load's own thread failed: say so, keep what it recorded
+        error = str(exc)
+        _log(f"the load failed: {error}")
+        summary = gen.summary()
+    summary["error"] = error
     if args.out:
-        gen.dump(args.out)
+        gen.dump(args.out, error)
+        _log(f"wrote {len(gen.records)} records to {args.out}")
     shown = dict(summary)
     if not args.per_second:
         shown.pop("per_second")
     print(json.dumps(shown, indent=2))
-    return 0 if summary["failed"] == 0 and summary["not_sent"] == 0 else 1
+    return 0 if error is None and summary["failed"] == 0 and summary["not_sent"] == 0 else 1
 
 
 if __name__ == "__main__":

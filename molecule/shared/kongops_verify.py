@@ -38,6 +38,7 @@ def check_load_had_no_failure(host, current, target):
     """The load generator's summary on the LB host: no failed request, both versions served, the last
     three seconds on the target alone."""
     summary = json.loads(host.file(LOAD_OUT).content_string)["summary"]
+    assert summary.get("error") is None, summary["error"]
     assert summary["total"] > 100, summary["total"]
     assert summary["failed"] == 0, summary["failures_by_reason"]
     assert summary["versions"].get(current, 0) > 0

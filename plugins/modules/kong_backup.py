@@ -76,6 +76,15 @@ options:
         refuses to restore the backup into a cluster given another O(kongops.upgrade.kong_restore#module:cluster) name,
         unless forced.
     type: str
+  controller_copy:
+    description:
+      - Path on the controller where the declarative backup is copied once it is written and verified,
+        in the same task (the action plugin reads it from the node, through the connection, or through
+        C(slurp) with become). The copy must match the manifest's sha256; its directory is set to mode
+        C(0700) and the file is written with mode C(0600) under a temporary name and renamed.
+      - Nothing is copied in check mode or when no C(declarative) backup was taken.
+      - A failed copy fails the task, naming the backup on the node, which stays where it was written.
+    type: path
   retention:
     description:
       - Keep only the newest N run directories in O(dest) (by the manifest's creation time), this run
@@ -248,6 +257,11 @@ planned:
   type: list
   elements: dict
   sample: [{"kind": "database", "path": "/var/backups/kong/r1/database.dump", "size": 9437184}]
+controller_copy:
+  description: The controller's copy of the declarative backup (O(controller_copy)).
+  returned: when O(controller_copy) is set, the declarative backup was taken, and not in check mode
+  type: str
+  sample: /home/ops/.kongops/prod-eu/backups/20250101T120000Z-declarative.yml
 removed:
   description: Older run directories deleted by O(retention) (in check mode, that would be deleted).
   returned: success
@@ -291,6 +305,8 @@ def argument_spec() -> dict:
         declarative_config={"type": "path"},
         files={"type": "list", "elements": "path", "default": []},
         retention={"type": "int", "default": 0},
+        # taken by the action plugin on the controller (plugins/action/kong_backup.py), never by the module
+        controller_copy={"type": "path"},
         cluster={"type": "str"},
         pg_from_kong_conf={"type": "bool", "default": False},
         pg_dump_bin={"type": "str", "default": "pg_dump"},

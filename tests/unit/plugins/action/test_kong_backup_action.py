@@ -43,7 +43,7 @@ def run(args: dict, module: dict, check=False, become=False, slurp=None):
     task.check_mode = check
     connection = mock.MagicMock()
     connection._shell.tmpdir = None
-    connection.fetch_file.side_effect = lambda src, dest: shutil.copyfile(src, dest)
+    connection.fetch_file.side_effect = shutil.copyfile
     play_context = mock.MagicMock()
     play_context.check_mode = check
     play_context.become = become
@@ -70,13 +70,13 @@ def node_file(tmp_path):
 
 def test_the_copy_is_private_verified_and_the_module_never_sees_the_option(tmp_path, node_file):
     dest = tmp_path / "ctl" / "c1" / "backups" / "r1-declarative.yml"
-    result, calls, _ = run({"dest": "/var/backups/kong", "controller_copy": str(dest)}, module_result(node_file))
+    result, calls, _connection = run({"dest": "/var/backups/kong", "controller_copy": str(dest)}, module_result(node_file))
     assert not result.get("failed"), result
     assert result["controller_copy"] == str(dest)
     assert dest.read_bytes() == BODY
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(dest.parent).st_mode) == 0o700
-    assert [name for name, _ in calls] == ["kongops.upgrade.kong_backup"]
+    assert [call[0] for call in calls] == ["kongops.upgrade.kong_backup"]
     assert "controller_copy" not in calls[0][1]
     assert not [p for p in os.listdir(dest.parent) if p.endswith(".part")]
 
@@ -85,14 +85,14 @@ def test_an_existing_directory_is_made_private(tmp_path, node_file):
     backups = tmp_path / "ctl"
     backups.mkdir(mode=0o755)
     os.chmod(backups, 0o755)
-    result, _, _ = run({"dest": "/b", "controller_copy": str(backups / "r1-declarative.yml")}, module_result(node_file))
+    result, _calls, _connection = run({"dest": "/b", "controller_copy": str(backups / "r1-declarative.yml")}, module_result(node_file))
     assert not result.get("failed"), result
     assert stat.S_IMODE(os.stat(backups).st_mode) == 0o700
 
 
 def test_a_copy_that_differs_from_the_manifest_fails_and_leaves_nothing(tmp_path, node_file):
     dest = tmp_path / "ctl" / "r1-declarative.yml"
-    result, _, _ = run({"dest": "/b", "controller_copy": str(dest)}, module_result(node_file, sha="0" * 64))
+    result, _calls, _connection = run({"dest": "/b", "controller_copy": str(dest)}, module_result(node_file, sha="0" * 64))
     assert result["failed"]
     assert node_file in result["msg"] and str(dest) in result["msg"] and "manifest" in result["msg"]
     assert not dest.parent.exists()  # checked before anything is written
@@ -103,7 +103,7 @@ def test_with_become_the_file_is_read_through_slurp(tmp_path, node_file):
     slurp = {"content": base64.b64encode(BODY).decode(), "encoding": "base64"}
     result, calls, connection = run({"dest": "/b", "controller_copy": str(dest)}, module_result(node_file), become=True, slurp=slurp)
     assert not result.get("failed"), result
-    assert [name for name, _ in calls] == ["kongops.upgrade.kong_backup", "ansible.legacy.slurp"]
+    assert [call[0] for call in calls] == ["kongops.upgrade.kong_backup", "ansible.legacy.slurp"]
     assert calls[1][1] == {"src": node_file}
     connection.fetch_file.assert_not_called()
     assert dest.read_bytes() == BODY

@@ -35,6 +35,7 @@ KONG_GATE_ARG_SPEC = dict(
     max_response_ms=dict(type="int", default=2000),
     min_requests=dict(type="int", default=0),
     lb_verdict=dict(type="dict"),
+    since=dict(type="dict"),
     nodes_before=dict(type="dict", default={}),
     nodes_after=dict(type="dict"),
     label=dict(type="str", default="gate"),
@@ -77,6 +78,15 @@ def check_params(p: dict) -> None:
             raise GateParamError(
                 f"node_status_urls: {name}'s URL {url!r} is not a URL (expected http:// or https://, the node's status listener)", "node_status_urls"
             )
+    since = p.get("since")
+    if since is not None:
+        missing = [key for key in ("after", "stats", "stats_at") if key not in since]
+        if missing or not isinstance(since.get("stats_at"), (int, float)) or isinstance(since.get("stats_at"), bool):
+            raise GateParamError(
+                "since: pass the registered result of the lb_weight call that set the step's weights on this load balancer "
+                f"(HAProxy, not in check mode); it has no {', '.join(missing) or 'numeric stats_at'}",
+                "since",
+            )
     if p.get("node_timeout", 5) < 1:
         raise GateParamError(f"node_timeout: must be 1 or more seconds, got {p['node_timeout']}", "node_timeout")
 
@@ -98,6 +108,10 @@ def gate_eval(current: dict, baseline: dict, servers: list, max_error_rate: floa
     servers = [name for name in servers if name in current]
     for name in servers:
         now, before = current.get(name) or {}, baseline.get(name) or {}
+        if _num(now.get("total_sessions")) < _num(before.get("total_sessions")):
+            # HAProxy was reloaded or restarted since the first reading: its counters start again at 0,
+            # so what they hold now is what the servers answered since then
+            before = {}
         s_req = max(_num(now.get("total_sessions")) - _num(before.get("total_sessions")), 0)
         s_err = max(sum(_num(now.get(k)) - _num(before.get(k)) for k in _ERRORS), 0)
         requests += s_req
@@ -175,16 +189,31 @@ def make_reader(p: dict):
     return lambda: haproxy_reading(lb)
 
 
-def soak(read, p: dict, clock=time.monotonic, sleep=time.sleep) -> dict:
+def since_reading(since: dict) -> dict:
+    """The reading an lb_weight result holds (its ``after`` view with its ``stats`` counters), as
+    haproxy_reading makes one."""
+    stats = since.get("stats") or {}
+    return {name: dict(stats.get(name, {}), **(server or {})) for name, server in (since.get("after") or {}).items()}
+
+
+def soak(read, p: dict, clock=time.monotonic, sleep=time.sleep, wall=time.time) -> dict:
     """Watch the load balancer for ``soak_seconds``: a first reading, then one every ``interval_seconds``,
-    each judged against the first; stop at the first crossed gate. Without a reader (no per-server
-    counters) only wait. Returns the last verdict with ``polls`` (one line of figures per check)."""
+    each judged against the first; stop at the first crossed gate. With ``since`` (the lb_weight result
+    of the change the soak follows, read on this host) that result is the first reading and the soak's
+    seconds count from it: the time the play took to get here is soaked already. Without a reader (no
+    per-server counters) only wait. Returns the last verdict with ``polls`` (one line of figures per check)."""
     started = clock()
     if read is None:
         if p["soak_seconds"] > 0:
             sleep(p["soak_seconds"])
         return dict(failed=False, reasons=[], polls=[], soaked_seconds=round(clock() - started, 3), lb_counters=False)
-    baseline = read()
+    since = p.get("since")
+    if since:
+        # the same host's clock read it: never before it (a clock stepped back), at most the whole soak ago
+        started -= min(max(wall() - float(since["stats_at"]), 0.0), p["soak_seconds"])
+        baseline = since_reading(since)
+    else:
+        baseline = read()
     polls = []
     while True:
         elapsed = clock() - started

@@ -321,6 +321,13 @@ stats:
     response_time_ms:
       description: Average response time of the last 1024 requests in milliseconds (C(rtime)).
       type: int
+stats_at:
+  description:
+    - HAProxy only. When RV(stats) was read, in seconds since the epoch by the load balancer host's clock. With
+      RV(after) and RV(stats) it is a reading a soak can start from (M(kongops.upgrade.kong_gate)'s O(kongops.upgrade.kong_gate#module:since)).
+  returned: when O(backend=haproxy)
+  type: float
+  sample: 1767268800.125
 drained:
   description: Whether the drain wait ended with nothing open.
   returned: when O(wait_drained) is set and not in check mode
@@ -338,6 +345,7 @@ still_open:
   sample: {kong1: "2 sessions, 0 queued"}
 """
 
+import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -493,6 +501,7 @@ def run(module, lb, result: dict) -> None:
     result["sessions"] = sessions_of(result["after"])
     if lb.kind == "haproxy":
         result["stats"] = lb.stats()
+        result["stats_at"] = time.time()
 
 
 def main():

@@ -26,6 +26,15 @@ def test_gate_eval_counts_errors_over_the_soak_only():
     assert verdict["failed"] and verdict["reasons"] == ["error rate 1.0% (2 of 200) > 0.5%"]
 
 
+def test_gate_eval_counts_from_zero_after_the_load_balancer_restarted():
+    # HAProxy reloaded between the readings: y1's counters start again; its 5xx since then count, not a negative
+    before = {"y1": _srv(5000, h5=10), "y2": _srv(100)}
+    after = {"y1": _srv(40, h5=4), "y2": _srv(150)}
+    verdict = gate_eval(after, before, ["y1", "y2"], max_error_rate=1.0)
+    assert (verdict["requests"], verdict["errors"]) == (90, 4)
+    assert verdict["failed"] and verdict["servers"]["y1"]["requests"] == 40
+
+
 def test_gate_eval_fails_a_down_server_in_rotation_slow_answers_and_an_unproven_step():
     after = {"y1": _srv(10, status="DOWN", weight=5), "y2": _srv(10, status="MAINT", weight=0, rtime=2500)}
     verdict = gate_eval(after, {}, ["y1", "y2"], max_response_ms=2000, min_requests=50)

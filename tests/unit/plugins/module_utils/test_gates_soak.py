@@ -92,3 +92,49 @@ def test_judge_adds_each_nodes_own_error_rate_and_keeps_the_lb_reasons():
     assert verdict["reasons"] == ["error rate 5.0% (10 of 200) > 1.0%", "y1 answered 20 of 200 requests with a 5xx (10.0%) by its own /metrics > 1.0%"]
     assert verdict["nodes"]["y1"]["error_rate"] == 10.0 and verdict["nodes_without_metrics"] == ["y2"]
     assert lb["reasons"] == ["error rate 5.0% (10 of 200) > 1.0%"], "the given verdict is not changed"
+
+
+def since(sessions, at, h5=0):
+    """An lb_weight result: its view of the servers after the change, their counters, when they were read."""
+    view = {name: {"weight": 10, "status": "UP", "health": "up"} for name in ("y1", "y2")}
+    stats = {name: {"total_sessions": sessions, "http_5xx": h5, "connection_errors": 0, "response_errors": 0} for name in ("y1", "y2")}
+    return {"after": view, "stats": stats, "stats_at": at}
+
+
+def test_a_soak_since_the_weight_change_counts_its_seconds_and_requests_from_that_reading():
+    # the weights were set 3 s before the soak task started: 7 s of the 10 are left, the first reading is the change's
+    clock = Clock()
+    readings = [{"y1": srv(100 * i), "y2": srv(100 * i)} for i in range(1, 5)]
+    verdict = soak(reader(readings), dict(P, since=since(0, at=997.0)), clock=clock, sleep=clock.sleep, wall=lambda: 1000.0)
+    assert clock.sleeps == [2.0, 2.0, 2.0, 1.0] and clock.t == 7.0
+    assert [p["at"] for p in verdict["polls"]] == [5.0, 7.0, 9.0, 10.0] and verdict["soaked_seconds"] == 10.0
+    # every request since the change counts: 400 per server, none lost to the time before the task
+    assert verdict["requests"] == 800 and not verdict["failed"]
+
+
+def test_errors_between_the_change_and_the_soak_task_fail_the_gate():
+    clock = Clock()
+    readings = [{"y1": srv(100, h5=40), "y2": srv(100)}]
+    verdict = soak(reader(readings), dict(P, soak_seconds=2.0, since=since(0, at=999.0)), clock=clock, sleep=clock.sleep, wall=lambda: 1000.0)
+    assert verdict["failed"] and verdict["errors"] == 40
+
+
+@pytest.mark.parametrize("at, slept", [(900.0, []), (1005.0, [2.0] * 5)])
+def test_a_change_older_than_the_soak_is_judged_at_once_and_a_clock_stepped_back_soaks_in_full(at, slept):
+    clock = Clock()
+    readings = [{"y1": srv(100 * i), "y2": srv(100 * i)} for i in range(1, 7)]
+    verdict = soak(reader(readings), dict(P, since=since(0, at=at)), clock=clock, sleep=clock.sleep, wall=lambda: 1000.0)
+    assert clock.sleeps == slept and len(verdict["polls"]) == max(len(slept), 1)
+    assert not verdict["failed"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"after": {}, "stats": {}}, {"after": {}, "stats": {}, "stats_at": "soon"}, {"after": {}, "stats": {}, "stats_at": True}, {"changed": True}],
+)
+def test_a_since_that_is_not_an_lb_weight_reading_is_refused_naming_the_option(value):
+    from ansible_collections.kongops.upgrade.plugins.module_utils._gates import GateParamError, check_params
+
+    with pytest.raises(GateParamError) as err:
+        check_params(dict(P, backend="haproxy", haproxy_backend="kong", since=value))
+    assert err.value.param == "since" and "lb_weight" in str(err.value)

@@ -101,11 +101,14 @@ def test_check_mode_predicts_the_share_and_writes_nothing(lb, capsys):
 
 
 def test_share_applies_then_is_idempotent(lb, capsys):
+    before = time.time()
     rc, result = run(capsys, dict(lb.args, groups=GROUPS, share={"kong_y": 10}))
     assert rc == 0 and result["changed"] is True
     assert {n: w for n, (w, _i, _a) in runtime_state(lb).items()} == result["computed_weights"]
     assert result["after"]["y1"]["weight"] == 1 and result["before"]["y1"]["weight"] == 100
     assert set(result["sessions"]) == {"x1", "x2", "x3", "y1", "y2"} and "stats" in result
+    # when the counters were read: a gate's soak can start from this reading (kong_gate's since)
+    assert before <= result["stats_at"] <= time.time()
     rc, again = run(capsys, dict(lb.args, groups=GROUPS, share={"kong_y": 10}, _ansible_diff=True))
     assert rc == 0 and again["changed"] is False and again["changed_servers"] == []
     assert again["diff"][0]["before"] == again["diff"][0]["after"]

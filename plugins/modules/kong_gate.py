@@ -92,7 +92,7 @@ options:
       - The registered result of the M(kongops.upgrade.lb_weight) call that set the step's weights, on the same
         load balancer (O(backend=haproxy)). Its reading (RV(kongops.upgrade.lb_weight#module:after) with
         RV(kongops.upgrade.lb_weight#module:stats)) is the soak's first, and O(soak_seconds) count from its
-        RV(kongops.upgrade.lb_weight#module:stats_at): the traffic is watched from the moment the weights were set,
+        RV(kongops.upgrade.lb_weight#module:stats_at); the traffic is watched from the moment the weights were set,
         and the time between that task and this one is part of the soak, not added to it.
       - A result without C(after), C(stats) or a numeric C(stats_at) (another backend, check mode) is refused.
       - Ignored with O(lb_verdict).

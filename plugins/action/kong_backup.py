@@ -41,14 +41,14 @@ class ActionModule(ActionBase):
             got = hashlib.sha256(data).hexdigest()
             if expected and got != expected:
                 raise AnsibleError(f"the copy of {source} read {got}, the backup's manifest says {expected}")
-            _write_private(copy_to, data)
+            written = _write_private(copy_to, data, got)
         except (AnsibleError, OSError) as exc:
             result.update(
                 failed=True,
                 msg=f"the backup was taken and verified on the node ({source}), but copying it to the controller at {copy_to} failed: {exc}",
             )
             return result
-        result.update(changed=True, controller_copy=copy_to)
+        result.update(changed=bool(result.get("changed")) or written, controller_copy=copy_to)
         return result
 
     def _remote_bytes(self, path: str, task_vars) -> bytes:
@@ -74,11 +74,20 @@ def _manifest_sha256(manifest: dict, path: str) -> str | None:
     return None
 
 
-def _write_private(path: str, data: bytes) -> None:
-    """Directory 0700, file 0600, atomically: the copy holds every credential of the configuration."""
+def _write_private(path: str, data: bytes, sha256: str) -> bool:
+    """Directory 0700, file 0600, atomically: the copy holds every credential of the configuration.
+    Whether anything changed: a copy already there with the same content and modes is left as it is."""
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
+    if os.stat(directory).st_mode & 0o777 != 0o700:
+        os.chmod(directory, 0o700)
+        changed = True
+    else:
+        changed = False
+    if os.path.isfile(path) and not os.path.islink(path) and os.stat(path).st_mode & 0o777 == 0o600:
+        with open(path, "rb") as fh:
+            if hashlib.sha256(fh.read()).hexdigest() == sha256:
+                return changed
     fd, staged = tempfile.mkstemp(dir=directory, prefix=".kongops-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -91,3 +100,4 @@ def _write_private(path: str, data: bytes) -> None:
         if os.path.exists(staged):
             os.unlink(staged)
         raise
+    return True

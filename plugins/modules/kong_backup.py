@@ -81,7 +81,8 @@ options:
       - Path on the controller where the declarative backup is copied once it is written and verified,
         in the same task (the action plugin reads it from the node, through the connection, or through
         C(slurp) with become). The copy must match the manifest's sha256; its directory is set to mode
-        C(0700) and the file is written with mode C(0600) under a temporary name and renamed.
+        C(0700) and the file is written with mode C(0600) under a temporary name and renamed. A copy already there
+        with the same content and mode is left as it is.
       - Nothing is copied in check mode or when no C(declarative) backup was taken.
       - A failed copy fails the task, naming the backup on the node, which stays where it was written.
     type: path

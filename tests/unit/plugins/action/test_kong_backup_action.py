@@ -131,3 +131,15 @@ def test_without_the_option_it_is_the_module(node_file):
     assert result["paths"] == {"declarative": node_file} and "controller_copy" not in result
     assert len(calls) == 1
     connection.fetch_file.assert_not_called()
+
+
+def test_a_second_run_of_the_same_backup_changes_nothing_and_a_loosened_copy_is_mended(tmp_path, node_file):
+    dest = tmp_path / "ctl" / "r1-declarative.yml"
+    intact = dict(module_result(node_file), changed=False)  # the module found the run's backup intact
+    first, _calls, _connection = run({"dest": "/b", "controller_copy": str(dest)}, intact)
+    assert first["changed"] is True
+    again, _calls, _connection = run({"dest": "/b", "controller_copy": str(dest)}, intact)
+    assert again["changed"] is False and again["controller_copy"] == str(dest)
+    os.chmod(dest, 0o644)
+    mended, _calls, _connection = run({"dest": "/b", "controller_copy": str(dest)}, intact)
+    assert mended["changed"] is True and stat.S_IMODE(os.stat(dest).st_mode) == 0o600

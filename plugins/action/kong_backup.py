@@ -10,12 +10,14 @@ never exists with the controller's umask). One task instead of a directory, a fe
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
+import stat
 import tempfile
 
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible_collections.kongops.upgrade.plugins.module_utils._backup_common import sha256_bytes, sha256_file
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write, private_dirs
 
 
 class ActionModule(ActionBase):
@@ -38,7 +40,7 @@ class ActionModule(ActionBase):
         try:
             data = self._remote_bytes(source, task_vars)
             expected = _manifest_sha256(result.get("manifest") or {}, source)
-            got = hashlib.sha256(data).hexdigest()
+            got = sha256_bytes(data)
             if expected and got != expected:
                 raise AnsibleError(f"the copy of {source} read {got}, the backup's manifest says {expected}")
             written = _write_private(copy_to, data, got)
@@ -75,29 +77,16 @@ def _manifest_sha256(manifest: dict, path: str) -> str | None:
 
 
 def _write_private(path: str, data: bytes, sha256: str) -> bool:
-    """Directory 0700, file 0600, atomically: the copy holds every credential of the configuration.
-    Whether anything changed: a copy already there with the same content and modes is left as it is."""
+    """Directory 0700, file 0600, atomically (module_utils._files, the collection's one way to write a
+    private file): the copy holds every credential of the configuration. Whether anything changed: a copy
+    already there with the same content and mode is left as it is."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    if os.stat(directory).st_mode & 0o777 != 0o700:
+    private_dirs(directory)
+    changed = False
+    if stat.S_IMODE(os.stat(directory).st_mode) != 0o700:
         os.chmod(directory, 0o700)
         changed = True
-    else:
-        changed = False
-    if os.path.isfile(path) and not os.path.islink(path) and os.stat(path).st_mode & 0o777 == 0o600:
-        with open(path, "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() == sha256:
-                return changed
-    fd, staged = tempfile.mkstemp(dir=directory, prefix=".kongops-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(staged, 0o600)
-        os.replace(staged, path)
-    except BaseException:
-        if os.path.exists(staged):
-            os.unlink(staged)
-        raise
+    if os.path.isfile(path) and not os.path.islink(path) and stat.S_IMODE(os.stat(path).st_mode) == 0o600 and sha256_file(path) == sha256:
+        return changed
+    atomic_write(path, data, mode=0o600)
     return True

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 COLLECTIONS = os.path.join(REPO, ".venv", "collections")
+# the module runs' bytecode cache (tests/tools/ansiballz_pyc/sitecustomize.py)
+ANSIBALLZ_PYC_SITE = os.path.join(REPO, "tests", "tools", "ansiballz_pyc")
+ANSIBALLZ_PYC_CACHE = os.path.join(REPO, ".cache", "ansiballz-pyc")
 
 
 def ansible_env(extra: dict | None = None) -> dict:
@@ -30,6 +33,9 @@ def ansible_env(extra: dict | None = None) -> dict:
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_PYTHON_INTERPRETER": os.path.join(VENV_BIN, "python"),
             "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
+            # an empty KONGOPS_ANSIBALLZ_PYC in the environment turns the cache off (make bench)
+            "KONGOPS_ANSIBALLZ_PYC": env.get("KONGOPS_ANSIBALLZ_PYC", ANSIBALLZ_PYC_CACHE),
+            "PYTHONPATH": os.pathsep.join(p for p in (ANSIBALLZ_PYC_SITE, env.get("PYTHONPATH", "")) if p),
         }
     )
     env.update(extra or {})

@@ -120,14 +120,29 @@ def check_run_id(run_id: str) -> None:
 
 
 def free_bytes(path: str, statvfs=None) -> int:
+    st = (statvfs or os.statvfs)(existing_dir(path))
+    return st.f_bavail * st.f_frsize
+
+
+def existing_dir(path: str) -> str:
+    """`path`, or the nearest directory above it that exists (where a directory made there would live)."""
     probe = os.path.abspath(path)
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
             break
         probe = parent
-    st = (statvfs or os.statvfs)(probe)
-    return st.f_bavail * st.f_frsize
+    return probe
+
+
+def free_space(path: str, statvfs=None) -> dict:
+    """The free space (MiB) of the file system that holds `path`, for a preflight check: never raises."""
+    probe = existing_dir(path)
+    try:
+        st = (statvfs or os.statvfs)(probe)
+    except OSError as exc:
+        return {"path": probe, "free_mb": None, "reason": f"cannot read the free space of {probe}: {exc.strerror or exc}"}
+    return {"path": probe, "free_mb": st.f_bavail * st.f_frsize // (1024 * 1024), "reason": None}
 
 
 def ensure_free_space(path: str, needed: int, statvfs=None) -> int:

@@ -44,6 +44,12 @@ options:
         plugins it names; no value leaves the node (kong.conf may hold C(pg_password)). Returned also
         when the Admin API does not answer (a stopped node's file is still read).
     type: path
+  free_space_path:
+    description:
+      - A directory on the node (it need not exist yet; the nearest directory above it that exists is
+        measured). When set, RV(free_space) gives the free space of its file system, also when the Admin API
+        does not answer. The playbooks set it to C(kong_work_dir) on the node where the backups land.
+    type: path
   wait_data_plane:
     description:
       - On a control plane, wait until it lists this data plane in sync, that is until the row of
@@ -219,6 +225,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+free_space:
+  description: With O(free_space_path), the free space of the file system that holds it.
+  returned: when O(free_space_path) is set, also on failure
+  type: dict
+  contains:
+    path:
+      description: The directory measured (O(free_space_path) or the nearest directory above it that exists).
+      type: str
+    free_mb:
+      description: Megabytes (MiB) free there for an unprivileged user; null with RV(free_space.reason) when it could not be read.
+      type: int
+    reason:
+      description: Why the free space could not be read; null otherwise.
+      type: str
 conf:
   description: With O(conf_path), what the node's kong.conf sets, by name only.
   returned: when O(conf_path) is set, also on failure
@@ -483,6 +503,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 from ansible_collections.kongops.upgrade.plugins.module_utils._argspec import kong_argument_spec
+from ansible_collections.kongops.upgrade.plugins.module_utils._backup_common import free_space
 from ansible_collections.kongops.upgrade.plugins.module_utils._dp_skew import (
     DEFAULT_STALE_AFTER,
     LEFT_BEHIND_CHOICES,
@@ -521,6 +542,7 @@ def argument_spec() -> dict:
         admin=True,
         status_url={"type": "str", "fallback": (env_fallback, ["KONG_STATUS_URL"])},
         conf_path={"type": "path"},
+        free_space_path={"type": "path"},
         data_planes={"type": "bool", "default": True},
         metrics={"type": "bool", "default": False},
         wait_data_plane={
@@ -676,6 +698,8 @@ def main():
     if p["conf_path"]:
         # the kong.conf names, also when the Admin API does not answer (a stopped node's file is read)
         _answer_with(module, {"conf": conf_names(p["conf_path"])})
+    if p["free_space_path"]:
+        _answer_with(module, {"free_space": free_space(p["free_space_path"])})
     if not HAS_REQUESTS:
         module.fail_json(
             msg=missing_required_lib("requests"),

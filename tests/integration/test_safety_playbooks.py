@@ -210,8 +210,9 @@ def test_free_space_is_measured_on_the_node_the_backup_lands_on(tmp_path):
     inv = inventory({"kong_x": {"x1": {"kong_admin_url": "http://127.0.0.1:9"}}}, kong_mode="traditional")
     run = run_playbook(IN_PLACE, inventory=inv, extra_vars=base_vars(tmp_path, kong_backup_min_free_mb=10**12))
     assert run.rc != 0
-    df = task(run, "Check free space where the backups land")
-    assert [r["item"] for r in df["results"]] == ["x1", "localhost"]
+    space = task(run, "Refuse when a backup location is short of space")
+    assert [r["item"]["host"] for r in space["results"]] == ["x1", "controller"]
+    assert all(r["failed"] for r in space["results"]), space
     msg = failure_messages(run)
     assert "\nx1: " + str(tmp_path) + " has " in msg and "kong_backup_min_free_mb" in msg, msg
     assert os.listdir(os.path.join(str(tmp_path), "c1")) == ["journal.json"]

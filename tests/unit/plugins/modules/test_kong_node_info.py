@@ -339,3 +339,16 @@ def test_metrics_are_not_read_unless_asked(http, capsys):
     http.routes.update({f"{ADMIN}/": (200, root("3.9.3", "off")), f"{ADMIN}/status": (200, status_off("a" * 32))})
     rc, r = run(capsys, {})
     assert rc == 0 and "metrics" not in r
+
+
+def test_free_space_path_is_measured_where_it_would_be_created_also_when_the_admin_api_does_not_answer(http, capsys, tmp_path):
+    rc, r = run(capsys, {"free_space_path": str(tmp_path / "not" / "yet")})
+    assert rc == 1 and r["ready"] is False
+    assert r["free_space"]["path"] == str(tmp_path)
+    assert isinstance(r["free_space"]["free_mb"], int) and r["free_space"]["free_mb"] >= 0
+    assert r["free_space"]["reason"] is None
+
+
+def test_free_space_is_not_read_unless_asked(http, capsys):
+    rc, r = run(capsys, {})
+    assert "free_space" not in r

@@ -233,3 +233,32 @@ def pg_params_from_kong_conf(params: dict) -> dict:
         if value:
             out[name] = int(value) if name == "pg_port" else value
     return out
+
+
+# The flags a listener entry of the http subsystem may carry (Kong/kong 3.9.3 kong/conf_loader/listeners.lua
+# lines 15-18, `subsystem_flags.http`); parse_listeners (lines 97-145) takes them out of the entry wherever
+# they stand, and what is left is the address, `<ip>:<port>` or `<name>:<port>`.
+_LISTEN_FLAGS = re.compile(r"^(ssl|http2|proxy_protocol|deferred|bind|reuseport|backlog=\d+|ipv6only=(on|off)|so_keepalive=(on|off|\w*:\w*:\d*))$")
+_LISTEN_ADDRESS = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s\[\]:]+):(?P<port>\d+)$")
+# where a wildcard listener is reached on the node itself
+_LISTEN_LOCAL = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "[::]": "[::1]", "[0:0:0:0:0:0:0:0]": "[::1]"}
+
+
+def listen_url(value: str) -> str:
+    """The URL the node itself reaches a listener at (`admin_listen`, `status_listen`): its first entry,
+    https when that entry has the `ssl` flag, a wildcard address as the loopback address; '' for `off`
+    (Kong: "off" as a first entry disables the listener). KongConfError for a value Kong refuses."""
+    entries = [e.strip() for e in str(value if value is not None else "").split(",")]
+    if entries[0] in ("", "off"):
+        return ""
+    tokens = entries[0].split()
+    flags = [t for t in tokens if _LISTEN_FLAGS.match(t)]
+    address = [t for t in tokens if not _LISTEN_FLAGS.match(t)]
+    match = _LISTEN_ADDRESS.match(address[0]) if len(address) == 1 else None
+    if not match:
+        raise KongConfError(
+            f"'{value}' is not a listener Kong accepts: it must be of form [off] | <ip>:<port> [ssl] [http2] [...flags], "
+            "[... next entry ...] (Kong/kong 3.9.3 kong/conf_loader/listeners.lua parse_listeners)"
+        )
+    host = _LISTEN_LOCAL.get(match.group("host"), match.group("host"))
+    return ("https://" if "ssl" in flags else "http://") + host + ":" + match.group("port")

@@ -6,15 +6,18 @@
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_conf import KongConfError, listen_url as _listen_url
+
+
+class ListenUrlError(ValueError):
+    """A listener value Kong would refuse; Ansible reports the message, which names the setting."""
 
 
 def listen_url(value, setting: str = "listen") -> str:
     try:
         return _listen_url(value)
     except KongConfError as exc:
-        raise AnsibleFilterError(f"{setting}: {exc}") from None
+        raise ListenUrlError(f"{setting}: {exc}") from None
 
 
 class FilterModule:

@@ -35,6 +35,7 @@ def ansible_env(extra: dict | None = None) -> dict:
             "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
             # an empty KONGOPS_ANSIBALLZ_PYC in the environment turns the cache off (make bench)
             "KONGOPS_ANSIBALLZ_PYC": env.get("KONGOPS_ANSIBALLZ_PYC", ANSIBALLZ_PYC_CACHE),
+            "KONGOPS_ANSIBALLZ_SOURCES": os.path.join(REPO, "plugins"),
             "PYTHONPATH": os.pathsep.join(p for p in (ANSIBALLZ_PYC_SITE, env.get("PYTHONPATH", "")) if p),
         }
     )

@@ -76,10 +76,29 @@ def test_module_runs_fill_the_cache_and_still_report_their_results(tmp_path):
     assert ansible_env(env)["PYTHONPATH"].split(os.pathsep)[0] == ANSIBALLZ_PYC_SITE
     first = run_playbook(play, env=env)
     assert first.rc == 0, first.stderr
-    (tag_dir,) = os.listdir(cache)
+    (tag_dir,) = [d for d in os.listdir(cache) if d != "ansiballz"]
     entries = sorted(os.listdir(os.path.join(cache, tag_dir)))
     assert len(entries) > 10  # the module and every module_utils file it imports
     second = run_playbook(play, env=env)
     assert second.rc == 0, second.stderr
     assert second.result("Ping")["ping"] == "pong"
     assert sorted(os.listdir(os.path.join(cache, tag_dir))) == entries
+
+    # the payload ansible-playbook built in the first run is the one the second run sent
+    (payloads,) = os.listdir(os.path.join(cache, "ansiballz"))
+    payload = os.path.join(cache, "ansiballz", payloads, "ansible.modules.ping-ZIP_DEFLATED-none")
+    built = os.stat(payload).st_mtime_ns
+    assert run_playbook(play, env=env).rc == 0
+    assert os.stat(payload).st_mtime_ns == built
+
+
+def test_a_changed_plugin_file_starts_an_empty_payload_directory(tmp_path):
+    cache, sources = str(tmp_path / "cache"), tmp_path / "plugins"
+    sources.mkdir()
+    (sources / "mod.py").write_text("x = 1\n")
+    play = "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - name: Ping\n      ansible.builtin.ping:\n"
+    env = {"KONGOPS_ANSIBALLZ_PYC": cache, "KONGOPS_ANSIBALLZ_SOURCES": str(sources)}
+    assert run_playbook(play, env=env).rc == 0
+    (sources / "mod.py").write_text("x = 22\n")
+    assert run_playbook(play, env=env).rc == 0
+    assert len(os.listdir(os.path.join(cache, "ansiballz"))) == 2

@@ -16,6 +16,11 @@ export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="${ANSIBLE_COLLECTIONS_SCAN_SYS_PATH:-t
 export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-false}" ANSIBLE_NOCOLOR="${ANSIBLE_NOCOLOR:-1}" NO_COLOR="${NO_COLOR:-1}"
 export PY_COLORS="${PY_COLORS:-0}"
 export PYTHONDONTWRITEBYTECODE=1
+# ansible-playbook keeps the AnsiballZ payloads it builds across runs (tests/tools/ansiballz_pyc): on the
+# controller only, the hosts' Python runs the modules as on any host
+export KONGOPS_ANSIBALLZ_PYC="${KONGOPS_ANSIBALLZ_PYC-$REPO_ROOT/.cache/ansiballz-pyc}"
+export KONGOPS_ANSIBALLZ_SOURCES="$REPO_ROOT/plugins"
+export PYTHONPATH="$REPO_ROOT/tests/tools/ansiballz_pyc${PYTHONPATH:+:$PYTHONPATH}"
 
 cleanup() {
   local ids nets

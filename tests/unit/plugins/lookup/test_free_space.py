@@ -3,9 +3,30 @@ from __future__ import annotations
 import os
 
 import pytest
-from ansible.errors import AnsibleLookupError
-from ansible_collections.kongops.upgrade.plugins.lookup.free_space import LookupModule
 from ansible_collections.kongops.upgrade.plugins.module_utils import _backup_common
+
+
+@pytest.fixture(autouse=True)
+def controller_context():
+    """The lookup runs in the controller; keep the process-wide mark to this test (see test_kong_upgrade_run)."""
+    from ansible.module_utils import _internal
+
+    was = _internal.is_controller
+    _internal.is_controller = True
+    yield
+    _internal.is_controller = was
+
+
+def lookup(terms):
+    from ansible_collections.kongops.upgrade.plugins.lookup.free_space import LookupModule
+
+    return LookupModule().run(terms, variables={})
+
+
+def lookup_error():
+    from ansible.errors import AnsibleLookupError
+
+    return AnsibleLookupError
 
 
 class FakeStat:
@@ -24,7 +45,7 @@ def test_each_path_is_measured_where_it_would_be_created(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    assert LookupModule().run([str(tmp_path / "a" / "b"), "~/.kongops"], variables={}) == [300, 300]
+    assert lookup([str(tmp_path / "a" / "b"), "~/.kongops"]) == [300, 300]
     assert seen == [str(tmp_path), str(home)]
 
 
@@ -33,14 +54,14 @@ def test_a_path_it_cannot_measure_is_an_error_that_names_it(tmp_path, monkeypatc
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(_backup_common.os, "statvfs", statvfs)
-    with pytest.raises(AnsibleLookupError, match="cannot read the free space of " + str(tmp_path) + ": Permission denied"):
-        LookupModule().run([str(tmp_path)], variables={})
+    with pytest.raises(lookup_error(), match="cannot read the free space of " + str(tmp_path) + ": Permission denied"):
+        lookup([str(tmp_path)])
 
 
 @pytest.mark.parametrize("term", ["", "  ", 3])
 def test_a_term_that_is_not_a_path_is_refused(term):
-    with pytest.raises(AnsibleLookupError, match="is not a path"):
-        LookupModule().run([term], variables={})
+    with pytest.raises(lookup_error(), match="is not a path"):
+        lookup([term])
 
 
 def test_free_space_never_raises_and_rounds_down_to_megabytes(tmp_path):

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from ansible.errors import AnsibleFilterError
-from ansible_collections.kongops.upgrade.plugins.filter.kong_conf import listen_url
+from ansible_collections.kongops.upgrade.plugins.filter.kong_conf import ListenUrlError, listen_url
 
 
 @pytest.mark.parametrize(
@@ -29,5 +28,5 @@ def test_listen_url_reads_the_first_entry_as_kong_does(value, url):
 
 @pytest.mark.parametrize("value", ["8001", "127.0.0.1", "127.0.0.1:8001 sssl", "::1:8001", "127.0.0.1:80a1", "127.0.0.1:8001 127.0.0.1:8002"])
 def test_a_value_kong_refuses_names_the_setting(value):
-    with pytest.raises(AnsibleFilterError, match="^kong_node_admin_listen: '.*' is not a listener Kong accepts"):
+    with pytest.raises(ListenUrlError, match="^kong_node_admin_listen: '.*' is not a listener Kong accepts"):
         listen_url(value, "kong_node_admin_listen")

@@ -23,6 +23,19 @@ def fresh_ansible_messages():
     yield
 
 
+@pytest.fixture
+def controller_context():
+    """For tests of plugins that run in the controller (actions, lookups): importing one marks the whole
+    process as the controller, which changes how modules tested later in the same session report
+    warnings. The mark is kept to the test (``pytestmark = pytest.mark.usefixtures("controller_context")``)."""
+    from ansible.module_utils import _internal
+
+    was = _internal.is_controller
+    _internal.is_controller = True
+    yield
+    _internal.is_controller = was
+
+
 def run_module(main, capsys, args: dict, defaults: dict | None = None) -> tuple:
     """Run `main()` with `defaults` updated by `args` as module arguments; (rc, result dict, raw stdout)."""
     params = dict(defaults or {})

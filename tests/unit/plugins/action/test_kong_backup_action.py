@@ -15,15 +15,8 @@ import pytest
 BODY = b"_format_version: '3.0'\nconsumers:\n- username: alice\n  keyauth_credentials:\n  - key: s3cret\n"
 
 
-@pytest.fixture(autouse=True)
-def controller_context():
-    """The action runs in the controller; keep the process-wide mark to this test (see test_kong_upgrade_run)."""
-    from ansible.module_utils import _internal
-
-    was = _internal.is_controller
-    _internal.is_controller = True
-    yield
-    _internal.is_controller = was
+# the plugin runs in the controller (tests/unit/conftest.py controller_context)
+pytestmark = pytest.mark.usefixtures("controller_context")
 
 
 def module_result(node_file: str, sha: str | None = None) -> dict:

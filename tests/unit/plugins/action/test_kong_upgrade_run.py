@@ -17,16 +17,8 @@ from ansible_collections.kongops.upgrade.plugins.plugin_utils import _run_state
 from ansible_collections.kongops.upgrade.plugins.plugin_utils._run_state import RunState, RunStateError, utc_stamp
 
 
-@pytest.fixture(autouse=True)
-def controller_context():
-    """The action runs in the controller; importing it marks the whole process as one, which changes how
-    modules tested later in the same session report warnings. Keep the mark to this test."""
-    from ansible.module_utils import _internal
-
-    was = _internal.is_controller
-    _internal.is_controller = True
-    yield
-    _internal.is_controller = was
+# the plugin runs in the controller (tests/unit/conftest.py controller_context)
+pytestmark = pytest.mark.usefixtures("controller_context")
 
 
 def action_class():

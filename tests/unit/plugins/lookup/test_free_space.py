@@ -6,15 +6,8 @@ import pytest
 from ansible_collections.kongops.upgrade.plugins.module_utils import _backup_common
 
 
-@pytest.fixture(autouse=True)
-def controller_context():
-    """The lookup runs in the controller; keep the process-wide mark to this test (see test_kong_upgrade_run)."""
-    from ansible.module_utils import _internal
-
-    was = _internal.is_controller
-    _internal.is_controller = True
-    yield
-    _internal.is_controller = was
+# the plugin runs in the controller (tests/unit/conftest.py controller_context)
+pytestmark = pytest.mark.usefixtures("controller_context")
 
 
 def lookup(terms):

@@ -20,9 +20,11 @@ built from (Ansible's version, the interpreter, every .py file under ``KONGOPS_A
 collection's plugins - by path, size and mtime, and the installed collections' directory): any
 change to them starts an empty one. Ansible's own lock and rename keep parallel runs apart.
 
-Set by ``tests.integration.ansible_run.ansible_env`` for the sandbox's local-connection hosts
-(``KONGOPS_ANSIBALLZ_PYC``: the cache directory; empty turns it off, as ``make bench`` does so that
-its figures stay those of a host without such a cache).
+Set by ``tests.integration.ansible_run.ansible_env`` for the suites' runs and the sandbox's
+local-connection hosts, and by ``tests/molecule/run.sh`` for molecule's controller (the containers'
+Python runs the modules as any host does). ``KONGOPS_ANSIBALLZ_PYC`` is the cache directory; empty
+turns both caches off, as ``make bench`` does so that its figures stay those of a plain controller
+and plain hosts.
 """
 
 import os

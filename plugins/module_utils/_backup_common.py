@@ -139,10 +139,10 @@ def free_space(path: str, statvfs=None) -> dict:
     """The free space (MiB) of the file system that holds `path`, for a preflight check: never raises."""
     probe = existing_dir(path)
     try:
-        st = (statvfs or os.statvfs)(probe)
+        free = free_bytes(probe, statvfs)
     except OSError as exc:
         return {"path": probe, "free_mb": None, "reason": f"cannot read the free space of {probe}: {exc.strerror or exc}"}
-    return {"path": probe, "free_mb": st.f_bavail * st.f_frsize // (1024 * 1024), "reason": None}
+    return {"path": probe, "free_mb": free // (1024 * 1024), "reason": None}
 
 
 def ensure_free_space(path: str, needed: int, statvfs=None) -> int:

@@ -24,6 +24,9 @@ print(json.dumps({"value": probe_mod.VALUE, "where": where}))
 """
 
 
+PING = "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - name: Ping\n      ansible.builtin.ping:\n        data: pong\n"
+
+
 def _zip(path: str, source: str) -> str:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("probe_mod.py", source)
@@ -71,15 +74,14 @@ def test_an_empty_setting_turns_it_off(tmp_path):
 
 def test_module_runs_fill_the_cache_and_still_report_their_results(tmp_path):
     cache = str(tmp_path / "cache")
-    play = "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - name: Ping\n      ansible.builtin.ping:\n        data: pong\n"
     env = {"KONGOPS_ANSIBALLZ_PYC": cache}
     assert ansible_env(env)["PYTHONPATH"].split(os.pathsep)[0] == ANSIBALLZ_PYC_SITE
-    first = run_playbook(play, env=env)
+    first = run_playbook(PING, env=env)
     assert first.rc == 0, first.stderr
     (tag_dir,) = [d for d in os.listdir(cache) if d != "ansiballz"]
     entries = sorted(os.listdir(os.path.join(cache, tag_dir)))
     assert len(entries) > 10  # the module and every module_utils file it imports
-    second = run_playbook(play, env=env)
+    second = run_playbook(PING, env=env)
     assert second.rc == 0, second.stderr
     assert second.result("Ping")["ping"] == "pong"
     assert sorted(os.listdir(os.path.join(cache, tag_dir))) == entries
@@ -88,7 +90,7 @@ def test_module_runs_fill_the_cache_and_still_report_their_results(tmp_path):
     (payloads,) = os.listdir(os.path.join(cache, "ansiballz"))
     payload = os.path.join(cache, "ansiballz", payloads, "ansible.modules.ping-ZIP_DEFLATED-none")
     built = os.stat(payload).st_mtime_ns
-    assert run_playbook(play, env=env).rc == 0
+    assert run_playbook(PING, env=env).rc == 0
     assert os.stat(payload).st_mtime_ns == built
 
 
@@ -96,9 +98,8 @@ def test_a_changed_plugin_file_starts_an_empty_payload_directory(tmp_path):
     cache, sources = str(tmp_path / "cache"), tmp_path / "plugins"
     sources.mkdir()
     (sources / "mod.py").write_text("x = 1\n")
-    play = "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - name: Ping\n      ansible.builtin.ping:\n"
     env = {"KONGOPS_ANSIBALLZ_PYC": cache, "KONGOPS_ANSIBALLZ_SOURCES": str(sources)}
-    assert run_playbook(play, env=env).rc == 0
+    assert run_playbook(PING, env=env).rc == 0
     (sources / "mod.py").write_text("x = 22\n")
-    assert run_playbook(play, env=env).rc == 0
+    assert run_playbook(PING, env=env).rc == 0
     assert len(os.listdir(os.path.join(cache, "ansiballz"))) == 2

@@ -218,6 +218,21 @@ def server_view(row: dict, stat: dict) -> dict:
     }
 
 
+def runtime_steps(current: dict, desired: dict) -> list:
+    """The runtime commands that take a backend from ``current`` to ``desired`` as (server, what, value,
+    previous value), in an order whose every intermediate state serves with at least the servers that serve
+    before or after: what adds capacity first (weights raised, then servers made ready, so a server enters
+    with its new weight), then what takes it away (servers drained or put in maintenance, then weights
+    lowered). HAProxy applies each command at once, so taking X to 0 before raising Y from 0 would leave
+    the backend without a server for the requests in between: HAProxy answers them 503."""
+    changed = sorted(desired)
+    raise_weight = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in changed if desired[n]["weight"] > current[n]["weight"]]
+    to_ready = [(n, "state", "ready", current[n]["state"]) for n in changed if desired[n]["state"] == "ready" != current[n]["state"]]
+    to_out = [(n, "state", desired[n]["state"], current[n]["state"]) for n in changed if desired[n]["state"] not in ("ready", current[n]["state"])]
+    lower_weight = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in changed if desired[n]["weight"] < current[n]["weight"]]
+    return raise_weight + to_ready + to_out + lower_weight
+
+
 def _state_rows(text: str, backend: str) -> dict:
     rows, header = {}, []
     for line in (text or "").splitlines():
@@ -388,9 +403,8 @@ class HaproxyBackend(LbBackend):
             raise LbParamError(f"config_file: the edited {self.config_file} fails 'haproxy -c': {(err or out).strip()[:1000]}", "config_file")
 
     def apply(self, current: dict, desired: dict, files: list) -> None:
-        steps = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in sorted(desired) if desired[n]["weight"] != current[n]["weight"]]
-        steps += [(n, "state", desired[n]["state"], current[n]["state"]) for n in sorted(desired) if desired[n]["state"] != current[n]["state"]]
         done = []
+        steps = runtime_steps(current, desired)
         try:
             for name, what, value, undo in steps:
                 self.runtime.set(self.backend, name, what, value)

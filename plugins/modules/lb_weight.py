@@ -19,6 +19,10 @@ description:
   - B(HAProxy) is driven through its runtime API (C(set server ... weight|state)). Runtime changes are
     lost when HAProxy reloads or restarts unless O(persist) writes them to the server-state file or
     the configuration.
+  - HAProxy applies each runtime command at once, so the module sends what adds capacity first (weights
+    raised, then servers made ready) and what takes it away last (servers drained or put in maintenance,
+    then weights lowered): between two commands the backend always serves with every server that served
+    before the change or every server that serves after it, never with none.
   - B(nginx) has no runtime API for upstreams in its open-source edition; the module rewrites the
     upstream include file O(upstream_file), checks it with C(nginx -t) (putting the previous file back
     if the check fails) and reloads nginx gracefully. The change survives reloads because it is the

@@ -15,6 +15,7 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime i
     edit_config,
     parse_address,
     predict_admin,
+    runtime_steps,
 )
 
 STATE_HEADER = (
@@ -172,7 +173,7 @@ backend kong
     server x2 127.0.0.1:{port:x2} weight 100
 backend st
     balance static-rr
-    server s1 127.0.0.1:{port:s1}
+    server s1 127.0.0.1:{port:s1} weight 10
     server s2 127.0.0.1:{port:s2}
 """
 
@@ -232,9 +233,53 @@ def test_user_level_socket_reads_but_may_not_write(lb, tmp_path):
 
 
 def test_failed_step_rolls_back_what_was_applied(lb):
+    """s2 is made ready (what adds capacity goes first), then static-rr refuses s1's weight 5 (it takes
+    only 0 % and 100 %): s2 goes back to maintenance."""
+    lb.command("set server st/s2 state maint")
     backend = HaproxyBackend(HaproxyRuntime(lb.socket), "st")
     current = backend.read()
-    desired = {"s1": {"weight": 0, "state": "drain"}, "s2": {"weight": 5, "state": "ready"}}
+    desired = {"s1": {"weight": 5, "state": "ready"}, "s2": {"weight": 1, "state": "ready"}}
     with pytest.raises(HaproxyRuntimeError, match="static LB algorithm"):
         backend.apply(current, desired, [])
-    assert weights_of(lb, "st") == {"s1": (1, 0), "s2": (1, 0)}
+    assert weights_of(lb, "st") == {"s1": (10, 0), "s2": (1, 1)}
+
+
+def _serving(servers: dict) -> set:
+    return {n for n, s in servers.items() if s["state"] == "ready" and s["weight"] > 0}
+
+
+def test_runtime_steps_never_leave_fewer_servers_serving_than_before_and_after():
+    """HAProxy applies each runtime command at once: after every command of a change the servers that
+    take new requests include all that did before it or all that do after it. Every combination of
+    weight (0, 50, 100) and state on three servers, from every such start."""
+    import itertools
+
+    options = [{"weight": w, "state": st} for w in (0, 50, 100) for st in ("ready", "drain", "maint")]
+    names = ("x1", "y1", "y2")
+    for before in itertools.product(options, repeat=3):
+        current = dict(zip(names, before))
+        for after in itertools.product(options, repeat=3):
+            desired = dict(zip(names, after))
+            now = {n: dict(s) for n, s in current.items()}
+            for name, what, value, previous in runtime_steps(current, desired):
+                assert now[name][what] == previous
+                now[name][what] = value
+                serving = _serving(now)
+                assert serving >= _serving(current) or serving >= _serving(desired), (current, desired, now)
+            assert now == desired
+
+
+def test_shift_to_y_raises_y_before_x_goes_to_zero():
+    """The step that moves all traffic to Y: Y's weights go up before X's go down (the other order left
+    HAProxy without a server between the two commands, and a request in that instant got its 503)."""
+    runtime = FakeRuntime({"set server": ""})
+    backend = HaproxyBackend(runtime, "kong")
+    current = {n: {"weight": w, "state": "ready"} for n, w in (("x1", 100), ("x2", 100), ("y1", 0), ("y2", 0))}
+    desired = {n: {"weight": w, "state": "ready"} for n, w in (("x1", 0), ("x2", 0), ("y1", 100), ("y2", 100))}
+    backend.apply(current, desired, [])
+    assert runtime.sent == [
+        "set server kong/y1 weight 100",
+        "set server kong/y2 weight 100",
+        "set server kong/x1 weight 0",
+        "set server kong/x2 weight 0",
+    ]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 import traceback
@@ -13,14 +14,24 @@ import urllib.error
 
 from ansible.module_utils.basic import env_fallback
 
-try:
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-except ImportError:
-    HAS_REQUESTS, REQUESTS_IMPORT_ERROR = False, traceback.format_exc()
+# The Python library requests is looked up here and imported by the first KongAdminClient (_requests): it
+# is about 90 ms of imports, which the module runs that read only status listeners (kong_gate) or never call
+# the Admin API (kong_service's quit and stop) do not pay.
+if importlib.util.find_spec("requests") is None:
+    HAS_REQUESTS, REQUESTS_IMPORT_ERROR = False, "ModuleNotFoundError: No module named 'requests'"
 else:
     HAS_REQUESTS, REQUESTS_IMPORT_ERROR = True, None
+
+
+def _requests():
+    """The library requests, imported at its first use; a copy that fails to import is a KongAdminError
+    that says so, not a traceback."""
+    try:
+        import requests
+    except ImportError as exc:
+        raise KongAdminError(f"the Python library requests does not import on this host: {exc} ({traceback.format_exc(limit=1).strip()})") from exc
+    return requests
+
 
 # A connection that was refused or reset never reached Kong: both clients below try it again this many
 # times with this backoff factor (StatusListener after 0.3 s, then 0.6 s; KongAdminClient through urllib3's
@@ -109,9 +120,13 @@ class KongAdminClient:
         self.timeout = timeout
         self.read_retries = max(0, read_retries)
         self.sleep = sleep or time.sleep
+        self._requests = _requests()
         if session is None:
-            session = requests.Session()
+            session = self._requests.Session()
             # Retries on connection errors only: a request that reached Kong is never repeated.
+            from requests.adapters import HTTPAdapter  # imported with requests above
+            from urllib3.util.retry import Retry
+
             retry = Retry(
                 total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=CONNECT_BACKOFF, allowed_methods=None, raise_on_status=False
             )
@@ -146,7 +161,7 @@ class KongAdminClient:
         try:
             kwargs.setdefault("verify", self.verify)
             return self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.RequestException as exc:
+        except self._requests.RequestException as exc:
             raise KongAdminError(f"{method} {url} failed: {exc.__class__.__name__}: {exc}", url=url) from exc
 
     def request(self, method: str, path: str, expected=(200,), **kwargs):
@@ -177,7 +192,7 @@ class KongAdminClient:
             try:
                 resp = self.raw("GET", path, **kwargs)
             except KongAdminError as exc:
-                if attempt == tries or not isinstance(exc.__cause__, requests.ReadTimeout):
+                if attempt == tries or not isinstance(exc.__cause__, self._requests.ReadTimeout):
                     if attempt > 1:
                         raise KongAdminError(f"{exc} ({attempt} tries)", url=exc.url) from exc.__cause__
                     raise

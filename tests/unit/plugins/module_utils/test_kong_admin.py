@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import requests
@@ -200,3 +201,30 @@ def test_writes_and_other_errors_are_never_repeated():
     with pytest.raises(KongAdminError, match="ConnectionError"):
         KongAdminClient("http://kong:8001", session=session, sleep=slept.append).node()
     assert session.calls == ["GET"] and slept == []
+
+
+def test_requests_is_imported_by_the_first_client_not_by_the_module_utils():
+    """A module that reads only status listeners (kong_gate) imports _kong_admin without the library
+    requests: its imports are about 90 ms of every such module run."""
+    import os
+    import subprocess
+
+    import ansible_collections
+
+    roots = [os.path.dirname(path) for path in ansible_collections.__path__]
+    code = (
+        "import sys\n"
+        "from ansible_collections.kongops.upgrade.plugins.module_utils import _kong_admin\n"
+        "assert _kong_admin.HAS_REQUESTS and 'requests' not in sys.modules, sorted(m for m in sys.modules if 'requests' in m)\n"
+        "_kong_admin.KongAdminClient('http://127.0.0.1:1')\n"
+        "assert 'requests' in sys.modules\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(roots))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
+    assert res.returncode == 0, res.stderr
+
+
+def test_a_requests_that_does_not_import_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "requests", None)
+    with pytest.raises(KongAdminError, match="the Python library requests does not import on this host"):
+        KongAdminClient("http://127.0.0.1:1")

@@ -225,11 +225,11 @@ def runtime_steps(current: dict, desired: dict) -> list:
     with its new weight), then what takes it away (servers drained or put in maintenance, then weights
     lowered). HAProxy applies each command at once, so taking X to 0 before raising Y from 0 would leave
     the backend without a server for the requests in between: HAProxy answers them 503."""
-    changed = sorted(desired)
-    raise_weight = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in changed if desired[n]["weight"] > current[n]["weight"]]
-    to_ready = [(n, "state", "ready", current[n]["state"]) for n in changed if desired[n]["state"] == "ready" != current[n]["state"]]
-    to_out = [(n, "state", desired[n]["state"], current[n]["state"]) for n in changed if desired[n]["state"] not in ("ready", current[n]["state"])]
-    lower_weight = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in changed if desired[n]["weight"] < current[n]["weight"]]
+    names = sorted(desired)
+    raise_weight = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in names if desired[n]["weight"] > current[n]["weight"]]
+    to_ready = [(n, "state", "ready", current[n]["state"]) for n in names if desired[n]["state"] == "ready" != current[n]["state"]]
+    to_out = [(n, "state", desired[n]["state"], current[n]["state"]) for n in names if desired[n]["state"] not in ("ready", current[n]["state"])]
+    lower_weight = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in names if desired[n]["weight"] < current[n]["weight"]]
     return raise_weight + to_ready + to_out + lower_weight
 
 

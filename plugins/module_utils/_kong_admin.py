@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-import traceback
 import urllib.error
 
 from ansible.module_utils.basic import env_fallback
@@ -29,7 +28,7 @@ def _requests():
     try:
         import requests
     except ImportError as exc:
-        raise KongAdminError(f"the Python library requests does not import on this host: {exc} ({traceback.format_exc(limit=1).strip()})") from exc
+        raise KongAdminError(f"the Python library requests does not import on this host: {exc.__class__.__name__}: {exc}") from exc
     return requests
 
 

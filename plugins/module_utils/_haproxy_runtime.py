@@ -222,15 +222,17 @@ def runtime_steps(current: dict, desired: dict) -> list:
     """The runtime commands that take a backend from ``current`` to ``desired`` as (server, what, value,
     previous value), in an order whose every intermediate state serves with at least the servers that serve
     before or after: what adds capacity first (weights raised, then servers made ready, so a server enters
-    with its new weight), then what takes it away (servers drained or put in maintenance, then weights
-    lowered). HAProxy applies each command at once, so taking X to 0 before raising Y from 0 would leave
-    the backend without a server for the requests in between: HAProxy answers them 503."""
+    with its new weight), then what takes it away (weights lowered, then servers drained or put in
+    maintenance). HAProxy applies each command at once, so taking X to 0 before raising Y from 0 would leave
+    the backend without a server for the requests in between: HAProxy answers them 503. A weight is lowered
+    while its server is still ready because HAProxy does not recompute the effective weight of a server in
+    maintenance: ``show stat`` and the stats page would go on showing the old weight."""
     names = sorted(desired)
     raise_weight = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in names if desired[n]["weight"] > current[n]["weight"]]
     to_ready = [(n, "state", "ready", current[n]["state"]) for n in names if desired[n]["state"] == "ready" != current[n]["state"]]
     to_out = [(n, "state", desired[n]["state"], current[n]["state"]) for n in names if desired[n]["state"] not in ("ready", current[n]["state"])]
     lower_weight = [(n, "weight", desired[n]["weight"], current[n]["weight"]) for n in names if desired[n]["weight"] < current[n]["weight"]]
-    return raise_weight + to_ready + to_out + lower_weight
+    return raise_weight + to_ready + lower_weight + to_out
 
 
 def _state_rows(text: str, backend: str) -> dict:

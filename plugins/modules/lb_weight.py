@@ -20,8 +20,8 @@ description:
     lost when HAProxy reloads or restarts unless O(persist) writes them to the server-state file or
     the configuration.
   - HAProxy applies each runtime command at once, so the module sends what adds capacity first (weights
-    raised, then servers made ready) and what takes it away last (servers drained or put in maintenance,
-    then weights lowered). Between two commands the backend always serves with every server that served
+    raised, then servers made ready) and what takes it away last (weights lowered, then servers drained or
+    put in maintenance). Between two commands the backend always serves with every server that served
     before the change or every server that serves after it, never with none.
   - B(nginx) has no runtime API for upstreams in its open-source edition; the module rewrites the
     upstream include file O(upstream_file), checks it with C(nginx -t) (putting the previous file back

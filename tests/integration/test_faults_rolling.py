@@ -51,8 +51,10 @@ def _upgrade(box: Sandbox, *extra: str) -> int:
 
 
 def _y1_in_rotation(hp: dict) -> bool:
-    """The first traffic step gave y1 a weight (the moment the rolling faults are injected at)."""
-    return haproxy_admin_view(hp["socket"]).get("y1", (0, ""))[0] > 0
+    """The first traffic step gave y1 a weight (the moment the rolling faults are injected at): ready with
+    a weight above 0 (HAProxy's `show stat` keeps the last weight of a server in maintenance)."""
+    weight, admin = haproxy_admin_view(hp["socket"]).get("y1", (0, ""))
+    return weight > 0 and admin == "READY"
 
 
 def test_a_slow_y_node_trips_the_latency_gate_and_every_request_goes_back_to_x(rolling_box):

@@ -7,6 +7,7 @@ utilities), so that it resolves under pytest and under ansible-test alike."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import requests
@@ -34,6 +35,16 @@ def controller_context():
     _internal.is_controller = True
     yield
     _internal.is_controller = was
+
+
+def collection_env() -> dict:
+    """The environment of a Python subprocess that imports the collection as
+    ``ansible_collections.kongops.upgrade``: this process's, with the venv's collections directory (where
+    `make venv` links the checkout) first on PYTHONPATH."""
+    env = dict(os.environ)
+    collections = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".venv", "collections"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [collections, env.get("PYTHONPATH")]))
+    return env
 
 
 def run_module(main, capsys, args: dict, defaults: dict | None = None) -> tuple:

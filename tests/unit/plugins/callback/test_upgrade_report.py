@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+from ansible_collections.kongops.upgrade.tests.unit.conftest import collection_env
+
 HARNESS = r"""
 import json, sys
 from types import SimpleNamespace
@@ -27,9 +29,7 @@ json.dump(cb.timeline, sys.stdout)
 
 
 def _timeline(events: list) -> list:
-    env = dict(os.environ)
-    collections = os.path.join(os.path.dirname(__file__), *([".."] * 4), ".venv", "collections")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(collections), env.get("PYTHONPATH")]))
+    env = collection_env()
     proc = subprocess.run([sys.executable, "-c", HARNESS], input=json.dumps(events), capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -107,9 +107,7 @@ def test_a_run_killed_midway_leaves_a_report_of_its_steps(tmp_path):
     cluster = tmp_path / "c1"
     cluster.mkdir()
     (cluster / "journal.json").write_text(json.dumps(journal))
-    env = dict(os.environ)
-    collections = os.path.join(os.path.dirname(__file__), *([".."] * 4), ".venv", "collections")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(collections), env.get("PYTHONPATH")]))
+    env = collection_env()
     proc = subprocess.run(
         [sys.executable, "-c", PARTIAL, str(tmp_path), str(cluster / "journal.json")], capture_output=True, text=True, env=env, timeout=120, check=False
     )
@@ -126,6 +124,8 @@ def test_a_run_killed_midway_leaves_a_report_of_its_steps(tmp_path):
 
 REFUSED = r"""
 import sys
+
+from ansible_collections.kongops.upgrade.tests.unit.conftest import collection_env
 from types import SimpleNamespace
 from ansible_collections.kongops.upgrade.plugins.callback.upgrade_report import CallbackModule
 
@@ -143,9 +143,7 @@ def test_a_run_refused_before_its_journal_creates_the_cluster_directory_private(
     cluster's directory, where the journal, the freeze lock and the backups go later: every directory it
     creates is 0700."""
     cluster = tmp_path / "work" / "c1"
-    env = dict(os.environ)
-    collections = os.path.join(os.path.dirname(__file__), *([".."] * 4), ".venv", "collections")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(collections), env.get("PYTHONPATH")]))
+    env = collection_env()
     proc = subprocess.run([sys.executable, "-c", REFUSED, str(cluster / "journal.json")], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert (cluster / "reports" / "r2" / "report.json").exists(), proc.stdout

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import requests
-from ansible_collections.kongops.upgrade.tests.unit.conftest import FakeAdminApi
+from ansible_collections.kongops.upgrade.tests.unit.conftest import FakeAdminApi, collection_env
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KONG_ADMIN_ARG_SPEC,
     KongAdminClient,
@@ -206,12 +206,8 @@ def test_writes_and_other_errors_are_never_repeated():
 def test_requests_is_imported_by_the_first_client_not_by_the_module_utils():
     """A module that reads only status listeners (kong_gate) imports _kong_admin without the library
     requests: its imports are about 90 ms of every such module run."""
-    import os
     import subprocess
 
-    import ansible_collections
-
-    roots = [os.path.dirname(path) for path in ansible_collections.__path__]
     code = (
         "import sys\n"
         "from ansible_collections.kongops.upgrade.plugins.module_utils import _kong_admin\n"
@@ -219,8 +215,7 @@ def test_requests_is_imported_by_the_first_client_not_by_the_module_utils():
         "_kong_admin.KongAdminClient('http://127.0.0.1:1')\n"
         "assert 'requests' in sys.modules\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(roots))
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=collection_env())
     assert res.returncode == 0, res.stderr
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -143,6 +144,9 @@ def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
     assert all(set(s["versions"]) == {Y} for s in last), f"traffic at the end: {last}"
     servers = haproxy_servers(box.state["haproxy"]["socket"])
     assert {name: s["weight"] > 0 for name, s in servers.items()} == {"x1": False, "x2": False, "x3": False, "y1": True, "y2": True, "y3": True}
+    # each X node left the pool in maintenance, the state its drain put it in before the wait for zero sessions
+    admin = haproxy_admin_view(box.state["haproxy"]["socket"])
+    assert {x: admin[x][1] for x in ("x1", "x2", "x3")} == dict.fromkeys(("x1", "x2", "x3"), "MAINT"), admin
     box.load()
     assert not any(_node_running(box, name) for name in ("x1", "x2", "x3"))
     assert set(journal["nodes"].items()) >= {
@@ -163,6 +167,9 @@ def test_dbless_rolling_upgrade_under_load_loses_no_request(sandbox):
     for share in (10, 25, 50, 100):
         task = out.split(f"TASK [kongops.upgrade.rolling_upgrade : Shift {share} % of the traffic to Y]")[1].split("TASK [")[0]
         assert task.count("changed: [") == 1, task
+    # one load balancer change per X node, its drain; nothing after its quit
+    x_tasks = [ln.split("]")[0] for ln in out.splitlines() if ln.startswith("TASK [kongops.upgrade.rolling_upgrade : ") and re.search(r"\bx[0-9]\b", ln)]
+    assert x_tasks == [f"TASK [kongops.upgrade.rolling_upgrade : Drain {x} and wait for zero sessions" for x in ("x1", "x2", "x3")], x_tasks
     ready = out.split("TASK [kongops.upgrade.upgrade_common : Check that every Y node is still ready - step 10 %]")[1].split("TASK [")[0]
     assert sorted(ln.split("]")[0] for ln in ready.splitlines() if ln.startswith("ok: [")) == ["ok: [y1", "ok: [y2", "ok: [y3"], ready
     assert all(f"ok: [{name}] => (item={name})" in ready for name in ("y1", "y2", "y3")), ready

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests.integration.ansible_run import run_playbook
-from tests.kongsim.kongsim_testlib import install_kong
+from tests.kongsim.kongsim_testlib import INSTALL_SH, install_kong
 from tests.services.ports import free_port
 
 PLAY = """
@@ -131,3 +131,33 @@ def test_breaking_change_conversions_are_applied_to_the_operators_kong_conf(tmp_
     assert any(line.startswith("nginx_http_client_max_body_size = 10m") and "# uploads" in line for line in lines)
     assert not any(line.startswith(("client_max_body_size", "nginx_optimizations")) for line in lines)
     assert any(line.lstrip("# ").startswith("nginx_optimizations") for line in lines)
+
+
+def test_absent_quits_and_removes_the_versioned_directory_only_when_asked(tmp_path, dbless_vars):
+    """kong_node_state=absent quits the node; kong_node_remove_package removes its versioned install
+    directory (install method prefix), and without it the directory stays."""
+    root = tmp_path / "opt-kong"
+    kong = root / "3.9.3" / "bin" / "kong"
+    extra = {k: v for k, v in dbless_vars.items() if not k.startswith("_")}
+    # the role installs the version into its own directory with the operator's command
+    extra.update(kong_node_bin="", kong_node_install_root=str(root), kong_node_install_command=f"bash {INSTALL_SH} {{version}} {{dest}}")
+    prefix = extra["kong_node_prefix"]
+    try:
+        res = run_playbook(PLAY, extra_vars=extra, timeout=300)
+        assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+        pid = int(open(os.path.join(prefix, "pids", "nginx.pid"), encoding="utf-8").read())
+
+        res = run_playbook(PLAY, extra_vars=dict(extra, kong_node_state="absent"), timeout=300)
+        assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+        assert not _alive(pid) and kong.exists(), "without kong_node_remove_package the directory stays"
+
+        res = run_playbook(PLAY, extra_vars=dict(extra, kong_node_state="absent", kong_node_remove_package=True), timeout=300)
+        assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+        assert not (root / "3.9.3").exists() and root.is_dir()
+    finally:
+        pidfile = os.path.join(prefix, "pids", "nginx.pid")
+        if os.path.exists(pidfile):
+            try:
+                os.kill(int(open(pidfile, encoding="utf-8").read()), 9)
+            except (OSError, ValueError):
+                pass

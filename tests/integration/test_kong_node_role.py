@@ -53,6 +53,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _kill_left_over(prefix: str) -> None:
+    """Kill the node a failed test left running under `prefix`."""
+    pidfile = os.path.join(prefix, "pids", "nginx.pid")
+    if os.path.exists(pidfile):
+        try:
+            os.kill(int(open(pidfile, encoding="utf-8").read()), 9)
+        except (OSError, ValueError):
+            pass
+
+
 @pytest.fixture
 def dbless_vars(tmp_path):
     kong = install_kong("3.9.3", str(tmp_path / "install"))
@@ -97,12 +107,7 @@ def test_dbless_node_validated_with_its_own_kong_conf_then_stopped(dbless_vars):
         assert not os.path.exists(os.path.join(prefix, "pids", "nginx.pid"))
         assert _nothing_listens(int(extra["kong_node_admin_listen"].rsplit(":", 1)[1]))
     finally:
-        pidfile = os.path.join(prefix, "pids", "nginx.pid")
-        if os.path.exists(pidfile):
-            try:
-                os.kill(int(open(pidfile, encoding="utf-8").read()), 9)
-            except (OSError, ValueError):
-                pass
+        _kill_left_over(prefix)
 
 
 def test_breaking_change_conversions_are_applied_to_the_operators_kong_conf(tmp_path):
@@ -155,9 +160,4 @@ def test_absent_quits_and_removes_the_versioned_directory_only_when_asked(tmp_pa
         assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
         assert not (root / "3.9.3").exists() and root.is_dir()
     finally:
-        pidfile = os.path.join(prefix, "pids", "nginx.pid")
-        if os.path.exists(pidfile):
-            try:
-                os.kill(int(open(pidfile, encoding="utf-8").read()), 9)
-            except (OSError, ValueError):
-                pass
+        _kill_left_over(prefix)

@@ -63,9 +63,8 @@ def _kill_left_over(prefix: str) -> None:
             pass
 
 
-@pytest.fixture
-def dbless_vars(tmp_path):
-    kong = install_kong("3.9.3", str(tmp_path / "install"))
+def _dbless_node(tmp_path) -> dict:
+    """The role's variables for a DB-less node under `tmp_path`, Kong not installed (kong_node_bin empty)."""
     src = tmp_path / "kong.yml"
     src.write_text("_format_version: '3.0'\nservices:\n- name: s1\n  url: http://127.0.0.1:9/\n  routes:\n  - name: r1\n    paths: [/s1]\n")
     admin, status = free_port(), free_port()
@@ -73,7 +72,7 @@ def dbless_vars(tmp_path):
         "kong_node_version": "3.9.3",
         "kong_node_mode": "dbless",
         "kong_node_install_method": "prefix",
-        "kong_node_bin": kong,
+        "kong_node_bin": "",
         "kong_node_prefix": str(tmp_path / "prefix"),
         "kong_node_conf_path": str(tmp_path / "etc" / "kong.conf"),
         "kong_node_declarative_config_src": str(src),
@@ -85,6 +84,11 @@ def dbless_vars(tmp_path):
         "kong_node_env": {"KONG_PG_PORT": str(free_port())},
         "_admin": f"http://127.0.0.1:{admin}",
     }
+
+
+@pytest.fixture
+def dbless_vars(tmp_path):
+    return dict(_dbless_node(tmp_path), kong_node_bin=install_kong("3.9.3", str(tmp_path / "install")))
 
 
 def test_dbless_node_validated_with_its_own_kong_conf_then_stopped(dbless_vars):
@@ -138,14 +142,14 @@ def test_breaking_change_conversions_are_applied_to_the_operators_kong_conf(tmp_
     assert any(line.lstrip("# ").startswith("nginx_optimizations") for line in lines)
 
 
-def test_absent_quits_and_removes_the_versioned_directory_only_when_asked(tmp_path, dbless_vars):
+def test_absent_quits_and_removes_the_versioned_directory_only_when_asked(tmp_path):
     """kong_node_state=absent quits the node; kong_node_remove_package removes its versioned install
     directory (install method prefix), and without it the directory stays."""
     root = tmp_path / "opt-kong"
     kong = root / "3.9.3" / "bin" / "kong"
-    extra = {k: v for k, v in dbless_vars.items() if not k.startswith("_")}
+    extra = {k: v for k, v in _dbless_node(tmp_path).items() if not k.startswith("_")}
     # the role installs the version into its own directory with the operator's command
-    extra.update(kong_node_bin="", kong_node_install_root=str(root), kong_node_install_command=f"bash {INSTALL_SH} {{version}} {{dest}}")
+    extra.update(kong_node_install_root=str(root), kong_node_install_command=f"bash {INSTALL_SH} {{version}} {{dest}}")
     prefix = extra["kong_node_prefix"]
     try:
         res = run_playbook(PLAY, extra_vars=extra, timeout=300)

@@ -124,8 +124,6 @@ def test_a_run_killed_midway_leaves_a_report_of_its_steps(tmp_path):
 
 REFUSED = r"""
 import sys
-
-from ansible_collections.kongops.upgrade.tests.unit.conftest import collection_env
 from types import SimpleNamespace
 from ansible_collections.kongops.upgrade.plugins.callback.upgrade_report import CallbackModule
 

@@ -80,6 +80,7 @@ class ActionModule(ActionBase):
             before = given
         else:
             before = read_nodes(p)
+        closing = None
         if p["lb_verdict"] is not None:
             lb = p["lb_verdict"]
         elif p["backend"] == "haproxy":
@@ -89,11 +90,14 @@ class ActionModule(ActionBase):
             if soaked.get("failed"):
                 return soaked
             lb = soaked.get("verdict") or {}
+            closing = soaked.get("closing")
         else:
             lb = soak(None, dict(p, soak_seconds=0.0) if self._play_context.check_mode else p)
         after = read_nodes(p)
         verdict = judge(lb, dict(p, nodes_before=before, nodes_after=after))
         out = dict(changed=False, verdict=verdict, nodes_before=before, nodes_after=after, ansible_facts={"kong_gate": verdict}, msg=summary(verdict))
+        if closing is not None:
+            out["closing"] = closing
         if verdict["failed"] and p["fail_on_gate"]:
             out.update(failed=True, msg=f"gate failed at {p['label']}: " + "; ".join(verdict["reasons"]))
         return out

@@ -201,7 +201,10 @@ def soak(read, p: dict, clock=time.monotonic, sleep=time.sleep, wall=time.time) 
     each judged against the first; stop at the first crossed gate. With ``since`` (the lb_weight result
     of the change the soak follows, read on this host) that result is the first reading and the soak's
     seconds count from it: the time the play took to get here is soaked already. Without a reader (no
-    per-server counters) only wait. Returns the last verdict with ``polls`` (one line of figures per check)."""
+    per-server counters) only wait. Returns the last verdict with ``polls`` (one line of figures per check)
+    and, with a reader, ``closing``: the soak's last reading in the shape ``since`` takes (``after``,
+    ``stats``, ``stats_at``), so that a later gate on the same load balancer can watch from where this
+    one stopped."""
     started = clock()
     if read is None:
         if p["soak_seconds"] > 0:
@@ -221,6 +224,7 @@ def soak(read, p: dict, clock=time.monotonic, sleep=time.sleep, wall=time.time) 
         if remaining > 0:
             sleep(min(p["interval_seconds"], remaining))
         current = read()
+        read_at = wall()
         verdict = gate_eval(current, baseline, p["servers"], max_error_rate=p["max_error_rate"], max_response_ms=p["max_response_ms"])
         polls.append(
             dict(
@@ -238,7 +242,9 @@ def soak(read, p: dict, clock=time.monotonic, sleep=time.sleep, wall=time.time) 
     verdict = gate_eval(
         current, baseline, p["servers"], max_error_rate=p["max_error_rate"], max_response_ms=p["max_response_ms"], min_requests=p["min_requests"]
     )
-    verdict.update(polls=polls, soaked_seconds=round(clock() - started, 3), lb_counters=True)
+    verdict.update(
+        polls=polls, soaked_seconds=round(clock() - started, 3), lb_counters=True, closing=dict(after=current, stats={}, stats_at=read_at)
+    )
     return verdict
 
 

@@ -230,6 +230,12 @@ verdict:
       elements: str
   sample: {failed: false, reasons: [], requests: 1200, errors: 0, error_rate: 0.0, label: step 25 %,
            polls: [{at: 2.0, requests: 410, errors: 0, error_rate: 0.0, failed: false, reasons: []}]}
+closing:
+  description:
+    - The soak's last reading of the load balancer (C(after), C(stats), C(stats_at)), the shape O(since) takes:
+      a later gate on the same load balancer passes it as O(since) to watch from where this soak stopped.
+  returned: when the load balancer's counters were read (O(backend=haproxy), no O(lb_verdict))
+  type: dict
 nodes_before:
   description: With O(node_status_urls), node name to its reading before the soak (C(ready), C(ready_reason), C(metrics)).
   returned: when O(node_status_urls) is set
@@ -272,8 +278,12 @@ def main():
         module.fail_json(msg=str(exc), param=exc.param)
     except HaproxyRuntimeError as exc:
         module.fail_json(msg=f"{p['label']}: reading the load balancer failed: {exc}", **{"backend": p["haproxy_backend"], **exc.context()})
+    # the soak's last reading is the result's, not the verdict's (the journal keeps verdicts)
+    closing = lb.pop("closing", None)
     verdict = judge(lb, p)
     result = dict(changed=False, verdict=verdict, ansible_facts={"kong_gate": verdict})
+    if closing is not None:
+        result["closing"] = closing
     if verdict["failed"] and p["fail_on_gate"]:
         module.fail_json(msg=f"gate failed at {p['label']}: " + "; ".join(verdict["reasons"]), **result)
     result["msg"] = summary(verdict)

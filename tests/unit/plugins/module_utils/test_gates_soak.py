@@ -128,6 +128,31 @@ def test_a_change_older_than_the_soak_is_judged_at_once_and_a_clock_stepped_back
     assert not verdict["failed"]
 
 
+def test_a_soak_closes_with_its_last_reading_and_the_next_gate_watches_from_it():
+    # the first gate: its last reading (and when it was taken) is the closing one, in the shape since takes
+    clock = Clock()
+    first = [{"y1": srv(100 * i), "y2": srv(100 * i)} for i in range(6)]
+    verdict = soak(reader(first), P, clock=clock, sleep=clock.sleep, wall=lambda: 2000.0 + clock.t)
+    assert verdict["closing"] == {"after": first[5], "stats": {}, "stats_at": 2010.0}
+    closing = verdict["closing"]
+    # the next gate starts 4 s later: only the 6 s left of its 10 are waited for, and the requests the
+    # servers answered in between count
+    clock = Clock()
+    later = [{"y1": srv(700 + 100 * i), "y2": srv(700 + 100 * i)} for i in range(1, 4)]
+    verdict = soak(reader(later), dict(P, since=closing), clock=clock, sleep=clock.sleep, wall=lambda: 2014.0 + clock.t)
+    assert clock.sleeps == [2.0, 2.0, 2.0] and verdict["soaked_seconds"] == 10.0
+    assert verdict["requests"] == 1000 and not verdict["failed"]
+    # errors in between (while an X node left) fail it at its first check
+    clock = Clock()
+    verdict = soak(reader([{"y1": srv(800, h5=30), "y2": srv(800)}]), dict(P, since=closing), clock=clock, sleep=clock.sleep, wall=lambda: 2014.0)
+    assert verdict["failed"] and verdict["reasons"] == ["error rate 5.0% (30 of 600) > 1.0%"] and len(verdict["polls"]) == 1
+
+
+def test_a_soak_without_counters_has_no_closing_reading():
+    clock = Clock()
+    assert "closing" not in soak(None, P, clock=clock, sleep=clock.sleep)
+
+
 @pytest.mark.parametrize(
     "value",
     [{"after": {}, "stats": {}}, {"after": {}, "stats": {}, "stats_at": "soon"}, {"after": {}, "stats": {}, "stats_at": True}, {"changed": True}],

@@ -161,6 +161,9 @@ def test_a_soak_on_a_real_haproxy_fails_a_down_server_in_rotation_early(capsys, 
     assert rc == 1 and time.monotonic() - started < 5, "the soak stops at the first crossed gate"
     assert res["msg"] == "gate failed at step 10 %: y1 is DOWN while in rotation"
     assert res["verdict"]["servers"]["y1"]["status"].startswith("DOWN") and len(res["verdict"]["polls"]) == 1
+    # the closing reading is the result's (a later gate's since), not the verdict's (the journal keeps verdicts)
+    assert "closing" not in res["verdict"] and res["closing"]["after"]["y1"]["status"].startswith("DOWN")
+    assert res["closing"]["stats"] == {} and isinstance(res["closing"]["stats_at"], float)
     rc, res = run(capsys, {"backend": "haproxy", "socket": lb.socket, "haproxy_backend": "nope", "servers": ["y1"]})
     assert rc == 1 and "no backend nope in HAProxy" in res["msg"] and res["backend"] == "nope"
 
@@ -265,9 +268,11 @@ def test_the_action_soaks_on_the_load_balancer_and_judges_each_nodes_own_counter
     )
     lb = {"failed": False, "reasons": [], "label": "step 10 %", "requests": 20, "errors": 0, "error_rate": 0.0, "polls": []}
 
+    closing = {"after": {"y1": {"weight": 10, "total_sessions": 20}}, "stats": {}, "stats_at": 1000.0}
+
     def soak_on_the_lb(**kwargs):
         y1.requests, y1.errors = 200, 50  # the node answered 50 of its 100 requests of the soak with a 5xx
-        return {"changed": False, "verdict": lb}
+        return {"changed": False, "verdict": lb, "closing": closing}
 
     act._execute_module = mock.MagicMock(side_effect=soak_on_the_lb)
     res = act.run(task_vars={})
@@ -277,6 +282,7 @@ def test_the_action_soaks_on_the_load_balancer_and_judges_each_nodes_own_counter
     assert not res.get("failed") and res["verdict"]["failed"] is True
     assert res["verdict"]["reasons"] == ["y1 answered 50 of 100 requests with a 5xx (50.0%) by its own /metrics > 1.0%"]
     assert res["verdict"]["nodes"]["y1"] == {"requests": 100, "errors": 50, "error_rate": 50.0, "restarted": False}
+    assert res["closing"] == closing
 
 
 def test_the_action_starts_from_the_last_gates_reading_and_reads_the_nodes_at_once(controller_context, listeners, monkeypatch):

@@ -242,9 +242,7 @@ def soak(read, p: dict, clock=time.monotonic, sleep=time.sleep, wall=time.time) 
     verdict = gate_eval(
         current, baseline, p["servers"], max_error_rate=p["max_error_rate"], max_response_ms=p["max_response_ms"], min_requests=p["min_requests"]
     )
-    verdict.update(
-        polls=polls, soaked_seconds=round(clock() - started, 3), lb_counters=True, closing=dict(after=current, stats={}, stats_at=read_at)
-    )
+    verdict.update(polls=polls, soaked_seconds=round(clock() - started, 3), lb_counters=True, closing=dict(after=current, stats={}, stats_at=read_at))
     return verdict
 
 

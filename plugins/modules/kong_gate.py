@@ -232,8 +232,8 @@ verdict:
            polls: [{at: 2.0, requests: 410, errors: 0, error_rate: 0.0, failed: false, reasons: []}]}
 closing:
   description:
-    - The soak's last reading of the load balancer (C(after), C(stats), C(stats_at)), the shape O(since) takes:
-      a later gate on the same load balancer passes it as O(since) to watch from where this soak stopped.
+    - The soak's last reading of the load balancer (C(after), C(stats), C(stats_at)), in the shape O(since) takes; a later
+      gate on the same load balancer passes it as O(since) to watch from where this soak stopped.
   returned: when the load balancer's counters were read (O(backend=haproxy), no O(lb_verdict))
   type: dict
 nodes_before:

@@ -37,6 +37,9 @@ def ansible_env(extra: dict | None = None) -> dict:
             "KONGOPS_ANSIBALLZ_PYC": env.get("KONGOPS_ANSIBALLZ_PYC", ANSIBALLZ_PYC_CACHE),
             "KONGOPS_ANSIBALLZ_SOURCES": os.path.join(REPO, "plugins"),
             "PYTHONPATH": os.pathsep.join(p for p in (ANSIBALLZ_PYC_SITE, env.get("PYTHONPATH", "")) if p),
+            # facts only under ansible_facts, as operators who turn inject_facts_as_vars off run the playbooks:
+            # a role that reads a fact as a top-level variable fails here (molecule runs Ansible's default)
+            "ANSIBLE_INJECT_FACT_VARS": env.get("ANSIBLE_INJECT_FACT_VARS", "false"),
         }
     )
     env.update(extra or {})

@@ -322,6 +322,22 @@ def test_the_strategies_task_files_hold_no_journal_writes():
     assert not writers, "journal writes in the strategies' task files:\n" + "\n".join(writers)
 
 
+def test_the_run_journal_is_read_as_a_fact_not_as_a_top_level_variable():
+    """kong_upgrade_run returns the journal as a fact; a fact is also a top-level variable only while
+    Ansible's inject_facts_as_vars is on. Every read goes through ``ansible_facts.kong_journal`` so that
+    the playbooks work with it off (the integration suites run them that way, ansible_run.ansible_env)."""
+    bare = re.compile(r"(?<!ansible_facts\.)\bkong_journal\b")
+    found = []
+    for path in sorted(glob.glob(os.path.join(REPO, "roles", "**", "*.yml"), recursive=True) + glob.glob(os.path.join(REPO, "playbooks", "*.yml"))):
+        if "/meta/" in path:
+            continue
+        with open(path) as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.lstrip().startswith("#") and bare.search(line):
+                    found.append(f"{os.path.relpath(path, REPO)}:{number}: {line.strip()}")
+    assert not found, "the journal read as a top-level variable:\n" + "\n".join(found)
+
+
 def test_every_phase_record_names_an_entry_point_with_its_records():
     """Each record of __upgrade_common_phase_journal belongs to an entry point that exists and has an argument spec,
     and holds only what phase_step reads (a misspelt key would be a record never written)."""

@@ -115,6 +115,15 @@ def _facts_of_the_collections_plugins() -> set[str]:
     return names
 
 
+def _set_fact_names(task: dict) -> set[str]:
+    """The names a task sets with set_fact."""
+    names = set()
+    for key in ("ansible.builtin.set_fact", "set_fact"):
+        if isinstance(task.get(key), dict):
+            names.update(task[key])
+    return names
+
+
 def _set_by_the_collection() -> set[str]:
     """Names the collection's own tasks give a value: facts, registered results, loop variables
     and the vars of included task files and roles, and the facts its plugins return."""
@@ -127,9 +136,7 @@ def _set_by_the_collection() -> set[str]:
         for task in _walk_tasks(data):
             if isinstance(task.get("register"), str):
                 names.add(task["register"])
-            for key in ("ansible.builtin.set_fact", "set_fact"):
-                if isinstance(task.get(key), dict):
-                    names.update(task[key])
+            names.update(_set_fact_names(task))
             if _INCLUDES & set(task) and isinstance(task.get("vars"), dict):
                 names.update(task["vars"])
             if isinstance(task.get("loop_control"), dict) and task["loop_control"].get("loop_var"):
@@ -329,9 +336,7 @@ def test_the_plugins_facts_are_read_as_facts_not_as_top_level_variables():
     run them that way, ansible_run.ansible_env)."""
     set_by_set_fact = set()
     for _path, task in _task_files_tasks("roles", "playbooks"):
-        for key in ("ansible.builtin.set_fact", "set_fact"):
-            if isinstance(task.get(key), dict):
-                set_by_set_fact.update(task[key])
+        set_by_set_fact.update(_set_fact_names(task))
     facts_only = sorted(_facts_of_the_collections_plugins() - set_by_set_fact)
     assert "kong_journal" in facts_only, facts_only
     # not as ansible_facts' key, nor as the module's name (kongops.upgrade.kong_gate)

@@ -87,6 +87,8 @@ class Bench:
         # the module runs compile their module_utils as on any host: the test suites' bytecode cache
         # (tests/tools/ansiballz_pyc) would lower every figure by what no fleet's host has
         os.environ.setdefault("KONGOPS_ANSIBALLZ_PYC", "")
+        # Ansible's own configuration lookup, not the test suites' tests/ansible.cfg
+        os.environ.setdefault("KONGOPS_ANSIBLE_CFG", "")
         # Ansible's default, as most fleets run it (the test suites turn it off): with it on, each read of
         # localhost's variables copies its facts, the run journal among them
         os.environ.setdefault("ANSIBLE_INJECT_FACT_VARS", "true")

@@ -19,6 +19,8 @@ COLLECTIONS = os.path.join(REPO, ".venv", "collections")
 # the module runs' bytecode cache (tests/tools/ansiballz_pyc/sitecustomize.py)
 ANSIBALLZ_PYC_SITE = os.path.join(REPO, "tests", "tools", "ansiballz_pyc")
 ANSIBALLZ_PYC_CACHE = os.path.join(REPO, ".cache", "ansiballz-pyc")
+# the suites' Ansible configuration (settings that have no environment variable)
+TESTS_ANSIBLE_CFG = os.path.join(REPO, "tests", "ansible.cfg")
 
 
 def ansible_env(extra: dict | None = None) -> dict:
@@ -42,6 +44,10 @@ def ansible_env(extra: dict | None = None) -> dict:
             "ANSIBLE_INJECT_FACT_VARS": env.get("ANSIBLE_INJECT_FACT_VARS", "false"),
         }
     )
+    # KONGOPS_ANSIBLE_CFG names another configuration; empty leaves Ansible's own lookup (make bench)
+    config = env.get("KONGOPS_ANSIBLE_CFG", TESTS_ANSIBLE_CFG)
+    if config:
+        env["ANSIBLE_CONFIG"] = config
     env.update(extra or {})
     return env
 

@@ -1,4 +1,5 @@
-"""The suites' Ansible configuration (tests/ansible.cfg), which ansible_env() hands every run."""
+"""The suites' Ansible configuration (tests/ansible.cfg), which ansible_env() hands every run, and the
+molecule scenarios' shared one (.config/molecule/config.yml)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import os
 import subprocess
 
-from tests.integration.ansible_run import TESTS_ANSIBLE_CFG, VENV_BIN, ansible_env
+from tests.integration.ansible_run import REPO, TESTS_ANSIBLE_CFG, VENV_BIN, ansible_env
 
 
 def _changed(env: dict) -> dict:
@@ -29,3 +30,26 @@ def test_an_empty_setting_leaves_ansibles_own_lookup_as_make_bench_runs(monkeypa
     env = ansible_env()
     assert "ANSIBLE_CONFIG" not in env
     assert "DEFAULT_INTERNAL_POLL_INTERVAL" not in _changed(env)
+
+
+def test_every_molecule_scenario_runs_with_the_shared_base_config():
+    """.config/molecule/config.yml, merged by molecule itself under each scenario's molecule.yml: the Docker
+    driver and the same poll interval for every scenario, and no scenario carrying a second copy."""
+    import glob
+
+    import yaml
+    from molecule.util import merge_dicts
+
+    with open(os.path.join(REPO, ".config", "molecule", "config.yml")) as fh:
+        base = yaml.safe_load(fh)
+    scenarios = sorted(glob.glob(os.path.join(REPO, "molecule", "*", "molecule.yml")))
+    assert scenarios
+    for path in scenarios:
+        with open(path) as fh:
+            own = yaml.safe_load(fh)
+        assert not {"driver", "dependency", "verifier", "scenario"} & set(own), path
+        assert "config_options" not in own.get("provisioner", {}), path
+        merged = merge_dicts(base, own)
+        assert merged["driver"]["name"] == "docker" and merged["dependency"]["enabled"] is False
+        assert merged["provisioner"]["config_options"]["defaults"]["internal_poll_interval"] == 0.005
+        assert merged["platforms"] and merged["provisioner"]["inventory"], path

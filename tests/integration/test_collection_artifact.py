@@ -43,7 +43,7 @@ def test_the_artifact_ships_no_test_or_developer_file(installed):
         names = tar.getnames()
     assert "MANIFEST.json" in names and "meta/runtime.yml" in names
     shipped_dirs = {n.split("/", 1)[0] for n in names}
-    assert not shipped_dirs & {"tests", "molecule", "bench", ".venv", ".ci", ".git"}, sorted(shipped_dirs)
+    assert not shipped_dirs & {"tests", "molecule", "bench", ".venv", ".ci", ".git", ".config"}, sorted(shipped_dirs)
 
 
 @pytest.mark.parametrize(

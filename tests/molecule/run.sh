@@ -123,7 +123,7 @@ main() {
         if "$MOLECULE_TOOLS_DIR/check_packaged.sh" >"$logs/$s.log" 2>&1; then status=passed; else status=failed; fi
       else
         log "molecule test -s $s"
-        if molecule test -s "$s" >"$logs/$s.log" 2>&1; then status=passed; else status=failed; fi
+        if molecule --base-config "$REPO_ROOT/.config/molecule/config.yml" test -s "$s" >"$logs/$s.log" 2>&1; then status=passed; else status=failed; fi
       fi
       cleanup_scenario "$s"
       echo "$status $((SECONDS - t0))" >"$logs/$s.result" ) &

@@ -472,6 +472,9 @@ def test_rolling_upgrade_behind_nginx_loses_no_request(sandbox):
     for task in ("Read the Y nodes' own request counters before the soak", "Check that every Y node is still ready"):
         shown = [part.split("TASK [")[0] for part in out.split(f"TASK [kongops.upgrade.upgrade_common : {task} - ")[1:]]
         assert shown and all("ok: [" not in part and "changed: [" not in part for part in shown), shown[:2]
+    # so one Y host took the shift's steps (each of them once for the play) and the other left that play
+    shift = out.split("TASK [kongops.upgrade.rolling_upgrade : Validating arguments against arg spec 'shift'")[1].split("TASK [")[0]
+    assert "[y1]" in shift and "[y2]" not in shift, shift
 
 
 def test_node_error_rate_gate_behind_nginx_puts_every_request_back_on_x(sandbox):

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from tests.loadgen import LoadGenerator, share_between
+from tests.integration.lb_share import assert_step_shares
+from tests.loadgen import LoadGenerator
 from tests.sandbox.core import Sandbox, haproxy_admin_view, haproxy_servers
 from tests.sandbox import procs
 from tests.sandbox.seed import seed_services
@@ -217,38 +218,6 @@ class ClusterWatch:
             self.samples.append(Sample(wall, cp_version, rows, servers, dict(self.y_ids)))
 
 
-def _weight_share(servers: dict, y_names: list[str]) -> float:
-    """Y's percent of the pool's weights as HAProxy holds them (the operator's weights, health aside)."""
-    total = sum(s["uweight"] for s in servers.values() if "MAINT" not in s["status"])
-    return round(100.0 * sum(servers[n]["uweight"] for n in y_names if n in servers and "MAINT" not in servers[n]["status"]) / total, 1) if total else 0.0
-
-
-def _served_share(records, samples: list[Sample], start: float, end: float, y_names: list[str]) -> tuple[float, list]:
-    """Y's percent of the requests sent in [start, end) that HAProxy's weights gave it, each request
-    weighed by the servers the sample before it saw serving (``UP``, or ``UP 1/2`` still up while
-    falling), and the samples that saw a weighted server out of service."""
-    import bisect
-
-    walls = [s.wall for s in samples]
-    total = hit = 0.0
-    flaps = []
-    for record in records:
-        if not (record.ok and start <= record.wall < end):
-            continue
-        i = bisect.bisect_right(walls, record.wall) - 1
-        servers = samples[max(i, 0)].servers
-        serving = {n: s["weight"] for n, s in servers.items() if s["status"].startswith("UP") and s["weight"] > 0}
-        if serving:
-            total += 1
-            hit += sum(w for n, w in serving.items() if n in y_names) / sum(serving.values())
-    for s in samples:
-        if start <= s.wall < end:
-            out = sorted(n for n, v in s.servers.items() if v["uweight"] > 0 and not v["status"].startswith("UP"))
-            if out:
-                flaps.append((round(s.wall - start, 1), out))
-    return (round(100.0 * hit / total, 1) if total else 0.0), flaps
-
-
 def _synced_before_traffic(box: Sandbox, samples: list[Sample], cp_hash: str) -> dict:
     """Per Y server: was there a moment when the control plane listed it on Y, in sync, with `cp_hash`,
     while HAProxy had not yet sent it a single request? And did the control plane's last answer before
@@ -422,17 +391,7 @@ def test_hybrid_data_planes_rolling_behind_an_upgraded_control_plane(hybrid):
     journal = _journals(box)["rolling"][-1]
     assert journal["status"] == "done" and journal["mode"] == "hybrid_dp"
     assert [s["share"] for s in journal["steps"]] == [10, 25, 50, 100]
-    for step in journal["steps"]:
-        # from the moment HAProxy had the step's weights (the journal's shifted_at), as the rolling test measures
-        start, end = _epoch(step.get("shifted_at") or step["started_at"]) + 0.2, _epoch(step["ended_at"])
-        weights = {_weight_share(s.servers, box.names("kong_y")) for s in samples if start <= s.wall < end and s.servers}
-        assert weights and all(abs(w - step["share"]) <= 1.0 for w in weights), f"step {step['share']} %: HAProxy's weights gave Y {weights} %"
-        measured = share_between(load.records, start, end, Y)
-        assert measured is not None, f"no request was answered during the {step['share']} % step"
-        # what HAProxy could give Y while the requests were sent: the weights of the servers its health
-        # checks had up (a check that times out twice on a busy machine takes a server out for a second)
-        expected, flaps = _served_share(load.records, samples, start, end, box.names("kong_y"))
-        assert abs(measured - expected) <= 3.0, f"step {step['share']} %: Y served {measured} %, its servers in HAProxy's health {expected} % ({flaps})"
+    assert_step_shares(journal["steps"], load.records, samples, box.names("kong_y"), Y, _epoch)
 
     # the control plane listed every Y data plane, on Y and in sync, before HAProxy sent it a request
     verdict = _synced_before_traffic(box, samples, cp_hash)

@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tests.loadgen import share_between
 from tests.sandbox.core import haproxy_servers
 
 
@@ -18,31 +19,48 @@ class LbSample:
     servers: dict  # haproxy_servers(): name -> status, weight, uweight, ...
 
 
-class HaproxySampler:
-    """Samples HAProxy's servers of the pool every ``interval`` seconds until stopped."""
+class PeriodicSampler:
+    """Calls ``sample()`` every ``interval`` seconds on a thread of its own until stopped and keeps what
+    it returns (None is not kept)."""
 
-    def __init__(self, socket_path: str, interval: float = 0.3):
-        self.socket_path, self.interval = socket_path, interval
-        self.samples: list[LbSample] = []
+    def __init__(self, interval: float = 0.3, name: str = "sampler"):
+        self.interval = interval
+        self.samples: list = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="haproxy-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> HaproxySampler:
+    def start(self):
         self._thread.start()
         return self
 
-    def stop(self) -> list[LbSample]:
+    def stop(self) -> list:
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(30)
         return self.samples
+
+    def sample(self):
+        raise NotImplementedError
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            wall = time.time()
-            try:
-                self.samples.append(LbSample(wall, haproxy_servers(self.socket_path)))
-            except OSError:
-                pass
+            found = self.sample()
+            if found is not None:
+                self.samples.append(found)
+
+
+class HaproxySampler(PeriodicSampler):
+    """HAProxy's servers of the pool, every ``interval`` seconds."""
+
+    def __init__(self, socket_path: str, interval: float = 0.3):
+        super().__init__(interval, "haproxy-sampler")
+        self.socket_path = socket_path
+
+    def sample(self) -> LbSample | None:
+        wall = time.time()
+        try:
+            return LbSample(wall, haproxy_servers(self.socket_path))
+        except OSError:
+            return None
 
 
 def weight_share(servers: dict, y_names: list[str]) -> float:
@@ -80,8 +98,6 @@ def assert_step_shares(steps: list[dict], records, samples: list, y_names: list[
     """Per step of a run journal, from the moment HAProxy had the step's weights (``shifted_at``) + 0.2 s
     to ``ended_at``: HAProxy's weights give Y the step's share (within 1 point), and Y served what the
     servers in service could give it (within 3 points)."""
-    from tests.loadgen import share_between
-
     for step in steps:
         start, end = epoch(step.get("shifted_at") or step["started_at"]) + 0.2, epoch(step["ended_at"])
         weights = {weight_share(s.servers, y_names) for s in samples if start <= s.wall < end and s.servers}

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 
 import pytest
 import requests
 
-from tests.integration.lb_share import assert_step_shares
+from tests.integration.lb_share import PeriodicSampler, assert_step_shares
 from tests.loadgen import LoadGenerator
 from tests.sandbox.core import Sandbox, haproxy_admin_view, haproxy_servers
 from tests.sandbox import procs
@@ -179,43 +178,29 @@ class Sample:
     y_ids: dict = field(default_factory=dict)  # Y server name -> data plane id, once the node answers
 
 
-class ClusterWatch:
+class ClusterWatch(PeriodicSampler):
     """Samples, until stopped, the control plane's version and data-plane list, HAProxy's counters
     per server and the id of every Y data plane once it answers."""
 
     def __init__(self, box: Sandbox, interval: float = 0.3):
-        self.box, self.interval = box, interval
-        self.samples: list[Sample] = []
+        super().__init__(interval, "cluster-watch")
+        self.box = box
         self.y_ids: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cluster-watch", daemon=True)
 
-    def start(self) -> ClusterWatch:
-        self._thread.start()
-        return self
-
-    def stop(self) -> list[Sample]:
-        self._stop.set()
-        self._thread.join(30)
-        return self.samples
-
-    def _run(self) -> None:
-        cp = _admin(self.box, "cp")
-        sock = self.box.state["haproxy"]["socket"]
-        while not self._stop.wait(self.interval):
-            wall = time.time()
-            cp_version = (_get(cp + "/", timeout=2) or {}).get("version")
-            rows = _data_planes(self.box) if cp_version else None
-            try:
-                servers = haproxy_servers(sock)
-            except OSError:
-                servers = {}
-            for name in self.box.names("kong_y"):
-                if name not in self.y_ids:
-                    node_id = _node_id(self.box, name)
-                    if node_id:
-                        self.y_ids[name] = node_id
-            self.samples.append(Sample(wall, cp_version, rows, servers, dict(self.y_ids)))
+    def sample(self) -> Sample:
+        wall = time.time()
+        cp_version = (_get(_admin(self.box, "cp") + "/", timeout=2) or {}).get("version")
+        rows = _data_planes(self.box) if cp_version else None
+        try:
+            servers = haproxy_servers(self.box.state["haproxy"]["socket"])
+        except OSError:
+            servers = {}
+        for name in self.box.names("kong_y"):
+            if name not in self.y_ids:
+                node_id = _node_id(self.box, name)
+                if node_id:
+                    self.y_ids[name] = node_id
+        return Sample(wall, cp_version, rows, servers, dict(self.y_ids))
 
 
 def _synced_before_traffic(box: Sandbox, samples: list[Sample], cp_hash: str) -> dict:

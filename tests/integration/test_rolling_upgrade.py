@@ -625,3 +625,52 @@ def test_failure_budget_decides_when_an_x_node_fails_at_its_drain(sandbox, tmp_p
         assert rc == 0, _failure(box)
         assert journal["nodes"].get("x3") == "decommissioned" and not _node_running(box, "x3")
         assert journal["status"] == "done"
+
+
+def test_replace_two_at_a_time_keeps_a_node_that_failed_its_upgrade_out_of_rotation(sandbox, tmp_path):
+    """The replace topology, two X nodes at a time (kong_drain_serial=2, one failure allowed): x2's upgrade
+    fails once Kong X on it has quit (from then on its Python is a shim that fails every module run). x1
+    returns to rotation with its own weight and state; x2, down, stays drained: x1's return must not put
+    back the weights of the whole pool as they were before the batch (x2 in rotation among them)."""
+    import sys
+
+    box = sandbox()
+    fault = tmp_path / "x2-fault"
+    shim = tmp_path / "x2-python"
+    shim.write_text(f"#!/bin/sh\nif [ -e {fault} ]; then echo 'injected fault: x2 runs no module' >&2; exit 1; fi\nexec {sys.executable} \"$@\"\n")
+    shim.chmod(0o755)
+    overlay = tmp_path / "fault.yml"
+    overlay.write_text(json.dumps({"all": {"children": {"kong_x": {"hosts": {"x2": {"ansible_python_interpreter": str(shim)}}}}}}))
+    done = threading.Event()
+    seen_running = threading.Event()
+
+    def arm():
+        # once x2's Kong X has quit (it ran before), every later module run on x2 fails: Y never starts there
+        while not done.is_set():
+            try:
+                box.load()
+                if _node_running(box, "x2"):
+                    seen_running.set()
+                elif seen_running.is_set():
+                    fault.touch()
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=arm, daemon=True)
+    watcher.start()
+    try:
+        rc = _upgrade(box, "-i", str(overlay), "-e", "kong_rolling_topology=replace", "-e", "kong_drain_serial=2", "-e", "kong_max_failed_nodes=1")
+    finally:
+        done.set()
+        watcher.join()
+    assert fault.exists(), "x2 never quit: the fault was not injected\n" + _failure(box)
+    journal = _journal(box)
+    assert journal["nodes"].get("x2") == "failed" and journal.get("failed_nodes") == ["x2"], (rc, journal.get("nodes"))
+    assert {x: journal["nodes"].get(x) for x in ("x1", "x3")} == dict.fromkeys(("x1", "x3"), "in_rotation"), journal["nodes"]
+    admin = haproxy_admin_view(box.state["haproxy"]["socket"])
+    assert admin["x1"][1] == "READY" and admin["x3"][1] == "READY" and admin["x1"][0] > 0 and admin["x3"][0] > 0, admin
+    assert admin["x2"][1] in ("DRAIN", "MAINT"), f"x2 failed its upgrade, is down, and is back in rotation: {admin}"
+    box.load()
+    assert not _node_running(box, "x2")

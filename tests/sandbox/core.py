@@ -122,11 +122,22 @@ def haproxy_servers_settled(sock_path: str, backend: str = render.LB_POOL, timeo
 def haproxy_admin_view(sock_path: str, backend: str = render.LB_POOL) -> dict[str, tuple[int, str]]:
     """Per server of ``backend``: (weight, admin state), the admin state ``MAINT``, ``DRAIN`` or ``READY``.
     What the collection sets on HAProxy, without the health checks' verdict (``UP``/``DOWN``), which a busy
-    machine can flip between two reads while nothing was changed."""
+    machine can flip between two reads while nothing was changed. The admin state comes from ``show servers
+    state`` (srv_admin_state, HAProxy's include/haproxy/server-t.h: 0x01 forced maintenance, 0x02 inherited,
+    0x20 DNS; 0x08 forced drain, 0x10 inherited): ``show stat``'s status says ``DOWN`` for a drained server
+    whose health checks fail, which is not back in rotation."""
+    lines = [ln for ln in haproxy_command(sock_path, f"show servers state {backend}").splitlines() if ln.strip()]
+    header = next(ln for ln in lines if ln.startswith("#")).lstrip("# ").split()
+    admin_bits = {}
+    for line in lines:
+        if line.startswith("#") or " " not in line:
+            continue
+        row = dict(zip(header, line.split()))
+        admin_bits[row["srv_name"]] = int(row["srv_admin_state"])
     view = {}
     for name, server in haproxy_servers(sock_path, backend).items():
-        status = server["status"]
-        admin = "MAINT" if "MAINT" in status else "DRAIN" if "DRAIN" in status else "READY"
+        bits = admin_bits.get(name, 0)
+        admin = "MAINT" if bits & 0x23 else "DRAIN" if bits & 0x18 else "READY"
         view[name] = (server["weight"], admin)
     return view
 

@@ -334,6 +334,11 @@ class HaproxyBackend(LbBackend):
         if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
             raise LbParamError(f"{param}: {path} is not writable by this user (become: true?)", param)
 
+    def lock_dirs(self) -> list:
+        # the runtime API's commands are each one server's; the persisted file is the whole pool's
+        path = {"state_file": self.state_file, "config": self.config_file}.get(self.persist)
+        return [os.path.dirname(os.path.abspath(path))] if path else []
+
     def prepare(self, current: dict, desired: dict) -> list:
         if self.persist == "state_file":
             return self._prepare_state_file(desired)

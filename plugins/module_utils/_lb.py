@@ -6,6 +6,9 @@ desired weights and states, the group-share arithmetic and the drain wait."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import re
 import time
 
@@ -36,6 +39,10 @@ class DrainTimeout(Exception):
         self.still_open, self.waited = still_open, waited
 
 
+class LbLockTimeout(Exception):
+    """Another run kept the lock on a directory of the load balancer's files for the whole timeout."""
+
+
 class LbBackend:
     """The interface lb_weight drives; one implementation per load balancer.
 
@@ -61,12 +68,48 @@ class LbBackend:
         """Write `desired` (and `files`); all or nothing: on error put `current` back and raise."""
         raise NotImplementedError
 
+    def lock_dirs(self) -> list:
+        """The directories of the files a change reads and rewrites (an nginx upstream file, HAProxy's
+        server-state file or config): lb_weight holds them locked from its read to the end of its change,
+        so that two runs at once (the hosts of one batch, each changing its own server) cannot each write
+        the file from the same old copy and lose the other's change."""
+        return []
+
     def drain_probe(self, servers: list) -> dict:
         """What still holds traffic for `servers`, as {label: detail}; empty when drained."""
         raise NotImplementedError
 
     def stats(self) -> dict:
         return {}
+
+
+@contextlib.contextmanager
+def exclusive(dirs, timeout: float, interval: float = 0.05, clock=time.monotonic, sleep=time.sleep):
+    """An exclusive flock(2) on each directory of `dirs` (in a fixed order, so two runs cannot each hold
+    one and wait for the other), waited for at most `timeout` seconds. A directory is locked rather than
+    the file, which a change replaces by a rename: a lock on the old file would not keep out a run that
+    opened the new one. The locks go with their descriptors when the block ends or the process dies."""
+    fds = []
+    try:
+        for path in sorted({os.path.abspath(d) for d in dirs if d}):
+            fd = os.open(path, os.O_RDONLY)
+            fds.append(fd)
+            start = clock()
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if clock() - start >= timeout:
+                        raise LbLockTimeout(
+                            f"another change of this load balancer held {path} for {timeout:g}s (timeout): "
+                            "two lb_weight runs at once on its files; nothing was changed, run again"
+                        ) from None
+                    sleep(interval)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def read_text(path: str):

@@ -288,6 +288,9 @@ class NginxUpstream(LbBackend):
                 lines[server.index] = server.render(want["weight"], want["state"], cur["initial_weight"])
         return "".join(lines)
 
+    def lock_dirs(self) -> list:
+        return [os.path.dirname(os.path.abspath(self.path))]
+
     def prepare(self, current: dict, desired: dict) -> list:
         new = self.render(current, desired)
         if new == self.text:

@@ -165,6 +165,10 @@ notes:
     is set.
   - The HAProxy socket needs C(level admin). Reading works on C(level user) sockets.
   - Options of the other load balancer are ignored.
+  - Runs that change the same files at once (the nginx upstream file, HAProxy's O(state_file) or O(config_file)),
+    such as the hosts of one batch each changing its own server, take turns; each holds a lock on the file's
+    directory from its read to the end of its change (not during O(wait_drained)) and waits up to 60 seconds
+    for the others.
 seealso:
   - name: HAProxy management guide, runtime API
     description: The C(set server), C(show servers state) and C(show stat) commands the module uses.
@@ -360,6 +364,8 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime i
     HaproxyRuntimeError,
 )
 from ansible_collections.kongops.upgrade.plugins.module_utils._lb import (
+    LbLockTimeout,
+    exclusive,
     DrainTimeout,
     LbParamError,
     changed_servers,
@@ -378,6 +384,9 @@ from ansible_collections.kongops.upgrade.plugins.module_utils._nginx import (
 )
 
 SBIN = ["/usr/sbin", "/usr/local/sbin", "/sbin"]
+
+# seconds a run waits for another to finish its change of the same files (one read, write and reload each)
+LOCK_TIMEOUT = 60.0
 
 
 def argument_spec() -> dict:
@@ -479,22 +488,24 @@ def drain(module, lb, desired: dict, result: dict) -> None:
 
 def run(module, lb, result: dict) -> None:
     p = module.params
-    current = lb.read()
-    desired, computed, expected = plan(
-        current, weights=p["weights"], groups=p["groups"], share=p["share"], state=p["state"], servers=p["servers"], restore=p["restore"]
-    )
-    if computed is not None:
-        result.update(computed_weights=computed, expected_share=expected)
-        lb.warnings.extend(share_warnings(current, desired, p["groups"]))
-    changes = changed_servers(current, desired)
-    files = lb.prepare(current, desired)
-    changed = bool(changes or files)
-    after = predict(current, desired)
-    if changed and not module.check_mode:
-        if lb.kind == "nginx":
-            resolve_nginx(module, lb)
-        lb.apply(current, desired, files)
-        after = lb.read()
+    # from the read to the end of the change: the files are the pool's, the change may be one server's
+    with exclusive(lb.lock_dirs(), LOCK_TIMEOUT):
+        current = lb.read()
+        desired, computed, expected = plan(
+            current, weights=p["weights"], groups=p["groups"], share=p["share"], state=p["state"], servers=p["servers"], restore=p["restore"]
+        )
+        if computed is not None:
+            result.update(computed_weights=computed, expected_share=expected)
+            lb.warnings.extend(share_warnings(current, desired, p["groups"]))
+        changes = changed_servers(current, desired)
+        files = lb.prepare(current, desired)
+        changed = bool(changes or files)
+        after = predict(current, desired)
+        if changed and not module.check_mode:
+            if lb.kind == "nginx":
+                resolve_nginx(module, lb)
+            lb.apply(current, desired, files)
+            after = lb.read()
     result.update(changed=changed, before=current, after=after, changed_servers=changes, files=[f["path"] for f in files])
     if module._diff:
         result["diff"] = [{"before": managed(current), "after": managed(after)}] + [
@@ -533,6 +544,8 @@ def main():
         run(module, lb, result)
     except LbParamError as exc:
         module.fail_json(msg=str(exc), param=exc.param, **result)
+    except LbLockTimeout as exc:
+        module.fail_json(msg=str(exc), **result)
     except HaproxyRuntimeError as exc:
         context = {"backend": p["haproxy_backend"], **exc.context()}
         module.fail_json(msg=str(exc), **{**result, **context})

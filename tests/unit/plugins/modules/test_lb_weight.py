@@ -553,3 +553,67 @@ def test_nginx_errors_change_nothing(web, capsys, args, message):
     rc, result = run(capsys, {**web.args, **args})
     assert rc == 1 and re.search(message, result["msg"]), result["msg"]
     assert web.upstream.read_text() == before
+
+
+def _run_at_once(tmp_path, arg_sets: list) -> list:
+    """Each set of module arguments in a process of its own, all started together (the hosts of one batch
+    changing the same load balancer); their results in order."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    procs = []
+    for i, args in enumerate(arg_sets):
+        path = tmp_path / f"args-{i}.json"
+        path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+        cmd = [sys.executable, "-m", "ansible_collections.kongops.upgrade.plugins.modules.lb_weight", str(path)]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert out, err.decode()
+        results.append(json.loads(out))
+    return results
+
+
+def test_nginx_runs_at_once_each_on_its_own_server_lose_no_change(web, tmp_path):
+    """x1 and x2 each taken out of rotation by a run of their own, at the same moment, three times over:
+    the upstream file (read, changed, written whole, then nginx reloaded) ends with both down each time.
+    Without the lock each run could write the file from the copy it read before the other's change."""
+    for _round in range(3):
+        web.upstream.write_text(web.original)
+        results = _run_at_once(tmp_path, [dict(web.args, state="maint", servers=[name]) for name in ("x1", "x2")])
+        assert not any(r.get("failed") for r in results), [r.get("msg") for r in results]
+        text = web.upstream.read_text()
+        assert re.search(r"down; # x1\b", text) and re.search(r"down; # x2\b", text), text
+
+
+def test_lock_waits_for_the_holder_then_times_out(tmp_path):
+    import fcntl
+
+    from ansible_collections.kongops.upgrade.plugins.module_utils._lb import LbLockTimeout, exclusive
+
+    holder = os.open(str(tmp_path), os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        clock = iter(range(100))
+        with pytest.raises(LbLockTimeout, match=r"held .* for 3s"):
+            with exclusive([str(tmp_path)], 3.0, clock=lambda: next(clock), sleep=lambda _s: None):
+                pass
+    finally:
+        os.close(holder)
+    entered = []
+    with exclusive([str(tmp_path), str(tmp_path) + "/"], 3.0):
+        entered.append(True)
+    with exclusive([], 3.0):
+        entered.append(True)
+    assert entered == [True, True]
+
+
+def test_haproxy_locks_the_directory_of_the_file_it_persists_to_only():
+    from ansible_collections.kongops.upgrade.plugins.module_utils._haproxy_runtime import HaproxyBackend
+
+    assert HaproxyBackend(None, "kong").lock_dirs() == []
+    assert HaproxyBackend(None, "kong", persist="state_file", state_file="/var/lib/haproxy/state").lock_dirs() == ["/var/lib/haproxy"]
+    assert HaproxyBackend(None, "kong", persist="config", config_file="/etc/haproxy/haproxy.cfg").lock_dirs() == ["/etc/haproxy"]

@@ -19,6 +19,9 @@ description:
     nothing is written.
   - A setting already holding the wanted value (as Kong reads it) is left alone, so a re-run
     reports no change.
+  - With O(declarative_config_src), a DB-less node's declarative configuration is installed in the same
+    call (a file on the controller, which the action plugin transfers), in one task and one module run where
+    a copy would take two.
 author:
   - kongops.upgrade contributors (@kongops)
 extends_documentation_fragment:
@@ -86,6 +89,24 @@ options:
     description: Keep a timestamped copy of the file before changing it.
     type: bool
     default: true
+  declarative_config_src:
+    description:
+      - A declarative configuration file on the controller, installed at O(declarative_config_dest) when
+        its content differs (mode C(0640); an existing file keeps its owner). It holds credentials and is
+        never shown, in the diff or elsewhere.
+      - The action plugin checks it on the controller, transfers it to a temporary directory of the node
+        (not in check mode), checks the copy against the controller's sha256 and removes it.
+    type: path
+    version_added: 0.2.0
+  declarative_config_dest:
+    description: Where the node reads its declarative configuration (kong.conf's C(declarative_config)).
+    type: path
+    version_added: 0.2.0
+  declarative_config_sha256:
+    description:
+      - Set by the action plugin (the sha256 of O(declarative_config_src) on the controller); not to be given.
+    type: str
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""
@@ -129,8 +150,13 @@ path:
   description: The file edited.
   returned: success
   type: str
+declarative_config_changed:
+  description: Whether O(declarative_config_dest) was (or, in check mode, would be) replaced.
+  returned: when O(declarative_config_src) is given
+  type: bool
 """
 
+import hashlib
 import os
 import re
 
@@ -160,6 +186,45 @@ def mask(text: str, secrets) -> str:
     return "".join(lines)
 
 
+def sha256_of(path: str) -> str | None:
+    """The file's sha256, or None when it does not exist."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
+
+
+def install_declarative(module, result: dict) -> bool:
+    """Put the transferred declarative configuration at its place when its content differs; in check
+    mode only compare the destination with the controller's sha256. Returns whether it changed."""
+    p = module.params
+    dest, src, wanted = p["declarative_config_dest"], p["declarative_config_src"], p["declarative_config_sha256"]
+    if not dest:
+        module.fail_json(msg="declarative_config_dest: required with declarative_config_src (where the node reads it)", **result)
+    if os.path.isdir(dest):
+        module.fail_json(msg=f"declarative_config_dest: {dest} is a directory", **result)
+    if module.check_mode:
+        return wanted is None or sha256_of(dest) != wanted
+    try:
+        got = sha256_of(src)
+        if got is None:
+            module.fail_json(msg=f"declarative_config_src: {src} is not on the node (the transfer did not arrive)", **result)
+        if wanted and got != wanted:
+            module.fail_json(msg=f"declarative_config_src: the copy on the node reads {got}, the controller's file {wanted}; nothing was installed", **result)
+        if sha256_of(dest) == got:
+            return False
+        with open(src, "rb") as fh:
+            data = fh.read()
+        atomic_write(dest, data, mode=0o640, prefix=".kong-declarative.")
+    except OSError as exc:
+        module.fail_json(msg=f"declarative_config_dest: cannot write {dest}: {exc.strerror or exc}", **result)
+    return True
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -172,6 +237,9 @@ def main():
             remove=dict(type="list", elements="str", default=[]),
             backup=dict(type="bool", default=True),
             kong_version=dict(type="str"),
+            declarative_config_src=dict(type="path"),
+            declarative_config_dest=dict(type="path"),
+            declarative_config_sha256=dict(type="str"),
         ),
         add_file_common_args=True,
         supports_check_mode=True,
@@ -226,6 +294,9 @@ def main():
         file_args = module.load_file_common_arguments(p)
         result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
     result["custom_plugins"] = custom_plugins(parse(after))
+    if p["declarative_config_src"] or p["declarative_config_sha256"]:
+        result["declarative_config_changed"] = install_declarative(module, result)
+        result["changed"] = result["changed"] or result["declarative_config_changed"]
     module.exit_json(**result)
 
 

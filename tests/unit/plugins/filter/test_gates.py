@@ -67,5 +67,22 @@ def test_node_gate_eval_per_node_rate_restart_and_unavailable():
     assert node_gate_eval(after, before, max_error_rate=5.0)["failed"] is False
 
 
-def test_both_filters_are_registered():
-    assert set(FilterModule().filters()) == {"gate_eval", "node_gate_eval"}
+def test_the_filters_are_registered():
+    assert set(FilterModule().filters()) == {"gate_eval", "node_gate_eval", "gate_urls"}
+
+
+def test_gate_urls_all_or_nothing():
+    from ansible_collections.kongops.upgrade.plugins.filter.gates import gate_urls
+
+    hostvars = {
+        "y1": {"kong_status_gate_url": "http://10.0.0.1:8100"},
+        "y2": {"kong_status_gate_url": "http://10.0.0.2:8100"},
+        "y3": {"kong_status_gate_url": ""},
+        "y4": {},
+    }
+    assert gate_urls(["y1", "y2"], hostvars) == {"y1": "http://10.0.0.1:8100", "y2": "http://10.0.0.2:8100"}
+    # one node without (empty, unset, unknown to hostvars): every node reads its own on its host
+    assert gate_urls(["y1", "y3"], hostvars) == {}
+    assert gate_urls(["y1", "y4"], hostvars) == {}
+    assert gate_urls(["y1", "y9"], hostvars) == {}
+    assert gate_urls([], hostvars) == {} and gate_urls(None, hostvars) == {}

@@ -10,10 +10,10 @@ compares the node's file with the controller's sha256."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from ansible.plugins.action import ActionBase
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import sha256_file
 
 
 class ActionModule(ActionBase):
@@ -32,7 +32,7 @@ class ActionModule(ActionBase):
             return result
         src = os.path.abspath(os.path.expanduser(str(src)))
         try:
-            args["declarative_config_sha256"] = _sha256(src)
+            args["declarative_config_sha256"] = sha256_file(src)
         except OSError as exc:
             result.update(failed=True, msg=f"declarative_config_src: cannot read {src} on the controller: {exc.strerror or exc}")
             return result
@@ -50,11 +50,3 @@ class ActionModule(ActionBase):
         finally:
             self._remove_tmp_path(tmpdir)
         return result
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 
-from ansible_collections.kongops.upgrade.plugins.module_utils._files import fsync_dir, fsync_path
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import fsync_dir, fsync_path, sha256_file
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_admin import (
     KongAdminError,
 )
@@ -41,14 +41,6 @@ class BackupError(Exception):
 
 
 # --- checksums and private files -------------------------------------------------------------
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:

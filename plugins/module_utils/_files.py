@@ -7,6 +7,7 @@ one way it creates a directory only its owner may read."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 
@@ -23,6 +24,15 @@ def private_dirs(path: str) -> None:
             os.mkdir(directory, 0o700)
         except FileExistsError:
             pass
+
+
+def sha256_file(path: str) -> str:
+    """The file's sha256 (hex), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def fsync_path(path: str) -> None:

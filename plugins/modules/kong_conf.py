@@ -156,12 +156,11 @@ declarative_config_changed:
   type: bool
 """
 
-import hashlib
 import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write
+from ansible_collections.kongops.upgrade.plugins.module_utils._files import atomic_write, sha256_file
 from ansible_collections.kongops.upgrade.plugins.module_utils._kong_conf import (
     SETTING_RE,
     KongConfError,
@@ -188,14 +187,10 @@ def mask(text: str, secrets) -> str:
 
 def sha256_of(path: str) -> str | None:
     """The file's sha256, or None when it does not exist."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        return sha256_file(path)
     except FileNotFoundError:
         return None
-    return digest.hexdigest()
 
 
 def install_declarative(module, result: dict) -> bool:

@@ -571,6 +571,21 @@ def test_resume_keeps_the_first_saved_weights_and_x_is_kept_when_y_fails_before_
     assert all(_node_running(box, x) for x in ("x1", "x2"))
 
 
+def _x2_fails_once(tmp_path) -> tuple:
+    """x2's Python as a shim that fails every module run on x2 once the returned fault file exists (the test
+    creates it at the moment it wants: a precise hook, not a sleep), and the inventory overlay that gives x2
+    the shim (a second inventory source: its host variables win over the sandbox's)."""
+    import sys
+
+    fault = tmp_path / "x2-fault"
+    shim = tmp_path / "x2-python"
+    shim.write_text(f"#!/bin/sh\nif [ -e {fault} ]; then echo 'injected fault: x2 runs no module' >&2; exit 1; fi\nexec {sys.executable} \"$@\"\n")
+    shim.chmod(0o755)
+    overlay = tmp_path / "fault.yml"
+    overlay.write_text(json.dumps({"all": {"children": {"kong_x": {"hosts": {"x2": {"ansible_python_interpreter": str(shim)}}}}}}))
+    return fault, overlay
+
+
 @pytest.mark.parametrize("budget", [0, 1])
 def test_failure_budget_decides_when_an_x_node_fails_at_its_drain(sandbox, tmp_path, budget):
     """From the moment x1 is decommissioned, every module run on x2 fails (its Python is a shim that the
@@ -578,16 +593,8 @@ def test_failure_budget_decides_when_an_x_node_fails_at_its_drain(sandbox, tmp_p
     kong_max_failed_nodes=0 stops the run there with x3 still running and the reason and the way to
     resume in the journal; kong_max_failed_nodes=1 records x2 as failed and retires x3. Either way
     the clients lose no request."""
-    import sys
-
     box = sandbox()
-    fault = tmp_path / "x2-fault"
-    shim = tmp_path / "x2-python"
-    shim.write_text(f"#!/bin/sh\nif [ -e {fault} ]; then echo 'injected fault: x2 runs no module' >&2; exit 1; fi\nexec {sys.executable} \"$@\"\n")
-    shim.chmod(0o755)
-    # a second inventory source: its host variables win over the sandbox's for x2
-    overlay = tmp_path / "fault.yml"
-    overlay.write_text(json.dumps({"all": {"children": {"kong_x": {"hosts": {"x2": {"ansible_python_interpreter": str(shim)}}}}}}))
+    fault, overlay = _x2_fails_once(tmp_path)
     done = threading.Event()
 
     def arm():
@@ -632,15 +639,8 @@ def test_replace_two_at_a_time_keeps_a_node_that_failed_its_upgrade_out_of_rotat
     fails once Kong X on it has quit (from then on its Python is a shim that fails every module run). x1
     returns to rotation with its own weight and state; x2, down, stays drained: x1's return must not put
     back the weights of the whole pool as they were before the batch (x2 in rotation among them)."""
-    import sys
-
     box = sandbox()
-    fault = tmp_path / "x2-fault"
-    shim = tmp_path / "x2-python"
-    shim.write_text(f"#!/bin/sh\nif [ -e {fault} ]; then echo 'injected fault: x2 runs no module' >&2; exit 1; fi\nexec {sys.executable} \"$@\"\n")
-    shim.chmod(0o755)
-    overlay = tmp_path / "fault.yml"
-    overlay.write_text(json.dumps({"all": {"children": {"kong_x": {"hosts": {"x2": {"ansible_python_interpreter": str(shim)}}}}}}))
+    fault, overlay = _x2_fails_once(tmp_path)
     done = threading.Event()
     seen_running = threading.Event()
 

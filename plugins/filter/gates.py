@@ -9,6 +9,7 @@ And gate_urls: whether a gate reads its nodes from the controller, the one place
 from __future__ import annotations
 
 from ansible_collections.kongops.upgrade.plugins.module_utils._gates import gate_eval, node_gate_eval
+from ansible_collections.kongops.upgrade.plugins.plugin_utils._hostvars import host_setting
 
 
 def gate_urls(hosts, hostvars) -> dict:
@@ -17,13 +18,10 @@ def gate_urls(hosts, hostvars) -> dict:
     otherwise each node reads its own counters on its host. Empty for no hosts."""
     urls = {}
     for host in hosts or []:
-        try:
-            url = hostvars[host].get("kong_status_gate_url") or ""
-        except (KeyError, AttributeError):
-            url = ""
+        url = host_setting(hostvars, host, "kong_status_gate_url")
         if not url:
             return {}
-        urls[host] = str(url)
+        urls[host] = url
     return urls
 
 

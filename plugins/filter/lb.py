@@ -9,17 +9,12 @@ its servers."""
 
 from __future__ import annotations
 
+from ansible_collections.kongops.upgrade.plugins.plugin_utils._hostvars import host_setting
+
 
 def lb_servers(hosts, hostvars) -> list:
     """Each host's ``kong_lb_server`` (when set and not empty) or the host's name, in order."""
-    names = []
-    for host in hosts or []:
-        try:
-            server = hostvars[host].get("kong_lb_server") or ""
-        except (KeyError, AttributeError):
-            server = ""
-        names.append(str(server) if server else host)
-    return names
+    return [host_setting(hostvars, host, "kong_lb_server") or host for host in hosts or []]
 
 
 def drain_failure(results, server, batch_servers) -> str:

@@ -8,16 +8,14 @@ import json
 import os
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.kongops.upgrade.tests.unit.conftest import run_module
 from ansible_collections.kongops.upgrade.plugins.modules import kong_conf
 
 CONFIG = b'_format_version: "3.0"\nconsumers:\n- username: demo\n  keyauth_credentials:\n  - key: demo-secret-key\n'
 
 
 def run(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        kong_conf.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
+    return run_module(kong_conf.main, capsys, args)[:2]
 
 
 @pytest.fixture
